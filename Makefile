@@ -1,0 +1,52 @@
+# Sluice: `make demo` runs the main job, `make test` passes the tests. Both build what they need.
+PYTHON ?= python3
+VENV := .venv
+LS_VENV := .venv-labelstudio
+APP_STAMP := $(VENV)/.sluice-installed
+LS_STAMP := $(LS_VENV)/.sluice-installed
+PIP_QUIET ?= -q
+export DO_NOT_TRACK := 1
+export PREFECT_SERVER_ANALYTICS_ENABLED := false
+
+.PHONY: demo test unit venv labelstudio-venv postgres bench lock ui clean
+
+demo: venv labelstudio-venv
+	$(VENV)/bin/sluice demo
+
+test: venv labelstudio-venv postgres
+	$(VENV)/bin/python -m pytest
+
+unit: venv
+	$(VENV)/bin/python -m pytest -m "not integration"
+
+venv: $(APP_STAMP)
+$(APP_STAMP): pyproject.toml requirements/app.lock
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install $(PIP_QUIET) -c requirements/app.lock -e '.[test,demo]'
+	touch $@
+
+labelstudio-venv: $(LS_STAMP)
+$(LS_STAMP): requirements/labelstudio.lock
+	$(PYTHON) -m venv $(LS_VENV)
+	$(LS_VENV)/bin/pip install $(PIP_QUIET) -c requirements/labelstudio.lock label-studio==1.23.2
+	touch $@
+
+postgres:
+	bash scripts/ensure-postgres.sh
+
+bench: venv
+	$(VENV)/bin/python bench/run_all.py
+
+ui: venv
+	$(VENV)/bin/sluice ui
+
+# Re-pin after changing dependencies: resolves fresh venvs and writes the lock files.
+lock:
+	rm -rf /tmp/sluice-lock-app /tmp/sluice-lock-ls
+	$(PYTHON) -m venv /tmp/sluice-lock-app && /tmp/sluice-lock-app/bin/pip install $(PIP_QUIET) '.[test,demo]'
+	/tmp/sluice-lock-app/bin/pip freeze --exclude-editable | grep -v '^sluice' > requirements/app.lock
+	$(PYTHON) -m venv /tmp/sluice-lock-ls && /tmp/sluice-lock-ls/bin/pip install $(PIP_QUIET) label-studio==1.23.2
+	/tmp/sluice-lock-ls/bin/pip freeze > requirements/labelstudio.lock
+
+clean:
+	rm -rf $(VENV) $(LS_VENV) .cache

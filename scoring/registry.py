@@ -1,0 +1,112 @@
+"""The artifact side of the model registry: content-addressed model files on disk, written atomically.
+
+A model's version is derived from its bytes (``"m-"`` + the first 12 hex digits of their sha256), so saving
+the same model twice writes nothing new and returns the same version. The registry rows (which version is
+live, its metrics) belong to the store; this module only writes and verifies files. A file is hashed before it
+is unpickled, because unpickling an altered file would run whatever code it holds.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import joblib
+
+from scoring.errors import ArtifactIntegrityError
+from scoring.models import ScoringModel
+
+__all__ = ["SavedArtifact", "file_sha256", "load_model", "save_model"]
+
+_VERSION_HEX_DIGITS = 12
+_SHA256_PATTERN = re.compile(r"[0-9a-f]{64}")
+_CHUNK_BYTES = 1 << 20
+
+
+@dataclass(frozen=True)
+class SavedArtifact:
+    """A model file in the registry: its version, where it is, its full sha256 and its size."""
+
+    version: str
+    path: Path
+    sha256: str
+    size_bytes: int
+
+
+def save_model(model: ScoringModel, models_dir: Path) -> SavedArtifact:
+    """Write ``model`` to ``<models_dir>/<version>.joblib`` through a temp file and an atomic rename."""
+    if not isinstance(model, ScoringModel):
+        raise TypeError(f"save_model takes a ScoringModel, got {type(model).__name__}")
+    models_dir = Path(models_dir)
+    models_dir.mkdir(parents=True, exist_ok=True)
+    _drop_volatile_caches(model.pipeline)
+    handle, temp_name = tempfile.mkstemp(dir=models_dir, prefix=".saving-", suffix=".joblib.tmp")
+    temp_path = Path(temp_name)
+    try:
+        with os.fdopen(handle, "wb") as temp_file:
+            joblib.dump(model, temp_file)
+            temp_file.flush()
+            os.fsync(temp_file.fileno())
+        digest = file_sha256(temp_path)
+        version = "m-" + digest[:_VERSION_HEX_DIGITS]
+        final_path = models_dir / f"{version}.joblib"
+        if final_path.exists():
+            _check_existing(final_path, digest)
+        else:
+            os.replace(temp_path, final_path)
+    finally:
+        temp_path.unlink(missing_ok=True)
+    return SavedArtifact(
+        version=version, path=final_path, sha256=digest, size_bytes=final_path.stat().st_size
+    )
+
+
+def load_model(path: Path, *, sha256: str) -> ScoringModel:
+    """Load the model at ``path`` only if the file's sha256 equals ``sha256`` (the registry's record)."""
+    expected = str(sha256).lower()
+    if not _SHA256_PATTERN.fullmatch(expected):
+        raise ValueError(f"sha256 must be 64 hex digits, got {sha256!r}")
+    actual = file_sha256(Path(path))
+    if actual != expected:
+        raise ArtifactIntegrityError(
+            f"refusing to load {path}: its sha256 is {actual}, the registry expects {expected}"
+        )
+    model = joblib.load(path)
+    if not isinstance(model, ScoringModel):
+        raise ArtifactIntegrityError(f"{path} holds a {type(model).__name__}, not a ScoringModel")
+    return model
+
+
+def file_sha256(path: Path) -> str:
+    """Hex sha256 of a file's bytes, read in 1 MiB chunks."""
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as stream:
+        for chunk in iter(lambda: stream.read(_CHUNK_BYTES), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _drop_volatile_caches(estimator: object) -> None:
+    # TfidfVectorizer caches ``_stop_words_id = id(self.stop_words)``, a memory address that differs between
+    # processes and is re-set by every transform; left in, the same model would get a new version each run.
+    # It only lets the vectorizer skip a stop-word check, which it redoes when the attribute is absent.
+    vars(estimator).pop("_stop_words_id", None)
+    children = [step for _, step in getattr(estimator, "steps", [])]
+    children += [transformer for _, transformer in getattr(estimator, "transformer_list", [])]
+    for child in children:
+        if hasattr(child, "__dict__"):
+            _drop_volatile_caches(child)
+
+
+def _check_existing(final_path: Path, digest: str) -> None:
+    # Same version name means the same 12-digit prefix; only identical bytes make the save a no-op.
+    existing = file_sha256(final_path)
+    if existing != digest:
+        raise ArtifactIntegrityError(
+            f"{final_path} exists with sha256 {existing}, not {digest}: "
+            "the file was altered or the version prefix collides"
+        )

@@ -1,0 +1,264 @@
+"""The tables of Sluice's store: items, predictions, decisions, the review outbox, labels and their versions."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import JSON, Column, Index, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class ItemState(StrEnum):
+    received = "received"
+    scored = "scored"
+    routed = "routed"
+    auto_accepted = "auto_accepted"
+    queued = "queued"
+    annotated = "annotated"
+    resolved = "resolved"
+    quarantined = "quarantined"
+    failed = "failed"
+
+
+class Item(SQLModel, table=True):
+    """One producer output, as ingested; the producer's id is the key, so ingest is idempotent."""
+
+    __tablename__ = "items"
+    __table_args__ = (Index("ix_items_state_segment", "state", "segment"),)
+
+    id: str = Field(primary_key=True, max_length=512)
+    segment: str = Field(default="default", max_length=128)
+    text: str | None = None
+    features: list[float] | None = Field(default=None, sa_column=Column(JSON))
+    upstream_prediction: str | None = None
+    upstream_confidence: float | None = None
+    upstream_probs: dict[str, float] | None = Field(default=None, sa_column=Column(JSON))
+    item_metadata: dict[str, Any] | None = Field(default=None, sa_column=Column("metadata", JSON))
+    state: str = Field(default=ItemState.received, max_length=32)
+    source: str | None = Field(default=None, description="file or batch the item came from")
+    received_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+class Prediction(SQLModel, table=True):
+    """A model's scoring of an item; never overwritten by a human's label."""
+
+    __tablename__ = "predictions"
+    __table_args__ = (UniqueConstraint("item_id", "model_version", name="uq_prediction_item_model"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    item_id: str = Field(foreign_key="items.id", index=True, max_length=512)
+    model_version: str = Field(max_length=64, index=True)
+    label: str | None = None
+    confidence: float | None = None
+    margin: float | None = Field(default=None, description="top-1 minus top-2 probability")
+    probs: dict[str, float] | None = Field(default=None, sa_column=Column(JSON))
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class ModelVersion(SQLModel, table=True):
+    """A trained (or passthrough) model, its artifact and its held-out metrics."""
+
+    __tablename__ = "model_versions"
+
+    version: str = Field(primary_key=True, max_length=64)
+    kind: str = Field(max_length=32)
+    artifact_path: str | None = None
+    sha256: str | None = Field(default=None, max_length=64)
+    classes: list[str] | None = Field(default=None, sa_column=Column(JSON))
+    metrics: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON))
+    train_size: int = 0
+    status: str = Field(default="candidate", max_length=16, description="candidate, promoted, rejected, retired")
+    parent_version: str | None = Field(default=None, max_length=64)
+    created_at: datetime = Field(default_factory=utcnow)
+    promoted_at: datetime | None = None
+
+
+class PolicyVersion(SQLModel, table=True):
+    """An immutable routing policy document; its content hash is its identity."""
+
+    __tablename__ = "policy_versions"
+
+    version: str = Field(primary_key=True, max_length=64)
+    name: str = Field(max_length=128)
+    document: str
+    author: str = Field(default="system", max_length=128)
+    comment: str = ""
+    active: bool = False
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class CalibrationReportRow(SQLModel, table=True):
+    """A fitted recalibrator for one model version and segment, with its validation figures."""
+
+    __tablename__ = "calibration_reports"
+
+    id: int | None = Field(default=None, primary_key=True)
+    model_version: str = Field(foreign_key="model_versions.version", index=True, max_length=64)
+    segment: str = Field(max_length=128)
+    method: str = Field(max_length=32)
+    n: int
+    ece: float
+    ece_low: float
+    ece_high: float
+    mce: float
+    brier: float
+    passed: bool
+    reasons: list[str] = Field(default_factory=list, sa_column=Column(JSON))
+    calibrator: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON))
+    report: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON))
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class RoutingDecision(SQLModel, table=True):
+    """Where an item went and why; append-only, a correction is a new row pointing at the old one."""
+
+    __tablename__ = "routing_decisions"
+    __table_args__ = (
+        UniqueConstraint("item_id", "policy_version", "model_version", name="uq_decision_item_versions"),
+        Index("ix_decisions_route", "route"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    item_id: str = Field(foreign_key="items.id", index=True, max_length=512)
+    segment: str = Field(max_length=128)
+    route: str = Field(max_length=16)
+    reasons: list[str] = Field(default_factory=list, sa_column=Column(JSON))
+    policy_version: str = Field(foreign_key="policy_versions.version", max_length=64)
+    model_version: str = Field(max_length=64)
+    calibration_id: int | None = Field(default=None, foreign_key="calibration_reports.id")
+    threshold: float | None = None
+    raw_confidence: float | None = None
+    calibrated_confidence: float | None = None
+    predicted_label: str | None = None
+    inclusion_probability: float | None = None
+    cycle: int | None = None
+    supersedes_id: int | None = Field(default=None, foreign_key="routing_decisions.id")
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class ReviewTask(SQLModel, table=True):
+    """The outbox: written before anything is pushed to Label Studio, so a crash loses and doubles nothing."""
+
+    __tablename__ = "review_tasks"
+    __table_args__ = (
+        UniqueConstraint("item_id", name="uq_review_item"),
+        Index("ix_review_state", "state"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    item_id: str = Field(foreign_key="items.id", max_length=512)
+    decision_id: int | None = Field(default=None, foreign_key="routing_decisions.id")
+    selection_reason: str = Field(max_length=32)
+    selection_probability: float = 1.0
+    priority: float = 0.0
+    model_version: str | None = Field(default=None, max_length=64)
+    policy_version: str | None = Field(default=None, max_length=64)
+    predicted_label: str | None = None
+    score: float | None = None
+    project_id: int | None = None
+    batch_key: str | None = Field(default=None, max_length=64, index=True)
+    ls_task_id: int | None = Field(default=None, index=True)
+    state: str = Field(default="pending", max_length=16, description="pending, pushed, done")
+    attempts: int = 0
+    last_error: str | None = None
+    cycle: int | None = None
+    created_at: datetime = Field(default_factory=utcnow)
+    pushed_at: datetime | None = None
+
+
+class Annotation(SQLModel, table=True):
+    """One human answer as pulled from Label Studio; unique on Label Studio's annotation id."""
+
+    __tablename__ = "annotations"
+    __table_args__ = (UniqueConstraint("source", "external_id", name="uq_annotation_external"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    source: str = Field(default="labelstudio", max_length=32)
+    external_id: int
+    ls_task_id: int | None = None
+    item_id: str = Field(foreign_key="items.id", index=True, max_length=512)
+    label: str | None = None
+    annotator: str = Field(max_length=128)
+    was_cancelled: bool = False
+    external_updated_at: datetime | None = None
+    pulled_at: datetime = Field(default_factory=utcnow)
+
+
+class Label(SQLModel, table=True):
+    """The training set: one resolved label per item, with its provenance."""
+
+    __tablename__ = "labels"
+    __table_args__ = (UniqueConstraint("item_id", name="uq_label_item"), Index("ix_labels_split", "split"))
+
+    id: int | None = Field(default=None, primary_key=True)
+    item_id: str = Field(foreign_key="items.id", max_length=512)
+    label: str
+    split: str = Field(max_length=16, description="train (may teach the model) or holdout (evaluates and calibrates it)")
+    source: str = Field(max_length=32, description="seed, annotation, gold, direct")
+    annotator: str | None = Field(default=None, max_length=128)
+    selection_reason: str = Field(max_length=32, description="seed, audit, margin, entropy, ...")
+    selection_probability: float | None = None
+    model_version: str | None = Field(default=None, max_length=64)
+    policy_version: str | None = Field(default=None, max_length=64)
+    resolution: str | None = Field(default=None, max_length=32)
+    annotation_id: int | None = Field(default=None, foreign_key="annotations.id")
+    cycle: int | None = None
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class AuditEvent(SQLModel, table=True):
+    """Something that happened: a flow step, a promotion, a policy change."""
+
+    __tablename__ = "audit_events"
+
+    id: int | None = Field(default=None, primary_key=True)
+    kind: str = Field(max_length=64, index=True)
+    actor: str = Field(default="system", max_length=128)
+    payload: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON))
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class QuarantinedRecord(SQLModel, table=True):
+    """An input record that broke the contract, kept with a machine-readable reason."""
+
+    __tablename__ = "quarantine"
+    __table_args__ = (UniqueConstraint("source", "record_number", name="uq_quarantine_record"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    source: str = Field(max_length=512)
+    record_number: int
+    record_id: str | None = Field(default=None, max_length=512)
+    reason: str = Field(max_length=64, index=True)
+    detail: str = ""
+    raw: str = ""
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class CycleReport(SQLModel, table=True):
+    """The figures of one flywheel cycle."""
+
+    __tablename__ = "cycle_reports"
+
+    cycle: int = Field(primary_key=True)
+    model_version: str | None = Field(default=None, max_length=64)
+    policy_version: str | None = Field(default=None, max_length=64)
+    figures: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON))
+    started_at: datetime = Field(default_factory=utcnow)
+    finished_at: datetime | None = None
+
+
+class Watermark(SQLModel, table=True):
+    """A named high-water mark, e.g. how far annotations have been pulled."""
+
+    __tablename__ = "watermarks"
+
+    name: str = Field(primary_key=True, max_length=128)
+    value: str
+    updated_at: datetime = Field(default_factory=utcnow)

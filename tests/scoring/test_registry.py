@@ -1,0 +1,113 @@
+"""Tests for scoring.registry: content-addressed, atomic, idempotent saves and hash-checked loads."""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from scoring.errors import ArtifactIntegrityError
+from scoring.registry import SavedArtifact, load_model, save_model
+
+
+def test_round_trip(text_model, text_data, tmp_path):
+    artifact = save_model(text_model, tmp_path / "models")
+    assert isinstance(artifact, SavedArtifact)
+    assert artifact.path == tmp_path / "models" / f"{artifact.version}.joblib"
+    content = artifact.path.read_bytes()
+    assert artifact.sha256 == hashlib.sha256(content).hexdigest()
+    assert artifact.version == "m-" + artifact.sha256[:12]
+    assert artifact.size_bytes == len(content)
+    loaded = load_model(artifact.path, sha256=artifact.sha256)
+    texts = text_data["test_texts"]
+    np.testing.assert_array_equal(loaded.predict(texts), text_model.predict(texts))
+    np.testing.assert_allclose(loaded.predict_proba(texts), text_model.predict_proba(texts))
+    assert loaded.kind == "text" and loaded.classes_.tolist() == text_model.classes_.tolist()
+
+
+def test_save_is_idempotent(text_model, tmp_path):
+    first = save_model(text_model, tmp_path)
+    mtime = first.path.stat().st_mtime_ns
+    second = save_model(text_model, tmp_path)
+    assert second == first
+    assert first.path.stat().st_mtime_ns == mtime
+    assert sorted(p.name for p in tmp_path.iterdir()) == [first.path.name]  # no temp files left behind
+
+
+def test_same_training_gives_same_version(text_data, tmp_path):
+    from scoring.models import train_model
+
+    args = (text_data["train_texts"][:60], text_data["train_labels"][:60])
+    first = save_model(train_model(*args, kind="text", seed=0), tmp_path)
+    second = save_model(train_model(*args, kind="text", seed=0), tmp_path)
+    assert first.version == second.version
+
+
+def test_version_does_not_depend_on_hash_seed(tmp_path):
+    script = (
+        "import sys; from pathlib import Path; from scoring import train_model, save_model;"
+        "m = train_model(['red apple pie', 'green apple tart', 'blue sky today', 'grey sky tonight'],"
+        " ['food', 'food', 'sky', 'sky'], kind='text', seed=0);"
+        "print(save_model(m, Path(sys.argv[1])).version)"
+    )
+    versions = {
+        subprocess.run(
+            [sys.executable, "-c", script, str(tmp_path)],
+            env={
+                "PYTHONHASHSEED": hash_seed,
+                "PYTHONPATH": str(__import__("pathlib").Path(__file__).parents[2]),
+            },
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        for hash_seed in ("1", "2")
+    }
+    assert len(versions) == 1
+
+
+def test_predicting_does_not_change_the_version(text_model, text_data, tmp_path):
+    before = save_model(text_model, tmp_path)
+    loaded = load_model(before.path, sha256=before.sha256)
+    loaded.predict(text_data["test_texts"][:3])
+    assert save_model(loaded, tmp_path / "again").version == before.version
+
+
+def test_tampered_file_is_refused(text_model, tmp_path):
+    artifact = save_model(text_model, tmp_path)
+    with artifact.path.open("ab") as stream:
+        stream.write(b"\0")
+    with pytest.raises(ArtifactIntegrityError, match="refusing to load"):
+        load_model(artifact.path, sha256=artifact.sha256)
+
+
+def test_wrong_hash_is_refused(text_model, tmp_path):
+    artifact = save_model(text_model, tmp_path)
+    with pytest.raises(ArtifactIntegrityError):
+        load_model(artifact.path, sha256="0" * 64)
+    with pytest.raises(ValueError, match="64 hex digits"):
+        load_model(artifact.path, sha256=artifact.version)
+
+
+def test_altered_existing_file_blocks_save(text_model, tmp_path):
+    artifact = save_model(text_model, tmp_path)
+    artifact.path.write_bytes(b"not a model")
+    with pytest.raises(ArtifactIntegrityError, match="altered"):
+        save_model(text_model, tmp_path)
+
+
+def test_file_that_is_not_a_model(tmp_path):
+    import joblib
+
+    path = tmp_path / "other.joblib"
+    joblib.dump({"not": "a model"}, path)
+    with pytest.raises(ArtifactIntegrityError, match="not a ScoringModel"):
+        load_model(path, sha256=hashlib.sha256(path.read_bytes()).hexdigest())
+
+
+def test_save_rejects_non_models(tmp_path):
+    with pytest.raises(TypeError, match="ScoringModel"):
+        save_model({"a": 1}, tmp_path)
