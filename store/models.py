@@ -74,6 +74,7 @@ class ModelVersion(SQLModel, table=True):
     classes: list[str] | None = Field(default=None, sa_column=Column(JSON))
     metrics: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON))
     train_size: int = 0
+    data_hash: str | None = Field(default=None, max_length=64, description="fingerprint of the training set")
     status: str = Field(default="candidate", max_length=16, description="candidate, promoted, rejected, retired")
     parent_version: str | None = Field(default=None, max_length=64)
     created_at: datetime = Field(default_factory=utcnow)
@@ -98,10 +99,14 @@ class CalibrationReportRow(SQLModel, table=True):
     """A fitted recalibrator for one model version and segment, with its validation figures."""
 
     __tablename__ = "calibration_reports"
+    __table_args__ = (
+        UniqueConstraint("model_version", "segment", "data_hash", name="uq_calibration_model_segment_data"),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
-    model_version: str = Field(foreign_key="model_versions.version", index=True, max_length=64)
+    model_version: str = Field(index=True, max_length=64)
     segment: str = Field(max_length=128)
+    data_hash: str = Field(max_length=64, description="fingerprint of the labelled data it was fitted on")
     method: str = Field(max_length=32)
     n: int
     ece: float
