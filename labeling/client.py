@@ -205,8 +205,10 @@ def _parse_datetime(value: Any) -> datetime:
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
-def _filter_query(*items: dict[str, Any]) -> str:
-    return json.dumps({"filters": {"conjunction": "and", "items": list(items)}, "ordering": ["tasks:id"]})
+def _filter_query(*items: dict[str, Any], conjunction: str = "and") -> str:
+    return json.dumps(
+        {"filters": {"conjunction": conjunction, "items": list(items)}, "ordering": ["tasks:id"]}
+    )
 
 
 def _as_dict(obj: Any) -> dict[str, Any]:
@@ -386,21 +388,33 @@ class LabelStudioQueue:
         upsert them, and may pass a `since` slightly in the past to tolerate concurrent writers.
         """
         if since is None:
-            condition = {
-                "filter": "filter:tasks:total_annotations",
-                "operator": "greater",
-                "type": "Number",
-                "value": 0,
-            }
+            # cancelled (skipped) annotations are counted apart from total_annotations
+            query = _filter_query(
+                {
+                    "filter": "filter:tasks:total_annotations",
+                    "operator": "greater",
+                    "type": "Number",
+                    "value": 0,
+                },
+                {
+                    "filter": "filter:tasks:cancelled_annotations",
+                    "operator": "greater",
+                    "type": "Number",
+                    "value": 0,
+                },
+                conjunction="or",
+            )
         else:
-            condition = {
-                "filter": "filter:tasks:updated_at",
-                "operator": "greater",
-                "type": "Datetime",
-                "value": datetime_filter_value(since),
-            }
+            query = _filter_query(
+                {
+                    "filter": "filter:tasks:updated_at",
+                    "operator": "greater",
+                    "type": "Datetime",
+                    "value": datetime_filter_value(since),
+                }
+            )
         pulled: list[PulledAnnotation] = []
-        for task in self._tasks(project_id, query=_filter_query(condition), fields="all"):
+        for task in self._tasks(project_id, query=query, fields="all"):
             if "item_id" not in (task.get("data") or {}):
                 # a task someone created by hand in Label Studio: it maps to no Sluice item
                 log.warning(

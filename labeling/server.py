@@ -322,6 +322,7 @@ def _reap(pid: int) -> None:
 
 
 def _is_alive(pid: int) -> bool:
+    """True while any thread of `pid` still runs; a finished child of ours is reaped on the way."""
     _reap(pid)
     try:
         os.kill(pid, 0)
@@ -330,13 +331,17 @@ def _is_alive(pid: int) -> bool:
     except PermissionError:
         return True
     try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        state, threads = fields[0], int(fields[17])
+    except (OSError, IndexError, ValueError):
         return True
-    if state == "Z":
-        _reap(pid)  # it exited after the first reap attempt
-        return False
-    return True
+    if state != "Z":
+        return True
+    # a zombie leader may still have threads winding down (its sockets stay open until they finish)
+    if threads > 1:
+        return True
+    _reap(pid)
+    return False
 
 
 def _is_labelstudio_process(pid: int, data_dir: Path | None = None) -> bool:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import re
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -12,7 +13,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, null
 
 from store.bulk import existing_keys, insert_ignore
 from store.models import Item, ItemState, QuarantinedRecord
@@ -23,6 +24,7 @@ MAX_ID_CHARS = 512
 PROBS_TOLERANCE = 1e-3
 KNOWN_FIELDS = {"id", "text", "features", "segment", "prediction", "confidence", "probs", "metadata"}
 JSON_COLUMNS = ("features", "probs", "metadata")
+_JSON_NUL = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")  # a \u0000 escape, not an escaped backslash + "u0000"
 
 
 class RecordError(ValueError):
@@ -64,8 +66,22 @@ class IngestSummary:
 
 
 def _clip(raw: str | bytes, limit: int = 2_000) -> str:
+    """`raw` as a string any database can store: valid UTF-8 (lone surrogates replaced), no NUL, at most `limit`
+    characters (the ellipsis included, so a clipped id still fits a `varchar(limit)` column)."""
     text = raw.decode("utf-8", errors="replace") if isinstance(raw, bytes) else raw
-    return text if len(text) <= limit else text[:limit] + "…"
+    text = text if len(text) <= limit else text[: limit - 1] + "…"
+    if _has_surrogates(text):
+        text = text.encode("utf-8", errors="replace").decode("utf-8")
+    return text.replace("\x00", "\ufffd")  # replaced one-for-one, so the length stays within `limit`
+
+
+def _show(value: Any, limit: int = 80) -> str:
+    """A short repr for error details; never raises (huge ints and deep nesting cannot be repr'd)."""
+    try:
+        text = repr(value)
+    except (ValueError, RecursionError):
+        text = f"<{type(value).__name__}>"
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def read_jsonl(path: Path) -> Iterator[RawRecord]:
@@ -74,13 +90,13 @@ def read_jsonl(path: Path) -> Iterator[RawRecord]:
             if not line.strip():
                 continue
             try:
-                text = line.decode("utf-8")
+                text = line.decode("utf-8-sig" if number == 1 else "utf-8")
             except UnicodeDecodeError as exc:
                 yield RawRecord(number, None, _clip(line), RecordError("undecodable_text", str(exc)))
                 continue
             try:
                 value = json.loads(text)
-            except json.JSONDecodeError as exc:
+            except (ValueError, RecursionError) as exc:  # JSONDecodeError, int digit limit, deep nesting
                 yield RawRecord(number, None, _clip(text), RecordError("invalid_json", str(exc)))
                 continue
             if not isinstance(value, dict):
@@ -101,7 +117,7 @@ def _csv_value(column: str, value: str) -> Any:
 
 def read_csv(path: Path) -> Iterator[RawRecord]:
     csv.field_size_limit(2**31 - 1)
-    with path.open("r", encoding="utf-8", errors="surrogateescape", newline="") as handle:
+    with path.open("r", encoding="utf-8-sig", errors="surrogateescape", newline="") as handle:
         reader = csv.DictReader(handle)
         for number, row in enumerate(reader, start=2):
             raw = ",".join(v or "" for v in row.values() if isinstance(v, str))
@@ -111,7 +127,7 @@ def read_csv(path: Path) -> Iterator[RawRecord]:
                 continue
             try:
                 value = {k: _csv_value(k, v) for k, v in row.items() if k is not None and v is not None}
-            except (ValueError, json.JSONDecodeError) as exc:
+            except (ValueError, RecursionError) as exc:  # includes json.JSONDecodeError
                 yield RawRecord(number, None, _clip(raw), RecordError("invalid_field", str(exc)))
                 continue
             yield RawRecord(number, value, raw)
@@ -156,12 +172,44 @@ def _has_surrogates(text: str) -> bool:
     return False
 
 
-def _number(value: Any, name: str) -> float:
+def _float(value: Any) -> float | None:
+    """`value` as a float when it is a real number (not a bool) that fits one; else None."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise RecordError(f"{name}_invalid", f"{name} must be a number, got {value!r}")
-    value = float(value)
-    if math.isnan(value) or not 0.0 <= value <= 1.0:
-        raise RecordError(f"{name}_invalid", f"{name} must lie in [0, 1], got {value!r}")
+        return None
+    try:
+        return float(value)
+    except OverflowError:  # an int beyond float's range
+        return None
+
+
+def _number(value: Any, name: str) -> float:
+    number = _float(value)
+    if number is None:
+        raise RecordError(f"{name}_invalid", f"{name} must be a number, got {_show(value)}")
+    if math.isnan(number) or not 0.0 <= number <= 1.0:
+        raise RecordError(f"{name}_invalid", f"{name} must lie in [0, 1], got {_show(value)}")
+    return number
+
+
+def _storable_string(text: str, reason: str, name: str) -> str:
+    """`text`, unless it cannot be stored: lone surrogates are not UTF-8, and PostgreSQL text cannot hold NUL."""
+    if _has_surrogates(text):
+        raise RecordError(reason, f"{name} holds characters that are not valid UTF-8")
+    if "\x00" in text:
+        raise RecordError(reason, f"{name} holds a NUL character, which PostgreSQL cannot store")
+    return text
+
+
+def _storable_json(value: Any, reason: str, name: str) -> Any:
+    """`value`, unless it cannot be stored as standard JSON (NaN, Infinity, non-JSON types, bad strings)."""
+    try:
+        encoded = json.dumps(value, allow_nan=False, ensure_ascii=False)
+    except (TypeError, ValueError, RecursionError) as exc:
+        raise RecordError(reason, f"{name} is not storable as JSON: {_clip(str(exc), 200)}") from None
+    if _has_surrogates(encoded):
+        raise RecordError(reason, f"{name} holds characters that are not valid UTF-8")
+    if _JSON_NUL.search(encoded):  # PostgreSQL stores it but then cannot extract the field (->> fails)
+        raise RecordError(reason, f"{name} holds a NUL character, which PostgreSQL cannot store")
     return value
 
 
@@ -170,11 +218,13 @@ def _check_id(value: dict[str, Any]) -> str:
     if item_id is None or item_id == "":
         raise RecordError("missing_id", "the record has no id")
     if isinstance(item_id, bool) or not isinstance(item_id, (str, int)):
-        raise RecordError("invalid_id", f"id must be a string, got {item_id!r}")
+        raise RecordError("invalid_id", f"id must be a string, got {_show(item_id)}")
+    if isinstance(item_id, int) and abs(item_id) >= 10**MAX_ID_CHARS:  # also beyond str()'s int digit limit
+        raise RecordError("invalid_id", f"id longer than {MAX_ID_CHARS} characters")
     item_id = str(item_id)
     if len(item_id) > MAX_ID_CHARS:
         raise RecordError("invalid_id", f"id longer than {MAX_ID_CHARS} characters")
-    return item_id
+    return _storable_string(item_id, "invalid_id", "id")
 
 
 def _check_text(value: dict[str, Any]) -> str | None:
@@ -185,6 +235,7 @@ def _check_text(value: dict[str, Any]) -> str | None:
         raise RecordError("text_invalid", f"text must be a string, got {type(text).__name__}")
     if _has_surrogates(text):
         raise RecordError("undecodable_text", "text holds characters that are not valid UTF-8")
+    _storable_string(text, "text_invalid", "text")
     if len(text) > MAX_TEXT_CHARS:
         raise RecordError("text_too_long", f"text has {len(text)} characters, the limit is {MAX_TEXT_CHARS}")
     return text
@@ -198,9 +249,10 @@ def _check_features(value: dict[str, Any]) -> list[float] | None:
         raise RecordError("features_invalid", "features must be a non-empty list of numbers")
     out = []
     for x in features:
-        if isinstance(x, bool) or not isinstance(x, (int, float)) or not math.isfinite(x):
-            raise RecordError("features_invalid", f"features must be finite numbers, got {x!r}")
-        out.append(float(x))
+        number = _float(x)
+        if number is None or not math.isfinite(number):
+            raise RecordError("features_invalid", f"features must be finite numbers, got {_show(x)}")
+        out.append(number)
     return out
 
 
@@ -210,7 +262,8 @@ def _check_probs(value: dict[str, Any], labels: frozenset[str] | None) -> dict[s
         return None
     if not isinstance(probs, dict) or not probs:
         raise RecordError("probs_invalid", "probs must be an object mapping label to probability")
-    checked = {str(k): _number(v, "probs") for k, v in probs.items()}
+    checked = {_storable_string(str(k), "probs_invalid", "a probs label"): _number(v, "probs")
+               for k, v in probs.items()}
     total = sum(checked.values())
     if abs(total - 1.0) > PROBS_TOLERANCE:
         raise RecordError("probs_not_normalised", f"probabilities sum to {total:.6g}, not 1")
@@ -231,15 +284,22 @@ def validate_record(value: dict[str, Any], *, labels: frozenset[str] | None = No
     probs = _check_probs(value, labels)
     prediction = value.get("prediction")
     if prediction is not None:
-        prediction = str(prediction)
+        if isinstance(prediction, bool) or not isinstance(prediction, (str, int)):
+            raise RecordError("prediction_invalid", f"prediction must be a label string, got {_show(prediction)}")
+        if isinstance(prediction, int) and abs(prediction) >= 10**64:  # also beyond str()'s int digit limit
+            raise RecordError("prediction_invalid", "prediction is an implausibly long number")
+        prediction = _storable_string(str(prediction), "prediction_invalid", "prediction")
         if labels is not None and prediction not in labels:
             raise RecordError("unknown_label", f"prediction {prediction!r} is not in the label set")
     segment = value.get("segment") or "default"
     if not isinstance(segment, str) or len(segment) > 128:
-        raise RecordError("segment_invalid", f"segment must be a short string, got {segment!r}")
+        raise RecordError("segment_invalid", f"segment must be a short string, got {_show(segment)}")
+    _storable_string(segment, "segment_invalid", "segment")
     metadata = value.get("metadata")
     if metadata is not None and not isinstance(metadata, dict):
         raise RecordError("metadata_invalid", "metadata must be an object")
+    if metadata is not None:
+        _storable_json(metadata, "metadata_invalid", "metadata")
     return {
         "id": item_id,
         "segment": segment,
@@ -250,6 +310,11 @@ def validate_record(value: dict[str, Any], *, labels: frozenset[str] | None = No
         "upstream_probs": probs,
         "metadata": metadata,
     }
+
+
+def _sql_nulls(row: dict[str, Any]) -> dict[str, Any]:
+    """Absent JSON fields as SQL NULL: a bare None would be stored as the JSON text 'null', which `IS NULL` misses."""
+    return {name: null() for name in ("features", "upstream_probs", "metadata") if row.get(name) is None}
 
 
 def _write_chunk(
@@ -265,7 +330,8 @@ def _write_chunk(
     with engine.begin() as conn:
         present = existing_keys(conn, Item.__table__.c.id, unique)
         fresh = [
-            {**row, "state": ItemState.received.value, "source": source, "received_at": now, "updated_at": now}
+            {**row, **_sql_nulls(row), "state": ItemState.received.value, "source": source,
+             "received_at": now, "updated_at": now}
             for item_id, row in unique.items()
             if item_id not in present
         ]
@@ -275,6 +341,26 @@ def _write_chunk(
         insert_ignore(conn, QuarantinedRecord.__table__, bad)
     summary.accepted += len(fresh)
     summary.duplicate += len(present)
+
+
+def _raw_text(record: RawRecord) -> str:
+    if record.raw:
+        return _clip(record.raw)
+    try:
+        return _clip(json.dumps(record.value, default=str))
+    except (ValueError, RecursionError):  # huge ints, deep nesting
+        return _show(record.value, 2_000)
+
+
+def _quarantine_row(source: str, record: RawRecord, exc: RecordError) -> dict[str, Any]:
+    record_id = record.value.get("id") if isinstance(record.value, dict) else None
+    if record_id is not None and not isinstance(record_id, str):
+        record_id = _show(record_id, MAX_ID_CHARS)
+    return {
+        "source": source, "record_number": record.number, "reason": exc.reason,
+        "detail": _clip(exc.detail, 500), "raw": _raw_text(record),
+        "record_id": None if record_id is None else _clip(record_id, MAX_ID_CHARS),
+    }
 
 
 def ingest_file(
@@ -301,12 +387,7 @@ def ingest_file(
             rows.append(validate_record(record.value or {}, labels=labels))
         except RecordError as exc:
             summary.quarantined[exc.reason] += 1
-            record_id = record.value.get("id") if record.value else None
-            bad.append({
-                "source": source, "record_number": record.number, "reason": exc.reason,
-                "detail": _clip(exc.detail, 500), "raw": _clip(record.raw or json.dumps(record.value, default=str)),
-                "record_id": None if record_id is None else _clip(str(record_id), MAX_ID_CHARS),
-            })
+            bad.append(_quarantine_row(source, record, exc))
         if len(rows) + len(bad) >= chunk_size:
             _write_chunk(engine, source, rows, bad, summary)
             if on_progress:

@@ -25,6 +25,7 @@ class SluiceSettings(BaseSettings):
     labelstudio_username: str = "admin@sluice.local"
     labelstudio_password: str = "sluice-admin-pass"
     labelstudio_project: str = "Sluice review queue"
+    labelstudio_home: Path | None = Field(default=None, description="Label Studio's data; `home`/labelstudio when unset")
 
     @property
     def resolved_home(self) -> Path:
@@ -38,6 +39,8 @@ class SluiceSettings(BaseSettings):
 
     @property
     def labelstudio_data_dir(self) -> Path:
+        if self.labelstudio_home is not None:
+            return self.labelstudio_home.expanduser().resolve()
         return self.resolved_home / "labelstudio"
 
     @property

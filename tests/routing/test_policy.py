@@ -24,7 +24,7 @@ segments:
 def test_default_policy_file_loads() -> None:
     policy = Policy.load(DEFAULT_POLICY)
     assert policy.name == "default"
-    assert policy.labels == ("business", "entertainment", "politics", "sport", "tech")
+    assert policy.labels is None
     assert policy.defaults.review_budget == 50 and policy.defaults.calibration.max_age_hours == 168
     finance = policy.for_segment("finance")
     assert (finance.stakes, finance.regulated, finance.mode) == ("high", True, "in_the_loop")

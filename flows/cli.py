@@ -1,0 +1,328 @@
+"""The `sluice` command line: each command runs the matching Prefect flow and prints what it did."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+import flows  # noqa: F401  (Prefect's offline defaults, before Prefect is imported)
+
+if not {"-v", "--verbose"} & set(sys.argv):
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+
+app = typer.Typer(help="Sluice: calibrated routing of model outputs, active learning with Label Studio.",
+                  no_args_is_help=True, add_completion=False, pretty_exceptions_show_locals=False)
+labelstudio_app = typer.Typer(help="Run the local open-source Label Studio (its own virtual environment).",
+                              no_args_is_help=True)
+policy_app = typer.Typer(help="Show and change the versioned routing policy.", no_args_is_help=True)
+audit_app = typer.Typer(help="The audit trail of routing decisions.", no_args_is_help=True)
+app.add_typer(labelstudio_app, name="labelstudio")
+app.add_typer(policy_app, name="policy")
+app.add_typer(audit_app, name="audit")
+console = Console(width=None if sys.stdout.isatty() else 160)
+
+DatabaseOption = typer.Option(None, "--database-url", envvar="SLUICE_DATABASE_URL",
+                              help="SQLAlchemy URL; SQLite under SLUICE_HOME (.sluice/) when unset.")
+
+
+@contextmanager
+def prefect_quietly() -> Iterator[None]:
+    """Prefect without its 1 s per-flow heartbeat, and without INFO chatter unless asked for."""
+    from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
+
+    start_prefect_api()
+    with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
+        yield
+
+
+def start_prefect_api() -> None:
+    """Start (or reach) the Prefect API before any setting changes: the temporary server Prefect starts for a
+    process inherits the settings in force, and one of them (heartbeat off) cannot be written to its environment."""
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        client.api_healthcheck()
+
+
+def fail(message: str) -> None:
+    console.print(f"[bold red]error:[/] {message}")
+    raise typer.Exit(code=1)
+
+
+def show(title: str, summary: dict[str, Any]) -> None:
+    table = Table(title=title, show_header=False, title_justify="left")
+    for key, value in summary.items():
+        table.add_row(str(key), json.dumps(value, default=str) if isinstance(value, (dict, list)) else str(value))
+    console.print(table)
+
+
+@app.callback()
+def main(verbose: bool = typer.Option(False, "--verbose", "-v", help="Show Prefect's flow and task logs.")) -> None:
+    """Sluice: calibrated routing of model outputs, active learning with Label Studio."""
+
+
+@app.command()
+def init(database_url: str | None = DatabaseOption) -> None:
+    """Create or migrate the database and activate the default policy if none is active."""
+    from flows.common import active_policy, engine_for
+
+    engine = engine_for(database_url)
+    _, version = active_policy(engine)
+    console.print(f"database ready at [bold]{engine.url.render_as_string(hide_password=True)}[/]; "
+                  f"active policy {version}")
+
+
+@app.command()
+def ingest(
+    path: Path = typer.Argument(..., exists=True, dir_okay=False, help="JSONL, CSV or Parquet file of items."),
+    database_url: str | None = DatabaseOption,
+) -> None:
+    """Stream a file of items into the store (idempotent on id; bad records are quarantined with a reason)."""
+    from flows.ingest import ingest_flow
+
+    with prefect_quietly():
+        summary = ingest_flow(str(path), database_url=database_url, show_progress=sys.stderr.isatty())
+    show(f"ingested {path.name}", summary)
+
+
+@app.command("seed-labels")
+def seed_labels(
+    path: Path = typer.Argument(..., exists=True, dir_okay=False, help="JSONL or CSV of id, label."),
+    holdout: float = typer.Option(0.5, help="Share kept apart to evaluate and calibrate models."),
+    seed: int = typer.Option(0),
+    database_url: str | None = DatabaseOption,
+) -> None:
+    """Add known labels for ingested items (the seed of the training and held-out sets)."""
+    from flows.ingest import seed_labels_flow
+
+    with prefect_quietly():
+        show("seed labels", seed_labels_flow(str(path), holdout_share=holdout, seed=seed, database_url=database_url))
+
+
+def _run_step(name: str, **kwargs: Any) -> None:
+    from flows import calibrate, labelstudio, retrain, route, score, select
+
+    step = {
+        "score": score.score_flow, "calibrate": calibrate.calibrate_flow, "route": route.route_flow,
+        "select": select.select_flow, "push": labelstudio.push_flow, "pull": labelstudio.pull_flow,
+        "retrain": retrain.retrain_flow,
+    }[name]
+    with prefect_quietly():
+        result = step(**kwargs)
+    if isinstance(result, list):
+        for row in result:
+            show(name, row)
+    else:
+        show(name, result)
+
+
+@app.command()
+def score(database_url: str | None = DatabaseOption) -> None:
+    """Score items that lack a prediction from the promoted model (or use their upstream scores)."""
+    _run_step("score", database_url=database_url)
+
+
+@app.command()
+def calibrate(database_url: str | None = DatabaseOption) -> None:
+    """Refit per-segment recalibration on unbiased held-out labels and gate each segment."""
+    _run_step("calibrate", database_url=database_url)
+
+
+@app.command()
+def route(database_url: str | None = DatabaseOption) -> None:
+    """Route every scored item: auto-accept, spot-check, review or escalate, with reasons."""
+    _run_step("route", database_url=database_url)
+
+
+@app.command()
+def select(strategy: str = typer.Option("margin"), database_url: str | None = DatabaseOption) -> None:
+    """Choose this cycle's review tasks within each segment's budget (plus every audit sample)."""
+    _run_step("select", strategy=strategy, database_url=database_url)
+
+
+@app.command()
+def push(database_url: str | None = DatabaseOption) -> None:
+    """Push pending review tasks to Label Studio (safe to re-run after any failure)."""
+    _run_step("push", database_url=database_url)
+
+
+@app.command()
+def pull(database_url: str | None = DatabaseOption) -> None:
+    """Pull completed annotations from Label Studio and resolve them into labels."""
+    _run_step("pull", database_url=database_url)
+
+
+@app.command()
+def retrain(seed: int = typer.Option(0), database_url: str | None = DatabaseOption) -> None:
+    """Train a candidate; promote it only if its held-out accuracy is not worse."""
+    _run_step("retrain", seed=seed, database_url=database_url)
+
+
+@app.command()
+def cycle(strategy: str = typer.Option("margin"), database_url: str | None = DatabaseOption) -> None:
+    """Run one full cycle: score, calibrate, route, select, push, pull, retrain."""
+    from flows.cycle import cycle_flow
+
+    with prefect_quietly():
+        result = cycle_flow(strategy=strategy, database_url=database_url)
+    show(f"cycle {result['cycle']}", result["figures"])
+
+
+@app.command()
+def demo(
+    cycles: int = typer.Option(5, min=1),
+    batch_size: int = typer.Option(300, min=1, help="Production items arriving per cycle."),
+    seed_labels: int = typer.Option(150, min=10, help="Labelled items the first model starts from."),
+    annotator_error: float = typer.Option(0.03, min=0.0, max=1.0, help="Share of wrong simulated answers."),
+    seed: int = typer.Option(0),
+    home: Path = typer.Option(Path(".sluice/demo"), help="State folder of the demo (recreated)."),
+) -> None:
+    """The main job: BBC News through the whole loop, with simulated annotators answering in Label Studio."""
+    from flows.demo import run_demo
+
+    with prefect_quietly():
+        run_demo(cycles=cycles, batch_size=batch_size, seed_labels=seed_labels, annotator_error=annotator_error,
+                 seed=seed, home=home, console=console)
+
+
+@app.command()
+def simulate(
+    items: Path = typer.Option(..., exists=True, dir_okay=False, help="Items file (JSONL, CSV or Parquet)."),
+    labels: Path = typer.Option(..., exists=True, dir_okay=False, help="Ground truth: JSONL or CSV of id, label."),
+    seed_labels: int = typer.Option(100, min=2),
+    cycles: int = typer.Option(5, min=1),
+    batch_size: int = typer.Option(500, min=1),
+    budget: int = typer.Option(50, min=0),
+    strategy: str = typer.Option("margin", help="margin, entropy, least_confidence or random"),
+    annotator: str = typer.Option("direct", help="direct (answers from the labels file) or labelstudio"),
+    annotator_error: float = typer.Option(0.0, min=0.0, max=1.0),
+    test_share: float = typer.Option(0.2, min=0.01, max=0.9, help="Fixed held-out test split."),
+    seed: int = typer.Option(0),
+    json_out: Path | None = typer.Option(None, "--json", help="Write the per-cycle figures here."),
+    home: Path | None = typer.Option(None, help="State folder (a fresh temporary one when unset)."),
+) -> None:
+    """The loop over any labelled dataset, for experiments; accuracy is on a fixed split it never labels."""
+    from flows.simulate import SimulationConfig, run_simulation
+
+    config = SimulationConfig(items=items, labels=labels, seed_labels=seed_labels, cycles=cycles,
+                              batch_size=batch_size, budget=budget, strategy=strategy, annotator=annotator,
+                              annotator_error=annotator_error, test_share=test_share, seed=seed, home=home)
+    with prefect_quietly():
+        result = run_simulation(config, console=console)
+    if json_out:
+        json_out.parent.mkdir(parents=True, exist_ok=True)
+        json_out.write_text(json.dumps(result, indent=2, default=str))
+        console.print(f"wrote {json_out}")
+
+
+@policy_app.command("show")
+def policy_show(database_url: str | None = DatabaseOption) -> None:
+    """Print the active policy document and its version."""
+    from flows.common import active_policy, engine_for
+
+    policy, version = active_policy(engine_for(database_url))
+    console.print(f"# version {version}")
+    console.print(policy.to_yaml(), markup=False)
+
+
+@policy_app.command("set")
+def policy_set(
+    path: Path = typer.Argument(..., exists=True, dir_okay=False),
+    author: str = typer.Option(os.environ.get("USER", "operator")),
+    comment: str = typer.Option("", help="Why the policy changes."),
+    database_url: str | None = DatabaseOption,
+) -> None:
+    """Validate a policy YAML, save it as a new immutable version and make it active."""
+    from pydantic import ValidationError
+
+    from flows.common import engine_for, load_policy_file, save_policy
+
+    try:
+        policy = load_policy_file(path)
+    except (ValidationError, ValueError) as error:
+        fail(f"invalid policy {path}:\n{error}")
+    version = save_policy(engine_for(database_url), policy, author=author, comment=comment)
+    console.print(f"policy {policy.name!r} active as version {version}")
+
+
+@labelstudio_app.command("start")
+def labelstudio_start(timeout: float = typer.Option(240.0, help="Seconds to wait for the first start.")) -> None:
+    """Start Label Studio on 127.0.0.1 (first start migrates its database: about a minute)."""
+    from labeling.errors import LabelStudioError
+    from labeling.server import LabelStudioServer
+    from store.settings import get_settings
+
+    settings = get_settings()
+    console.print(f"starting Label Studio on {settings.resolved_labelstudio_url} "
+                  f"(data in {settings.labelstudio_data_dir}) …")
+    try:
+        status = LabelStudioServer(settings).start(timeout=timeout)
+    except LabelStudioError as error:
+        fail(str(error))
+    console.print(f"Label Studio {status.version or ''} running at {status.url} (pid {status.pid}); "
+                  f"sign in as {settings.labelstudio_username}")
+
+
+@labelstudio_app.command("stop")
+def labelstudio_stop() -> None:
+    """Stop the local Label Studio by its process id."""
+    from labeling.server import LabelStudioServer
+    from store.settings import get_settings
+
+    console.print(LabelStudioServer(get_settings()).stop().message)
+
+
+@labelstudio_app.command("status")
+def labelstudio_status() -> None:
+    """Whether the local Label Studio is running, and where."""
+    from labeling.server import LabelStudioServer
+    from store.settings import get_settings
+
+    status = LabelStudioServer(get_settings()).status()
+    state = "[green]running[/]" if status.running else "[yellow]stopped[/]"
+    console.print(f"Label Studio {state} at {status.url} pid={status.pid} version={status.version} "
+                  f"data={status.data_dir}")
+    if not status.running:
+        raise typer.Exit(code=3)
+
+
+@audit_app.command("export")
+def audit_export(
+    out: Path = typer.Argument(..., dir_okay=False, help="Output file: .jsonl or .csv"),
+    since: str | None = typer.Option(None, help="ISO date or time; decisions at or after it."),
+    database_url: str | None = DatabaseOption,
+) -> None:
+    """Write routing decisions (item, route, reasons, versions, thresholds, confidences, time)."""
+    from flows.audit import export_decisions
+    from flows.common import engine_for
+
+    count = export_decisions(engine_for(database_url), out, since=since)
+    console.print(f"wrote {count:,} decisions to {out}")
+
+
+@app.command()
+def ui(port: int = typer.Option(8501), database_url: str | None = DatabaseOption) -> None:
+    """Serve the ops console on 127.0.0.1."""
+    env = dict(os.environ)
+    if database_url:
+        env["SLUICE_DATABASE_URL"] = database_url
+    app_path = Path(__file__).resolve().parents[1] / "ui" / "app.py"
+    console.print(f"console at http://127.0.0.1:{port}")
+    raise typer.Exit(subprocess.call(
+        [sys.executable, "-m", "streamlit", "run", str(app_path), "--server.headless", "true",
+         "--server.address", "127.0.0.1", "--server.port", str(port), "--browser.gatherUsageStats", "false"],
+        env=env,
+    ))
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,100 @@
+"""Cycle flow: one turn of the flywheel, score → calibrate → route → select → push → pull → retrain."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from prefect import flow, get_run_logger
+from sqlalchemy import Engine, func, insert, select, update
+
+from flows.calibrate import calibrate_flow
+from flows.common import engine_for, promoted_model, utcnow
+from flows.labelstudio import pull_flow, push_flow
+from flows.retrain import retrain_flow
+from flows.route import route_flow
+from flows.score import score_flow
+from flows.select import select_flow
+from store.models import CalibrationReportRow, CycleReport, Label, ReviewTask, RoutingDecision
+
+Annotate = Callable[[int], dict[str, Any]]
+
+
+def start_cycle(engine: Engine) -> int:
+    with engine.begin() as conn:
+        cycle = (conn.execute(select(func.max(CycleReport.cycle))).scalar() or 0) + 1
+        model = promoted_model(engine)
+        conn.execute(insert(CycleReport).values(cycle=cycle, model_version=model.version if model else None,
+                                                figures={}, started_at=utcnow()))
+    return cycle
+
+
+def cycle_figures(engine: Engine, cycle: int, routing_model: str | None) -> dict[str, Any]:
+    """Routing mix, review load and labels gained; ECE of the model that routed, held-out accuracy of the one
+    promoted at the end of the cycle."""
+    with engine.connect() as conn:
+        routes = dict(conn.execute(
+            select(RoutingDecision.route, func.count()).where(RoutingDecision.cycle == cycle)
+            .group_by(RoutingDecision.route)
+        ).all())
+        queued = conn.execute(select(func.count()).select_from(ReviewTask).where(ReviewTask.cycle == cycle)).scalar()
+        labels_total = conn.execute(select(func.count()).select_from(Label)).scalar()
+        labels_gained = conn.execute(select(func.count()).select_from(Label).where(Label.cycle == cycle)).scalar()
+    model = promoted_model(engine)
+    routed = sum(routes.values())
+    automated = routes.get("auto_accept", 0) + routes.get("spot_check", 0)
+    return {
+        "routed": routed, "routes": routes, "automation_rate": automated / routed if routed else None,
+        "review_tasks": queued, "labels_gained": labels_gained, "labels_total": labels_total,
+        "model_version": model.version if model else None,
+        "holdout_accuracy": (model.metrics or {}).get("accuracy") if model else None,
+        "routing_model_version": routing_model,
+        "ece": weighted_ece(engine, routing_model) if routing_model else None,
+    }
+
+
+def weighted_ece(engine: Engine, model_version: str) -> float | None:
+    """The newest calibration report's ECE per segment, weighted by each segment's sample count."""
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(CalibrationReportRow.segment, CalibrationReportRow.n, CalibrationReportRow.ece)
+            .where(CalibrationReportRow.model_version == model_version)
+            .order_by(CalibrationReportRow.created_at, CalibrationReportRow.id)
+        ).all()
+    latest = {segment: (n, ece) for segment, n, ece in rows}
+    total = sum(n for n, _ in latest.values())
+    return sum(n * ece for n, ece in latest.values()) / total if total else None
+
+
+def run_cycle(
+    *, strategy: str = "margin", database_url: str | None = None, annotate: Annotate | None = None,
+    push: bool = True,
+) -> dict[str, Any]:
+    """One full cycle. `annotate(cycle)` stands in for people between push and pull (simulations only)."""
+    engine = engine_for(database_url)
+    cycle = start_cycle(engine)
+    routing_model = promoted_model(engine)
+    steps: dict[str, Any] = {"score": score_flow(database_url=database_url)}
+    steps["calibrate"] = calibrate_flow(database_url=database_url)
+    steps["route"] = route_flow(cycle=cycle, database_url=database_url)
+    steps["select"] = select_flow(strategy=strategy, cycle=cycle, database_url=database_url)
+    if push:
+        steps["push"] = push_flow(database_url=database_url)
+    if annotate is not None:
+        steps["annotate"] = annotate(cycle)
+    if push:
+        steps["pull"] = pull_flow(cycle=cycle, database_url=database_url)
+    steps["retrain"] = retrain_flow(database_url=database_url)
+    figures = cycle_figures(engine, cycle, routing_model.version if routing_model else None)
+    with engine.begin() as conn:
+        conn.execute(update(CycleReport).where(CycleReport.cycle == cycle)
+                     .values(figures=figures, finished_at=utcnow()))
+    return {"cycle": cycle, "figures": figures, "steps": steps}
+
+
+@flow(name="cycle", log_prints=True)
+def cycle_flow(strategy: str = "margin", database_url: str | None = None) -> dict[str, Any]:
+    """One turn of the flywheel against Label Studio: whatever annotators finished since the last pull comes in."""
+    result = run_cycle(strategy=strategy, database_url=database_url)
+    get_run_logger().info("cycle %d: %s", result["cycle"], result["figures"])
+    return result

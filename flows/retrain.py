@@ -1,0 +1,106 @@
+"""Retrain flow: a candidate from the training set, judged on the fixed held-out set, promoted if not worse."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from prefect import flow, get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+from sqlalchemy import Engine, select, update
+
+from flows.common import (
+    engine_for, fingerprint, load_scoring_model, promoted_model, record_event, utcnow,
+)
+from scoring.models import ScoringModel, evaluate, is_not_worse, train_model
+from scoring.registry import save_model
+from store.bulk import insert_ignore
+from store.models import Item, Label, ModelVersion
+from store.settings import get_settings
+
+# The evaluation set is drawn at random before the loop starts, so every model is judged on the same items.
+EVALUATION_SELECTIONS = ("seed", "gold")
+
+
+def labelled_inputs(engine: Engine, *, split: str, reasons: tuple[str, ...] | None = None) -> tuple[str, list, list]:
+    """(kind, inputs, labels) of the labelled items of a split, in item id order."""
+    query = (
+        select(Label.item_id, Label.label, Item.text, Item.features)
+        .join(Item, Item.id == Label.item_id)
+        .where(Label.split == split)
+        .order_by(Label.item_id)
+    )
+    if reasons is not None:
+        query = query.where(Label.selection_reason.in_(reasons))
+    with engine.connect() as conn:
+        rows = conn.execute(query).all()
+    kind = "text" if sum(r[2] is not None for r in rows) >= sum(r[3] is not None for r in rows) else "features"
+    column = 2 if kind == "text" else 3
+    usable = [r for r in rows if r[column] is not None]
+    return kind, [r[column] for r in usable], [r[1] for r in usable]
+
+
+def _as_inputs(kind: str, inputs: list) -> Any:
+    return np.asarray(inputs, dtype=float) if kind == "features" else inputs
+
+
+@task(name="train-candidate", cache_policy=NO_CACHE)
+def train_candidate(kind: str, inputs: list, labels: list, seed: int) -> ScoringModel:
+    return train_model(_as_inputs(kind, inputs), labels, kind=kind, seed=seed)
+
+
+def _register(engine: Engine, model: ScoringModel, metrics: dict, train_size: int, data_hash: str,
+              parent: str | None) -> str:
+    saved = save_model(model, get_settings().models_dir)
+    with engine.begin() as conn:
+        insert_ignore(conn, ModelVersion.__table__, [{
+            "version": saved.version, "kind": model.kind, "artifact_path": str(saved.path), "sha256": saved.sha256,
+            "classes": [str(c) for c in model.classes_], "metrics": metrics, "train_size": train_size,
+            "status": "candidate", "data_hash": data_hash, "parent_version": parent, "created_at": utcnow(),
+        }])
+    return saved.version
+
+
+def promote(engine: Engine, version: str) -> None:
+    with engine.begin() as conn:
+        conn.execute(update(ModelVersion).where(ModelVersion.status == "promoted", ModelVersion.version != version)
+                     .values(status="retired"))
+        conn.execute(update(ModelVersion).where(ModelVersion.version == version)
+                     .values(status="promoted", promoted_at=utcnow()))
+
+
+@flow(name="retrain", log_prints=True)
+def retrain_flow(seed: int = 0, tolerance: float = 0.0, database_url: str | None = None) -> dict[str, Any]:
+    """Train on the current training set; promote only if held-out accuracy is not worse than the incumbent's."""
+    logger = get_run_logger()
+    engine = engine_for(database_url)
+    kind, inputs, labels = labelled_inputs(engine, split="train")
+    if len(set(labels)) < 2:
+        return {"status": "skipped", "reason": f"training set has {len(labels)} labels and {len(set(labels))} class(es)"}
+    data_hash = fingerprint([kind, labels, seed, len(inputs)])
+    with engine.connect() as conn:
+        seen = conn.execute(select(ModelVersion.version).where(ModelVersion.data_hash == data_hash)).scalar()
+    incumbent = promoted_model(engine)
+    if seen is not None:
+        return {"status": "unchanged", "version": seen, "promoted": incumbent.version if incumbent else None}
+    eval_kind, eval_inputs, eval_labels = labelled_inputs(engine, split="holdout", reasons=EVALUATION_SELECTIONS)
+    candidate = train_candidate(kind, inputs, labels, seed)
+    metrics = evaluate(candidate, _as_inputs(eval_kind, eval_inputs), eval_labels) if eval_labels else None
+    incumbent_metrics = None
+    if incumbent is not None and eval_labels:
+        incumbent_metrics = evaluate(load_scoring_model(incumbent), _as_inputs(eval_kind, eval_inputs), eval_labels)
+    version = _register(engine, candidate, metrics or {}, len(labels), data_hash,
+                        incumbent.version if incumbent else None)
+    promoted = incumbent is None or (metrics is not None and is_not_worse(metrics, incumbent_metrics,
+                                                                          tolerance=tolerance))
+    if promoted:
+        promote(engine, version)
+    else:
+        with engine.begin() as conn:
+            conn.execute(update(ModelVersion).where(ModelVersion.version == version).values(status="rejected"))
+    summary = {"status": "promoted" if promoted else "rejected", "version": version, "metrics": metrics,
+               "incumbent": incumbent.version if incumbent else None, "incumbent_metrics": incumbent_metrics,
+               "train_size": len(labels)}
+    record_event(engine, "retrain", summary)
+    logger.info("retrain: %s", {k: summary[k] for k in ("status", "version", "train_size")})
+    return summary

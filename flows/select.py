@@ -1,0 +1,120 @@
+"""Select flow: spend each segment's review budget on the most useful items, and queue every audit sample."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+import numpy as np
+from prefect import flow, get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+from sqlalchemy import Engine, and_, func, select
+
+from flows.common import active_policy, derive_rng, engine_for, utcnow
+from routing.decide import Route
+from routing.sampling import STRATEGIES, entropy, least_confidence, margin, select_batch
+from store.bulk import insert_ignore, set_column
+from store.models import Item, ItemState, Prediction, ReviewTask, RoutingDecision
+
+UNCERTAINTY = {"margin": margin, "entropy": entropy, "least_confidence": least_confidence}
+
+
+def backlog(engine: Engine) -> list[tuple]:
+    """Routed items waiting for people: their latest decision, its prediction's probabilities."""
+    latest = (
+        select(func.max(RoutingDecision.id).label("id")).group_by(RoutingDecision.item_id).subquery()
+    )
+    with engine.connect() as conn:
+        return conn.execute(
+            select(RoutingDecision.id, RoutingDecision.item_id, RoutingDecision.segment, RoutingDecision.route,
+                   RoutingDecision.inclusion_probability, RoutingDecision.model_version,
+                   RoutingDecision.policy_version, RoutingDecision.predicted_label,
+                   RoutingDecision.raw_confidence, Prediction.probs)
+            .join(latest, latest.c.id == RoutingDecision.id)
+            .join(Item, Item.id == RoutingDecision.item_id)
+            .join(Prediction, and_(Prediction.item_id == RoutingDecision.item_id,
+                                   Prediction.model_version == RoutingDecision.model_version))
+            .where(Item.state == ItemState.routed.value)
+            .order_by(RoutingDecision.item_id)
+        ).all()
+
+
+def probability_matrix(prob_dicts: list[dict[str, float] | None]) -> np.ndarray:
+    classes = sorted({k for d in prob_dicts if d for k in d})
+    matrix = np.array([[(d or {}).get(c, 0.0) for c in classes] for d in prob_dicts], dtype=float)
+    return matrix.reshape(len(prob_dicts), max(len(classes), 1))
+
+
+def _task_row(row: tuple, reason: str, probability: float, priority: float, cycle: int | None) -> dict[str, Any]:
+    return {
+        "item_id": row[1], "decision_id": row[0], "selection_reason": reason,
+        "selection_probability": float(probability), "priority": float(priority), "model_version": row[5],
+        "policy_version": row[6], "predicted_label": row[7], "score": row[8], "state": "pending",
+        "attempts": 0, "cycle": cycle, "created_at": utcnow(),
+    }
+
+
+def audit_draw(rows: list[tuple], *, rate: float, cycle: int | None) -> tuple[list[tuple], list[tuple]]:
+    """(drawn for audit, the rest): each row independently with probability `rate`."""
+    if not rows or rate <= 0.0:
+        return [], rows
+    drawn = derive_rng("audit", cycle, [r[1] for r in rows]).random(len(rows)) < rate
+    return [r for r, d in zip(rows, drawn) if d], [r for r, d in zip(rows, drawn) if not d]
+
+
+@task(name="select-segment", cache_policy=NO_CACHE)
+def select_segment(
+    rows: list[tuple], budget: int, audit_rate: float, strategy: str, cycle: int | None, database_url: str | None
+) -> Counter[str]:
+    """Queue all audit samples, then escalations, then the most useful review items up to `budget`.
+
+    Routing draws the spot-check share of auto-accepted items; the same share of review items is drawn here
+    for audit too, so that audited items are a uniform random sample of everything routed: the only labels
+    that may calibrate a model and certify its thresholds. Audits do not count against the budget."""
+    engine = engine_for(database_url)
+    tasks = [_task_row(r, "audit", r[4] if r[4] is not None else 1.0, 0.0, cycle)
+             for r in rows if r[3] == Route.SPOT_CHECK.value]
+    escalations = [r for r in rows if r[3] == Route.ESCALATE.value][:budget]
+    tasks += [_task_row(r, "escalation", 1.0, 2.0, cycle) for r in escalations]
+    reviews = [r for r in rows if r[3] == Route.REVIEW.value]
+    audited, reviews = audit_draw(reviews, rate=audit_rate, cycle=cycle)
+    tasks += [_task_row(r, "audit", audit_rate, 0.0, cycle) for r in audited]
+    remaining = max(budget - len(escalations), 0)
+    if reviews and remaining:
+        probs = probability_matrix([r[9] for r in reviews])
+        rng = derive_rng("select", strategy, cycle, [r[1] for r in reviews])
+        chosen = select_batch(probs, budget=remaining, strategy=strategy, rng=rng)
+        usefulness = UNCERTAINTY.get(strategy, margin)(probs)
+        for index, reason, probability in zip(chosen.indices, chosen.reasons, chosen.probabilities):
+            tasks.append(_task_row(reviews[index], reason, probability, float(usefulness[index]), cycle))
+    with engine.begin() as conn:
+        insert_ignore(conn, ReviewTask.__table__, tasks)
+        set_column(conn, Item.__table__, "id", "state", {t["item_id"]: ItemState.queued.value for t in tasks})
+    return Counter(t["selection_reason"] for t in tasks)
+
+
+@flow(name="select", log_prints=True)
+def select_flow(
+    strategy: str = "margin", cycle: int | None = None, database_url: str | None = None
+) -> dict[str, Any]:
+    """Write the outbox of review tasks for this cycle (pushed to Label Studio by the push flow)."""
+    if strategy not in STRATEGIES:
+        raise ValueError(f"unknown strategy {strategy!r}; expected one of {sorted(STRATEGIES)}")
+    logger = get_run_logger()
+    engine = engine_for(database_url)
+    policy, _ = active_policy(engine)
+    by_segment: dict[str, list[tuple]] = {}
+    for row in backlog(engine):
+        by_segment.setdefault(row[2], []).append(row)
+    futures = [
+        select_segment.submit(rows, policy.for_segment(segment).review_budget,
+                              policy.for_segment(segment).spot_check_rate, strategy, cycle, database_url)
+        for segment, rows in by_segment.items()
+    ]
+    counts: Counter[str] = Counter()
+    for future in futures:
+        counts.update(future.result())
+    summary = {"queued": sum(counts.values()), **counts,
+               "backlog": sum(len(r) for r in by_segment.values()) - sum(counts.values())}
+    logger.info("select: %s", summary)
+    return summary

@@ -1,0 +1,73 @@
+"""store.bulk on SQLite and PostgreSQL: insert-or-ignore, chunked look-ups past the bound-parameter limit, per-row updates."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import create_engine, select
+
+from store import bulk
+from store.models import Item, Watermark, utcnow
+
+ITEMS = Item.__table__
+WATERMARKS = Watermark.__table__
+
+
+def _items(ids):
+    now = utcnow()
+    return [{"id": i, "segment": "default", "text": f"t{i}", "state": "received", "received_at": now,
+             "updated_at": now} for i in ids]
+
+
+def test_chunked_covers_every_value_once():
+    values = list(range(23))
+    parts = list(bulk.chunked(values, 5))
+    assert [len(p) for p in parts] == [5, 5, 5, 5, 3]
+    assert [v for p in parts for v in p] == values
+    assert list(bulk.chunked([], 5)) == []
+
+
+def test_insert_ignore_skips_rows_whose_key_exists(engine):
+    with engine.begin() as conn:
+        bulk.insert_ignore(conn, ITEMS, _items(["a", "b"]))
+        bulk.insert_ignore(conn, ITEMS, [{**_items(["b"])[0], "text": "changed"}, *_items(["c"])])
+        bulk.insert_ignore(conn, ITEMS, [])
+    with engine.connect() as conn:
+        rows = dict(conn.execute(select(ITEMS.c.id, ITEMS.c.text).order_by(ITEMS.c.id)).all())
+    assert rows == {"a": "ta", "b": "tb", "c": "tc"}
+
+
+def test_existing_keys_past_the_lookup_chunk(engine):
+    present = [f"k{i}" for i in range(0, 2 * bulk.LOOKUP_CHUNK + 500, 2)]
+    asked = [f"k{i}" for i in range(2 * bulk.LOOKUP_CHUNK + 500)]  # > LOOKUP_CHUNK keys: several queries
+    with engine.begin() as conn:
+        bulk.insert_ignore(conn, ITEMS, _items(present))
+    with engine.connect() as conn:
+        assert bulk.existing_keys(conn, ITEMS.c.id, iter(asked)) == set(present)
+        assert bulk.existing_keys(conn, ITEMS.c.id, []) == set()
+
+
+def test_set_column_sets_one_value_per_row(engine):
+    with engine.begin() as conn:
+        bulk.insert_ignore(conn, ITEMS, _items(["a", "b", "c"]))
+        bulk.set_column(conn, ITEMS, "id", "state", {"a": "scored", "c": "routed", "missing": "queued"})
+        bulk.set_column(conn, ITEMS, "id", "state", {})
+    with engine.connect() as conn:
+        states = dict(conn.execute(select(ITEMS.c.id, ITEMS.c.state)).all())
+    assert states == {"a": "scored", "b": "received", "c": "routed"}
+
+
+def test_set_column_on_a_text_key(engine):
+    with engine.begin() as conn:
+        bulk.insert_ignore(conn, WATERMARKS, [{"name": "pull", "value": "0", "updated_at": utcnow()}])
+        bulk.set_column(conn, WATERMARKS, "name", "value", {"pull": "42"})
+    with engine.connect() as conn:
+        assert conn.execute(select(WATERMARKS.c.value)).scalar_one() == "42"
+
+
+def test_insert_ignore_refuses_other_databases(monkeypatch):
+    engine = create_engine("sqlite://")
+    with engine.connect() as conn:
+        monkeypatch.setattr(conn.dialect, "name", "mysql")
+        with pytest.raises(ValueError, match="SQLite or PostgreSQL"):
+            bulk.insert_ignore(conn, ITEMS, _items(["a"]))
+    engine.dispose()

@@ -1,0 +1,191 @@
+"""store.db: migrations on SQLite and PostgreSQL, SQLite pragmas, and choosing the database from the environment."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from alembic.migration import MigrationContext
+from alembic.autogenerate import compare_metadata
+from sqlalchemy import inspect, text
+from sqlmodel import SQLModel
+
+import store.models  # noqa: F401  (registers the tables)
+from store import db
+from store.models import AuditEvent, Item
+from store.settings import get_settings
+
+EXPECTED_TABLES = {
+    "items", "predictions", "model_versions", "policy_versions", "calibration_reports", "routing_decisions",
+    "review_tasks", "annotations", "labels", "audit_events", "quarantine", "cycle_reports", "watermarks",
+}
+
+
+def _tables(engine) -> set[str]:
+    return set(inspect(engine).get_table_names())
+
+
+def _revision(engine) -> str | None:
+    with engine.connect() as conn:
+        return MigrationContext.configure(conn).get_current_revision()
+
+
+def test_the_model_knows_every_expected_table():
+    assert set(SQLModel.metadata.tables) == EXPECTED_TABLES
+
+
+def test_migration_creates_every_table(engine):
+    assert _tables(engine) == EXPECTED_TABLES | {"alembic_version"}
+    assert _revision(engine) is not None
+
+
+def test_migrated_schema_matches_the_models(engine):
+    """Autogenerate against the migrated database finds nothing to do: the migration and models.py agree."""
+    with engine.connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn), SQLModel.metadata)
+    assert diff == []
+
+
+def test_migrating_twice_is_a_no_op(database_url):
+    db.migrate(database_url)
+    engine = db.make_engine(database_url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(Item.__table__.insert(), [{"id": "kept", "segment": "default", "state": "received",
+                                                   "received_at": store.models.utcnow(),
+                                                   "updated_at": store.models.utcnow()}])
+        before = (_tables(engine), _revision(engine))
+        db.migrate(database_url)
+        assert (_tables(engine), _revision(engine)) == before
+        with engine.connect() as conn:
+            assert conn.execute(text("select id from items")).scalars().all() == ["kept"]
+    finally:
+        engine.dispose()
+
+
+def test_get_engine_migrates_once_and_reuses_the_engine(database_url):
+    first = db.get_engine(database_url)
+    assert db.get_engine(database_url) is first
+    assert _tables(first) >= EXPECTED_TABLES
+
+
+def test_dispose_engines_forgets_engines(database_url):
+    first = db.get_engine(database_url)
+    db.dispose_engines()
+    second = db.get_engine(database_url)
+    assert second is not first
+    assert _tables(second) >= EXPECTED_TABLES
+
+
+def test_session_scope_commits_and_rolls_back(engine):
+    with db.session_scope(engine) as session:
+        session.add(AuditEvent(kind="test.commit", payload={"n": 1}))
+    with pytest.raises(RuntimeError, match="boom"):
+        with db.session_scope(engine) as session:
+            session.add(AuditEvent(kind="test.rollback"))
+            session.flush()
+            raise RuntimeError("boom")
+    with engine.connect() as conn:
+        kinds = conn.execute(text("select kind from audit_events")).scalars().all()
+    assert kinds == ["test.commit"]
+
+
+def test_foreign_keys_are_enforced(engine):
+    from sqlalchemy.exc import IntegrityError
+
+    from store.models import Prediction
+
+    with pytest.raises(IntegrityError):
+        with db.session_scope(engine) as session:
+            session.add(Prediction(item_id="no-such-item", model_version="m1"))
+
+
+# --- SQLite specifics -----------------------------------------------------------------------------------------
+
+
+def test_sqlite_runs_in_wal_mode_with_foreign_keys(sqlite_url):
+    engine = db.get_engine(sqlite_url)
+    with engine.connect() as conn:
+        assert conn.execute(text("PRAGMA journal_mode")).scalar() == "wal"
+        assert conn.execute(text("PRAGMA foreign_keys")).scalar() == 1
+        assert conn.execute(text("PRAGMA busy_timeout")).scalar() == 30000
+    assert Path(sqlite_url.split("///", 1)[1]).is_file()
+
+
+def test_every_sqlite_connection_gets_the_pragmas(sqlite_url):
+    engine = db.get_engine(sqlite_url)
+    connections = [engine.connect() for _ in range(3)]  # several pool connections, each set up by the event
+    try:
+        assert [c.execute(text("PRAGMA foreign_keys")).scalar() for c in connections] == [1, 1, 1]
+    finally:
+        for conn in connections:
+            conn.close()
+
+
+def test_sqlite_file_folder_is_created(tmp_path):
+    url = f"sqlite:///{tmp_path / 'nested' / 'deeper' / 'sluice.db'}"
+    try:
+        engine = db.get_engine(url)
+        assert (tmp_path / "nested" / "deeper" / "sluice.db").is_file()
+        assert _tables(engine) >= EXPECTED_TABLES
+    finally:
+        db.dispose_engines()
+
+
+def test_in_memory_sqlite_url_creates_no_folder(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    engine = db.make_engine("sqlite://")
+    try:
+        with engine.connect() as conn:
+            assert conn.execute(text("select 1")).scalar() == 1
+    finally:
+        engine.dispose()
+    assert list(tmp_path.iterdir()) == []
+
+
+# --- choosing the database from the environment -----------------------------------------------------------------
+
+
+@pytest.fixture
+def clean_settings(monkeypatch):
+    for name in ("SLUICE_DATABASE_URL", "SLUICE_HOME"):
+        monkeypatch.delenv(name, raising=False)
+    get_settings.cache_clear()
+    yield monkeypatch
+    get_settings.cache_clear()
+    db.dispose_engines()
+
+
+def test_sluice_home_puts_the_sqlite_file_there(clean_settings, tmp_path):
+    clean_settings.setenv("SLUICE_HOME", str(tmp_path / "state"))
+    assert get_settings().resolved_database_url == f"sqlite:///{tmp_path / 'state' / 'sluice.db'}"
+    engine = db.get_engine()
+    assert engine.url.database == str(tmp_path / "state" / "sluice.db")
+    assert (tmp_path / "state" / "sluice.db").is_file()
+    assert _tables(engine) >= EXPECTED_TABLES
+
+
+def test_sluice_database_url_wins_over_sluice_home(clean_settings, tmp_path):
+    clean_settings.setenv("SLUICE_HOME", str(tmp_path / "home"))
+    clean_settings.setenv("SLUICE_DATABASE_URL", f"sqlite:///{tmp_path / 'elsewhere.db'}")
+    engine = db.get_engine()
+    assert engine.url.database == str(tmp_path / "elsewhere.db")
+    assert not (tmp_path / "home" / "sluice.db").exists()
+    assert _tables(engine) >= EXPECTED_TABLES
+
+
+@pytest.mark.integration
+def test_sluice_database_url_selects_postgresql(clean_settings, fresh_postgres_url):
+    clean_settings.setenv("SLUICE_DATABASE_URL", fresh_postgres_url)
+    engine = db.get_engine()
+    assert engine.dialect.name == "postgresql"
+    assert _tables(engine) == EXPECTED_TABLES | {"alembic_version"}
+
+
+def test_settings_are_cached_until_cleared(clean_settings, tmp_path):
+    clean_settings.setenv("SLUICE_HOME", str(tmp_path / "a"))
+    first = get_settings()
+    clean_settings.setenv("SLUICE_HOME", str(tmp_path / "b"))
+    assert get_settings() is first  # lru_cache: a changed environment is not seen ...
+    get_settings.cache_clear()
+    assert get_settings().resolved_home == (tmp_path / "b").resolve()  # ... until the cache is cleared

@@ -1,0 +1,605 @@
+"""store.ingest on SQLite and PostgreSQL: JSONL, CSV and Parquet in, idempotent on id, bad records to quarantine."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import re
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sqlalchemy import func, select
+
+from store import db
+from store.ingest import (
+    CHUNK_SIZE,
+    KNOWN_FIELDS,
+    MAX_ID_CHARS,
+    MAX_TEXT_CHARS,
+    PROBS_TOLERANCE,
+    IngestSummary,
+    RecordError,
+    ingest_file,
+    validate_record,
+)
+from store.models import Item, QuarantinedRecord
+
+LABELS = frozenset({"pos", "neg"})
+FORMATS = ["jsonl", "csv", "parquet"]
+ITEMS = Item.__table__
+QUARANTINE = QuarantinedRecord.__table__
+
+
+# --- writing producer files -----------------------------------------------------------------------------------
+
+
+def good_record(i: int, prefix: str = "item") -> dict[str, Any]:
+    """A contract-abiding record; every fifth one carries features instead of text."""
+    confidence = (i % 97) / 96
+    record: dict[str, Any] = {
+        "id": f"{prefix}-{i}",
+        "segment": "billing" if i % 2 else "default",
+        "prediction": "pos" if confidence >= 0.5 else "neg",
+        "confidence": confidence,
+        "probs": {"pos": confidence, "neg": 1.0 - confidence},
+        "metadata": {"amount": float(i), "tier": "gold" if i % 3 else "basic"},
+    }
+    if i % 5 == 4:
+        record["features"] = [float(i), 0.5, -1.25]
+    else:
+        record["text"] = f"text number {i}: ünïcödé ✓ 中文"
+    return record
+
+
+def write_jsonl(path: Path, records: list[dict[str, Any]]) -> Path:
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8")
+    return path
+
+
+CSV_COLUMNS = ["id", "text", "features", "segment", "prediction", "confidence", "probs", "metadata"]
+
+
+def csv_bytes(records: list[dict[str, Any]]) -> bytes:
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=CSV_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    for record in records:
+        writer.writerow({
+            column: ("" if record.get(column) is None
+                     else json.dumps(record[column]) if column in ("features", "probs", "metadata")
+                     else repr(record[column]) if isinstance(record[column], float)
+                     else record[column])
+            for column in CSV_COLUMNS
+        })
+    return out.getvalue().encode("utf-8")
+
+
+def write_csv(path: Path, records: list[dict[str, Any]]) -> Path:
+    path.write_bytes(csv_bytes(records))
+    return path
+
+
+PARQUET_SCHEMA = pa.schema([
+    ("id", pa.string()),
+    ("text", pa.string()),
+    ("features", pa.list_(pa.float64())),
+    ("segment", pa.string()),
+    ("prediction", pa.string()),
+    ("confidence", pa.float64()),
+    ("probs", pa.map_(pa.string(), pa.float64())),
+    ("metadata", pa.struct([("amount", pa.float64()), ("tier", pa.string())])),
+])
+
+
+def write_parquet(path: Path, records: list[dict[str, Any]], *, row_group_size: int | None = None) -> Path:
+    rows = [{**r, "probs": None if r.get("probs") is None else list(r["probs"].items())} for r in records]
+    pq.write_table(pa.Table.from_pylist(rows, schema=PARQUET_SCHEMA), path, row_group_size=row_group_size)
+    return path
+
+
+WRITERS = {"jsonl": write_jsonl, "csv": write_csv, "parquet": write_parquet}
+
+
+def write(fmt: str, path: Path, records: list[dict[str, Any]]) -> Path:
+    return WRITERS[fmt](path.with_suffix(f".{fmt}"), records)
+
+
+# --- reading the store ----------------------------------------------------------------------------------------
+
+
+def stored_items(engine) -> dict[str, dict[str, Any]]:
+    with engine.connect() as conn:
+        return {row["id"]: dict(row) for row in conn.execute(select(ITEMS).order_by(ITEMS.c.id)).mappings()}
+
+
+def stored_quarantine(engine) -> list[tuple[int, str, str | None]]:
+    query = select(QUARANTINE.c.record_number, QUARANTINE.c.reason, QUARANTINE.c.record_id)
+    with engine.connect() as conn:
+        return sorted(tuple(row) for row in conn.execute(query.order_by(QUARANTINE.c.record_number)))
+
+
+def count(engine, table) -> int:
+    with engine.connect() as conn:
+        return conn.execute(select(func.count()).select_from(table)).scalar_one()
+
+
+def expected_row(record: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "id": record["id"],
+        "segment": record.get("segment") or "default",
+        "text": record.get("text"),
+        "features": record.get("features"),
+        "upstream_prediction": record.get("prediction"),
+        "upstream_confidence": record.get("confidence"),
+        "upstream_probs": record.get("probs"),
+        "metadata": record.get("metadata"),
+    }
+
+
+def assert_stored(engine, records: list[dict[str, Any]], source: Path) -> None:
+    items = stored_items(engine)
+    assert sorted(items) == sorted(r["id"] for r in records)
+    for record in records:
+        row = items[record["id"]]
+        got = {key: row[key] for key in expected_row(record)}
+        want = expected_row(record)
+        assert got.pop("upstream_probs") == pytest.approx(want.pop("upstream_probs"))
+        assert got == want
+        assert row["state"] == "received"
+        assert row["source"] == str(source.resolve())
+        assert row["received_at"] is not None
+
+
+# --- good records, idempotence, duplicates --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_good_records_are_accepted(engine, tmp_path, fmt):
+    records = [good_record(i) for i in range(25)]
+    path = write(fmt, tmp_path / "batch", records)
+
+    summary = ingest_file(engine, path, labels=LABELS)
+
+    assert summary.as_dict() == {"source": str(path.resolve()), "accepted": 25, "duplicate": 0,
+                                 "quarantined": {}, "total": 25}
+    assert_stored(engine, records, path)
+    assert count(engine, QUARANTINE) == 0
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_ingesting_the_same_file_twice_adds_nothing(engine, tmp_path, fmt):
+    records = [good_record(i) for i in range(12)]
+    path = write(fmt, tmp_path / "batch", records)
+    ingest_file(engine, path)
+    before = stored_items(engine)
+
+    again = ingest_file(engine, path)
+
+    assert (again.accepted, again.duplicate, dict(again.quarantined)) == (0, 12, {})
+    assert stored_items(engine) == before
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_ids_already_ingested_from_another_file_are_duplicates(engine, tmp_path, fmt):
+    ingest_file(engine, write(fmt, tmp_path / "first", [good_record(i) for i in range(10)]))
+    summary = ingest_file(engine, write(fmt, tmp_path / "second", [good_record(i) for i in range(5, 15)]))
+    assert (summary.accepted, summary.duplicate) == (5, 5)
+    assert count(engine, ITEMS) == 15
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_duplicate_ids_within_a_file_count_as_duplicates_and_the_first_wins(engine, tmp_path, fmt):
+    records = [good_record(i) for i in range(6)]
+    second_copy = {**good_record(2), "text": "a later copy", "features": None}
+    path = write(fmt, tmp_path / "batch", [*records, second_copy, good_record(4), good_record(2)])
+
+    summary = ingest_file(engine, path)
+
+    assert (summary.accepted, summary.duplicate, summary.total) == (6, 3, 9)
+    assert stored_items(engine)["item-2"]["text"] == records[2]["text"]
+
+
+def test_integer_ids_are_stored_as_strings(engine, tmp_path):
+    path = write_jsonl(tmp_path / "ints.jsonl", [{"id": 7, "text": "seven"}, {"id": "7", "text": "dup"}])
+    summary = ingest_file(engine, path)
+    assert (summary.accepted, summary.duplicate) == (1, 1)
+    assert list(stored_items(engine)) == ["7"]
+
+
+def test_unusual_but_valid_strings_round_trip(engine, tmp_path):
+    texts = ["emoji 🧪🚀", "rtl שלום", "combining é", 'quotes "\'`', "backslash-u \\u0000 literal",
+             "newline\nand\ttab", "x" * MAX_TEXT_CHARS]
+    records = [{"id": f"odd-{i} ✓", "text": t, "metadata": {"k\u00e9y": t[:50], "nested": {"a": [1, None]}}}
+               for i, t in enumerate(texts)]
+    path = write_jsonl(tmp_path / "odd.jsonl", records)
+    summary = ingest_file(engine, path)
+    assert (summary.accepted, dict(summary.quarantined)) == (len(texts), {})
+    items = stored_items(engine)
+    assert {r["id"]: items[r["id"]]["text"] for r in records} == {r["id"]: r["text"] for r in records}
+    assert all(items[r["id"]]["metadata"] == r["metadata"] for r in records)
+
+
+def test_a_byte_order_mark_does_not_hide_the_first_record(engine, tmp_path):
+    jsonl = tmp_path / "bom.jsonl"
+    jsonl.write_bytes(b"\xef\xbb\xbf" + json.dumps({"id": "j1", "text": "t"}).encode() + b"\n")
+    csv_path = tmp_path / "bom.csv"
+    csv_path.write_bytes(b"\xef\xbb\xbf" + csv_bytes([{"id": "c1", "text": "t"}]))  # Excel's "CSV UTF-8"
+
+    assert ingest_file(engine, jsonl).accepted == 1
+    assert ingest_file(engine, csv_path).accepted == 1
+    assert sorted(stored_items(engine)) == ["c1", "j1"]
+
+
+def test_unknown_file_type_and_missing_file_are_refused(engine, tmp_path):
+    (tmp_path / "data.xml").write_text("<items/>")
+    with pytest.raises(ValueError, match="JSONL, CSV or Parquet"):
+        ingest_file(engine, tmp_path / "data.xml")
+    with pytest.raises(FileNotFoundError):
+        ingest_file(engine, tmp_path / "absent.jsonl")
+
+
+# --- quarantine -----------------------------------------------------------------------------------------------
+
+TOO_LONG = "x" * (MAX_TEXT_CHARS + 1)
+
+# (raw JSONL line, reason, the record_id kept with the quarantine row)
+JSONL_BAD_LINES: list[tuple[bytes, str, str | None]] = [
+    (b'{"text": "no id here"}', "missing_id", None),
+    (b'{"id": "", "text": "empty id"}', "missing_id", ""),
+    (b'{"id": "nan-conf", "text": "t", "confidence": NaN}', "confidence_invalid", "nan-conf"),
+    (b'{"id": "inf-conf", "text": "t", "confidence": Infinity}', "confidence_invalid", "inf-conf"),
+    (b'{"id": "high-conf", "text": "t", "confidence": 1.5}', "confidence_invalid", "high-conf"),
+    (b'{"id": "low-conf", "text": "t", "confidence": -0.01}', "confidence_invalid", "low-conf"),
+    (b'{"id": "str-conf", "text": "t", "confidence": "0.9"}', "confidence_invalid", "str-conf"),
+    (b'{"id": "huge-conf", "text": "t", "confidence": ' + b"9" * 400 + b"}", "confidence_invalid", "huge-conf"),
+    (b'{"id": "probs-sum", "text": "t", "probs": {"pos": 0.5, "neg": 0.6}}', "probs_not_normalised", "probs-sum"),
+    (b'{"id": "probs-nan", "text": "t", "probs": {"pos": NaN, "neg": 1.0}}', "probs_invalid", "probs-nan"),
+    (b'{"id": "bad-utf8", "text": "caf\xe9 \xff"}', "undecodable_text", None),
+    (b'{"id": "surrogate", "text": "lone \\ud800 half"}', "undecodable_text", "surrogate"),
+    (b'{"id": "too-long", "text": "' + TOO_LONG.encode() + b'"}', "text_too_long", "too-long"),
+    (b'{"id": "unknown-pred", "text": "t", "prediction": "zebra"}', "unknown_label", "unknown-pred"),
+    (b'{"id": "unknown-probs", "text": "t", "probs": {"pos": 0.5, "zebra": 0.5}}', "unknown_label",
+     "unknown-probs"),
+    (b'{"id": "broken", "text": ', "invalid_json", None),
+    (b"{'id': 'single-quotes', 'text': 't'}", "invalid_json", None),
+    (b"[" * 100_000 + b"]" * 100_000, "invalid_json", None),
+    (b'{"id": ' + b"1" * 5_000 + b', "text": "t"}', "invalid_json", None),
+    (b'{"id": "no-content"}', "missing_content", "no-content"),
+    (b'{"id": "no-content-2", "text": null, "features": null}', "missing_content", "no-content-2"),
+    (b'["id", "text"]', "not_an_object", None),
+    (b'{"id": "nul", "text": "a\\u0000b"}', "text_invalid", "nul"),
+    (b'{"id": "num-text", "text": 42}', "text_invalid", "num-text"),
+    (b'{"id": "bad-features", "features": [1, NaN]}', "features_invalid", "bad-features"),
+    (b'{"id": "empty-features", "features": []}', "features_invalid", "empty-features"),
+    (b'{"id": "meta-nan", "text": "t", "metadata": {"amount": NaN}}', "metadata_invalid", "meta-nan"),
+    (b'{"id": "meta-list", "text": "t", "metadata": [1]}', "metadata_invalid", "meta-list"),
+    (b'{"id": {"nested": 1}, "text": "t"}', "invalid_id", "{'nested': 1}"),
+    (b'{"id": "' + b"i" * (MAX_ID_CHARS + 1) + b'", "text": "t"}', "invalid_id",
+     "i" * (MAX_ID_CHARS - 1) + "…"),  # clipped to fit the varchar(512) column
+    (b'{"id": "seg", "text": "t", "segment": ["a"]}', "segment_invalid", "seg"),
+    (b'{"id": "pred-obj", "text": "t", "prediction": {"label": "pos"}}', "prediction_invalid", "pred-obj"),
+]
+
+
+def _jsonl_with_bad_lines(path: Path) -> tuple[Path, list[str], list[tuple[int, str, str | None]]]:
+    """Good and bad lines interleaved (plus blank lines, which are not records); what should be accepted/kept."""
+    lines: list[bytes] = []
+    good_ids: list[str] = []
+    expected: list[tuple[int, str, str | None]] = []
+    for i, (line, reason, record_id) in enumerate(JSONL_BAD_LINES):
+        record = good_record(i)
+        lines.append(json.dumps(record).encode())
+        good_ids.append(record["id"])
+        lines.append(line)
+        expected.append((len(lines), reason, record_id))
+        if i % 7 == 0:
+            lines.append(b"   ")
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    return path, good_ids, expected
+
+
+def test_every_malformed_kind_is_quarantined_and_the_rest_goes_on(engine, tmp_path):
+    path, good_ids, expected = _jsonl_with_bad_lines(tmp_path / "mixed.jsonl")
+
+    summary = ingest_file(engine, path, labels=LABELS)
+
+    reasons = [reason for _, reason, _ in expected]
+    assert summary.accepted == len(good_ids)
+    assert summary.duplicate == 0
+    assert dict(summary.quarantined) == {r: reasons.count(r) for r in set(reasons)}
+    assert sorted(stored_items(engine)) == sorted(good_ids)
+    assert stored_quarantine(engine) == sorted(expected)
+
+
+def test_quarantine_rows_keep_source_detail_and_a_storable_raw_copy(engine, tmp_path):
+    path, _, expected = _jsonl_with_bad_lines(tmp_path / "mixed.jsonl")
+    ingest_file(engine, path, labels=LABELS)
+    with engine.connect() as conn:
+        rows = {row["record_number"]: row for row in conn.execute(select(QUARANTINE)).mappings()}
+    assert {row["source"] for row in rows.values()} == {str(path.resolve())}
+    for number, reason, _ in expected:
+        row = rows[number]
+        assert re.fullmatch(r"[a-z_]+", row["reason"]) and row["reason"] == reason
+        assert row["detail"] and len(row["detail"]) <= 500
+        assert row["raw"] and len(row["raw"]) <= 2_000 and "\x00" not in row["raw"]
+        assert row["created_at"] is not None
+    bad_utf8 = next(n for n, reason, _ in expected if reason == "undecodable_text")
+    assert "caf\ufffd" in rows[bad_utf8]["raw"]  # undecodable bytes kept as replacement characters
+
+
+def test_reingesting_a_file_with_bad_records_does_not_duplicate_quarantine_rows(engine, tmp_path):
+    path, good_ids, expected = _jsonl_with_bad_lines(tmp_path / "mixed.jsonl")
+    first = ingest_file(engine, path, labels=LABELS)
+    quarantine_before = stored_quarantine(engine)
+
+    second = ingest_file(engine, path, labels=LABELS)
+
+    assert (second.accepted, second.duplicate) == (0, len(good_ids))
+    assert second.quarantined == first.quarantined  # still reported, so nothing is dropped silently ...
+    assert count(engine, QUARANTINE) == len(expected)  # ... but stored once
+    assert stored_quarantine(engine) == quarantine_before
+
+
+def test_csv_malformed_records_are_quarantined(engine, tmp_path):
+    header = ",".join(CSV_COLUMNS).encode()
+    rows = [
+        (b"c-good-1,hello,,,pos,0.9,,", None),
+        (b",no id,,,,,,", "missing_id"),
+        (b"c-nan,t,,,,NaN,,", "confidence_invalid"),
+        (b"c-high,t,,,,1.5,,", "confidence_invalid"),
+        (b"c-word,t,,,,very sure,,", "invalid_field"),
+        (b'c-sum,t,,,,,"{""pos"": 0.5, ""neg"": 0.6}",', "probs_not_normalised"),
+        (b'c-json,t,,,,,"{""pos"": 0.5",', "invalid_field"),
+        (b"c-utf8,caf\xe9 \xff,,,,,,", "undecodable_text"),
+        (b"c-long," + TOO_LONG.encode() + b",,,,,,", "text_too_long"),
+        (b"c-label,t,,,zebra,,,", "unknown_label"),
+        (b"c-empty,,,,,,,", "missing_content"),
+        (b'c-feat,,"[1, 2.5]",,,,,', None),
+        (b"c-good-2,bye,,billing,neg,0.1,,", None),
+    ]
+    path = tmp_path / "mixed.csv"
+    path.write_bytes(b"\n".join([header, *(row for row, _ in rows)]) + b"\n")
+
+    summary = ingest_file(engine, path, labels=LABELS)
+
+    expected = [(number, reason) for number, (_, reason) in enumerate(rows, start=2) if reason]
+    assert summary.accepted == 3
+    assert sum(summary.quarantined.values()) == len(expected)
+    assert [(n, r) for n, r, _ in stored_quarantine(engine)] == expected
+    items = stored_items(engine)
+    assert sorted(items) == ["c-feat", "c-good-1", "c-good-2"]
+    assert items["c-feat"]["features"] == [1.0, 2.5]
+    assert (items["c-good-2"]["segment"], items["c-good-2"]["upstream_confidence"]) == ("billing", 0.1)
+
+
+def test_parquet_malformed_records_are_quarantined(engine, tmp_path):
+    good = good_record(0)
+    cases = [
+        ({**good, "id": None}, "missing_id"),
+        ({**good, "id": "p-nan", "confidence": math.nan}, "confidence_invalid"),
+        ({**good, "id": "p-high", "confidence": 1.5}, "confidence_invalid"),
+        ({**good, "id": "p-sum", "probs": {"pos": 0.5, "neg": 0.6}}, "probs_not_normalised"),
+        ({**good, "id": "p-long", "text": TOO_LONG}, "text_too_long"),
+        ({**good, "id": "p-label", "prediction": "zebra"}, "unknown_label"),
+        ({**good, "id": "p-label-probs", "probs": {"pos": 0.5, "zebra": 0.5}}, "unknown_label"),
+        ({**good, "id": "p-empty", "text": None, "features": None}, "missing_content"),
+        ({**good, "id": "p-feat", "text": None, "features": [1.0, math.inf]}, "features_invalid"),
+    ]
+    records = [good, *(record for record, _ in cases), good_record(1)]
+    path = write_parquet(tmp_path / "mixed.parquet", records)
+
+    summary = ingest_file(engine, path, labels=LABELS)
+
+    assert summary.accepted == 2
+    assert [(n, r) for n, r, _ in stored_quarantine(engine)] == [
+        (number, reason) for number, (_, reason) in enumerate(cases, start=2)
+    ]
+    assert sorted(stored_items(engine)) == ["item-0", "item-1"]
+
+
+# --- chunking and progress ------------------------------------------------------------------------------------
+
+
+def _hundred_records(path: Path) -> Path:
+    """100 records: good ones, a bad one every ninth, and ids repeated across chunk boundaries."""
+    lines = []
+    for i in range(100):
+        if i % 9 == 8:
+            lines.append(json.dumps({"id": f"bad-{i}", "text": "t", "confidence": 2.0}))
+        elif i in (50, 51, 99):
+            lines.append(json.dumps(good_record(i - 47)))  # the same ids as records 3, 4 and 52
+        else:
+            lines.append(json.dumps(good_record(i)))
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_many_small_chunks_give_the_same_result_as_one(engine, tmp_path):
+    path = _hundred_records(tmp_path / "hundred.jsonl")
+    reference_engine = db.get_engine(f"sqlite:///{tmp_path / 'reference.db'}")
+    one_chunk = ingest_file(reference_engine, path, chunk_size=10_000)
+
+    many_chunks = ingest_file(engine, path, chunk_size=7)
+
+    assert many_chunks.as_dict() == one_chunk.as_dict()
+    assert (one_chunk.accepted, one_chunk.duplicate, sum(one_chunk.quarantined.values())) == (86, 3, 11)
+    assert stored_items(engine).keys() == stored_items(reference_engine).keys()
+    strip = lambda items: {k: {c: v for c, v in row.items() if c not in ("received_at", "updated_at")}  # noqa: E731
+                           for k, row in items.items()}
+    assert strip(stored_items(engine)) == strip(stored_items(reference_engine))
+    assert stored_quarantine(engine) == stored_quarantine(reference_engine)
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_progress_callback_totals_the_record_count(engine, tmp_path, fmt):
+    path = write(fmt, tmp_path / "hundred", [good_record(i) for i in range(100)])
+    progress: list[int] = []
+
+    summary = ingest_file(engine, path, chunk_size=7, on_progress=progress.append)
+
+    assert progress == [7] * 14 + [2]
+    assert sum(progress) == summary.total == 100
+
+
+def test_progress_counts_quarantined_and_duplicate_records_too(engine, tmp_path):
+    path = _hundred_records(tmp_path / "hundred.jsonl")
+    progress: list[int] = []
+    summary = ingest_file(engine, path, chunk_size=7, on_progress=progress.append)
+    assert sum(progress) == summary.total == 100
+
+
+def test_a_file_bigger_than_one_chunk(engine, tmp_path):
+    n = 50_000
+    assert n > 2 * CHUNK_SIZE
+    path = tmp_path / "big.jsonl"
+    with path.open("w", encoding="utf-8") as handle:
+        for i in range(n):
+            handle.write(f'{{"id": "big-{i}", "text": "text {i}", "confidence": {(i % 100) / 100}}}\n')
+    progress: list[int] = []
+
+    summary = ingest_file(engine, path, on_progress=progress.append)
+
+    assert (summary.accepted, summary.duplicate, summary.total) == (n, 0, n)
+    assert progress == [CHUNK_SIZE, CHUNK_SIZE, n - 2 * CHUNK_SIZE]
+    assert count(engine, ITEMS) == n
+    again = ingest_file(engine, path)
+    assert (again.accepted, again.duplicate) == (0, n)
+    assert count(engine, ITEMS) == n
+
+
+def test_a_parquet_file_with_many_row_groups(engine, tmp_path):
+    records = [good_record(i) for i in range(1_000)]
+    path = write_parquet(tmp_path / "groups.parquet", records, row_group_size=64)
+    summary = ingest_file(engine, path, chunk_size=300)
+    assert (summary.accepted, summary.total) == (1_000, 1_000)
+    assert count(engine, ITEMS) == 1_000
+
+
+# --- validate_record ------------------------------------------------------------------------------------------
+
+
+def test_validate_record_builds_the_item_row():
+    row = validate_record({"id": 12, "text": "t", "prediction": "pos", "confidence": 1,
+                           "probs": {"pos": 1, "neg": 0}, "metadata": {"a": 1}, "extra": "ignored"})
+    assert row == {"id": "12", "segment": "default", "text": "t", "features": None, "upstream_prediction": "pos",
+                   "upstream_confidence": 1.0, "upstream_probs": {"pos": 1.0, "neg": 0.0}, "metadata": {"a": 1}}
+
+
+@pytest.mark.parametrize("total", [1 - PROBS_TOLERANCE / 2, 1 + PROBS_TOLERANCE / 2])
+def test_probs_within_the_tolerance_are_accepted(total):
+    assert validate_record({"id": "a", "text": "t", "probs": {"pos": total - 0.5, "neg": 0.5}})
+
+
+@pytest.mark.parametrize("value, reason", [
+    ({"text": "t"}, "missing_id"),
+    ({"id": True, "text": "t"}, "invalid_id"),
+    ({"id": 10**5000, "text": "t"}, "invalid_id"),  # beyond str()'s int digit limit
+    ({"id": "a\ud800", "text": "t"}, "invalid_id"),
+    ({"id": "a\x00", "text": "t"}, "invalid_id"),
+    ({"id": "a", "text": "t", "confidence": 10**400}, "confidence_invalid"),  # beyond float's range
+    ({"id": "a", "text": "t", "confidence": True}, "confidence_invalid"),
+    ({"id": "a", "features": [10**400]}, "features_invalid"),
+    ({"id": "a", "features": "1,2"}, "features_invalid"),
+    ({"id": "a", "text": "t", "prediction": 10**5000}, "prediction_invalid"),
+    ({"id": "a", "text": "t", "prediction": "p\x00"}, "prediction_invalid"),
+    ({"id": "a", "text": "t", "probs": {"\ud800": 1.0}}, "probs_invalid"),
+    ({"id": "a", "text": "t", "probs": [0.5, 0.5]}, "probs_invalid"),
+    ({"id": "a", "text": "t", "segment": "s" * 129}, "segment_invalid"),
+    ({"id": "a", "text": "t", "metadata": {"when": object()}}, "metadata_invalid"),
+    ({"id": "a", "text": "t", "metadata": {"n": 10**5000}}, "metadata_invalid"),
+    ({"id": "a", "text": "t", "metadata": {"s": "x\ud800"}}, "metadata_invalid"),
+    ({"id": "a", "text": "t", "metadata": {"s": "x\x00"}}, "metadata_invalid"),
+    ({"id": "a", "text": "t", "metadata": {"inf": math.inf}}, "metadata_invalid"),
+])
+def test_validate_record_rejects_with_a_reason(value, reason):
+    with pytest.raises(RecordError) as caught:
+        validate_record(value, labels=LABELS)
+    assert caught.value.reason == reason
+    assert caught.value.detail
+
+
+def test_a_literal_backslash_u0000_in_metadata_is_not_a_nul():
+    assert validate_record({"id": "a", "text": "t", "metadata": {"s": "\\u0000"}})["metadata"] == {"s": "\\u0000"}
+
+
+_scalars = (
+    st.none() | st.booleans() | st.integers() | st.integers(min_value=-(10**5000), max_value=10**5000)
+    | st.floats(allow_nan=True, allow_infinity=True) | st.text() | st.binary(max_size=8)
+    | st.characters(min_codepoint=0xD800, max_codepoint=0xDFFF) | st.just("a\x00b")
+)
+_json_like = st.recursive(
+    _scalars, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=5), inner, max_size=4),
+    max_leaves=12,
+)
+_field_values = {
+    "id": st.text(max_size=20) | st.integers() | _json_like,
+    "text": st.text() | _json_like,
+    "features": st.lists(st.floats(allow_nan=True) | st.integers(), max_size=5) | _json_like,
+    "segment": st.text(max_size=140) | _json_like,
+    "prediction": st.sampled_from(["pos", "neg", "zebra"]) | _json_like,
+    "confidence": st.floats(allow_nan=True, allow_infinity=True) | _json_like,
+    "probs": st.dictionaries(st.sampled_from(["pos", "neg", "zebra"]), st.floats(0, 1), max_size=3) | _json_like,
+    "metadata": st.dictionaries(st.text(max_size=5), _json_like, max_size=4) | _json_like,
+}
+_records = (
+    st.fixed_dictionaries({}, optional={name: strategy for name, strategy in _field_values.items()})
+    | st.dictionaries(st.sampled_from(sorted(KNOWN_FIELDS)) | st.text(max_size=5), _json_like, max_size=8)
+)
+
+
+def _assert_storable_row(row: dict[str, Any]) -> None:
+    assert isinstance(row["id"], str) and 0 < len(row["id"]) <= MAX_ID_CHARS
+    for name in ("id", "segment", "text", "upstream_prediction"):
+        if row[name] is not None:
+            assert isinstance(row[name], str)
+            row[name].encode("utf-8")  # no lone surrogates
+            assert "\x00" not in row[name]
+    assert row["text"] is not None or row["features"] is not None
+    assert row["text"] is None or len(row["text"]) <= MAX_TEXT_CHARS
+    json.dumps([row["features"], row["upstream_probs"], row["metadata"]], allow_nan=False).encode("utf-8")
+    if row["upstream_confidence"] is not None:
+        assert 0.0 <= row["upstream_confidence"] <= 1.0
+    if row["upstream_probs"] is not None:
+        assert abs(sum(row["upstream_probs"].values()) - 1.0) <= PROBS_TOLERANCE
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(value=_records, labels=st.none() | st.just(LABELS) | st.frozensets(st.text(max_size=3), max_size=3))
+def test_validate_record_is_total(value, labels):
+    """Any dict validates to a storable row with a str id, or raises RecordError with a reason; nothing else."""
+    try:
+        row = validate_record(value, labels=labels)
+    except RecordError as exc:
+        assert isinstance(exc.reason, str) and re.fullmatch(r"[a-z_]+", exc.reason)
+        assert isinstance(exc.detail, str) and exc.detail
+        return
+    _assert_storable_row(row)
+
+
+def test_ingest_summary_totals():
+    summary = IngestSummary(source="s", accepted=2, duplicate=1)
+    summary.quarantined["missing_id"] += 3
+    assert summary.total == 6
+    assert summary.as_dict()["quarantined"] == {"missing_id": 3}
+
+
+def test_absent_json_fields_are_sql_null(engine, tmp_path):
+    """`Item.upstream_probs.is_not(None)` (flows/score.py) must not match items that came without probs."""
+    records = [{"id": "bare", "text": "t"}, {"id": "rich", "features": [1.0], "probs": {"pos": 1.0}, "metadata": {}}]
+    ingest_file(engine, write_jsonl(tmp_path / "nulls.jsonl", records))
+    with engine.connect() as conn:
+        def ids_where(clause):
+            return conn.execute(select(ITEMS.c.id).where(clause).order_by(ITEMS.c.id)).scalars().all()
+
+        assert ids_where(ITEMS.c.features.is_(None)) == ["bare"]
+        assert ids_where(ITEMS.c.upstream_probs.is_(None)) == ["bare"]
+        assert ids_where(ITEMS.c.metadata.is_(None)) == ["bare"]
+        assert ids_where(ITEMS.c.upstream_probs.is_not(None)) == ["rich"]
+    assert stored_items(engine)["rich"]["metadata"] == {}

@@ -1,0 +1,81 @@
+"""AppTest runs of the console against an empty and a populated store: no exceptions, right figures."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from ui.views import calibration, models, overview
+
+APP = str(Path(__file__).resolve().parents[2] / "ui" / "app.py")
+
+
+def _run() -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=60).run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def _metrics(at: AppTest) -> dict[str, str]:
+    return {metric.label: metric.value for metric in at.metric}
+
+
+def _texts(elements) -> list[str]:
+    return [element.value for element in elements]
+
+
+@pytest.fixture
+def streamlit_caches():
+    import streamlit as st
+
+    yield
+    st.cache_data.clear()
+    st.cache_resource.clear()
+
+
+def test_empty_store_shows_friendly_empty_states_on_every_page(empty_engine, streamlit_caches) -> None:
+    at = _run()
+    assert at.title[0].value == "Overview"
+    assert _texts(at.info) == [overview.EMPTY_POLICY, overview.EMPTY_ROUTING]
+    assert not at.metric
+    at.switch_page("views/calibration.py").run()
+    assert not at.exception and at.title[0].value == "Calibration"
+    assert _texts(at.info) == [calibration.EMPTY]
+    at.switch_page("views/models.py").run()
+    assert not at.exception and at.title[0].value == "Models & cycles"
+    assert _texts(at.info) == [models.EMPTY_MODELS, models.EMPTY_CYCLES]
+
+
+def test_populated_overview_shows_the_computed_figures(populated_engine, streamlit_caches) -> None:
+    at = _run()
+    assert _metrics(at) == {
+        "Items routed": "14",
+        "Automation rate": "64.3%",  # 9 automated of 14 routed
+        "Auto-accept error (audited)": "33.3%",  # 1 wrong of 3 audited
+        "Open review tasks": "4",
+    }
+    assert not at.info
+    table = at.dataframe[-1].value.set_index("segment")
+    assert table.loc["default", "automation"] == "80.0%" and table.loc["finance", "audit error"] == "—"
+    assert any("tighter finance review" in text for text in _texts(at.markdown))
+
+
+def test_populated_calibration_and_models_pages(populated_engine, streamlit_caches) -> None:
+    at = _run()
+    at.switch_page("views/calibration.py").run()
+    assert not at.exception
+    assert [h.value for h in at.subheader] == ["default", "finance"]
+    assert _texts(at.success) == ["Calibration gate passed"]
+    assert _texts(at.error) == ["Calibration gate failed: `calibration_too_few_samples`"]
+    labelled = [metric.value for metric in at.metric if metric.label == "Labelled items"]
+    assert labelled == ["400", "30"]
+    assert len(at.get("vega_lite_chart")) == 2
+    at.switch_page("views/models.py").run()
+    assert not at.exception
+    assert _metrics(at) == {"Promoted model": "m1"}
+    assert not at.info
+    assert len(at.get("vega_lite_chart")) == 2  # accuracy per model, figures per cycle
+    at.switch_page("views/overview.py").run()
+    assert not at.exception and at.title[0].value == "Overview"

@@ -1,0 +1,126 @@
+"""Tests for ui.data on a real, migrated SQLite store: exact, hand-counted figures (see conftest's table)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from sqlalchemy import update
+
+from calibration.metrics import ReliabilityCurve
+from store.models import ModelVersion
+from ui import data
+
+
+def test_empty_store_gives_empty_results_not_errors(empty_engine) -> None:
+    assert data.active_policy(empty_engine) is None
+    figures = data.segment_figures(empty_engine)
+    assert figures.empty and list(figures.columns) == data.SEGMENT_COLUMNS
+    assert data.latest_calibration(empty_engine) == []
+    assert data.model_history(empty_engine).empty
+    assert data.cycle_history(empty_engine).empty
+    overall = data.overall_figures(figures)
+    assert (
+        overall.routed == 0 and math.isnan(overall.automation_rate) and math.isnan(overall.audit_error_rate)
+    )
+
+
+def test_active_policy_is_the_newest_active_version_parsed(populated_engine) -> None:
+    view = data.active_policy(populated_engine)
+    assert view is not None
+    assert view.version == view.policy.content_hash()
+    assert (view.name, view.author, view.comment) == ("default", "alice", "tighter finance review")
+    assert view.defaults.auto_accept_threshold == 0.9
+    assert set(view.segments) == {"finance"}
+    finance = view.segments["finance"]
+    assert (finance.mode, finance.stakes, finance.regulated) == ("in_the_loop", "high", True)
+    settings = data.policy_settings_frame(view, ["default", "news"]).set_index("segment")
+    assert list(settings.index) == ["(defaults)", "default", "finance", "news"]
+    assert (
+        settings.loc["finance", "mode"] == "in_the_loop"
+        and settings.loc["news", "calibration_max_ece"] == 0.1
+    )
+
+
+def test_segment_figures_count_latest_decisions_audits_and_open_reviews(populated_engine) -> None:
+    figures = data.segment_figures(populated_engine).set_index("segment")
+    assert list(figures.index) == ["default", "finance", "news"]
+    counts = [
+        "routed",
+        "auto_accept",
+        "spot_check",
+        "review",
+        "escalate",
+        "audited",
+        "audit_errors",
+        "open_reviews",
+    ]
+    assert figures.loc["default", counts].tolist() == [10, 6, 2, 1, 1, 3, 1, 2]
+    assert figures.loc["finance", counts].tolist() == [4, 0, 1, 2, 1, 0, 0, 1]
+    assert figures.loc["news", counts].tolist() == [0, 0, 0, 0, 0, 0, 0, 1]
+    assert figures.loc["default", "automation_rate"] == pytest.approx(0.8)
+    assert figures.loc["finance", "automation_rate"] == pytest.approx(0.25)
+    assert figures.loc["default", "audit_error_rate"] == pytest.approx(1 / 3)
+    # nothing routed or audited is unknown, not 0 %
+    assert math.isnan(figures.loc["news", "automation_rate"])
+    assert math.isnan(figures.loc["finance", "audit_error_rate"])
+    assert figures.loc["default", "audit_error_low"] < 1 / 3 < figures.loc["default", "audit_error_high"]
+
+
+def test_overall_figures_pool_items_over_segments(populated_engine) -> None:
+    overall = data.overall_figures(data.segment_figures(populated_engine))
+    assert (
+        overall.routed,
+        overall.automated,
+        overall.audited,
+        overall.audit_errors,
+        overall.open_reviews,
+    ) == (
+        14,
+        9,
+        3,
+        1,
+        4,
+    )
+    assert overall.automation_rate == pytest.approx(9 / 14)
+    assert overall.audit_error_rate == pytest.approx(1 / 3)
+
+
+def test_wilson_interval_matches_the_textbook_value_and_is_nan_without_trials() -> None:
+    low, high = data.wilson_interval([1, 0], [3, 0])
+    # 1 of 3, z = 1.96: Wilson (0.0615, 0.7923)
+    assert low[0] == pytest.approx(0.06149, abs=1e-4) and high[0] == pytest.approx(0.79234, abs=1e-4)
+    assert np.isnan(low[1]) and np.isnan(high[1])
+
+
+def test_latest_calibration_is_newest_per_segment_of_the_promoted_model(populated_engine) -> None:
+    views = data.latest_calibration(populated_engine)
+    assert [(v.model_version, v.segment) for v in views] == [("m1", "default"), ("m1", "finance")]
+    default, finance = views
+    assert default.passed and default.reasons == () and default.n == 400
+    assert not finance.passed and finance.reasons == ("calibration_too_few_samples",) and finance.n == 30
+    assert isinstance(default.curve, ReliabilityCurve) and default.curve.n_samples == 400
+    assert default.ece_low <= default.ece_high
+    bins = data.curve_frame(default.curve)
+    assert int(bins["count"].sum()) == 400 and bins["accuracy"].notna().all()
+
+
+def test_latest_calibration_falls_back_to_all_models_when_none_is_promoted(populated_engine) -> None:
+    with populated_engine.begin() as connection:
+        connection.execute(update(ModelVersion).values(status="candidate"))
+    keys = [(v.model_version, v.segment) for v in data.latest_calibration(populated_engine)]
+    assert keys == [("m1", "default"), ("m1", "finance"), ("m2", "default")]
+
+
+def test_model_and_cycle_history(populated_engine) -> None:
+    models = data.model_history(populated_engine)
+    assert models["version"].tolist() == ["m0", "m1", "m2"]
+    assert models["status"].tolist() == ["retired", "promoted", "candidate"]
+    assert models["accuracy"].iloc[:2].tolist() == [0.8, 0.86] and math.isnan(models["accuracy"].iloc[2])
+    cycles = data.cycle_history(populated_engine)
+    assert cycles["cycle"].tolist() == [1, 2]
+    assert cycles["routed"].tolist() == [10, 14]
+    assert cycles["model_version"].tolist() == ["m0", "m1"]  # the row's column, not a duplicate from figures
+    assert cycles["queue.review"].tolist() == [4, 3]
+    assert math.isnan(cycles["queue.escalate"].iloc[0]) and cycles["queue.escalate"].iloc[1] == 2

@@ -1,0 +1,373 @@
+"""The console's one data layer: read-only queries over the store, returned as frames and frozen views.
+
+Every function takes a SQLAlchemy engine and nothing else, imports no Streamlit, and returns an empty frame
+(or None, or an empty list) on an empty database. Rates whose denominator is zero are NaN, never 0: a console
+that shows "0 % errors" for a segment nobody audited would invite auto-accepting everything.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sqlalchemy import Engine, case, func, or_, select
+
+from calibration.metrics import ReliabilityCurve
+from routing.decide import Route
+from routing.policy import Policy, SegmentPolicy
+from store.models import (
+    CalibrationReportRow,
+    CycleReport,
+    Item,
+    Label,
+    ModelVersion,
+    PolicyVersion,
+    ReviewTask,
+    RoutingDecision,
+)
+
+__all__ = [
+    "CalibrationView",
+    "OverallFigures",
+    "PolicyView",
+    "active_policy",
+    "curve_frame",
+    "cycle_history",
+    "latest_calibration",
+    "model_history",
+    "overall_figures",
+    "policy_settings_frame",
+    "segment_figures",
+    "wilson_interval",
+]
+
+ROUTES = tuple(route.value for route in Route)
+AUTOMATED_ROUTES = (Route.AUTO_ACCEPT.value, Route.SPOT_CHECK.value)
+AUDIT_REASON = "audit"
+DONE_STATE = "done"
+WILSON_Z = 1.959963984540054  # two-sided 95 %
+
+SEGMENT_COLUMNS = [
+    "segment",
+    "routed",
+    *ROUTES,
+    "automation_rate",
+    "audited",
+    "audit_errors",
+    "audit_error_rate",
+    "audit_error_low",
+    "audit_error_high",
+    "open_reviews",
+]
+MODEL_COLUMNS = [
+    "version",
+    "kind",
+    "status",
+    "accuracy",
+    "train_size",
+    "parent_version",
+    "created_at",
+    "promoted_at",
+]
+CYCLE_COLUMNS = ["cycle", "model_version", "policy_version", "started_at", "finished_at"]
+
+
+@dataclass(frozen=True)
+class PolicyView:
+    """The active policy version: its provenance and the effective settings of each named segment."""
+
+    version: str
+    name: str
+    author: str
+    comment: str
+    created_at: datetime
+    policy: Policy
+    defaults: SegmentPolicy
+    segments: dict[str, SegmentPolicy]
+
+    def for_segment(self, segment: str) -> SegmentPolicy:
+        return self.policy.for_segment(segment)
+
+
+@dataclass(frozen=True)
+class CalibrationView:
+    """The newest calibration report of one (model version, segment), with its reliability curve."""
+
+    model_version: str
+    segment: str
+    method: str
+    n: int
+    ece: float
+    ece_low: float
+    ece_high: float
+    passed: bool
+    reasons: tuple[str, ...]
+    curve: ReliabilityCurve | None
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class OverallFigures:
+    """Totals over all segments; rates are NaN when nothing was routed or audited."""
+
+    routed: int
+    automated: int
+    automation_rate: float
+    audited: int
+    audit_errors: int
+    audit_error_rate: float
+    open_reviews: int
+
+
+def active_policy(engine: Engine) -> PolicyView | None:
+    """The newest policy version marked active, parsed; None when no version is active."""
+    query = (
+        select(PolicyVersion)
+        .where(PolicyVersion.active.is_(True))
+        .order_by(PolicyVersion.created_at.desc(), PolicyVersion.version.desc())
+        .limit(1)
+    )
+    with engine.connect() as connection:
+        row = connection.execute(query).first()
+    if row is None:
+        return None
+    policy = Policy.from_yaml(row.document)
+    return PolicyView(
+        version=row.version,
+        name=row.name,
+        author=row.author,
+        comment=row.comment,
+        created_at=row.created_at,
+        policy=policy,
+        defaults=policy.defaults,
+        segments={name: policy.for_segment(name) for name in sorted(policy.segments)},
+    )
+
+
+def policy_settings_frame(view: PolicyView, segments: list[str] | tuple[str, ...] = ()) -> pd.DataFrame:
+    """Effective settings, one row per segment: "(defaults)", the policy's named ones, extra `segments`."""
+    names = ["(defaults)", *sorted(set(view.segments) | set(segments))]
+    rows = []
+    for name in names:
+        settings = view.defaults if name == "(defaults)" else view.for_segment(name)
+        flat = settings.model_dump()
+        calibration = flat.pop("calibration")
+        rows.append(
+            {"segment": name, **flat, **{f"calibration_{key}": value for key, value in calibration.items()}}
+        )
+    return pd.DataFrame(rows)
+
+
+def _latest_decisions():
+    """Subquery: the id of the newest decision of each item (decisions are append-only, ids increase)."""
+    return (
+        select(func.max(RoutingDecision.id).label("id"))
+        .group_by(RoutingDecision.item_id)
+        .subquery("latest_decision")
+    )
+
+
+def _route_counts(connection, latest) -> pd.DataFrame:
+    query = (
+        select(RoutingDecision.segment, RoutingDecision.route, func.count().label("n"))
+        .join(latest, RoutingDecision.id == latest.c.id)
+        .group_by(RoutingDecision.segment, RoutingDecision.route)
+    )
+    frame = pd.DataFrame(connection.execute(query).all(), columns=["segment", "route", "n"])
+    counts = frame.pivot_table(index="segment", columns="route", values="n", aggfunc="sum", fill_value=0)
+    counts = counts.reindex(columns=list(ROUTES), fill_value=0)
+    counts.columns.name = None
+    # routed counts every latest decision, including a route this console does not know by name
+    counts.insert(0, "routed", frame.groupby("segment")["n"].sum())
+    return counts
+
+
+def _audit_counts(connection, latest) -> pd.DataFrame:
+    # a missing predicted label on an automated item counts as an error: fail closed
+    wrong = or_(RoutingDecision.predicted_label.is_(None), Label.label != RoutingDecision.predicted_label)
+    query = (
+        select(
+            RoutingDecision.segment,
+            func.count().label("audited"),
+            func.sum(case((wrong, 1), else_=0)).label("audit_errors"),
+        )
+        .join(latest, RoutingDecision.id == latest.c.id)
+        .join(Label, Label.item_id == RoutingDecision.item_id)
+        .where(Label.selection_reason == AUDIT_REASON, RoutingDecision.route.in_(AUTOMATED_ROUTES))
+        .group_by(RoutingDecision.segment)
+    )
+    frame = pd.DataFrame(connection.execute(query).all(), columns=["segment", "audited", "audit_errors"])
+    return frame.set_index("segment")
+
+
+def _open_reviews(connection) -> pd.DataFrame:
+    query = (
+        select(Item.segment, func.count().label("open_reviews"))
+        .select_from(ReviewTask)
+        .join(Item, Item.id == ReviewTask.item_id)
+        .where(ReviewTask.state != DONE_STATE)
+        .group_by(Item.segment)
+    )
+    frame = pd.DataFrame(connection.execute(query).all(), columns=["segment", "open_reviews"])
+    return frame.set_index("segment")
+
+
+def wilson_interval(successes: Any, trials: Any) -> tuple[np.ndarray, np.ndarray]:
+    """95 % Wilson score interval of a binomial proportion, element-wise; NaN where `trials` is 0."""
+    k = np.asarray(successes, dtype=float)
+    n = np.asarray(trials, dtype=float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        p = k / n
+        z2 = WILSON_Z**2
+        centre = (p + z2 / (2 * n)) / (1 + z2 / n)
+        half = WILSON_Z * np.sqrt(p * (1 - p) / n + z2 / (4 * n**2)) / (1 + z2 / n)
+    return np.clip(centre - half, 0.0, 1.0), np.clip(centre + half, 0.0, 1.0)
+
+
+def segment_figures(engine: Engine) -> pd.DataFrame:
+    """One row per segment: latest-decision route counts, automation rate, audit error rate, open reviews."""
+    latest = _latest_decisions()
+    with engine.connect() as connection:
+        routes = _route_counts(connection, latest)
+        audits = _audit_counts(connection, latest)
+        reviews = _open_reviews(connection)
+    frame = routes.join(audits, how="outer").join(reviews, how="outer")
+    if frame.empty:
+        return pd.DataFrame({column: pd.Series(dtype=_dtype(column)) for column in SEGMENT_COLUMNS})
+    counts = ["routed", *ROUTES, "audited", "audit_errors", "open_reviews"]
+    frame[counts] = frame[counts].fillna(0).astype("int64")
+    with np.errstate(divide="ignore", invalid="ignore"):
+        automated = frame[list(AUTOMATED_ROUTES)].sum(axis=1)
+        frame["automation_rate"] = np.where(frame["routed"] > 0, automated / frame["routed"], np.nan)
+        frame["audit_error_rate"] = np.where(
+            frame["audited"] > 0, frame["audit_errors"] / frame["audited"], np.nan
+        )
+    frame["audit_error_low"], frame["audit_error_high"] = wilson_interval(
+        frame["audit_errors"], frame["audited"]
+    )
+    frame.index.name = "segment"
+    return frame.reset_index().sort_values("segment", ignore_index=True)[SEGMENT_COLUMNS]
+
+
+def _dtype(column: str) -> str:
+    if column == "segment":
+        return "object"
+    return "float64" if column.endswith(("rate", "_low", "_high")) else "int64"
+
+
+def overall_figures(figures: pd.DataFrame) -> OverallFigures:
+    """Totals of a `segment_figures` frame; rates are pooled over items, not averaged over segments."""
+    routed = int(figures["routed"].sum())
+    automated = int(figures[list(AUTOMATED_ROUTES)].sum().sum())
+    audited = int(figures["audited"].sum())
+    errors = int(figures["audit_errors"].sum())
+    return OverallFigures(
+        routed=routed,
+        automated=automated,
+        automation_rate=automated / routed if routed else math.nan,
+        audited=audited,
+        audit_errors=errors,
+        audit_error_rate=errors / audited if audited else math.nan,
+        open_reviews=int(figures["open_reviews"].sum()),
+    )
+
+
+def _promoted_versions(connection) -> list[str]:
+    query = select(ModelVersion.version).where(ModelVersion.status == "promoted")
+    return list(connection.execute(query).scalars())
+
+
+def _curve(report: dict[str, Any] | None) -> ReliabilityCurve | None:
+    data = (report or {}).get("curve")
+    return None if data is None else ReliabilityCurve.from_dict(data)
+
+
+def latest_calibration(engine: Engine) -> list[CalibrationView]:
+    """Newest report per (model version, segment) of the promoted model(s); of all models if none is."""
+    query = select(CalibrationReportRow).order_by(
+        CalibrationReportRow.created_at.desc(), CalibrationReportRow.id.desc()
+    )
+    with engine.connect() as connection:
+        promoted = _promoted_versions(connection)
+        if promoted:
+            query = query.where(CalibrationReportRow.model_version.in_(promoted))
+        rows = connection.execute(query).all()
+    newest: dict[tuple[str, str], Any] = {}
+    for row in rows:  # one row per report, not per item; already newest first
+        newest.setdefault((row.model_version, row.segment), row)
+    return [_calibration_view(newest[key]) for key in sorted(newest)]
+
+
+def _calibration_view(row: Any) -> CalibrationView:
+    return CalibrationView(
+        model_version=row.model_version,
+        segment=row.segment,
+        method=row.method,
+        n=row.n,
+        ece=row.ece,
+        ece_low=row.ece_low,
+        ece_high=row.ece_high,
+        passed=bool(row.passed),
+        reasons=tuple(row.reasons or ()),
+        curve=_curve(row.report),
+        created_at=row.created_at,
+    )
+
+
+def model_history(engine: Engine) -> pd.DataFrame:
+    """Model versions, oldest first, with their held-out accuracy (NaN when not recorded) and status."""
+    query = select(ModelVersion).order_by(ModelVersion.created_at, ModelVersion.version)
+    with engine.connect() as connection:
+        rows = connection.execute(query).all()
+    records = [
+        {
+            "version": row.version,
+            "kind": row.kind,
+            "status": row.status,
+            "accuracy": _number((row.metrics or {}).get("accuracy")),
+            "train_size": row.train_size,
+            "parent_version": row.parent_version,
+            "created_at": row.created_at,
+            "promoted_at": row.promoted_at,
+        }
+        for row in rows
+    ]
+    return pd.DataFrame(records, columns=MODEL_COLUMNS)
+
+
+def _number(value: Any) -> float:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else math.nan
+
+
+def cycle_history(engine: Engine) -> pd.DataFrame:
+    """Cycle reports, oldest first, with their `figures` flattened into dotted columns (`queue.review`)."""
+    query = select(CycleReport).order_by(CycleReport.cycle)
+    with engine.connect() as connection:
+        rows = connection.execute(query).all()
+    if not rows:
+        return pd.DataFrame(columns=CYCLE_COLUMNS)
+    base = pd.DataFrame([{column: getattr(row, column) for column in CYCLE_COLUMNS} for row in rows])
+    figures = pd.json_normalize([row.figures or {} for row in rows], sep=".")
+    figures = figures.drop(columns=[c for c in figures.columns if c in CYCLE_COLUMNS])
+    return pd.concat([base, figures], axis=1)
+
+
+def curve_frame(curve: ReliabilityCurve) -> pd.DataFrame:
+    """The filled bins of a reliability curve as a frame, one row per bin, for charting and tables."""
+    edges = np.asarray(curve.bin_edges, dtype=float)
+    frame = pd.DataFrame(
+        {
+            "bin_low": edges[:-1],
+            "bin_high": edges[1:],
+            "mean_confidence": curve.mean_confidence,
+            "accuracy": curve.accuracy,
+            "count": curve.count,
+            "wilson_low": curve.wilson_low,
+            "wilson_high": curve.wilson_high,
+        }
+    )
+    return frame[~np.asarray(curve.empty, dtype=bool)].reset_index(drop=True)

@@ -1,0 +1,63 @@
+"""Streamlit glue: the cached engine and cached reads of the data layer, keyed by database URL."""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+from sqlalchemy import Engine, make_url
+
+from store.db import get_engine
+from store.settings import get_settings
+from ui import data
+
+CACHE_SECONDS = 30  # the flows write while the console watches; figures may lag this much
+
+
+def database_url() -> str:
+    """The database the console reads: SLUICE_DATABASE_URL, else the SQLite file under SLUICE_HOME."""
+    return get_settings().resolved_database_url
+
+
+def database_label() -> str:
+    """The database URL with any password masked, fit to show on screen."""
+    return make_url(database_url()).render_as_string(hide_password=True)
+
+
+@st.cache_resource(show_spinner=False)
+def _engine_for(url: str) -> Engine:
+    return get_engine(url)
+
+
+def engine() -> Engine:
+    return _engine_for(database_url())
+
+
+@st.cache_data(ttl=CACHE_SECONDS, show_spinner=False)
+def active_policy(url: str) -> data.PolicyView | None:
+    return data.active_policy(_engine_for(url))
+
+
+@st.cache_data(ttl=CACHE_SECONDS, show_spinner=False)
+def segment_figures(url: str) -> pd.DataFrame:
+    return data.segment_figures(_engine_for(url))
+
+
+@st.cache_data(ttl=CACHE_SECONDS, show_spinner=False)
+def latest_calibration(url: str) -> list[data.CalibrationView]:
+    return data.latest_calibration(_engine_for(url))
+
+
+@st.cache_data(ttl=CACHE_SECONDS, show_spinner=False)
+def model_history(url: str) -> pd.DataFrame:
+    return data.model_history(_engine_for(url))
+
+
+@st.cache_data(ttl=CACHE_SECONDS, show_spinner=False)
+def cycle_history(url: str) -> pd.DataFrame:
+    return data.cycle_history(_engine_for(url))
+
+
+def refresh() -> None:
+    """Drop the cached reads (not the engine) so the next run shows what the flows wrote since."""
+    for reader in (active_policy, segment_figures, latest_calibration, model_history, cycle_history):
+        reader.clear()

@@ -1,0 +1,54 @@
+"""Models & cycles page: each model version's accuracy and status, each flywheel cycle's figures."""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from ui import state
+from ui.display import accuracy_chart, cycle_chart
+
+EMPTY_MODELS = "No models yet — run `sluice cycle` to train and register one."
+EMPTY_CYCLES = "No cycles yet — run `sluice cycle`."
+# figures on a 0-1 scale that `sluice cycle` records; charted by default, counts only on request
+RATE_FIGURES = ("automation_rate", "holdout_accuracy", "ece")
+
+
+def render() -> None:
+    st.title("Models & cycles")
+    url = state.database_url()
+    _models(state.model_history(url))
+    st.divider()
+    _cycles(state.cycle_history(url))
+
+
+def _models(models: pd.DataFrame) -> None:
+    st.subheader("Model versions")
+    if models.empty:
+        st.info(EMPTY_MODELS)
+        return
+    promoted = models.loc[models["status"] == "promoted", "version"]
+    st.metric("Promoted model", promoted.iloc[-1] if len(promoted) else "none")
+    if models["accuracy"].notna().any():
+        st.altair_chart(accuracy_chart(models), width="stretch")
+    st.dataframe(models, hide_index=True, width="stretch")
+
+
+def _cycles(cycles: pd.DataFrame) -> None:
+    st.subheader("Cycles")
+    if cycles.empty:
+        st.info(EMPTY_CYCLES)
+        return
+    numeric = [c for c in cycles.columns if c != "cycle" and pd.api.types.is_numeric_dtype(cycles[c])]
+    if numeric:
+        rates = [c for c in RATE_FIGURES if c in numeric]
+        chosen = st.multiselect(
+            "Figures to chart", numeric, default=rates or numeric[:4], key="cycle_figures"
+        )
+        if chosen:
+            st.altair_chart(cycle_chart(cycles, chosen), width="stretch")
+    st.dataframe(cycles, hide_index=True, width="stretch")
+
+
+if __name__ == "__main__":  # Streamlit runs a page file as __main__; importing it runs nothing
+    render()

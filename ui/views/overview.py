@@ -1,0 +1,85 @@
+"""Overview page: the active policy and each segment's routing, automation and audited error figures."""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from ui import data, state
+from ui.display import MISSING, percent
+
+EMPTY_POLICY = "No active policy yet — activate one (e.g. `policies/default.yaml`) with the `sluice` CLI."
+EMPTY_ROUTING = "Nothing routed yet — run `sluice cycle` to score and route items."
+
+
+def render() -> None:
+    st.title("Overview")
+    url = state.database_url()
+    figures = state.segment_figures(url)
+    _policy_summary(state.active_policy(url), list(figures["segment"]))
+    st.divider()
+    if figures.empty:
+        st.info(EMPTY_ROUTING)
+        return
+    _overall_metrics(data.overall_figures(figures))
+    st.subheader("Per segment")
+    st.dataframe(_segment_table(figures), hide_index=True, width="stretch")
+
+
+def _policy_summary(view: data.PolicyView | None, segments: list[str]) -> None:
+    st.subheader("Active policy")
+    if view is None:
+        st.info(EMPTY_POLICY)
+        return
+    st.markdown(
+        f"**{view.name}** · version `{view.version}` · by {view.author} · "
+        f"{view.created_at:%Y-%m-%d %H:%M}" + (f"  \n_{view.comment}_" if view.comment else "")
+    )
+    with st.expander("Effective settings per segment", expanded=False):
+        st.dataframe(data.policy_settings_frame(view, segments), hide_index=True, width="stretch")
+
+
+def _overall_metrics(overall: data.OverallFigures) -> None:
+    routed, automation, error, reviews = st.columns(4)
+    routed.metric("Items routed", f"{overall.routed:,}")
+    automation.metric(
+        "Automation rate",
+        percent(overall.automation_rate),
+        help="(auto-accepted + spot-checked) / routed, latest decision per item",
+    )
+    low, high = data.wilson_interval(overall.audit_errors, overall.audited)
+    error.metric(
+        "Auto-accept error (audited)",
+        percent(overall.audit_error_rate),
+        help=f"{overall.audit_errors} wrong of {overall.audited} audited automated items; "
+        f"95 % Wilson interval {percent(float(low))} – {percent(float(high))}",
+    )
+    reviews.metric("Open review tasks", f"{overall.open_reviews:,}")
+
+
+def _segment_table(figures: pd.DataFrame) -> pd.DataFrame:
+    table = figures.copy()
+    table["automation"] = table["automation_rate"].map(percent)
+    table["audit error"] = table["audit_error_rate"].map(percent)
+    table["audit error 95 %"] = [
+        MISSING if pd.isna(low) else f"{percent(low)} – {percent(high)}"
+        for low, high in zip(table["audit_error_low"], table["audit_error_high"])
+    ]
+    columns = [
+        "segment",
+        "routed",
+        "auto_accept",
+        "spot_check",
+        "review",
+        "escalate",
+        "automation",
+        "audited",
+        "audit error",
+        "audit error 95 %",
+        "open_reviews",
+    ]
+    return table[columns]
+
+
+if __name__ == "__main__":  # Streamlit runs a page file as __main__; importing it runs nothing
+    render()
