@@ -8,7 +8,7 @@ import numpy as np
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
-from sqlalchemy import Engine, distinct, select
+from sqlalchemy import Engine, select
 
 from calibration.report import calibration_gate, fit_and_select
 from flows.common import active_policy, derive_rng, engine_for, fingerprint, promoted_model, utcnow
@@ -83,7 +83,7 @@ def fit_segment(
 def models_in_use(engine: Engine) -> list[str]:
     promoted = promoted_model(engine)
     with engine.connect() as conn:
-        versions = set(conn.execute(select(distinct(Prediction.model_version))).scalars())
+        versions = set(conn.execute(select(Prediction.model_version).distinct()).scalars())
     keep = {"upstream"} & versions
     if promoted is not None:
         keep.add(promoted.version)

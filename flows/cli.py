@@ -181,7 +181,7 @@ def cycle(strategy: str = typer.Option("margin"), database_url: str | None = Dat
 def demo(
     cycles: int = typer.Option(5, min=1),
     batch_size: int = typer.Option(300, min=1, help="Production items arriving per cycle."),
-    seed_labels: int = typer.Option(150, min=10, help="Labelled items the first model starts from."),
+    seed_labels: int = typer.Option(200, min=10, help="Labelled items the first model starts from."),
     annotator_error: float = typer.Option(0.03, min=0.0, max=1.0, help="Share of wrong simulated answers."),
     seed: int = typer.Option(0),
     home: Path = typer.Option(Path(".sluice/demo"), help="State folder of the demo (recreated)."),

@@ -10,12 +10,13 @@ from typing import Any
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from sqlalchemy import Engine, select, update
+from sqlmodel import Session
 
 from flows.common import (
     active_policy, engine_for, get_watermark, promoted_model, record_event, set_watermark, utcnow,
 )
 from labeling.client import LabelStudioQueue, TaskSpec
-from labeling.errors import LabelStudioError
+from labeling.errors import LabelStudioApiError, LabelStudioError
 from labeling.resolve import HumanAnswer, resolve_items, upsert_annotations
 from store.bulk import chunked
 from store.models import Item, ReviewTask
@@ -61,15 +62,20 @@ def _spec(row: ReviewTask, text: str | None, features: Any) -> TaskSpec:
     )
 
 
+def outbox_batch(engine: Engine, batch_key: str) -> list[tuple[ReviewTask, str | None, Any]]:
+    """The pending outbox rows of a batch with their items' text and features."""
+    with Session(engine, expire_on_commit=False) as session:
+        return [tuple(r) for r in session.exec(
+            select(ReviewTask, Item.text, Item.features).join(Item, Item.id == ReviewTask.item_id)
+            .where(ReviewTask.batch_key == batch_key, ReviewTask.state == "pending")
+        ).all()]
+
+
 @task(name="push-batch", cache_policy=NO_CACHE)
 def push_batch(batch_key: str, project_id: int, database_url: str | None) -> int:
     """Push one outbox batch; a batch tried before is first reconciled with what Label Studio already holds."""
     engine = engine_for(database_url)
-    with engine.connect() as conn:
-        rows = conn.execute(
-            select(ReviewTask, Item.text, Item.features).join(Item, Item.id == ReviewTask.item_id)
-            .where(ReviewTask.batch_key == batch_key, ReviewTask.state == "pending")
-        ).all()
+    rows = outbox_batch(engine, batch_key)
     if not rows:
         return 0
     queue, _ = open_queue(engine)
@@ -104,9 +110,15 @@ def keep_model_version_current(engine: Engine, queue: LabelStudioQueue, project_
     if model is None:
         return
     key = f"labelstudio:{project_id}:model_version"
-    if get_watermark(engine, key) != model.version:
+    if get_watermark(engine, key) == model.version:
+        return
+    try:
         queue.set_model_version(project_id, model.version)
-        set_watermark(engine, key, model.version)
+    except LabelStudioApiError as error:
+        # Label Studio accepts only a version some task already has predictions from
+        get_run_logger().warning("push: Label Studio kept its model_version: %s", error)
+        return
+    set_watermark(engine, key, model.version)
 
 
 @flow(name="push", log_prints=True)
@@ -123,7 +135,6 @@ def push_flow(database_url: str | None = None) -> dict[str, Any]:
         return {"pushed": 0, "pending": 0}
     try:
         queue, project_id = open_queue(engine)
-        keep_model_version_current(engine, queue, project_id)
     except LabelStudioError as error:
         logger.error("push: Label Studio is unavailable, %d batch(es) stay queued: %s", len(keys), error)
         return {"pushed": 0, "pending": len(keys), "error": str(error)}
@@ -134,6 +145,8 @@ def push_flow(database_url: str | None = None) -> dict[str, Any]:
         except LabelStudioError as error:
             failed += 1
             errors.append(str(error))
+    if pushed:
+        keep_model_version_current(engine, queue, project_id)
     summary = {"pushed": pushed, "failed_batches": failed, "project_id": project_id}
     if errors:
         summary["error"] = errors[0]

@@ -54,12 +54,28 @@ def _task_row(row: tuple, reason: str, probability: float, priority: float, cycl
     }
 
 
-def audit_draw(rows: list[tuple], *, rate: float, cycle: int | None) -> tuple[list[tuple], list[tuple]]:
-    """(drawn for audit, the rest): each row independently with probability `rate`."""
+def decision_uniform(decision_ids: list[int]) -> np.ndarray:
+    """A uniform number per routing decision, fixed by its id: each decision gets one audit draw, ever."""
+    return np.array([derive_rng("audit", d).random() for d in decision_ids])
+
+
+def audit_draw(rows: list[tuple], *, rate: float) -> tuple[list[tuple], list[tuple]]:
+    """(drawn for audit, the rest): each decision independently with probability `rate`."""
     if not rows or rate <= 0.0:
         return [], rows
-    drawn = derive_rng("audit", cycle, [r[1] for r in rows]).random(len(rows)) < rate
+    drawn = decision_uniform([r[0] for r in rows]) < rate
     return [r for r, d in zip(rows, drawn) if d], [r for r, d in zip(rows, drawn) if not d]
+
+
+def spent_budget(engine: Engine, segment: str, cycle: int | None) -> int:
+    """Review tasks this cycle already took from the segment's budget (audits are not budgeted)."""
+    if cycle is None:
+        return 0
+    with engine.connect() as conn:
+        return conn.execute(
+            select(func.count()).select_from(ReviewTask).join(Item, Item.id == ReviewTask.item_id)
+            .where(ReviewTask.cycle == cycle, Item.segment == segment, ReviewTask.selection_reason != "audit")
+        ).scalar_one()
 
 
 @task(name="select-segment", cache_policy=NO_CACHE)
@@ -74,10 +90,11 @@ def select_segment(
     engine = engine_for(database_url)
     tasks = [_task_row(r, "audit", r[4] if r[4] is not None else 1.0, 0.0, cycle)
              for r in rows if r[3] == Route.SPOT_CHECK.value]
+    budget = max(budget - spent_budget(engine, rows[0][2], cycle), 0)
     escalations = [r for r in rows if r[3] == Route.ESCALATE.value][:budget]
     tasks += [_task_row(r, "escalation", 1.0, 2.0, cycle) for r in escalations]
     reviews = [r for r in rows if r[3] == Route.REVIEW.value]
-    audited, reviews = audit_draw(reviews, rate=audit_rate, cycle=cycle)
+    audited, reviews = audit_draw(reviews, rate=audit_rate)
     tasks += [_task_row(r, "audit", audit_rate, 0.0, cycle) for r in audited]
     remaining = max(budget - len(escalations), 0)
     if reviews and remaining:

@@ -1,0 +1,40 @@
+"""Session-wide test set-up: the real-server fixtures, one Prefect harness, and a fresh Sluice home per test."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("DO_NOT_TRACK", "1")
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+
+import pytest  # noqa: E402
+
+pytest_plugins = ["tests.labelstudio_fixture", "tests.postgres_fixture"]
+
+
+@pytest.fixture(scope="session")
+def prefect_harness():
+    """One temporary Prefect server for the whole session (it takes ~10 s to start), heartbeats off."""
+    from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
+            yield
+
+
+@pytest.fixture
+def sluice_home(tmp_path, monkeypatch):
+    """A fresh SLUICE_HOME (database, models) for one test."""
+    from store.db import dispose_engines
+    from store.settings import get_settings
+
+    home = tmp_path / "sluice-home"
+    monkeypatch.setenv("SLUICE_HOME", str(home))
+    monkeypatch.delenv("SLUICE_DATABASE_URL", raising=False)
+    get_settings.cache_clear()
+    dispose_engines()
+    yield home
+    get_settings.cache_clear()
+    dispose_engines()

@@ -1,0 +1,45 @@
+"""Fixtures for flow tests: a small labelled text data set with real ambiguity, written as Sluice input files."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+TOPICS = {
+    "sport": ["striker", "goal", "referee", "league", "coach", "match", "penalty", "stadium"],
+    "finance": ["bank", "shares", "investor", "bonds", "earnings", "market", "interest", "trader"],
+    "weather": ["storm", "rain", "forecast", "snow", "winds", "heatwave", "cloud", "thunder"],
+}
+COMMON = ["today", "report", "people", "city", "week", "news", "again", "north", "said", "new"]
+
+
+def make_dataset(n: int, *, seed: int) -> list[dict]:
+    """`n` short texts; each mixes words of its own topic with some of another, so confidence varies."""
+    rng = np.random.default_rng(seed)
+    topics = sorted(TOPICS)
+    records = []
+    for index in range(n):
+        label = topics[index % len(topics)]
+        other = topics[(index + 1 + rng.integers(0, 2)) % len(topics)]
+        own_words = rng.choice(TOPICS[label], size=rng.integers(1, 4))
+        other_words = rng.choice(TOPICS[other], size=rng.integers(0, 3))
+        words = [*own_words, *other_words, *rng.choice(COMMON, size=4)]
+        rng.shuffle(words)
+        records.append({"id": f"doc-{seed}-{index:05d}", "text": " ".join(map(str, words)), "label": label})
+    return records
+
+
+def write_files(directory: Path, records: list[dict]) -> tuple[Path, Path]:
+    items = directory / "items.jsonl"
+    labels = directory / "labels.jsonl"
+    items.write_text("".join(json.dumps({"id": r["id"], "text": r["text"]}) + "\n" for r in records))
+    labels.write_text("".join(json.dumps({"id": r["id"], "label": r["label"]}) + "\n" for r in records))
+    return items, labels
+
+
+@pytest.fixture
+def dataset_files(tmp_path) -> tuple[Path, Path]:
+    return write_files(tmp_path, make_dataset(900, seed=3))

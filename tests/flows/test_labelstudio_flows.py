@@ -1,0 +1,141 @@
+"""Push and pull flows against a real Label Studio: faults leave nothing lost and nothing doubled."""
+
+from __future__ import annotations
+
+import uuid
+from collections import Counter
+
+import numpy as np
+import pytest
+from sqlalchemy import func, select, update
+
+from store.models import Annotation, Label, ReviewTask
+
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("prefect_harness")]
+
+
+@pytest.fixture
+def ls_env(labelstudio, sluice_home, monkeypatch):
+    from store.settings import get_settings
+
+    monkeypatch.setenv("SLUICE_LABELSTUDIO_URL", labelstudio.url)
+    monkeypatch.setenv("SLUICE_LABELSTUDIO_TOKEN", labelstudio.token)
+    monkeypatch.setenv("SLUICE_LABELSTUDIO_PROJECT", f"flow test {uuid.uuid4().hex[:8]}")
+    get_settings.cache_clear()
+    return labelstudio
+
+
+@pytest.fixture
+def queued(ls_env, dataset_files):
+    """A store with a trained model and a pending outbox of review tasks; returns (engine, truth)."""
+    from flows.calibrate import calibrate_flow
+    from flows.common import engine_for
+    from flows.ingest import ingest_flow, read_labels, seed_labels
+    from flows.retrain import retrain_flow
+    from flows.route import route_flow
+    from flows.score import score_flow
+    from flows.select import select_flow
+
+    items, labels = dataset_files
+    engine = engine_for(None)
+    ingest_flow(str(items))
+    truth = dict(read_labels(labels))
+    seed_labels(engine, list(truth.items())[:200], holdout_share=0.5)
+    retrain_flow()
+    score_flow()
+    calibrate_flow()
+    route_flow(cycle=1)
+    select_flow(cycle=1)
+    return engine, truth
+
+
+def project_task_items(engine) -> Counter[str]:
+    """How many Label Studio tasks each item has in the flows' project."""
+    from flows.labelstudio import open_queue
+
+    queue, project_id = open_queue(engine)
+    with engine.connect() as conn:
+        keys = conn.execute(select(ReviewTask.batch_key).distinct()).scalars().all()
+    counts: Counter[str] = Counter()
+    for key in keys:
+        if key:
+            counts.update(queue.tasks_for_batch(project_id, key).keys())
+    return counts
+
+
+def pending_count(engine) -> int:
+    with engine.connect() as conn:
+        return conn.execute(select(func.count()).select_from(ReviewTask).where(ReviewTask.state == "pending")).scalar()
+
+
+def test_push_annotate_pull_round_trip(queued):
+    from flows.labelstudio import open_queue, pull_flow, push_flow
+    from labeling.simulate import SimulatedAnnotators
+
+    engine, truth = queued
+    waiting = pending_count(engine)
+    assert waiting > 0
+    assert push_flow()["pushed"] == waiting
+    assert push_flow() == {"pushed": 0, "pending": 0}
+    assert set(project_task_items(engine).values()) == {1}
+    with engine.connect() as conn:
+        tasks = conn.execute(select(ReviewTask.ls_task_id, ReviewTask.item_id, ReviewTask.selection_reason)).all()
+    queue, project_id = open_queue(engine)
+    people = SimulatedAnnotators(queue=queue, project_id=project_id, true_labels=truth,
+                                 labels=sorted(set(truth.values())), error_rate=0.0, rng=np.random.default_rng(0))
+    people.annotate([t[0] for t in tasks], [t[1] for t in tasks])
+    first = pull_flow(cycle=1)
+    assert first["new"] == len(tasks) and first["resolved"] == len(tasks)
+    again = pull_flow(cycle=1)
+    assert again["new"] == 0 and again["updated"] == 0
+    with engine.connect() as conn:
+        labels = {r.item_id: r for r in conn.execute(select(Label).where(Label.source == "annotation"))}
+        annotations = conn.execute(select(func.count()).select_from(Annotation)).scalar()
+    assert annotations == len(tasks) and len(labels) == len(tasks)
+    for ls_task_id, item_id, reason in tasks:
+        label = labels[item_id]
+        assert label.label == truth[item_id]
+        assert label.selection_reason == reason
+        assert label.split == ("holdout" if reason == "audit" else "train")
+        assert label.model_version and label.policy_version and label.annotator
+
+
+def test_labelstudio_down_during_push_keeps_items_queued(queued, monkeypatch, ls_env):
+    from flows.labelstudio import push_flow
+    from store.settings import get_settings
+    from tests.labelstudio_fixture import free_port
+
+    engine, _ = queued
+    waiting = pending_count(engine)
+    monkeypatch.setenv("SLUICE_LABELSTUDIO_URL", f"http://127.0.0.1:{free_port()}")
+    get_settings.cache_clear()
+    down = push_flow()
+    assert down["pushed"] == 0 and "error" in down
+    assert pending_count(engine) == waiting
+    monkeypatch.setenv("SLUICE_LABELSTUDIO_URL", ls_env.url)
+    get_settings.cache_clear()
+    assert push_flow()["pushed"] == waiting
+    counts = project_task_items(engine)
+    assert len(counts) == waiting and set(counts.values()) == {1}
+
+
+def test_crash_after_labelstudio_accepted_a_batch_creates_no_duplicates(queued):
+    """Label Studio took the batch, then the process died before the store recorded it."""
+    from flows.labelstudio import _spec, assign_batch_keys, open_queue, outbox_batch, push_flow
+
+    engine, _ = queued
+    assign_batch_keys(engine)
+    with engine.connect() as conn:
+        key = conn.execute(select(ReviewTask.batch_key).where(ReviewTask.state == "pending")).scalars().first()
+    rows = outbox_batch(engine, key)
+    with engine.begin() as conn:  # the attempt was recorded before sending, as push_batch does
+        conn.execute(update(ReviewTask).where(ReviewTask.batch_key == key).values(attempts=1))
+    queue, project_id = open_queue(engine)
+    queue.import_tasks(project_id, [_spec(*r) for r in rows])  # ... accepted, then the crash
+    waiting = pending_count(engine)
+    assert push_flow()["pushed"] == waiting
+    counts = project_task_items(engine)
+    assert len(counts) == waiting and set(counts.values()) == {1}
+    with engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(ReviewTask)
+                            .where(ReviewTask.ls_task_id.is_(None))).scalar() == 0
