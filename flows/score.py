@@ -72,12 +72,20 @@ def score_upstream_batch(item_ids: list[str], database_url: str | None) -> int:
             .where(Item.id.in_(item_ids))
         ).all()
     scores = upstream_scores([r[1] for r in rows], [r[2] for r in rows], [r[3] for r in rows])
-    keep = np.flatnonzero(scores.has_upstream & np.isfinite(scores.probs).all(axis=1))
-    if keep.size == 0:
-        return 0
-    ids = [rows[i][0] for i in keep]
-    _write_predictions(engine, prediction_rows(ids, scores.classes, scores.probs[keep], UPSTREAM_MODEL))
-    return len(ids)
+    complete = scores.has_upstream & np.isfinite(scores.probs).all(axis=1)
+    keep = np.flatnonzero(complete)
+    written = [] if keep.size == 0 else prediction_rows(
+        [rows[i][0] for i in keep], scores.classes, scores.probs[keep], UPSTREAM_MODEL)
+    # a prediction and confidence with no probabilities to go with them (a single known class): keep the pair
+    now = utcnow()
+    written += [
+        {"item_id": rows[i][0], "model_version": UPSTREAM_MODEL, "label": str(scores.labels[i]),
+         "confidence": float(scores.confidence[i]), "margin": None, "probs": None, "created_at": now}
+        for i in np.flatnonzero(scores.has_upstream & ~complete)
+    ]
+    if written:
+        _write_predictions(engine, written)
+    return len(written)
 
 
 def _has_upstream():

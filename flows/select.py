@@ -39,7 +39,9 @@ def backlog(engine: Engine) -> list[tuple]:
         ).all()
 
 
-def probability_matrix(prob_dicts: list[dict[str, float] | None]) -> np.ndarray:
+def probability_matrix(rows: list[tuple]) -> np.ndarray:
+    """Class probabilities of backlog rows; a row with only a label and confidence counts as two classes."""
+    prob_dicts = [r[9] or {str(r[7]): r[8], "\u0000other": 1.0 - r[8]} for r in rows]
     classes = sorted({k for d in prob_dicts if d for k in d})
     matrix = np.array([[(d or {}).get(c, 0.0) for c in classes] for d in prob_dicts], dtype=float)
     return matrix.reshape(len(prob_dicts), max(len(classes), 1))
@@ -98,7 +100,7 @@ def select_segment(
     tasks += [_task_row(r, "audit", audit_rate, 0.0, cycle) for r in audited]
     remaining = max(budget - len(escalations), 0)
     if reviews and remaining:
-        probs = probability_matrix([r[9] for r in reviews])
+        probs = probability_matrix(reviews)
         rng = derive_rng("select", strategy, cycle, [r[1] for r in reviews])
         chosen = select_batch(probs, budget=remaining, strategy=strategy, rng=rng)
         usefulness = UNCERTAINTY.get(strategy, margin)(probs)

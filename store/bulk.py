@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+import json
+from collections import defaultdict
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, Table, bindparam, select, update
+from sqlalchemy import Connection, Table, bindparam, null, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 # SQLite allows 32,766 bound parameters per statement; PostgreSQL 65,535. Stay well under both.
 LOOKUP_CHUNK = 5_000
+_UNSET = object()
 
 
 def chunked(values: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
@@ -17,18 +20,110 @@ def chunked(values: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
         yield values[start : start + size]
 
 
-def insert_ignore(conn: Connection, table: Table, rows: Sequence[dict[str, Any]]) -> None:
-    """Insert `rows`, skipping any that collide with a unique key already present."""
-    if not rows:
-        return
+def _insert_statement(conn: Connection, table: Table):
     dialect = conn.dialect.name
     if dialect == "sqlite":
-        statement = sqlite.insert(table).on_conflict_do_nothing()
-    elif dialect == "postgresql":
-        statement = postgresql.insert(table).on_conflict_do_nothing()
-    else:
-        raise ValueError(f"unsupported database dialect {dialect!r}: Sluice runs on SQLite or PostgreSQL")
+        return sqlite.insert(table).on_conflict_do_nothing()
+    if dialect == "postgresql":
+        return postgresql.insert(table).on_conflict_do_nothing()
+    raise ValueError(f"unsupported database dialect {dialect!r}: Sluice runs on SQLite or PostgreSQL")
+
+
+def insert_ignore(conn: Connection, table: Table, rows: Sequence[dict[str, Any]]) -> int | None:
+    """Insert `rows`, skipping any that collide with a unique key already present.
+
+    Returns how many rows were inserted when the driver reports it (SQLite), else None.
+    """
+    if not rows:
+        return 0
+    statement = _insert_statement(conn, table)
+    if conn.dialect.name == "sqlite":
+        names = list(rows[0])
+        try:
+            columns = {name: [row[name] for row in rows] for name in names}
+        except KeyError:  # rows with different keys: let SQLAlchemy sort them out
+            columns = None
+        if columns is not None and all(len(row) == len(names) for row in rows):
+            return insert_ignore_columns(conn, table, columns)
     conn.execute(statement, list(rows))
+    return None
+
+
+def insert_ignore_columns(
+    conn: Connection, table: Table, columns: Mapping[str, Sequence[Any]], *, encoded_json: Collection[str] = ()
+) -> int | None:
+    """`insert_ignore` for rows given column by column (every sequence one value per row).
+
+    Columns named in `encoded_json` hold JSON text already encoded (None for SQL NULL). On SQLite this is one
+    DBAPI executemany (no per-row SQLAlchemy work) and returns how many rows were inserted; elsewhere it falls
+    back to `insert_ignore` and returns None.
+    """
+    names = list(columns)
+    lengths = {len(columns[name]) for name in names}
+    if len(lengths) > 1:
+        raise ValueError(f"columns of different lengths: { {n: len(columns[n]) for n in names} }")
+    if not names or not lengths or lengths == {0}:
+        return 0
+    if conn.dialect.name != "sqlite":
+        rows = _rows_from_columns(columns, encoded_json)
+        _insert_statement(conn, table)  # refuses unsupported dialects
+        return insert_ignore(conn, table, rows)
+    defaults = _scalar_defaults(table, names)
+    if defaults is None:  # a column left out has a Python-side callable default: SQLAlchemy must compute it
+        insert_ignore(conn, table, _rows_from_columns(columns, encoded_json))  # not the fast path
+        return None
+    values = [_bound(conn, table, name, columns[name], name in encoded_json) for name in names]
+    n_rows = lengths.pop()
+    for name, default in defaults.items():
+        names.append(name)
+        values.append([_bound(conn, table, name, [default], False)[0]] * n_rows)
+    quoted = ", ".join(conn.dialect.identifier_preparer.quote(name) for name in names)
+    sql = (f"INSERT INTO {conn.dialect.identifier_preparer.format_table(table)} ({quoted}) "
+           f"VALUES ({', '.join('?' * len(names))}) ON CONFLICT DO NOTHING")
+    cursor = conn.connection.cursor()
+    try:
+        cursor.executemany(sql, zip(*values))
+        return cursor.rowcount
+    finally:
+        cursor.close()
+
+
+def _rows_from_columns(columns: Mapping[str, Sequence[Any]], encoded_json: Collection[str]) -> list[dict]:
+    decoded = {
+        name: [null() if v is None else json.loads(v) for v in values] if name in encoded_json else values
+        for name, values in columns.items()
+    }
+    return [dict(zip(decoded, row)) for row in zip(*decoded.values())]
+
+
+def _scalar_defaults(table: Table, given: Sequence[str]) -> dict[str, Any] | None:
+    """Python-side defaults of the columns left out, when every one of them is a plain value; else None."""
+    defaults: dict[str, Any] = {}
+    for column in table.columns:
+        if column.name in given or column.default is None:
+            continue
+        if not column.default.is_scalar:
+            return None
+        defaults[column.name] = column.default.arg
+    return defaults
+
+
+def _bound(conn: Connection, table: Table, name: str, values: Sequence[Any], encoded: bool) -> Sequence[Any]:
+    """`values` in the DBAPI's form through the column type's bind processor; a run of the same object (one
+    timestamp for a batch, SQL NULL for an absent JSON field) is processed once."""
+    if encoded:
+        return values
+    process: Callable[[Any], Any] | None = table.c[name].type._cached_bind_processor(conn.dialect)
+    if process is None:
+        return values
+    out = []
+    append = out.append
+    last, last_out = _UNSET, None
+    for value in values:
+        if value is not last:
+            last, last_out = value, process(value)
+        append(last_out)
+    return out
 
 
 def existing_keys(conn: Connection, column: Any, keys: Iterable[Any]) -> set[Any]:
@@ -41,8 +136,21 @@ def existing_keys(conn: Connection, column: Any, keys: Iterable[Any]) -> set[Any
 
 
 def set_column(conn: Connection, table: Table, key: str, column: str, values: dict[Any, Any]) -> None:
-    """Set `column` to a per-row value for the rows whose `key` is in `values` (one executemany)."""
+    """Set `column` to a per-row value for the rows whose `key` is in `values`.
+
+    When few distinct values are set (states, flags), one `UPDATE ... WHERE key IN (...)` per value and chunk;
+    otherwise one executemany of per-row UPDATEs.
+    """
     if not values:
+        return
+    by_value = _group_by_value(values)
+    if by_value is not None and len(by_value) * 50 <= len(values):
+        for value, keys in by_value.items():
+            for part in chunked(keys, LOOKUP_CHUNK):
+                conn.execute(
+                    update(table).where(table.c[key].in_(part)).values({column: value})
+                    .execution_options(synchronize_session=False)
+                )
         return
     statement = (
         update(table)
@@ -51,3 +159,13 @@ def set_column(conn: Connection, table: Table, key: str, column: str, values: di
         .execution_options(synchronize_session=False)
     )
     conn.execute(statement, [{"_key": k, "_value": v} for k, v in values.items()])
+
+
+def _group_by_value(values: dict[Any, Any]) -> dict[Any, list[Any]] | None:
+    groups: defaultdict[Any, list[Any]] = defaultdict(list)
+    try:
+        for k, v in values.items():
+            groups[v].append(k)
+    except TypeError:  # unhashable values
+        return None
+    return groups

@@ -15,7 +15,12 @@ from typing import Any
 
 from sqlalchemy import Engine, null
 
-from store.bulk import existing_keys, insert_ignore
+from store.bulk import existing_keys, insert_ignore, insert_ignore_columns
+
+try:  # a fast JSON parser when present (Prefect brings it); json stays the reference for every edge case
+    from orjson import loads as _fast_loads
+except ImportError:  # pragma: no cover
+    _fast_loads = None
 from store.models import Item, ItemState, QuarantinedRecord
 
 CHUNK_SIZE = 20_000
@@ -95,7 +100,7 @@ def read_jsonl(path: Path) -> Iterator[RawRecord]:
                 yield RawRecord(number, None, _clip(line), RecordError("undecodable_text", str(exc)))
                 continue
             try:
-                value = json.loads(text)
+                value = _loads(text)
             except (ValueError, RecursionError) as exc:  # JSONDecodeError, int digit limit, deep nesting
                 yield RawRecord(number, None, _clip(text), RecordError("invalid_json", str(exc)))
                 continue
@@ -103,6 +108,26 @@ def read_jsonl(path: Path) -> Iterator[RawRecord]:
                 yield RawRecord(number, None, _clip(text), RecordError("not_an_object", type(value).__name__))
                 continue
             yield RawRecord(number, value, text)
+
+
+_PLAIN_TYPES = (str, int, bool, type(None))
+_FLOAT_FROM_BIG_INT = float(2**63)  # orjson reads an integer beyond 64 bits as a float; json keeps the int
+
+
+def _loads(text: str) -> Any:
+    """`json.loads(text)`, through orjson when it gives the same value: a flat object of strings, numbers,
+    booleans and nulls (nested values, huge integers, NaN and anything orjson refuses go through json)."""
+    if _fast_loads is not None:
+        try:
+            value = _fast_loads(text)
+        except ValueError:
+            return json.loads(text)
+        if type(value) is dict and all(
+            type(v) in _PLAIN_TYPES or (type(v) is float and -_FLOAT_FROM_BIG_INT < v < _FLOAT_FROM_BIG_INT)
+            for v in value.values()
+        ):
+            return value
+    return json.loads(text)
 
 
 def _csv_value(column: str, value: str) -> Any:
@@ -272,8 +297,42 @@ def _check_probs(value: dict[str, Any], labels: frozenset[str] | None) -> dict[s
     return checked
 
 
+_FAST_FIELDS = frozenset({"id", "text", "prediction", "confidence", "segment"})
+
+
+def _fast_row(value: dict[str, Any], labels: frozenset[str] | None) -> dict[str, Any] | None:
+    """The item row of the common well-formed record (string id, text, prediction and segment, float
+    confidence), checked with a few type tests; None sends the record through `validate_record`'s full checks,
+    so a record accepted here is one `validate_record` accepts with the same row."""
+    if not value.keys() <= _FAST_FIELDS:
+        return None
+    item_id, text = value.get("id"), value.get("text")
+    if type(item_id) is not str or type(text) is not str or not item_id or len(item_id) > MAX_ID_CHARS \
+            or len(text) > MAX_TEXT_CHARS:
+        return None
+    confidence = value.get("confidence")
+    if confidence is not None and (type(confidence) is not float or not 0.0 <= confidence <= 1.0):
+        return None
+    prediction = value.get("prediction")
+    if prediction is not None and (type(prediction) is not str or (labels is not None and prediction not in labels)):
+        return None
+    segment = value.get("segment") or "default"
+    if type(segment) is not str or len(segment) > 128:
+        return None
+    joined = item_id + text + segment + (prediction or "")
+    if "\x00" in joined or (not joined.isascii() and _has_surrogates(joined)):
+        return None
+    return {
+        "id": item_id, "segment": segment, "text": text, "features": None, "upstream_prediction": prediction,
+        "upstream_confidence": confidence, "upstream_probs": None, "metadata": None,
+    }
+
+
 def validate_record(value: dict[str, Any], *, labels: frozenset[str] | None = None) -> dict[str, Any]:
     """The item row for a contract-abiding record; raises RecordError with a machine-readable reason."""
+    fast = _fast_row(value, labels) if type(value) is dict else None
+    if fast is not None:
+        return fast
     item_id = _check_id(value)
     text = _check_text(value)
     features = _check_features(value)
@@ -317,6 +376,26 @@ def _sql_nulls(row: dict[str, Any]) -> dict[str, Any]:
     return {name: null() for name in ("features", "upstream_probs", "metadata") if row.get(name) is None}
 
 
+ITEM_COLUMNS = ("segment", "text", "features", "upstream_prediction", "upstream_confidence", "upstream_probs",
+                "metadata")
+_JSON_ITEM_COLUMNS = frozenset({"features", "upstream_probs", "metadata"})
+_SQL_NULL = null()
+
+
+def _item_columns(rows: list[dict[str, Any]], source: str, now: datetime) -> dict[str, list[Any]]:
+    """The item rows column by column; absent JSON fields as SQL NULL (see `_sql_nulls`)."""
+    columns: dict[str, list[Any]] = {"id": [row["id"] for row in rows]}
+    for name in ITEM_COLUMNS:
+        values = [row[name] for row in rows]
+        if name in _JSON_ITEM_COLUMNS:
+            values = [_SQL_NULL if v is None else v for v in values]
+        columns[name] = values
+    n = len(rows)
+    columns.update(state=[ItemState.received.value] * n, source=[source] * n, received_at=[now] * n,
+                   updated_at=[now] * n)
+    return columns
+
+
 def _write_chunk(
     engine: Engine, source: str, rows: list[dict[str, Any]], bad: list[dict[str, Any]], summary: IngestSummary
 ) -> None:
@@ -328,19 +407,25 @@ def _write_chunk(
         else:
             unique[row["id"]] = row
     with engine.begin() as conn:
-        present = existing_keys(conn, Item.__table__.c.id, unique)
-        fresh = [
-            {**row, **_sql_nulls(row), "state": ItemState.received.value, "source": source,
-             "received_at": now, "updated_at": now}
-            for item_id, row in unique.items()
-            if item_id not in present
-        ]
-        insert_ignore(conn, Item.__table__, fresh)
+        if conn.dialect.name == "sqlite" and unique:
+            # One executemany; the rows SQLite ignored as already present are the duplicates, so no look-up.
+            accepted = insert_ignore_columns(conn, Item.__table__, _item_columns(list(unique.values()), source, now))
+            present_count = len(unique) - accepted
+        else:
+            present = existing_keys(conn, Item.__table__.c.id, unique)
+            fresh = [
+                {**row, **_sql_nulls(row), "state": ItemState.received.value, "source": source,
+                 "received_at": now, "updated_at": now}
+                for item_id, row in unique.items()
+                if item_id not in present
+            ]
+            insert_ignore(conn, Item.__table__, fresh)
+            accepted, present_count = len(fresh), len(present)
         for row in bad:
             row["created_at"] = now
         insert_ignore(conn, QuarantinedRecord.__table__, bad)
-    summary.accepted += len(fresh)
-    summary.duplicate += len(present)
+    summary.accepted += accepted
+    summary.duplicate += present_count
 
 
 def _raw_text(record: RawRecord) -> str:

@@ -1,0 +1,116 @@
+"""Ingest, score (upstream passthrough) and route N items that carry upstream confidences, through real
+Prefect flow runs, against a plain `sqlite3` executemany of the same rows measured in the same run.
+
+    python bench/bench_ingest_route.py [--n 1000000] [--repeat 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sqlite3
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import configure_home, median, prefect_session, print_table, timed, verdict  # noqa: E402
+
+TARGET_RATIO = 4.0
+SEGMENTS = ("s0", "s1", "s2", "s3", "s4")
+LABELS = ("a", "b", "c")
+WORDS = ("alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel", "india", "juliet")
+
+
+def write_items(path: Path, n: int, *, seed: int = 0) -> Path:
+    """`n` JSONL items with an upstream prediction and confidence, a few segments, short texts."""
+    import numpy as np
+
+    if path.exists():
+        return path
+    rng = np.random.default_rng(seed)
+    confidence = np.round(rng.beta(5, 1.5, size=n), 4)
+    label = rng.integers(0, len(LABELS), size=n)
+    segment = rng.integers(0, len(SEGMENTS), size=n)
+    words = rng.integers(0, len(WORDS), size=(n, 3))
+    tmp = path.with_suffix(".tmp")
+    with tmp.open("w", encoding="utf-8") as out:
+        for i in range(n):
+            out.write(json.dumps({
+                "id": f"i{i:07d}", "text": " ".join(WORDS[w] for w in words[i]), "prediction": LABELS[label[i]],
+                "confidence": float(confidence[i]), "segment": SEGMENTS[segment[i]],
+            }) + "\n")
+    tmp.replace(path)
+    return path
+
+
+def reference_insert(path: Path, database: Path) -> int:
+    """The floor: parse each line and executemany (id, text, prediction, confidence, segment) into a new table."""
+    database.unlink(missing_ok=True)
+    conn = sqlite3.connect(database)
+    conn.execute("CREATE TABLE items (id TEXT PRIMARY KEY, text TEXT, prediction TEXT, confidence REAL, "
+                 "segment TEXT)")
+    with path.open("rb") as lines:
+        rows = ((r["id"], r["text"], r["prediction"], r["confidence"], r["segment"]) for r in map(json.loads, lines))
+        with conn:
+            conn.executemany("INSERT INTO items VALUES (?, ?, ?, ?, ?)", rows)
+    count = conn.execute("SELECT count(*) FROM items").fetchone()[0]
+    conn.close()
+    return count
+
+
+def sluice_run(path: Path, database: Path) -> dict[str, float]:
+    """Ingest, score and route into a fresh, migrated database; returns seconds per stage."""
+    from flows.common import active_policy, engine_for
+    from flows.ingest import ingest_flow
+    from flows.route import route_flow
+    from flows.score import score_flow
+
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{database}{suffix}").unlink(missing_ok=True)
+    url = f"sqlite:///{database}"
+    active_policy(engine_for(url))  # migrate and activate the default policy: setup, not timed
+    ingest_s, ingested = timed(lambda: ingest_flow(str(path), database_url=url))
+    score_s, scored = timed(lambda: score_flow(database_url=url))
+    route_s, routed = timed(lambda: route_flow(database_url=url))
+    n = ingested["accepted"]
+    if not (scored["scored"] == n and routed["routed"] == n):
+        raise RuntimeError(f"not every item went through: ingest {ingested}, score {scored}, route {routed}")
+    return {"ingest": ingest_s, "score": score_s, "route": route_s}
+
+
+def main(argv: list[str] | None = None) -> bool:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=1_000_000)
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args(argv)
+    home = configure_home()
+    path = write_items(home / f"items-upstream-{args.n}.jsonl", args.n)
+    reference: list[float] = []
+    stages: dict[str, list[float]] = {"ingest": [], "score": [], "route": []}
+    with prefect_session():
+        for attempt in range(args.repeat):
+            seconds, count = timed(lambda: reference_insert(path, home / "reference.db"))
+            assert count == args.n, count
+            reference.append(seconds)
+            for stage, value in sluice_run(path, home / "sluice-bench.db").items():
+                stages[stage].append(value)
+            print(f"repeat {attempt + 1}: reference {reference[-1]:.2f} s, "
+                  + ", ".join(f"{k} {v[-1]:.2f} s" for k, v in stages.items()), flush=True)
+    total = [sum(parts) for parts in zip(*stages.values())]
+    print_table(
+        f"Ingest + score + route of {args.n:,} items with upstream confidences (SQLite file, Prefect flows)",
+        [("reference: sqlite3 executemany (parse + insert)", reference, None),
+         ("sluice ingest_flow", stages["ingest"], None),
+         ("sluice score_flow (upstream passthrough)", stages["score"], None),
+         ("sluice route_flow", stages["route"], None),
+         ("sluice ingest + score + route", total, TARGET_RATIO)],
+        reference,
+        notes=[f"Medians of {args.repeat} repeats, ratio = median / reference median; each repeat migrates a "
+               "fresh database first (not timed)."],
+    )
+    return verdict("ingest + score + route vs sqlite3 executemany", median(total) / median(reference),
+                   TARGET_RATIO)
+
+
+if __name__ == "__main__":
+    sys.exit(0 if main() else 1)

@@ -1,0 +1,83 @@
+"""The `sluice` command line, run in-process, and the deployments declared in prefect.yaml."""
+
+from __future__ import annotations
+
+import importlib
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+ROOT = Path(__file__).resolve().parents[2]
+runner = CliRunner()
+
+
+def invoke(*args: str):
+    from flows.cli import app
+
+    return runner.invoke(app, list(args), catch_exceptions=False)
+
+
+def test_help_lists_every_command():
+    result = invoke("--help")
+    assert result.exit_code == 0
+    for command in ("init", "ingest", "seed-labels", "score", "calibrate", "route", "select", "push", "pull",
+                    "retrain", "cycle", "demo", "simulate", "policy", "audit", "labelstudio", "ui"):
+        assert command in result.output
+
+
+def test_every_deployment_points_at_a_flow():
+    from prefect import Flow
+
+    spec = yaml.safe_load((ROOT / "prefect.yaml").read_text())
+    entrypoints = {d["entrypoint"] for d in spec["deployments"]}
+    assert len(entrypoints) == len(spec["deployments"]) == 9
+    for entrypoint in entrypoints:
+        path, name = entrypoint.split(":")
+        module = importlib.import_module(path.removesuffix(".py").replace("/", "."))
+        assert isinstance(getattr(module, name), Flow), entrypoint
+
+
+def test_init_and_policy_commands(sluice_home, tmp_path):
+    assert invoke("init").exit_code == 0
+    shown = invoke("policy", "show")
+    assert "name: default" in shown.output
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: x\ndefaults: {spot_check_rate: 1.5}\n")
+    result = invoke("policy", "set", str(bad))
+    assert result.exit_code == 1 and "spot_check_rate" in result.output
+    good = tmp_path / "good.yaml"
+    good.write_text("name: tighter\ndefaults: {auto_accept_threshold: 0.97}\n")
+    assert invoke("policy", "set", str(good), "--comment", "tighter").exit_code == 0
+    assert "auto_accept_threshold: 0.97" in invoke("policy", "show").output
+
+
+@pytest.mark.integration
+@pytest.mark.usefixtures("prefect_harness")
+def test_ingest_reports_quarantine_by_reason_and_audit_export(sluice_home, tmp_path):
+    path = tmp_path / "items.jsonl"
+    lines = [json.dumps({"id": "a1", "text": "fine", "prediction": "x", "confidence": 0.97}),
+             json.dumps({"text": "no id"}),
+             '{"id": "a2", "text": "nan", "confidence": NaN}',
+             json.dumps({"id": "a3", "text": "bad probs", "probs": {"x": 0.5, "y": 0.2}})]
+    path.write_text("\n".join(lines) + "\n")
+    result = invoke("ingest", str(path))
+    assert result.exit_code == 0, result.output
+    assert '"missing_id": 1' in result.output and '"confidence_invalid": 1' in result.output
+    assert '"probs_not_normalised": 1' in result.output
+    again = invoke("ingest", str(path))
+    assert again.exit_code == 0
+    rows = {line.split("│")[1].strip(): line.split("│")[2].strip() for line in again.output.splitlines()
+            if line.count("│") == 3}
+    assert rows["accepted"] == "0" and rows["duplicate"] == "1"
+    assert invoke("score").exit_code == 0 and invoke("route").exit_code == 0
+    out = tmp_path / "decisions.jsonl"
+    assert invoke("audit", "export", str(out), "--since", "2000-01-01").exit_code == 0
+    decisions = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [d["item_id"] for d in decisions] == ["a1"]
+    assert decisions[0]["route"] == "review" and "calibration_missing" in decisions[0]["reasons"]
+    assert decisions[0]["policy_version"] and decisions[0]["model_version"] == "upstream"
+    selected = invoke("select")  # a confidence without class probabilities still gets a margin
+    assert selected.exit_code == 0 and "queued" in selected.output and "│ 1" in selected.output
