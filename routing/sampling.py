@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -69,7 +71,11 @@ STRATEGIES: dict[str, Callable[[Any], np.ndarray] | None] = {
     "entropy": entropy,
     "least_confidence": least_confidence,
     "random": None,
+    "diverse": margin,
 }
+
+# The diverse selector clusters this many times the budget of the most uncertain candidates.
+DIVERSE_POOL_FACTOR = 10
 
 
 def _check_budget(budget: Any) -> int:
@@ -88,9 +94,38 @@ def _selection(indices: np.ndarray, strategy: str, probability: float) -> Select
     )
 
 
-def select_batch(probs: Any, *, budget: int, strategy: str, rng: np.random.Generator) -> Selection:
-    """Pick up to ``budget`` items: the most uncertain by ``strategy`` (ties broken by ``rng``), or a uniform
-    random sample without replacement for ``"random"``."""
+def diverse_top(uncertainty: np.ndarray, features: Any, *, take: int, rng: np.random.Generator) -> np.ndarray:
+    """The most uncertain item of each of ``take`` clusters of the most uncertain candidates' feature vectors,
+    so that a batch is not ``take`` near-duplicates; most uncertain first."""
+    from sklearn.cluster import KMeans
+    from sklearn.exceptions import ConvergenceWarning
+
+    vectors = np.asarray(features, dtype=float)
+    if vectors.ndim != 2 or vectors.shape[0] != uncertainty.shape[0]:
+        raise ValueError(f"features must be a 2-D array with one row per item, got shape {vectors.shape}")
+    order = np.lexsort((rng.random(uncertainty.shape[0]), -uncertainty))
+    pool = order[: max(take * DIVERSE_POOL_FACTOR, take)]
+    if pool.shape[0] <= take:
+        return pool
+    seed = int(rng.integers(0, 2**31 - 1))
+    with warnings.catch_warnings():  # duplicate vectors give fewer distinct clusters: handled below
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        clusters = KMeans(n_clusters=take, n_init=1, random_state=seed).fit_predict(vectors[pool])
+    # pool is sorted most-uncertain first, so the first member met of each cluster is its most uncertain
+    _, first = np.unique(clusters, return_index=True)
+    chosen = pool[np.sort(first)]
+    if chosen.shape[0] < take:  # identical vectors can leave clusters empty: fill by uncertainty
+        rest = pool[~np.isin(pool, chosen)]
+        chosen = np.concatenate([chosen, rest[: take - chosen.shape[0]]])
+    return chosen
+
+
+def select_batch(
+    probs: Any, *, budget: int, strategy: str, rng: np.random.Generator, features: Any = None
+) -> Selection:
+    """Pick up to ``budget`` items: the most uncertain by ``strategy`` (ties broken by ``rng``), a uniform
+    random sample without replacement for ``"random"``, or for ``"diverse"`` the most uncertain (by margin) of
+    each cluster of the candidates' ``features`` (their probability vectors when no features are given)."""
     if strategy not in STRATEGIES:
         raise ValueError(f"unknown strategy {strategy!r}; valid strategies are {sorted(STRATEGIES)}")
     budget = _check_budget(budget)
@@ -102,6 +137,9 @@ def select_batch(probs: Any, *, budget: int, strategy: str, rng: np.random.Gener
     utility = STRATEGIES[strategy]
     if utility is None:
         return _selection(rng.choice(n_items, size=take, replace=False), strategy, take / n_items)
+    if strategy == "diverse":
+        vectors = matrix if features is None else features
+        return _selection(diverse_top(utility(matrix), vectors, take=take, rng=rng), strategy, 1.0)
     tie_break = rng.random(n_items)
     order = np.lexsort((tie_break, -utility(matrix)))
     return _selection(order[:take], strategy, 1.0)

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from routing import STRATEGIES, Selection, entropy, least_confidence, margin, select_batch
 
 ALL_STRATEGIES = sorted(STRATEGIES)
-UNCERTAINTY_STRATEGIES = [s for s in ALL_STRATEGIES if s != "random"]
+UNCERTAINTY_STRATEGIES = [s for s in ALL_STRATEGIES if s not in ("random", "diverse")]
 
 
 def _pool(n: int, k: int = 3, seed: int = 0) -> np.ndarray:
