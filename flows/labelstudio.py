@@ -161,11 +161,15 @@ def pull_flow(cycle: int | None = None, database_url: str | None = None) -> dict
     """Pull annotations completed since the watermark, upsert them, resolve labels into the training set."""
     logger = get_run_logger()
     engine = engine_for(database_url)
-    queue, project_id = open_queue(engine)
-    key = f"labelstudio:{project_id}:updated_at"
-    mark = get_watermark(engine, key)
-    since = datetime.fromisoformat(mark) - PULL_OVERLAP if mark else None
-    pulled = queue.pull_annotations(project_id, since=since)
+    try:
+        queue, project_id = open_queue(engine)
+        key = f"labelstudio:{project_id}:updated_at"
+        mark = get_watermark(engine, key)
+        since = datetime.fromisoformat(mark) - PULL_OVERLAP if mark else None
+        pulled = queue.pull_annotations(project_id, since=since)
+    except LabelStudioError as error:
+        logger.error("pull: Label Studio is unavailable; nothing pulled, the watermark stays: %s", error)
+        return {"pulled": 0, "error": str(error)}
     answers = [
         HumanAnswer(source="labelstudio", external_id=a.annotation_id, item_id=a.item_id, label=a.label,
                     annotator=a.annotator, was_cancelled=a.was_cancelled, updated_at=a.updated_at,

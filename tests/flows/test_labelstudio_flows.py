@@ -101,7 +101,7 @@ def test_push_annotate_pull_round_trip(queued):
 
 
 def test_labelstudio_down_during_push_keeps_items_queued(queued, monkeypatch, ls_env):
-    from flows.labelstudio import push_flow
+    from flows.labelstudio import pull_flow, push_flow
     from store.settings import get_settings
     from tests.labelstudio_fixture import free_port
 
@@ -112,6 +112,7 @@ def test_labelstudio_down_during_push_keeps_items_queued(queued, monkeypatch, ls
     down = push_flow()
     assert down["pushed"] == 0 and "error" in down
     assert pending_count(engine) == waiting
+    assert "error" in pull_flow(cycle=1)  # the watermark stays; the next pull catches up
     monkeypatch.setenv("SLUICE_LABELSTUDIO_URL", ls_env.url)
     get_settings.cache_clear()
     assert push_flow()["pushed"] == waiting
