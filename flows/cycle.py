@@ -5,17 +5,20 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 from prefect import flow, get_run_logger
 from sqlalchemy import Engine, func, insert, select, update
 
 from flows.calibrate import calibrate_flow
-from flows.common import engine_for, promoted_model, utcnow
+from flows.common import engine_for, load_scoring_model, promoted_model, utcnow
 from flows.labelstudio import pull_flow, push_flow
 from flows.retrain import retrain_flow
 from flows.route import route_flow
 from flows.score import score_flow
 from flows.select import select_flow
-from store.models import CalibrationReportRow, CycleReport, Label, ReviewTask, RoutingDecision
+from store.models import (
+    CalibrationReportRow, CycleReport, Item, Label, ModelVersion, ReviewTask, RoutingDecision,
+)
 
 Annotate = Callable[[int], dict[str, Any]]
 
@@ -66,6 +69,44 @@ def weighted_ece(engine: Engine, model_version: str) -> float | None:
     return sum(n * ece for n, ece in latest.values()) / total if total else None
 
 
+STOPPING_SAMPLE = 2_000
+
+
+def _unlabelled_sample(engine: Engine, kind: str, limit: int) -> list:
+    column = Item.text if kind == "text" else Item.features
+    labelled = select(Label.item_id)
+    with engine.connect() as conn:
+        values = conn.execute(
+            select(column).where(column.is_not(None), Item.id.not_in(labelled)).order_by(Item.id).limit(limit)
+        ).scalars().all()
+    return list(values)
+
+
+def stopping_signal(engine: Engine, cycle: int, previous: ModelVersion | None) -> dict[str, Any]:
+    """Is the flywheel still paying? Held-out accuracy gained per 100 new labels since the last cycle, and the
+    share of unlabelled items on which the new model agrees with the one it replaced (near 1: little changes)."""
+    current = promoted_model(engine)
+    with engine.connect() as conn:
+        before = conn.execute(select(CycleReport.figures).where(CycleReport.cycle == cycle - 1)).scalar()
+        labels_now = conn.execute(select(func.count()).select_from(Label)).scalar()
+    signal: dict[str, Any] = {"gain_per_100_labels": None, "model_agreement": None}
+    accuracy = (current.metrics or {}).get("accuracy") if current else None
+    if before and before.get("holdout_accuracy") is not None and accuracy is not None:
+        new_labels = labels_now - (before.get("labels_total") or 0)
+        if new_labels > 0:
+            signal["gain_per_100_labels"] = 100.0 * (accuracy - before["holdout_accuracy"]) / new_labels
+    if previous is not None and current is not None and previous.version != current.version \
+            and previous.kind == current.kind:
+        sample = _unlabelled_sample(engine, current.kind, STOPPING_SAMPLE)
+        if sample:
+            inputs = np.asarray(sample, dtype=float) if current.kind == "features" else sample
+            old, new = load_scoring_model(previous).predict(inputs), load_scoring_model(current).predict(inputs)
+            signal["model_agreement"] = float(np.mean(old == new))
+    elif previous is not None and current is not None:
+        signal["model_agreement"] = 1.0
+    return signal
+
+
 def run_cycle(
     *, strategy: str = "margin", database_url: str | None = None, annotate: Annotate | None = None,
     push: bool = True,
@@ -86,6 +127,7 @@ def run_cycle(
         steps["pull"] = pull_flow(cycle=cycle, database_url=database_url)
     steps["retrain"] = retrain_flow(database_url=database_url)
     figures = cycle_figures(engine, cycle, routing_model.version if routing_model else None)
+    figures.update(stopping_signal(engine, cycle, routing_model))
     with engine.begin() as conn:
         conn.execute(update(CycleReport).where(CycleReport.cycle == cycle)
                      .values(figures=figures, finished_at=utcnow()))

@@ -182,6 +182,8 @@ def run_loop(
             "auto_error_rate": auto_error_rate(engine, result["cycle"], truth), "ece": figures["ece"],
             "review_count": figures["review_tasks"], "labels_gained": figures["labels_gained"],
             "model_version": figures["model_version"], "retrain": result["steps"]["retrain"].get("status"),
+            "model_agreement": figures.get("model_agreement"),
+            "gain_per_100_labels": figures.get("gain_per_100_labels"),
         }
         rows.append(row)
         if on_cycle:
@@ -194,7 +196,7 @@ def cycle_table(rows: list[dict[str, Any]], *, title: str, accuracy_label: str) 
     columns = [("cycle", "cycle"), ("items", "items"), ("automation", "automation_rate"),
                ("auto-accept error", "auto_error_rate"), ("to review", "review_count"),
                ("labels gained", "labels_gained"), (accuracy_label, "accuracy"), ("ECE", "ece"),
-               ("model", "model_version"), ("retrain", "retrain")]
+               ("model", "model_version"), ("retrain", "retrain"), ("agreement", "model_agreement")]
     for name, _ in columns:
         table.add_column(name, justify="right")
     for row in rows:

@@ -106,3 +106,6 @@ def test_cycle_report_is_stored(sluice_home, dataset_files):
         stored = conn.execute(select(CycleReport.figures).where(CycleReport.cycle == result["cycle"])).scalar_one()
     assert stored["routed"] == 700
     assert stored["review_tasks"] == result["steps"]["select"]["queued"]
+    assert {"gain_per_100_labels", "model_agreement"} <= set(stored)
+    if result["steps"]["retrain"]["status"] == "promoted":
+        assert 0.0 <= stored["model_agreement"] <= 1.0
