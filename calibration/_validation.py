@@ -17,6 +17,18 @@ def _preview(values: np.ndarray, limit: int = 5) -> str:
     return f"[{shown}{', ...' if flat.size > limit else ''}]"
 
 
+def _as_array(values: Any, *, name: str) -> np.ndarray:
+    array = np.asarray(values)
+    if array.size == 0:
+        raise CalibrationInputError(f"{name} is empty (shape {array.shape}); at least one sample is needed")
+    return array
+
+
+def _in_unit_interval(array: np.ndarray) -> bool:
+    """One cheap check for the common case: min and max propagate NaN, so NaN fails both comparisons."""
+    return bool(array.min() >= 0.0 and array.max() <= 1.0)
+
+
 def as_float_array(values: Any, *, name: str) -> np.ndarray:
     try:
         array = np.asarray(values, dtype=float)
@@ -32,6 +44,17 @@ def as_float_array(values: Any, *, name: str) -> np.ndarray:
     return array
 
 
+def _as_unit_floats(values: Any, *, name: str) -> np.ndarray:
+    """Float array with every value finite and in [0, 1]; the slow per-value diagnosis runs only on failure."""
+    try:
+        array = np.asarray(values, dtype=float)
+    except (TypeError, ValueError) as error:
+        raise CalibrationInputError(f"{name} must be numeric, got {values!r}") from error
+    if array.size and _in_unit_interval(array):
+        return array
+    return check_unit_interval(as_float_array(array, name=name), name=name)
+
+
 def check_unit_interval(array: np.ndarray, *, name: str) -> np.ndarray:
     outside = (array < 0.0) | (array > 1.0)
     if outside.any():
@@ -44,7 +67,7 @@ def check_unit_interval(array: np.ndarray, *, name: str) -> np.ndarray:
 
 def as_probabilities(y_prob: Any, *, name: str = "y_prob") -> np.ndarray:
     """A (n,) positive-class probability vector or a (n, k) matrix whose rows sum to one."""
-    array = check_unit_interval(as_float_array(y_prob, name=name), name=name)
+    array = _as_unit_floats(y_prob, name=name)
     if array.ndim not in (1, 2):
         raise CalibrationInputError(f"{name} must be 1-D (n,) or 2-D (n, k), got shape {array.shape}")
     if array.ndim == 2:
@@ -62,7 +85,11 @@ def as_probabilities(y_prob: Any, *, name: str = "y_prob") -> np.ndarray:
 
 def as_class_indices(y_true: Any, *, n_samples: int, n_classes: int, name: str = "y_true") -> np.ndarray:
     """Integer class indices in [0, n_classes), one per sample."""
-    array = as_float_array(y_true, name=name)
+    raw = _as_array(y_true, name=name)
+    if raw.dtype.kind in "iub" and raw.ndim == 1 and raw.shape[0] == n_samples:
+        if raw.min() >= 0 and raw.max() < n_classes:  # integer input: a range check is the whole check
+            return raw.astype(np.intp, copy=False)
+    array = as_float_array(raw, name=name)
     if array.ndim != 1:
         raise CalibrationInputError(f"{name} must be 1-D class indices, got shape {array.shape}")
     check_same_length(array, n_samples, name=name)
@@ -84,7 +111,7 @@ def check_same_length(array: np.ndarray, n_samples: int, *, name: str) -> None:
 
 def as_confidence(confidence: Any, *, name: str = "confidence") -> np.ndarray:
     """A 1-D array of confidences in [0, 1]."""
-    array = check_unit_interval(as_float_array(confidence, name=name), name=name)
+    array = _as_unit_floats(confidence, name=name)
     if array.ndim != 1:
         raise CalibrationInputError(f"{name} must be 1-D, got shape {array.shape}")
     return array
@@ -92,10 +119,15 @@ def as_confidence(confidence: Any, *, name: str = "confidence") -> np.ndarray:
 
 def as_correct(correct: Any, *, n_samples: int, name: str = "correct") -> np.ndarray:
     """A 1-D 0/1 correctness indicator, one per confidence."""
-    array = as_float_array(correct, name=name)
+    raw = _as_array(correct, name=name)
+    if raw.dtype == bool and raw.ndim == 1 and raw.shape[0] == n_samples:
+        return raw.astype(float)
+    array = as_float_array(raw, name=name)
     if array.ndim != 1:
         raise CalibrationInputError(f"{name} must be 1-D, got shape {array.shape}")
     check_same_length(array, n_samples, name=name)
+    if _in_unit_interval(array) and not np.any(array - np.floor(array)):  # fast path: only 0s and 1s
+        return array
     not_binary = (array != 0.0) & (array != 1.0)
     if not_binary.any():
         raise CalibrationInputError(f"{name} must be 0 or 1; bad values {_preview(array[not_binary])}")

@@ -1,4 +1,5 @@
-"""Recalibrators of top-label confidence against correctness; temperature scaling of probability matrices."""
+"""Recalibrators of top-label confidence against correctness; temperature scaling and one-vs-rest
+recalibration of probability matrices."""
 
 from __future__ import annotations
 
@@ -22,10 +23,12 @@ from calibration.errors import CalibrationInputError, NotFittedError
 
 __all__ = [
     "CALIBRATOR_METHODS",
+    "BetaCalibrator",
     "ConfidenceCalibrator",
     "HistogramBinningCalibrator",
     "IdentityCalibrator",
     "IsotonicCalibrator",
+    "OneVsRestCalibrator",
     "PlattCalibrator",
     "TemperatureScaling",
     "calibrator_from_dict",
@@ -120,6 +123,46 @@ class PlattCalibrator(ConfidenceCalibrator):
 
     def _params_to_dict(self) -> dict[str, Any]:
         return {"a": self.a_, "b": self.b_}
+
+
+def _beta_features(confidence: np.ndarray) -> np.ndarray:
+    clipped = np.clip(confidence, LOGIT_CLIP, 1.0 - LOGIT_CLIP)
+    return np.column_stack([np.log(clipped), -np.log1p(-clipped)])
+
+
+def _beta_loss(params: np.ndarray, features: np.ndarray, correct: np.ndarray) -> tuple[float, np.ndarray]:
+    score = features @ params[:2] + params[2]
+    loss = np.mean(np.logaddexp(0.0, score) - correct * score)
+    residual = expit(score) - correct
+    return float(loss), np.append(residual @ features / correct.shape[0], np.mean(residual))
+
+
+class BetaCalibrator(ConfidenceCalibrator):
+    """Beta calibration (Kull, Silva Filho and Flach, 2017): logistic regression of correctness on
+    [log c, -log(1 - c)], calibrated = sigmoid(a_ log c - b_ log(1 - c) + c_).
+
+    a_ and b_ are kept >= 0 so the map is monotone; a = b = 1, c = 0 is the identity, which is where the fit
+    starts, so it can only lower the log-loss on its fitting data. Unlike Platt it can bend both tails
+    independently (an inverse-S or a one-sided correction), which logistic-on-logit cannot.
+    """
+
+    method = "beta"
+
+    def _fit(self, confidence: np.ndarray, correct: np.ndarray) -> None:
+        features = _beta_features(confidence)
+        start = np.array([1.0, 1.0, 0.0])
+        bounds = [(0.0, None), (0.0, None), (None, None)]
+        result = minimize(
+            _beta_loss, start, args=(features, correct), jac=True, method="L-BFGS-B", bounds=bounds
+        )
+        better = result.fun <= _beta_loss(start, features, correct)[0]
+        self.a_, self.b_, self.c_ = (float(v) for v in (result.x if better else start))
+
+    def _predict(self, confidence: np.ndarray) -> np.ndarray:
+        return expit(_beta_features(confidence) @ np.array([self.a_, self.b_]) + self.c_)
+
+    def _params_to_dict(self) -> dict[str, Any]:
+        return {"a": self.a_, "b": self.b_, "c": self.c_}
 
 
 class IsotonicCalibrator(ConfidenceCalibrator):
@@ -220,8 +263,87 @@ class TemperatureScaling:
 
 CALIBRATOR_METHODS: dict[str, type[ConfidenceCalibrator]] = {
     cls.method: cls
-    for cls in (IdentityCalibrator, PlattCalibrator, IsotonicCalibrator, HistogramBinningCalibrator)
+    for cls in (IdentityCalibrator, PlattCalibrator, IsotonicCalibrator, HistogramBinningCalibrator, BetaCalibrator)
 }
+
+
+class OneVsRestCalibrator:
+    """Multiclass recalibration with a binary method: one calibrator per class maps p_k to P(y = k), then each
+    row is divided by its sum (rows whose calibrated values are all 0 become uniform, as scikit-learn does).
+
+    With two classes only the positive column is calibrated and the other is its complement, so for k = 2
+    the log-loss on the fitting data cannot rise when it cannot for the binary method. For k > 2 the
+    renormalisation can undo part of a per-class fit; no such guarantee holds.
+    """
+
+    method: ClassVar[str] = "one_vs_rest"
+
+    def __init__(self, *, method: str = "platt", n_bins: int = 15) -> None:
+        if method not in CALIBRATOR_METHODS:
+            raise CalibrationInputError(
+                f"method must be one of {list(CALIBRATOR_METHODS)}, got {method!r}"
+            )
+        self.base_method = method
+        self.n_bins = check_n_bins(n_bins)
+
+    def fit(self, y_prob: Any, y_true: Any) -> OneVsRestCalibrator:
+        probs = self._matrix(y_prob)
+        labels = as_class_indices(y_true, n_samples=probs.shape[0], n_classes=probs.shape[1])
+        columns = [1] if probs.shape[1] == 2 else range(probs.shape[1])
+        self.calibrators_ = [
+            self._new_calibrator().fit(probs[:, k], (labels == k).astype(float)) for k in columns
+        ]
+        self.n_classes_ = int(probs.shape[1])
+        self.n_samples_ = int(probs.shape[0])
+        return self
+
+    def predict_proba(self, y_prob: Any) -> np.ndarray:
+        """Calibrated (n, k) probabilities; every row sums to one."""
+        self._check_fitted()
+        probs = self._matrix(y_prob)
+        if probs.shape[1] != self.n_classes_:
+            raise CalibrationInputError(
+                f"y_prob has {probs.shape[1]} classes, the calibrator was fitted on {self.n_classes_}"
+            )
+        if self.n_classes_ == 2:
+            positive = self.calibrators_[0].predict(probs[:, 1])
+            return np.column_stack([1.0 - positive, positive])
+        calibrated = np.column_stack([c.predict(probs[:, k]) for k, c in enumerate(self.calibrators_)])
+        total = calibrated.sum(axis=1, keepdims=True)
+        uniform = np.full_like(calibrated, 1.0 / self.n_classes_)
+        return np.divide(calibrated, total, out=uniform, where=total > 0)
+
+    def to_dict(self) -> dict[str, Any]:
+        self._check_fitted()
+        return {
+            "method": self.method,
+            "n_samples": self.n_samples_,
+            "base_method": self.base_method,
+            "n_bins": self.n_bins,
+            "n_classes": self.n_classes_,
+            "calibrators": [c.to_dict() for c in self.calibrators_],
+        }
+
+    def _new_calibrator(self) -> ConfidenceCalibrator:
+        if self.base_method == HistogramBinningCalibrator.method:
+            return HistogramBinningCalibrator(n_bins=self.n_bins)
+        return CALIBRATOR_METHODS[self.base_method]()
+
+    @staticmethod
+    def _matrix(y_prob: Any) -> np.ndarray:
+        probs = as_probabilities(y_prob)
+        if probs.ndim != 2:
+            raise CalibrationInputError(
+                f"y_prob must be a (n, k) probability matrix, got shape {probs.shape}"
+            )
+        return probs
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "calibrators_"):
+            raise NotFittedError("OneVsRestCalibrator is not fitted yet; call fit(y_prob, y_true) first")
+
+    def __repr__(self) -> str:
+        return f"OneVsRestCalibrator(method={self.base_method!r}, n_bins={self.n_bins})"
 
 
 def _require_keys(data: dict[str, Any], keys: tuple[str, ...]) -> None:
@@ -248,13 +370,17 @@ def _require_same_length(actual: int, expected: int, name: str) -> None:
         )
 
 
-def calibrator_from_dict(data: dict[str, Any]) -> ConfidenceCalibrator | TemperatureScaling:
+def calibrator_from_dict(
+    data: dict[str, Any],
+) -> ConfidenceCalibrator | TemperatureScaling | OneVsRestCalibrator:
     """Rebuild a fitted calibrator from its ``to_dict()`` output."""
     method = data.get("method") if isinstance(data, dict) else None
-    known = (*CALIBRATOR_METHODS, TemperatureScaling.method)
+    known = (*CALIBRATOR_METHODS, TemperatureScaling.method, OneVsRestCalibrator.method)
     if method not in known:
         raise CalibrationInputError(f"unknown calibrator method {method!r}; expected one of {list(known)}")
     _require_keys(data, ("n_samples",))
+    if method == OneVsRestCalibrator.method:
+        return _restore_one_vs_rest(data)
     if method == TemperatureScaling.method:
         _require_keys(data, ("temperature",))
         scaler = TemperatureScaling()
@@ -265,7 +391,27 @@ def calibrator_from_dict(data: dict[str, Any]) -> ConfidenceCalibrator | Tempera
     return calibrator
 
 
+def _restore_one_vs_rest(data: dict[str, Any]) -> OneVsRestCalibrator:
+    _require_keys(data, ("base_method", "n_bins", "n_classes", "calibrators"))
+    wrapper = OneVsRestCalibrator(method=data["base_method"], n_bins=int(data["n_bins"]))
+    calibrators = [calibrator_from_dict(part) for part in data["calibrators"]]
+    n_classes = int(data["n_classes"])
+    _require_same_length(len(calibrators), 1 if n_classes == 2 else n_classes, "calibrators")
+    if any(type(c) is not CALIBRATOR_METHODS[wrapper.base_method] for c in calibrators):
+        raise CalibrationInputError(
+            f"calibrator dict field 'calibrators' must all be {wrapper.base_method!r} calibrators"
+        )
+    wrapper.calibrators_ = calibrators
+    wrapper.n_classes_, wrapper.n_samples_ = n_classes, int(data["n_samples"])
+    return wrapper
+
+
 def _restore_params(method: str, data: dict[str, Any]) -> ConfidenceCalibrator:
+    if method == "beta":
+        _require_keys(data, ("a", "b", "c"))
+        beta = BetaCalibrator()
+        beta.a_, beta.b_, beta.c_ = float(data["a"]), float(data["b"]), float(data["c"])
+        return beta
     if method == "platt":
         _require_keys(data, ("a", "b"))
         platt = PlattCalibrator()

@@ -1,22 +1,33 @@
-"""Calibrate flow: per model version and segment, fit a recalibrator on unbiased held-out labels and gate it."""
+"""Calibrate flow: per model version and segment, fit a recalibrator on unbiased held-out labels, gate it,
+draw its reliability diagram, and watch the confidences of newer items for drift."""
 
 from __future__ import annotations
 
+import re
+from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, select, update
 
-from calibration.report import calibration_gate, fit_and_select
+from calibration.display import ReliabilityDisplay
+from calibration.drift import DEFAULT_MAX_PSI, confidence_drift
+from calibration.report import CalibrationReport, calibration_gate, fit_and_select
 from flows.common import active_policy, derive_rng, engine_for, fingerprint, promoted_model, utcnow
 from store.bulk import insert_ignore
 from store.models import CalibrationReportRow, Item, Label, Prediction
+from store.settings import get_settings
 
 # Labels that were drawn without regard to the model's uncertainty; only these may certify calibration.
 UNBIASED_SELECTIONS = ("seed", "audit", "gold", "random")
+# Keys added to CalibrationReportRow.report next to CalibrationReport.to_dict(); flows/route.py reads
+# row.report["drift"]["stale"].
+DRIFT_KEY = "drift"
+DIAGRAM_KEY = "diagram"
 
 
 def calibration_data(engine: Engine, model_version: str) -> dict[str, tuple[list[str], np.ndarray, np.ndarray]]:
@@ -46,38 +57,93 @@ def calibration_data(engine: Engine, model_version: str) -> dict[str, tuple[list
     }
 
 
+def recent_confidences(engine: Engine, model_version: str, segment: str, since: datetime) -> np.ndarray:
+    """Confidences `model_version` gave items of `segment` after `since` (the report's creation)."""
+    with engine.connect() as conn:
+        values = conn.execute(
+            select(Prediction.confidence)
+            .join(Item, Item.id == Prediction.item_id)
+            .where(
+                Prediction.model_version == model_version,
+                Item.segment == segment,
+                Prediction.created_at > since,
+                Prediction.confidence.is_not(None),
+            )
+        ).scalars().all()
+    return np.asarray(values, dtype=float)
+
+
+def diagram_path(model_version: str, segment: str, data_hash: str) -> Path:
+    """`<SLUICE_HOME>/reports/calibration-<model>-<segment>-<hash>.png`, names made file-system safe."""
+    safe = [re.sub(r"[^A-Za-z0-9._-]+", "_", part) for part in (model_version, segment, data_hash[:12])]
+    return get_settings().reports_dir / f"calibration-{'-'.join(safe)}.png"
+
+
+def draw_diagram(report: CalibrationReport, path: Path, *, title: str) -> str:
+    ReliabilityDisplay(report.curve, title=title, ece=report.ece).save(path)
+    return str(path)
+
+
+def _existing_row(engine: Engine, model_version: str, segment: str, data_hash: str) -> CalibrationReportRow | None:
+    with engine.connect() as conn:
+        row = conn.execute(
+            select(CalibrationReportRow.id, CalibrationReportRow.created_at, CalibrationReportRow.report).where(
+                CalibrationReportRow.model_version == model_version,
+                CalibrationReportRow.segment == segment,
+                CalibrationReportRow.data_hash == data_hash,
+            )
+        ).first()
+    return None if row is None else CalibrationReportRow(id=row[0], created_at=row[1], report=row[2] or {})
+
+
+def _refresh_existing(
+    engine: Engine, row: CalibrationReportRow, confidence: np.ndarray, *, model_version: str, segment: str,
+    data_hash: str, max_psi: float,
+) -> dict[str, Any]:
+    """Re-measure drift of an unchanged report (writing only if it moved) and redraw a missing diagram."""
+    recent = recent_confidences(engine, model_version, segment, row.created_at)
+    drift = confidence_drift(confidence, recent, max_psi=max_psi).to_dict()
+    path = diagram_path(model_version, segment, data_hash)
+    if not path.exists():
+        draw_diagram(CalibrationReport.from_dict(row.report), path, title=f"{model_version} / {segment}")
+    report = {**row.report, DRIFT_KEY: drift, DIAGRAM_KEY: str(path)}
+    if report != row.report:
+        with engine.begin() as conn:
+            conn.execute(update(CalibrationReportRow).where(CalibrationReportRow.id == row.id).values(report=report))
+    return {"segment": segment, "model_version": model_version, "status": "unchanged", "id": row.id,
+            "diagram": str(path), "drift": drift}
+
+
 @task(name="fit-calibration", cache_policy=NO_CACHE)
 def fit_segment(
     model_version: str, segment: str, item_ids: list[str], confidence: np.ndarray, correct: np.ndarray,
-    database_url: str | None,
+    database_url: str | None, max_psi: float = DEFAULT_MAX_PSI,
 ) -> dict[str, Any]:
     engine = engine_for(database_url)
     policy, _ = active_policy(engine)
     limits = policy.for_segment(segment).calibration
     data_hash = fingerprint([model_version, segment, item_ids, correct.tolist()])
-    with engine.connect() as conn:
-        existing = conn.execute(
-            select(CalibrationReportRow.id).where(
-                CalibrationReportRow.model_version == model_version,
-                CalibrationReportRow.segment == segment,
-                CalibrationReportRow.data_hash == data_hash,
-            )
-        ).scalar()
+    existing = _existing_row(engine, model_version, segment, data_hash)
     if existing is not None:
-        return {"segment": segment, "model_version": model_version, "status": "unchanged", "id": existing}
+        return _refresh_existing(engine, existing, confidence, model_version=model_version, segment=segment,
+                                 data_hash=data_hash, max_psi=max_psi)
     calibrator, report = fit_and_select(confidence, correct, rng=derive_rng("calibrate", model_version, data_hash))
     gate = calibration_gate(report, min_samples=limits.min_samples, max_ece=limits.max_ece)
+    diagram = draw_diagram(report, diagram_path(model_version, segment, data_hash),
+                           title=f"{model_version} / {segment}")
+    drift = confidence_drift(confidence, [], max_psi=max_psi).to_dict()  # nothing scored after it yet
     row = {
         "model_version": model_version, "segment": segment, "data_hash": data_hash, "method": report.method,
         "n": report.n, "ece": report.ece, "ece_low": report.ece_low, "ece_high": report.ece_high,
         "mce": report.mce, "brier": report.brier, "passed": gate.passed, "reasons": list(gate.reasons),
-        "calibrator": calibrator.to_dict(), "report": report.to_dict(), "created_at": utcnow(),
+        "calibrator": calibrator.to_dict(),
+        "report": {**report.to_dict(), DRIFT_KEY: drift, DIAGRAM_KEY: diagram}, "created_at": utcnow(),
     }
     with engine.begin() as conn:
         insert_ignore(conn, CalibrationReportRow.__table__, [row])
     return {"segment": segment, "model_version": model_version, "status": "fitted", "method": report.method,
             "n": report.n, "ece": report.ece, "ece_high": report.ece_high, "passed": gate.passed,
-            "reasons": list(gate.reasons)}
+            "reasons": list(gate.reasons), "diagram": diagram, "drift": drift}
 
 
 def models_in_use(engine: Engine) -> list[str]:
@@ -90,28 +156,43 @@ def models_in_use(engine: Engine) -> list[str]:
     return sorted(keep)
 
 
+def _drift_cell(drift: dict[str, Any]) -> str:
+    if drift.get("psi") is None:
+        return f"n/a ({drift.get('n_actual', 0)} recent)"
+    return f"{drift['psi']:.3f}{' **stale**' if drift.get('stale') else ''}"
+
+
 def _markdown(results: list[dict[str, Any]]) -> str:
-    lines = ["| model | segment | method | n | ECE | ECE upper | gate | reasons |", "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| model | segment | method | n | ECE | ECE upper | gate | reasons | drift PSI | diagram |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in results:
+        diagram = f"[{Path(r['diagram']).name}]({Path(r['diagram']).as_uri()})"
         if r["status"] == "fitted":
             lines.append(
                 f"| {r['model_version']} | {r['segment']} | {r['method']} | {r['n']} | {r['ece']:.4f} | "
-                f"{r['ece_high']:.4f} | {'pass' if r['passed'] else 'fail'} | {', '.join(r['reasons'])} |"
+                f"{r['ece_high']:.4f} | {'pass' if r['passed'] else 'fail'} | {', '.join(r['reasons'])} | "
+                f"{_drift_cell(r['drift'])} | {diagram} |"
             )
         else:
-            lines.append(f"| {r['model_version']} | {r['segment']} | (unchanged) | | | | | |")
+            lines.append(f"| {r['model_version']} | {r['segment']} | (unchanged) | | | | | | "
+                         f"{_drift_cell(r['drift'])} | {diagram} |")
+    lines += ["", "Reliability diagrams (PNG):", ""]
+    lines += [f"![{r['model_version']} / {r['segment']}]({Path(r['diagram']).as_uri()})" for r in results]
     return "\n".join(lines)
 
 
 @flow(name="calibrate", log_prints=True)
-def calibrate_flow(database_url: str | None = None) -> list[dict[str, Any]]:
-    """Refit the recalibrator of every model in use and segment whose unbiased labels changed."""
+def calibrate_flow(database_url: str | None = None, max_psi: float = DEFAULT_MAX_PSI) -> list[dict[str, Any]]:
+    """Refit the recalibrator of every model in use and segment whose unbiased labels changed, and mark a
+    report stale (report["drift"]["stale"]) when newer confidences drift past `max_psi`."""
     logger = get_run_logger()
     engine = engine_for(database_url)
     futures = []
     for version in models_in_use(engine):
         for segment, (ids, confidence, correct) in calibration_data(engine, version).items():
-            futures.append(fit_segment.submit(version, segment, ids, confidence, correct, database_url))
+            futures.append(fit_segment.submit(version, segment, ids, confidence, correct, database_url, max_psi))
     results = [f.result() for f in futures]
     if results:
         create_markdown_artifact(_markdown(results), key="calibration-report", description="Calibration per segment")

@@ -1,25 +1,73 @@
-"""Pure routing logic: the policy model, route decisions and active-learning sampling."""
+"""Pure routing logic: the policy model, route decisions, risk signals, guaranteed thresholds, what-if curves,
+audit-sample estimators and active-learning sampling."""
 
 from __future__ import annotations
 
+from routing.audit import AuditEstimate, audit_error_by_segment, audit_error_estimate
 from routing.decide import GateLike, Route, RoutingResult, route
-from routing.policy import CalibrationLimits, CalibrationOverride, Policy, SegmentOverride, SegmentPolicy
+from routing.policy import (
+    CalibrationLimits,
+    CalibrationOverride,
+    Policy,
+    PolicyRevision,
+    RiskRule,
+    SegmentOverride,
+    SegmentPolicy,
+)
 from routing.sampling import STRATEGIES, Selection, entropy, least_confidence, margin, select_batch
+from routing.signals import (
+    LengthOutlier,
+    OutOfDistribution,
+    RiskFlags,
+    Signal,
+    TextBatch,
+    combine_signals,
+    encoded_payload,
+    mixed_scripts,
+    rule_hits,
+    text_lengths,
+    under_represented_segments,
+    zero_width_or_bidi,
+)
+from routing.thresholds import ThresholdResult, guaranteed_threshold, naive_threshold
+from routing.whatif import WhatIfCurve, what_if
 
 __all__ = [
     "STRATEGIES",
+    "AuditEstimate",
     "CalibrationLimits",
     "CalibrationOverride",
     "GateLike",
+    "LengthOutlier",
+    "OutOfDistribution",
     "Policy",
+    "PolicyRevision",
+    "RiskFlags",
+    "RiskRule",
     "Route",
     "RoutingResult",
     "SegmentOverride",
     "SegmentPolicy",
     "Selection",
+    "Signal",
+    "TextBatch",
+    "ThresholdResult",
+    "WhatIfCurve",
+    "audit_error_by_segment",
+    "audit_error_estimate",
+    "combine_signals",
+    "encoded_payload",
     "entropy",
+    "guaranteed_threshold",
     "least_confidence",
     "margin",
+    "mixed_scripts",
+    "naive_threshold",
     "route",
+    "rule_hits",
     "select_batch",
+    "text_lengths",
+    "under_represented_segments",
+    "what_if",
+    "zero_width_or_bidi",
 ]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 import numpy as np
 
@@ -15,6 +15,9 @@ __all__ = ["GateLike", "Route", "RoutingResult", "route"]
 
 REASON_CONFIDENCE_INVALID = "confidence_invalid"
 REASON_RISK_RULE = "risk_rule"
+REASON_RISK_REVIEW = "risk_review"
+REASON_NO_GUARANTEED_THRESHOLD = "no_guaranteed_threshold"
+REASON_BELOW_REVIEW_THRESHOLD = "confidence_below_review_threshold"
 REASON_CALIBRATION_MISSING = "calibration_missing"
 REASON_CALIBRATION_FAILED = "calibration_gate_failed"
 REASON_HUMAN_REQUIRED = "human_in_the_loop_required"
@@ -45,11 +48,12 @@ class GateLike(Protocol):
 @dataclass(frozen=True, eq=False)
 class RoutingResult:
     """One route and its reasons per item. ``inclusion_probability`` is the spot-check rate for items that
-    cleared the threshold and could be drawn for audit (auto_accept or spot_check), NaN for the rest."""
+    cleared the threshold and could be drawn for audit (auto_accept or spot_check), NaN for the rest.
+    ``threshold`` is the auto-accept threshold applied, None when there was none (nothing auto-accepted)."""
 
     routes: np.ndarray
     reasons: tuple[tuple[str, ...], ...]
-    threshold: float
+    threshold: float | None
     inclusion_probability: np.ndarray
 
 
@@ -63,17 +67,32 @@ def _as_confidence(calibrated_confidence: Any) -> np.ndarray:
     return confidence
 
 
-def _as_risk_flags(risk_escalate: Any, n_items: int) -> np.ndarray:
-    if risk_escalate is None:
+def _as_risk_flags(flags_in: Any, n_items: int, name: str = "risk_escalate") -> np.ndarray:
+    if flags_in is None:
         return np.zeros(n_items, dtype=bool)
-    flags = np.asarray(risk_escalate)
+    flags = np.asarray(flags_in)
     if flags.ndim != 1 or flags.shape[0] != n_items:
-        raise ValueError(f"length mismatch: risk_escalate has shape {flags.shape}, expected ({n_items},)")
+        raise ValueError(f"length mismatch: {name} has shape {flags.shape}, expected ({n_items},)")
     if flags.dtype != bool and not np.isin(flags, (0, 1)).all():
-        raise ValueError(
-            f"risk_escalate must be booleans (or 0/1), got values {np.unique(flags)[:5].tolist()}"
-        )
+        raise ValueError(f"{name} must be booleans (or 0/1), got values {np.unique(flags)[:5].tolist()}")
     return flags.astype(bool)
+
+
+def _check_risk_reasons(risk_reasons: Sequence[tuple[str, ...]] | None, n_items: int) -> None:
+    if risk_reasons is not None and len(risk_reasons) != n_items:
+        raise ValueError(f"length mismatch: risk_reasons has {len(risk_reasons)} entries, expected {n_items}")
+
+
+def _resolve_threshold(policy: SegmentPolicy, threshold: float | None | Literal["policy"]) -> float | None:
+    """The threshold to apply: the caller's derived one, else the policy's fixed one. A policy with a target and no
+    derived threshold has none, so it auto-accepts nothing (fail closed)."""
+    if threshold == "policy":
+        return None if policy.has_target else float(policy.auto_accept_threshold)
+    if threshold is None:
+        return None
+    if isinstance(threshold, bool) or not (0.0 <= float(threshold) <= 1.0):
+        raise ValueError(f"threshold must be a number in [0, 1], None or 'policy', got {threshold!r}")
+    return float(threshold)
 
 
 def _gate_reasons(calibration: GateLike | None) -> tuple[str, ...]:
@@ -96,10 +115,13 @@ def _reason_table(gate_reasons: tuple[str, ...]) -> np.ndarray:
     rows = (
         (REASON_CONFIDENCE_INVALID,),
         (REASON_RISK_RULE,),
+        (REASON_RISK_REVIEW,),
         gate_reasons,
         (REASON_HUMAN_REQUIRED,),
         (REASON_ABOVE_THRESHOLD, REASON_SPOT_CHECK),
         (REASON_ABOVE_THRESHOLD,),
+        (REASON_BELOW_REVIEW_THRESHOLD,),
+        (REASON_NO_GUARANTEED_THRESHOLD,),
         (REASON_BELOW_THRESHOLD,),
     )
     table = np.empty(len(rows), dtype=object)
@@ -114,14 +136,19 @@ _ROUTE_OF_RULE = np.array(
         Route.ESCALATE,
         Route.REVIEW,
         Route.REVIEW,
+        Route.REVIEW,
         Route.SPOT_CHECK,
         Route.AUTO_ACCEPT,
+        Route.ESCALATE,
+        Route.REVIEW,
         Route.REVIEW,
     ],
     dtype=str,
 )
 
-_AUDITABLE_RULES = (4, 5)  # spot_check and auto_accept: cleared the threshold, so the audit draw applies
+_RISK_RULES = (1, 2)  # risk escalate, risk review: their reasons are the item's own codes when given
+_AUDITABLE_RULES = (5, 6)  # spot_check and auto_accept: cleared the threshold, so the audit draw applies
+_DEFAULT_RULE = len(_ROUTE_OF_RULE) - 1
 
 
 def route(
@@ -131,35 +158,67 @@ def route(
     calibration: GateLike | None,
     rng: np.random.Generator,
     risk_escalate: np.ndarray | None = None,
+    risk_review: np.ndarray | None = None,
+    risk_reasons: Sequence[tuple[str, ...]] | None = None,
+    threshold: float | None | Literal["policy"] = "policy",
 ) -> RoutingResult:
-    """Route every item by the first rule that applies: invalid confidence -> escalate, risk rule -> escalate,
-    failed or missing calibration gate -> review, human required -> review, confidence >= threshold ->
-    auto_accept (a Bernoulli(spot_check_rate) share of them spot_check), otherwise review.
+    """Route every item by the first rule that applies: invalid confidence -> escalate, risk hit -> escalate
+    (``risk_escalate``) or review (``risk_review``), failed or missing calibration gate -> review, human required
+    -> review, confidence >= threshold -> auto_accept (a Bernoulli(spot_check_rate) share of them spot_check),
+    confidence below the policy's ``review_threshold`` -> escalate, otherwise review.
+
+    ``threshold`` is the auto-accept threshold: ``"policy"`` (default) takes the policy's fixed
+    ``auto_accept_threshold``, a number is a derived guaranteed threshold, and None means no threshold meets the
+    target, so nothing auto-accepts (reason ``no_guaranteed_threshold``); a policy with a target and no derived
+    threshold behaves as None. ``risk_reasons`` gives each risky item its reason codes (e.g. the detectors and
+    rules that hit); without them the reason is ``risk_rule`` / ``risk_review``.
 
     One uniform draw per item is taken whatever the other items hold, so for a fixed rng state the routes are
     monotone in confidence. An empty batch gives an empty result.
     """
     confidence = _as_confidence(calibrated_confidence)
     n_items = confidence.shape[0]
-    risky = _as_risk_flags(risk_escalate, n_items)
+    escalate = _as_risk_flags(risk_escalate, n_items)
+    review = _as_risk_flags(risk_review, n_items, "risk_review")
+    _check_risk_reasons(risk_reasons, n_items)
     audit_draw = rng.random(n_items)
     gate_reasons = _gate_reasons(calibration)
-    threshold = float(policy.auto_accept_threshold)
+    applied = _resolve_threshold(policy, threshold)
     invalid = ~np.isfinite(confidence) | (confidence < 0.0) | (confidence > 1.0)
-    above = ~invalid & (confidence >= threshold)
-    blocked = np.full(n_items, bool(gate_reasons))
-    human = np.full(n_items, _human_required(policy))
-    sampled = audit_draw < policy.spot_check_rate
+    above = ~invalid & (confidence >= (np.inf if applied is None else applied))
+    floor = -np.inf if policy.review_threshold is None else policy.review_threshold
     rule = np.select(
-        [invalid, risky, blocked, human, above & sampled, above],
-        list(range(6)),
-        default=6,
+        [
+            invalid,
+            escalate,
+            review,
+            np.full(n_items, bool(gate_reasons)),
+            np.full(n_items, _human_required(policy)),
+            above & (audit_draw < policy.spot_check_rate),
+            above,
+            confidence < floor,
+            np.full(n_items, applied is None),
+        ],
+        list(range(_DEFAULT_RULE)),
+        default=_DEFAULT_RULE,
     )
     return RoutingResult(
         routes=_ROUTE_OF_RULE[rule],
-        reasons=tuple(_reason_table(gate_reasons)[rule].tolist()),
-        threshold=threshold,
+        reasons=_item_reasons(_reason_table(gate_reasons)[rule], rule, risk_reasons),
+        threshold=applied,
         inclusion_probability=np.where(
             np.isin(rule, _AUDITABLE_RULES), float(policy.spot_check_rate), np.nan
         ),
     )
+
+
+def _item_reasons(
+    reasons: np.ndarray, rule: np.ndarray, risk_reasons: Sequence[tuple[str, ...]] | None
+) -> tuple[tuple[str, ...], ...]:
+    """The rule's reasons per item, with each risky item's own codes where it has any (only risky items are read,
+    so a batch with few hits costs little)."""
+    if risk_reasons is not None:
+        for position in np.flatnonzero(np.isin(rule, _RISK_RULES)).tolist():
+            if len(risk_reasons[position]) > 0:
+                reasons[position] = tuple(risk_reasons[position])
+    return tuple(reasons.tolist())

@@ -5,17 +5,44 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
+from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-__all__ = ["CalibrationLimits", "CalibrationOverride", "Policy", "SegmentOverride", "SegmentPolicy"]
+__all__ = [
+    "CalibrationLimits",
+    "CalibrationOverride",
+    "Policy",
+    "PolicyRevision",
+    "RiskRule",
+    "SegmentOverride",
+    "SegmentPolicy",
+]
 
 Mode = Literal["in_the_loop", "on_the_loop"]
 Stakes = Literal["low", "medium", "high"]
+RuleOp = Literal[">", ">=", "<", "<=", "==", "contains", "regex"]
+RuleAction = Literal["escalate", "review"]
 HASH_LENGTH = 16
+DEFAULT_SECONDS_PER_ITEM = 30.0
+
+# Fields added after policies were first stored: left out of the canonical form while they hold their default,
+# so the content hash (the version) of every policy written before them is unchanged.
+_ADDED_FIELD_DEFAULTS: dict[str, Any] = {
+    "max_auto_error": None,
+    "confidence": None,
+    "review_threshold": None,
+    "seconds_per_item": DEFAULT_SECONDS_PER_ITEM,
+    "risk_rules": [],
+}
+_NUMERIC_OPS = frozenset({">", ">=", "<", "<="})
+_FIELD_PATTERN = re.compile(r"^(text|metadata(\.[A-Za-z0-9_\-]+)+)$")
+_CODE_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_.:\-]*$")
 
 _FROZEN = ConfigDict(frozen=True, extra="forbid")
 
@@ -35,6 +62,27 @@ def _rate(value: float | None) -> float | None:
 def _budget(value: int | None) -> int | None:
     if value is not None and value < 0:
         raise ValueError(f"review_budget must be >= 0 items per cycle, got {value!r}")
+    return value
+
+
+def _open_unit(name: str) -> Any:
+    def check(value: float | None) -> float | None:
+        if value is not None and not (0.0 < value < 1.0):
+            raise ValueError(f"{name} must be in (0, 1), got {value!r}")
+        return value
+
+    return check
+
+
+def _review_threshold(value: float | None) -> float | None:
+    if value is not None and not (0.0 <= value <= 1.0):
+        raise ValueError(f"review_threshold must be in [0, 1], got {value!r}")
+    return value
+
+
+def _seconds(value: float | None) -> float | None:
+    if value is not None and not (0.0 < value < math.inf):
+        raise ValueError(f"seconds_per_item must be a finite number > 0, got {value!r}")
     return value
 
 
@@ -84,8 +132,70 @@ class CalibrationOverride(BaseModel):
     _check_max_age = field_validator("max_age_hours")(_max_age)
 
 
+class RiskRule(BaseModel):
+    """A configured keyword or metadata rule: an item whose ``field`` satisfies ``op value`` goes to people.
+
+    ``field`` is ``text`` or a dotted path into the item's metadata (``metadata.amount``,
+    ``metadata.customer.tier``); ``code`` becomes the item's reason code.
+    """
+
+    model_config = _FROZEN
+
+    field: str
+    op: RuleOp
+    value: float | int | str | bool
+    action: RuleAction = "escalate"
+    code: str
+
+    @field_validator("field")
+    @classmethod
+    def _known_field(cls, value: str) -> str:
+        if not _FIELD_PATTERN.match(value):
+            raise ValueError(f"field must be 'text' or 'metadata.<key>[.<key>...]', got {value!r}")
+        return value
+
+    @field_validator("code")
+    @classmethod
+    def _reason_code(cls, value: str) -> str:
+        if not _CODE_PATTERN.match(value):
+            raise ValueError(f"code must be a lower-case reason code like 'amount_over_limit', got {value!r}")
+        return value
+
+    @model_validator(mode="after")
+    def _value_fits_op(self) -> RiskRule:
+        numeric = isinstance(self.value, (int, float)) and not isinstance(self.value, bool)
+        if self.field == "text" and self.op in _NUMERIC_OPS:
+            raise ValueError(f"op {self.op!r} does not apply to field 'text'; use contains, regex or ==")
+        if self.op in _NUMERIC_OPS and not (numeric and math.isfinite(self.value)):
+            raise ValueError(f"value of a {self.op!r} rule must be a finite number, got {self.value!r}")
+        if self.op in ("contains", "regex") and not (isinstance(self.value, str) and self.value):
+            raise ValueError(f"value of a {self.op!r} rule must be a non-empty string, got {self.value!r}")
+        if self.op == "regex":
+            try:
+                re.compile(str(self.value))
+            except re.error as error:
+                raise ValueError(
+                    f"value of a 'regex' rule is not a regular expression: {self.value!r} ({error})"
+                )
+        return self
+
+
+def _target_complete(max_auto_error: float | None, confidence: float | None) -> None:
+    if (max_auto_error is None) != (confidence is None):
+        raise ValueError(
+            "a target needs both max_auto_error and confidence in (0, 1), got "
+            f"max_auto_error={max_auto_error!r}, confidence={confidence!r}"
+        )
+
+
 class SegmentPolicy(BaseModel):
-    """The effective routing rules of one segment."""
+    """The effective routing rules of one segment.
+
+    Either the fixed ``auto_accept_threshold`` applies, or, when a target (``max_auto_error``, ``confidence``) is
+    set, a threshold derived from unbiased labels with ``routing.thresholds.guaranteed_threshold(alpha=
+    max_auto_error, delta=1 - confidence)``; a target without a derived threshold auto-accepts nothing. Items
+    below ``review_threshold`` (at most the auto-accept threshold) escalate instead of going to plain review.
+    """
 
     model_config = _FROZEN
 
@@ -93,17 +203,47 @@ class SegmentPolicy(BaseModel):
     stakes: Stakes = "low"
     regulated: bool = False
     auto_accept_threshold: float = 0.9
+    max_auto_error: float | None = None
+    confidence: float | None = None
+    review_threshold: float | None = None
     spot_check_rate: float = 0.05
     review_budget: int = 50
+    seconds_per_item: float = DEFAULT_SECONDS_PER_ITEM
     calibration: CalibrationLimits = Field(default_factory=CalibrationLimits)
+    risk_rules: tuple[RiskRule, ...] = ()
 
     _check_threshold = field_validator("auto_accept_threshold")(_threshold)
+    _check_max_auto_error = field_validator("max_auto_error")(_open_unit("max_auto_error"))
+    _check_confidence = field_validator("confidence")(_open_unit("confidence"))
+    _check_review = field_validator("review_threshold")(_review_threshold)
     _check_rate = field_validator("spot_check_rate")(_rate)
     _check_budget = field_validator("review_budget")(_budget)
+    _check_seconds = field_validator("seconds_per_item")(_seconds)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> SegmentPolicy:
+        _target_complete(self.max_auto_error, self.confidence)
+        if self.review_threshold is not None and self.review_threshold > self.auto_accept_threshold:
+            raise ValueError(
+                f"review_threshold {self.review_threshold!r} must not exceed auto_accept_threshold "
+                f"{self.auto_accept_threshold!r}"
+            )
+        return self
+
+    @property
+    def has_target(self) -> bool:
+        """Whether the threshold is derived from a guarantee target rather than fixed."""
+        return self.max_auto_error is not None
+
+    @property
+    def delta(self) -> float | None:
+        """The allowed probability that the guarantee fails (1 - confidence), None without a target."""
+        return None if self.confidence is None else 1.0 - self.confidence
 
 
 class SegmentOverride(BaseModel):
-    """Fields a segment sets over the defaults; unset fields (None) inherit."""
+    """Fields a segment sets over the defaults; unset fields (None) inherit. A segment's ``risk_rules`` replace
+    the defaults' rules (an empty list removes them)."""
 
     model_config = _FROZEN
 
@@ -111,13 +251,22 @@ class SegmentOverride(BaseModel):
     stakes: Stakes | None = None
     regulated: bool | None = None
     auto_accept_threshold: float | None = None
+    max_auto_error: float | None = None
+    confidence: float | None = None
+    review_threshold: float | None = None
     spot_check_rate: float | None = None
     review_budget: int | None = None
+    seconds_per_item: float | None = None
     calibration: CalibrationOverride | None = None
+    risk_rules: tuple[RiskRule, ...] | None = None
 
     _check_threshold = field_validator("auto_accept_threshold")(_threshold)
+    _check_max_auto_error = field_validator("max_auto_error")(_open_unit("max_auto_error"))
+    _check_confidence = field_validator("confidence")(_open_unit("confidence"))
+    _check_review = field_validator("review_threshold")(_review_threshold)
     _check_rate = field_validator("spot_check_rate")(_rate)
     _check_budget = field_validator("review_budget")(_budget)
+    _check_seconds = field_validator("seconds_per_item")(_seconds)
 
 
 def _merge(defaults: SegmentPolicy, override: SegmentOverride) -> SegmentPolicy:
@@ -181,5 +330,46 @@ class Policy(BaseModel):
         canonical = json.dumps(self._canonical(), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
         return hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:HASH_LENGTH]
 
+    def revision(self, *, author: str, comment: str, created_at: datetime) -> PolicyRevision:
+        """This policy as an immutable saved version; the caller supplies the time (routing reads no clock)."""
+        if not author.strip():
+            raise ValueError(f"author must be non-empty, got {author!r}")
+        if created_at.tzinfo is None:
+            raise ValueError(f"created_at must be timezone-aware, got {created_at!r}")
+        return PolicyRevision(
+            version=self.content_hash(),
+            name=self.name,
+            document=self.to_yaml(),
+            author=author,
+            comment=comment,
+            created_at=created_at,
+        )
+
     def _canonical(self) -> dict[str, Any]:
-        return self.model_dump(mode="json", exclude_none=True)
+        document = self.model_dump(mode="json", exclude_none=True)
+        defaults = document["defaults"]
+        for field, default in _ADDED_FIELD_DEFAULTS.items():
+            if field in defaults and defaults[field] == default:
+                del defaults[field]
+        return document
+
+
+@dataclass(frozen=True)
+class PolicyRevision:
+    """One saved, immutable policy version: its content hash is its identity, with who saved it, when and why."""
+
+    version: str
+    name: str
+    document: str
+    author: str
+    comment: str
+    created_at: datetime
+
+    def policy(self) -> Policy:
+        """The policy this revision holds, checked against its version (a tampered document fails loudly)."""
+        policy = Policy.from_yaml(self.document)
+        if policy.content_hash() != self.version:
+            raise ValueError(
+                f"policy document hashes to {policy.content_hash()!r}, not its recorded version {self.version!r}"
+            )
+        return policy

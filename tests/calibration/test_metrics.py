@@ -15,7 +15,10 @@ from sklearn.metrics import brier_score_loss, log_loss
 from calibration import (
     CalibrationInputError,
     ReliabilityCurve,
+    adaptive_calibration_error,
     brier_score,
+    classwise_calibration_error,
+    debiased_calibration_error,
     expected_calibration_error,
     maximum_calibration_error,
     negative_log_likelihood,
@@ -189,6 +192,9 @@ def test_bad_input_raises_naming_the_problem(y_true: list, y_prob: np.ndarray, m
         maximum_calibration_error,
         brier_score,
         negative_log_likelihood,
+        adaptive_calibration_error,
+        classwise_calibration_error,
+        debiased_calibration_error,
     ):
         with pytest.raises(CalibrationInputError, match=match):
             metric(y_true, y_prob)
@@ -203,3 +209,131 @@ def test_bad_options_raise(kwargs: dict, match: str) -> None:
 def test_correct_must_be_binary() -> None:
     with pytest.raises(ValueError, match="0 or 1"):
         reliability_curve_from_confidence([0.5, 0.6], [1, 2])
+
+
+def test_adaptive_ece_hand_computed_against_uniform() -> None:
+    # confidences 0.6, 0.7, 0.8, 0.9, hits 1, 0, 1, 1
+    y_prob, y_true = np.array([0.6, 0.7, 0.8, 0.9]), np.array([1, 0, 1, 1])
+    # two equal-width bins put everything in [0.5, 1]: mean conf 0.75 = accuracy 3/4
+    assert expected_calibration_error(y_true, y_prob, n_bins=2) == pytest.approx(0.0, abs=1e-12)
+    # equal-mass edges 0.6, 0.75, 0.9: {0.6 hit, 0.7 miss} gap |0.5 - 0.65|, {0.8, 0.9 hits} gap |1 - 0.85|
+    assert adaptive_calibration_error(y_true, y_prob, n_bins=2) == pytest.approx(0.15, abs=1e-12)
+    assert adaptive_calibration_error(y_true, y_prob, n_bins=2) == expected_calibration_error(
+        y_true, y_prob, n_bins=2, strategy="quantile"
+    )
+
+
+def test_classwise_ece_hand_computed() -> None:
+    y_prob = np.array([[0.7, 0.2, 0.1], [0.1, 0.1, 0.8]])
+    # one bin per class: class 0 mean p 0.4 vs freq 1/2, class 1 0.15 vs 1/2, class 2 0.45 vs 0
+    expected = (0.1 + 0.35 + 0.45) / 3
+    assert classwise_calibration_error([0, 1], y_prob, n_bins=1) == pytest.approx(expected, abs=1e-12)
+    # binary vector = columns (1 - p, p): both gaps |2/3 - 1.4/3| = |1/3 - 1.6/3| = 0.2
+    binary = classwise_calibration_error([1, 1, 0], np.array([0.9, 0.1, 0.4]), n_bins=1)
+    assert binary == pytest.approx(0.2, abs=1e-12)
+
+
+def test_classwise_ece_uses_all_classes_not_only_the_top_label() -> None:
+    # top label always right with confidence 0.5, but the runner-up probabilities are badly off
+    y_prob = np.array([[0.5, 0.5, 0.0], [0.5, 0.0, 0.5]])
+    y_true = np.array([0, 0])
+    assert expected_calibration_error(y_true, y_prob, n_bins=1) == pytest.approx(0.5)
+    assert classwise_calibration_error(y_true, y_prob, n_bins=1) == pytest.approx((0.5 + 0.25 + 0.25) / 3)
+
+
+def test_debiased_ece_hand_computed() -> None:
+    # one bin, confidence 0.9, 5 of 10 right: plug-in (0.5 - 0.9)^2 = 0.16, variance 0.25 / 9
+    y_prob, y_true = np.full(10, 0.9), np.array([1] * 5 + [0] * 5)
+    expected = np.sqrt(0.16 - 0.25 / 9)
+    for strategy in ("uniform", "quantile"):
+        ece = debiased_calibration_error(y_true, y_prob, n_bins=1, strategy=strategy)
+        assert ece == pytest.approx(expected, abs=1e-12)
+
+
+def test_debiased_ece_ignores_single_sample_bins_and_floors_at_zero() -> None:
+    # bins [0.5, 0.75) and [0.75, 1]: the second holds one sample and contributes nothing
+    y_prob, y_true = np.array([0.6, 0.6, 0.6, 0.9]), np.array([1, 1, 0, 0])
+    plug_in_first = (2 / 3 - 0.6) ** 2 - (2 / 3) * (1 / 3) / 2  # negative: noise explains the whole gap
+    assert plug_in_first < 0
+    assert debiased_calibration_error(y_true, y_prob, n_bins=2, strategy="uniform") == 0.0
+
+
+def _plug_in_l2(y_true: np.ndarray, y_prob: np.ndarray, n_bins: int) -> float:
+    curve = reliability_curve(y_true, y_prob, n_bins=n_bins, strategy="quantile")
+    filled = ~curve.empty
+    gaps = (curve.accuracy[filled] - curve.mean_confidence[filled]) ** 2
+    return float(np.sqrt(np.sum(curve.count[filled] * gaps) / curve.n_samples))
+
+
+def test_debiased_ece_is_closer_to_zero_on_calibrated_small_samples() -> None:
+    # the true calibration error is 0; over 100 samples of 200 the plug-in averages ~0.11, debiased ~0.02
+    rng = np.random.default_rng(11)
+    debiased, plug_in = [], []
+    for _ in range(100):
+        y_prob = rng.uniform(0.5, 1.0, 200)
+        y_true = (rng.random(200) < y_prob).astype(int)
+        debiased.append(debiased_calibration_error(y_true, y_prob))
+        plug_in.append(_plug_in_l2(y_true, y_prob, 15))
+    assert np.mean(debiased) < 0.4 * np.mean(plug_in)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    probs=arrays(np.float64, st.integers(1, 40), elements=st.floats(0.0, 1.0)),
+    seed=st.integers(0, 2**32 - 1),
+    n_bins=st.integers(1, 20),
+)
+def test_new_metrics_in_unit_interval_and_permutation_invariant(
+    probs: np.ndarray, seed: int, n_bins: int
+) -> None:
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 2, probs.shape[0])
+    order = rng.permutation(probs.shape[0])
+    for metric in (adaptive_calibration_error, classwise_calibration_error, debiased_calibration_error):
+        value = metric(labels, probs, n_bins=n_bins)
+        assert 0.0 <= value <= 1.0
+        assert metric(labels[order], probs[order], n_bins=n_bins) == pytest.approx(value, abs=1e-12)
+    assert debiased_calibration_error(labels, probs, n_bins=n_bins) <= _plug_in_l2(labels, probs, n_bins) + 1e-12
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    n=st.integers(1, 60),
+    n_classes=st.integers(2, 5),
+    seed=st.integers(0, 2**32 - 1),
+    strategy=st.sampled_from(["uniform", "quantile"]),
+)
+def test_classwise_ece_multiclass_bounds_and_permutation(n: int, n_classes: int, seed: int, strategy: str) -> None:
+    rng = np.random.default_rng(seed)
+    probs = rng.dirichlet(np.ones(n_classes), size=n)
+    labels = rng.integers(0, n_classes, n)
+    value = classwise_calibration_error(labels, probs, strategy=strategy)
+    assert 0.0 <= value <= 1.0
+    order = rng.permutation(n)
+    assert classwise_calibration_error(labels[order], probs[order], strategy=strategy) == pytest.approx(
+        value, abs=1e-12
+    )
+
+
+@settings(max_examples=5, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), n_classes=st.integers(2, 5))
+def test_new_metrics_near_zero_when_labels_drawn_from_predictions(seed: int, n_classes: int) -> None:
+    rng = np.random.default_rng(seed)
+    probs = rng.dirichlet(np.ones(n_classes), size=20_000)
+    labels = np.minimum((rng.random((20_000, 1)) > probs.cumsum(axis=1)).sum(axis=1), n_classes - 1)
+    assert adaptive_calibration_error(labels, probs) < 0.03
+    assert classwise_calibration_error(labels, probs) < 0.03
+    assert debiased_calibration_error(labels, probs) < 0.03
+
+
+def test_fast_paths_accept_integer_and_bool_inputs() -> None:
+    y_prob = np.array([0.2, 0.7, 0.95, 0.5])
+    as_int = expected_calibration_error(np.array([0, 1, 1, 0]), y_prob, n_bins=5)
+    assert as_int == expected_calibration_error([0.0, 1.0, 1.0, 0.0], y_prob, n_bins=5)
+    assert as_int == expected_calibration_error(np.array([False, True, True, False]), y_prob, n_bins=5)
+    bool_curve = reliability_curve_from_confidence([0.8, 0.6], np.array([True, False]), n_bins=5)
+    np.testing.assert_array_equal(bool_curve.count, reliability_curve_from_confidence([0.8, 0.6], [1, 0], n_bins=5).count)
+    with pytest.raises(CalibrationInputError, match="class indices"):
+        expected_calibration_error(np.array([0, 2]), np.array([0.3, 0.6]))
+    with pytest.raises(CalibrationInputError, match="class indices"):
+        expected_calibration_error(np.array([-1, 1]), np.array([0.3, 0.6]))

@@ -11,17 +11,25 @@ from hypothesis import strategies as st
 
 from calibration import (
     CALIBRATOR_METHODS,
+    BetaCalibrator,
     HistogramBinningCalibrator,
     IdentityCalibrator,
     IsotonicCalibrator,
     NotFittedError,
+    OneVsRestCalibrator,
     PlattCalibrator,
     TemperatureScaling,
     calibrator_from_dict,
     negative_log_likelihood,
 )
 
-ALL_CALIBRATORS = [IdentityCalibrator, PlattCalibrator, IsotonicCalibrator, HistogramBinningCalibrator]
+ALL_CALIBRATORS = [
+    IdentityCalibrator,
+    PlattCalibrator,
+    IsotonicCalibrator,
+    HistogramBinningCalibrator,
+    BetaCalibrator,
+]
 
 
 def _overconfident(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -121,7 +129,7 @@ def test_recalibration_never_raises_log_loss_on_fitting_data(seed: int, n: int, 
     confidence = rng.uniform(0.0, 1.0, n)
     correct = (rng.random(n) < confidence**power).astype(float)
     before = _binary_log_loss(correct, confidence)
-    for cls in (PlattCalibrator, IsotonicCalibrator):
+    for cls in (PlattCalibrator, IsotonicCalibrator, BetaCalibrator):
         after = _binary_log_loss(correct, cls().fit(confidence, correct).predict(confidence))
         assert after <= before + 1e-9
 
@@ -175,3 +183,103 @@ def test_calibrator_from_dict_checks_array_lengths() -> None:
     isotonic = IsotonicCalibrator().fit([0.2, 0.9], [0, 1]).to_dict()
     with pytest.raises(ValueError, match="x_thresholds"):
         calibrator_from_dict({**isotonic, "x_thresholds": [0.1, 0.2, 0.3]})
+
+
+def test_beta_starts_at_identity_and_recovers_a_beta_map() -> None:
+    grid = np.linspace(0.01, 0.99, 50)
+    identity = BetaCalibrator()
+    identity.a_, identity.b_, identity.c_ = 1.0, 1.0, 0.0
+    identity.n_samples_ = 1
+    np.testing.assert_allclose(identity.predict(grid), grid, atol=1e-12)
+    # truth: P(correct | c) = sigmoid(2 log c - 0.5 log(1 - c) + 0.3)
+    rng = np.random.default_rng(7)
+    confidence = rng.uniform(0.01, 0.99, 40_000)
+    truth = 1 / (1 + np.exp(-(2 * np.log(confidence) - 0.5 * np.log1p(-confidence) + 0.3)))
+    beta = BetaCalibrator().fit(confidence, (rng.random(40_000) < truth).astype(float))
+    assert (beta.a_, beta.b_, beta.c_) == pytest.approx((2.0, 0.5, 0.3), abs=0.15)
+
+
+def test_beta_is_monotone() -> None:
+    rng = np.random.default_rng(3)
+    confidence = rng.uniform(0, 1, 500)
+    correct = (rng.random(500) < 1 - confidence).astype(float)  # anti-calibrated: a monotone map flattens
+    beta = BetaCalibrator().fit(confidence, correct)
+    assert beta.a_ >= 0 and beta.b_ >= 0
+    assert np.all(np.diff(beta.predict(np.linspace(0, 1, 300))) >= -1e-12)
+
+
+def _true_labels(probs: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    cumulative = probs.cumsum(axis=1)
+    return np.minimum((rng.random((probs.shape[0], 1)) > cumulative).sum(axis=1), probs.shape[1] - 1)
+
+
+@pytest.mark.parametrize("method", ["platt", "isotonic", "histogram", "beta", "identity"])
+def test_one_vs_rest_rows_sum_to_one_and_round_trip(method: str) -> None:
+    y_prob, y_true = _overconfident_softmax(1500, 4, seed=2)
+    wrapper = OneVsRestCalibrator(method=method)
+    assert wrapper.fit(y_prob, y_true) is wrapper
+    calibrated = wrapper.predict_proba(y_prob)
+    assert calibrated.shape == y_prob.shape and np.all((calibrated >= 0) & (calibrated <= 1))
+    np.testing.assert_allclose(calibrated.sum(axis=1), 1.0)
+    assert len(wrapper.calibrators_) == 4
+    restored = calibrator_from_dict(json.loads(json.dumps(wrapper.to_dict())))
+    assert isinstance(restored, OneVsRestCalibrator) and restored.base_method == method
+    np.testing.assert_allclose(restored.predict_proba(y_prob), calibrated)
+
+
+def test_one_vs_rest_improves_an_overconfident_model() -> None:
+    y_prob, y_true = _overconfident_softmax(4000, 4, seed=5)
+    for method in ("platt", "beta"):
+        calibrated = OneVsRestCalibrator(method=method).fit(y_prob, y_true).predict_proba(y_prob)
+        assert negative_log_likelihood(y_true, calibrated) < negative_log_likelihood(y_true, y_prob)
+
+
+def test_one_vs_rest_binary_calibrates_the_positive_column_only() -> None:
+    rng = np.random.default_rng(0)
+    positive = rng.uniform(0, 1, 400)
+    y_prob = np.column_stack([1 - positive, positive])
+    y_true = (rng.random(400) < positive**2).astype(int)
+    wrapper = OneVsRestCalibrator(method="platt").fit(y_prob, y_true)
+    assert len(wrapper.calibrators_) == 1
+    expected = PlattCalibrator().fit(positive, y_true).predict(positive)
+    np.testing.assert_allclose(wrapper.predict_proba(y_prob)[:, 1], expected)
+
+
+def test_one_vs_rest_all_zero_rows_become_uniform() -> None:
+    # isotonic on a class that is never true maps everything to 0; a row of zeros must not divide by zero
+    y_prob = np.array([[0.6, 0.3, 0.1], [0.2, 0.7, 0.1], [0.5, 0.4, 0.1]])
+    wrapper = OneVsRestCalibrator(method="isotonic").fit(y_prob, [0, 1, 0])
+    calibrated = wrapper.predict_proba(np.array([[0.0, 0.0, 1.0]]))
+    assert np.all(np.isfinite(calibrated))
+    np.testing.assert_allclose(calibrated.sum(axis=1), 1.0)
+
+
+@settings(max_examples=30, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), n=st.integers(2, 300), sharpness=st.floats(0.3, 4.0))
+def test_one_vs_rest_binary_never_raises_log_loss_on_fitting_data(seed: int, n: int, sharpness: float) -> None:
+    rng = np.random.default_rng(seed)
+    positive = rng.uniform(0, 1, n)
+    y_true = (rng.random(n) < positive).astype(int)
+    sharp = positive**sharpness / (positive**sharpness + (1 - positive) ** sharpness)
+    y_prob = np.column_stack([1 - sharp, sharp])
+    before = negative_log_likelihood(y_true, y_prob)
+    for method in ("platt", "isotonic", "beta"):
+        after = negative_log_likelihood(y_true, OneVsRestCalibrator(method=method).fit(y_prob, y_true).predict_proba(y_prob))
+        assert after <= before + 1e-9
+
+
+def test_one_vs_rest_bad_input() -> None:
+    with pytest.raises(ValueError, match="method must be one of"):
+        OneVsRestCalibrator(method="temperature")
+    with pytest.raises(NotFittedError, match="not fitted"):
+        OneVsRestCalibrator().predict_proba(np.array([[0.5, 0.5]]))
+    with pytest.raises(ValueError, match=r"\(n, k\)"):
+        OneVsRestCalibrator().fit(np.array([0.2, 0.7]), [0, 1])
+    wrapper = OneVsRestCalibrator().fit(np.array([[0.2, 0.8], [0.6, 0.4]]), [1, 0])
+    with pytest.raises(ValueError, match="fitted on 2"):
+        wrapper.predict_proba(np.array([[0.2, 0.3, 0.5]]))
+    data = wrapper.to_dict()
+    with pytest.raises(ValueError, match="calibrators"):
+        calibrator_from_dict({**data, "calibrators": []})
+    with pytest.raises(ValueError, match="platt"):
+        calibrator_from_dict({**data, "calibrators": [IdentityCalibrator().fit([0.5], [1]).to_dict()]})

@@ -181,3 +181,148 @@ def test_routing_is_monotone_in_confidence(confidence, bump, policy, gate, seed)
     np.testing.assert_array_equal(
         low[same_tier], high[same_tier]
     )  # the audit draw does not depend on confidence
+
+
+# --- derived thresholds, review threshold, risk review and reason codes ------------------------------------------
+
+TARGET = SegmentPolicy(max_auto_error=0.05, confidence=0.9, spot_check_rate=0.0)
+
+
+def test_derived_threshold_overrides_the_fixed_one() -> None:
+    result = route(
+        np.array([0.75, 0.69]),
+        policy=LOW_STAKES,
+        calibration=PASSING_GATE,
+        rng=np.random.default_rng(0),
+        threshold=0.7,
+    )
+    assert result.routes.tolist() == ["auto_accept", "review"] and result.threshold == 0.7
+
+
+def test_no_guaranteed_threshold_auto_accepts_nothing() -> None:
+    for policy, threshold in [(LOW_STAKES, None), (TARGET, None), (TARGET, "policy")]:
+        result = route(
+            np.array([1.0, 0.99, 0.2]),
+            policy=policy,
+            calibration=PASSING_GATE,
+            rng=np.random.default_rng(0),
+            threshold=threshold,
+        )
+        assert result.routes.tolist() == ["review"] * 3 and result.threshold is None
+        assert result.reasons == (("no_guaranteed_threshold",),) * 3
+        assert np.isnan(result.inclusion_probability).all()
+
+
+def test_target_policy_with_a_derived_threshold_routes_normally() -> None:
+    result = route(
+        np.array([0.96, 0.5]),
+        policy=TARGET,
+        calibration=PASSING_GATE,
+        rng=np.random.default_rng(0),
+        threshold=0.95,
+    )
+    assert result.routes.tolist() == ["auto_accept", "review"]
+
+
+@pytest.mark.parametrize("bad", [1.5, -0.1, np.nan, True])
+def test_bad_threshold_override_raises(bad) -> None:
+    with pytest.raises(ValueError, match="threshold"):
+        route(
+            np.array([0.5]),
+            policy=LOW_STAKES,
+            calibration=PASSING_GATE,
+            rng=np.random.default_rng(0),
+            threshold=bad,
+        )
+
+
+def test_below_review_threshold_escalates() -> None:
+    policy = SegmentPolicy(auto_accept_threshold=0.9, review_threshold=0.4, spot_check_rate=0.0)
+    result = _route([0.95, 0.5, 0.4, 0.39], policy=policy)
+    assert result.routes.tolist() == ["auto_accept", "review", "review", "escalate"]
+    assert result.reasons[3] == ("confidence_below_review_threshold",)
+
+
+def test_risk_review_and_reason_codes_follow_precedence() -> None:
+    gate = FakeGate(False, ("calibration_stale",))
+    result = route(
+        np.array([0.99, 0.99, 0.99, 0.99, np.nan]),
+        policy=LOW_STAKES,
+        calibration=gate,
+        rng=np.random.default_rng(0),
+        risk_escalate=np.array([True, True, False, False, True]),
+        risk_review=np.array([False, True, True, False, True]),
+        risk_reasons=[("zero_width_or_bidi",), ("amount_over_limit", "out_of_distribution"), (), (), ("x",)],
+    )
+    assert result.routes.tolist() == ["escalate", "escalate", "review", "review", "escalate"]
+    assert result.reasons == (
+        ("zero_width_or_bidi",),
+        ("amount_over_limit", "out_of_distribution"),
+        ("risk_review",),
+        ("calibration_stale",),
+        ("confidence_invalid",),
+    )
+
+
+def test_risk_inputs_are_checked() -> None:
+    with pytest.raises(ValueError, match="risk_review"):
+        route(
+            np.array([0.5]),
+            policy=LOW_STAKES,
+            calibration=PASSING_GATE,
+            rng=np.random.default_rng(0),
+            risk_review=np.array([True, False]),
+        )
+    with pytest.raises(ValueError, match="risk_reasons"):
+        route(
+            np.array([0.5]),
+            policy=LOW_STAKES,
+            calibration=PASSING_GATE,
+            rng=np.random.default_rng(0),
+            risk_reasons=[(), ()],
+        )
+
+
+extended_policies = st.builds(
+    lambda base, review: base.model_copy(update={"review_threshold": review * base.auto_accept_threshold}),
+    policies,
+    st.one_of(st.none(), st.floats(0.0, 1.0)).map(lambda v: 0.0 if v is None else v),
+)
+thresholds = st.one_of(st.just("policy"), st.none(), st.floats(0.0, 1.0))
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    confidence=arrays(np.float64, st.integers(1, 30), elements=st.floats(0.0, 1.0)),
+    bump=st.floats(0.0, 1.0),
+    policy=extended_policies,
+    gate=gates,
+    threshold=thresholds,
+    seed=st.integers(0, 2**32 - 1),
+    data=st.data(),
+)
+def test_extended_routing_is_total_and_monotone(
+    confidence, bump, policy, gate, threshold, seed, data
+) -> None:
+    n = confidence.shape[0]
+    escalate, review = data.draw(arrays(np.bool_, n)), data.draw(arrays(np.bool_, n))
+
+    def run(values):
+        return route(
+            values,
+            policy=policy,
+            calibration=gate,
+            rng=np.random.default_rng(seed),
+            risk_escalate=escalate,
+            risk_review=review,
+            threshold=threshold,
+        )
+
+    low, high = run(confidence), run(np.minimum(confidence + bump, 1.0))
+    assert all(low.reasons) and set(low.routes.tolist()) <= {r.value for r in Route}
+    low_rank = np.array([AUTOMATION_ORDER[Route(r)] for r in low.routes])
+    high_rank = np.array([AUTOMATION_ORDER[Route(r)] for r in high.routes])
+    assert (high_rank >= low_rank).all()
+    assert (low.routes[escalate] == "escalate").all() and (low.routes[review & ~escalate] == "review").all()
+    if threshold is None:
+        assert not np.isin(low.routes, ["auto_accept", "spot_check"]).any()

@@ -101,3 +101,109 @@ def test_invalid_policy_names_field_and_value(yaml_text: str, field: str, value:
 def test_non_mapping_yaml_is_rejected() -> None:
     with pytest.raises(ValueError, match="mapping"):
         Policy.from_yaml("- just\n- a list\n")
+
+
+# --- guarantee targets, review threshold, risk rules, versioning ------------------------------------------------
+
+TARGETED = """
+name: targeted
+defaults:
+  auto_accept_threshold: 0.9
+  max_auto_error: 0.02
+  confidence: 0.95
+  review_threshold: 0.4
+  seconds_per_item: 45
+  risk_rules:
+    - {field: metadata.amount, op: ">", value: 10000, action: escalate, code: amount_over_limit}
+    - {field: text, op: contains, value: "wire transfer", action: review, code: wire_transfer_keyword}
+segments:
+  support: {risk_rules: [], review_threshold: 0.2}
+  legal: {max_auto_error: 0.01}
+"""
+
+
+def test_stored_policy_hashes_do_not_change() -> None:
+    # Versions written before the target/review/risk fields existed must keep their identity.
+    root = DEFAULT_POLICY.parent
+    assert Policy.load(root / "default.yaml").content_hash() == "bf11829d62fcefa0"
+    assert Policy.load(root / "bbc-news.yaml").content_hash() == "69c84f87d7024f9d"
+    assert Policy(name="x").content_hash() == "f205a2a4c98141ae"
+    spelled_out = BASE.replace(
+        "  spot_check_rate: 0.05\n", "  spot_check_rate: 0.05\n  seconds_per_item: 30\n  risk_rules: []\n"
+    )
+    assert Policy.from_yaml(spelled_out).content_hash() == Policy.from_yaml(BASE).content_hash()
+
+
+def test_target_review_threshold_and_rules_load_and_merge() -> None:
+    policy = Policy.from_yaml(TARGETED)
+    defaults = policy.defaults
+    assert defaults.has_target and defaults.max_auto_error == 0.02 and defaults.delta == pytest.approx(0.05)
+    assert defaults.seconds_per_item == 45 and len(defaults.risk_rules) == 2
+    assert defaults.risk_rules[0].field == "metadata.amount" and defaults.risk_rules[0].value == 10000
+    support = policy.for_segment("support")
+    assert support.risk_rules == () and support.review_threshold == 0.2 and support.has_target
+    legal = policy.for_segment("legal")
+    assert legal.max_auto_error == 0.01 and legal.confidence == 0.95 and len(legal.risk_rules) == 2
+    assert not SegmentPolicy().has_target and SegmentPolicy().delta is None
+    again = Policy.from_yaml(policy.to_yaml())
+    assert again == policy and again.content_hash() == policy.content_hash()
+    assert policy.content_hash() != Policy.from_yaml(TARGETED.replace("0.02", "0.03")).content_hash()
+
+
+@pytest.mark.parametrize(
+    ("yaml_text", "field", "value"),
+    [
+        ("name: x\ndefaults: {max_auto_error: 0.02}", "confidence", "None"),
+        ("name: x\ndefaults: {confidence: 0.9}", "max_auto_error", "None"),
+        ("name: x\ndefaults: {max_auto_error: 0, confidence: 0.9}", "max_auto_error", "0"),
+        ("name: x\ndefaults: {max_auto_error: 0.02, confidence: 1.0}", "confidence", "1.0"),
+        ("name: x\ndefaults: {max_auto_error: .nan, confidence: 0.9}", "max_auto_error", "nan"),
+        ("name: x\ndefaults: {review_threshold: 0.95}", "review_threshold", "0.95"),
+        ("name: x\ndefaults: {review_threshold: 0.95}", "auto_accept_threshold", "0.9"),
+        ("name: x\nsegments: {a: {review_threshold: 0.99}}", "segments", "0.99"),
+        ("name: x\ndefaults: {review_threshold: -0.1}", "review_threshold", "-0.1"),
+        ("name: x\ndefaults: {seconds_per_item: 0}", "seconds_per_item", "0"),
+        (
+            "name: x\ndefaults: {risk_rules: [{field: amount, op: '>', value: 1, code: c}]}",
+            "field",
+            "'amount'",
+        ),
+        ("name: x\ndefaults: {risk_rules: [{field: text, op: '~', value: 1, code: c}]}", "op", "~"),
+        ("name: x\ndefaults: {risk_rules: [{field: text, op: '>', value: big, code: c}]}", "value", "'big'"),
+        ("name: x\ndefaults: {risk_rules: [{field: text, op: contains, value: 3, code: c}]}", "value", "3"),
+        ("name: x\ndefaults: {risk_rules: [{field: text, op: regex, value: '(', code: c}]}", "regex", "'('"),
+        (
+            "name: x\ndefaults: {risk_rules: [{field: text, op: '==', value: a, action: drop, code: c}]}",
+            "action",
+            "drop",
+        ),
+        (
+            "name: x\ndefaults: {risk_rules: [{field: text, op: '==', value: a, code: 'Bad Code'}]}",
+            "code",
+            "Bad Code",
+        ),
+        ("name: x\ndefaults: {risk_rules: [{field: text, op: '==', value: a}]}", "code", "Field required"),
+    ],
+)
+def test_invalid_new_fields_name_field_and_value(yaml_text: str, field: str, value: str) -> None:
+    with pytest.raises(ValueError) as error:
+        Policy.from_yaml(yaml_text)
+    message = str(error.value)
+    assert field in message and value in message
+
+
+def test_revision_records_author_comment_time_and_checks_its_hash() -> None:
+    from dataclasses import replace
+    from datetime import UTC, datetime
+
+    policy = Policy.from_yaml(TARGETED)
+    when = datetime(2024, 6, 1, 12, tzinfo=UTC)
+    revision = policy.revision(author="alice", comment="tighter legal target", created_at=when)
+    assert revision.version == policy.content_hash() and revision.created_at == when
+    assert revision.policy() == policy
+    with pytest.raises(ValueError, match="recorded version"):
+        replace(revision, document=revision.document.replace("0.02", "0.5")).policy()
+    with pytest.raises(ValueError, match="author"):
+        policy.revision(author=" ", comment="", created_at=when)
+    with pytest.raises(ValueError, match="timezone"):
+        policy.revision(author="a", comment="", created_at=datetime(2024, 6, 1))

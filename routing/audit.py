@@ -1,0 +1,128 @@
+"""Audit-sample estimators: the live error rate of auto-accepted items from the randomly spot-checked ones.
+
+Each auto-accepted item ``i`` of a cycle was drawn for a spot check independently with a known inclusion
+probability ``pi_i`` (Poisson sampling; ``RoutingResult.inclusion_probability``). Among the ``N`` auto-accepted
+items (spot-checked ones included) the Horvitz-Thompson estimate of the error rate,
+``sum_{i audited} e_i / pi_i / N``, is unbiased whatever the probabilities, as long as every item had
+``pi_i > 0``; an unweighted mean of the audited items is biased whenever ``pi_i`` varies with the error rate.
+
+Interval: Wilson's score interval at the HT point estimate with Kish's effective sample size
+``n_eff = (sum w)^2 / sum w^2`` (``w = 1 / pi``). With equal probabilities this is the ordinary Wilson interval on
+the audited items; unlike a normal interval on the HT variance it does not collapse to [0, 0] when no audited
+item was wrong. The HT standard error (Poisson-sampling variance estimator) is reported beside it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from scipy.stats import norm
+
+__all__ = ["AuditEstimate", "audit_error_by_segment", "audit_error_estimate"]
+
+
+@dataclass(frozen=True)
+class AuditEstimate:
+    """The estimated error rate among all ``n_population`` auto-accepted items, from ``n_audited`` spot checks.
+
+    With no audited item the estimate is NaN and the interval the uninformative [0, 1].
+    """
+
+    error_rate: float
+    lower: float
+    upper: float
+    standard_error: float
+    n_audited: int
+    n_errors: int
+    n_population: int
+    effective_sample_size: float
+    confidence: float
+
+
+def _wilson(rate: float, n_effective: float, confidence: float) -> tuple[float, float]:
+    z = float(norm.ppf(0.5 + confidence / 2.0))
+    denominator = 1.0 + z * z / n_effective
+    centre = (rate + z * z / (2.0 * n_effective)) / denominator
+    half = z * np.sqrt(rate * (1.0 - rate) / n_effective + z * z / (4.0 * n_effective**2)) / denominator
+    lower = 0.0 if rate == 0.0 else max(0.0, float(centre - half))  # exact 0 rather than rounding residue
+    return lower, min(1.0, float(centre + half))
+
+
+def _inputs(correct: Any, inclusion_probability: Any) -> tuple[np.ndarray, np.ndarray]:
+    flags = np.asarray(correct)
+    probability = np.asarray(inclusion_probability, dtype=float)
+    if flags.ndim != 1 or probability.shape != flags.shape:
+        raise ValueError(
+            f"length mismatch: correct has shape {flags.shape}, inclusion_probability {probability.shape}"
+        )
+    if flags.dtype != bool and not np.isin(flags, (0, 1)).all():
+        raise ValueError(f"correct must be booleans (or 0/1), got values {np.unique(flags)[:5].tolist()}")
+    bad = ~((probability > 0.0) & (probability <= 1.0))
+    if bad.any():
+        raise ValueError(
+            f"inclusion_probability must be in (0, 1]; {int(bad.sum())} bad values, e.g. {probability[bad][:5].tolist()}"
+        )
+    return ~flags.astype(bool), probability
+
+
+def audit_error_estimate(
+    correct: Any, inclusion_probability: Any, *, n_population: int, confidence: float = 0.95
+) -> AuditEstimate:
+    """Horvitz-Thompson estimate, with interval, of the error rate among ``n_population`` auto-accepted items from
+    the audited ones (``correct``: the human verdict per audited item; ``inclusion_probability``: its chance of
+    having been drawn). See the module docstring for the interval."""
+    wrong, probability = _inputs(correct, inclusion_probability)
+    if not (0.0 < confidence < 1.0):
+        raise ValueError(f"confidence must be in (0, 1), got {confidence!r}")
+    if n_population < wrong.shape[0] or n_population < 0:
+        raise ValueError(f"n_population ({n_population}) must be >= the {wrong.shape[0]} audited items")
+    n_audited, n_errors = int(wrong.shape[0]), int(wrong.sum())
+    if n_audited == 0:
+        return AuditEstimate(np.nan, 0.0, 1.0, np.nan, 0, 0, int(n_population), 0.0, confidence)
+    weights = 1.0 / probability
+    rate = float((wrong * weights).sum() / n_population)
+    variance = float((wrong * (1.0 - probability) * weights**2).sum()) / n_population**2
+    n_effective = float(weights.sum() ** 2 / (weights**2).sum())
+    lower, upper = _wilson(min(rate, 1.0), n_effective, confidence)
+    return AuditEstimate(
+        error_rate=rate,
+        lower=lower,
+        upper=upper,
+        standard_error=float(np.sqrt(variance)),
+        n_audited=n_audited,
+        n_errors=n_errors,
+        n_population=int(n_population),
+        effective_sample_size=n_effective,
+        confidence=confidence,
+    )
+
+
+def audit_error_by_segment(
+    correct: Any,
+    inclusion_probability: Any,
+    segments: Sequence[str],
+    *,
+    n_population: Mapping[str, int],
+    confidence: float = 0.95,
+) -> dict[str, AuditEstimate]:
+    """:func:`audit_error_estimate` per segment; ``n_population`` holds each segment's auto-accepted count (a
+    segment with auto-accepted items but no audits gets the NaN estimate and [0, 1])."""
+    wrong, probability = _inputs(correct, inclusion_probability)
+    labels = np.asarray(segments, dtype=str)
+    if labels.shape != wrong.shape:
+        raise ValueError(f"length mismatch: segments has shape {labels.shape}, correct {wrong.shape}")
+    unknown = sorted(set(labels.tolist()) - set(n_population))
+    if unknown:
+        raise ValueError(f"segments {unknown} have audited items but no n_population")
+    return {
+        segment: audit_error_estimate(
+            ~wrong[labels == segment],
+            probability[labels == segment],
+            n_population=count,
+            confidence=confidence,
+        )
+        for segment, count in sorted(n_population.items())
+    }

@@ -1,0 +1,78 @@
+"""Tests for routing.audit: unbiasedness of the Horvitz-Thompson estimate in simulation, intervals, input checks."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from routing.audit import audit_error_by_segment, audit_error_estimate
+
+
+def test_hand_computed_estimate() -> None:
+    # 4 audited of 100: two wrong, drawn with probability 0.1 and 0.5 -> (10 + 2) / 100
+    estimate = audit_error_estimate([False, False, True, True], [0.1, 0.5, 0.5, 0.1], n_population=100)
+    assert estimate.error_rate == pytest.approx(0.12) and estimate.n_errors == 2 and estimate.n_audited == 4
+    assert estimate.standard_error == pytest.approx(np.sqrt(0.9 * 100 + 0.5 * 4) / 100)
+    assert estimate.effective_sample_size == pytest.approx(24**2 / 208)
+    assert 0.0 <= estimate.lower <= estimate.error_rate <= estimate.upper <= 1.0
+
+
+def test_no_errors_still_gives_a_positive_upper_bound() -> None:
+    estimate = audit_error_estimate(np.ones(50, bool), np.full(50, 0.05), n_population=1000)
+    assert estimate.error_rate == 0.0 and estimate.lower == 0.0 and estimate.upper > 0.05
+
+
+def test_no_audits_is_uninformative_not_zero() -> None:
+    estimate = audit_error_estimate([], [], n_population=500)
+    assert np.isnan(estimate.error_rate) and (estimate.lower, estimate.upper) == (0.0, 1.0)
+
+
+def test_horvitz_thompson_is_unbiased_where_the_unweighted_mean_is_not() -> None:
+    # Items near the threshold err more and are audited more often: the plain audit mean over-states the error.
+    rng = np.random.default_rng(11)
+    n_population, repeats = 2000, 4000
+    near_threshold = rng.random(n_population) < 0.3
+    wrong = rng.random(n_population) < np.where(near_threshold, 0.12, 0.01)
+    probability = np.where(near_threshold, 0.2, 0.02)
+    truth = wrong.mean()
+    drawn = rng.random((repeats, n_population)) < probability  # Poisson sampling, one row per cycle
+    estimates = (drawn * (wrong / probability)).sum(axis=1) / n_population
+    naive = (drawn & wrong).sum(axis=1) / drawn.sum(axis=1)
+    monte_carlo_se = estimates.std() / np.sqrt(repeats)
+    assert abs(estimates.mean() - truth) < 4 * monte_carlo_se
+    assert naive.mean() - truth > 10 * monte_carlo_se
+    covered = 0
+    for row in drawn[:400]:
+        estimate = audit_error_estimate(~wrong[row], probability[row], n_population=n_population)
+        assert estimate.error_rate == pytest.approx((wrong[row] / probability[row]).sum() / n_population)
+        covered += estimate.lower <= truth <= estimate.upper
+    assert covered / 400 >= 0.9  # nominal 95%; the Kish/Wilson interval is approximate
+
+
+def test_per_segment_estimates() -> None:
+    result = audit_error_by_segment(
+        [True, False, True, True],
+        [0.5, 0.5, 0.1, 0.1],
+        ["a", "a", "b", "b"],
+        n_population={"a": 10, "b": 40, "c": 7},
+    )
+    assert result["a"].error_rate == pytest.approx(0.2) and result["b"].error_rate == 0.0
+    assert np.isnan(result["c"].error_rate)
+    with pytest.raises(ValueError, match="n_population"):
+        audit_error_by_segment([True], [0.5], ["z"], n_population={"a": 1})
+
+
+@pytest.mark.parametrize(
+    ("correct", "probability", "n_population", "match"),
+    [
+        ([True], [0.0], 10, "inclusion_probability"),
+        ([True], [1.5], 10, "inclusion_probability"),
+        ([True], [np.nan], 10, "inclusion_probability"),
+        ([True, False], [0.5], 10, "length mismatch"),
+        ([2], [0.5], 10, "correct"),
+        ([True, True], [0.5, 0.5], 1, "n_population"),
+    ],
+)
+def test_bad_input_raises(correct, probability, n_population, match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        audit_error_estimate(correct, probability, n_population=n_population)
