@@ -8,7 +8,9 @@ PIP_QUIET ?= -q
 export DO_NOT_TRACK := 1
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 
-.PHONY: demo test unit venv labelstudio-venv postgres bench lock ui clean
+NETCAL_VENV := .venv-netcal
+
+.PHONY: demo test unit test-netcal venv labelstudio-venv netcal-venv postgres bench lock ui clean
 
 demo: venv labelstudio-venv
 	$(VENV)/bin/sluice demo
@@ -33,6 +35,18 @@ $(LS_STAMP): requirements/labelstudio.lock
 	$(LS_VENV)/bin/pip install $(PIP_QUIET) -c requirements/labelstudio.lock label-studio==1.23.2
 	touch $@
 
+# The optional netcal extra (PyTorch: a CPU build from local disk on these machines) in its own venv,
+# for the cross-checks of our calibration metrics against netcal's.
+netcal-venv: $(NETCAL_VENV)/.sluice-installed
+$(NETCAL_VENV)/.sluice-installed: pyproject.toml requirements/app.lock
+	$(PYTHON) -m venv $(NETCAL_VENV)
+	$(NETCAL_VENV)/bin/pip install $(PIP_QUIET) torch==2.13.0
+	$(NETCAL_VENV)/bin/pip install $(PIP_QUIET) -c requirements/app.lock -e '.[test,netcal]'
+	touch $@
+
+test-netcal: netcal-venv
+	$(NETCAL_VENV)/bin/python -m pytest -m netcal tests/calibration
+
 postgres:
 	bash scripts/ensure-postgres.sh
 
@@ -51,4 +65,4 @@ lock:
 	/tmp/sluice-lock-ls/bin/pip freeze > requirements/labelstudio.lock
 
 clean:
-	rm -rf $(VENV) $(LS_VENV) .cache
+	rm -rf $(VENV) $(LS_VENV) $(NETCAL_VENV) .cache
