@@ -119,6 +119,9 @@ def _run_step(name: str, **kwargs: Any) -> None:
     with prefect_quietly():
         result = step(**kwargs)
     if isinstance(result, list):
+        if not result:
+            console.print(f"{name}: nothing to do (no predictions of the models in use on held-out labels yet; "
+                          "`sluice score` makes them)")
         for row in result:
             show(name, row)
     else:
