@@ -13,6 +13,7 @@ from flows.calibrate import calibrate_flow
 from flows.common import engine_for, load_scoring_model, promoted_model, utcnow
 from flows.labelstudio import pull_flow, push_flow
 from flows.retrain import retrain_flow
+from flows.risk import audit_estimates
 from flows.route import route_flow
 from flows.score import score_flow
 from flows.select import select_flow
@@ -128,6 +129,7 @@ def run_cycle(
     steps["retrain"] = retrain_flow(database_url=database_url)
     figures = cycle_figures(engine, cycle, routing_model.version if routing_model else None)
     figures.update(stopping_signal(engine, cycle, routing_model))
+    figures["audit"] = audit_estimates(engine)
     with engine.begin() as conn:
         conn.execute(update(CycleReport).where(CycleReport.cycle == cycle)
                      .values(figures=figures, finished_at=utcnow()))

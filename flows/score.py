@@ -2,19 +2,31 @@
 
 from __future__ import annotations
 
+import json
+import multiprocessing
+from collections import deque
+import threading
+from contextlib import nullcontext
+from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
 import numpy as np
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
-from sqlalchemy import Engine, and_, exists, or_, select, update
+from prefect.utilities.annotations import quote
+from sqlalchemy import Engine, and_, bindparam, case, exists, or_, select, update
 
 from flows.common import UPSTREAM_MODEL, engine_for, load_scoring_model, promoted_model, utcnow
 from scoring.passthrough import upstream_scores
-from store.bulk import chunked, insert_ignore
+from store.bulk import chunked, insert_ignore, insert_ignore_columns
 from store.models import Item, ItemState, Label, ModelVersion, Prediction
 
 DEFAULT_BATCH_SIZE = 5_000
+MODEL_BATCHES_IN_FLIGHT = 3
+UPSTREAM_BATCH_SIZE = 50_000  # passthrough costs microseconds per item: coarser batches, fewer task runs
+# SQLite takes one writer at a time; batch tasks in threads queue here rather than in SQLite's busy handler,
+# which is not fair and can starve one writer past its busy timeout ("database is locked").
+_SQLITE_WRITE_LOCK = threading.Lock()
 RESCORED_STATES = (ItemState.received.value, ItemState.routed.value)
 
 
@@ -35,16 +47,53 @@ def prediction_rows(item_ids: list[str], classes: np.ndarray, probs: np.ndarray,
     ]
 
 
+def probs_json(classes: np.ndarray, probs: np.ndarray) -> list[str]:
+    """Each row of `probs` as the JSON text `json.dumps(dict(zip(classes, row)))` gives, built by one format
+    string per row (finite probabilities; anything else goes through json.dumps)."""
+    names = [str(c) for c in classes]
+    if not np.isfinite(probs).all():
+        return [json.dumps(dict(zip(names, row))) for row in probs.tolist()]
+    template = "{" + ", ".join(json.dumps(name).replace("%", "%%") + ": %r" for name in names) + "}"
+    return [template % tuple(row) for row in probs.tolist()]
+
+
+def _write_prediction_columns(
+    engine: Engine, item_ids: list[str], classes: np.ndarray, probs: np.ndarray, model_version: str
+) -> None:
+    """What `_write_predictions(engine, prediction_rows(...))` writes, column by column (no dict per row)."""
+    order = np.argsort(-probs, axis=1)
+    rows = np.arange(len(probs))
+    top = probs[rows, order[:, 0]]
+    second = probs[rows, order[:, 1]] if probs.shape[1] > 1 else np.zeros(len(probs))
+    n = len(item_ids)
+    columns = {
+        "item_id": item_ids, "model_version": [model_version] * n,
+        "label": np.asarray(classes).astype(str)[order[:, 0]].tolist(), "confidence": top.tolist(),
+        "margin": (top - second).tolist(), "probs": probs_json(classes, probs), "created_at": [utcnow()] * n,
+    }
+    with _SQLITE_WRITE_LOCK if engine.dialect.name == "sqlite" else nullcontext(), engine.begin() as conn:
+        insert_ignore_columns(conn, Prediction.__table__, columns, encoded_json=("probs",))
+        _mark_scored(conn, item_ids)
+
+
+def _mark_scored(conn, ids: list[str]) -> None:
+    """Received or routed items among `ids` become scored. The state test sits in the SET clause, not the WHERE:
+    with `state IN (...)` in the WHERE, SQLite picks the state index and scans every waiting item per chunk."""
+    rescored = Item.state.in_(RESCORED_STATES)
+    statement = (
+        update(Item)
+        .where(Item.id.in_(bindparam("ids", expanding=True)))  # bound at execution: no per-id compile work
+        .values(state=case((rescored, ItemState.scored.value), else_=Item.state),
+                updated_at=case((rescored, utcnow()), else_=Item.updated_at))
+    )
+    for part in chunked(ids, 5_000):
+        conn.execute(statement, {"ids": list(part)})
+
+
 def _write_predictions(engine: Engine, rows: list[dict]) -> None:
-    with engine.begin() as conn:
+    with _SQLITE_WRITE_LOCK if engine.dialect.name == "sqlite" else nullcontext(), engine.begin() as conn:
         insert_ignore(conn, Prediction.__table__, rows)
-        ids = [r["item_id"] for r in rows]
-        for part in chunked(ids, 5_000):
-            conn.execute(
-                update(Item)
-                .where(Item.id.in_(part), Item.state.in_(RESCORED_STATES))
-                .values(state=ItemState.scored.value, updated_at=utcnow())
-            )
+        _mark_scored(conn, [r["item_id"] for r in rows])
 
 
 @task(name="score-batch", cache_policy=NO_CACHE)
@@ -59,8 +108,49 @@ def score_model_batch(item_ids: list[str], version: ModelVersion, database_url: 
         return 0
     inputs = [found[i] for i in usable]
     probs = model.predict_proba(np.asarray(inputs, dtype=float) if model.kind == "features" else inputs)
-    _write_predictions(engine, prediction_rows(usable, model.classes_, probs, version.version))
+    _write_prediction_columns(engine, usable, model.classes_, probs, version.version)
     return len(usable)
+
+
+def _model_inputs(engine: Engine, item_ids: list[str], kind: str) -> tuple[list[str], list[Any]]:
+    column = Item.text if kind == "text" else Item.features
+    with engine.connect() as conn:
+        found = dict(conn.execute(select(Item.id, column).where(Item.id.in_(item_ids))).all())
+    usable = [i for i in item_ids if found.get(i) is not None]
+    return usable, [found[i] for i in usable]
+
+
+def _predict_in_worker(path: str, sha256: str, kind: str, inputs: list[Any]) -> np.ndarray:
+    """Runs in a worker process: the artifact is loaded (hash-checked) once per process, then cached."""
+    from flows.common import _load
+
+    model = _load(path, sha256)
+    return model.predict_proba(np.asarray(inputs, dtype=float) if kind == "features" else inputs)
+
+
+@task(name="score-batches-in-processes", cache_policy=NO_CACHE)
+def score_model_batches_in_processes(
+    item_ids: list[str], version: ModelVersion, database_url: str | None, batch_size: int, workers: int
+) -> int:
+    """Score batches in `workers` processes (TF-IDF holds the GIL, threads would take turns); this process
+    reads the inputs and writes the predictions while the workers compute."""
+    engine = engine_for(database_url)
+    if not version.artifact_path or not version.sha256:
+        raise ValueError(f"model {version.version} has no artifact to load")
+    classes = load_scoring_model(version).classes_
+    scored = 0
+    context = multiprocessing.get_context("spawn")  # no fork of a process that runs Prefect's threads
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+        pending = []
+        for part in chunked(item_ids, batch_size):
+            usable, inputs = _model_inputs(engine, list(part), version.kind)
+            if usable:
+                pending.append((usable, pool.submit(_predict_in_worker, version.artifact_path, version.sha256,
+                                                    version.kind, inputs)))
+        for usable, future in pending:
+            _write_prediction_columns(engine, usable, classes, future.result(), version.version)
+            scored += len(usable)
+    return scored
 
 
 @task(name="passthrough-batch", cache_policy=NO_CACHE)
@@ -69,23 +159,24 @@ def score_upstream_batch(item_ids: list[str], database_url: str | None) -> int:
     with engine.connect() as conn:
         rows = conn.execute(
             select(Item.id, Item.upstream_prediction, Item.upstream_confidence, Item.upstream_probs)
-            .where(Item.id.in_(item_ids))
+            .where(Item.id.in_(bindparam("ids", expanding=True))), {"ids": list(item_ids)}
         ).all()
     scores = upstream_scores([r[1] for r in rows], [r[2] for r in rows], [r[3] for r in rows])
     complete = scores.has_upstream & np.isfinite(scores.probs).all(axis=1)
     keep = np.flatnonzero(complete)
-    written = [] if keep.size == 0 else prediction_rows(
-        [rows[i][0] for i in keep], scores.classes, scores.probs[keep], UPSTREAM_MODEL)
+    if keep.size:
+        _write_prediction_columns(engine, [rows[i][0] for i in keep], scores.classes, scores.probs[keep],
+                                  UPSTREAM_MODEL)
     # a prediction and confidence with no probabilities to go with them (a single known class): keep the pair
     now = utcnow()
-    written += [
+    written = [
         {"item_id": rows[i][0], "model_version": UPSTREAM_MODEL, "label": str(scores.labels[i]),
          "confidence": float(scores.confidence[i]), "margin": None, "probs": None, "created_at": now}
         for i in np.flatnonzero(scores.has_upstream & ~complete)
     ]
     if written:
         _write_predictions(engine, written)
-    return len(written)
+    return int(keep.size) + len(written)
 
 
 def _has_upstream():
@@ -97,13 +188,15 @@ def items_to_score(engine: Engine, model_version: str | None) -> tuple[list[str]
     def lacks(version: str):
         return ~exists().where(and_(Prediction.item_id == Item.id, Prediction.model_version == version))
 
+    # held-out labelled items are scored whatever their state: they calibrate and evaluate the model
+    holdout = exists().where(and_(Label.item_id == Item.id, Label.split == "holdout"))
     with engine.connect() as conn:
         upstream = conn.execute(
-            select(Item.id).where(Item.state.in_(RESCORED_STATES), _has_upstream(), lacks(UPSTREAM_MODEL))
+            select(Item.id).where(or_(Item.state.in_(RESCORED_STATES), holdout), _has_upstream(),
+                                  lacks(UPSTREAM_MODEL))
         ).scalars().all()
         if model_version is None:
             return [], list(upstream)
-        holdout = exists().where(and_(Label.item_id == Item.id, Label.split == "holdout"))
         model = conn.execute(
             select(Item.id).where(
                 or_(and_(Item.state.in_(RESCORED_STATES), ~_has_upstream()), holdout), lacks(model_version)
@@ -113,18 +206,36 @@ def items_to_score(engine: Engine, model_version: str | None) -> tuple[list[str]
 
 
 @flow(name="score", log_prints=True)
-def score_flow(batch_size: int = DEFAULT_BATCH_SIZE, database_url: str | None = None) -> dict[str, Any]:
-    """Score every item that lacks a prediction from the promoted model (or carries upstream scores)."""
+def score_flow(
+    batch_size: int = DEFAULT_BATCH_SIZE, database_url: str | None = None, *, workers: int = 1
+) -> dict[str, Any]:
+    """Score every item that lacks a prediction from the promoted model (or carries upstream scores).
+
+    `workers` > 1 runs the model's batches in that many processes; 1 runs them as Prefect tasks in threads.
+    """
+    if workers < 1:
+        raise ValueError(f"workers must be at least 1, got {workers}")
     logger = get_run_logger()
     engine = engine_for(database_url)
     version = promoted_model(engine)
     model_ids, upstream_ids = items_to_score(engine, version.version if version else None)
-    futures = [score_upstream_batch.submit(list(part), database_url) for part in chunked(upstream_ids, batch_size)]
-    if version is not None:
-        futures += [
-            score_model_batch.submit(list(part), version, database_url) for part in chunked(model_ids, batch_size)
-        ]
-    scored = sum(f.result() for f in futures)
+    # quote(): Prefect would otherwise walk every id of every batch looking for futures (seconds per million)
+    futures = [score_upstream_batch.submit(quote(list(part)), database_url)
+               for part in chunked(upstream_ids, max(batch_size, UPSTREAM_BATCH_SIZE))]
+    if version is not None and workers > 1 and model_ids:
+        futures.append(score_model_batches_in_processes.submit(quote(model_ids), version, database_url, batch_size,
+                                                               workers))
+    scored = 0
+    if version is not None and workers == 1:
+        # A bounded window of batches in flight: model scoring holds the GIL, so hundreds of concurrent batch
+        # threads only take turns, and hold pooled connections long enough to exhaust the pool.
+        in_flight: deque = deque()
+        for part in chunked(model_ids, batch_size):
+            if len(in_flight) >= MODEL_BATCHES_IN_FLIGHT:
+                scored += in_flight.popleft().result()
+            in_flight.append(score_model_batch.submit(quote(list(part)), version, database_url))
+        futures += in_flight
+    scored += sum(f.result() for f in futures)
     summary = {
         "model_version": version.version if version else None,
         "scored": scored,

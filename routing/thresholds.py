@@ -40,6 +40,7 @@ __all__ = [
     "DEFAULT_GRID_SIZE",
     "ThresholdResult",
     "clopper_pearson_upper",
+    "default_start_count",
     "guaranteed_threshold",
     "minimum_count",
     "naive_threshold",
@@ -119,6 +120,16 @@ def _default_grid(sorted_confidence: np.ndarray, size: int) -> np.ndarray:
     return sorted_confidence[positions]
 
 
+START_COUNT_FLOOR = 100
+
+
+def default_start_count(*, alpha: float, delta: float) -> int:
+    """Items that must lie above the first tested candidate: 2 x ``minimum_count`` and at least 100. The choice
+    looks at counts only, never at errors, so it does not touch the guarantee; it only keeps one early error from
+    ending the sequence at once."""
+    return max(START_COUNT_FLOOR, 2 * minimum_count(alpha=alpha, delta=delta))
+
+
 def _candidates(grid: Any, sorted_confidence: np.ndarray, grid_size: int) -> np.ndarray:
     if grid is None:
         candidates = _default_grid(sorted_confidence, grid_size)
@@ -158,13 +169,15 @@ def guaranteed_threshold(
     ``confidence`` holds calibrated confidences of unbiasedly labelled items and ``correct`` whether each model
     output was right. ``grid`` is a set of candidate thresholds fixed before looking at the errors; by default
     ``grid_size`` quantiles of the confidence. The sequence starts at the highest candidate with at least
-    ``min_count`` items at or above it (default: ``minimum_count(alpha, delta)``). An empty calibration set, or one
-    where the first tested candidate fails, gives ``threshold=None``: the segment auto-accepts nothing.
+    ``min_count`` items at or above it (default: ``default_start_count(alpha, delta)``, twice the bare minimum and
+    at least 100: starting at the bare minimum, where a single error already fails the first test, stops the
+    sequence needlessly often). An empty calibration set, or one where the first tested candidate fails, gives
+    ``threshold=None``: the segment auto-accepts nothing.
     """
     alpha, delta = _check_level("alpha", alpha), _check_level("delta", delta)
     values = _as_confidence(confidence)
     flags = _as_correct(correct, values.shape[0])
-    need = minimum_count(alpha=alpha, delta=delta) if min_count is None else int(min_count)
+    need = default_start_count(alpha=alpha, delta=delta) if min_count is None else int(min_count)
     if need < 1:
         raise ValueError(f"min_count must be >= 1, got {min_count!r}")
     n_items = values.shape[0]

@@ -145,12 +145,15 @@ def set_column(conn: Connection, table: Table, key: str, column: str, values: di
         return
     by_value = _group_by_value(values)
     if by_value is not None and len(by_value) * 50 <= len(values):
+        statement = (
+            update(table)
+            .where(table.c[key].in_(bindparam("_keys", expanding=True)))  # bound at execution, not compiled
+            .values({column: bindparam("_value")})
+            .execution_options(synchronize_session=False)
+        )
         for value, keys in by_value.items():
             for part in chunked(keys, LOOKUP_CHUNK):
-                conn.execute(
-                    update(table).where(table.c[key].in_(part)).values({column: value})
-                    .execution_options(synchronize_session=False)
-                )
+                conn.execute(statement, {"_keys": list(part), "_value": value})
         return
     statement = (
         update(table)

@@ -110,24 +110,29 @@ def read_jsonl(path: Path) -> Iterator[RawRecord]:
             yield RawRecord(number, value, text)
 
 
-_PLAIN_TYPES = (str, int, bool, type(None))
+_PLAIN_TYPES = frozenset({str, int, bool, type(None)})
 _FLOAT_FROM_BIG_INT = float(2**63)  # orjson reads an integer beyond 64 bits as a float; json keeps the int
 
 
 def _loads(text: str) -> Any:
     """`json.loads(text)`, through orjson when it gives the same value: a flat object of strings, numbers,
     booleans and nulls (nested values, huge integers, NaN and anything orjson refuses go through json)."""
-    if _fast_loads is not None:
-        try:
-            value = _fast_loads(text)
-        except ValueError:
+    if _fast_loads is None:
+        return json.loads(text)
+    try:
+        value = _fast_loads(text)
+    except ValueError:
+        return json.loads(text)
+    if type(value) is not dict:
+        return json.loads(text)
+    for v in value.values():
+        kind = type(v)
+        if kind is float:
+            if not -_FLOAT_FROM_BIG_INT < v < _FLOAT_FROM_BIG_INT:
+                return json.loads(text)
+        elif kind not in _PLAIN_TYPES:
             return json.loads(text)
-        if type(value) is dict and all(
-            type(v) in _PLAIN_TYPES or (type(v) is float and -_FLOAT_FROM_BIG_INT < v < _FLOAT_FROM_BIG_INT)
-            for v in value.values()
-        ):
-            return value
-    return json.loads(text)
+    return value
 
 
 def _csv_value(column: str, value: str) -> Any:

@@ -12,6 +12,7 @@ from routing.thresholds import (
     ThresholdResult,
     clopper_pearson_upper,
     guaranteed_threshold,
+    default_start_count,
     minimum_count,
     naive_threshold,
 )
@@ -33,7 +34,7 @@ def test_minimum_count_matches_the_zero_error_bound() -> None:
 
 def test_all_correct_items_certify_the_lowest_candidate() -> None:
     confidence = np.linspace(0.5, 1.0, 45)
-    result = guaranteed_threshold(confidence, np.ones(45, bool), alpha=ALPHA, delta=DELTA)
+    result = guaranteed_threshold(confidence, np.ones(45, bool), alpha=ALPHA, delta=DELTA, min_count=45)
     assert (
         result.threshold == 0.5 and result.coverage == 1.0 and result.n_accepted == 45 and result.tested == 1
     )
@@ -155,3 +156,11 @@ def test_guaranteed_threshold_is_valid_and_naive_is_not() -> None:
 def test_min_count_default_is_the_ceiling_formula() -> None:
     for alpha, delta in [(0.05, 0.1), (0.01, 0.05), (0.2, 0.2)]:
         assert minimum_count(alpha=alpha, delta=delta) == math.ceil(math.log(delta) / math.log(1 - alpha))
+
+
+def test_by_default_fewer_items_than_the_start_count_certify_nothing() -> None:
+    confidence = np.linspace(0.5, 1.0, 99)
+    result = guaranteed_threshold(confidence, np.ones(99, bool), alpha=ALPHA, delta=DELTA)
+    assert result.threshold is None and result.coverage == 0.0
+    assert default_start_count(alpha=ALPHA, delta=DELTA) == 100
+    assert default_start_count(alpha=0.01, delta=DELTA) == 2 * minimum_count(alpha=0.01, delta=DELTA)
