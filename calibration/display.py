@@ -59,7 +59,9 @@ class ReliabilityDisplay:
         ax.plot([0.0, 1.0], [0.0, 1.0], linestyle="--", color="grey", linewidth=1, label="perfect")
         ax.bar(edges[:-1][filled], curve.accuracy[filled], width=np.diff(edges)[filled], align="edge",
                alpha=0.35, edgecolor="tab:blue", label="accuracy per bin")
-        errors = np.vstack([curve.accuracy - curve.wilson_low, curve.wilson_high - curve.accuracy])[:, filled]
+        # Wilson bounds can sit a rounding error inside an accuracy of exactly 0 or 1: clip, matplotlib refuses < 0
+        errors = np.clip(np.vstack([curve.accuracy - curve.wilson_low, curve.wilson_high - curve.accuracy]),
+                         0.0, None)[:, filled]
         ax.errorbar(curve.mean_confidence[filled], curve.accuracy[filled], yerr=errors, fmt="o",
                     color="tab:blue", markersize=4, capsize=2, label="Wilson 95%")
         ax.set(xlim=(0.0, 1.0), ylim=(0.0, 1.0), ylabel="accuracy")

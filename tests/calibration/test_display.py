@@ -31,3 +31,14 @@ def test_importing_calibration_loads_neither_matplotlib_nor_netcal() -> None:
     code = "import sys, calibration; print('matplotlib' in sys.modules, 'netcal' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["False", "False"]
+
+
+def test_bins_of_perfect_accuracy_draw_despite_rounding(tmp_path) -> None:
+    import numpy as np
+
+    from calibration.display import ReliabilityDisplay
+    from calibration.metrics import reliability_curve_from_confidence
+
+    confidence = np.full(37, 0.97)
+    curve = reliability_curve_from_confidence(confidence, np.ones(37))
+    assert ReliabilityDisplay(curve).save(tmp_path / "perfect.png").stat().st_size > 0
