@@ -52,9 +52,10 @@ def spread(values: list[float]) -> str:
     return f"{min(values):.2f}–{max(values):.2f}"
 
 
-def print_table(title: str, rows: list[tuple[str, list[float], float | None]], reference: list[float],
+def print_table(title: str, rows: list[tuple[str, list[float], float | str | None]], reference: list[float],
                 notes: list[str] = ()) -> None:
-    """Rows of (what, seconds per repeat, target ratio or None); ratios are medians over the reference's median."""
+    """Rows of (what, seconds per repeat, target ratio (a number means "≤", or the text to show) or None);
+    ratios are medians over the reference's median."""
     from rich.console import Console
     from rich.table import Table
 
@@ -65,7 +66,7 @@ def print_table(title: str, rows: list[tuple[str, list[float], float | None]], r
     for name, seconds, target in rows:
         ratio = median(seconds) / ref
         table.add_row(name, f"{median(seconds):.2f}", spread(seconds), str(len(seconds)), f"{ratio:.2f}×",
-                      "" if target is None else f"≤ {target:g}×")
+                      "" if target is None else target if isinstance(target, str) else f"≤ {target:g}×")
     console = Console(width=None if sys.stdout.isatty() else 140)
     console.print(table)
     for note in notes:

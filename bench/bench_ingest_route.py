@@ -58,6 +58,14 @@ def reference_insert(path: Path, database: Path) -> int:
     return count
 
 
+def remove_database(database: Path) -> None:
+    from store.db import dispose_engines
+
+    dispose_engines()  # a pooled connection would keep writing to the unlinked file
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{database}{suffix}").unlink(missing_ok=True)
+
+
 def sluice_run(path: Path, database: Path) -> dict[str, float]:
     """Ingest, score and route into a fresh, migrated database; returns seconds per stage."""
     from flows.common import active_policy, engine_for
@@ -65,16 +73,16 @@ def sluice_run(path: Path, database: Path) -> dict[str, float]:
     from flows.route import route_flow
     from flows.score import score_flow
 
-    for suffix in ("", "-wal", "-shm"):
-        Path(f"{database}{suffix}").unlink(missing_ok=True)
+    remove_database(database)
     url = f"sqlite:///{database}"
     active_policy(engine_for(url))  # migrate and activate the default policy: setup, not timed
     ingest_s, ingested = timed(lambda: ingest_flow(str(path), database_url=url))
     score_s, scored = timed(lambda: score_flow(database_url=url))
     route_s, routed = timed(lambda: route_flow(database_url=url))
     n = ingested["accepted"]
-    if not (scored["scored"] == n and routed["routed"] == n):
+    if not (n == ingested["total"] and scored["scored"] == n and routed["routed"] == n):
         raise RuntimeError(f"not every item went through: ingest {ingested}, score {scored}, route {routed}")
+    remove_database(database)
     return {"ingest": ingest_s, "score": score_s, "route": route_s}
 
 
@@ -92,7 +100,7 @@ def main(argv: list[str] | None = None) -> bool:
             seconds, count = timed(lambda: reference_insert(path, home / "reference.db"))
             assert count == args.n, count
             reference.append(seconds)
-            for stage, value in sluice_run(path, home / "sluice-bench.db").items():
+            for stage, value in sluice_run(path, home / f"sluice-bench-{attempt}.db").items():
                 stages[stage].append(value)
             print(f"repeat {attempt + 1}: reference {reference[-1]:.2f} s, "
                   + ", ".join(f"{k} {v[-1]:.2f} s" for k, v in stages.items()), flush=True)

@@ -108,7 +108,7 @@ def route_group(
     calibrated = raw if calibrator is None else calibrator.predict(np.nan_to_num(raw, nan=0.0))
     calibrated = np.where(np.isfinite(raw), calibrated, np.nan)
     threshold, _ = derived_threshold(engine, model_version, segment, segment_policy, calibrator)
-    flags = batch_risk_flags(engine, item_ids, segment_policy)
+    flags = batch_risk_flags(engine, item_ids, segment_policy, model_version=model_version)
     rng = derive_rng("route", policy_version, model_version, segment, item_ids)
     result = route(calibrated, policy=segment_policy, calibration=gate_now(report_row, segment_policy), rng=rng,
                    risk_escalate=flags.escalate, risk_review=flags.review, risk_reasons=flags.reasons,

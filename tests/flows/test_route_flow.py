@@ -110,3 +110,27 @@ def test_audit_estimate_from_spot_checked_items(sluice_home, routed):
     for estimate in estimates.values():
         assert 0.0 <= estimate["lower"] <= estimate["upper"] <= 1.0
         assert estimate["n_audited"] >= 0
+
+
+def test_features_far_from_training_and_rare_segments_go_to_people(sluice_home, tmp_path):
+    from flows.common import engine_for
+    from flows.ingest import ingest_flow, seed_labels
+    from flows.retrain import retrain_flow
+    from flows.risk import batch_risk_flags
+    from routing.policy import SegmentPolicy
+
+    rng = np.random.default_rng(3)
+    train = [{"id": f"t{i}", "features": rng.normal(0, 1, 4).tolist(), "segment": "main"} for i in range(300)]
+    live = [{"id": "near", "features": [0.1, -0.2, 0.0, 0.3], "segment": "main"},
+            {"id": "far", "features": [40.0, -40.0, 40.0, 40.0], "segment": "main"},
+            {"id": "rare", "features": [0.0, 0.1, 0.0, 0.0], "segment": "unseen"}]
+    path = tmp_path / "vectors.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in train + live))
+    engine = engine_for(None)
+    ingest_flow(str(path))
+    seed_labels(engine, [(r["id"], "x" if r["features"][0] > 0 else "y") for r in train], holdout_share=0.3)
+    version = retrain_flow()["version"]
+    flags = batch_risk_flags(engine, ["near", "far", "rare"], SegmentPolicy(), model_version=version)
+    assert flags.reasons[0] == ()
+    assert "out_of_distribution" in flags.reasons[1]
+    assert "under_represented_segment" in flags.reasons[2]
