@@ -17,6 +17,7 @@ def main() -> None:
         st.Page(VIEWS / "overview.py", title="Overview", url_path="overview", default=True),
         st.Page(VIEWS / "calibration.py", title="Calibration", url_path="calibration"),
         st.Page(VIEWS / "models.py", title="Models & cycles", url_path="models"),
+        st.Page(VIEWS / "whatif.py", title="What-if", url_path="whatif"),
     ]
     page = st.navigation(pages)
     with st.sidebar:

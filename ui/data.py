@@ -17,8 +17,10 @@ import pandas as pd
 from sqlalchemy import Engine, case, func, or_, select
 
 from calibration.metrics import ReliabilityCurve
+from calibration.recalibrators import calibrator_from_dict
 from routing.decide import Route
 from routing.policy import Policy, SegmentPolicy
+from routing.whatif import WhatIfCurve, what_if
 from store.models import (
     CalibrationReportRow,
     CycleReport,
@@ -26,6 +28,7 @@ from store.models import (
     Label,
     ModelVersion,
     PolicyVersion,
+    Prediction,
     ReviewTask,
     RoutingDecision,
 )
@@ -42,6 +45,7 @@ __all__ = [
     "overall_figures",
     "policy_settings_frame",
     "segment_figures",
+    "what_if_curve",
     "wilson_interval",
 ]
 
@@ -50,6 +54,11 @@ AUTOMATED_ROUTES = (Route.AUTO_ACCEPT.value, Route.SPOT_CHECK.value)
 AUDIT_REASON = "audit"
 DONE_STATE = "done"
 WILSON_Z = 1.959963984540054  # two-sided 95 %
+# Labels drawn without regard to the model's uncertainty (as flows/calibrate.py's UNBIASED_SELECTIONS);
+# only these give an unbiased error estimate.
+UNBIASED_SELECTIONS = ("seed", "audit", "gold", "random")
+HOLDOUT_SPLIT = "holdout"
+UPSTREAM_MODEL = "upstream"
 
 SEGMENT_COLUMNS = [
     "segment",
@@ -371,3 +380,79 @@ def curve_frame(curve: ReliabilityCurve) -> pd.DataFrame:
         }
     )
     return frame[~np.asarray(curve.empty, dtype=bool)].reset_index(drop=True)
+
+
+def _whatif_model(connection) -> str:
+    """The promoted model (the most recently promoted if several), else the passthrough "upstream" one."""
+    query = (
+        select(ModelVersion.version)
+        .where(ModelVersion.status == "promoted")
+        .order_by(ModelVersion.promoted_at.desc(), ModelVersion.version.desc())
+        .limit(1)
+    )
+    return connection.execute(query).scalar() or UPSTREAM_MODEL
+
+
+def _labelled_confidences(connection, model_version: str, segment: str) -> tuple[np.ndarray, np.ndarray]:
+    """Raw confidence and correctness (0/1) of `model_version` on unbiased held-out labels of `segment`."""
+    query = (
+        select(Prediction.confidence, Prediction.label, Label.label.label("truth"))
+        .join(Prediction, Prediction.item_id == Label.item_id)
+        .join(Item, Item.id == Label.item_id)
+        .where(
+            Label.split == HOLDOUT_SPLIT,
+            Label.selection_reason.in_(UNBIASED_SELECTIONS),
+            Prediction.model_version == model_version,
+            Prediction.confidence.is_not(None),
+            Item.segment == segment,
+        )
+        .order_by(Label.item_id)
+    )
+    rows = connection.execute(query).all()
+    confidence = np.array([row.confidence for row in rows], dtype=float)
+    # a missing predicted label is never right: fail closed
+    correct = np.array([row.label is not None and row.label == row.truth for row in rows], dtype=float)
+    return confidence, correct
+
+
+def _latest_calibrator(connection, model_version: str, segment: str):
+    """The recalibrator of the newest report of (model, segment); None when there is none (or it is empty)."""
+    query = (
+        select(CalibrationReportRow.calibrator)
+        .where(CalibrationReportRow.model_version == model_version, CalibrationReportRow.segment == segment)
+        .order_by(CalibrationReportRow.created_at.desc(), CalibrationReportRow.id.desc())
+        .limit(1)
+    )
+    stored = connection.execute(query).scalar()
+    return calibrator_from_dict(stored) if stored else None
+
+
+def what_if_curve(
+    engine: Engine,
+    segment: str,
+    *,
+    items_per_cycle: float,
+    seconds_per_item: float,
+    spot_check_rate: float,
+) -> tuple[WhatIfCurve | None, int]:
+    """The what-if curve of `segment` over thresholds 0.00 .. 1.00 and the number of labelled items behind it.
+
+    Uses the promoted model (else "upstream") on its unbiased held-out labels, with confidences passed
+    through the newest recalibrator of that model and segment (raw when none was fitted), as routing does.
+    (None, 0) when the segment has no such labelled data.
+    """
+    with engine.connect() as connection:
+        model_version = _whatif_model(connection)
+        confidence, correct = _labelled_confidences(connection, model_version, segment)
+        if confidence.size == 0:
+            return None, 0
+        calibrator = _latest_calibrator(connection, model_version, segment)
+    calibrated = confidence if calibrator is None else np.asarray(calibrator.predict(confidence), dtype=float)
+    curve = what_if(
+        calibrated,
+        correct,
+        items_per_cycle=items_per_cycle,
+        seconds_per_item=seconds_per_item,
+        spot_check_rate=spot_check_rate,
+    )
+    return curve, int(confidence.size)

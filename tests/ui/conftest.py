@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 from sqlalchemy import Engine
 
+from calibration.recalibrators import PlattCalibrator
 from calibration.report import fit_and_select
 from routing.policy import Policy
 from store.db import dispose_engines, get_engine, session_scope
@@ -28,6 +29,7 @@ from store.models import (
     Label,
     ModelVersion,
     PolicyVersion,
+    Prediction,
     ReviewTask,
     RoutingDecision,
 )
@@ -36,6 +38,24 @@ from store.settings import get_settings
 REPO = Path(__file__).resolve().parents[2]
 DEFAULT_POLICY = REPO / "policies" / "default.yaml"
 T0 = datetime(2026, 11, 1, 12, 0, tzinfo=timezone.utc)
+# Promoted model m1's predictions (all "business") and confidences; with the labels in `populate`, the
+# unbiased held-out ones of segment default are d0 (right), d6 (wrong), d7 (right), d8 (wrong).
+M1_CONFIDENCE = {"d0": 0.95, "d1": 0.99, "d6": 0.9, "d7": 0.7, "d8": 0.6}
+DEFAULT_HOLDOUT = ("d0", "d6", "d7", "d8")
+DEFAULT_HOLDOUT_CORRECT = (1.0, 0.0, 1.0, 0.0)
+
+
+def platt_calibrator(power: float, seed: int) -> dict:
+    """A fitted Platt recalibrator as stored in calibration_reports.calibrator."""
+    rng = np.random.default_rng(seed)
+    confidence = rng.uniform(0.5, 1.0, 200)
+    correct = (rng.random(200) < confidence**power).astype(float)
+    return PlattCalibrator().fit(confidence, correct).to_dict()
+
+
+# the newest m1/default report's recalibrator (the one the what-if page applies) and an older one
+M1_DEFAULT_CALIBRATOR = platt_calibrator(3.0, seed=4)
+M1_DEFAULT_OLD_CALIBRATOR = platt_calibrator(0.5, seed=5)
 
 
 @pytest.fixture
@@ -69,7 +89,15 @@ def calibration_report(n: int, *, power: float, seed: int) -> dict:
 
 
 def _report_row(
-    model: str, segment: str, report: dict, *, passed: bool, reasons: list[str], at: datetime, data_hash: str
+    model: str,
+    segment: str,
+    report: dict,
+    *,
+    passed: bool,
+    reasons: list[str],
+    at: datetime,
+    data_hash: str,
+    calibrator: dict | None = None,
 ) -> CalibrationReportRow:
     return CalibrationReportRow(
         model_version=model,
@@ -85,6 +113,7 @@ def _report_row(
         passed=passed,
         reasons=reasons,
         report=report,
+        calibrator=calibrator or {},
         created_at=at,
     )
 
@@ -187,9 +216,17 @@ def populate(engine: Engine) -> None:
                     reasons=["calibration_ece_above_limit"],
                     at=T0 - timedelta(hours=5),
                     data_hash="a",
+                    calibrator=M1_DEFAULT_OLD_CALIBRATOR,
                 ),
                 _report_row(
-                    "m1", "default", good, passed=True, reasons=[], at=T0 - timedelta(hours=1), data_hash="b"
+                    "m1",
+                    "default",
+                    good,
+                    passed=True,
+                    reasons=[],
+                    at=T0 - timedelta(hours=1),
+                    data_hash="b",
+                    calibrator=M1_DEFAULT_CALIBRATOR,
                 ),
                 _report_row(
                     "m1",
@@ -215,6 +252,15 @@ def populate(engine: Engine) -> None:
                 created_at=T0,
             )
         )
+        session.flush()
+        session.add_all(
+            [
+                Prediction(item_id=item_id, model_version="m1", label="business", confidence=confidence)
+                for item_id, confidence in M1_CONFIDENCE.items()
+            ]
+        )
+        # another model's prediction on a labelled item: not the promoted model, never counted
+        session.add(Prediction(item_id="d6", model_version="m0", label="sport", confidence=0.2))
         session.flush()
         default_routes = ["auto_accept"] * 6 + ["spot_check"] * 2 + ["review", "escalate"]
         session.add_all(_decisions("default", default_routes, policy=policy_hash))

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from ui.views import calibration, models, overview
+from ui.views import calibration, models, overview, whatif
 
 APP = str(Path(__file__).resolve().parents[2] / "ui" / "app.py")
 
@@ -46,6 +46,9 @@ def test_empty_store_shows_friendly_empty_states_on_every_page(empty_engine, str
     at.switch_page("views/models.py").run()
     assert not at.exception and at.title[0].value == "Models & cycles"
     assert _texts(at.info) == [models.EMPTY_MODELS, models.EMPTY_CYCLES]
+    at.switch_page("views/whatif.py").run()
+    assert not at.exception and at.title[0].value == "What-if"
+    assert _texts(at.info) == [whatif.EMPTY_POLICY]
 
 
 def test_populated_overview_shows_the_computed_figures(populated_engine, streamlit_caches) -> None:
@@ -79,3 +82,31 @@ def test_populated_calibration_and_models_pages(populated_engine, streamlit_cach
     assert len(at.get("vega_lite_chart")) == 2  # accuracy per model, figures per cycle
     at.switch_page("views/overview.py").run()
     assert not at.exception and at.title[0].value == "Overview"
+
+
+def test_populated_whatif_page(populated_engine, streamlit_caches) -> None:
+    at = _run()
+    at.switch_page("views/whatif.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.title[0].value == "What-if"
+    assert at.selectbox[0].options == ["default", "finance", "news"]
+    assert at.slider[0].value == pytest.approx(0.9)  # the active policy's auto_accept_threshold
+    assert set(_metrics(at)) == {
+        "Automation rate",
+        "Expected error",
+        "Empirical error",
+        "Review volume / cycle",
+        "Reviewer hours / cycle",
+    }
+    # recalibrated (conftest's Platt map), no labelled item reaches 0.9: nothing automated, no error to show
+    assert _metrics(at)["Automation rate"] == "0.0%" and _metrics(at)["Expected error"] == "—"
+    assert len(at.get("vega_lite_chart")) == 1
+    at.slider[0].set_value(0.5).run()  # calibrated d0 0.79 and d6 0.62 pass, d7 0.27 and d8 0.18 do not
+    assert not at.exception
+    assert _metrics(at)["Automation rate"] == "50.0%" and _metrics(at)["Empirical error"] == "50.0%"
+    at.slider[0].set_value(0.0).run()
+    assert not at.exception and _metrics(at)["Automation rate"] == "100.0%"
+    assert _metrics(at)["Empirical error"] == "50.0%"
+    at.selectbox[0].set_value("finance").run()
+    assert not at.exception and _texts(at.info) == [whatif.EMPTY_LABELS]
+    assert not at.metric
