@@ -57,8 +57,8 @@ def _spec(row: ReviewTask, text: str | None, features: Any) -> TaskSpec:
     return TaskSpec(
         item_id=row.item_id, text=text if text is not None else json.dumps(features), batch_key=row.batch_key or "",
         priority=row.priority, selection_reason=row.selection_reason,
-        model_version=row.model_version if row.predicted_label else None,
-        predicted_label=row.predicted_label, score=row.score,
+        model_version=row.model_version if row.predicted_label and not row.blind else None,
+        predicted_label=None if row.blind else row.predicted_label, score=None if row.blind else row.score,
     )
 
 

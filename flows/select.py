@@ -47,13 +47,20 @@ def probability_matrix(rows: list[tuple]) -> np.ndarray:
     return matrix.reshape(len(prob_dicts), max(len(classes), 1))
 
 
-def _task_row(row: tuple, reason: str, probability: float, priority: float, cycle: int | None) -> dict[str, Any]:
+def _task_row(
+    row: tuple, reason: str, probability: float, priority: float, cycle: int | None, *, blind: bool = False
+) -> dict[str, Any]:
     return {
         "item_id": row[1], "decision_id": row[0], "selection_reason": reason,
         "selection_probability": float(probability), "priority": float(priority), "model_version": row[5],
-        "policy_version": row[6], "predicted_label": row[7], "score": row[8], "state": "pending",
+        "policy_version": row[6], "predicted_label": row[7], "score": row[8], "blind": blind, "state": "pending",
         "attempts": 0, "cycle": cycle, "created_at": utcnow(),
     }
+
+
+def blind_draw(decision_id: int, share: float) -> bool:
+    """Whether a review task goes out without the model's suggestion: one fixed draw per routing decision."""
+    return share > 0.0 and derive_rng("blind", decision_id).random() < share
 
 
 def decision_uniform(decision_ids: list[int]) -> np.ndarray:
@@ -82,22 +89,26 @@ def spent_budget(engine: Engine, segment: str, cycle: int | None) -> int:
 
 @task(name="select-segment", cache_policy=NO_CACHE)
 def select_segment(
-    rows: list[tuple], budget: int, audit_rate: float, strategy: str, cycle: int | None, database_url: str | None
+    rows: list[tuple], budget: int, audit_rate: float, strategy: str, cycle: int | None, database_url: str | None,
+    blind_share: float = 0.0,
 ) -> Counter[str]:
     """Queue all audit samples, then escalations, then the most useful review items up to `budget`.
 
     Routing draws the spot-check share of auto-accepted items; the same share of review items is drawn here
     for audit too, so that audited items are a uniform random sample of everything routed: the only labels
-    that may calibrate a model and certify its thresholds. Audits do not count against the budget."""
+    that may calibrate a model and certify its thresholds. Audits do not count against the budget, and go out
+    blind: a suggestion shown to the auditor would bias the error estimate towards the model. A `blind_share`
+    of the budgeted review tasks goes out blind too, so that the console can compare how often annotators
+    accept a shown suggestion with how often they agree with it unseen (the automation-bias gap)."""
     engine = engine_for(database_url)
-    tasks = [_task_row(r, "audit", r[4] if r[4] is not None else 1.0, 0.0, cycle)
+    tasks = [_task_row(r, "audit", r[4] if r[4] is not None else 1.0, 0.0, cycle, blind=True)
              for r in rows if r[3] == Route.SPOT_CHECK.value]
     budget = max(budget - spent_budget(engine, rows[0][2], cycle), 0)
     escalations = [r for r in rows if r[3] == Route.ESCALATE.value][:budget]
     tasks += [_task_row(r, "escalation", 1.0, 2.0, cycle) for r in escalations]
     reviews = [r for r in rows if r[3] == Route.REVIEW.value]
     audited, reviews = audit_draw(reviews, rate=audit_rate)
-    tasks += [_task_row(r, "audit", audit_rate, 0.0, cycle) for r in audited]
+    tasks += [_task_row(r, "audit", audit_rate, 0.0, cycle, blind=True) for r in audited]
     remaining = max(budget - len(escalations), 0)
     if reviews and remaining:
         probs = probability_matrix(reviews)
@@ -105,7 +116,9 @@ def select_segment(
         chosen = select_batch(probs, budget=remaining, strategy=strategy, rng=rng)
         usefulness = UNCERTAINTY.get(strategy, margin)(probs)
         for index, reason, probability in zip(chosen.indices, chosen.reasons, chosen.probabilities):
-            tasks.append(_task_row(reviews[index], reason, probability, float(usefulness[index]), cycle))
+            row = reviews[index]
+            tasks.append(_task_row(row, reason, probability, float(usefulness[index]), cycle,
+                                   blind=blind_draw(row[0], blind_share)))
     with engine.begin() as conn:
         insert_ignore(conn, ReviewTask.__table__, tasks)
         set_column(conn, Item.__table__, "id", "state", {t["item_id"]: ItemState.queued.value for t in tasks})
@@ -127,7 +140,8 @@ def select_flow(
         by_segment.setdefault(row[2], []).append(row)
     futures = [
         select_segment.submit(rows, policy.for_segment(segment).review_budget,
-                              policy.for_segment(segment).spot_check_rate, strategy, cycle, database_url)
+                              policy.for_segment(segment).spot_check_rate, strategy, cycle, database_url,
+                              policy.for_segment(segment).blind_share)
         for segment, rows in by_segment.items()
     ]
     counts: Counter[str] = Counter()

@@ -39,6 +39,7 @@ _ADDED_FIELD_DEFAULTS: dict[str, Any] = {
     "review_threshold": None,
     "seconds_per_item": DEFAULT_SECONDS_PER_ITEM,
     "risk_rules": [],
+    "blind_share": 0.0,
 }
 _NUMERIC_OPS = frozenset({">", ">=", "<", "<="})
 _FIELD_PATTERN = re.compile(r"^(text|metadata(\.[A-Za-z0-9_\-]+)+)$")
@@ -56,6 +57,12 @@ def _threshold(value: float | None) -> float | None:
 def _rate(value: float | None) -> float | None:
     if value is not None and not (0.0 <= value <= 1.0):
         raise ValueError(f"spot_check_rate must be in [0, 1], got {value!r}")
+    return value
+
+
+def _blind_share(value: float | None) -> float | None:
+    if value is not None and not (0.0 <= value <= 1.0):
+        raise ValueError(f"blind_share must be in [0, 1], got {value!r}")
     return value
 
 
@@ -207,6 +214,7 @@ class SegmentPolicy(BaseModel):
     confidence: float | None = None
     review_threshold: float | None = None
     spot_check_rate: float = 0.05
+    blind_share: float = 0.0  # review tasks shown without the model's suggestion, to measure automation bias
     review_budget: int = 50
     seconds_per_item: float = DEFAULT_SECONDS_PER_ITEM
     calibration: CalibrationLimits = Field(default_factory=CalibrationLimits)
@@ -217,6 +225,7 @@ class SegmentPolicy(BaseModel):
     _check_confidence = field_validator("confidence")(_open_unit("confidence"))
     _check_review = field_validator("review_threshold")(_review_threshold)
     _check_rate = field_validator("spot_check_rate")(_rate)
+    _check_blind = field_validator("blind_share")(_blind_share)
     _check_budget = field_validator("review_budget")(_budget)
     _check_seconds = field_validator("seconds_per_item")(_seconds)
 
@@ -255,6 +264,7 @@ class SegmentOverride(BaseModel):
     confidence: float | None = None
     review_threshold: float | None = None
     spot_check_rate: float | None = None
+    blind_share: float | None = None
     review_budget: int | None = None
     seconds_per_item: float | None = None
     calibration: CalibrationOverride | None = None
@@ -265,6 +275,7 @@ class SegmentOverride(BaseModel):
     _check_confidence = field_validator("confidence")(_open_unit("confidence"))
     _check_review = field_validator("review_threshold")(_review_threshold)
     _check_rate = field_validator("spot_check_rate")(_rate)
+    _check_blind = field_validator("blind_share")(_blind_share)
     _check_budget = field_validator("review_budget")(_budget)
     _check_seconds = field_validator("seconds_per_item")(_seconds)
 

@@ -6,7 +6,7 @@ from datetime import datetime, timezone
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, Column, Index, UniqueConstraint
+from sqlalchemy import JSON, Column, Index, UniqueConstraint, false
 from sqlmodel import Field, SQLModel
 
 
@@ -167,6 +167,8 @@ class ReviewTask(SQLModel, table=True):
     policy_version: str | None = Field(default=None, max_length=64)
     predicted_label: str | None = None
     score: float | None = None
+    blind: bool = Field(default=False, sa_column_kwargs={"server_default": false()},
+                        description="shown without the model's suggestion (automation-bias measurement)")
     project_id: int | None = None
     batch_key: str | None = Field(default=None, max_length=64, index=True)
     ls_task_id: int | None = Field(default=None, index=True)

@@ -456,3 +456,32 @@ def what_if_curve(
         spot_check_rate=spot_check_rate,
     )
     return curve, int(confidence.size)
+
+
+# Selections whose shown/blind split is random within them: the automation-bias comparison is made there only
+# (audits are always blind and lean to confident items; escalations are always shown).
+_BIAS_EXCLUDED = ("audit", "escalation")
+
+
+def automation_bias(engine: Engine) -> pd.DataFrame:
+    """Per model version: how often annotators accept the suggestion when shown, how often their unseen answer
+    agrees with it when blind, the gap between the two (automation bias) and the override rate when shown."""
+    with engine.connect() as connection:
+        rows = connection.execute(
+            select(ReviewTask.model_version, ReviewTask.blind, Label.label == ReviewTask.predicted_label)
+            .join(Label, Label.item_id == ReviewTask.item_id)
+            .where(Label.source == "annotation", ReviewTask.predicted_label.is_not(None),
+                   ReviewTask.selection_reason.not_in(_BIAS_EXCLUDED))
+        ).all()
+    columns = ["model_version", "shown", "shown_accept_rate", "blind", "blind_agreement_rate",
+               "automation_bias_gap", "override_rate"]
+    if not rows:
+        return pd.DataFrame(columns=columns)
+    frame = pd.DataFrame(rows, columns=["model_version", "blind", "agrees"]).astype({"blind": bool, "agrees": float})
+    out = []
+    for version, group in frame.groupby("model_version", sort=True):
+        shown, blind = group[~group["blind"]], group[group["blind"]]
+        accept = shown["agrees"].mean() if len(shown) else math.nan
+        agree = blind["agrees"].mean() if len(blind) else math.nan
+        out.append([version, len(shown), accept, len(blind), agree, accept - agree, 1.0 - accept])
+    return pd.DataFrame(out, columns=columns)

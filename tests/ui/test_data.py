@@ -124,3 +124,40 @@ def test_model_and_cycle_history(populated_engine) -> None:
     assert cycles["model_version"].tolist() == ["m0", "m1"]  # the row's column, not a duplicate from figures
     assert cycles["queue.review"].tolist() == [4, 3]
     assert math.isnan(cycles["queue.escalate"].iloc[0]) and cycles["queue.escalate"].iloc[1] == 2
+
+
+def test_automation_bias_gap_per_model_version(tmp_path, monkeypatch):
+    from store.db import dispose_engines, get_engine
+    from store.models import Item, Label, ReviewTask
+    from store.settings import get_settings
+    from sqlmodel import Session
+    from ui.data import automation_bias
+
+    monkeypatch.setenv("SLUICE_HOME", str(tmp_path / "bias"))
+    get_settings.cache_clear()
+    dispose_engines()
+    engine = get_engine()
+    answers = [  # (blind, annotator's label); the model suggested "a" every time
+        (False, "a"), (False, "a"), (False, "a"), (False, "b"),
+        (True, "a"), (True, "b"), (True, "b"), (True, "a"),
+    ]
+    with Session(engine) as session:
+        for k, (blind, label) in enumerate(answers):
+            session.add(Item(id=f"i{k}", text="t"))
+            session.add(ReviewTask(item_id=f"i{k}", selection_reason="margin", model_version="m-1",
+                                   predicted_label="a", blind=blind))
+            session.add(Label(item_id=f"i{k}", label=label, split="train", source="annotation",
+                              selection_reason="margin"))
+        session.add(Item(id="audit", text="t"))
+        session.add(ReviewTask(item_id="audit", selection_reason="audit", model_version="m-1",
+                               predicted_label="a", blind=True))
+        session.add(Label(item_id="audit", label="b", split="holdout", source="annotation",
+                          selection_reason="audit"))
+        session.commit()
+    frame = automation_bias(engine)
+    row = frame.set_index("model_version").loc["m-1"]
+    assert (row["shown"], row["blind"]) == (4, 4)
+    assert row["shown_accept_rate"] == 0.75 and row["blind_agreement_rate"] == 0.5
+    assert row["automation_bias_gap"] == pytest.approx(0.25) and row["override_rate"] == pytest.approx(0.25)
+    dispose_engines()
+    get_settings.cache_clear()
