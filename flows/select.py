@@ -14,7 +14,7 @@ from flows.common import active_policy, derive_rng, engine_for, utcnow
 from routing.decide import Route
 from routing.sampling import STRATEGIES, entropy, least_confidence, margin, select_batch
 from store.bulk import insert_ignore, set_column
-from store.models import Item, ItemState, Prediction, ReviewTask, RoutingDecision
+from store.models import Item, ItemState, Label, Prediction, ReviewTask, RoutingDecision
 
 UNCERTAINTY = {"margin": margin, "entropy": entropy, "least_confidence": least_confidence}
 
@@ -77,20 +77,21 @@ def audit_draw(rows: list[tuple], *, rate: float) -> tuple[list[tuple], list[tup
 
 
 def spent_budget(engine: Engine, segment: str, cycle: int | None) -> int:
-    """Review tasks this cycle already took from the segment's budget (audits are not budgeted)."""
+    """Review tasks this cycle already took from the segment's budget (audits and gold are not budgeted)."""
     if cycle is None:
         return 0
     with engine.connect() as conn:
         return conn.execute(
             select(func.count()).select_from(ReviewTask).join(Item, Item.id == ReviewTask.item_id)
-            .where(ReviewTask.cycle == cycle, Item.segment == segment, ReviewTask.selection_reason != "audit")
+            .where(ReviewTask.cycle == cycle, Item.segment == segment,
+                   ReviewTask.selection_reason.not_in(("audit", "gold")))
         ).scalar_one()
 
 
 @task(name="select-segment", cache_policy=NO_CACHE)
 def select_segment(
     rows: list[tuple], budget: int, audit_rate: float, strategy: str, cycle: int | None, database_url: str | None,
-    blind_share: float = 0.0,
+    blind_share: float = 0.0, gold_share: float = 0.0,
 ) -> Counter[str]:
     """Queue all audit samples, then escalations, then the most useful review items up to `budget`.
 
@@ -119,10 +120,35 @@ def select_segment(
             row = reviews[index]
             tasks.append(_task_row(row, reason, probability, float(usefulness[index]), cycle,
                                    blind=blind_draw(row[0], blind_share)))
+    budgeted = sum(t["selection_reason"] not in ("audit", "escalation") for t in tasks)
+    gold = gold_tasks(engine, rows[0][2], round(gold_share * budgeted), rows[0][6], cycle)
     with engine.begin() as conn:
-        insert_ignore(conn, ReviewTask.__table__, tasks)
+        insert_ignore(conn, ReviewTask.__table__, tasks + gold)
         set_column(conn, Item.__table__, "id", "state", {t["item_id"]: ItemState.queued.value for t in tasks})
-    return Counter(t["selection_reason"] for t in tasks)
+    return Counter(t["selection_reason"] for t in tasks + gold)
+
+
+def gold_tasks(engine: Engine, segment: str, count: int, policy_version: str, cycle: int | None) -> list[dict]:
+    """`count` held-out seed items of the segment, never sent before, to go out blind as gold: their known
+    answers measure each annotator's accuracy. They keep their state and their label."""
+    if count <= 0:
+        return []
+    with engine.connect() as conn:
+        candidates = conn.execute(
+            select(Label.item_id).join(Item, Item.id == Label.item_id)
+            .where(Label.source == "seed", Label.split == "holdout", Item.segment == segment,
+                   Label.item_id.not_in(select(ReviewTask.item_id)))
+            .order_by(Label.item_id)
+        ).scalars().all()
+    if not candidates:
+        return []
+    picks = derive_rng("gold", segment, cycle, len(candidates)).choice(len(candidates),
+                                                                        size=min(count, len(candidates)),
+                                                                        replace=False)
+    return [{"item_id": candidates[i], "decision_id": None, "selection_reason": "gold",
+             "selection_probability": 1.0, "priority": 1.0, "model_version": None, "policy_version": policy_version,
+             "predicted_label": None, "score": None, "blind": True, "state": "pending", "attempts": 0,
+             "cycle": cycle, "created_at": utcnow()} for i in sorted(picks)]
 
 
 @flow(name="select", log_prints=True)
@@ -141,7 +167,7 @@ def select_flow(
     futures = [
         select_segment.submit(rows, policy.for_segment(segment).review_budget,
                               policy.for_segment(segment).spot_check_rate, strategy, cycle, database_url,
-                              policy.for_segment(segment).blind_share)
+                              policy.for_segment(segment).blind_share, policy.for_segment(segment).gold_share)
         for segment, rows in by_segment.items()
     ]
     counts: Counter[str] = Counter()

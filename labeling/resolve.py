@@ -103,11 +103,14 @@ def resolve_items(engine: Engine, item_ids: Sequence[str], *, cycle: int | None 
             for row in rows:
                 grouped.setdefault(row[0], []).append(row)
             labels = []
+            gold = {i for i, t in tasks.items() if t.selection_reason == "gold"}
             for item_id, annotations in grouped.items():
                 label = majority_label([(a[1], a[2], a[3]) for a in annotations])
-                if label is None:
+                if label is None or item_id in gold:  # a gold item's known label is never overwritten
                     continue
                 labels.append(_label_row(item_id, label, annotations, tasks.get(item_id), cycle, now))
+            answered_gold = gold & set(grouped)
+            set_column(conn, ReviewTask.__table__, "item_id", "state", dict.fromkeys(answered_gold, "done"))
             present = existing_keys(conn, Label.__table__.c.item_id, [r["item_id"] for r in labels])
             insert_ignore(conn, Label.__table__, [r for r in labels if r["item_id"] not in present])
             for row in labels:

@@ -40,6 +40,7 @@ _ADDED_FIELD_DEFAULTS: dict[str, Any] = {
     "seconds_per_item": DEFAULT_SECONDS_PER_ITEM,
     "risk_rules": [],
     "blind_share": 0.0,
+    "gold_share": 0.0,
 }
 _NUMERIC_OPS = frozenset({">", ">=", "<", "<="})
 _FIELD_PATTERN = re.compile(r"^(text|metadata(\.[A-Za-z0-9_\-]+)+)$")
@@ -63,6 +64,12 @@ def _rate(value: float | None) -> float | None:
 def _blind_share(value: float | None) -> float | None:
     if value is not None and not (0.0 <= value <= 1.0):
         raise ValueError(f"blind_share must be in [0, 1], got {value!r}")
+    return value
+
+
+def _gold_share(value: float | None) -> float | None:
+    if value is not None and not (0.0 <= value <= 1.0):
+        raise ValueError(f"gold_share must be in [0, 1], got {value!r}")
     return value
 
 
@@ -215,6 +222,7 @@ class SegmentPolicy(BaseModel):
     review_threshold: float | None = None
     spot_check_rate: float = 0.05
     blind_share: float = 0.0  # review tasks shown without the model's suggestion, to measure automation bias
+    gold_share: float = 0.0  # extra tasks with known answers, per budgeted task, to measure annotator accuracy
     review_budget: int = 50
     seconds_per_item: float = DEFAULT_SECONDS_PER_ITEM
     calibration: CalibrationLimits = Field(default_factory=CalibrationLimits)
@@ -226,6 +234,7 @@ class SegmentPolicy(BaseModel):
     _check_review = field_validator("review_threshold")(_review_threshold)
     _check_rate = field_validator("spot_check_rate")(_rate)
     _check_blind = field_validator("blind_share")(_blind_share)
+    _check_gold = field_validator("gold_share")(_gold_share)
     _check_budget = field_validator("review_budget")(_budget)
     _check_seconds = field_validator("seconds_per_item")(_seconds)
 
@@ -265,6 +274,7 @@ class SegmentOverride(BaseModel):
     review_threshold: float | None = None
     spot_check_rate: float | None = None
     blind_share: float | None = None
+    gold_share: float | None = None
     review_budget: int | None = None
     seconds_per_item: float | None = None
     calibration: CalibrationOverride | None = None
@@ -276,6 +286,7 @@ class SegmentOverride(BaseModel):
     _check_review = field_validator("review_threshold")(_review_threshold)
     _check_rate = field_validator("spot_check_rate")(_rate)
     _check_blind = field_validator("blind_share")(_blind_share)
+    _check_gold = field_validator("gold_share")(_gold_share)
     _check_budget = field_validator("review_budget")(_budget)
     _check_seconds = field_validator("seconds_per_item")(_seconds)
 

@@ -22,6 +22,7 @@ from routing.decide import Route
 from routing.policy import Policy, SegmentPolicy
 from routing.whatif import WhatIfCurve, what_if
 from store.models import (
+    Annotation,
     CalibrationReportRow,
     CycleReport,
     Item,
@@ -47,6 +48,8 @@ __all__ = [
     "segment_figures",
     "what_if_curve",
     "wilson_interval",
+    "automation_bias",
+    "annotator_accuracy",
 ]
 
 ROUTES = tuple(route.value for route in Route)
@@ -485,3 +488,25 @@ def automation_bias(engine: Engine) -> pd.DataFrame:
         agree = blind["agrees"].mean() if len(blind) else math.nan
         out.append([version, len(shown), accept, len(blind), agree, accept - agree, 1.0 - accept])
     return pd.DataFrame(out, columns=columns)
+
+
+def annotator_accuracy(engine: Engine) -> pd.DataFrame:
+    """Per annotator: gold items answered (items whose answer is known from the seed) and the share answered
+    right, with a 95% Wilson interval."""
+    with engine.connect() as connection:
+        rows = connection.execute(
+            select(Annotation.annotator, Annotation.label == Label.label)
+            .join(ReviewTask, ReviewTask.item_id == Annotation.item_id)
+            .join(Label, Label.item_id == Annotation.item_id)
+            .where(ReviewTask.selection_reason == "gold", Label.source == "seed", Annotation.label.is_not(None),
+                   ~Annotation.was_cancelled)
+        ).all()
+    columns = ["annotator", "gold_answered", "gold_accuracy", "accuracy_low", "accuracy_high"]
+    if not rows:
+        return pd.DataFrame(columns=columns)
+    frame = pd.DataFrame(rows, columns=["annotator", "right"]).astype({"right": float})
+    grouped = frame.groupby("annotator", sort=True)["right"].agg(["count", "sum"]).reset_index()
+    low, high = wilson_interval(grouped["sum"].to_numpy(), grouped["count"].to_numpy())
+    return pd.DataFrame({"annotator": grouped["annotator"], "gold_answered": grouped["count"],
+                         "gold_accuracy": grouped["sum"] / grouped["count"], "accuracy_low": low,
+                         "accuracy_high": high}, columns=columns)

@@ -57,3 +57,57 @@ def test_blind_share_and_blind_audits(sluice_home, dataset_files):
     assert audits and all(audits)
     assert len(budgeted) == 120
     assert 0.3 < sum(budgeted) / len(budgeted) < 0.7
+
+
+GOLD_POLICY = """
+name: gold-test
+defaults:
+  review_budget: 60
+  spot_check_rate: 0.0
+  gold_share: 0.25
+"""
+
+
+@pytest.mark.integration
+@pytest.mark.usefixtures("prefect_harness")
+def test_gold_items_measure_annotators_and_keep_their_label(sluice_home, dataset_files):
+    from flows.calibrate import calibrate_flow
+    from flows.common import engine_for, save_policy
+    from flows.ingest import ingest_flow, read_labels, seed_labels
+    from flows.retrain import retrain_flow
+    from flows.route import route_flow
+    from flows.score import score_flow
+    from flows.select import select_flow
+    from flows.simulate import DirectAnnotators
+    from routing.policy import Policy
+    from store.models import Item, Label
+    from ui.data import annotator_accuracy
+
+    import numpy as np
+
+    items, labels = dataset_files
+    engine = engine_for(None)
+    save_policy(engine, Policy.from_yaml(GOLD_POLICY))
+    ingest_flow(str(items))
+    truth = dict(read_labels(labels))
+    seed_labels(engine, list(truth.items())[:200], holdout_share=0.5)
+    retrain_flow()
+    score_flow()
+    calibrate_flow()
+    route_flow(cycle=1)
+    first = select_flow(cycle=1)
+    assert first["gold"] == 15 and first["margin"] == 60
+    assert select_flow(cycle=1)["queued"] == 0  # re-run: no budget left, no more gold
+    with engine.connect() as conn:
+        gold_ids = conn.execute(select(ReviewTask.item_id).where(ReviewTask.selection_reason == "gold")).scalars().all()
+        before = dict(conn.execute(select(Label.item_id, Label.label).where(Label.item_id.in_(gold_ids))).all())
+    # every answer wrong: the known labels must stay, and the accuracy must say 0
+    wrong = {i: next(l for l in sorted(set(truth.values())) if l != truth[i]) for i in truth}
+    DirectAnnotators(engine, wrong, sorted(set(truth.values())), 0.0, np.random.default_rng(0))(1)
+    with engine.connect() as conn:
+        after = dict(conn.execute(select(Label.item_id, Label.label).where(Label.item_id.in_(gold_ids))).all())
+        states = set(conn.execute(select(Item.state).where(Item.id.in_(gold_ids))).scalars())
+        done = set(conn.execute(select(ReviewTask.state).where(ReviewTask.item_id.in_(gold_ids))).scalars())
+    assert after == before and states == {"resolved"} and done == {"done"}
+    accuracy = annotator_accuracy(engine)
+    assert accuracy["gold_answered"].sum() == 15 and (accuracy["gold_accuracy"] == 0.0).all()
