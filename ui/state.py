@@ -57,7 +57,18 @@ def cycle_history(url: str) -> pd.DataFrame:
     return data.cycle_history(_engine_for(url))
 
 
+@st.cache_data(ttl=CACHE_SECONDS, show_spinner=False)
+def automation_bias(url: str) -> pd.DataFrame:
+    return data.automation_bias(_engine_for(url))
+
+
+@st.cache_data(ttl=CACHE_SECONDS, show_spinner=False)
+def annotator_accuracy(url: str) -> pd.DataFrame:
+    return data.annotator_accuracy(_engine_for(url))
+
+
 def refresh() -> None:
     """Drop the cached reads (not the engine) so the next run shows what the flows wrote since."""
-    for reader in (active_policy, segment_figures, latest_calibration, model_history, cycle_history):
+    for reader in (active_policy, segment_figures, latest_calibration, model_history, cycle_history,
+                   automation_bias, annotator_accuracy):
         reader.clear()

@@ -14,12 +14,18 @@ EMPTY_CYCLES = "No cycles yet — run `sluice cycle`."
 RATE_FIGURES = ("automation_rate", "holdout_accuracy", "ece")
 
 
+EMPTY_BIAS = "No annotated review tasks with a suggestion yet."
+EMPTY_GOLD = "No gold items answered yet (set `gold_share` in the policy)."
+
+
 def render() -> None:
     st.title("Models & cycles")
     url = state.database_url()
     _models(state.model_history(url))
     st.divider()
     _cycles(state.cycle_history(url))
+    st.divider()
+    _people(state.automation_bias(url), state.annotator_accuracy(url))
 
 
 def _models(models: pd.DataFrame) -> None:
@@ -48,6 +54,21 @@ def _cycles(cycles: pd.DataFrame) -> None:
         if chosen:
             st.altair_chart(cycle_chart(cycles, chosen), width="stretch")
     st.dataframe(cycles, hide_index=True, width="stretch")
+
+
+def _people(bias: pd.DataFrame, accuracy: pd.DataFrame) -> None:
+    st.subheader("People in the loop")
+    st.caption("Automation bias: how often annotators accept the model's suggestion when shown, against how often "
+               "their unseen answer agrees with it on blind tasks drawn from the same selection. Gold accuracy: "
+               "answers on items whose label is known.")
+    if bias.empty:
+        st.info(EMPTY_BIAS)
+    else:
+        st.dataframe(bias, hide_index=True, width="stretch")
+    if accuracy.empty:
+        st.info(EMPTY_GOLD)
+    else:
+        st.dataframe(accuracy, hide_index=True, width="stretch")
 
 
 if __name__ == "__main__":  # Streamlit runs a page file as __main__; importing it runs nothing
