@@ -43,3 +43,4 @@ def write_files(directory: Path, records: list[dict]) -> tuple[Path, Path]:
 @pytest.fixture
 def dataset_files(tmp_path) -> tuple[Path, Path]:
     return write_files(tmp_path, make_dataset(900, seed=3))
+

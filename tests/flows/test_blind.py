@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from store.models import ReviewTask
 
@@ -31,25 +31,9 @@ def test_a_blind_task_carries_no_suggestion():
 @pytest.mark.integration
 @pytest.mark.usefixtures("prefect_harness")
 def test_blind_share_and_blind_audits(sluice_home, dataset_files):
-    from flows.calibrate import calibrate_flow
-    from flows.common import engine_for, save_policy
-    from flows.ingest import ingest_flow, read_labels, seed_labels
-    from flows.retrain import retrain_flow
-    from flows.route import route_flow
-    from flows.score import score_flow
-    from flows.select import select_flow
-    from routing.policy import Policy
+    from tests.flows.seeded import seed_and_route
 
-    items, labels = dataset_files
-    engine = engine_for(None)
-    save_policy(engine, Policy.from_yaml(POLICY))
-    ingest_flow(str(items))
-    seed_labels(engine, read_labels(labels)[:200], holdout_share=0.5)
-    retrain_flow()
-    score_flow()
-    calibrate_flow()
-    route_flow(cycle=1)
-    select_flow(cycle=1)
+    engine, _ = seed_and_route(*dataset_files, policy_yaml=POLICY)
     with engine.connect() as conn:
         tasks = conn.execute(select(ReviewTask.selection_reason, ReviewTask.blind)).all()
     audits = [blind for reason, blind in tasks if reason == "audit"]
@@ -71,31 +55,18 @@ defaults:
 @pytest.mark.integration
 @pytest.mark.usefixtures("prefect_harness")
 def test_gold_items_measure_annotators_and_keep_their_label(sluice_home, dataset_files):
-    from flows.calibrate import calibrate_flow
-    from flows.common import engine_for, save_policy
-    from flows.ingest import ingest_flow, read_labels, seed_labels
-    from flows.retrain import retrain_flow
-    from flows.route import route_flow
-    from flows.score import score_flow
-    from flows.select import select_flow
-    from flows.simulate import DirectAnnotators
-    from routing.policy import Policy
-    from store.models import Item, Label
-    from ui.data import annotator_accuracy
-
     import numpy as np
 
-    items, labels = dataset_files
-    engine = engine_for(None)
-    save_policy(engine, Policy.from_yaml(GOLD_POLICY))
-    ingest_flow(str(items))
-    truth = dict(read_labels(labels))
-    seed_labels(engine, list(truth.items())[:200], holdout_share=0.5)
-    retrain_flow()
-    score_flow()
-    calibrate_flow()
-    route_flow(cycle=1)
-    first = select_flow(cycle=1)
+    from flows.select import select_flow
+    from flows.simulate import DirectAnnotators
+    from store.models import Item, Label
+    from tests.flows.seeded import seed_and_route
+    from ui.data import annotator_accuracy
+
+    engine, truth = seed_and_route(*dataset_files, policy_yaml=GOLD_POLICY)
+    with engine.connect() as conn:
+        first = dict(conn.execute(select(ReviewTask.selection_reason, func.count())
+                                  .group_by(ReviewTask.selection_reason)).all())
     assert first["gold"] == 15 and first["margin"] == 60
     assert select_flow(cycle=1)["queued"] == 0  # re-run: no budget left, no more gold
     with engine.connect() as conn:

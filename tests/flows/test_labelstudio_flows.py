@@ -28,25 +28,9 @@ def ls_env(labelstudio, sluice_home, monkeypatch):
 @pytest.fixture
 def queued(ls_env, dataset_files):
     """A store with a trained model and a pending outbox of review tasks; returns (engine, truth)."""
-    from flows.calibrate import calibrate_flow
-    from flows.common import engine_for
-    from flows.ingest import ingest_flow, read_labels, seed_labels
-    from flows.retrain import retrain_flow
-    from flows.route import route_flow
-    from flows.score import score_flow
-    from flows.select import select_flow
+    from tests.flows.seeded import seed_and_route
 
-    items, labels = dataset_files
-    engine = engine_for(None)
-    ingest_flow(str(items))
-    truth = dict(read_labels(labels))
-    seed_labels(engine, list(truth.items())[:200], holdout_share=0.5)
-    retrain_flow()
-    score_flow()
-    calibrate_flow()
-    route_flow(cycle=1)
-    select_flow(cycle=1)
-    return engine, truth
+    return seed_and_route(*dataset_files)
 
 
 def project_task_items(engine) -> Counter[str]:

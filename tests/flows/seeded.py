@@ -1,0 +1,31 @@
+"""A store brought to a pending review outbox through real flow runs, shared by the flow tests."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def seed_and_route(items: Path, labels: Path, *, policy_yaml: str | None = None, seed_count: int = 200):
+    """Ingest, seed `seed_count` labels (half held out), train, score, calibrate, route and select cycle 1,
+    each as a real flow run; returns (engine, truth)."""
+    from flows.calibrate import calibrate_flow
+    from flows.common import engine_for, save_policy
+    from flows.ingest import ingest_flow, read_labels, seed_labels
+    from flows.retrain import retrain_flow
+    from flows.route import route_flow
+    from flows.score import score_flow
+    from flows.select import select_flow
+    from routing.policy import Policy
+
+    engine = engine_for(None)
+    if policy_yaml is not None:
+        save_policy(engine, Policy.from_yaml(policy_yaml))
+    ingest_flow(str(items))
+    truth = dict(read_labels(labels))
+    seed_labels(engine, list(truth.items())[:seed_count], holdout_share=0.5)
+    retrain_flow()
+    score_flow()
+    calibrate_flow()
+    route_flow(cycle=1)
+    select_flow(cycle=1)
+    return engine, truth
