@@ -18,7 +18,7 @@ from flows.common import (
 from labeling.client import LabelStudioQueue, TaskSpec
 from labeling.errors import LabelStudioApiError, LabelStudioError
 from labeling.resolve import HumanAnswer, resolve_items, upsert_annotations
-from store.bulk import chunked
+from store.bulk import chunked, existing_keys
 from store.models import Item, ReviewTask
 from store.settings import get_settings
 
@@ -189,7 +189,5 @@ def pull_flow(cycle: int | None = None, database_url: str | None = None) -> dict
 
 
 def _known_items(engine: Engine, item_ids: list[str]) -> set[str]:
-    from store.bulk import existing_keys
-
     with engine.connect() as conn:
         return existing_keys(conn, Item.__table__.c.id, item_ids)

@@ -55,22 +55,18 @@ def _threshold(value: float | None) -> float | None:
     return value
 
 
-def _rate(value: float | None) -> float | None:
-    if value is not None and not (0.0 <= value <= 1.0):
-        raise ValueError(f"spot_check_rate must be in [0, 1], got {value!r}")
-    return value
+def _share(name: str):
+    """A validator for a share in [0, 1] whose error names the field and the value."""
+
+    def check(value: float | None) -> float | None:
+        if value is not None and not (0.0 <= value <= 1.0):  # NaN fails the comparison too
+            raise ValueError(f"{name} must be in [0, 1], got {value!r}")
+        return value
+
+    return check
 
 
-def _blind_share(value: float | None) -> float | None:
-    if value is not None and not (0.0 <= value <= 1.0):
-        raise ValueError(f"blind_share must be in [0, 1], got {value!r}")
-    return value
-
-
-def _gold_share(value: float | None) -> float | None:
-    if value is not None and not (0.0 <= value <= 1.0):
-        raise ValueError(f"gold_share must be in [0, 1], got {value!r}")
-    return value
+_rate, _blind_share, _gold_share = _share("spot_check_rate"), _share("blind_share"), _share("gold_share")
 
 
 def _budget(value: int | None) -> int | None:
