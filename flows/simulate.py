@@ -31,7 +31,7 @@ from store.ingest import reader_for
 from store.models import Item, ReviewTask, RoutingDecision
 from store.settings import get_settings
 
-CYCLE_KEYS = ("cycle", "labels_total", "accuracy", "automation_rate", "auto_error_rate", "ece", "review_count")
+CYCLE_KEYS = ("cycle", "labels_total", "labels_train", "accuracy", "automation_rate", "auto_error_rate", "ece", "review_count")
 
 
 @dataclass(frozen=True)
@@ -177,6 +177,7 @@ def run_loop(
         figures = result["figures"]
         row = {
             "cycle": result["cycle"], "items": len(batch), "labels_total": figures["labels_total"],
+            "labels_train": figures["labels_train"],
             "accuracy": accuracy(), "holdout_accuracy": figures["holdout_accuracy"],
             "automation_rate": figures["automation_rate"],
             "auto_error_rate": auto_error_rate(engine, result["cycle"], truth), "ece": figures["ece"],

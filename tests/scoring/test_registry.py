@@ -111,3 +111,16 @@ def test_file_that_is_not_a_model(tmp_path):
 def test_save_rejects_non_models(tmp_path):
     with pytest.raises(TypeError, match="ScoringModel"):
         save_model({"a": 1}, tmp_path)
+
+
+def test_artifact_written_by_joblib_still_loads(text_model, text_data, tmp_path):
+    # Artifacts saved before the switch to the C pickler were joblib.dump files, with numpy arrays outside
+    # the pickle stream; they must keep loading, as the same model.
+    import joblib
+
+    path = tmp_path / "old.joblib"
+    joblib.dump(text_model, path)
+    assert b"joblib.numpy_pickle" in path.read_bytes()
+    loaded = load_model(path, sha256=hashlib.sha256(path.read_bytes()).hexdigest())
+    texts = text_data["test_texts"]
+    np.testing.assert_allclose(loaded.predict_proba(texts), text_model.predict_proba(texts))
