@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from datetime import datetime, timezone
 from functools import lru_cache
 from pathlib import Path
@@ -13,6 +14,7 @@ import numpy as np
 from sqlalchemy import Engine, insert, select, update
 from sqlmodel import Session
 
+from labeling.resolve import ResolutionRule
 from routing.policy import Policy
 from scoring.models import ScoringModel
 from scoring.registry import load_model
@@ -86,6 +88,17 @@ def active_policy(engine: Engine) -> tuple[Policy, str]:
         policy = load_policy_file(DEFAULT_POLICY_PATH)
         return policy, save_policy(engine, policy, comment="embedded default policy")
     return Policy.from_yaml(row.document), row.version
+
+
+def resolution_rules(engine: Engine) -> Callable[[str], ResolutionRule]:
+    """Each segment's resolution method and agreement limit, from the active policy."""
+    policy, _ = active_policy(engine)
+
+    def rule(segment: str) -> ResolutionRule:
+        rules = policy.for_segment(segment)
+        return ResolutionRule(method=rules.resolution, min_agreement=rules.min_agreement)
+
+    return rule
 
 
 def promoted_model(engine: Engine) -> ModelVersion | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import asdict
 from typing import Any
 
 import numpy as np
@@ -17,6 +18,7 @@ from flows.risk import audit_estimates
 from flows.route import route_flow
 from flows.score import score_flow
 from flows.select import select_flow
+from labeling.quality import agreement_report
 from store.models import (
     CalibrationReportRow, CycleReport, Item, Label, ModelVersion, ReviewTask, RoutingDecision,
 )
@@ -134,6 +136,9 @@ def run_cycle(
     figures = cycle_figures(engine, cycle, routing_model.version if routing_model else None)
     figures.update(stopping_signal(engine, cycle, routing_model))
     figures["audit"] = audit_estimates(engine)
+    report = agreement_report(engine)
+    figures["agreement"] = {"segments": [asdict(r) for r in report["segments"]],
+                            "pairs": [asdict(r) for r in report["pairs"]]}
     with engine.begin() as conn:
         conn.execute(update(CycleReport).where(CycleReport.cycle == cycle)
                      .values(figures=figures, finished_at=utcnow()))

@@ -13,17 +13,19 @@ from sqlalchemy import Engine, select, update
 from sqlmodel import Session
 
 from flows.common import (
-    active_policy, engine_for, get_watermark, promoted_model, record_event, set_watermark, utcnow,
+    active_policy, engine_for, get_watermark, promoted_model, record_event, resolution_rules, set_watermark,
+    utcnow,
 )
 from labeling.client import LabelStudioQueue, TaskSpec
 from labeling.errors import LabelStudioApiError, LabelStudioError
-from labeling.resolve import HumanAnswer, resolve_items, upsert_annotations
+from labeling.resolve import HumanAnswer, Resolved, resolve_items, upsert_annotations
 from store.bulk import chunked, existing_keys
 from store.models import Item, ReviewTask
 from store.settings import get_settings
 
 PUSH_CHUNK = 500
 PULL_OVERLAP = timedelta(seconds=2)
+QUEUES = ("review", "expert")  # each a Label Studio project; disagreements escalate from the first to the second
 
 
 def project_labels(engine: Engine) -> list[str]:
@@ -36,21 +38,31 @@ def project_labels(engine: Engine) -> list[str]:
     return list(model.classes)
 
 
-def open_queue(engine: Engine, *, retries: int = 4) -> tuple[LabelStudioQueue, int]:
-    settings = get_settings()
-    queue = LabelStudioQueue.from_settings(settings, retries=retries)
-    return queue, queue.ensure_project(settings.labelstudio_project, project_labels(engine))
+def project_title(queue_name: str) -> str:
+    """The Label Studio project of a queue: the configured one for review, `<it> (expert)` for experts."""
+    if queue_name not in QUEUES:
+        raise ValueError(f"queue must be one of {QUEUES}, got {queue_name!r}")
+    base = get_settings().labelstudio_project
+    return base if queue_name == "review" else f"{base} (expert)"
+
+
+def open_queue(engine: Engine, *, retries: int = 4, queue_name: str = "review") -> tuple[LabelStudioQueue, int]:
+    queue = LabelStudioQueue.from_settings(get_settings(), retries=retries)
+    return queue, queue.ensure_project(project_title(queue_name), project_labels(engine))
 
 
 def assign_batch_keys(engine: Engine, *, chunk: int = PUSH_CHUNK) -> None:
-    """Give every pending outbox row without one a batch key, committed before anything is sent."""
+    """Give every pending outbox row without one a batch key (one queue per batch), committed before anything
+    is sent."""
     with engine.begin() as conn:
-        ids = conn.execute(
-            select(ReviewTask.id).where(ReviewTask.state == "pending", ReviewTask.batch_key.is_(None))
+        rows = conn.execute(
+            select(ReviewTask.id, ReviewTask.queue).where(ReviewTask.state == "pending", ReviewTask.batch_key.is_(None))
             .order_by(ReviewTask.priority.desc(), ReviewTask.id)
-        ).scalars().all()
-        for part in chunked(list(ids), chunk):
-            conn.execute(update(ReviewTask).where(ReviewTask.id.in_(part)).values(batch_key=uuid.uuid4().hex))
+        ).all()
+        for queue_name in QUEUES:
+            ids = [r[0] for r in rows if r[1] == queue_name]
+            for part in chunked(ids, chunk):
+                conn.execute(update(ReviewTask).where(ReviewTask.id.in_(part)).values(batch_key=uuid.uuid4().hex))
 
 
 def _spec(row: ReviewTask, text: str | None, features: Any) -> TaskSpec:
@@ -78,7 +90,7 @@ def push_batch(batch_key: str, project_id: int, database_url: str | None) -> int
     rows = outbox_batch(engine, batch_key)
     if not rows:
         return 0
-    queue, _ = open_queue(engine)
+    queue, _ = open_queue(engine, queue_name=rows[0][0].queue)
     arrived: dict[str, int] = {}
     if any(r[0].attempts > 0 for r in rows):
         arrived = queue.tasks_for_batch(project_id, batch_key)
@@ -94,6 +106,11 @@ def push_batch(batch_key: str, project_id: int, database_url: str | None) -> int
                          .values(last_error=str(error)[:2000]))
         raise
     arrived.update(zip((r[0].item_id for r in missing), ids))
+    # Label Studio gives every imported task the project's overlap (1); the overlapped ones are raised one by
+    # one. Setting it is idempotent, so a retried batch simply sets it again.
+    for row, *_ in rows:
+        if row.overlap > 1 and row.item_id in arrived:
+            queue.set_overlap(arrived[row.item_id], row.overlap)
     now = utcnow()
     with engine.begin() as conn:
         for item_id, task_id in arrived.items():
@@ -129,24 +146,30 @@ def push_flow(database_url: str | None = None) -> dict[str, Any]:
     assign_batch_keys(engine)
     with engine.connect() as conn:
         keys = conn.execute(
-            select(ReviewTask.batch_key).where(ReviewTask.state == "pending").distinct()
-        ).scalars().all()
+            select(ReviewTask.batch_key, ReviewTask.queue).where(ReviewTask.state == "pending").distinct()
+        ).all()
     if not keys:
         return {"pushed": 0, "pending": 0}
-    try:
-        queue, project_id = open_queue(engine)
-    except LabelStudioError as error:
-        logger.error("push: Label Studio is unavailable, %d batch(es) stay queued: %s", len(keys), error)
-        return {"pushed": 0, "pending": len(keys), "error": str(error)}
-    pushed, failed, errors = 0, 0, []
-    for key in sorted(keys):
+    pushed, failed, errors, project_id = 0, 0, [], None
+    for queue_name in QUEUES:
+        batches = sorted(k for k, q in keys if q == queue_name)
+        if not batches:
+            continue
         try:
-            pushed += push_batch(key, project_id, database_url)
+            _, queue_project = open_queue(engine, queue_name=queue_name)
         except LabelStudioError as error:
-            failed += 1
-            errors.append(str(error))
-    if pushed:
-        keep_model_version_current(engine, queue, project_id)
+            logger.error("push: Label Studio is unavailable, %d batch(es) stay queued: %s", len(keys), error)
+            return {"pushed": pushed, "pending": len(keys), "error": str(error)}
+        if queue_name == "review":
+            project_id = queue_project
+        for key in batches:
+            try:
+                pushed += push_batch(key, queue_project, database_url)
+            except LabelStudioError as error:
+                failed += 1
+                errors.append(str(error))
+    if pushed and project_id is not None:
+        keep_model_version_current(engine, LabelStudioQueue.from_settings(get_settings(), retries=4), project_id)
     summary = {"pushed": pushed, "failed_batches": failed, "project_id": project_id}
     if errors:
         summary["error"] = errors[0]
@@ -161,31 +184,55 @@ def pull_flow(cycle: int | None = None, database_url: str | None = None) -> dict
     """Pull annotations completed since the watermark, upsert them, resolve labels into the training set."""
     logger = get_run_logger()
     engine = engine_for(database_url)
-    try:
-        queue, project_id = open_queue(engine)
-        key = f"labelstudio:{project_id}:updated_at"
-        mark = get_watermark(engine, key)
-        since = datetime.fromisoformat(mark) - PULL_OVERLAP if mark else None
-        pulled = queue.pull_annotations(project_id, since=since)
-    except LabelStudioError as error:
-        logger.error("pull: Label Studio is unavailable; nothing pulled, the watermark stays: %s", error)
-        return {"pulled": 0, "error": str(error)}
-    answers = [
-        HumanAnswer(source="labelstudio", external_id=a.annotation_id, item_id=a.item_id, label=a.label,
-                    annotator=a.annotator, was_cancelled=a.was_cancelled, updated_at=a.updated_at,
-                    task_id=a.task_id)
-        for a in pulled
-    ]
-    known = _known_items(engine, [a.item_id for a in answers])
-    answers = [a for a in answers if a.item_id in known]
-    new, changed = upsert_annotations(engine, answers)
-    resolved = resolve_items(engine, [a.item_id for a in answers], cycle=cycle)
-    if pulled:
-        set_watermark(engine, key, max(a.updated_at for a in pulled).isoformat())
-    summary = {"pulled": len(pulled), "new": new, "updated": changed, "resolved": resolved,
-               "unknown_items": len(pulled) - len(answers)}
+    with engine.connect() as conn:
+        expert_tasks = conn.execute(select(ReviewTask.id).where(ReviewTask.queue == "expert").limit(1)).first()
+    rules = resolution_rules(engine)
+    summary: dict[str, Any] = {"pulled": 0, "new": 0, "updated": 0, "resolved": 0, "escalated": 0, "waiting": 0,
+                               "unknown_items": 0}
+    for queue_name in QUEUES if expert_tasks else QUEUES[:1]:
+        try:
+            pulled = pull_queue(engine, queue_name, cycle, rules)
+        except LabelStudioError as error:
+            logger.error("pull: Label Studio is unavailable; the %s watermark stays: %s", queue_name, error)
+            return {**summary, "error": str(error)}
+        for name, value in pulled.items():
+            summary[name] += value
+    record_event(engine, "pull", summary)
     logger.info("pull: %s", summary)
     return summary
+
+
+def pull_queue(engine: Engine, queue_name: str, cycle: int | None, rules: Any) -> dict[str, int]:
+    """Pull one queue's project page by page: each page's annotations are stored and resolved before the next
+    is read, and the watermark moves only after the last page. A pull stopped half-way leaves complete pages
+    behind; the next one reads from the same watermark and upserts on annotation id, so nothing is lost or
+    doubled."""
+    queue, project_id = open_queue(engine, queue_name=queue_name)
+    key = f"labelstudio:{project_id}:updated_at"
+    mark = get_watermark(engine, key)
+    since = datetime.fromisoformat(mark) - PULL_OVERLAP if mark else None
+    counts = {"pulled": 0, "new": 0, "updated": 0, "unknown_items": 0}
+    outcome, latest = Resolved(), None
+    for page in queue.annotation_pages(project_id, since=since):
+        answers = [
+            HumanAnswer(source="labelstudio", external_id=a.annotation_id, item_id=a.item_id, label=a.label,
+                        annotator=a.annotator, was_cancelled=a.was_cancelled, updated_at=a.updated_at,
+                        task_id=a.task_id)
+            for a in page
+        ]
+        known = _known_items(engine, [a.item_id for a in answers])
+        answers = [a for a in answers if a.item_id in known]
+        new, changed = upsert_annotations(engine, answers)
+        outcome = outcome + resolve_items(engine, [a.item_id for a in answers], cycle=cycle, rules=rules)
+        counts["pulled"] += len(page)
+        counts["new"], counts["updated"] = counts["new"] + new, counts["updated"] + changed
+        counts["unknown_items"] += len(page) - len(answers)
+        if page:
+            newest = max(a.updated_at for a in page)
+            latest = newest if latest is None or newest > latest else latest
+    if latest is not None:
+        set_watermark(engine, key, latest.isoformat())
+    return {**counts, "resolved": outcome.resolved, "escalated": outcome.escalated, "waiting": outcome.waiting}
 
 
 def _known_items(engine: Engine, item_ids: list[str]) -> set[str]:

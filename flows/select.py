@@ -54,7 +54,7 @@ def _task_row(
         "item_id": row[1], "decision_id": row[0], "selection_reason": reason,
         "selection_probability": float(probability), "priority": float(priority), "model_version": row[5],
         "policy_version": row[6], "predicted_label": row[7], "score": row[8], "blind": blind, "state": "pending",
-        "attempts": 0, "cycle": cycle, "created_at": utcnow(),
+        "attempts": 0, "cycle": cycle, "created_at": utcnow(), "overlap": 1, "queue": "review",
     }
 
 
@@ -63,7 +63,7 @@ def blind_draw(decision_id: int, share: float) -> bool:
     return share > 0.0 and bool(decision_uniform([decision_id], salt=_BLIND_SALT)[0] < share)
 
 
-_AUDIT_SALT, _BLIND_SALT = 0x5A17_A0D1_7D2A_0001, 0xB11D_5EED_0000_0002
+_AUDIT_SALT, _BLIND_SALT, _OVERLAP_SALT = 0x5A17_A0D1_7D2A_0001, 0xB11D_5EED_0000_0002, 0x0E1A_9000_0000_0003
 
 
 def decision_uniform(decision_ids: list[int], *, salt: int = _AUDIT_SALT) -> np.ndarray:
@@ -76,6 +76,16 @@ def decision_uniform(decision_ids: list[int], *, salt: int = _AUDIT_SALT) -> np.
         x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
         x = x ^ (x >> np.uint64(31))
     return (x >> np.uint64(11)).astype(np.float64) * 2.0**-53
+
+
+def assign_overlap(tasks: list[dict[str, Any]], share: float, annotators: int) -> None:
+    """Give an `overlap_share` of the tasks (a fixed draw per routing decision) `annotators` annotators each."""
+    drawn = [t for t in tasks if t["decision_id"] is not None]
+    if share <= 0.0 or not drawn:
+        return
+    for task_row, u in zip(drawn, decision_uniform([t["decision_id"] for t in drawn], salt=_OVERLAP_SALT)):
+        if u < share:
+            task_row["overlap"] = annotators
 
 
 def audit_draw(rows: list[tuple], *, rate: float) -> tuple[list[tuple], list[tuple]]:
@@ -101,7 +111,7 @@ def spent_budget(engine: Engine, segment: str, cycle: int | None) -> int:
 @task(name="select-segment", cache_policy=NO_CACHE)
 def select_segment(
     rows: list[tuple], budget: int, audit_rate: float, strategy: str, cycle: int | None, database_url: str | None,
-    blind_share: float = 0.0, gold_share: float = 0.0,
+    blind_share: float = 0.0, gold_share: float = 0.0, overlap_share: float = 0.0, overlap_annotators: int = 3,
 ) -> Counter[str]:
     """Queue all audit samples, then escalations, then the most useful review items up to `budget`.
 
@@ -110,7 +120,8 @@ def select_segment(
     that may calibrate a model and certify its thresholds. Audits do not count against the budget, and go out
     blind: a suggestion shown to the auditor would bias the error estimate towards the model. A `blind_share`
     of the budgeted review tasks goes out blind too, so that the console can compare how often annotators
-    accept a shown suggestion with how often they agree with it unseen (the automation-bias gap)."""
+    accept a shown suggestion with how often they agree with it unseen (the automation-bias gap). An
+    `overlap_share` of all but gold tasks goes to `overlap_annotators` annotators each, to measure agreement."""
     engine = engine_for(database_url)
     tasks = [_task_row(r, "audit", r[4] if r[4] is not None else 1.0, 0.0, cycle, blind=True)
              for r in rows if r[3] == Route.SPOT_CHECK.value]
@@ -130,6 +141,7 @@ def select_segment(
             row = reviews[index]
             tasks.append(_task_row(row, reason, probability, float(usefulness[index]), cycle,
                                    blind=blind_draw(row[0], blind_share)))
+    assign_overlap(tasks, overlap_share, overlap_annotators)
     budgeted = sum(t["selection_reason"] not in ("audit", "escalation") for t in tasks)
     gold = gold_tasks(engine, rows[0][2], round(gold_share * budgeted), rows[0][6], cycle)
     with engine.begin() as conn:
@@ -158,7 +170,7 @@ def gold_tasks(engine: Engine, segment: str, count: int, policy_version: str, cy
     return [{"item_id": candidates[i], "decision_id": None, "selection_reason": "gold",
              "selection_probability": 1.0, "priority": 1.0, "model_version": None, "policy_version": policy_version,
              "predicted_label": None, "score": None, "blind": True, "state": "pending", "attempts": 0,
-             "cycle": cycle, "created_at": utcnow()} for i in sorted(picks)]
+             "cycle": cycle, "created_at": utcnow(), "overlap": 1, "queue": "review"} for i in sorted(picks)]
 
 
 @flow(name="select", log_prints=True)
@@ -174,12 +186,12 @@ def select_flow(
     by_segment: dict[str, list[tuple]] = {}
     for row in backlog(engine):
         by_segment.setdefault(row[2], []).append(row)
-    futures = [
-        select_segment.submit(rows, policy.for_segment(segment).review_budget,
-                              policy.for_segment(segment).spot_check_rate, strategy, cycle, database_url,
-                              policy.for_segment(segment).blind_share, policy.for_segment(segment).gold_share)
-        for segment, rows in by_segment.items()
-    ]
+    futures = []
+    for segment, rows in by_segment.items():
+        rules = policy.for_segment(segment)
+        futures.append(select_segment.submit(
+            rows, rules.review_budget, rules.spot_check_rate, strategy, cycle, database_url, rules.blind_share,
+            rules.gold_share, rules.overlap_share, rules.overlap_annotators))
     counts: Counter[str] = Counter()
     for future in futures:
         counts.update(future.result())

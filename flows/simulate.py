@@ -95,7 +95,7 @@ class DirectAnnotators:
                         annotator="sim-direct", was_cancelled=False, updated_at=now)
             for (task_id, item_id), label in zip(tasks, answers)
         ])
-        return {"answered": resolve_items(self.engine, [t[1] for t in tasks], cycle=cycle)}
+        return {"answered": resolve_items(self.engine, [t[1] for t in tasks], cycle=cycle).resolved}
 
 
 class LabelStudioAnnotators:

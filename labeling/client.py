@@ -387,6 +387,12 @@ class LabelStudioQueue:
         the largest `updated_at` seen so far returns nothing new. Results are keyed by `annotation_id`: callers
         upsert them, and may pass a `since` slightly in the past to tolerate concurrent writers.
         """
+        pulled = [a for page in self.annotation_pages(project_id, since=since) for a in page]
+        return sorted(pulled, key=lambda item: (item.task_id, item.annotation_id))
+
+    def annotation_pages(self, project_id: int, *, since: datetime | None) -> Iterator[list[PulledAnnotation]]:
+        """`pull_annotations` one page of tasks at a time (every annotation of a task is in the same page), so
+        that a caller can store each page before asking for the next."""
         if since is None:
             # cancelled (skipped) annotations are counted apart from total_annotations
             query = _filter_query(
@@ -413,21 +419,34 @@ class LabelStudioQueue:
                     "value": datetime_filter_value(since),
                 }
             )
-        pulled: list[PulledAnnotation] = []
-        for task in self._tasks(project_id, query=query, fields="all"):
-            if "item_id" not in (task.get("data") or {}):
-                # a task someone created by hand in Label Studio: it maps to no Sluice item
-                log.warning(
-                    "project %s task %s has no data.item_id; its annotations are not pulled",
-                    project_id,
-                    task["id"],
-                )
-                continue
-            for annotation in task.get("annotations") or []:
-                item = parse_annotation(task, _as_dict(annotation))
-                if since is None or item.updated_at > since:
-                    pulled.append(item)
-        return sorted(pulled, key=lambda item: (item.task_id, item.annotation_id))
+        what = f"list tasks of project {project_id}"
+        for page in self._pages(what, self._sdk.tasks.list, project=project_id, query=query, fields="all"):
+            pulled: list[PulledAnnotation] = []
+            for task in (_as_dict(t) for t in page):
+                if "item_id" not in (task.get("data") or {}):
+                    # a task someone created by hand in Label Studio: it maps to no Sluice item
+                    log.warning(
+                        "project %s task %s has no data.item_id; its annotations are not pulled",
+                        project_id,
+                        task["id"],
+                    )
+                    continue
+                for annotation in task.get("annotations") or []:
+                    item = parse_annotation(task, _as_dict(annotation))
+                    if since is None or item.updated_at > since:
+                        pulled.append(item)
+            yield pulled
+
+    def set_overlap(self, task_id: int, annotators: int) -> None:
+        """Ask Label Studio for `annotators` distinct annotators on one task: its label stream keeps serving the
+        task until that many have answered (the task's `overlap`; the project's own overlap stays 1)."""
+        if annotators < 1:
+            raise ValueError(f"annotators must be >= 1, got {annotators}")
+        self._call(f"set overlap of task {task_id}", self._sdk.tasks.update, str(task_id), overlap=annotators)
+
+    def task_overlap(self, task_id: int) -> int:
+        """The number of annotators Label Studio wants on a task."""
+        return int(_as_dict(self._call(f"get task {task_id}", self._sdk.tasks.get, str(task_id)))["overlap"])
 
     def ensure_annotator(self, email: str, password: str) -> int:
         """The user id of the annotator with this email, created (username = email) if absent."""

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import Engine, select, update
+import numpy as np
+from sqlalchemy import Engine, delete, func, select, update
+
+from labeling.agreement import MISSING, dawid_skene
 
 from store.bulk import chunked, existing_keys, insert_ignore, set_column
 from store.models import Annotation, Item, ItemState, Label, ReviewTask
@@ -87,53 +90,175 @@ def majority_label(annotations: Sequence[tuple[str | None, bool, datetime | None
     return max((at or epoch, label) for label, at in valid if label in tied)[1]
 
 
-def resolve_items(engine: Engine, item_ids: Sequence[str], *, cycle: int | None = None) -> int:
-    """Resolve the label of each item from its annotations and write it to the training set with provenance."""
-    resolved = 0
+@dataclass(frozen=True)
+class ResolutionRule:
+    """How one segment turns several answers into a label: the method, and the least share of annotators that
+    must give the resolved label before it may teach the model (below it, the item goes to an expert)."""
+
+    method: str = "majority"
+    min_agreement: float = 0.6
+
+    def __post_init__(self) -> None:
+        if self.method not in RESOLUTION_METHODS:
+            raise ValueError(f"resolution method must be one of {RESOLUTION_METHODS}, got {self.method!r}")
+        if not 0.0 <= self.min_agreement <= 1.0:
+            raise ValueError(f"min_agreement must be in [0, 1], got {self.min_agreement!r}")
+
+
+RESOLUTION_METHODS = ("majority", "dawid_skene")
+
+
+@dataclass
+class Resolved:
+    """What one resolution pass did: labels written, items sent to the expert queue, items still waiting for
+    more annotators (or for the expert)."""
+
+    resolved: int = 0
+    escalated: int = 0
+    waiting: int = 0
+
+    def __add__(self, other: Resolved) -> Resolved:
+        return Resolved(self.resolved + other.resolved, self.escalated + other.escalated,
+                        self.waiting + other.waiting)
+
+
+def resolve_items(
+    engine: Engine, item_ids: Sequence[str], *, cycle: int | None = None,
+    rules: Callable[[str], ResolutionRule] | None = None,
+) -> Resolved:
+    """Resolve the label of each item from its annotations and write it to its set with provenance.
+
+    An item waits until as many distinct annotators as its task's ``overlap`` have answered. One answer is
+    taken as it is (``single``); several are resolved by the segment's method (``majority`` vote, or
+    ``dawid_skene``, whose per-annotator confusion matrices are fitted on every multiply-annotated item in the
+    store), and the share of annotators who gave the resolved label is recorded as its ``agreement``. Below the
+    segment's ``min_agreement`` the item goes to the expert queue instead of a set (a label it had is
+    withdrawn); once the expert answers, the expert's latest answer is the label (``expert``). A gold item's
+    known label is never overwritten. Re-running it on the same annotations changes nothing.
+    """
+    rule_of = rules or (lambda segment: ResolutionRule())
+    total = Resolved()
     now = datetime.now(timezone.utc)
     for part in chunked(list(dict.fromkeys(item_ids)), 2_000):
         with engine.begin() as conn:
-            rows = conn.execute(
-                select(Annotation.item_id, Annotation.label, Annotation.was_cancelled,
-                       Annotation.external_updated_at, Annotation.annotator, Annotation.id)
-                .where(Annotation.item_id.in_(part))
-            ).all()
-            tasks = {t.item_id: t for t in conn.execute(select(ReviewTask).where(ReviewTask.item_id.in_(part)))}
-            grouped: dict[str, list] = {}
-            for row in rows:
-                grouped.setdefault(row[0], []).append(row)
-            labels = []
-            gold = {i for i, t in tasks.items() if t.selection_reason == "gold"}
-            for item_id, annotations in grouped.items():
-                label = majority_label([(a[1], a[2], a[3]) for a in annotations])
-                if label is None or item_id in gold:  # a gold item's known label is never overwritten
-                    continue
-                labels.append(_label_row(item_id, label, annotations, tasks.get(item_id), cycle, now))
-            answered_gold = gold & set(grouped)
-            set_column(conn, ReviewTask.__table__, "item_id", "state", dict.fromkeys(answered_gold, "done"))
-            present = existing_keys(conn, Label.__table__.c.item_id, [r["item_id"] for r in labels])
-            insert_ignore(conn, Label.__table__, [r for r in labels if r["item_id"] not in present])
-            for row in labels:
-                if row["item_id"] in present:
-                    conn.execute(update(Label).where(Label.item_id == row["item_id"])
-                                 .values(label=row["label"], annotator=row["annotator"], created_at=now))
-            done = {r["item_id"] for r in labels}
-            set_column(conn, Item.__table__, "id", "state", dict.fromkeys(done, ItemState.resolved.value))
-            set_column(conn, ReviewTask.__table__, "item_id", "state", dict.fromkeys(done, "done"))
-            resolved += len(done)
-    return resolved
+            total = total + _resolve_chunk(conn, part, rule_of, cycle, now)
+    return total
 
 
-def _label_row(item_id: str, label: str, annotations: list, task: Any, cycle: int | None, now: datetime) -> dict:
+def _resolve_chunk(conn: Any, part: list[str], rule_of: Callable[[str], ResolutionRule], cycle: int | None,
+                   now: datetime) -> Resolved:
+    rows = conn.execute(
+        select(Annotation.item_id, Annotation.label, Annotation.was_cancelled, Annotation.external_updated_at,
+               Annotation.annotator, Annotation.id, Annotation.ls_task_id)
+        .where(Annotation.item_id.in_(part))
+    ).all()
+    tasks = {t.item_id: t for t in conn.execute(select(ReviewTask).where(ReviewTask.item_id.in_(part)))}
+    segments = dict(conn.execute(select(Item.id, Item.segment).where(Item.id.in_(part))).all())
+    grouped: dict[str, list] = {}
+    for row in rows:
+        grouped.setdefault(row[0], []).append(row)
+    gold = {i for i, t in tasks.items() if t.selection_reason == "gold"}
+    outcome = Resolved()
+    labels, escalate = [], []
+    decided = _dawid_skene_labels(conn, [i for i in grouped if i not in gold
+                                         and rule_of(segments.get(i, "")).method == "dawid_skene"])
+    for item_id, annotations in grouped.items():
+        if item_id in gold:  # a gold item's known label is never overwritten
+            continue
+        task = tasks.get(item_id)
+        valid = [a for a in annotations if a[1] is not None and not a[2]]
+        if task is not None and task.queue == "expert":
+            expert = [a for a in valid if task.ls_task_id is not None and a[6] == task.ls_task_id]
+            if not expert:
+                outcome.waiting += 1
+                continue
+            latest = max(expert, key=lambda a: (_utc(a[3]) or _EPOCH, a[5]))
+            labels.append(_label_row(item_id, latest[1], expert, task, cycle, now, resolution="expert",
+                                     agreement=None))
+            continue
+        annotators = {a[4] for a in valid}
+        if not valid or (task is not None and len(annotators) < task.overlap):
+            outcome.waiting += bool(valid)
+            continue
+        if len(valid) == 1:
+            labels.append(_label_row(item_id, valid[0][1], valid, task, cycle, now, resolution="single",
+                                     agreement=None))
+            continue
+        rule = rule_of(segments.get(item_id, ""))
+        label = decided.get(item_id) if rule.method == "dawid_skene" else None
+        method = "dawid_skene" if label is not None else "majority"
+        label = label if label is not None else majority_label([(a[1], a[2], a[3]) for a in valid])
+        agreement = sum(a[1] == label for a in valid) / len(valid)
+        if agreement < rule.min_agreement and task is not None:
+            escalate.append(item_id)
+            continue
+        labels.append(_label_row(item_id, label, valid, task, cycle, now, resolution=method, agreement=agreement))
+    answered_gold = gold & set(grouped)
+    set_column(conn, ReviewTask.__table__, "item_id", "state", dict.fromkeys(answered_gold, "done"))
+    if escalate:
+        conn.execute(update(ReviewTask).where(ReviewTask.item_id.in_(escalate), ReviewTask.queue == "review")
+                     .values(queue="expert", state="pending", batch_key=None, attempts=0, ls_task_id=None,
+                             project_id=None, pushed_at=None, priority=3.0))
+        conn.execute(delete(Label).where(Label.item_id.in_(escalate)))
+        set_column(conn, Item.__table__, "id", "state", dict.fromkeys(escalate, ItemState.queued.value))
+    present = existing_keys(conn, Label.__table__.c.item_id, [r["item_id"] for r in labels])
+    insert_ignore(conn, Label.__table__, [r for r in labels if r["item_id"] not in present])
+    for row in labels:
+        if row["item_id"] in present:
+            conn.execute(update(Label).where(Label.item_id == row["item_id"]).values(
+                label=row["label"], annotator=row["annotator"], resolution=row["resolution"],
+                agreement=row["agreement"], annotator_count=row["annotator_count"],
+                annotation_id=row["annotation_id"], created_at=now))
+    done = {r["item_id"] for r in labels}
+    set_column(conn, Item.__table__, "id", "state", dict.fromkeys(done, ItemState.resolved.value))
+    set_column(conn, ReviewTask.__table__, "item_id", "state", dict.fromkeys(done, "done"))
+    outcome.resolved, outcome.escalated = len(done), len(escalate)
+    return outcome
+
+
+_EPOCH = datetime.min.replace(tzinfo=timezone.utc)
+
+
+def _dawid_skene_labels(conn: Any, item_ids: list[str]) -> dict[str, str]:
+    """Dawid-Skene labels of `item_ids` (those with two or more answers), with annotator confusion matrices
+    fitted on every item of the review queue that two or more annotators answered."""
+    if not item_ids:
+        return {}
+    multi = (select(Annotation.item_id).where(Annotation.label.is_not(None), Annotation.was_cancelled.is_(False))
+             .group_by(Annotation.item_id).having(func.count(func.distinct(Annotation.annotator)) >= 2))
+    rows = conn.execute(
+        select(Annotation.item_id, Annotation.annotator, Annotation.label, Annotation.external_updated_at)
+        .join(ReviewTask, ReviewTask.item_id == Annotation.item_id, isouter=True)
+        .where(Annotation.item_id.in_(multi), Annotation.label.is_not(None), Annotation.was_cancelled.is_(False),
+               func.coalesce(ReviewTask.queue, "review") == "review")
+        .order_by(Annotation.external_updated_at)
+    ).all()
+    if not rows:
+        return {}
+    items = sorted({r[0] for r in rows})
+    people = sorted({r[1] for r in rows})
+    classes = sorted({r[2] for r in rows})
+    row_of, col_of, class_of = ({v: i for i, v in enumerate(values)} for values in (items, people, classes))
+    answers = np.full((len(items), len(people)), MISSING, dtype=np.int64)
+    for item_id, annotator, label, _ in rows:  # in update order: an annotator's latest answer wins
+        answers[row_of[item_id], col_of[annotator]] = class_of[label]
+    if len(classes) < 2:
+        return {item_id: classes[0] for item_id in item_ids if item_id in row_of}
+    result = dawid_skene(answers, n_classes=len(classes))
+    return {item_id: classes[result.labels[row_of[item_id]]] for item_id in item_ids if item_id in row_of}
+
+
+def _label_row(item_id: str, label: str, annotations: list, task: Any, cycle: int | None, now: datetime, *,
+               resolution: str, agreement: float | None) -> dict:
     reason = task.selection_reason if task is not None else "unsolicited"
-    annotators = sorted({a[4] for a in annotations if a[1] is not None and not a[2]})
+    annotators = sorted({a[4] for a in annotations})
     return {
         "item_id": item_id, "label": label, "split": "holdout" if reason in HOLDOUT_SELECTIONS else "train",
         "source": "annotation", "annotator": ",".join(annotators)[:128], "selection_reason": reason,
         "selection_probability": task.selection_probability if task is not None else None,
         "model_version": task.model_version if task is not None else None,
         "policy_version": task.policy_version if task is not None else None,
-        "resolution": "majority" if len(annotators) > 1 else "single",
+        "resolution": resolution, "agreement": agreement, "annotator_count": len(annotators),
         "annotation_id": max(a[5] for a in annotations), "cycle": cycle if cycle is not None else (
             task.cycle if task is not None else None), "created_at": now,
     }

@@ -41,6 +41,7 @@ class SimulatedAnnotators:
     error_rate: float
     rng: np.random.Generator
     n_annotators: int = 1
+    annotator_error_rates: Sequence[float] | None = None  # one per annotator, in place of `error_rate`
     password: str = "sluice-sim-annotator-pass"
     _annotator_ids: list[int] = field(default_factory=list, init=False, repr=False)
 
@@ -51,12 +52,17 @@ class SimulatedAnnotators:
             raise ValueError(f"a wrong answer needs at least two labels, got {list(self.labels)!r}")
         if self.n_annotators < 1:
             raise ValueError(f"n_annotators must be >= 1, got {self.n_annotators}")
+        if self.annotator_error_rates is not None:
+            rates = list(self.annotator_error_rates)
+            if len(rates) != self.n_annotators or not all(0.0 <= r <= 1.0 for r in rates):
+                raise ValueError(f"annotator_error_rates must be {self.n_annotators} values in [0, 1], got {rates!r}")
         unknown = sorted({label for label in self.true_labels.values() if label not in self.labels})
         if unknown:
             raise ValueError(f"true labels not in the label set {list(self.labels)!r}: {unknown[:10]!r}")
 
-    def answers(self, item_ids: Sequence[str]) -> list[str]:
-        """The labels these annotators give for `item_ids` (vectorised draw; consumes `rng`)."""
+    def answers(self, item_ids: Sequence[str], error_rates: Sequence[float] | None = None) -> list[str]:
+        """The labels given for `item_ids`, each wrong with `error_rates[k]` (default: `error_rate`); a
+        vectorised draw that consumes `rng`."""
         missing = [item_id for item_id in item_ids if item_id not in self.true_labels]
         if missing:
             raise KeyError(f"no ground truth for items {missing[:10]!r}")
@@ -64,22 +70,53 @@ class SimulatedAnnotators:
         truth_index = np.asarray(
             [list(self.labels).index(self.true_labels[i]) for i in item_ids], dtype=np.int64
         )
-        wrong = self.rng.random(len(item_ids)) < self.error_rate
+        rates = self.error_rate if error_rates is None else np.asarray(error_rates, dtype=float)
+        wrong = self.rng.random(len(item_ids)) < rates
         # a uniform draw among the other labels: shift the true index by 1..n_labels-1 (mod n_labels)
         n_labels = len(label_array)
         shift = self.rng.integers(1, max(n_labels, 2), size=len(item_ids))
         answer_index = np.where(wrong, (truth_index + shift) % n_labels, truth_index)
         return [str(label) for label in label_array[answer_index]]
 
-    def annotate(self, task_ids: Sequence[int], item_ids: Sequence[str]) -> int:
-        """Answer each task (`task_ids[k]` shows item `item_ids[k]`) through the API; returns how many were answered."""
+    def assignments(self, n_tasks: int, overlaps: Sequence[int] | None = None) -> list[list[int]]:
+        """Which annotators (positions in 0..n_annotators-1) answer each task: `overlaps[k]` distinct ones,
+        round-robin, so the work and the pairs spread evenly."""
+        overlaps = [1] * n_tasks if overlaps is None else list(overlaps)
+        if len(overlaps) != n_tasks:
+            raise ValueError(f"{n_tasks} tasks but {len(overlaps)} overlaps")
+        if any(not 1 <= k <= self.n_annotators for k in overlaps):
+            raise ValueError(f"each overlap must be between 1 and n_annotators={self.n_annotators}, got "
+                             f"{sorted(set(overlaps))!r}")
+        plan, cursor = [], 0
+        for k in overlaps:
+            plan.append([(cursor + j) % self.n_annotators for j in range(k)])
+            cursor += k
+        return plan
+
+    def annotate(self, task_ids: Sequence[int], item_ids: Sequence[str], overlaps: Sequence[int] | None = None,
+                 *, workers: int = 1) -> int:
+        """Answer each task (`task_ids[k]` shows item `item_ids[k]`) through the API, by `overlaps[k]` distinct
+        annotators (default 1); `workers` requests run at once. Returns how many annotations were made."""
         if len(task_ids) != len(item_ids):
             raise ValueError(f"{len(task_ids)} task ids but {len(item_ids)} item ids")
         annotator_ids = self._annotators()
-        for position, (task_id, label) in enumerate(zip(task_ids, self.answers(item_ids), strict=True)):
-            annotator_id = annotator_ids[position % len(annotator_ids)]
-            self.queue.annotate(task_id, label, annotator_id=annotator_id)
-        return len(task_ids)
+        plan = self.assignments(len(task_ids), overlaps)
+        work = [(task_id, item_id, who) for task_id, item_id, people in zip(task_ids, item_ids, plan)
+                for who in people]
+        rates = None
+        if self.annotator_error_rates is not None:
+            rates = [self.annotator_error_rates[who] for _, _, who in work]
+        labels = self.answers([item_id for _, item_id, _ in work], rates)
+        calls = [(task_id, label, annotator_ids[who]) for (task_id, _, who), label in zip(work, labels)]
+        if workers <= 1:
+            for task_id, label, annotator_id in calls:
+                self.queue.annotate(task_id, label, annotator_id=annotator_id)
+        else:
+            from concurrent.futures import ThreadPoolExecutor
+
+            with ThreadPoolExecutor(max_workers=workers) as pool:
+                list(pool.map(lambda c: self.queue.annotate(c[0], c[1], annotator_id=c[2]), calls))
+        return len(calls)
 
     def answer(self, task_ids: Sequence[int]) -> int:
         """Answer the tasks `task_ids` through the API (their item ids are looked up first); returns how many."""

@@ -26,6 +26,7 @@ __all__ = [
 
 Mode = Literal["in_the_loop", "on_the_loop"]
 Stakes = Literal["low", "medium", "high"]
+Resolution = Literal["majority", "dawid_skene"]
 RuleOp = Literal[">", ">=", "<", "<=", "==", "contains", "regex"]
 RuleAction = Literal["escalate", "review"]
 HASH_LENGTH = 16
@@ -41,6 +42,10 @@ _ADDED_FIELD_DEFAULTS: dict[str, Any] = {
     "risk_rules": [],
     "blind_share": 0.0,
     "gold_share": 0.0,
+    "overlap_share": 0.0,
+    "overlap_annotators": 3,
+    "resolution": "majority",
+    "min_agreement": 0.6,
 }
 _NUMERIC_OPS = frozenset({">", ">=", "<", "<="})
 _FIELD_PATTERN = re.compile(r"^(text|metadata(\.[A-Za-z0-9_\-]+)+)$")
@@ -67,6 +72,13 @@ def _share(name: str):
 
 
 _rate, _blind_share, _gold_share = _share("spot_check_rate"), _share("blind_share"), _share("gold_share")
+_overlap_share, _min_agreement = _share("overlap_share"), _share("min_agreement")
+
+
+def _overlap_annotators(value: int | None) -> int | None:
+    if value is not None and not 2 <= value <= 20:
+        raise ValueError(f"overlap_annotators must be between 2 and 20 annotators per task, got {value!r}")
+    return value
 
 
 def _budget(value: int | None) -> int | None:
@@ -219,6 +231,10 @@ class SegmentPolicy(BaseModel):
     spot_check_rate: float = 0.05
     blind_share: float = 0.0  # review tasks shown without the model's suggestion, to measure automation bias
     gold_share: float = 0.0  # extra tasks with known answers, per budgeted task, to measure annotator accuracy
+    overlap_share: float = 0.0  # review tasks answered by several annotators, to measure agreement
+    overlap_annotators: int = 3  # how many annotators answer each of those
+    resolution: Resolution = "majority"  # how several answers become one label (the method is recorded)
+    min_agreement: float = 0.6  # below this share agreeing with the resolved label, the item goes to an expert
     review_budget: int = 50
     seconds_per_item: float = DEFAULT_SECONDS_PER_ITEM
     calibration: CalibrationLimits = Field(default_factory=CalibrationLimits)
@@ -231,6 +247,9 @@ class SegmentPolicy(BaseModel):
     _check_rate = field_validator("spot_check_rate")(_rate)
     _check_blind = field_validator("blind_share")(_blind_share)
     _check_gold = field_validator("gold_share")(_gold_share)
+    _check_overlap = field_validator("overlap_share")(_overlap_share)
+    _check_annotators = field_validator("overlap_annotators")(_overlap_annotators)
+    _check_agreement = field_validator("min_agreement")(_min_agreement)
     _check_budget = field_validator("review_budget")(_budget)
     _check_seconds = field_validator("seconds_per_item")(_seconds)
 
@@ -271,6 +290,10 @@ class SegmentOverride(BaseModel):
     spot_check_rate: float | None = None
     blind_share: float | None = None
     gold_share: float | None = None
+    overlap_share: float | None = None
+    overlap_annotators: int | None = None
+    resolution: Resolution | None = None
+    min_agreement: float | None = None
     review_budget: int | None = None
     seconds_per_item: float | None = None
     calibration: CalibrationOverride | None = None
@@ -283,6 +306,9 @@ class SegmentOverride(BaseModel):
     _check_rate = field_validator("spot_check_rate")(_rate)
     _check_blind = field_validator("blind_share")(_blind_share)
     _check_gold = field_validator("gold_share")(_gold_share)
+    _check_overlap = field_validator("overlap_share")(_overlap_share)
+    _check_annotators = field_validator("overlap_annotators")(_overlap_annotators)
+    _check_agreement = field_validator("min_agreement")(_min_agreement)
     _check_budget = field_validator("review_budget")(_budget)
     _check_seconds = field_validator("seconds_per_item")(_seconds)
 

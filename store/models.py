@@ -169,6 +169,10 @@ class ReviewTask(SQLModel, table=True):
     score: float | None = None
     blind: bool = Field(default=False, sa_column_kwargs={"server_default": false()},
                         description="shown without the model's suggestion (automation-bias measurement)")
+    overlap: int = Field(default=1, sa_column_kwargs={"server_default": "1"},
+                         description="how many annotators answer the task before its label is resolved")
+    queue: str = Field(default="review", max_length=16, sa_column_kwargs={"server_default": "review"},
+                       description="review, or expert once the annotators disagreed beyond the policy's limit")
     project_id: int | None = None
     batch_key: str | None = Field(default=None, max_length=64, index=True)
     ls_task_id: int | None = Field(default=None, index=True)
@@ -214,7 +218,10 @@ class Label(SQLModel, table=True):
     selection_probability: float | None = None
     model_version: str | None = Field(default=None, max_length=64)
     policy_version: str | None = Field(default=None, max_length=64)
-    resolution: str | None = Field(default=None, max_length=32)
+    resolution: str | None = Field(default=None, max_length=32,
+                                   description="single, majority, dawid_skene or expert")
+    agreement: float | None = Field(default=None, description="share of the annotators who gave the resolved label")
+    annotator_count: int | None = None
     annotation_id: int | None = Field(default=None, foreign_key="annotations.id")
     cycle: int | None = None
     created_at: datetime = Field(default_factory=utcnow)

@@ -510,3 +510,17 @@ def annotator_accuracy(engine: Engine) -> pd.DataFrame:
     return pd.DataFrame({"annotator": grouped["annotator"], "gold_answered": grouped["count"],
                          "gold_accuracy": grouped["sum"] / grouped["count"], "accuracy_low": low,
                          "accuracy_high": high}, columns=columns)
+
+
+def agreement_tables(engine: Engine) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(per segment, per annotator pair) agreement over the items several annotators answered: Fleiss' kappa,
+    Krippendorff's alpha and Cohen's kappa, from `labeling.quality.agreement_report`."""
+    from dataclasses import asdict
+
+    from labeling.quality import PairAgreement, SegmentAgreement, agreement_report
+
+    report = agreement_report(engine)
+    segments = pd.DataFrame([asdict(r) for r in report["segments"]],
+                            columns=list(SegmentAgreement.__dataclass_fields__))
+    pairs = pd.DataFrame([asdict(r) for r in report["pairs"]], columns=list(PairAgreement.__dataclass_fields__))
+    return segments, pairs

@@ -183,6 +183,11 @@ def test_target_review_threshold_and_rules_load_and_merge() -> None:
             "Bad Code",
         ),
         ("name: x\ndefaults: {risk_rules: [{field: text, op: '==', value: a}]}", "code", "Field required"),
+        ("name: x\ndefaults: {overlap_share: 1.5}", "overlap_share", "1.5"),
+        ("name: x\ndefaults: {overlap_annotators: 1}", "overlap_annotators", "1"),
+        ("name: x\nsegments: {a: {overlap_annotators: 50}}", "overlap_annotators", "50"),
+        ("name: x\ndefaults: {resolution: vote}", "resolution", "vote"),
+        ("name: x\ndefaults: {min_agreement: -0.1}", "min_agreement", "-0.1"),
     ],
 )
 def test_invalid_new_fields_name_field_and_value(yaml_text: str, field: str, value: str) -> None:
@@ -207,3 +212,16 @@ def test_revision_records_author_comment_time_and_checks_its_hash() -> None:
         policy.revision(author=" ", comment="", created_at=when)
     with pytest.raises(ValueError, match="timezone"):
         policy.revision(author="a", comment="", created_at=datetime(2024, 6, 1))
+
+
+def test_overlap_fields_merge_per_segment_and_keep_old_hashes() -> None:
+    policy = Policy.from_yaml("name: x\ndefaults: {overlap_share: 0.2, resolution: dawid_skene}\n"
+                              "segments: {legal: {overlap_annotators: 5, min_agreement: 0.8}}")
+    legal = policy.for_segment("legal")
+    assert (legal.overlap_share, legal.overlap_annotators, legal.resolution, legal.min_agreement) == (
+        0.2, 5, "dawid_skene", 0.8)
+    assert policy.for_segment("other").overlap_annotators == 3
+    plain = Policy.from_yaml("name: x\ndefaults: {review_budget: 10}")
+    explicit = Policy.from_yaml("name: x\ndefaults: {review_budget: 10, overlap_share: 0.0, "
+                                "overlap_annotators: 3, resolution: majority, min_agreement: 0.6}")
+    assert plain.content_hash() == explicit.content_hash()

@@ -45,7 +45,8 @@ def test_empty_store_shows_friendly_empty_states_on_every_page(empty_engine, str
     assert _texts(at.info) == [calibration.EMPTY]
     at.switch_page("views/models.py").run()
     assert not at.exception and at.title[0].value == "Models & cycles"
-    assert _texts(at.info) == [models.EMPTY_MODELS, models.EMPTY_CYCLES, models.EMPTY_BIAS, models.EMPTY_GOLD]
+    assert _texts(at.info) == [models.EMPTY_MODELS, models.EMPTY_CYCLES, models.EMPTY_BIAS, models.EMPTY_GOLD,
+                               models.EMPTY_AGREEMENT]
     at.switch_page("views/whatif.py").run()
     assert not at.exception and at.title[0].value == "What-if"
     assert _texts(at.info) == [whatif.EMPTY_POLICY]
@@ -78,7 +79,7 @@ def test_populated_calibration_and_models_pages(populated_engine, streamlit_cach
     at.switch_page("views/models.py").run()
     assert not at.exception
     assert _metrics(at) == {"Promoted model": "m1"}
-    assert _texts(at.info) == [models.EMPTY_BIAS, models.EMPTY_GOLD]  # the fixture has no annotations
+    assert _texts(at.info) == [models.EMPTY_BIAS, models.EMPTY_GOLD, models.EMPTY_AGREEMENT]  # no annotations
     assert len(at.get("vega_lite_chart")) == 2  # accuracy per model, figures per cycle
     at.switch_page("views/overview.py").run()
     assert not at.exception and at.title[0].value == "Overview"

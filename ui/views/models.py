@@ -16,6 +16,7 @@ RATE_FIGURES = ("automation_rate", "holdout_accuracy", "ece")
 
 EMPTY_BIAS = "No annotated review tasks with a suggestion yet."
 EMPTY_GOLD = "No gold items answered yet (set `gold_share` in the policy)."
+EMPTY_AGREEMENT = "No item answered by several annotators yet (set `overlap_share` in the policy)."
 
 
 def render() -> None:
@@ -26,6 +27,7 @@ def render() -> None:
     _cycles(state.cycle_history(url))
     st.divider()
     _people(state.automation_bias(url), state.annotator_accuracy(url))
+    _agreement(*state.agreement_tables(url))
 
 
 def _models(models: pd.DataFrame) -> None:
@@ -69,6 +71,18 @@ def _people(bias: pd.DataFrame, accuracy: pd.DataFrame) -> None:
         st.info(EMPTY_GOLD)
     else:
         st.dataframe(accuracy, hide_index=True, width="stretch")
+
+
+def _agreement(segments: pd.DataFrame, pairs: pd.DataFrame) -> None:
+    st.subheader("Agreement")
+    st.caption("Items several annotators answered (the policy's `overlap_share`): Fleiss' kappa and "
+               "Krippendorff's alpha per segment, Cohen's kappa per pair of annotators. Items below the policy's "
+               "`min_agreement` went to the expert queue instead of the training set.")
+    if segments.empty:
+        st.info(EMPTY_AGREEMENT)
+        return
+    st.dataframe(segments, hide_index=True, width="stretch")
+    st.dataframe(pairs, hide_index=True, width="stretch")
 
 
 if __name__ == "__main__":  # Streamlit runs a page file as __main__; importing it runs nothing

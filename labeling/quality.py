@@ -1,0 +1,111 @@
+"""How far annotators agree, per segment and per pair, from the answers in the store.
+
+Only the review round counts: an expert's answer to an escalated item settles it and is not a peer rating.
+Each annotator's latest answer per item is used; skipped (cancelled) answers are not ratings.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from itertools import combinations
+
+import numpy as np
+from sqlalchemy import Engine, and_, or_, select
+
+from labeling.agreement import MISSING, cohen_kappa, fleiss_kappa, krippendorff_alpha
+from store.models import Annotation, Item, ReviewTask
+
+__all__ = ["PairAgreement", "SegmentAgreement", "agreement_report", "review_answers"]
+
+
+@dataclass(frozen=True)
+class SegmentAgreement:
+    """Agreement among the annotators of one segment, over its items with two or more answers.
+
+    Fleiss' kappa needs the same number of ratings per item, so it uses the items with the most common count
+    (``fleiss_items`` of them); Krippendorff's alpha uses them all. ``observed`` is the mean share of an item's
+    answers that agree with its most frequent one."""
+
+    segment: str
+    items: int
+    answers: int
+    observed: float
+    fleiss_kappa: float | None
+    fleiss_items: int
+    krippendorff_alpha: float | None
+
+
+@dataclass(frozen=True)
+class PairAgreement:
+    """Cohen's kappa of two annotators over the items both answered."""
+
+    annotator_a: str
+    annotator_b: str
+    items: int
+    observed: float
+    cohen_kappa: float
+
+
+def review_answers(engine: Engine) -> list[tuple[str, str, str, str]]:
+    """(segment, item id, annotator, label): each annotator's latest review-round answer per item."""
+    expert_answer = and_(ReviewTask.queue == "expert", Annotation.ls_task_id == ReviewTask.ls_task_id)
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(Item.segment, Annotation.item_id, Annotation.annotator, Annotation.label)
+            .join(Item, Item.id == Annotation.item_id)
+            .join(ReviewTask, ReviewTask.item_id == Annotation.item_id, isouter=True)
+            .where(Annotation.label.is_not(None), Annotation.was_cancelled.is_(False),
+                   or_(ReviewTask.id.is_(None), ~expert_answer))
+            .order_by(Annotation.external_updated_at, Annotation.id)
+        ).all()
+    latest = {(r[1], r[2]): (r[0], r[3]) for r in rows}  # in update order: the latest answer wins
+    return [(segment, item_id, annotator, label) for (item_id, annotator), (segment, label) in latest.items()]
+
+
+def agreement_report(engine: Engine) -> dict[str, list]:
+    """{"segments": [SegmentAgreement], "pairs": [PairAgreement]} over the store's multiply-answered items."""
+    answers = review_answers(engine)
+    counts: dict[str, int] = {}
+    for _, item_id, _, _ in answers:
+        counts[item_id] = counts.get(item_id, 0) + 1
+    multi = [a for a in answers if counts[a[1]] >= 2]
+    classes = sorted({a[3] for a in multi})
+    class_of = {c: i for i, c in enumerate(classes)}
+    segments = []
+    for segment in sorted({a[0] for a in multi}):
+        segments.append(_segment_agreement(segment, [a for a in multi if a[0] == segment], class_of))
+    pairs = []
+    by_annotator: dict[str, dict[str, int]] = {}
+    for _, item_id, annotator, label in multi:
+        by_annotator.setdefault(annotator, {})[item_id] = class_of[label]
+    for a, b in combinations(sorted(by_annotator), 2):
+        shared = sorted(set(by_annotator[a]) & set(by_annotator[b]))
+        if not shared:
+            continue
+        x = np.array([by_annotator[a][i] for i in shared])
+        y = np.array([by_annotator[b][i] for i in shared])
+        pairs.append(PairAgreement(annotator_a=a, annotator_b=b, items=len(shared), observed=float(np.mean(x == y)),
+                                   cohen_kappa=float(cohen_kappa(x, y, n_classes=max(len(classes), 2)))))
+    return {"segments": segments, "pairs": pairs}
+
+
+def _segment_agreement(segment: str, answers: list[tuple], class_of: dict[str, int]) -> SegmentAgreement:
+    items = sorted({a[1] for a in answers})
+    people = sorted({a[2] for a in answers})
+    row_of = {v: i for i, v in enumerate(items)}
+    col_of = {v: i for i, v in enumerate(people)}
+    n_classes = max(len(class_of), 2)
+    matrix = np.full((len(items), len(people)), MISSING, dtype=np.int64)
+    for _, item_id, annotator, label in answers:
+        matrix[row_of[item_id], col_of[annotator]] = class_of[label]
+    per_item = (matrix != MISSING).sum(axis=1)
+    counts = np.stack([(matrix == k).sum(axis=1) for k in range(n_classes)], axis=1)
+    observed = float(np.mean(counts.max(axis=1) / per_item))
+    modal = int(np.bincount(per_item).argmax())
+    same = matrix[per_item == modal]
+    # Fleiss' kappa wants an (items, raters) matrix without gaps: pack each item's answers to the left
+    packed = np.sort(np.where(same == MISSING, np.iinfo(np.int64).max, same), axis=1)[:, :modal]
+    fleiss = float(fleiss_kappa(packed, n_classes=n_classes)) if len(packed) >= 2 else None
+    alpha = float(krippendorff_alpha(matrix, n_classes=n_classes)) if len(items) >= 2 else None
+    return SegmentAgreement(segment=segment, items=len(items), answers=int(per_item.sum()), observed=observed,
+                            fleiss_kappa=fleiss, fleiss_items=int(len(packed)), krippendorff_alpha=alpha)
