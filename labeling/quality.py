@@ -48,7 +48,9 @@ class PairAgreement:
 
 def review_answers(engine: Engine) -> list[tuple[str, str, str, str]]:
     """(segment, item id, annotator, label): each annotator's latest review-round answer per item."""
-    expert_answer = and_(ReviewTask.queue == "expert", Annotation.ls_task_id == ReviewTask.ls_task_id)
+    # every part not-null, so that the negation below is true (not NULL) for everything but an expert's answer
+    expert_answer = and_(ReviewTask.queue == "expert", ReviewTask.ls_task_id.is_not(None),
+                         Annotation.ls_task_id.is_not(None), Annotation.ls_task_id == ReviewTask.ls_task_id)
     with engine.connect() as conn:
         rows = conn.execute(
             select(Item.segment, Annotation.item_id, Annotation.annotator, Annotation.label)

@@ -42,8 +42,10 @@ class SimulatedAnnotators:
     rng: np.random.Generator
     n_annotators: int = 1
     annotator_error_rates: Sequence[float] | None = None  # one per annotator, in place of `error_rate`
+    deference: float = 0.0  # chance of taking a shown suggestion over one's own answer (automation bias)
     password: str = "sluice-sim-annotator-pass"
     _annotator_ids: list[int] = field(default_factory=list, init=False, repr=False)
+    given: list[tuple[int, int, str]] = field(default_factory=list, init=False, repr=False)
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.error_rate <= 1.0:
@@ -52,6 +54,8 @@ class SimulatedAnnotators:
             raise ValueError(f"a wrong answer needs at least two labels, got {list(self.labels)!r}")
         if self.n_annotators < 1:
             raise ValueError(f"n_annotators must be >= 1, got {self.n_annotators}")
+        if not 0.0 <= self.deference <= 1.0:
+            raise ValueError(f"deference must be in [0, 1], got {self.deference!r}")
         if self.annotator_error_rates is not None:
             rates = list(self.annotator_error_rates)
             if len(rates) != self.n_annotators or not all(0.0 <= r <= 1.0 for r in rates):
@@ -94,9 +98,12 @@ class SimulatedAnnotators:
         return plan
 
     def annotate(self, task_ids: Sequence[int], item_ids: Sequence[str], overlaps: Sequence[int] | None = None,
-                 *, workers: int = 1) -> int:
+                 *, suggestions: Sequence[str | None] | None = None, workers: int = 1) -> int:
         """Answer each task (`task_ids[k]` shows item `item_ids[k]`) through the API, by `overlaps[k]` distinct
-        annotators (default 1); `workers` requests run at once. Returns how many annotations were made."""
+        annotators (default 1); where the task shows a suggestion (`suggestions[k]`), each annotator takes it
+        with probability `deference` instead of their own answer. `workers` requests run at once. Returns how
+        many annotations were made; every answer given is appended to `self.given` as (task id, annotator
+        position, label)."""
         if len(task_ids) != len(item_ids):
             raise ValueError(f"{len(task_ids)} task ids but {len(item_ids)} item ids")
         annotator_ids = self._annotators()
@@ -104,10 +111,17 @@ class SimulatedAnnotators:
         work = [(task_id, item_id, who) for task_id, item_id, people in zip(task_ids, item_ids, plan)
                 for who in people]
         rates = None
+        if not 0.0 <= self.deference <= 1.0:
+            raise ValueError(f"deference must be in [0, 1], got {self.deference!r}")
         if self.annotator_error_rates is not None:
             rates = [self.annotator_error_rates[who] for _, _, who in work]
         labels = self.answers([item_id for _, item_id, _ in work], rates)
+        if suggestions is not None and self.deference > 0.0:
+            shown = {task_id: s for task_id, s in zip(task_ids, suggestions, strict=True) if s is not None}
+            defer = self.rng.random(len(work)) < self.deference
+            labels = [shown[t] if d and t in shown else label for (t, _, _), label, d in zip(work, labels, defer)]
         calls = [(task_id, label, annotator_ids[who]) for (task_id, _, who), label in zip(work, labels)]
+        self.given.extend((task_id, who, label) for (task_id, _, who), label in zip(work, labels))
         if workers <= 1:
             for task_id, label, annotator_id in calls:
                 self.queue.annotate(task_id, label, annotator_id=annotator_id)

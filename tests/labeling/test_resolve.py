@@ -160,6 +160,11 @@ def test_agreement_report_per_segment_and_pair(engine):
         answer(engine, item_id, "ann2", second)
     answer(engine, "p1", "ann1", "b", minutes=1)  # a corrected answer: the latest counts, once
     answer(engine, "p1", "ann1", "a", minutes=2)
+    # an item escalated after the review round (its expert task not pushed yet) still counts its peer ratings
+    from sqlalchemy import update
+
+    with engine.begin() as conn:
+        conn.execute(update(ReviewTask).where(ReviewTask.item_id == "q2").values(queue="expert", ls_task_id=None))
     report = agreement_report(engine)
     news = next(s for s in report["segments"] if s.segment == "news")
     assert (news.items, news.answers, news.fleiss_items) == (4, 8, 4)

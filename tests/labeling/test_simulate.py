@@ -112,3 +112,46 @@ def test_unknown_tasks_and_items_are_refused() -> None:
         annotators.answer([1000, 5])
     with pytest.raises(KeyError, match="no ground truth"):
         annotators.answers(["i0", "nope"])
+
+
+def test_overlap_gives_each_task_distinct_annotators_spread_evenly():
+    people, queue, truth = make(30, 0.0, n_annotators=4)
+    tasks = sorted(queue.item_of_task)
+    overlaps = [3 if k % 2 else 1 for k in range(len(tasks))]
+    made = people.annotate(tasks, [queue.item_of_task[t] for t in tasks], overlaps)
+    assert made == sum(overlaps) == len(queue.annotations)
+    per_task: dict[int, list[int]] = {}
+    for task_id, _, annotator in queue.annotations:
+        per_task.setdefault(task_id, []).append(annotator)
+    assert all(len(set(per_task[t])) == k for t, k in zip(tasks, overlaps))
+    load = Counter(a for _, _, a in queue.annotations)
+    assert max(load.values()) - min(load.values()) <= 1
+    with pytest.raises(ValueError, match="overlap"):
+        people.annotate(tasks[:1], [queue.item_of_task[tasks[0]]], [5])
+
+
+def test_per_annotator_error_rates():
+    people, queue, truth = make(3000, 0.0, n_annotators=2, annotator_error_rates=[0.0, 0.4])
+    tasks = sorted(queue.item_of_task)
+    people.annotate(tasks, [queue.item_of_task[t] for t in tasks])
+    first, second = sorted(set(a for _, _, a in queue.annotations))
+    wrong = Counter(a for t, label, a in queue.annotations if label != truth[queue.item_of_task[t]])
+    assert wrong[first] == 0 and 0.35 < wrong[second] / 1500 < 0.45
+    with pytest.raises(ValueError, match="annotator_error_rates"):
+        make(3, 0.0, n_annotators=2, annotator_error_rates=[0.1])
+
+
+def test_deference_takes_shown_suggestions_only():
+    people, queue, truth = make(4000, 0.0, deference=0.5)
+    tasks = sorted(queue.item_of_task)
+    items = [queue.item_of_task[t] for t in tasks]
+    wrong_suggestion = {t: next(label for label in LABELS if label != truth[i]) for t, i in zip(tasks, items)}
+    suggestions = [wrong_suggestion[t] if k % 2 else None for k, t in enumerate(tasks)]
+    people.annotate(tasks, items, suggestions=suggestions)
+    answers = {t: label for t, label, _ in queue.annotations}
+    shown = [t for k, t in enumerate(tasks) if k % 2]
+    hidden = [t for k, t in enumerate(tasks) if not k % 2]
+    assert all(answers[t] == truth[queue.item_of_task[t]] for t in hidden)
+    took = np.mean([answers[t] == wrong_suggestion[t] for t in shown])
+    assert 0.45 < took < 0.55
+    assert [g[2] for g in people.given] == [label for _, label, _ in queue.annotations]
