@@ -284,6 +284,47 @@ def labelstudio_stop() -> None:
     console.print(LabelStudioServer(get_settings()).stop().message)
 
 
+@labelstudio_app.command("webhook")
+def labelstudio_webhook(
+    port: int = typer.Option(8787, min=0, max=65535, help="Port on 127.0.0.1 (0: any free port)."),
+    seconds: float = typer.Option(0.0, min=0.0, help="Stop after this many seconds (0: run until Ctrl-C)."),
+    database_url: str | None = DatabaseOption,
+) -> None:
+    """Receive Label Studio's webhooks on 127.0.0.1 and pull as soon as annotations change.
+
+    Optional: the scheduled `sluice pull` stays the source of truth (Label Studio's webhooks have a 1 s timeout
+    and no retries). The webhook is registered on the review and expert projects with a fresh secret token.
+    """
+    import secrets
+    import time
+
+    from flows.common import engine_for
+    from flows.labelstudio import QUEUES, open_queue, pull_flow
+    from labeling.errors import LabelStudioError
+    from labeling.webhook import WebhookReceiver
+
+    engine = engine_for(database_url)
+    token = secrets.token_urlsafe(24)
+    with prefect_quietly():
+        receiver = WebhookReceiver(on_change=lambda: pull_flow(database_url=database_url), port=port, token=token)
+        url = receiver.start()
+        try:
+            for queue_name in QUEUES:
+                queue, project_id = open_queue(engine, queue_name=queue_name)
+                queue.ensure_webhook(project_id, url, token=token)
+            console.print(f"listening on {url} for Label Studio's annotation webhooks (Ctrl-C stops)")
+            started = time.monotonic()
+            while not seconds or time.monotonic() - started < seconds:
+                time.sleep(0.5)
+        except LabelStudioError as error:
+            fail(f"cannot register the webhook: {error}")
+        except KeyboardInterrupt:
+            pass
+        finally:
+            receiver.stop()
+    console.print(f"stopped: {receiver.events} change event(s), {receiver.runs} pull(s), {receiver.errors} failed")
+
+
 @labelstudio_app.command("status")
 def labelstudio_status() -> None:
     """Whether the local Label Studio is running, and where."""

@@ -444,6 +444,24 @@ class LabelStudioQueue:
             raise ValueError(f"annotators must be >= 1, got {annotators}")
         self._call(f"set overlap of task {task_id}", self._sdk.tasks.update, str(task_id), overlap=annotators)
 
+    def ensure_webhook(self, project_id: int, url: str, *, token: str | None = None) -> int:
+        """Register the project's webhook to `url`, sent after annotation changes with `X-Sluice-Token: token`
+        when a token is given; a webhook registered before to the same url is replaced (its token may be stale).
+        Returns the webhook's id."""
+        from labeling.webhook import CHANGE_ACTIONS, TOKEN_HEADER
+
+        existing = self._call(f"list webhooks of project {project_id}", self._sdk.webhooks.list,
+                              project=str(project_id))
+        for old in existing or []:
+            if old.url == url and old.project == project_id and old.id is not None:
+                self._call(f"delete webhook {old.id}", self._sdk.webhooks.delete, int(old.id))
+        hook = self._call(
+            f"create webhook {url!r}", self._sdk.webhooks.create, url=url, project=project_id,
+            actions=sorted(CHANGE_ACTIONS), send_payload=True, send_for_all_actions=False, is_active=True,
+            headers={TOKEN_HEADER: token} if token else {},
+        )
+        return _required_id(hook, "created webhook")
+
     def task_overlap(self, task_id: int) -> int:
         """The number of annotators Label Studio wants on a task."""
         return int(_as_dict(self._call(f"get task {task_id}", self._sdk.tasks.get, str(task_id)))["overlap"])

@@ -65,6 +65,16 @@ _SCRUBBED_NAMES = frozenset(
 )
 
 
+# Label Studio 1.23's default banned subnets (core/utils/io.py) less 127.0.0.0/8 and ::1/128.
+WEBHOOK_BANNED_SUBNETS = (
+    "0.0.0.0/8", "10.0.0.0/8", "100.64.0.0/10", "169.254.0.0/16", "172.16.0.0/12", "192.0.0.0/24",
+    "192.0.2.0/24", "192.88.99.0/24", "192.168.0.0/16", "198.18.0.0/15", "198.51.100.0/24", "203.0.113.0/24",
+    "224.0.0.0/4", "233.252.0.0/24", "240.0.0.0/4", "255.255.255.255/32", "::/128", "::ffff:0:0/96",
+    "::ffff:0:0:0/96", "64:ff9b::/96", "64:ff9b:1::/48", "100::/64", "2001:0000::/32", "2001:20::/28",
+    "2001:db8::/32", "2002::/16", "fc00::/7", "fe80::/10", "ff00::/8",
+)
+
+
 @dataclass(frozen=True)
 class ServerStatus:
     """What `LabelStudioServer.status()` observed: `running` means our process is alive and `/health` is UP."""
@@ -109,6 +119,10 @@ def labelstudio_env(settings: SluiceSettings, base: Mapping[str, str] | None = N
             "COLLECT_ANALYTICS": "false",
             "LATEST_VERSION_CHECK": "false",
             "LOG_LEVEL": "WARNING",
+            # Webhooks to Sluice's receiver on 127.0.0.1: Label Studio's default SSRF block list bans loopback,
+            # so it is replaced by the same list without 127.0.0.0/8 (private networks stay banned).
+            "USE_DEFAULT_BANNED_SUBNETS": "false",
+            "USER_ADDITIONAL_BANNED_SUBNETS": ",".join(WEBHOOK_BANNED_SUBNETS),
         }
     )
     return env

@@ -124,3 +124,42 @@ def test_crash_after_labelstudio_accepted_a_batch_creates_no_duplicates(queued):
     with engine.connect() as conn:
         assert conn.execute(select(func.count()).select_from(ReviewTask)
                             .where(ReviewTask.ls_task_id.is_(None))).scalar() == 0
+
+
+def test_webhook_pulls_early(queued):
+    """Label Studio calls the receiver on 127.0.0.1 after each annotation; the receiver's pull brings the labels
+    in without a scheduled pull."""
+    import time
+
+    from flows.labelstudio import open_queue, pull_flow, push_flow
+    from labeling.simulate import SimulatedAnnotators
+    from labeling.webhook import WebhookReceiver
+
+    engine, truth = queued
+    push_flow()
+    queue, project_id = open_queue(engine)
+    receiver = WebhookReceiver(on_change=lambda: pull_flow(cycle=1), token="hook-token")
+    url = receiver.start()
+    try:
+        queue.ensure_webhook(project_id, url, token="hook-token")
+        queue.ensure_webhook(project_id, url, token="hook-token")  # re-registering replaces, never doubles
+        with engine.connect() as conn:
+            tasks = conn.execute(select(ReviewTask.ls_task_id, ReviewTask.item_id).limit(5)).all()
+        people = SimulatedAnnotators(queue=queue, project_id=project_id, true_labels=truth,
+                                     labels=sorted(set(truth.values())), error_rate=0.0,
+                                     rng=np.random.default_rng(0))
+        started = time.monotonic()
+        people.annotate([t[0] for t in tasks], [t[1] for t in tasks])
+        assert time.monotonic() - started < 5 * 1.5, "each webhook is answered at once"
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            with engine.connect() as conn:
+                got = conn.execute(select(func.count()).select_from(Label).where(Label.source == "annotation")).scalar()
+            if got == len(tasks):
+                break
+            time.sleep(0.2)
+        assert got == len(tasks)
+        assert receiver.wait_idle(60)
+        assert receiver.events == len(tasks) and 1 <= receiver.runs <= len(tasks) and receiver.errors == 0
+    finally:
+        receiver.stop()

@@ -205,9 +205,23 @@ def test_two_thousand_tasks_with_overlap_gold_and_a_killed_pull(big_queue, sluic
         k for pair, k in kappas.items() if careless not in pair), "the careless annotator agrees least"
 
     gold = annotator_accuracy(engine).set_index("annotator")
-    assert len(gold) == 5 and gold.loc[careless, "gold_accuracy"] < 0.9 <= gold["gold_accuracy"].max()
+    gold_answers: dict[str, list[bool]] = {}
+    for task_id, who, label in people.given:
+        item_id = item_of_task[task_id]
+        if task_of[item_id].selection_reason == "gold":
+            gold_answers.setdefault(str(people._annotators()[who]), []).append(label == truth[item_id])
+    assert sorted(gold.index) == sorted(gold_answers)
+    for annotator, right in gold_answers.items():
+        assert gold.loc[annotator, "gold_answered"] == len(right)
+        assert gold.loc[annotator, "gold_accuracy"] == pytest.approx(np.mean(right))
     bias = automation_bias(engine)
     assert (bias["automation_bias_gap"] > 0.03).all(), "annotators who defer accept shown suggestions more"
+    budgeted = [i for i, t in task_of.items() if i in labels and t.predicted_label is not None
+                and t.selection_reason not in ("audit", "gold", "escalation")]
+    shown_items = [i for i in budgeted if not task_of[i].blind]
+    assert bias["shown"].sum() == len(shown_items)
+    assert bias["shown_accept_rate"].iloc[0] == pytest.approx(
+        np.mean([labels[i].label == task_of[i].predicted_label for i in shown_items]))
 
     # the escalated items go to the expert project; the expert's answer settles them
     assert escalated and summary["escalated"] <= len(escalated)  # the killed pull escalated some already
