@@ -74,8 +74,8 @@ def full_label_accuracy(items: Path, labels: Path, config) -> float:
 PRESETS = {
     "bbc": {"cycles": 8, "batch_size": 200, "budget": 30, "seed_labels": 100},
     "rotten": {"cycles": 8, "batch_size": 500, "budget": 60, "seed_labels": 100},
-    "optdigits": {"cycles": 10, "batch_size": 400, "budget": 30, "seed_labels": 100},
-    "satimage": {"cycles": 10, "batch_size": 400, "budget": 30, "seed_labels": 100},
+    "optdigits": {"cycles": 10, "batch_size": 400, "budget": 60, "seed_labels": 100},
+    "satimage": {"cycles": 10, "batch_size": 400, "budget": 60, "seed_labels": 100},
 }
 LABEL_AXES = {"labels_train": "training labels", "labels_total": "all labels (seed, picks and audits)"}
 

@@ -166,7 +166,7 @@ def pull(database_url: str | None = DatabaseOption) -> None:
 
 @app.command()
 def retrain(seed: int = typer.Option(0), database_url: str | None = DatabaseOption) -> None:
-    """Train a candidate; promote it only if its held-out accuracy is not worse."""
+    """Train a candidate; promote it unless the held-out labels show it is worse (paired sign test, 5%)."""
     _run_step("retrain", seed=seed, database_url=database_url)
 
 

@@ -12,7 +12,7 @@ from sqlalchemy import Engine, select, update
 from flows.common import (
     engine_for, fingerprint, load_scoring_model, promoted_model, record_event, utcnow,
 )
-from scoring.models import ScoringModel, evaluate, is_not_worse, train_model
+from scoring.models import ScoringModel, evaluate, paired_comparison, train_model
 from scoring.registry import save_model
 from store.bulk import insert_ignore
 from store.models import Item, Label, ModelVersion
@@ -70,8 +70,9 @@ def promote(engine: Engine, version: str) -> None:
 
 
 @flow(name="retrain", log_prints=True)
-def retrain_flow(seed: int = 0, tolerance: float = 0.0, database_url: str | None = None) -> dict[str, Any]:
-    """Train on the current training set; promote only if held-out accuracy is not worse than the incumbent's."""
+def retrain_flow(seed: int = 0, alpha: float = 0.05, database_url: str | None = None) -> dict[str, Any]:
+    """Train on the current training set; promote unless the held-out set shows the candidate is worse than the
+    incumbent (a one-sided paired sign test at level `alpha`: see `scoring.models.paired_comparison`)."""
     logger = get_run_logger()
     engine = engine_for(database_url)
     kind, inputs, labels = labelled_inputs(engine, split="train")
@@ -85,14 +86,18 @@ def retrain_flow(seed: int = 0, tolerance: float = 0.0, database_url: str | None
         return {"status": "unchanged", "version": seen, "promoted": incumbent.version if incumbent else None}
     eval_kind, eval_inputs, eval_labels = labelled_inputs(engine, split="holdout", reasons=EVALUATION_SELECTIONS)
     candidate = train_candidate(kind, inputs, labels, seed)
-    metrics = evaluate(candidate, _as_inputs(eval_kind, eval_inputs), eval_labels) if eval_labels else None
-    incumbent_metrics = None
+    evaluation = _as_inputs(eval_kind, eval_inputs)
+    metrics = evaluate(candidate, evaluation, eval_labels) if eval_labels else None
+    incumbent_metrics, comparison = None, None
     if incumbent is not None and eval_labels:
-        incumbent_metrics = evaluate(load_scoring_model(incumbent), _as_inputs(eval_kind, eval_inputs), eval_labels)
+        incumbent_model = load_scoring_model(incumbent)
+        incumbent_metrics = evaluate(incumbent_model, evaluation, eval_labels)
+        truth = np.asarray(eval_labels).astype(str)
+        comparison = paired_comparison(candidate.predict(evaluation) == truth,
+                                       incumbent_model.predict(evaluation) == truth, alpha=alpha)
     version = _register(engine, candidate, metrics or {}, len(labels), data_hash,
                         incumbent.version if incumbent else None)
-    promoted = incumbent is None or (metrics is not None and is_not_worse(metrics, incumbent_metrics,
-                                                                          tolerance=tolerance))
+    promoted = incumbent is None or (comparison is not None and not comparison["worse"])
     if promoted:
         promote(engine, version)
     else:
@@ -100,7 +105,7 @@ def retrain_flow(seed: int = 0, tolerance: float = 0.0, database_url: str | None
             conn.execute(update(ModelVersion).where(ModelVersion.version == version).values(status="rejected"))
     summary = {"status": "promoted" if promoted else "rejected", "version": version, "metrics": metrics,
                "incumbent": incumbent.version if incumbent else None, "incumbent_metrics": incumbent_metrics,
-               "train_size": len(labels)}
+               "comparison": comparison, "train_size": len(labels)}
     record_event(engine, "retrain", summary)
     logger.info("retrain: %s", {k: summary[k] for k in ("status", "version", "train_size")})
     return summary

@@ -26,6 +26,7 @@ __all__ = [
     "build_text_pipeline",
     "evaluate",
     "is_not_worse",
+    "paired_comparison",
     "train_model",
 ]
 
@@ -182,6 +183,34 @@ def is_not_worse(
     if incumbent_metrics is None:
         return True
     return candidate_accuracy >= _accuracy_of(incumbent_metrics, role="incumbent") - tolerance
+
+
+def paired_comparison(
+    candidate_correct: Sequence[bool], incumbent_correct: Sequence[bool], *, alpha: float = 0.05
+) -> dict[str, Any]:
+    """Is the candidate significantly worse than the incumbent on the same labelled items?
+
+    An exact one-sided sign test (McNemar's exact test) on the items the two models disagree about: under "no
+    worse", an item only one model gets right is the incumbent's with probability at most 1/2. A small fixed
+    evaluation set cannot tell models apart by a point or two of accuracy, and demanding "at least as accurate"
+    on it freezes a model that happened to score high there; only evidence that the candidate is worse should
+    keep it out. Returns ``worse`` (True when the p-value is below ``alpha``), the p-value and the two counts.
+    """
+    from scipy.stats import binomtest
+
+    if not 0.0 < alpha < 1.0:
+        raise ValueError(f"alpha must be in (0, 1), got {alpha!r}")
+    candidate = np.asarray(candidate_correct, dtype=bool)
+    incumbent = np.asarray(incumbent_correct, dtype=bool)
+    if candidate.shape != incumbent.shape or candidate.ndim != 1:
+        raise ValueError(f"need two equal-length 1-D sequences, got shapes {candidate.shape} and {incumbent.shape}")
+    only_incumbent = int(np.sum(incumbent & ~candidate))
+    only_candidate = int(np.sum(candidate & ~incumbent))
+    discordant = only_incumbent + only_candidate
+    p_value = 1.0 if discordant == 0 else float(
+        binomtest(only_incumbent, discordant, 0.5, alternative="greater").pvalue)
+    return {"worse": p_value < alpha, "p_value": p_value, "only_candidate_right": only_candidate,
+            "only_incumbent_right": only_incumbent, "n": int(candidate.size)}
 
 
 def _accuracy_of(metrics: Mapping[str, Any], *, role: str) -> float:

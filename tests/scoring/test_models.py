@@ -166,3 +166,32 @@ def test_is_not_worse_rejects_bad_metrics():
         is_not_worse({"accuracy": float("nan")}, None)
     with pytest.raises(ValueError, match="tolerance"):
         is_not_worse({"accuracy": 0.9}, {"accuracy": 0.9}, tolerance=-0.1)
+
+
+def test_paired_comparison_needs_evidence_to_call_a_candidate_worse():
+    from scoring.models import paired_comparison
+
+    # two points lower on 60 items (2 discordant the incumbent's way) is no evidence
+    incumbent = np.array([True] * 56 + [False] * 4)
+    candidate = incumbent.copy()
+    candidate[:2] = False
+    result = paired_comparison(candidate, incumbent)
+    assert not result["worse"] and result["only_incumbent_right"] == 2 and result["only_candidate_right"] == 0
+    assert result["p_value"] == pytest.approx(0.25)
+    # twelve items lost and none gained is: 0.5 ** 12 < 0.05
+    worse = incumbent.copy()
+    worse[:12] = False
+    result = paired_comparison(worse, incumbent)
+    assert result["worse"] and result["p_value"] == pytest.approx(0.5**12)
+    # a better candidate and an identical one are never worse
+    assert not paired_comparison(np.ones(60, bool), incumbent)["worse"]
+    assert paired_comparison(incumbent, incumbent)["p_value"] == 1.0
+
+
+def test_paired_comparison_rejects_bad_input():
+    from scoring.models import paired_comparison
+
+    with pytest.raises(ValueError, match="equal-length"):
+        paired_comparison([True, False], [True])
+    with pytest.raises(ValueError, match="alpha"):
+        paired_comparison([True], [True], alpha=0.0)
