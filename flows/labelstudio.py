@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 import uuid
+from functools import lru_cache
 from datetime import datetime, timedelta
 from typing import Any
 
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
-from sqlalchemy import Engine, select, update
+from sqlalchemy import Engine, bindparam, select, update
 from sqlmodel import Session
 
 from flows.common import (
@@ -47,8 +48,19 @@ def project_title(queue_name: str) -> str:
 
 
 def open_queue(engine: Engine, *, retries: int = 4, queue_name: str = "review") -> tuple[LabelStudioQueue, int]:
-    queue = LabelStudioQueue.from_settings(get_settings(), retries=retries)
+    queue = queue_client(retries=retries)
     return queue, queue.ensure_project(project_title(queue_name), project_labels(engine))
+
+
+def queue_client(*, retries: int = 4) -> LabelStudioQueue:
+    """One API client per Label Studio address, token and retry count, so that its connection pool is reused."""
+    settings = get_settings()
+    return _client(settings.resolved_labelstudio_url, settings.labelstudio_token, retries)
+
+
+@lru_cache(maxsize=8)
+def _client(url: str, token: str, retries: int) -> LabelStudioQueue:
+    return LabelStudioQueue(url, token, retries=retries)
 
 
 def assign_batch_keys(engine: Engine, *, chunk: int = PUSH_CHUNK) -> None:
@@ -90,7 +102,7 @@ def push_batch(batch_key: str, project_id: int, database_url: str | None) -> int
     rows = outbox_batch(engine, batch_key)
     if not rows:
         return 0
-    queue, _ = open_queue(engine, queue_name=rows[0][0].queue)
+    queue = queue_client()
     arrived: dict[str, int] = {}
     if any(r[0].attempts > 0 for r in rows):
         arrived = queue.tasks_for_batch(project_id, batch_key)
@@ -111,13 +123,14 @@ def push_batch(batch_key: str, project_id: int, database_url: str | None) -> int
     for row, *_ in rows:
         if row.overlap > 1 and row.item_id in arrived:
             queue.set_overlap(arrived[row.item_id], row.overlap)
-    now = utcnow()
-    with engine.begin() as conn:
-        for item_id, task_id in arrived.items():
-            conn.execute(
-                update(ReviewTask).where(ReviewTask.item_id == item_id, ReviewTask.state == "pending")
-                .values(state="pushed", ls_task_id=task_id, project_id=project_id, pushed_at=now, last_error=None)
-            )
+    table = ReviewTask.__table__
+    mark_pushed = (
+        table.update().where(table.c.item_id == bindparam("b_item"), table.c.state == "pending")
+        .values(state="pushed", ls_task_id=bindparam("b_task"), project_id=project_id, pushed_at=utcnow(),
+                last_error=None)
+    )
+    with engine.begin() as conn:  # one executemany, not one statement per task
+        conn.execute(mark_pushed, [{"b_item": item_id, "b_task": task_id} for item_id, task_id in arrived.items()])
     return len(arrived)
 
 
@@ -169,7 +182,7 @@ def push_flow(database_url: str | None = None) -> dict[str, Any]:
                 failed += 1
                 errors.append(str(error))
     if pushed and project_id is not None:
-        keep_model_version_current(engine, LabelStudioQueue.from_settings(get_settings(), retries=4), project_id)
+        keep_model_version_current(engine, queue_client(), project_id)
     summary = {"pushed": pushed, "failed_batches": failed, "project_id": project_id}
     if errors:
         summary["error"] = errors[0]
