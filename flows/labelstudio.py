@@ -24,7 +24,7 @@ from store.bulk import chunked, existing_keys
 from store.models import Item, ReviewTask
 from store.settings import get_settings
 
-PUSH_CHUNK = 500
+PUSH_CHUNK = 1000  # tasks per batch and per import request: fewer round trips, a retry stays small
 PULL_OVERLAP = timedelta(seconds=2)
 QUEUES = ("review", "expert")  # each a Label Studio project; disagreements escalate from the first to the second
 
