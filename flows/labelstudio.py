@@ -19,7 +19,7 @@ from flows.common import (
 )
 from labeling.client import LabelStudioQueue, TaskSpec
 from labeling.errors import LabelStudioApiError, LabelStudioError
-from labeling.resolve import HumanAnswer, Resolved, resolve_items, upsert_annotations
+from labeling.resolve import HumanAnswer, resolve_items, upsert_annotations
 from store.bulk import chunked, existing_keys
 from store.models import Item, ReviewTask
 from store.settings import get_settings
@@ -217,15 +217,15 @@ def pull_flow(cycle: int | None = None, database_url: str | None = None) -> dict
 
 def pull_queue(engine: Engine, queue_name: str, cycle: int | None, rules: Any) -> dict[str, int]:
     """Pull one queue's project page by page: each page's annotations are stored and resolved before the next
-    is read, and the watermark moves only after the last page. A pull stopped half-way leaves complete pages
-    behind; the next one reads from the same watermark and upserts on annotation id, so nothing is lost or
-    doubled."""
+    is read, then everything pulled is resolved once more, and only then does the watermark move. A pull
+    stopped half-way leaves complete pages behind (no escalation made on a partial Dawid-Skene fit); the next
+    one reads from the same watermark and upserts on annotation id, so nothing is lost or doubled."""
     queue, project_id = open_queue(engine, queue_name=queue_name)
     key = f"labelstudio:{project_id}:updated_at"
     mark = get_watermark(engine, key)
     since = datetime.fromisoformat(mark) - PULL_OVERLAP if mark else None
     counts = {"pulled": 0, "new": 0, "updated": 0, "unknown_items": 0}
-    outcome, latest = Resolved(), None
+    latest, touched = None, []
     for page in queue.annotation_pages(project_id, since=since):
         answers = [
             HumanAnswer(source="labelstudio", external_id=a.annotation_id, item_id=a.item_id, label=a.label,
@@ -236,13 +236,17 @@ def pull_queue(engine: Engine, queue_name: str, cycle: int | None, rules: Any) -
         known = _known_items(engine, [a.item_id for a in answers])
         answers = [a for a in answers if a.item_id in known]
         new, changed = upsert_annotations(engine, answers)
-        outcome = outcome + resolve_items(engine, [a.item_id for a in answers], cycle=cycle, rules=rules)
+        touched += [a.item_id for a in answers]
+        resolve_items(engine, [a.item_id for a in answers], cycle=cycle, rules=rules, escalate=False)
         counts["pulled"] += len(page)
         counts["new"], counts["updated"] = counts["new"] + new, counts["updated"] + changed
         counts["unknown_items"] += len(page) - len(answers)
         if page:
             newest = max(a.updated_at for a in page)
             latest = newest if latest is None or newest > latest else latest
+    # once more over everything this pull stored, with every answer in: Dawid-Skene labels and escalations
+    # from the whole fit, the same whether or not an earlier pull was killed half-way
+    outcome = resolve_items(engine, touched, cycle=cycle, rules=rules)
     if latest is not None:
         set_watermark(engine, key, latest.isoformat())
     return {**counts, "resolved": outcome.resolved, "escalated": outcome.escalated, "waiting": outcome.waiting}
