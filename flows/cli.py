@@ -316,7 +316,7 @@ def labelstudio_webhook(
             started = time.monotonic()
             while not seconds or time.monotonic() - started < seconds:
                 time.sleep(0.5)
-        except LabelStudioError as error:
+        except (LabelStudioError, ValueError) as error:
             fail(f"cannot register the webhook: {error}")
         except KeyboardInterrupt:
             pass
