@@ -216,10 +216,10 @@ def pull_flow(cycle: int | None = None, database_url: str | None = None) -> dict
 
 
 def pull_queue(engine: Engine, queue_name: str, cycle: int | None, rules: Any) -> dict[str, int]:
-    """Pull one queue's project page by page: each page's annotations are stored and resolved before the next
-    is read, then everything pulled is resolved once more, and only then does the watermark move. A pull
-    stopped half-way leaves complete pages behind (no escalation made on a partial Dawid-Skene fit); the next
-    one reads from the same watermark and upserts on annotation id, so nothing is lost or doubled."""
+    """Pull one queue's project page by page: each page's annotations are stored before the next is read; then
+    everything pulled is resolved in one pass (Dawid-Skene on the whole fit), and only then does the watermark
+    move. A pull stopped half-way leaves complete pages of annotations and no label made on a partial fit; the
+    next one reads from the same watermark and upserts on annotation id, so nothing is lost or doubled."""
     queue, project_id = open_queue(engine, queue_name=queue_name)
     key = f"labelstudio:{project_id}:updated_at"
     mark = get_watermark(engine, key)
@@ -237,15 +237,14 @@ def pull_queue(engine: Engine, queue_name: str, cycle: int | None, rules: Any) -
         answers = [a for a in answers if a.item_id in known]
         new, changed = upsert_annotations(engine, answers)
         touched += [a.item_id for a in answers]
-        resolve_items(engine, [a.item_id for a in answers], cycle=cycle, rules=rules, escalate=False)
         counts["pulled"] += len(page)
         counts["new"], counts["updated"] = counts["new"] + new, counts["updated"] + changed
         counts["unknown_items"] += len(page) - len(answers)
         if page:
             newest = max(a.updated_at for a in page)
             latest = newest if latest is None or newest > latest else latest
-    # once more over everything this pull stored, with every answer in: Dawid-Skene labels and escalations
-    # from the whole fit, the same whether or not an earlier pull was killed half-way
+    # with every answer in: Dawid-Skene labels and escalations from the whole fit, the same whether or not an
+    # earlier pull was killed half-way
     outcome = resolve_items(engine, touched, cycle=cycle, rules=rules)
     if latest is not None:
         set_watermark(engine, key, latest.isoformat())

@@ -124,7 +124,7 @@ class Resolved:
 
 def resolve_items(
     engine: Engine, item_ids: Sequence[str], *, cycle: int | None = None,
-    rules: Callable[[str], ResolutionRule] | None = None, escalate: bool = True,
+    rules: Callable[[str], ResolutionRule] | None = None,
 ) -> Resolved:
     """Resolve the label of each item from its annotations and write it to its set with provenance.
 
@@ -135,22 +135,18 @@ def resolve_items(
     segment's ``min_agreement`` the item goes to the expert queue instead of a set (a label it had is
     withdrawn); once the expert answers, the expert's latest answer is the label (``expert``). A gold item's
     known label is never overwritten. Re-running it on the same annotations changes nothing.
-
-    With ``escalate=False`` a Dawid-Skene item below the limit waits instead of escalating: a caller storing
-    answers in parts passes it for every part but the last, then resolves everything once more, so that an
-    escalation never rests on a partial fit (and a pull killed half-way ends as one that was not).
     """
     rule_of = rules or (lambda segment: ResolutionRule())
     total = Resolved()
     now = datetime.now(timezone.utc)
     for part in chunked(list(dict.fromkeys(item_ids)), 2_000):
         with engine.begin() as conn:
-            total = total + _resolve_chunk(conn, part, rule_of, cycle, now, escalate)
+            total = total + _resolve_chunk(conn, part, rule_of, cycle, now)
     return total
 
 
 def _resolve_chunk(conn: Any, part: list[str], rule_of: Callable[[str], ResolutionRule], cycle: int | None,
-                   now: datetime, may_escalate: bool = True) -> Resolved:
+                   now: datetime) -> Resolved:
     rows = conn.execute(
         select(Annotation.item_id, Annotation.label, Annotation.was_cancelled, Annotation.external_updated_at,
                Annotation.annotator, Annotation.id, Annotation.ls_task_id)
@@ -194,10 +190,7 @@ def _resolve_chunk(conn: Any, part: list[str], rule_of: Callable[[str], Resoluti
         label = label if label is not None else majority_label([(a[1], a[2], a[3]) for a in valid])
         agreement = sum(a[1] == label for a in valid) / len(valid)
         if agreement < rule.min_agreement and task is not None:
-            if may_escalate or method != "dawid_skene":
-                escalate.append(item_id)
-            else:
-                outcome.waiting += 1
+            escalate.append(item_id)
             continue
         labels.append(_label_row(item_id, label, valid, task, cycle, now, resolution=method, agreement=agreement))
     answered_gold = gold & set(grouped)

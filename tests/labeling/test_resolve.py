@@ -191,12 +191,3 @@ def test_resolution_rule_rejects_bad_values():
     with pytest.raises(ValueError, match="min_agreement"):
         ResolutionRule("majority", 1.5)
 
-
-def test_partial_passes_never_escalate_a_dawid_skene_item(engine):
-    add_items(engine, ["z"], overlap=3)
-    for who, label in (("ann1", "a"), ("ann2", "b"), ("ann3", "c")):
-        answer(engine, "z", who, label)
-    rule = lambda segment: ResolutionRule("dawid_skene", 0.6)  # noqa: E731
-    outcome = resolve_items(engine, ["z"], rules=rule, escalate=False)
-    assert (outcome.escalated, outcome.waiting) == (0, 1) and tasks(engine)["z"].queue == "review"
-    assert resolve_items(engine, ["z"], rules=rule).escalated == 1 and tasks(engine)["z"].queue == "expert"
