@@ -44,8 +44,10 @@ def multiclass_case(n: int, k: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def top_label_hits(y_true: np.ndarray, y_prob: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """What the ECE bins: a (n,) input is P(y = 1) against y == 1 (netcal's and scikit-learn's reading), a (n, k)
+    input the top label against whether it is right."""
     if y_prob.ndim == 1:
-        return np.maximum(y_prob, 1.0 - y_prob), ((y_prob >= 0.5) == (y_true == 1))
+        return y_prob, y_true == 1
     return y_prob.max(axis=1), y_prob.argmax(axis=1) == y_true
 
 
@@ -60,12 +62,9 @@ def minimal_ece(y_true: np.ndarray, y_prob: np.ndarray) -> float:
 
 
 def netcal_ece(y_true: np.ndarray, y_prob: np.ndarray) -> float:
-    """(b): netcal scores a (n,) input as P(y=1), so binary inputs go in as top-label (confidence, hit)."""
+    """(b): netcal, given the same arrays (it reads a (n,) input as P(y=1), as Sluice does)."""
     from netcal.metrics import ECE
 
-    if y_prob.ndim == 1:
-        confidence, hits = top_label_hits(y_true, y_prob)
-        return float(ECE(bins=N_BINS).measure(confidence, hits.astype(np.int64)))
     return float(ECE(bins=N_BINS).measure(y_prob, y_true))
 
 

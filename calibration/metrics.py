@@ -119,13 +119,15 @@ def _top_label(probs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return probs.max(axis=1), probs.argmax(axis=1)
 
 
-def _top_label_correctness(y_true: Any, y_prob: Any) -> tuple[np.ndarray, np.ndarray]:
+def _binned_outcomes(y_true: Any, y_prob: Any) -> tuple[np.ndarray, np.ndarray]:
+    """What the binned metrics compare: for a (n, k) input the top-label confidence against whether the top label
+    is the true class; for a (n,) binary input the positive-class probability against ``y_true == 1``, as netcal
+    1.4 and ``sklearn.calibration.calibration_curve`` read a 1-D input."""
     probs = as_probabilities(y_prob)
     n_classes = 2 if probs.ndim == 1 else probs.shape[1]
     labels = as_class_indices(y_true, n_samples=probs.shape[0], n_classes=n_classes)
-    if probs.ndim == 1:  # one pass instead of max + compare: the positive class is predicted from 0.5 up
-        positive = probs >= 0.5
-        return np.where(positive, probs, 1.0 - probs), (positive == labels.astype(bool)).astype(float)
+    if probs.ndim == 1:
+        return probs, labels.astype(float)
     confidence, predicted = _top_label(probs)
     return confidence, (predicted == labels).astype(float)
 
@@ -182,22 +184,26 @@ def _curve(conf: np.ndarray, hits: np.ndarray, *, n_bins: int, strategy: str) ->
 def reliability_curve(
     y_true: Any, y_prob: Any, *, n_bins: int = 15, strategy: str = "uniform"
 ) -> ReliabilityCurve:
-    """Top-label reliability curve of class probabilities against true class indices."""
+    """Reliability curve of class probabilities against true class indices: top-label for a (n, k) input,
+    positive-class for a (n,) binary input (see ``expected_calibration_error``)."""
     n_bins = check_n_bins(n_bins)
-    confidence, correct = _top_label_correctness(y_true, y_prob)
+    confidence, correct = _binned_outcomes(y_true, y_prob)
     return _curve(confidence, correct, n_bins=n_bins, strategy=strategy)
 
 
 def expected_calibration_error(
     y_true: Any, y_prob: Any, *, n_bins: int = 15, strategy: str = "uniform"
 ) -> float:
-    """Top-label expected calibration error.
+    """Expected calibration error: top-label for a (n, k) input, positive-class for a (n,) binary input.
 
-    ECE = sum_b (n_b / n) |acc_b - conf_b| over the non-empty bins, where confidence is the top-label
-    probability (max(p, 1 - p) for a (n,) binary input) and a hit means the top label is the true class.
+    ECE = sum_b (n_b / n) |acc_b - conf_b| over the non-empty bins. For (n, k) probabilities the confidence is
+    the top-label probability and a hit means the top label is the true class. A (n,) input is the probability
+    of class 1, compared with the observed frequency of ``y_true == 1``, as netcal 1.4 and scikit-learn's
+    ``calibration_curve`` read it; for top-label ECE of a binary model pass the (n, 2) matrix, or
+    ``reliability_curve_from_confidence(*top_label(p))``-style confidences and hits.
     """
     n_bins = check_n_bins(n_bins)
-    confidence, correct = _top_label_correctness(y_true, y_prob)
+    confidence, correct = _binned_outcomes(y_true, y_prob)
     _, count, conf_sum, hit_sum = _bin_sums(confidence, correct, n_bins=n_bins, strategy=strategy)
     return float(np.abs(hit_sum - conf_sum).sum() / count.sum())
 
@@ -205,7 +211,8 @@ def expected_calibration_error(
 def maximum_calibration_error(
     y_true: Any, y_prob: Any, *, n_bins: int = 15, strategy: str = "uniform"
 ) -> float:
-    """Top-label MCE: the largest |accuracy - confidence| over non-empty bins."""
+    """MCE: the largest |accuracy - confidence| over non-empty bins (top-label for (n, k), positive-class for
+    (n,) input, as ``expected_calibration_error``)."""
     return reliability_curve(y_true, y_prob, n_bins=n_bins, strategy=strategy).maximum_calibration_error
 
 
@@ -290,7 +297,7 @@ def debiased_calibration_error(
     directly comparable with the l1 ECE; use it to tell "calibrated but few labels" from "miscalibrated".
     """
     n_bins = check_n_bins(n_bins)
-    confidence, correct = _top_label_correctness(y_true, y_prob)
+    confidence, correct = _binned_outcomes(y_true, y_prob)
     _, count, conf_sum, hit_sum = _bin_sums(confidence, correct, n_bins=n_bins, strategy=strategy)
     usable = count >= 2
     n_b = count[usable].astype(float)

@@ -107,17 +107,32 @@ def test_multiclass_top_label_ece_and_mce_equal_netcal() -> None:
     )
 
 
-def test_binary_vector_equals_netcal_on_top_label_confidence() -> None:
-    # netcal scores a (n,) input as P(y = 1); Sluice's ECE is top-label, the same as netcal on (conf, hit)
-    rng = np.random.default_rng(2)
+@pytest.mark.parametrize("n_bins", [1, 10, 15])
+def test_binary_vector_equals_netcal_on_the_same_input(n_bins: int) -> None:
+    # both read a (n,) input as P(y = 1) against y == 1
+    rng = np.random.default_rng(2 + n_bins)
+    y_prob = rng.uniform(0, 1, 4_000)
+    y_true = (rng.random(4_000) < y_prob**1.4).astype(int)
+    assert expected_calibration_error(y_true, y_prob, n_bins=n_bins) == pytest.approx(
+        float(netcal_metrics.ECE(bins=n_bins).measure(y_prob, y_true)), abs=TOLERANCE
+    )
+    assert maximum_calibration_error(y_true, y_prob, n_bins=n_bins) == pytest.approx(
+        float(netcal_metrics.MCE(bins=n_bins).measure(y_prob, y_true)), abs=TOLERANCE
+    )
+    np.testing.assert_array_equal(reliability_curve(y_true, y_prob, n_bins=n_bins).count,
+                                  _netcal_curve(y_prob, y_true.astype(float), n_bins)[2])
+
+
+def test_binary_top_label_matrix_equals_netcal_on_confidence_and_hit() -> None:
+    rng = np.random.default_rng(3)
     y_prob = rng.uniform(0, 1, 4_000)
     y_true = (rng.random(4_000) < y_prob).astype(int)
     confidence, predicted = top_label(y_prob)
     correct = (predicted == y_true).astype(float)
-    assert expected_calibration_error(y_true, y_prob) == pytest.approx(
+    matrix = np.column_stack([1 - y_prob, y_prob])
+    assert expected_calibration_error(y_true, matrix) == pytest.approx(
         _netcal_ece(confidence, correct, 15), abs=TOLERANCE
     )
-    np.testing.assert_array_equal(reliability_curve(y_true, y_prob).count, _netcal_curve(confidence, correct, 15)[2])
 
 
 @pytest.mark.parametrize("n_bins", [5, 10, 15])

@@ -50,11 +50,29 @@ def test_ece_and_mce_hand_computed_two_bins() -> None:
     assert maximum_calibration_error(y_true, y_prob, n_bins=10) == pytest.approx(0.4, abs=1e-12)
 
 
-def test_binary_vector_uses_top_label() -> None:
-    y_prob = np.array([0.9, 0.1, 0.4])  # confidences 0.9, 0.9, 0.6; predictions 1, 0, 0
-    y_true = np.array([1, 1, 0])  # correct, wrong, correct
-    # one bin: mean conf 0.8, accuracy 2/3
-    assert expected_calibration_error(y_true, y_prob, n_bins=1) == pytest.approx(abs(0.8 - 2 / 3), abs=1e-12)
+def test_binary_vector_is_the_positive_class_probability() -> None:
+    y_prob = np.array([0.9, 0.1, 0.4])  # P(y = 1)
+    y_true = np.array([1, 1, 0])
+    # one bin: mean P(y = 1) 1.4 / 3 against the frequency of y = 1, 2 / 3 (not top-label: that would be 0.8 vs 2/3)
+    assert expected_calibration_error(y_true, y_prob, n_bins=1) == pytest.approx(0.2, abs=1e-12)
+    # the (n, 2) matrix of the same model is scored top-label
+    matrix = np.column_stack([1 - y_prob, y_prob])
+    assert expected_calibration_error(y_true, matrix, n_bins=1) == pytest.approx(abs(0.8 - 2 / 3), abs=1e-12)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_binary_vector_curve_equals_sklearn_calibration_curve(seed: int) -> None:
+    from sklearn.calibration import calibration_curve
+
+    rng = np.random.default_rng(seed)
+    y_prob = rng.uniform(0, 1, 3_000)  # continuous: no value on a bin edge, where sklearn bins to the left
+    y_true = (rng.random(3_000) < y_prob**1.3).astype(int)
+    curve = reliability_curve(y_true, y_prob, n_bins=10)
+    frequency, mean_probability = calibration_curve(y_true, y_prob, n_bins=10, strategy="uniform")
+    np.testing.assert_allclose(curve.accuracy[~curve.empty], frequency, atol=1e-12)
+    np.testing.assert_allclose(curve.mean_confidence[~curve.empty], mean_probability, atol=1e-12)
+    assert expected_calibration_error(y_true, y_prob, n_bins=10) == pytest.approx(
+        curve.expected_calibration_error, abs=1e-12)
 
 
 def test_perfect_and_worst_calibration() -> None:
