@@ -18,7 +18,7 @@ from calibration.display import ReliabilityDisplay
 from calibration.drift import DEFAULT_MAX_PSI, confidence_drift
 from calibration.report import CalibrationReport, calibration_gate, fit_and_select
 from flows.common import active_policy, derive_rng, engine_for, fingerprint, promoted_model, utcnow
-from store.bulk import insert_ignore
+from store.bulk import chunked, insert_ignore
 from store.models import CalibrationReportRow, Item, Label, Prediction
 from store.settings import get_settings
 
@@ -30,20 +30,28 @@ DRIFT_KEY = "drift"
 DIAGRAM_KEY = "diagram"
 
 
-def calibration_data(engine: Engine, model_version: str) -> dict[str, tuple[list[str], np.ndarray, np.ndarray]]:
-    """Per segment: item ids, confidence and correctness of `model_version` on unbiased held-out labels."""
+def calibration_data(
+    engine: Engine, model_version: str, *, segments: list[str] | None = None
+) -> dict[str, tuple[list[str], np.ndarray, np.ndarray]]:
+    """Per segment (all, or those named): item ids, confidence and correctness of `model_version` on unbiased
+    held-out labels."""
+    query = (
+        select(Item.segment, Label.item_id, Prediction.confidence, Prediction.label, Label.label)
+        .join(Prediction, Prediction.item_id == Label.item_id)
+        .join(Item, Item.id == Label.item_id)
+        .where(
+            Label.split == "holdout",
+            Label.selection_reason.in_(UNBIASED_SELECTIONS),
+            Prediction.model_version == model_version,
+        )
+        .order_by(Label.item_id)
+    )
     with engine.connect() as conn:
-        rows = conn.execute(
-            select(Item.segment, Label.item_id, Prediction.confidence, Prediction.label, Label.label)
-            .join(Prediction, Prediction.item_id == Label.item_id)
-            .join(Item, Item.id == Label.item_id)
-            .where(
-                Label.split == "holdout",
-                Label.selection_reason.in_(UNBIASED_SELECTIONS),
-                Prediction.model_version == model_version,
-            )
-            .order_by(Label.item_id)
-        ).all()
+        if segments is None:
+            rows = conn.execute(query).all()
+        else:
+            rows = [r for part in chunked(sorted(set(segments)), 5_000)
+                    for r in conn.execute(query.where(Item.segment.in_(part))).all()]
     grouped: dict[str, list[tuple]] = {}
     for row in rows:
         grouped.setdefault(row[0], []).append(row)

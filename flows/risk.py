@@ -10,39 +10,139 @@ import numpy as np
 from sqlalchemy import Engine, func, select
 
 from flows.calibrate import calibration_data
+from flows.common import UPSTREAM_MODEL, fingerprint, record_event, utcnow
 from routing.audit import audit_error_by_segment
-from routing.policy import SegmentPolicy
-from flows.common import UPSTREAM_MODEL
+from routing.guard import live_error_guard
+from routing.policy import Policy, SegmentPolicy
 from routing.signals import (
     LengthOutlier, OutOfDistribution, RiskFlags, Signal, TextBatch, under_represented_segments, combine_signals, encoded_payload, mixed_scripts, rule_hits, text_lengths,
     zero_width_or_bidi,
 )
 from routing.thresholds import guaranteed_threshold
-from store.bulk import chunked
-from store.models import Item, Label, RoutingDecision
+from store.bulk import chunked, insert_ignore
+from store.models import GuardHalt, Item, Label, RoutingDecision, ThresholdEvidence
 
 MIN_TRAINING_TEXTS = 20
 MIN_TRAINING_VECTORS = 20
 # A segment holding less than this share of the training set is under-represented: its items go to people.
 MIN_SEGMENT_SHARE = 0.01
+AUTOMATED_ROUTES = ("auto_accept", "spot_check")
+
+
+Labelled = tuple[list[str], np.ndarray, np.ndarray]
 
 
 def derived_threshold(
-    engine: Engine, model_version: str, segment: str, policy: SegmentPolicy, calibrator: Any | None
-) -> tuple[float | None | str, dict[str, Any] | None]:
-    """The segment's guaranteed threshold when its policy sets a target (`max_auto_error`, `confidence`).
+    engine: Engine, model_version: str, segment: str, policy: SegmentPolicy, calibrator: Any | None, *,
+    policy_version: str, calibration_id: int | None = None, labelled: Labelled | None = None,
+    pool: str | None = None,
+) -> tuple[float | None | str, int | None]:
+    """The segment's guaranteed threshold when its policy sets a target (`max_auto_error`, `confidence`), and the
+    id of the stored evidence behind it.
 
-    Computed on the unbiased held-out labels (seed, audit, gold) with the calibrated confidences routing will
-    compare against it. Returns ("policy", None) when the segment has no target: its fixed threshold applies.
+    Certified on the *raw* confidences of the unbiased held-out labels (seed, audit, gold), never on confidences
+    passed through a recalibrator fitted to those same labels: a step-function calibrator of those very errors
+    would make the candidate grid depend on them. Routing compares the raw confidence with the threshold, so the
+    auto-accepted set is exactly the one tested. The calibrated value of the threshold is kept for display.
+    Returns ("policy", None) when the segment has no target: its fixed threshold applies (no guarantee).
     """
     if not policy.has_target:
         return "policy", None
-    _, confidence, correct = calibration_data(engine, model_version).get(segment, ([], np.empty(0), np.empty(0)))
-    calibrated = calibrator.predict(confidence) if calibrator is not None and confidence.size else confidence
-    result = guaranteed_threshold(calibrated, correct, alpha=policy.max_auto_error, delta=policy.delta)
-    evidence = {"threshold": result.threshold, "coverage": result.coverage, "n": result.n,
-                "error_upper_bound": result.error_upper_bound, "alpha": result.alpha, "delta": result.delta}
-    return result.threshold, evidence
+    if labelled is None:
+        labelled = calibration_data(engine, model_version).get(segment, ([], np.empty(0), np.empty(0)))
+    ids, confidence, correct = labelled
+    result = guaranteed_threshold(confidence, correct, alpha=policy.max_auto_error, delta=policy.delta)
+    shown = None
+    if result.threshold is not None:
+        shown = float(calibrator.predict(np.array([result.threshold]))[0]) if calibrator is not None \
+            else result.threshold
+    evidence = {
+        "model_version": model_version, "segment": segment, "policy_version": policy_version,
+        "label_fingerprint": fingerprint([ids, np.asarray(correct).tolist()]), "scale": "raw",
+        "threshold": result.threshold, "calibrated_threshold": shown, "n": result.n,
+        "n_accepted": result.n_accepted, "n_errors": int(round((result.empirical_error or 0.0) * result.n_accepted)),
+        "coverage": result.coverage, "error_upper_bound": result.error_upper_bound, "alpha": result.alpha,
+        "delta": result.delta, "tested": result.tested, "pool": pool or segment, "calibration_id": calibration_id,
+        "created_at": utcnow(),
+    }
+    return result.threshold, store_evidence(engine, evidence)
+
+
+def store_evidence(engine: Engine, evidence: dict[str, Any]) -> int:
+    """Insert the evidence row unless the same certification is stored already; its id either way."""
+    key = ("model_version", "segment", "policy_version", "label_fingerprint")
+    with engine.begin() as conn:
+        insert_ignore(conn, ThresholdEvidence.__table__, [evidence])
+        return conn.execute(select(ThresholdEvidence.id).where(
+            *(getattr(ThresholdEvidence, k) == evidence[k] for k in key))).scalar_one()
+
+
+def audited_automation(engine: Engine) -> list[Any]:
+    """Every audited auto-accepted item: (decision id, segment, model version, wrong), in decision order."""
+    latest = select(func.max(RoutingDecision.id).label("id")).group_by(RoutingDecision.item_id).subquery()
+    with engine.connect() as conn:
+        return conn.execute(
+            select(RoutingDecision.id, RoutingDecision.segment, RoutingDecision.model_version,
+                   RoutingDecision.predicted_label != Label.label)
+            .join(latest, latest.c.id == RoutingDecision.id)
+            .join(Label, Label.item_id == RoutingDecision.item_id)
+            .where(RoutingDecision.route.in_(AUTOMATED_ROUTES), Label.selection_reason == "audit")
+            .order_by(RoutingDecision.id)
+        ).all()
+
+
+def guard_halts(engine: Engine) -> dict[str, list[Any]]:
+    """Per segment, its halts in order: (model version, last decision id, e-value, audited, errors)."""
+    with engine.connect() as conn:
+        rows = conn.execute(select(GuardHalt).order_by(GuardHalt.id)).scalars().all()
+    halts: dict[str, list[Any]] = {}
+    for row in rows:
+        halts.setdefault(row.segment, []).append(row)
+    return halts
+
+
+def check_live_guards(engine: Engine, policy: Policy) -> dict[str, dict[str, Any]]:
+    """Run every target segment's live guard (``routing.guard``) on the audits since its last halt; record a new
+    halt (row and audit event) when the evidence says the segment's live error exceeds its target.
+
+    Returns, per segment with audits or halts, the guard's figures and ``halted_model``: the model version whose
+    automation is halted (None when none is). A halt binds the model it was found under; a newer model starts a
+    fresh test, on its own audits."""
+    halts = guard_halts(engine)
+    by_segment: dict[str, list[Any]] = {}
+    for row in audited_automation(engine):
+        by_segment.setdefault(row[1], []).append(row)
+    states: dict[str, dict[str, Any]] = {}
+    new_halts = []
+    for segment in sorted(set(by_segment) | set(halts)):
+        rules = policy.for_segment(segment)
+        previous = halts.get(segment, [])
+        since = previous[-1].last_decision_id if previous else -1
+        audits = [r for r in by_segment.get(segment, []) if r[0] > since]
+        state: dict[str, Any] = {"halted_model": previous[-1].model_version if previous else None,
+                                 "halts": len(previous)}
+        if rules.has_target:
+            result = live_error_guard([bool(r[3]) for r in audits], alpha=rules.max_auto_error, delta=rules.delta)
+            state.update(result.to_dict())
+            if result.halted:
+                at = audits[result.halted_at]
+                state["halted_model"] = at[2]
+                state["halts"] += 1
+                new_halts.append({"segment": segment, "model_version": at[2], "last_decision_id": at[0],
+                                  "e_value": result.e_value, "n_audited": result.n_audited,
+                                  "n_errors": result.n_errors, "alpha": result.alpha, "delta": result.delta,
+                                  "created_at": utcnow()})
+        states[segment] = state
+    if new_halts:
+        with engine.begin() as conn:
+            insert_ignore(conn, GuardHalt.__table__, new_halts)
+        for halt in new_halts:
+            record_event(engine, "live_guard_halt", {
+                **{k: v for k, v in halt.items() if k != "created_at"},
+                "reason": f"{halt['n_errors']} of {halt['n_audited']} audited auto-accepted items wrong: the "
+                          f"e-value {halt['e_value']:.1f} reached 1/delta = {1 / halt['delta']:.0f}, so the live "
+                          f"error exceeds the target {halt['alpha']} (anytime-valid test, level {halt['delta']})"})
+    return states
 
 
 @lru_cache(maxsize=8)

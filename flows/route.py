@@ -6,6 +6,7 @@ import json
 import threading
 from collections import Counter
 from contextlib import nullcontext
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -20,9 +21,10 @@ from calibration.report import CalibrationReport, GateResult, calibration_gate, 
 from flows.common import (
     UPSTREAM_MODEL, active_policy, as_utc, derive_rng, engine_for, promoted_model, utcnow,
 )
-from flows.risk import batch_risk_flags, derived_threshold
-from routing.decide import Route, route
-from routing.policy import SegmentPolicy
+from flows.calibrate import calibration_data
+from flows.risk import Labelled, batch_risk_flags, check_live_guards, derived_threshold
+from routing.decide import REASON_LIVE_GUARD_HALTED, Route, route
+from routing.policy import Policy, SegmentPolicy
 from store.bulk import chunked, insert_ignore_columns, set_column
 from store.models import CalibrationReportRow, Item, ItemState, Prediction, RoutingDecision
 
@@ -35,16 +37,6 @@ STATE_AFTER = {
     Route.REVIEW.value: ItemState.routed.value,
     Route.ESCALATE.value: ItemState.routed.value,
 }
-
-
-def latest_calibration(engine: Engine, model_version: str, segment: str) -> CalibrationReportRow | None:
-    with Session(engine, expire_on_commit=False) as session:
-        return session.exec(
-            select(CalibrationReportRow)
-            .where(CalibrationReportRow.model_version == model_version, CalibrationReportRow.segment == segment)
-            .order_by(CalibrationReportRow.created_at.desc(), CalibrationReportRow.id.desc())
-            .limit(1)
-        ).scalars().first()
 
 
 def gate_now(row: CalibrationReportRow | None, policy: SegmentPolicy) -> GateResult | None:
@@ -80,55 +72,131 @@ def scored_items(engine: Engine, model_version: str | None) -> list[tuple[str, s
     return list(wanted.values())
 
 
-def previous_decisions(engine: Engine, item_ids: list[str]) -> dict[str, int]:
-    found: dict[str, int] = {}
+def previous_decisions(engine: Engine, item_ids: list[str]) -> dict[str, tuple[int, str]]:
+    """Each item's latest earlier decision: (its id, its route)."""
+    found: dict[str, tuple[int, str]] = {}
+    latest = (select(RoutingDecision.item_id, func.max(RoutingDecision.id).label("id"))
+              .where(RoutingDecision.item_id.in_(bindparam("ids", expanding=True)))
+              .group_by(RoutingDecision.item_id).subquery())
+    statement = select(latest.c.item_id, RoutingDecision.id, RoutingDecision.route).join(
+        RoutingDecision, RoutingDecision.id == latest.c.id)
     with engine.connect() as conn:
-        statement = (
-            select(RoutingDecision.item_id, func.max(RoutingDecision.id))
-            .where(RoutingDecision.item_id.in_(bindparam("ids", expanding=True))).group_by(RoutingDecision.item_id)
-        )
         for part in chunked(item_ids, 5_000):
-            found.update(conn.execute(statement, {"ids": list(part)}).all())
+            found.update((r[0], (r[1], r[2])) for r in conn.execute(statement, {"ids": list(part)}))
     return found
 
 
-@task(name="route-segment", cache_policy=NO_CACHE)
-def route_group(
-    rows: list[tuple[str, str, str, float, str]], cycle: int | None, database_url: str | None
-) -> Counter[str]:
-    """Route one (segment, model version) group of scored items and write their decisions."""
-    engine = engine_for(database_url)
+def latest_calibrations(engine: Engine, model_version: str, segments: list[str]) -> dict[str, CalibrationReportRow]:
+    """The newest calibration report of each of `segments` under `model_version`, in one query per 5,000."""
+    newest: dict[str, CalibrationReportRow] = {}
+    with Session(engine, expire_on_commit=False) as session:
+        for part in chunked(segments, 5_000):
+            rows = session.exec(
+                select(CalibrationReportRow)
+                .where(CalibrationReportRow.model_version == model_version, CalibrationReportRow.segment.in_(part))
+                .order_by(CalibrationReportRow.created_at, CalibrationReportRow.id)
+            ).scalars().all()
+            newest.update((row.segment, row) for row in rows)  # later rows win
+    return newest
+
+
+PEOPLE_ROUTES = frozenset({Route.REVIEW.value, Route.ESCALATE.value})
+# A task routes groups of (segment, model) until it holds this many items or groups: a segment is a user's
+# grouping, so a million segments must not mean a million Prefect tasks, nor one task per tiny segment.
+BATCH_ITEMS, BATCH_GROUPS = 20_000, 1_000
+
+
+@dataclass(frozen=True)
+class BatchContext:
+    """What every group of one route batch shares, read once per batch."""
+
+    policy: Policy
+    policy_version: str
+    reports: dict[tuple[str, str], CalibrationReportRow]
+    labelled: dict[str, dict[str, Labelled]]
+    previous: dict[str, tuple[int, str]]
+    halted: dict[str, str]
+
+
+def _context(engine: Engine, groups: list[list[tuple]], halted: dict[str, str]) -> BatchContext:
     policy, policy_version = active_policy(engine)
+    by_model: dict[str, list[str]] = {}
+    for rows in groups:
+        by_model.setdefault(rows[0][2], []).append(rows[0][1])
+    reports = {(model, segment): row for model, segments in by_model.items()
+               for segment, row in latest_calibrations(engine, model, segments).items()}
+    targeted = {model: [s for s in segments if policy.for_segment(s).has_target]
+                for model, segments in by_model.items()}
+    labelled = {model: calibration_data(engine, model, segments=segments) if segments else {}
+                for model, segments in targeted.items()}
+    previous = previous_decisions(engine, [r[0] for rows in groups for r in rows])
+    return BatchContext(policy, policy_version, reports, labelled, previous, halted)
+
+
+def decide_group(engine: Engine, rows: list[tuple], cycle: int | None, context: BatchContext) -> dict[str, list]:
+    """The decision columns of one (segment, model version) group of scored items."""
     segment, model_version = rows[0][1], rows[0][2]
-    segment_policy = policy.for_segment(segment)
-    report_row = latest_calibration(engine, model_version, segment)
+    segment_policy = context.policy.for_segment(segment)
+    report_row = context.reports.get((model_version, segment))
     item_ids = [r[0] for r in rows]
     raw = np.array([np.nan if r[3] is None else r[3] for r in rows], dtype=float)
     calibrator = None if report_row is None else calibrator_from_dict(report_row.calibrator)
     calibrated = raw if calibrator is None else calibrator.predict(np.nan_to_num(raw, nan=0.0))
     calibrated = np.where(np.isfinite(raw), calibrated, np.nan)
-    threshold, _ = derived_threshold(engine, model_version, segment, segment_policy, calibrator)
+    labelled = context.labelled.get(model_version, {}).get(segment, ([], np.empty(0), np.empty(0)))
+    threshold, evidence_id = derived_threshold(
+        engine, model_version, segment, segment_policy, calibrator, policy_version=context.policy_version,
+        calibration_id=report_row.id if report_row else None, labelled=labelled)
     flags = batch_risk_flags(engine, item_ids, segment_policy, model_version=model_version)
-    rng = derive_rng("route", policy_version, model_version, segment, item_ids)
+    halted = context.halted.get(segment) == model_version
+    earlier = [context.previous.get(item_id) for item_id in item_ids]
+    rng = derive_rng("route", context.policy_version, model_version, segment, item_ids)
     result = route(calibrated, policy=segment_policy, calibration=gate_now(report_row, segment_policy), rng=rng,
                    risk_escalate=flags.escalate, risk_review=flags.review, risk_reasons=flags.reasons,
-                   threshold=threshold)
-    previous = previous_decisions(engine, item_ids)
+                   threshold=threshold, threshold_scores=raw if segment_policy.has_target else None,
+                   halt_reasons=(REASON_LIVE_GUARD_HALTED,) if halted and segment_policy.has_target else (),
+                   rerouted=np.array([e is not None and e[1] in PEOPLE_ROUTES for e in earlier], dtype=bool))
     n = len(item_ids)
-    routes = [str(r) for r in result.routes.tolist()]
-    columns = {
-        "item_id": item_ids, "segment": [segment] * n, "route": routes,
-        "reasons": _reasons_json(result.reasons), "policy_version": [policy_version] * n,
+    return {
+        "item_id": item_ids, "segment": [segment] * n, "route": [str(r) for r in result.routes.tolist()],
+        "reasons": _reasons_json(result.reasons), "policy_version": [context.policy_version] * n,
         "model_version": [model_version] * n, "calibration_id": [report_row.id if report_row else None] * n,
         "threshold": [result.threshold] * n, "raw_confidence": _floats_or_none(raw),
         "calibrated_confidence": _floats_or_none(calibrated), "predicted_label": [r[4] for r in rows],
         "inclusion_probability": _floats_or_none(result.inclusion_probability), "cycle": [cycle] * n,
-        "supersedes_id": [previous.get(item_id) for item_id in item_ids], "created_at": [utcnow()] * n,
+        "supersedes_id": [None if e is None else e[0] for e in earlier], "evidence_id": [evidence_id] * n,
+        "created_at": [utcnow()] * n,
     }
+
+
+@task(name="route-batch", cache_policy=NO_CACHE)
+def route_batch(
+    groups: list[list[tuple[str, str, str, float, str]]], cycle: int | None, database_url: str | None,
+    halted: dict[str, str],
+) -> Counter[str]:
+    """Route a batch of (segment, model version) groups of scored items and write their decisions at once."""
+    engine = engine_for(database_url)
+    context = _context(engine, groups, halted)
+    decided = [decide_group(engine, rows, cycle, context) for rows in groups]
+    columns = {key: [v for d in decided for v in d[key]] for key in decided[0]}
     with _SQLITE_WRITE_LOCK if engine.dialect.name == "sqlite" else nullcontext(), engine.begin() as conn:
         insert_ignore_columns(conn, RoutingDecision.__table__, columns, encoded_json=("reasons",))
-        set_column(conn, Item.__table__, "id", "state", dict(zip(item_ids, map(STATE_AFTER.__getitem__, routes))))
-    return Counter(routes)
+        set_column(conn, Item.__table__, "id", "state",
+                   dict(zip(columns["item_id"], map(STATE_AFTER.__getitem__, columns["route"]))))
+    return Counter(columns["route"])
+
+
+def batches(groups: list[list[tuple]]) -> list[list[list[tuple]]]:
+    """Consecutive groups packed into batches of about `BATCH_ITEMS` items or `BATCH_GROUPS` groups."""
+    packed: list[list[list[tuple]]] = []
+    size = 0
+    for group in groups:
+        if not packed or size >= BATCH_ITEMS or len(packed[-1]) >= BATCH_GROUPS:
+            packed.append([])
+            size = 0
+        packed[-1].append(group)
+        size += len(group)
+    return packed
 
 
 def _floats_or_none(values: np.ndarray) -> list[float | None]:
@@ -143,19 +211,28 @@ def _reasons_json(reasons: tuple[tuple[str, ...], ...]) -> list[str]:
 
 @flow(name="route", log_prints=True)
 def route_flow(cycle: int | None = None, database_url: str | None = None) -> dict[str, Any]:
-    """Route every scored item under the active policy, per segment and model version."""
+    """Route every scored item under the active policy, per segment and model version, in batches of segments;
+    first run every target segment's live guard on the audits that came in since the last route."""
     logger = get_run_logger()
     engine = engine_for(database_url)
+    policy, _ = active_policy(engine)
+    guards = check_live_guards(engine, policy)
+    halted = {segment: g["halted_model"] for segment, g in guards.items() if g.get("halted_model")}
     version = promoted_model(engine)
     rows = scored_items(engine, version.version if version else None)
     groups: dict[tuple[str, str], list] = {}
     for row in rows:
         groups.setdefault((row[1], row[2]), []).append(row)
     # quote(): Prefect would otherwise walk every row of every group looking for futures (seconds per 100k rows)
-    futures = [route_group.submit(quote(group), cycle, database_url) for group in groups.values()]
+    futures = [route_batch.submit(quote(batch), cycle, database_url, quote(halted))
+               for batch in batches([groups[key] for key in sorted(groups)])]
     counts: Counter[str] = Counter()
     for future in futures:
         counts.update(future.result())
-    summary = {"routed": sum(counts.values()), **{r.value: counts.get(r.value, 0) for r in Route}}
-    logger.info("route: %s", summary)
+    summary = {"routed": sum(counts.values()), **{r.value: counts.get(r.value, 0) for r in Route},
+               "halted_segments": sorted(halted)}
+    logger.info("route: %s", {k: v for k, v in summary.items() if k != "halted_segments"})
+    if halted:
+        logger.warning("route: live guard halted automation in %d segment(s): %s", len(halted),
+                       ", ".join(sorted(halted)[:20]))
     return summary

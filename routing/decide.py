@@ -24,6 +24,8 @@ REASON_HUMAN_REQUIRED = "human_in_the_loop_required"
 REASON_ABOVE_THRESHOLD = "confidence_above_threshold"
 REASON_SPOT_CHECK = "spot_check_sample"
 REASON_BELOW_THRESHOLD = "confidence_below_threshold"
+REASON_LIVE_GUARD_HALTED = "live_guard_halted"
+REASON_REROUTED_BACKLOG = "rerouted_backlog"
 
 
 class Route(StrEnum):
@@ -110,7 +112,7 @@ def _human_required(policy: SegmentPolicy) -> bool:
     return policy.mode == "in_the_loop" or policy.stakes == "high" or policy.regulated
 
 
-def _reason_table(gate_reasons: tuple[str, ...]) -> np.ndarray:
+def _reason_table(gate_reasons: tuple[str, ...], halt_reasons: tuple[str, ...]) -> np.ndarray:
     """Reasons of each rule, indexed like ``_ROUTE_OF_RULE``; an object array so items can index it."""
     rows = (
         (REASON_CONFIDENCE_INVALID,),
@@ -118,6 +120,8 @@ def _reason_table(gate_reasons: tuple[str, ...]) -> np.ndarray:
         (REASON_RISK_REVIEW,),
         gate_reasons,
         (REASON_HUMAN_REQUIRED,),
+        halt_reasons,
+        (REASON_REROUTED_BACKLOG,),
         (REASON_ABOVE_THRESHOLD, REASON_SPOT_CHECK),
         (REASON_ABOVE_THRESHOLD,),
         (REASON_BELOW_REVIEW_THRESHOLD,),
@@ -137,6 +141,8 @@ _ROUTE_OF_RULE = np.array(
         Route.REVIEW,
         Route.REVIEW,
         Route.REVIEW,
+        Route.REVIEW,
+        Route.REVIEW,
         Route.SPOT_CHECK,
         Route.AUTO_ACCEPT,
         Route.ESCALATE,
@@ -147,7 +153,7 @@ _ROUTE_OF_RULE = np.array(
 )
 
 _RISK_RULES = (1, 2)  # risk escalate, risk review: their reasons are the item's own codes when given
-_AUDITABLE_RULES = (5, 6)  # spot_check and auto_accept: cleared the threshold, so the audit draw applies
+_AUDITABLE_RULES = (7, 8)  # spot_check and auto_accept: cleared the threshold, so the audit draw applies
 _DEFAULT_RULE = len(_ROUTE_OF_RULE) - 1
 
 
@@ -161,10 +167,14 @@ def route(
     risk_review: np.ndarray | None = None,
     risk_reasons: Sequence[tuple[str, ...]] | None = None,
     threshold: float | None | Literal["policy"] = "policy",
+    threshold_scores: Any = None,
+    halt_reasons: Sequence[str] = (),
+    rerouted: np.ndarray | None = None,
 ) -> RoutingResult:
     """Route every item by the first rule that applies: invalid confidence -> escalate, risk hit -> escalate
     (``risk_escalate``) or review (``risk_review``), failed or missing calibration gate -> review, human required
-    -> review, confidence >= threshold -> auto_accept (a Bernoulli(spot_check_rate) share of them spot_check),
+    -> review, live guard halted -> review, above the threshold but rerouted from the backlog -> review,
+    confidence >= threshold -> auto_accept (a Bernoulli(spot_check_rate) share of them spot_check),
     confidence below the policy's ``review_threshold`` -> escalate, otherwise review.
 
     ``threshold`` is the auto-accept threshold: ``"policy"`` (default) takes the policy's fixed
@@ -172,6 +182,13 @@ def route(
     target, so nothing auto-accepts (reason ``no_guaranteed_threshold``); a policy with a target and no derived
     threshold behaves as None. ``risk_reasons`` gives each risky item its reason codes (e.g. the detectors and
     rules that hit); without them the reason is ``risk_rule`` / ``risk_review``.
+
+    ``threshold_scores`` are the scores the auto-accept threshold is compared with (default: the calibrated
+    confidence). A derived threshold is certified on raw confidences (see ``routing.thresholds``), so the caller
+    passes those: the auto-accepted set is then exactly the set whose error was tested. ``halt_reasons``, when not
+    empty, send the whole segment to review with those reasons (the live guard halted it). ``rerouted`` marks items
+    that people already had in their backlog under an earlier decision: they are a selected population that no
+    certification stands for, so they are never auto-accepted (reason ``rerouted_backlog``).
 
     One uniform draw per item is taken whatever the other items hold, so for a fixed rng state the routes are
     monotone in confidence. An empty batch gives an empty result.
@@ -183,9 +200,15 @@ def route(
     _check_risk_reasons(risk_reasons, n_items)
     audit_draw = rng.random(n_items)
     gate_reasons = _gate_reasons(calibration)
+    halted = tuple(str(reason) for reason in halt_reasons)
+    earlier = _as_risk_flags(rerouted, n_items, "rerouted")
     applied = _resolve_threshold(policy, threshold)
+    scores = confidence if threshold_scores is None else _as_confidence(threshold_scores)
+    if scores.shape != confidence.shape:
+        raise ValueError(f"length mismatch: threshold_scores has shape {scores.shape}, expected ({n_items},)")
     invalid = ~np.isfinite(confidence) | (confidence < 0.0) | (confidence > 1.0)
-    above = ~invalid & (confidence >= (np.inf if applied is None else applied))
+    with np.errstate(invalid="ignore"):
+        above = ~invalid & (scores >= (np.inf if applied is None else applied))
     floor = -np.inf if policy.review_threshold is None else policy.review_threshold
     rule = np.select(
         [
@@ -194,6 +217,8 @@ def route(
             review,
             np.full(n_items, bool(gate_reasons)),
             np.full(n_items, _human_required(policy)),
+            np.full(n_items, bool(halted)),
+            above & earlier,
             above & (audit_draw < policy.spot_check_rate),
             above,
             confidence < floor,
@@ -204,7 +229,7 @@ def route(
     )
     return RoutingResult(
         routes=_ROUTE_OF_RULE[rule],
-        reasons=_item_reasons(_reason_table(gate_reasons)[rule], rule, risk_reasons),
+        reasons=_item_reasons(_reason_table(gate_reasons, halted)[rule], rule, risk_reasons),
         threshold=applied,
         inclusion_probability=np.where(
             np.isin(rule, _AUDITABLE_RULES), float(policy.spot_check_rate), np.nan

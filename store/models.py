@@ -145,6 +145,60 @@ class RoutingDecision(SQLModel, table=True):
     inclusion_probability: float | None = None
     cycle: int | None = None
     supersedes_id: int | None = Field(default=None, foreign_key="routing_decisions.id")
+    evidence_id: int | None = Field(default=None, foreign_key="threshold_evidence.id",
+                                    description="the certification behind a derived threshold")
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class ThresholdEvidence(SQLModel, table=True):
+    """What certified a derived auto-accept threshold: the labels (by fingerprint), the test and its outcome.
+
+    One row per (model, segment, policy version, label set); a route run on the same labels reuses it. The
+    threshold applies to ``scale`` (``raw``: the model's own confidence, on which it was certified).
+    """
+
+    __tablename__ = "threshold_evidence"
+    __table_args__ = (
+        UniqueConstraint("model_version", "segment", "policy_version", "label_fingerprint",
+                         name="uq_evidence_model_segment_policy_labels"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    model_version: str = Field(max_length=64)
+    segment: str = Field(max_length=128, index=True)
+    policy_version: str = Field(max_length=64)
+    label_fingerprint: str = Field(max_length=64)
+    scale: str = Field(default="raw", max_length=16)
+    threshold: float | None = None
+    calibrated_threshold: float | None = None
+    n: int = 0
+    n_accepted: int = 0
+    n_errors: int = 0
+    coverage: float = 0.0
+    error_upper_bound: float | None = None
+    alpha: float
+    delta: float
+    tested: int = 0
+    pool: str = Field(default="segment", max_length=128, description="whose labels certified it")
+    calibration_id: int | None = Field(default=None, foreign_key="calibration_reports.id")
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class GuardHalt(SQLModel, table=True):
+    """A segment whose live guard halted automation under one model: its audits showed the target exceeded."""
+
+    __tablename__ = "guard_halts"
+    __table_args__ = (UniqueConstraint("segment", "model_version", name="uq_guard_halt_segment_model"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    segment: str = Field(max_length=128, index=True)
+    model_version: str = Field(max_length=64)
+    last_decision_id: int = Field(description="the audited decision at which the test crossed 1 / delta")
+    e_value: float
+    n_audited: int
+    n_errors: int
+    alpha: float
+    delta: float
     created_at: datetime = Field(default_factory=utcnow)
 
 

@@ -326,3 +326,31 @@ def test_extended_routing_is_total_and_monotone(
     assert (low.routes[escalate] == "escalate").all() and (low.routes[review & ~escalate] == "review").all()
     if threshold is None:
         assert not np.isin(low.routes, ["auto_accept", "spot_check"]).any()
+
+
+def test_threshold_scores_decide_who_clears_a_derived_threshold() -> None:
+    # the derived threshold is certified on raw scores: the calibrated confidence does not move the set
+    calibrated, raw = np.array([0.99, 0.99, 0.5]), np.array([0.7, 0.6, 0.8])
+    result = route(calibrated, policy=LOW_STAKES, calibration=PASSING_GATE, rng=np.random.default_rng(0),
+                   threshold=0.65, threshold_scores=raw)
+    assert result.routes.tolist() == ["auto_accept", "review", "auto_accept"]
+    with pytest.raises(ValueError, match="threshold_scores"):
+        route(calibrated, policy=LOW_STAKES, calibration=PASSING_GATE, rng=np.random.default_rng(0),
+              threshold=0.65, threshold_scores=raw[:2])
+
+
+def test_halted_segment_sends_everything_valid_to_review() -> None:
+    result = route(np.array([0.99, 0.2, np.nan]), policy=LOW_STAKES, calibration=PASSING_GATE,
+                   rng=np.random.default_rng(0), halt_reasons=("live_guard_halted",))
+    assert result.routes.tolist() == ["review", "review", "escalate"]
+    assert result.reasons[:2] == (("live_guard_halted",),) * 2
+    assert np.isnan(result.inclusion_probability).all()
+
+
+def test_rerouted_backlog_items_are_never_auto_accepted() -> None:
+    policy = SegmentPolicy(auto_accept_threshold=0.9, spot_check_rate=1.0)
+    result = route(np.array([0.99, 0.99, 0.5]), policy=policy, calibration=PASSING_GATE,
+                   rng=np.random.default_rng(0), rerouted=np.array([True, False, True]))
+    assert result.routes.tolist() == ["review", "spot_check", "review"]
+    assert result.reasons[0] == ("rerouted_backlog",) and result.reasons[2] == ("confidence_below_threshold",)
+    assert np.isnan(result.inclusion_probability[0]) and result.inclusion_probability[1] == 1.0
