@@ -212,13 +212,17 @@ def simulate(
     seed: int = typer.Option(0),
     json_out: Path | None = typer.Option(None, "--json", help="Write the per-cycle figures here."),
     home: Path | None = typer.Option(None, help="State folder (a fresh temporary one when unset)."),
+    policy: Path | None = typer.Option(None, exists=True, dir_okay=False,
+                                       help="Routing policy YAML (default: the embedded default policy); its "
+                                            "labels and default review budget are set from the data and --budget."),
 ) -> None:
     """The loop over any labelled dataset, for experiments; accuracy is on a fixed split it never labels."""
     from flows.simulate import SimulationConfig, run_simulation
 
     config = SimulationConfig(items=items, labels=labels, seed_labels=seed_labels, cycles=cycles,
                               batch_size=batch_size, budget=budget, strategy=strategy, annotator=annotator,
-                              annotator_error=annotator_error, test_share=test_share, seed=seed, home=home)
+                              annotator_error=annotator_error, test_share=test_share, seed=seed, home=home,
+                              policy=policy)
     with prefect_quietly():
         result = run_simulation(config, console=console)
     if json_out:
@@ -234,6 +238,8 @@ def policy_show(database_url: str | None = DatabaseOption) -> None:
 
     policy, version = active_policy(engine_for(database_url))
     console.print(f"# version {version}")
+    for line in policy.guarantee_lines():
+        console.print(f"# {line}", markup=False)
     console.print(policy.to_yaml(), markup=False)
 
 

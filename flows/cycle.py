@@ -11,7 +11,7 @@ from prefect import flow, get_run_logger
 from sqlalchemy import Engine, func, insert, select, update
 
 from flows.calibrate import calibrate_flow
-from flows.common import engine_for, load_scoring_model, promoted_model, utcnow
+from flows.common import active_policy, engine_for, load_scoring_model, promoted_model, utcnow
 from flows.labelstudio import pull_flow, push_flow
 from flows.retrain import retrain_flow
 from flows.risk import audit_estimates
@@ -20,7 +20,7 @@ from flows.score import score_flow
 from flows.select import select_flow
 from labeling.quality import agreement_report
 from store.models import (
-    CalibrationReportRow, CycleReport, Item, Label, ModelVersion, ReviewTask, RoutingDecision,
+    Annotation, CalibrationReportRow, CycleReport, Item, Label, ModelVersion, ReviewTask, RoutingDecision,
 )
 
 Annotate = Callable[[int], dict[str, Any]]
@@ -35,10 +35,22 @@ def start_cycle(engine: Engine) -> int:
     return cycle
 
 
+def human_labels(engine: Engine, since: Any | None = None) -> int:
+    """Human answers that count against the people's time: every non-cancelled annotation (review, audit, gold,
+    overlap and expert answers alike) pulled at or after `since`, and, without `since`, the seed labels too."""
+    query = select(func.count()).select_from(Annotation).where(Annotation.was_cancelled.is_(False))
+    with engine.connect() as conn:
+        if since is not None:
+            return conn.execute(query.where(Annotation.pulled_at >= since)).scalar_one()
+        seeds = conn.execute(select(func.count()).select_from(Label).where(Label.source == "seed")).scalar_one()
+        return conn.execute(query).scalar_one() + seeds
+
+
 def cycle_figures(engine: Engine, cycle: int, routing_model: str | None) -> dict[str, Any]:
     """Routing mix, review load and labels gained; ECE of the model that routed, held-out accuracy of the one
-    promoted at the end of the cycle."""
+    promoted at the end of the cycle; human labels spent in the cycle and in all."""
     with engine.connect() as conn:
+        started = conn.execute(select(CycleReport.started_at).where(CycleReport.cycle == cycle)).scalar()
         routes = dict(conn.execute(
             select(RoutingDecision.route, func.count()).where(RoutingDecision.cycle == cycle)
             .group_by(RoutingDecision.route)
@@ -53,7 +65,8 @@ def cycle_figures(engine: Engine, cycle: int, routing_model: str | None) -> dict
     return {
         "routed": routed, "routes": routes, "automation_rate": automated / routed if routed else None,
         "review_tasks": queued, "labels_gained": labels_gained, "labels_total": labels_total,
-        "labels_train": labels_train,
+        "labels_train": labels_train, "auto_accepted": automated,
+        "labels_spent": human_labels(engine, since=started), "labels_spent_total": human_labels(engine),
         "model_version": model.version if model else None,
         "holdout_accuracy": (model.metrics or {}).get("accuracy") if model else None,
         "routing_model_version": routing_model,
@@ -136,6 +149,9 @@ def run_cycle(
     figures = cycle_figures(engine, cycle, routing_model.version if routing_model else None)
     figures.update(stopping_signal(engine, cycle, routing_model))
     figures["audit"] = audit_estimates(engine)
+    policy, _ = active_policy(engine)
+    figures["target_error"] = policy.defaults.max_auto_error
+    figures["halted_segments"] = steps["route"].get("halted_segments", [])
     report = agreement_report(engine)
     figures["agreement"] = {"segments": [asdict(r) for r in report["segments"]],
                             "pairs": [asdict(r) for r in report["pairs"]]}

@@ -94,7 +94,7 @@ def audited_automation(engine: Engine) -> list[Any]:
 def guard_halts(engine: Engine) -> dict[str, list[Any]]:
     """Per segment, its halts in order: (model version, last decision id, e-value, audited, errors)."""
     with engine.connect() as conn:
-        rows = conn.execute(select(GuardHalt).order_by(GuardHalt.id)).scalars().all()
+        rows = conn.execute(select(GuardHalt).order_by(GuardHalt.id)).all()
     halts: dict[str, list[Any]] = {}
     for row in rows:
         halts.setdefault(row.segment, []).append(row)

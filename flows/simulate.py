@@ -31,7 +31,9 @@ from store.ingest import reader_for
 from store.models import Item, ReviewTask, RoutingDecision
 from store.settings import get_settings
 
-CYCLE_KEYS = ("cycle", "labels_total", "labels_train", "accuracy", "automation_rate", "auto_error_rate", "ece", "review_count")
+CYCLE_KEYS = ("cycle", "labels_total", "labels_train", "accuracy", "automation_rate", "auto_error_rate", "ece",
+              "review_count", "labels_spent", "labels_spent_total", "target_error", "auto_accepted",
+              "auto_errors", "halted_segments")
 
 
 @dataclass(frozen=True)
@@ -131,6 +133,16 @@ def auto_error_rate(engine: Engine, cycle: int, truth: dict[str, str]) -> float 
     return float(np.mean([truth.get(item_id) != label for item_id, label in rows]))
 
 
+def auto_errors(engine: Engine, cycle: int, truth: dict[str, str]) -> int:
+    """How many of this cycle's auto-accepted items (spot-checked ones included) are wrong, against the truth."""
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(RoutingDecision.item_id, RoutingDecision.predicted_label)
+            .where(RoutingDecision.cycle == cycle, RoutingDecision.route.in_(("auto_accept", "spot_check")))
+        ).all()
+    return int(sum(truth.get(item_id) != label for item_id, label in rows))
+
+
 def test_accuracy(engine: Engine, test_records: list[dict[str, Any]], truth: dict[str, str]) -> float | None:
     model_row = promoted_model(engine)
     if model_row is None or not test_records:
@@ -181,6 +193,10 @@ def run_loop(
             "accuracy": accuracy(), "holdout_accuracy": figures["holdout_accuracy"],
             "automation_rate": figures["automation_rate"],
             "auto_error_rate": auto_error_rate(engine, result["cycle"], truth), "ece": figures["ece"],
+            "labels_spent": figures["labels_spent"], "labels_spent_total": figures["labels_spent_total"],
+            "target_error": figures["target_error"], "auto_accepted": figures["auto_accepted"],
+            "auto_errors": auto_errors(engine, result["cycle"], truth),
+            "halted_segments": figures["halted_segments"],
             "review_count": figures["review_tasks"], "labels_gained": figures["labels_gained"],
             "model_version": figures["model_version"], "retrain": result["steps"]["retrain"].get("status"),
             "model_agreement": figures.get("model_agreement"),

@@ -369,6 +369,13 @@ class Policy(BaseModel):
         override = self.segments.get(name)
         return self.defaults if override is None else _merge(self.defaults, override)
 
+    def guarantee_lines(self) -> list[str]:
+        """One line for the defaults and each named segment: what bounds its auto-accepted error. A fixed
+        threshold is labelled as carrying no guarantee; people-only segments auto-accept nothing."""
+        return [f"{name}: {_guarantee_text(rules)}"
+                for name, rules in [("defaults", self.defaults),
+                                    *((name, self.for_segment(name)) for name in sorted(self.segments))]]
+
     def content_hash(self) -> str:
         """First 16 hex digits of the sha256 of the policy's canonical, key-sorted JSON."""
         canonical = json.dumps(self._canonical(), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
@@ -396,6 +403,16 @@ class Policy(BaseModel):
             if field in defaults and defaults[field] == default:
                 del defaults[field]
         return document
+
+
+def _guarantee_text(rules: SegmentPolicy) -> str:
+    if rules.mode == "in_the_loop" or rules.stakes == "high" or rules.regulated:
+        return "people review every item (in the loop, high stakes or regulated): nothing is auto-accepted"
+    if rules.has_target:
+        return (f"target: error among auto-accepted items <= {rules.max_auto_error:g} with confidence "
+                f"{rules.confidence:g} (threshold derived and certified on unbiased labels; live guard on)")
+    return (f"fixed auto_accept_threshold {rules.auto_accept_threshold:g}: carries no guarantee on the error of "
+            "auto-accepted items (set max_auto_error and confidence for one)")
 
 
 @dataclass(frozen=True)

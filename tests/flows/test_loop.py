@@ -35,9 +35,15 @@ def test_simulation_writes_the_promised_json(sluice_home, dataset_files, tmp_pat
     assert [c["cycle"] for c in cycles] == [1, 2, 3]
     for row in cycles:
         assert set(row) == {"cycle", "labels_total", "labels_train", "accuracy", "automation_rate", "auto_error_rate", "ece",
-                            "review_count"}
+                            "review_count", "labels_spent", "labels_spent_total", "target_error", "auto_accepted",
+                            "auto_errors", "halted_segments"}
         assert 0.0 <= row["accuracy"] <= 1.0
         assert 0.0 <= row["automation_rate"] <= 1.0
+        assert row["target_error"] == 0.05 and row["halted_segments"] == []  # the default policy's target
+        # every task the direct annotators answered is a human label spent (budgeted reviews and audits)
+        assert row["labels_spent"] == row["review_count"]
+        assert 0 <= row["auto_errors"] <= row["auto_accepted"]
+    assert cycles[-1]["labels_spent_total"] == 200 + sum(c["labels_spent"] for c in cycles)
     assert cycles[-1]["labels_total"] > cycles[0]["labels_total"] > 200
     assert result["test_items"] == 180
     assert all(c["review_count"] >= 20 for c in cycles)  # the budget is spent (audits come on top)

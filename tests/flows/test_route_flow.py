@@ -150,3 +150,71 @@ def test_features_far_from_training_and_rare_segments_go_to_people(sluice_home, 
     assert flags.reasons[0] == ()
     assert "out_of_distribution" in flags.reasons[1]
     assert "under_represented_segment" in flags.reasons[2]
+
+
+def test_live_guard_halts_a_segment_whose_audits_show_excess_error(sluice_home, routed, tmp_path):
+    from flows.common import engine_for, utcnow
+    from flows.ingest import ingest_flow
+    from flows.route import route_flow
+    from flows.score import score_flow
+    from flows.select import select_flow
+    from labeling.resolve import HumanAnswer, resolve_items, upsert_annotations
+    from store.models import AuditEvent, GuardHalt, Item, ReviewTask
+
+    engine, decisions = routed
+    select_flow(cycle=1)
+    with engine.connect() as conn:
+        audits = conn.execute(
+            select(ReviewTask.id, ReviewTask.item_id).join(Item, Item.id == ReviewTask.item_id)
+            .where(ReviewTask.selection_reason == "audit", Item.segment == "targeted")).all()
+    automated = [i for i, _ in audits if decisions[_].route == "spot_check"]
+    assert len(automated) >= 10, "the targeted segment auto-accepted and spot-checked items"
+    # the live traffic turned bad: every audited automated item is wrong (the people answer "b", the model said "a")
+    upsert_annotations(engine, [HumanAnswer(source="direct", external_id=task_id, item_id=item_id, label="b",
+                                            annotator="t", was_cancelled=False, updated_at=utcnow())
+                                for task_id, item_id in audits])
+    resolve_items(engine, [item_id for _, item_id in audits], cycle=1)
+    fresh = upstream_items(np.random.default_rng(11), 200, "targeted", prefix="next-")
+    path = tmp_path / "next.jsonl"
+    path.write_text("".join(json.dumps({k: v for k, v in r.items() if k != "truth"}) + "\n" for r in fresh))
+    ingest_flow(str(path))
+    score_flow()
+    summary = route_flow(cycle=2)
+    assert summary["halted_segments"] == ["targeted"]
+    with engine.connect() as conn:
+        halts = conn.execute(select(GuardHalt)).all()
+        events = conn.execute(select(AuditEvent.payload).where(AuditEvent.kind == "live_guard_halt")).scalars().all()
+        second = conn.execute(select(RoutingDecision).where(RoutingDecision.cycle == 2,
+                                                            RoutingDecision.segment == "targeted")).all()
+    assert [(h.segment, h.model_version) for h in halts] == [("targeted", "upstream")]
+    assert halts[0].n_errors == halts[0].n_audited and halts[0].e_value >= 1 / halts[0].delta
+    assert len(events) == 1 and events[0]["segment"] == "targeted" and "exceeds the target" in events[0]["reason"]
+    assert len(second) == 200 and {d.route for d in second} <= {"review", "escalate"}
+    assert all("live_guard_halted" in d.reasons for d in second if d.route == "review")
+    # the default segment (a fixed threshold, no target) is not guarded and still automates
+    assert route_flow(cycle=3)["halted_segments"] == ["targeted"]
+    with engine.connect() as conn:
+        assert conn.execute(select(GuardHalt)).all() == halts  # checking again records nothing new
+
+
+def test_backlog_items_rerouted_under_a_new_decision_are_not_auto_accepted(sluice_home, routed):
+    from flows.common import engine_for, save_policy
+    from flows.route import route_flow
+    from routing.policy import Policy
+    from store.models import Item, ItemState
+    from sqlalchemy import update
+
+    engine, decisions = routed
+    waiting = [d.item_id for d in decisions.values() if d.route == "review" and d.segment == "targeted"]
+    assert waiting
+    # a new policy version re-routes the backlog (as a newer model would): the items are scored again
+    save_policy(engine, Policy.from_yaml(POLICY.replace("spot_check_rate: 0.2", "spot_check_rate: 0.25")),
+                comment="re-route")
+    with engine.begin() as conn:
+        conn.execute(update(Item).where(Item.id.in_(waiting)).values(state=ItemState.scored.value))
+    route_flow(cycle=2)
+    with engine.connect() as conn:
+        again = conn.execute(select(RoutingDecision).where(RoutingDecision.cycle == 2)).all()
+    assert {d.item_id for d in again} == set(waiting)
+    assert all(d.route in ("review", "escalate") for d in again)
+    assert all(d.supersedes_id == decisions[d.item_id].id for d in again)

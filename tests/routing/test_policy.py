@@ -125,7 +125,20 @@ segments:
 def test_stored_policy_hashes_do_not_change() -> None:
     # Versions written before the target/review/risk fields existed must keep their identity.
     root = DEFAULT_POLICY.parent
-    assert Policy.load(root / "default.yaml").content_hash() == "bf11829d62fcefa0"
+    before_targets = """
+name: default
+defaults:
+  mode: on_the_loop
+  stakes: low
+  regulated: false
+  auto_accept_threshold: 0.9
+  spot_check_rate: 0.05
+  review_budget: 50
+  calibration: {min_samples: 50, max_ece: 0.1, max_age_hours: 168}
+segments:
+  finance: {stakes: high, regulated: true, mode: in_the_loop}
+"""
+    assert Policy.from_yaml(before_targets).content_hash() == "bf11829d62fcefa0"  # the default until targets
     assert Policy.load(root / "bbc-news.yaml").content_hash() == "69c84f87d7024f9d"
     assert Policy(name="x").content_hash() == "f205a2a4c98141ae"
     spelled_out = BASE.replace(
@@ -225,3 +238,16 @@ def test_overlap_fields_merge_per_segment_and_keep_old_hashes() -> None:
     explicit = Policy.from_yaml("name: x\ndefaults: {review_budget: 10, overlap_share: 0.0, "
                                 "overlap_annotators: 3, resolution: majority, min_agreement: 0.6}")
     assert plain.content_hash() == explicit.content_hash()
+
+
+def test_the_default_policy_states_a_target_and_says_what_carries_a_guarantee() -> None:
+    policy = Policy.load(DEFAULT_POLICY)
+    assert policy.defaults.has_target and policy.defaults.max_auto_error == 0.05 and policy.defaults.delta == \
+        pytest.approx(0.1)
+    lines = policy.guarantee_lines()
+    assert lines[0].startswith("defaults: target: error among auto-accepted items <= 0.05 with confidence 0.9")
+    assert lines[1].startswith("finance: people review every item")
+    fixed = Policy.from_yaml("name: f\ndefaults: {auto_accept_threshold: 0.8}\n")
+    assert fixed.guarantee_lines() == [
+        "defaults: fixed auto_accept_threshold 0.8: carries no guarantee on the error of auto-accepted items "
+        "(set max_auto_error and confidence for one)"]
