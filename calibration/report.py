@@ -28,10 +28,12 @@ __all__ = [
     "calibration_gate",
     "fit_and_select",
     "is_stale",
+    "out_of_fold_confidence",
 ]
 
 DEFAULT_METHODS = ("identity", "platt", "isotonic", "histogram")
 TIE_TOLERANCE = 1e-12
+MIN_CROSS_FIT = 20
 CONFIDENCE_LEVEL = 0.95
 BOOTSTRAP_CHUNK_CELLS = 4_000_000  # resamples x items drawn at once: bounds memory to ~32 MB per chunk
 NOTE_TOO_FEW_FOR_CV = "too_few_samples_for_cross_validation_identity_used"
@@ -248,6 +250,22 @@ def fit_and_select(
     notes = (NOTE_FEWER_FOLDS,) if usable_folds < n_folds else ()
     report = report_on(winner, oof[winner], hits, n_folds=usable_folds, cv_ece=cv_ece, notes=notes)
     return _make_calibrator(winner, n_bins=n_bins).fit(conf, hits), report
+
+
+def out_of_fold_confidence(
+    confidence: Any, correct: Any, *, method: str, rng: np.random.Generator, n_folds: int = 5, n_bins: int = 15
+) -> np.ndarray:
+    """Cross-fitted calibrated confidences: each item's value comes from a ``method`` calibrator fitted on the
+    other folds, never on its own label, so errors read off them (a what-if's empirical error above a threshold)
+    are not flattered by a calibrator that has seen them. With fewer than ``MIN_CROSS_FIT`` items a fit on the
+    other folds is noise: the raw confidences are returned (they too never saw the labels)."""
+    conf, hits = as_confidence_and_correct(confidence, correct)
+    (method,) = _check_methods((method,))
+    usable_folds = min(_check_positive_int(n_folds, name="n_folds", minimum=2), conf.shape[0] // 2)
+    if usable_folds < 2 or method == "identity" or conf.shape[0] < MIN_CROSS_FIT:
+        return conf.copy()
+    fold_of = _fold_ids(conf.shape[0], usable_folds, rng)
+    return _out_of_fold(method, conf, hits, fold_of, n_folds=usable_folds, n_bins=check_n_bins(n_bins))
 
 
 def calibration_gate(report: CalibrationReport, *, min_samples: int, max_ece: float) -> GateResult:

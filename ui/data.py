@@ -8,6 +8,7 @@ that shows "0 % errors" for a segment nobody audited would invite auto-accepting
 from __future__ import annotations
 
 import math
+import zlib
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -17,7 +18,7 @@ import pandas as pd
 from sqlalchemy import Engine, case, func, or_, select
 
 from calibration.metrics import ReliabilityCurve
-from calibration.recalibrators import calibrator_from_dict
+from calibration.report import out_of_fold_confidence
 from routing.decide import Route
 from routing.policy import Policy, SegmentPolicy
 from routing.whatif import WhatIfCurve, what_if
@@ -418,16 +419,15 @@ def _labelled_confidences(connection, model_version: str, segment: str) -> tuple
     return confidence, correct
 
 
-def _latest_calibrator(connection, model_version: str, segment: str):
-    """The recalibrator of the newest report of (model, segment); None when there is none (or it is empty)."""
+def _latest_method(connection, model_version: str, segment: str) -> str | None:
+    """The recalibration method of the newest report of (model, segment); None when there is none."""
     query = (
-        select(CalibrationReportRow.calibrator)
+        select(CalibrationReportRow.method)
         .where(CalibrationReportRow.model_version == model_version, CalibrationReportRow.segment == segment)
         .order_by(CalibrationReportRow.created_at.desc(), CalibrationReportRow.id.desc())
         .limit(1)
     )
-    stored = connection.execute(query).scalar()
-    return calibrator_from_dict(stored) if stored else None
+    return connection.execute(query).scalar()
 
 
 def what_if_curve(
@@ -440,17 +440,20 @@ def what_if_curve(
 ) -> tuple[WhatIfCurve | None, int]:
     """The what-if curve of `segment` over thresholds 0.00 .. 1.00 and the number of labelled items behind it.
 
-    Uses the promoted model (else "upstream") on its unbiased held-out labels, with confidences passed
-    through the newest recalibrator of that model and segment (raw when none was fitted), as routing does.
-    (None, 0) when the segment has no such labelled data.
+    Uses the promoted model (else "upstream") on its unbiased held-out labels. Their confidences are calibrated
+    out of fold with the method of the newest report of that model and segment (each item by a calibrator fitted
+    on the other folds), so the empirical error above a threshold is not flattered by a calibrator fitted to the
+    very labels it is read from. (None, 0) when the segment has no such labelled data.
     """
     with engine.connect() as connection:
         model_version = _whatif_model(connection)
         confidence, correct = _labelled_confidences(connection, model_version, segment)
         if confidence.size == 0:
             return None, 0
-        calibrator = _latest_calibrator(connection, model_version, segment)
-    calibrated = confidence if calibrator is None else np.asarray(calibrator.predict(confidence), dtype=float)
+        method = _latest_method(connection, model_version, segment)
+    rng = np.random.default_rng(zlib.crc32(f"what-if/{model_version}/{segment}".encode()))
+    calibrated = confidence if method is None else out_of_fold_confidence(confidence, correct, method=method,
+                                                                          rng=rng)
     curve = what_if(
         calibrated,
         correct,

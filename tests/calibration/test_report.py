@@ -186,3 +186,26 @@ def test_is_stale() -> None:
             is_stale(bad, max_age_seconds=10)
     with pytest.raises(ValueError, match="max_age_seconds"):
         is_stale(1, max_age_seconds=-5)
+
+
+def test_out_of_fold_confidence_never_uses_an_items_own_label() -> None:
+    from calibration.report import out_of_fold_confidence
+
+    rng = np.random.default_rng(0)
+    confidence = rng.uniform(0.5, 1.0, 400)
+    correct = (rng.random(400) < confidence**2).astype(float)
+    first = out_of_fold_confidence(confidence, correct, method="isotonic", rng=np.random.default_rng(1))
+    flipped = correct.copy()
+    flipped[7] = 1.0 - flipped[7]
+    second = out_of_fold_confidence(confidence, flipped, method="isotonic", rng=np.random.default_rng(1))
+    assert first[7] == second[7]  # item 7's own label moved nothing of its own value
+    assert not np.array_equal(first, second)  # but it did move the items of other folds
+    # in-sample isotonic fits its labels: its ECE on them is lower than the honest out-of-fold one
+    from calibration.recalibrators import IsotonicCalibrator
+    from calibration.metrics import reliability_curve_from_confidence
+
+    in_sample = IsotonicCalibrator().fit(confidence, correct).predict(confidence)
+    ece = lambda values: reliability_curve_from_confidence(values, correct).expected_calibration_error  # noqa: E731
+    assert ece(in_sample) < ece(first)
+    np.testing.assert_array_equal(out_of_fold_confidence(confidence, correct, method="identity",
+                                                         rng=np.random.default_rng(1)), confidence)
