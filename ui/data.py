@@ -23,6 +23,7 @@ from routing.decide import Route
 from routing.policy import Policy, SegmentPolicy
 from routing.whatif import WhatIfCurve, what_if
 from store.models import (
+    GuardHalt,
     Annotation,
     CalibrationReportRow,
     CycleReport,
@@ -51,6 +52,7 @@ __all__ = [
     "wilson_interval",
     "automation_bias",
     "annotator_accuracy",
+    "guard_halts",
 ]
 
 ROUTES = tuple(route.value for route in Route)
@@ -264,6 +266,21 @@ def segment_figures(engine: Engine) -> pd.DataFrame:
     )
     frame.index.name = "segment"
     return frame.reset_index().sort_values("segment", ignore_index=True)[SEGMENT_COLUMNS]
+
+
+HALT_COLUMNS = ["segment", "model_version", "active", "n_errors", "n_audited", "e_value", "alpha", "delta",
+                "created_at"]
+
+
+def guard_halts(engine: Engine) -> pd.DataFrame:
+    """Every halt of a segment's live guard, newest first; ``active`` when the halted model still routes (the
+    promoted one, or the upstream passthrough), so the segment auto-accepts nothing now."""
+    with engine.connect() as connection:
+        rows = connection.execute(select(GuardHalt).order_by(GuardHalt.id.desc())).all()
+        routing = {_whatif_model(connection), UPSTREAM_MODEL}
+    frame = pd.DataFrame([{**{c: getattr(r, c) for c in HALT_COLUMNS if c != "active"},
+                           "active": r.model_version in routing} for r in rows], columns=HALT_COLUMNS)
+    return frame
 
 
 def _dtype(column: str) -> str:

@@ -72,8 +72,13 @@ def agreement_tables(url: str) -> tuple[pd.DataFrame, pd.DataFrame]:
     return data.agreement_tables(_engine_for(url))
 
 
+@st.cache_data(ttl=CACHE_SECONDS, show_spinner=False)
+def guard_halts(url: str) -> pd.DataFrame:
+    return data.guard_halts(_engine_for(url))
+
+
 def refresh() -> None:
     """Drop the cached reads (not the engine) so the next run shows what the flows wrote since."""
     for reader in (active_policy, segment_figures, latest_calibration, model_history, cycle_history,
-                   automation_bias, annotator_accuracy, agreement_tables):
+                   automation_bias, annotator_accuracy, agreement_tables, guard_halts):
         reader.clear()

@@ -113,3 +113,24 @@ def test_populated_whatif_page(populated_engine, streamlit_caches) -> None:
     at.selectbox[0].set_value("finance").run()
     assert not at.exception and _texts(at.info) == [whatif.EMPTY_LABELS]
     assert not at.metric
+
+
+def test_overview_flags_a_halted_segment_and_says_what_carries_a_guarantee(populated_engine, streamlit_caches):
+    from store.models import GuardHalt, utcnow
+
+    with populated_engine.begin() as conn:
+        conn.execute(GuardHalt.__table__.insert(), [
+            {"segment": "news", "model_version": "m1", "last_decision_id": 1, "e_value": 12.5, "n_audited": 9,
+             "n_errors": 4, "alpha": 0.05, "delta": 0.1, "created_at": utcnow()},
+            {"segment": "default", "model_version": "m-old", "last_decision_id": 1, "e_value": 11.0,
+             "n_audited": 20, "n_errors": 5, "alpha": 0.05, "delta": 0.1, "created_at": utcnow()},
+        ])
+    at = _run()
+    assert not at.exception, [e.value for e in at.exception]
+    errors = _texts(at.error)
+    # m1 is the promoted model, so news is halted now; the halt of a retired model is history only
+    assert len(errors) == 1 and errors[0].startswith("**news**: automation halted by the live guard")
+    assert "4 of 9 audited" in errors[0] and "target 0.05" in errors[0]
+    policy_lines = " ".join(m.value for m in at.markdown)
+    # the conftest policy sets bare thresholds: the console says they carry no guarantee
+    assert "- defaults: fixed auto_accept_threshold 0.9: carries no guarantee" in policy_lines

@@ -16,6 +16,7 @@ def render() -> None:
     st.title("Overview")
     url = state.database_url()
     figures = state.segment_figures(url)
+    _halted_banner(state.guard_halts(url))
     _policy_summary(state.active_policy(url), list(figures["segment"]))
     st.divider()
     if figures.empty:
@@ -24,6 +25,20 @@ def render() -> None:
     _overall_metrics(data.overall_figures(figures))
     st.subheader("Per segment")
     st.dataframe(_segment_table(figures), hide_index=True, width="stretch")
+
+
+def _halted_banner(halts: pd.DataFrame) -> None:
+    """Segments whose live guard halted automation, at the top: the audits of what was auto-accepted showed
+    the target exceeded, so they route everything to people until a new model routes them."""
+    active = halts[halts["active"]]
+    for row in active.itertuples():
+        st.error(
+            f"**{row.segment}**: automation halted by the live guard — {row.n_errors} of {row.n_audited} audited "
+            f"auto-accepted items were wrong (e-value {row.e_value:.1f} ≥ 1/δ = {1 / row.delta:.0f}), so the "
+            f"error of auto-accepted items exceeds the target {row.alpha:g}. Model `{row.model_version}` no longer "
+            "auto-accepts here; a newly promoted model starts a fresh test.",
+            icon="🛑",
+        )
 
 
 def _policy_summary(view: data.PolicyView | None, segments: list[str]) -> None:
@@ -35,6 +50,7 @@ def _policy_summary(view: data.PolicyView | None, segments: list[str]) -> None:
         f"**{view.name}** · version `{view.version}` · by {view.author} · "
         f"{view.created_at:%Y-%m-%d %H:%M}" + (f"  \n_{view.comment}_" if view.comment else "")
     )
+    st.markdown("\n".join(f"- {line}" for line in view.policy.guarantee_lines()))
     with st.expander("Effective settings per segment", expanded=False):
         st.dataframe(data.policy_settings_frame(view, segments), hide_index=True, width="stretch")
 
