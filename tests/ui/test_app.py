@@ -132,5 +132,6 @@ def test_overview_flags_a_halted_segment_and_says_what_carries_a_guarantee(popul
     assert len(errors) == 1 and errors[0].startswith("**news**: automation halted by the live guard")
     assert "4 of 9 audited" in errors[0] and "target 0.05" in errors[0]
     policy_lines = " ".join(m.value for m in at.markdown)
-    # the conftest policy sets bare thresholds: the console says they carry no guarantee
-    assert "- defaults: fixed auto_accept_threshold 0.9: carries no guarantee" in policy_lines
+    # the conftest policy is the embedded default: a target on the defaults, people only for finance
+    assert "- defaults: target: error among auto-accepted items <= 0.05 with confidence 0.9" in policy_lines
+    assert "- finance: people review every item" in policy_lines
