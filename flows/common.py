@@ -96,7 +96,8 @@ def resolution_rules(engine: Engine) -> Callable[[str], ResolutionRule]:
 
     def rule(segment: str) -> ResolutionRule:
         rules = policy.for_segment(segment)
-        return ResolutionRule(method=rules.resolution, min_agreement=rules.min_agreement)
+        return ResolutionRule(method=rules.resolution, min_agreement=rules.min_agreement,
+                              audit_train_share=rules.audit_train_share)
 
     return rule
 

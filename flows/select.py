@@ -12,6 +12,8 @@ from sqlalchemy import Engine, and_, func, select
 
 from flows.common import active_policy, derive_rng, engine_for, utcnow
 from routing.decide import Route
+from routing.draws import AUDIT_SALT as _AUDIT_SALT, BLIND_SALT as _BLIND_SALT, OVERLAP_SALT as _OVERLAP_SALT
+from routing.draws import decision_uniform
 from routing.sampling import STRATEGIES, entropy, least_confidence, margin, select_batch
 from store.bulk import insert_ignore, set_column
 from store.models import Item, ItemState, Label, Prediction, ReviewTask, RoutingDecision
@@ -61,21 +63,6 @@ def _task_row(
 def blind_draw(decision_id: int, share: float) -> bool:
     """Whether a review task goes out without the model's suggestion: one fixed draw per routing decision."""
     return share > 0.0 and bool(decision_uniform([decision_id], salt=_BLIND_SALT)[0] < share)
-
-
-_AUDIT_SALT, _BLIND_SALT, _OVERLAP_SALT = 0x5A17_A0D1_7D2A_0001, 0xB11D_5EED_0000_0002, 0x0E1A_9000_0000_0003
-
-
-def decision_uniform(decision_ids: list[int], *, salt: int = _AUDIT_SALT) -> np.ndarray:
-    """A uniform number in [0, 1) per routing decision, fixed by its id and `salt`: each decision gets one draw
-    per purpose, ever. Vectorised splitmix64 over the ids (no generator per item)."""
-    with np.errstate(over="ignore"):
-        x = np.asarray(decision_ids, dtype=np.uint64) + np.uint64(salt)
-        x = x + np.uint64(0x9E3779B97F4A7C15)
-        x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-        x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-        x = x ^ (x >> np.uint64(31))
-    return (x >> np.uint64(11)).astype(np.float64) * 2.0**-53
 
 
 def assign_overlap(tasks: list[dict[str, Any]], share: float, annotators: int) -> None:

@@ -97,7 +97,10 @@ class DirectAnnotators:
                         annotator="sim-direct", was_cancelled=False, updated_at=now)
             for (task_id, item_id), label in zip(tasks, answers)
         ])
-        return {"answered": resolve_items(self.engine, [t[1] for t in tasks], cycle=cycle).resolved}
+        from flows.common import resolution_rules
+
+        return {"answered": resolve_items(self.engine, [t[1] for t in tasks], cycle=cycle,
+                                          rules=resolution_rules(self.engine)).resolved}
 
 
 class LabelStudioAnnotators:

@@ -12,12 +12,16 @@ import numpy as np
 from sqlalchemy import Engine, delete, func, select, update
 
 from labeling.agreement import MISSING, dawid_skene
+from routing.draws import AUDIT_TRAIN_SALT, decision_uniform
 
 from store.bulk import chunked, existing_keys, insert_ignore, set_column
 from store.models import Annotation, Item, ItemState, Label, ReviewTask
 
 # Labels chosen at random (audit) or with a known answer (gold) evaluate and calibrate the model; labels chosen
-# for their uncertainty teach it. Keeping them apart is what keeps the error estimates unbiased.
+# for their uncertainty teach it. Keeping them apart is what keeps the error estimates unbiased. An audit label
+# pays twice: it serves the live guard and audit estimate of the model that routed it whatever its split, and a
+# policy share of audits (a fixed draw per decision) then trains the next model instead of staying held out; a
+# label in the training set never calibrates or certifies a model.
 HOLDOUT_SELECTIONS = frozenset({"audit", "gold", "seed_holdout"})
 
 
@@ -97,12 +101,15 @@ class ResolutionRule:
 
     method: str = "majority"
     min_agreement: float = 0.6
+    audit_train_share: float = 0.0
 
     def __post_init__(self) -> None:
         if self.method not in RESOLUTION_METHODS:
             raise ValueError(f"resolution method must be one of {RESOLUTION_METHODS}, got {self.method!r}")
         if not 0.0 <= self.min_agreement <= 1.0:
             raise ValueError(f"min_agreement must be in [0, 1], got {self.min_agreement!r}")
+        if not 0.0 <= self.audit_train_share <= 1.0:
+            raise ValueError(f"audit_train_share must be in [0, 1], got {self.audit_train_share!r}")
 
 
 RESOLUTION_METHODS = ("majority", "dawid_skene")
@@ -174,7 +181,7 @@ def _resolve_chunk(conn: Any, part: list[str], rule_of: Callable[[str], Resoluti
                 continue
             latest = max(expert, key=lambda a: (_utc(a[3]) or _EPOCH, a[5]))
             labels.append(_label_row(item_id, latest[1], expert, task, cycle, now, resolution="expert",
-                                     agreement=None))
+                                     agreement=None, rule=rule_of(segments.get(item_id, ""))))
             continue
         annotators = {a[4] for a in valid}
         if not valid or (task is not None and len(annotators) < task.overlap):
@@ -182,7 +189,7 @@ def _resolve_chunk(conn: Any, part: list[str], rule_of: Callable[[str], Resoluti
             continue
         if len(valid) == 1:
             labels.append(_label_row(item_id, valid[0][1], valid, task, cycle, now, resolution="single",
-                                     agreement=None))
+                                     agreement=None, rule=rule_of(segments.get(item_id, ""))))
             continue
         rule = rule_of(segments.get(item_id, ""))
         label = decided.get(item_id) if rule.method == "dawid_skene" else None
@@ -192,7 +199,8 @@ def _resolve_chunk(conn: Any, part: list[str], rule_of: Callable[[str], Resoluti
         if agreement < rule.min_agreement and task is not None:
             escalate.append(item_id)
             continue
-        labels.append(_label_row(item_id, label, valid, task, cycle, now, resolution=method, agreement=agreement))
+        labels.append(_label_row(item_id, label, valid, task, cycle, now, resolution=method, agreement=agreement,
+                                 rule=rule))
     answered_gold = gold & set(grouped)
     set_column(conn, ReviewTask.__table__, "item_id", "state", dict.fromkeys(answered_gold, "done"))
     if escalate:
@@ -248,12 +256,22 @@ def _dawid_skene_labels(conn: Any, item_ids: list[str]) -> dict[str, str]:
     return {item_id: classes[result.labels[row_of[item_id]]] for item_id in item_ids if item_id in row_of}
 
 
+def label_split(reason: str, decision_id: int | None, rule: ResolutionRule) -> str:
+    """Which set a resolved label joins: uncertainty picks train, gold and seed hold-outs stay held out, and an
+    audit trains with the segment's ``audit_train_share`` (a fixed draw per routing decision)."""
+    if reason == "audit" and decision_id is not None and rule.audit_train_share > 0.0:
+        trains = decision_uniform([decision_id], salt=AUDIT_TRAIN_SALT)[0] < rule.audit_train_share
+        return "train" if trains else "holdout"
+    return "holdout" if reason in HOLDOUT_SELECTIONS else "train"
+
+
 def _label_row(item_id: str, label: str, annotations: list, task: Any, cycle: int | None, now: datetime, *,
-               resolution: str, agreement: float | None) -> dict:
+               resolution: str, agreement: float | None, rule: ResolutionRule) -> dict:
     reason = task.selection_reason if task is not None else "unsolicited"
     annotators = sorted({a[4] for a in annotations})
     return {
-        "item_id": item_id, "label": label, "split": "holdout" if reason in HOLDOUT_SELECTIONS else "train",
+        "item_id": item_id, "label": label,
+        "split": label_split(reason, task.decision_id if task is not None else None, rule),
         "source": "annotation", "annotator": ",".join(annotators)[:128], "selection_reason": reason,
         "selection_probability": task.selection_probability if task is not None else None,
         "model_version": task.model_version if task is not None else None,

@@ -46,6 +46,7 @@ _ADDED_FIELD_DEFAULTS: dict[str, Any] = {
     "overlap_annotators": 3,
     "resolution": "majority",
     "min_agreement": 0.6,
+    "audit_train_share": 0.5,
 }
 _NUMERIC_OPS = frozenset({">", ">=", "<", "<="})
 _FIELD_PATTERN = re.compile(r"^(text|metadata(\.[A-Za-z0-9_\-]+)+)$")
@@ -73,6 +74,7 @@ def _share(name: str):
 
 _rate, _blind_share, _gold_share = _share("spot_check_rate"), _share("blind_share"), _share("gold_share")
 _overlap_share, _min_agreement = _share("overlap_share"), _share("min_agreement")
+_audit_train_share = _share("audit_train_share")
 
 
 def _overlap_annotators(value: int | None) -> int | None:
@@ -235,6 +237,9 @@ class SegmentPolicy(BaseModel):
     overlap_annotators: int = 3  # how many annotators answer each of those
     resolution: Resolution = "majority"  # how several answers become one label (the method is recorded)
     min_agreement: float = 0.6  # below this share agreeing with the resolved label, the item goes to an expert
+    # audit labels that, after serving the live guard and audit estimate of the model that routed them, train the
+    # next model (a fixed draw per decision); the rest stay held out to calibrate and certify every later model
+    audit_train_share: float = 0.5
     review_budget: int = 50
     seconds_per_item: float = DEFAULT_SECONDS_PER_ITEM
     calibration: CalibrationLimits = Field(default_factory=CalibrationLimits)
@@ -250,6 +255,7 @@ class SegmentPolicy(BaseModel):
     _check_overlap = field_validator("overlap_share")(_overlap_share)
     _check_annotators = field_validator("overlap_annotators")(_overlap_annotators)
     _check_agreement = field_validator("min_agreement")(_min_agreement)
+    _check_audit_train = field_validator("audit_train_share")(_audit_train_share)
     _check_budget = field_validator("review_budget")(_budget)
     _check_seconds = field_validator("seconds_per_item")(_seconds)
 
@@ -294,6 +300,7 @@ class SegmentOverride(BaseModel):
     overlap_annotators: int | None = None
     resolution: Resolution | None = None
     min_agreement: float | None = None
+    audit_train_share: float | None = None
     review_budget: int | None = None
     seconds_per_item: float | None = None
     calibration: CalibrationOverride | None = None
@@ -309,6 +316,7 @@ class SegmentOverride(BaseModel):
     _check_overlap = field_validator("overlap_share")(_overlap_share)
     _check_annotators = field_validator("overlap_annotators")(_overlap_annotators)
     _check_agreement = field_validator("min_agreement")(_min_agreement)
+    _check_audit_train = field_validator("audit_train_share")(_audit_train_share)
     _check_budget = field_validator("review_budget")(_budget)
     _check_seconds = field_validator("seconds_per_item")(_seconds)
 

@@ -191,3 +191,18 @@ def test_resolution_rule_rejects_bad_values():
     with pytest.raises(ValueError, match="min_agreement"):
         ResolutionRule("majority", 1.5)
 
+
+
+def test_audit_labels_train_with_the_policy_share_and_the_rest_stay_held_out():
+    from labeling.resolve import label_split
+
+    half = ResolutionRule(audit_train_share=0.5)
+    splits = [label_split("audit", decision_id, half) for decision_id in range(1, 4001)]
+    assert abs(splits.count("train") / 4000 - 0.5) < 0.03
+    assert splits == [label_split("audit", decision_id, half) for decision_id in range(1, 4001)]  # fixed draws
+    assert {label_split("audit", k, ResolutionRule()) for k in range(100)} == {"holdout"}  # share 0: all held out
+    assert {label_split("audit", k, ResolutionRule(audit_train_share=1.0)) for k in range(100)} == {"train"}
+    assert label_split("audit", None, half) == "holdout"  # no decision to draw for: held out (fail closed)
+    assert label_split("gold", 3, half) == "holdout" and label_split("margin", 3, half) == "train"
+    with pytest.raises(ValueError, match="audit_train_share"):
+        ResolutionRule(audit_train_share=1.5)
