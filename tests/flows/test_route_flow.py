@@ -218,3 +218,25 @@ def test_backlog_items_rerouted_under_a_new_decision_are_not_auto_accepted(sluic
     assert {d.item_id for d in again} == set(waiting)
     assert all(d.route in ("review", "escalate") for d in again)
     assert all(d.supersedes_id == decisions[d.item_id].id for d in again)
+
+
+def test_audit_export_carries_each_derived_thresholds_evidence(sluice_home, routed, tmp_path):
+    import csv
+
+    from flows.audit import export_decisions
+
+    engine, decisions = routed
+    out = tmp_path / "audit.jsonl"
+    assert export_decisions(engine, out) == len(decisions)
+    records = {r["item_id"]: r for r in map(json.loads, out.read_text().splitlines())}
+    targeted = [r for r in records.values() if r["segment"] == "targeted"]
+    assert targeted and all(r["evidence_id"] is not None for r in targeted)
+    first = targeted[0]
+    assert first["evidence_scale"] == "raw" and first["evidence_alpha"] == 0.1 and first["evidence_n"] > 1000
+    assert first["evidence_error_upper_bound"] <= 0.1 and len(first["evidence_label_fingerprint"]) >= 16
+    assert records["plain"]["evidence_id"] is None and records["plain"]["evidence_n"] is None  # a fixed threshold
+    table = tmp_path / "audit.csv"
+    assert export_decisions(engine, table) == len(decisions)
+    with table.open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert "evidence_error_upper_bound" in rows[0] and len(rows) == len(decisions)
