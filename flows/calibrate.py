@@ -4,20 +4,25 @@ draw its reliability diagram, and watch the confidences of newer items for drift
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+from collections.abc import Iterable
 
 import numpy as np
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
+from prefect.utilities.annotations import quote
 from sqlalchemy import Engine, select, update
 
 from calibration.display import ReliabilityDisplay
 from calibration.drift import DEFAULT_MAX_PSI, confidence_drift
 from calibration.report import CalibrationReport, calibration_gate, fit_and_select
 from flows.common import active_policy, derive_rng, engine_for, fingerprint, promoted_model, utcnow
+from routing.policy import Policy
+from routing.pools import POOL_PREFIX, groups_in_use, pool_members
 from store.bulk import chunked, insert_ignore
 from store.models import CalibrationReportRow, Item, Label, Prediction
 from store.settings import get_settings
@@ -28,6 +33,9 @@ UNBIASED_SELECTIONS = ("seed", "audit", "gold", "random")
 # row.report["drift"]["stale"].
 DRIFT_KEY = "drift"
 DIAGRAM_KEY = "diagram"
+MEMBERS_KEY = "members"  # the segments whose labels a pool's report was fitted on (the first 1,000)
+CALIBRATION_BATCH = 200  # calibration groups per task: a fit is ~10-50 ms, a Prefect task ~50 ms of overhead
+Labelled = tuple[list[str], np.ndarray, np.ndarray]
 
 
 def calibration_data(
@@ -65,19 +73,18 @@ def calibration_data(
     }
 
 
-def recent_confidences(engine: Engine, model_version: str, segment: str, since: datetime) -> np.ndarray:
-    """Confidences `model_version` gave items of `segment` after `since` (the report's creation)."""
+def recent_confidences(engine: Engine, model_version: str, segments: list[str], since: datetime) -> np.ndarray:
+    """Confidences `model_version` gave items of `segments` (a segment, or a pool's members) after `since` (the
+    report's creation)."""
+    query = (
+        select(Prediction.confidence)
+        .join(Item, Item.id == Prediction.item_id)
+        .where(Prediction.model_version == model_version, Prediction.created_at > since,
+               Prediction.confidence.is_not(None))
+    )
     with engine.connect() as conn:
-        values = conn.execute(
-            select(Prediction.confidence)
-            .join(Item, Item.id == Prediction.item_id)
-            .where(
-                Prediction.model_version == model_version,
-                Item.segment == segment,
-                Prediction.created_at > since,
-                Prediction.confidence.is_not(None),
-            )
-        ).scalars().all()
+        values = [v for part in chunked(segments, 5_000)
+                  for v in conn.execute(query.where(Item.segment.in_(part))).scalars().all()]
     return np.asarray(values, dtype=float)
 
 
@@ -106,10 +113,10 @@ def _existing_row(engine: Engine, model_version: str, segment: str, data_hash: s
 
 def _refresh_existing(
     engine: Engine, row: CalibrationReportRow, confidence: np.ndarray, *, model_version: str, segment: str,
-    data_hash: str, max_psi: float,
+    members: list[str], data_hash: str, max_psi: float,
 ) -> dict[str, Any]:
     """Re-measure drift of an unchanged report (writing only if it moved) and redraw a missing diagram."""
-    recent = recent_confidences(engine, model_version, segment, row.created_at)
+    recent = recent_confidences(engine, model_version, members, row.created_at)
     drift = confidence_drift(confidence, recent, max_psi=max_psi).to_dict()
     path = diagram_path(model_version, segment, data_hash)
     if not path.exists():
@@ -122,19 +129,46 @@ def _refresh_existing(
             "diagram": str(path), "drift": drift}
 
 
-@task(name="fit-calibration", cache_policy=NO_CACHE)
-def fit_segment(
-    model_version: str, segment: str, item_ids: list[str], confidence: np.ndarray, correct: np.ndarray,
-    database_url: str | None, max_psi: float = DEFAULT_MAX_PSI,
-) -> dict[str, Any]:
-    engine = engine_for(database_url)
-    policy, _ = active_policy(engine)
-    limits = policy.for_segment(segment).calibration
+@dataclass(frozen=True)
+class CalibrationJob:
+    """One calibration group to fit: a segment on its own labels, or a pool on its members' labels."""
+
+    segment: str
+    members: list[str]
+    item_ids: list[str]
+    confidence: np.ndarray
+    correct: np.ndarray
+
+
+def calibration_jobs(policy: Policy, data: dict[str, Labelled], seen: Iterable[str] = ()) -> list[CalibrationJob]:
+    """The groups routing will read: every labelled segment that stands on its own labels, and every pool that a
+    small segment (labelled, or only `seen` among the items) falls back to, with its members' labels (see
+    ``routing.pools``). A pool without labelled members has nothing to fit."""
+    counts = {segment: len(ids) for segment, (ids, _, _) in data.items()}
+    groups = groups_in_use(policy, counts, set(data) | set(seen))
+    jobs = [CalibrationJob(s, [s], *data[s]) for s in sorted(data) if groups[s] == s]
+    members = pool_members(policy, data)
+    for pool in sorted(p for p in set(groups.values()) - set(groups) if members.get(p)):
+        parts = [data[m] for m in members.get(pool, [])]
+        ids = [i for part in parts for i in part[0]]
+        order = np.argsort(ids, kind="stable")
+        jobs.append(CalibrationJob(pool, members.get(pool, []), [ids[k] for k in order],
+                                   np.concatenate([p[1] for p in parts])[order],
+                                   np.concatenate([p[2] for p in parts])[order]))
+    return jobs
+
+
+def fit_segment(engine: Engine, policy: Policy, model_version: str, job: CalibrationJob,
+                max_psi: float = DEFAULT_MAX_PSI) -> dict[str, Any]:
+    """Fit, gate, draw and store one calibration group's report, or refresh the drift of an unchanged one."""
+    segment, item_ids, confidence, correct = job.segment, job.item_ids, job.confidence, job.correct
+    limits = policy.for_segment(job.members[0] if segment.startswith(POOL_PREFIX) and job.members
+                                else segment).calibration
     data_hash = fingerprint([model_version, segment, item_ids, correct.tolist()])
     existing = _existing_row(engine, model_version, segment, data_hash)
     if existing is not None:
         return _refresh_existing(engine, existing, confidence, model_version=model_version, segment=segment,
-                                 data_hash=data_hash, max_psi=max_psi)
+                                 members=job.members, data_hash=data_hash, max_psi=max_psi)
     calibrator, report = fit_and_select(confidence, correct, rng=derive_rng("calibrate", model_version, data_hash))
     gate = calibration_gate(report, min_samples=limits.min_samples, max_ece=limits.max_ece)
     diagram = draw_diagram(report, diagram_path(model_version, segment, data_hash),
@@ -145,13 +179,29 @@ def fit_segment(
         "n": report.n, "ece": report.ece, "ece_low": report.ece_low, "ece_high": report.ece_high,
         "mce": report.mce, "brier": report.brier, "passed": gate.passed, "reasons": list(gate.reasons),
         "calibrator": calibrator.to_dict(),
-        "report": {**report.to_dict(), DRIFT_KEY: drift, DIAGRAM_KEY: diagram}, "created_at": utcnow(),
+        "report": {**report.to_dict(), DRIFT_KEY: drift, DIAGRAM_KEY: diagram, MEMBERS_KEY: job.members[:1000]},
+        "created_at": utcnow(),
     }
     with engine.begin() as conn:
         insert_ignore(conn, CalibrationReportRow.__table__, [row])
     return {"segment": segment, "model_version": model_version, "status": "fitted", "method": report.method,
             "n": report.n, "ece": report.ece, "ece_high": report.ece_high, "passed": gate.passed,
             "reasons": list(gate.reasons), "diagram": diagram, "drift": drift}
+
+
+@task(name="fit-calibrations", cache_policy=NO_CACHE)
+def fit_batch(model_version: str, jobs: list[CalibrationJob], database_url: str | None,
+              max_psi: float = DEFAULT_MAX_PSI) -> list[dict[str, Any]]:
+    """Fit a batch of calibration groups of one model (one task per batch, never one per segment)."""
+    engine = engine_for(database_url)
+    policy, _ = active_policy(engine)
+    return [fit_segment(engine, policy, model_version, job, max_psi) for job in jobs]
+
+
+def segments_seen(engine: Engine) -> list[str]:
+    """Every segment that has items in the store."""
+    with engine.connect() as conn:
+        return list(conn.execute(select(Item.segment).distinct()).scalars())
 
 
 def models_in_use(engine: Engine) -> list[str]:
@@ -197,11 +247,13 @@ def calibrate_flow(database_url: str | None = None, max_psi: float = DEFAULT_MAX
     report stale (report["drift"]["stale"]) when newer confidences drift past `max_psi`."""
     logger = get_run_logger()
     engine = engine_for(database_url)
+    policy, _ = active_policy(engine)
     futures = []
     for version in models_in_use(engine):
-        for segment, (ids, confidence, correct) in calibration_data(engine, version).items():
-            futures.append(fit_segment.submit(version, segment, ids, confidence, correct, database_url, max_psi))
-    results = [f.result() for f in futures]
+        jobs = calibration_jobs(policy, calibration_data(engine, version), seen=segments_seen(engine))
+        futures += [fit_batch.submit(version, quote(jobs[k:k + CALIBRATION_BATCH]), database_url, max_psi)
+                    for k in range(0, len(jobs), CALIBRATION_BATCH)]
+    results = [r for f in futures for r in f.result()]
     if results:
         create_markdown_artifact(_markdown(results), key="calibration-report", description="Calibration per segment")
     logger.info("calibrate: %d segment(s), %d refitted", len(results), sum(r["status"] == "fitted" for r in results))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
 from functools import lru_cache
 from pathlib import Path
@@ -131,3 +131,17 @@ def set_watermark(engine: Engine, name: str, value: str) -> None:
             conn.execute(insert(Watermark).values(name=name, value=value, updated_at=utcnow()))
         else:
             conn.execute(update(Watermark).where(Watermark.name == name).values(value=value, updated_at=utcnow()))
+
+
+def pack(groups: Sequence[Sequence[Any]], *, max_items: int, max_groups: int) -> list[list[Sequence[Any]]]:
+    """Consecutive groups packed into batches of about `max_items` items or at most `max_groups` groups: one Prefect
+    task per batch, so neither a million tiny segments nor one huge one multiplies or starves the tasks."""
+    packed: list[list[Sequence[Any]]] = []
+    size = 0
+    for group in groups:
+        if not packed or size >= max_items or len(packed[-1]) >= max_groups:
+            packed.append([])
+            size = 0
+        packed[-1].append(group)
+        size += len(group)
+    return packed

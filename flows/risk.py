@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from functools import lru_cache
 from typing import Any
 
 import numpy as np
 from sqlalchemy import Engine, func, select
 
-from flows.calibrate import calibration_data
+from flows.calibrate import Labelled, calibration_data
 from flows.common import UPSTREAM_MODEL, fingerprint, record_event, utcnow
 from routing.audit import audit_error_by_segment
 from routing.guard import live_error_guard
@@ -27,9 +27,6 @@ MIN_TRAINING_VECTORS = 20
 # A segment holding less than this share of the training set is under-represented: its items go to people.
 MIN_SEGMENT_SHARE = 0.01
 AUTOMATED_ROUTES = ("auto_accept", "spot_check")
-
-
-Labelled = tuple[list[str], np.ndarray, np.ndarray]
 
 
 def derived_threshold(
@@ -182,17 +179,18 @@ def training_segments(engine: Engine) -> dict[str, int]:
         ).all())
 
 
-def _training_size(engine: Engine) -> int:
-    with engine.connect() as conn:
-        return conn.execute(select(func.count()).select_from(Label).where(Label.split == "train")).scalar_one()
-
-
 def batch_risk_flags(
-    engine: Engine, item_ids: Sequence[str], policy: SegmentPolicy, *, model_version: str | None = None
+    engine: Engine, item_ids: Sequence[str], policy: SegmentPolicy, *, model_version: str | None = None,
+    training: Mapping[str, int] | None = None, group_of: Callable[[str], str] | None = None,
 ) -> RiskFlags:
     """Risk signals of the items: smuggled characters, mixed scripts, encoded payloads, the policy's keyword and
     metadata rules, and, for items a Sluice-trained model scored, text length far outside the training range,
-    feature vectors far from the training data and segments under-represented in training."""
+    feature vectors far from the training data and segments under-represented in training.
+
+    ``training`` holds the training labels per segment (read from the store when not given: pass it when
+    calling per group of a batch). ``group_of`` maps a segment to its calibration group: a small segment that
+    pools with its parent group is judged by its pool's share of the training data, not its own (with ten
+    thousand segments each holds a sliver of it)."""
     found: dict[str, tuple[str | None, dict | None, list | None, str]] = {}
     with engine.connect() as conn:
         for part in chunked(list(item_ids), 5_000):
@@ -206,19 +204,24 @@ def batch_risk_flags(
                *rule_hits(list(metadata), batch, policy.risk_rules)]
     if model_version in (None, UPSTREAM_MODEL):
         return combine_signals(signals, len(item_ids))  # an upstream model's training data is not known here
-    url, training = engine.url.render_as_string(hide_password=False), _training_size(engine)
-    lengths = _length_model(url, training)
+    counts = dict(training_segments(engine) if training is None else training)
+    url, training_size = engine.url.render_as_string(hide_password=False), sum(counts.values())
+    lengths = _length_model(url, training_size)
     if lengths is not None:
         signals.append(lengths.predict(text_lengths(batch)))
-    ood = _ood_model(url, training)
+    ood = _ood_model(url, training_size)
     with_vectors = np.array([v is not None and len(v) == ood.mean_.shape[0] for v in vectors], dtype=bool) \
         if ood is not None else np.zeros(len(item_ids), dtype=bool)
     if with_vectors.any():
         far = np.zeros(len(item_ids), dtype=bool)
         far[with_vectors] = ood.predict(np.asarray([v for v, w in zip(vectors, with_vectors) if w])).hits
         signals.append(Signal(far, "out_of_distribution", ood.action))
-    counts = training_segments(engine)
     if counts:
+        if group_of is not None:
+            pooled: dict[str, int] = {}
+            for segment, count in counts.items():
+                pooled[group_of(segment)] = pooled.get(group_of(segment), 0) + count
+            counts, segments = pooled, tuple(group_of(s) for s in segments)
         signals.append(under_represented_segments(counts, list(segments), min_share=MIN_SEGMENT_SHARE))
     return combine_signals(signals, len(item_ids))
 

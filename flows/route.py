@@ -19,12 +19,13 @@ from sqlmodel import Session
 from calibration.recalibrators import calibrator_from_dict
 from calibration.report import CalibrationReport, GateResult, calibration_gate, is_stale
 from flows.common import (
-    UPSTREAM_MODEL, active_policy, as_utc, derive_rng, engine_for, promoted_model, utcnow,
+    UPSTREAM_MODEL, active_policy, as_utc, derive_rng, engine_for, pack, promoted_model, utcnow,
 )
-from flows.calibrate import calibration_data
-from flows.risk import Labelled, batch_risk_flags, check_live_guards, derived_threshold
+from flows.calibrate import calibration_data, calibration_jobs
+from flows.risk import Labelled, batch_risk_flags, check_live_guards, derived_threshold, training_segments
 from routing.decide import REASON_LIVE_GUARD_HALTED, Route, route
 from routing.policy import Policy, SegmentPolicy
+from routing.pools import POOL_PREFIX, calibration_group, groups_in_use
 from store.bulk import chunked, insert_ignore_columns, set_column
 from store.models import CalibrationReportRow, Item, ItemState, Prediction, RoutingDecision
 
@@ -114,8 +115,18 @@ class BatchContext:
     policy_version: str
     reports: dict[tuple[str, str], CalibrationReportRow]
     labelled: dict[str, dict[str, Labelled]]
+    group_of: dict[str, dict[str, str]]
+    label_counts: dict[str, dict[str, int]]
+    training: dict[str, int]
     previous: dict[str, tuple[int, str]]
     halted: dict[str, str]
+
+    def group_for(self, model_version: str, segment: str) -> str:
+        """The calibration group of any segment (in this batch or not) under `model_version`."""
+        known = self.group_of.get(model_version, {})
+        if segment in known:
+            return known[segment]
+        return calibration_group(self.policy, segment, self.label_counts.get(model_version, {}).get(segment, 0))
 
 
 def _context(engine: Engine, groups: list[list[tuple]], halted: dict[str, str]) -> BatchContext:
@@ -123,31 +134,37 @@ def _context(engine: Engine, groups: list[list[tuple]], halted: dict[str, str]) 
     by_model: dict[str, list[str]] = {}
     for rows in groups:
         by_model.setdefault(rows[0][2], []).append(rows[0][1])
-    reports = {(model, segment): row for model, segments in by_model.items()
-               for segment, row in latest_calibrations(engine, model, segments).items()}
-    targeted = {model: [s for s in segments if policy.for_segment(s).has_target]
-                for model, segments in by_model.items()}
-    labelled = {model: calibration_data(engine, model, segments=segments) if segments else {}
-                for model, segments in targeted.items()}
+    labelled, group_of, reports, label_counts = {}, {}, {}, {}
+    for model, segments in by_model.items():
+        # every segment's labels: a small segment's pool reads its members' labels, wherever they are
+        jobs = calibration_jobs(policy, calibration_data(engine, model), seen=segments)
+        labelled[model] = {job.segment: (job.item_ids, job.confidence, job.correct) for job in jobs}
+        counts = {job.segment: len(job.item_ids) for job in jobs if not job.segment.startswith(POOL_PREFIX)}
+        group_of[model], label_counts[model] = groups_in_use(policy, counts, segments), counts
+        used = sorted(set(group_of[model].values()))
+        reports.update(((model, key), row) for key, row in latest_calibrations(engine, model, used).items())
     previous = previous_decisions(engine, [r[0] for rows in groups for r in rows])
-    return BatchContext(policy, policy_version, reports, labelled, previous, halted)
+    return BatchContext(policy, policy_version, reports, labelled, group_of, label_counts,
+                        training_segments(engine), previous, halted)
 
 
 def decide_group(engine: Engine, rows: list[tuple], cycle: int | None, context: BatchContext) -> dict[str, list]:
     """The decision columns of one (segment, model version) group of scored items."""
     segment, model_version = rows[0][1], rows[0][2]
     segment_policy = context.policy.for_segment(segment)
-    report_row = context.reports.get((model_version, segment))
+    group = context.group_of[model_version][segment]  # the segment itself, or the pool it falls back to
+    report_row = context.reports.get((model_version, group))
     item_ids = [r[0] for r in rows]
     raw = np.array([np.nan if r[3] is None else r[3] for r in rows], dtype=float)
     calibrator = None if report_row is None else calibrator_from_dict(report_row.calibrator)
     calibrated = raw if calibrator is None else calibrator.predict(np.nan_to_num(raw, nan=0.0))
     calibrated = np.where(np.isfinite(raw), calibrated, np.nan)
-    labelled = context.labelled.get(model_version, {}).get(segment, ([], np.empty(0), np.empty(0)))
+    labelled = context.labelled.get(model_version, {}).get(group, ([], np.empty(0), np.empty(0)))
     threshold, evidence_id = derived_threshold(
-        engine, model_version, segment, segment_policy, calibrator, policy_version=context.policy_version,
-        calibration_id=report_row.id if report_row else None, labelled=labelled)
-    flags = batch_risk_flags(engine, item_ids, segment_policy, model_version=model_version)
+        engine, model_version, group, segment_policy, calibrator, policy_version=context.policy_version,
+        calibration_id=report_row.id if report_row else None, labelled=labelled, pool=group)
+    flags = batch_risk_flags(engine, item_ids, segment_policy, model_version=model_version,
+                             training=context.training, group_of=lambda s: context.group_for(model_version, s))
     halted = context.halted.get(segment) == model_version
     earlier = [context.previous.get(item_id) for item_id in item_ids]
     rng = derive_rng("route", context.policy_version, model_version, segment, item_ids)
@@ -186,19 +203,6 @@ def route_batch(
     return Counter(columns["route"])
 
 
-def batches(groups: list[list[tuple]]) -> list[list[list[tuple]]]:
-    """Consecutive groups packed into batches of about `BATCH_ITEMS` items or `BATCH_GROUPS` groups."""
-    packed: list[list[list[tuple]]] = []
-    size = 0
-    for group in groups:
-        if not packed or size >= BATCH_ITEMS or len(packed[-1]) >= BATCH_GROUPS:
-            packed.append([])
-            size = 0
-        packed[-1].append(group)
-        size += len(group)
-    return packed
-
-
 def _floats_or_none(values: np.ndarray) -> list[float | None]:
     return [None if v != v else v for v in np.asarray(values, dtype=float).tolist()]  # NaN -> None
 
@@ -225,7 +229,8 @@ def route_flow(cycle: int | None = None, database_url: str | None = None) -> dic
         groups.setdefault((row[1], row[2]), []).append(row)
     # quote(): Prefect would otherwise walk every row of every group looking for futures (seconds per 100k rows)
     futures = [route_batch.submit(quote(batch), cycle, database_url, quote(halted))
-               for batch in batches([groups[key] for key in sorted(groups)])]
+               for batch in pack([groups[key] for key in sorted(groups)], max_items=BATCH_ITEMS,
+                                 max_groups=BATCH_GROUPS)]
     counts: Counter[str] = Counter()
     for future in futures:
         counts.update(future.result())

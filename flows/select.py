@@ -8,9 +8,10 @@ from typing import Any
 import numpy as np
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
+from prefect.utilities.annotations import quote
 from sqlalchemy import Engine, and_, func, select
 
-from flows.common import active_policy, derive_rng, engine_for, utcnow
+from flows.common import active_policy, derive_rng, engine_for, pack, utcnow
 from routing.decide import Route
 from routing.draws import AUDIT_SALT as _AUDIT_SALT, BLIND_SALT as _BLIND_SALT, OVERLAP_SALT as _OVERLAP_SALT
 from routing.draws import decision_uniform
@@ -95,11 +96,10 @@ def spent_budget(engine: Engine, segment: str, cycle: int | None) -> int:
         ).scalar_one()
 
 
-@task(name="select-segment", cache_policy=NO_CACHE)
 def select_segment(
-    rows: list[tuple], budget: int, audit_rate: float, strategy: str, cycle: int | None, database_url: str | None,
+    engine: Engine, rows: list[tuple], budget: int, audit_rate: float, strategy: str, cycle: int | None,
     blind_share: float = 0.0, gold_share: float = 0.0, overlap_share: float = 0.0, overlap_annotators: int = 3,
-) -> Counter[str]:
+) -> list[dict[str, Any]]:
     """Queue all audit samples, then escalations, then the most useful review items up to `budget`.
 
     Routing draws the spot-check share of auto-accepted items; the same share of review items is drawn here
@@ -108,8 +108,8 @@ def select_segment(
     blind: a suggestion shown to the auditor would bias the error estimate towards the model. A `blind_share`
     of the budgeted review tasks goes out blind too, so that the console can compare how often annotators
     accept a shown suggestion with how often they agree with it unseen (the automation-bias gap). An
-    `overlap_share` of all but gold tasks goes to `overlap_annotators` annotators each, to measure agreement."""
-    engine = engine_for(database_url)
+    `overlap_share` of all but gold tasks goes to `overlap_annotators` annotators each, to measure agreement.
+    Returns the task rows to write (gold included)."""
     tasks = [_task_row(r, "audit", r[4] if r[4] is not None else 1.0, 0.0, cycle, blind=True)
              for r in rows if r[3] == Route.SPOT_CHECK.value]
     budget = max(budget - spent_budget(engine, rows[0][2], cycle), 0)
@@ -130,11 +130,29 @@ def select_segment(
                                    blind=blind_draw(row[0], blind_share)))
     assign_overlap(tasks, overlap_share, overlap_annotators)
     budgeted = sum(t["selection_reason"] not in ("audit", "escalation") for t in tasks)
-    gold = gold_tasks(engine, rows[0][2], round(gold_share * budgeted), rows[0][6], cycle)
+    return tasks + gold_tasks(engine, rows[0][2], round(gold_share * budgeted), rows[0][6], cycle)
+
+
+# Segments per select task: a segment is a user's grouping, so their number must not multiply Prefect tasks.
+SELECT_BATCH_ITEMS, SELECT_BATCH_SEGMENTS = 20_000, 1_000
+
+
+@task(name="select-segments", cache_policy=NO_CACHE)
+def select_segments(segments: list[list[tuple]], strategy: str, cycle: int | None,
+                    database_url: str | None) -> Counter[str]:
+    """Plan the review tasks of a batch of segments (each under its own policy) and write them at once."""
+    engine = engine_for(database_url)
+    policy, _ = active_policy(engine)
+    tasks: list[dict[str, Any]] = []
+    for rows in segments:
+        rules = policy.for_segment(rows[0][2])
+        tasks += select_segment(engine, rows, rules.review_budget, rules.spot_check_rate, strategy, cycle,
+                                rules.blind_share, rules.gold_share, rules.overlap_share, rules.overlap_annotators)
+    queued = {t["item_id"]: ItemState.queued.value for t in tasks if t["selection_reason"] != "gold"}
     with engine.begin() as conn:
-        insert_ignore(conn, ReviewTask.__table__, tasks + gold)
-        set_column(conn, Item.__table__, "id", "state", {t["item_id"]: ItemState.queued.value for t in tasks})
-    return Counter(t["selection_reason"] for t in tasks + gold)
+        insert_ignore(conn, ReviewTask.__table__, tasks)
+        set_column(conn, Item.__table__, "id", "state", queued)
+    return Counter(t["selection_reason"] for t in tasks)
 
 
 def gold_tasks(engine: Engine, segment: str, count: int, policy_version: str, cycle: int | None) -> list[dict]:
@@ -169,16 +187,12 @@ def select_flow(
         raise ValueError(f"unknown strategy {strategy!r}; expected one of {sorted(STRATEGIES)}")
     logger = get_run_logger()
     engine = engine_for(database_url)
-    policy, _ = active_policy(engine)
     by_segment: dict[str, list[tuple]] = {}
     for row in backlog(engine):
         by_segment.setdefault(row[2], []).append(row)
-    futures = []
-    for segment, rows in by_segment.items():
-        rules = policy.for_segment(segment)
-        futures.append(select_segment.submit(
-            rows, rules.review_budget, rules.spot_check_rate, strategy, cycle, database_url, rules.blind_share,
-            rules.gold_share, rules.overlap_share, rules.overlap_annotators))
+    batches = pack([by_segment[s] for s in sorted(by_segment)], max_items=SELECT_BATCH_ITEMS,
+                   max_groups=SELECT_BATCH_SEGMENTS)
+    futures = [select_segments.submit(quote(batch), strategy, cycle, database_url) for batch in batches]
     counts: Counter[str] = Counter()
     for future in futures:
         counts.update(future.result())

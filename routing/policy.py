@@ -27,6 +27,7 @@ __all__ = [
 Mode = Literal["in_the_loop", "on_the_loop"]
 Stakes = Literal["low", "medium", "high"]
 Resolution = Literal["majority", "dawid_skene"]
+SmallSegment = Literal["pool", "review"]
 RuleOp = Literal[">", ">=", "<", "<=", "==", "contains", "regex"]
 RuleAction = Literal["escalate", "review"]
 HASH_LENGTH = 16
@@ -47,6 +48,8 @@ _ADDED_FIELD_DEFAULTS: dict[str, Any] = {
     "resolution": "majority",
     "min_agreement": 0.6,
     "audit_train_share": 0.5,
+    "parent": None,
+    "small_segment": "pool",
 }
 _NUMERIC_OPS = frozenset({">", ">=", "<", "<="})
 _FIELD_PATTERN = re.compile(r"^(text|metadata(\.[A-Za-z0-9_\-]+)+)$")
@@ -240,6 +243,11 @@ class SegmentPolicy(BaseModel):
     # audit labels that, after serving the live guard and audit estimate of the model that routed them, train the
     # next model (a fixed draw per decision); the rest stay held out to calibrate and certify every later model
     audit_train_share: float = 0.5
+    # a segment with too few unbiased labels to calibrate (or, with a target, to certify) on its own either pools
+    # them with its parent group's (every segment naming the same parent; no parent: the default group) and is
+    # calibrated and certified with the pool, the guarantee then holding for the pool, or routes to review
+    parent: str | None = None
+    small_segment: SmallSegment = "pool"
     review_budget: int = 50
     seconds_per_item: float = DEFAULT_SECONDS_PER_ITEM
     calibration: CalibrationLimits = Field(default_factory=CalibrationLimits)
@@ -301,6 +309,8 @@ class SegmentOverride(BaseModel):
     resolution: Resolution | None = None
     min_agreement: float | None = None
     audit_train_share: float | None = None
+    parent: str | None = None
+    small_segment: SmallSegment | None = None
     review_budget: int | None = None
     seconds_per_item: float | None = None
     calibration: CalibrationOverride | None = None
