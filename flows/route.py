@@ -6,7 +6,7 @@ import json
 import threading
 from collections import Counter
 from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -24,6 +24,7 @@ from flows.common import (
 from flows.calibrate import calibration_data, calibration_jobs
 from flows.risk import Labelled, batch_risk_flags, check_live_guards, derived_threshold, training_segments
 from routing.decide import REASON_LIVE_GUARD_HALTED, Route, route
+from routing.signals import RiskFlags
 from routing.policy import Policy, SegmentPolicy
 from routing.pools import POOL_PREFIX, calibration_group, groups_in_use
 from store.bulk import chunked, insert_ignore_columns, set_column
@@ -120,6 +121,8 @@ class BatchContext:
     training: dict[str, int]
     previous: dict[str, tuple[int, str]]
     halted: dict[str, str]
+    calibrators: dict[int, Any] = field(default_factory=dict)  # parsed once per batch, by report id
+    certified: dict[tuple, tuple[Any, int | None]] = field(default_factory=dict)
 
     def group_for(self, model_version: str, segment: str) -> str:
         """The calibration group of any segment (in this batch or not) under `model_version`."""
@@ -148,7 +151,46 @@ def _context(engine: Engine, groups: list[list[tuple]], halted: dict[str, str]) 
                         training_segments(engine), previous, halted)
 
 
-def decide_group(engine: Engine, rows: list[tuple], cycle: int | None, context: BatchContext) -> dict[str, list]:
+def _calibrator(context: BatchContext, report_row: CalibrationReportRow | None) -> Any | None:
+    if report_row is None:
+        return None
+    if report_row.id not in context.calibrators:
+        context.calibrators[report_row.id] = calibrator_from_dict(report_row.calibrator)
+    return context.calibrators[report_row.id]
+
+
+def _certified(engine: Engine, context: BatchContext, model_version: str, group: str, rules: SegmentPolicy,
+               calibrator: Any | None, report_row: CalibrationReportRow | None) -> tuple[Any, int | None]:
+    """The group's derived threshold and evidence id, certified once per batch (a pool serves many segments)."""
+    key = (model_version, group, rules.max_auto_error, rules.confidence)
+    if key not in context.certified:
+        labelled = context.labelled.get(model_version, {}).get(group, ([], np.empty(0), np.empty(0)))
+        context.certified[key] = derived_threshold(
+            engine, model_version, group, rules, calibrator, policy_version=context.policy_version,
+            calibration_id=report_row.id if report_row else None, labelled=labelled, pool=group)
+    return context.certified[key]
+
+
+def risk_flags_by_group(engine: Engine, groups: list[list[tuple]], context: BatchContext) -> list[RiskFlags]:
+    """Risk flags of every group, computed once per (segment rules, model version) over all its items."""
+    shared: dict[tuple[SegmentPolicy, str], list[int]] = {}
+    for index, rows in enumerate(groups):
+        shared.setdefault((context.policy.for_segment(rows[0][1]), rows[0][2]), []).append(index)
+    flags: list[RiskFlags | None] = [None] * len(groups)
+    for (rules, model_version), indexes in shared.items():
+        item_ids = [r[0] for index in indexes for r in groups[index]]
+        found = batch_risk_flags(engine, item_ids, rules, model_version=model_version, training=context.training,
+                                 group_of=lambda s, m=model_version: context.group_for(m, s))
+        start = 0
+        for index in indexes:
+            end = start + len(groups[index])
+            flags[index] = RiskFlags(found.escalate[start:end], found.review[start:end], found.reasons[start:end])
+            start = end
+    return flags  # type: ignore[return-value]
+
+
+def decide_group(engine: Engine, rows: list[tuple], cycle: int | None, context: BatchContext,
+                 flags: RiskFlags) -> dict[str, list]:
     """The decision columns of one (segment, model version) group of scored items."""
     segment, model_version = rows[0][1], rows[0][2]
     segment_policy = context.policy.for_segment(segment)
@@ -156,15 +198,11 @@ def decide_group(engine: Engine, rows: list[tuple], cycle: int | None, context: 
     report_row = context.reports.get((model_version, group))
     item_ids = [r[0] for r in rows]
     raw = np.array([np.nan if r[3] is None else r[3] for r in rows], dtype=float)
-    calibrator = None if report_row is None else calibrator_from_dict(report_row.calibrator)
+    calibrator = _calibrator(context, report_row)
     calibrated = raw if calibrator is None else calibrator.predict(np.nan_to_num(raw, nan=0.0))
     calibrated = np.where(np.isfinite(raw), calibrated, np.nan)
-    labelled = context.labelled.get(model_version, {}).get(group, ([], np.empty(0), np.empty(0)))
-    threshold, evidence_id = derived_threshold(
-        engine, model_version, group, segment_policy, calibrator, policy_version=context.policy_version,
-        calibration_id=report_row.id if report_row else None, labelled=labelled, pool=group)
-    flags = batch_risk_flags(engine, item_ids, segment_policy, model_version=model_version,
-                             training=context.training, group_of=lambda s: context.group_for(model_version, s))
+    threshold, evidence_id = _certified(engine, context, model_version, group, segment_policy, calibrator,
+                                        report_row)
     halted = context.halted.get(segment) == model_version
     earlier = [context.previous.get(item_id) for item_id in item_ids]
     rng = derive_rng("route", context.policy_version, model_version, segment, item_ids)
@@ -194,7 +232,8 @@ def route_batch(
     """Route a batch of (segment, model version) groups of scored items and write their decisions at once."""
     engine = engine_for(database_url)
     context = _context(engine, groups, halted)
-    decided = [decide_group(engine, rows, cycle, context) for rows in groups]
+    flags = risk_flags_by_group(engine, groups, context)
+    decided = [decide_group(engine, rows, cycle, context, f) for rows, f in zip(groups, flags)]
     columns = {key: [v for d in decided for v in d[key]] for key in decided[0]}
     with _SQLITE_WRITE_LOCK if engine.dialect.name == "sqlite" else nullcontext(), engine.begin() as conn:
         insert_ignore_columns(conn, RoutingDecision.__table__, columns, encoded_json=("reasons",))

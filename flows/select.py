@@ -16,7 +16,7 @@ from routing.decide import Route
 from routing.draws import AUDIT_SALT as _AUDIT_SALT, BLIND_SALT as _BLIND_SALT, OVERLAP_SALT as _OVERLAP_SALT
 from routing.draws import decision_uniform
 from routing.sampling import STRATEGIES, entropy, least_confidence, margin, select_batch
-from store.bulk import insert_ignore, set_column
+from store.bulk import chunked, insert_ignore, set_column
 from store.models import Item, ItemState, Label, Prediction, ReviewTask, RoutingDecision
 
 UNCERTAINTY = {"margin": margin, "entropy": entropy, "least_confidence": least_confidence}
@@ -84,21 +84,26 @@ def audit_draw(rows: list[tuple], *, rate: float) -> tuple[list[tuple], list[tup
     return [r for r, d in zip(rows, drawn) if d], [r for r, d in zip(rows, drawn) if not d]
 
 
-def spent_budget(engine: Engine, segment: str, cycle: int | None) -> int:
-    """Review tasks this cycle already took from the segment's budget (audits and gold are not budgeted)."""
+def spent_budget(engine: Engine, segments: list[str], cycle: int | None) -> dict[str, int]:
+    """Review tasks this cycle already took from each segment's budget (audits and gold are not budgeted)."""
     if cycle is None:
-        return 0
+        return {}
+    spent: dict[str, int] = {}
+    query = (
+        select(Item.segment, func.count()).select_from(ReviewTask).join(Item, Item.id == ReviewTask.item_id)
+        .where(ReviewTask.cycle == cycle, ReviewTask.selection_reason.not_in(("audit", "gold")))
+        .group_by(Item.segment)
+    )
     with engine.connect() as conn:
-        return conn.execute(
-            select(func.count()).select_from(ReviewTask).join(Item, Item.id == ReviewTask.item_id)
-            .where(ReviewTask.cycle == cycle, Item.segment == segment,
-                   ReviewTask.selection_reason.not_in(("audit", "gold")))
-        ).scalar_one()
+        for part in chunked(segments, 5_000):
+            spent.update(conn.execute(query.where(Item.segment.in_(part))).all())
+    return spent
 
 
 def select_segment(
     engine: Engine, rows: list[tuple], budget: int, audit_rate: float, strategy: str, cycle: int | None,
     blind_share: float = 0.0, gold_share: float = 0.0, overlap_share: float = 0.0, overlap_annotators: int = 3,
+    *, spent: int = 0,
 ) -> list[dict[str, Any]]:
     """Queue all audit samples, then escalations, then the most useful review items up to `budget`.
 
@@ -112,7 +117,7 @@ def select_segment(
     Returns the task rows to write (gold included)."""
     tasks = [_task_row(r, "audit", r[4] if r[4] is not None else 1.0, 0.0, cycle, blind=True)
              for r in rows if r[3] == Route.SPOT_CHECK.value]
-    budget = max(budget - spent_budget(engine, rows[0][2], cycle), 0)
+    budget = max(budget - spent, 0)  # what this cycle already took from the segment's budget
     escalations = [r for r in rows if r[3] == Route.ESCALATE.value][:budget]
     tasks += [_task_row(r, "escalation", 1.0, 2.0, cycle) for r in escalations]
     reviews = [r for r in rows if r[3] == Route.REVIEW.value]
@@ -144,10 +149,12 @@ def select_segments(segments: list[list[tuple]], strategy: str, cycle: int | Non
     engine = engine_for(database_url)
     policy, _ = active_policy(engine)
     tasks: list[dict[str, Any]] = []
+    spent = spent_budget(engine, [rows[0][2] for rows in segments], cycle)
     for rows in segments:
         rules = policy.for_segment(rows[0][2])
         tasks += select_segment(engine, rows, rules.review_budget, rules.spot_check_rate, strategy, cycle,
-                                rules.blind_share, rules.gold_share, rules.overlap_share, rules.overlap_annotators)
+                                rules.blind_share, rules.gold_share, rules.overlap_share, rules.overlap_annotators,
+                                spent=spent.get(rows[0][2], 0))
     queued = {t["item_id"]: ItemState.queued.value for t in tasks if t["selection_reason"] != "gold"}
     with engine.begin() as conn:
         insert_ignore(conn, ReviewTask.__table__, tasks)
