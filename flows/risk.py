@@ -11,7 +11,7 @@ from sqlalchemy import Engine, func, select
 
 from flows.calibrate import Labelled, calibration_data
 from flows.common import UPSTREAM_MODEL, fingerprint, record_event, utcnow
-from routing.audit import audit_error_by_segment
+from routing.audit import audit_error_by_segment, correct_for_annotator_error
 from routing.guard import live_error_guard
 from routing.policy import Policy, SegmentPolicy
 from routing.signals import (
@@ -20,7 +20,7 @@ from routing.signals import (
 )
 from routing.thresholds import guaranteed_threshold
 from store.bulk import chunked, insert_ignore
-from store.models import GuardHalt, Item, Label, RoutingDecision, ThresholdEvidence
+from store.models import Annotation, GuardHalt, Item, Label, ReviewTask, RoutingDecision, ThresholdEvidence
 
 MIN_TRAINING_TEXTS = 20
 MIN_TRAINING_VECTORS = 20
@@ -227,7 +227,9 @@ def batch_risk_flags(
 
 
 def audit_estimates(engine: Engine) -> dict[str, dict[str, Any]]:
-    """Per segment, the inverse-probability-weighted error rate of all auto-accepted items, from the audited ones."""
+    """Per segment, the inverse-probability-weighted error rate of all auto-accepted items, from the audited ones,
+    with the annotators' gold error beside it and, given enough gold answers, the estimate corrected for it
+    (``routing.audit.correct_for_annotator_error``; ``corrected`` is None otherwise)."""
     latest = select(func.max(RoutingDecision.id).label("id")).group_by(RoutingDecision.item_id).subquery()
     automated = RoutingDecision.route.in_(("auto_accept", "spot_check"))
     with engine.connect() as conn:
@@ -248,8 +250,39 @@ def audit_estimates(engine: Engine) -> dict[str, dict[str, Any]]:
         np.array([r[1] == r[2] for r in audited], dtype=float), np.array([r[3] for r in audited], dtype=float),
         [r[0] for r in audited], n_population=population,
     )
-    return {
-        segment: {"error_rate": e.error_rate, "lower": e.lower, "upper": e.upper, "n_audited": e.n_audited,
-                  "n_population": e.n_population}
-        for segment, e in estimates.items()
-    }
+    gold = annotator_gold_error(engine)
+    n_classes = _n_classes(engine)
+    figures = {}
+    for segment, e in estimates.items():
+        row = {"error_rate": e.error_rate, "lower": e.lower, "upper": e.upper, "n_audited": e.n_audited,
+               "n_population": e.n_population, "annotator_error": gold["error"], "n_gold": gold["n"],
+               "corrected": None}
+        if gold["n"] >= MIN_GOLD_FOR_CORRECTION and n_classes >= 2 and \
+                gold["error"] < (n_classes - 1) / n_classes:
+            fixed = correct_for_annotator_error(e, annotator_error=gold["error"], n_classes=n_classes)
+            row["corrected"] = {"error_rate": fixed.error_rate, "lower": fixed.lower, "upper": fixed.upper,
+                                "method": "rogan_gladen_uniform_confusion", "n_classes": n_classes}
+        figures[segment] = row
+    return figures
+
+
+# Fewer gold answers than this leave the annotators' error too uncertain to correct by: it is reported only.
+MIN_GOLD_FOR_CORRECTION = 30
+
+
+def annotator_gold_error(engine: Engine) -> dict[str, Any]:
+    """The annotators' pooled error on gold items (known answers): {"error", "n"}; error None without gold."""
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(Annotation.label == Label.label)
+            .join(ReviewTask, ReviewTask.item_id == Annotation.item_id)
+            .join(Label, Label.item_id == Annotation.item_id)
+            .where(ReviewTask.selection_reason == "gold", Label.source == "seed", Annotation.label.is_not(None),
+                   Annotation.was_cancelled.is_(False))
+        ).scalars().all()
+    return {"error": 1.0 - float(np.mean(rows)) if rows else None, "n": len(rows)}
+
+
+def _n_classes(engine: Engine) -> int:
+    with engine.connect() as conn:
+        return conn.execute(select(func.count(func.distinct(Label.label)))).scalar_one()

@@ -10,6 +10,14 @@ Interval: Wilson's score interval at the HT point estimate with Kish's effective
 ``n_eff = (sum w)^2 / sum w^2`` (``w = 1 / pi``). With equal probabilities this is the ordinary Wilson interval on
 the audited items; unlike a normal interval on the HT variance it does not collapse to [0, 0] when no audited
 item was wrong. The HT standard error (Poisson-sampling variance estimator) is reported beside it.
+
+Annotator error: an audit compares the model with a person, who is wrong too. When the annotators' error rate ``e``
+is measured on gold items (known answers) and a wrong annotator picks any of the other ``K - 1`` labels alike,
+the observed disagreement is ``d = p (1 - e / (K - 1)) + (1 - p) e`` for a model error ``p``, so
+``p = (d - e) / (1 - e - e / (K - 1))`` (Rogan and Gladen's correction; for K = 2, ``(d - e) / (1 - 2e)``). The
+map is increasing while ``e < (K - 1) / K``, so it carries the interval's ends too; the uncertainty of ``e``
+itself is not propagated (it is reported beside, with its gold count). Uncorrected, annotator error inflates the
+estimated model error when the model is mostly right: the uncorrected figure errs on the side of people.
 """
 
 from __future__ import annotations
@@ -21,7 +29,8 @@ from typing import Any
 import numpy as np
 from scipy.stats import norm
 
-__all__ = ["AuditEstimate", "audit_error_by_segment", "audit_error_estimate"]
+__all__ = ["AuditEstimate", "AnnotatorCorrected", "audit_error_by_segment", "audit_error_estimate",
+           "correct_for_annotator_error"]
 
 
 @dataclass(frozen=True)
@@ -126,3 +135,31 @@ def audit_error_by_segment(
         )
         for segment, count in sorted(n_population.items())
     }
+
+
+@dataclass(frozen=True)
+class AnnotatorCorrected:
+    """An audit estimate corrected for the annotators' measured error (see the module docstring)."""
+
+    error_rate: float
+    lower: float
+    upper: float
+    annotator_error: float
+    n_classes: int
+
+
+def correct_for_annotator_error(estimate: AuditEstimate, *, annotator_error: float, n_classes: int) -> AnnotatorCorrected:
+    """The model's error implied by ``estimate`` (disagreement with people) when people err at ``annotator_error``
+    with errors spread evenly over the other ``n_classes - 1`` labels; clipped to [0, 1]."""
+    if n_classes < 2:
+        raise ValueError(f"n_classes must be >= 2, got {n_classes!r}")
+    limit = (n_classes - 1) / n_classes
+    if not (0.0 <= annotator_error < limit):
+        raise ValueError(f"annotator_error must be in [0, {limit:.3f}) for {n_classes} classes, got {annotator_error!r}")
+    slope = 1.0 - annotator_error - annotator_error / (n_classes - 1)
+
+    def undo(disagreement: float) -> float:
+        return float(np.clip((disagreement - annotator_error) / slope, 0.0, 1.0))
+
+    return AnnotatorCorrected(undo(estimate.error_rate) if np.isfinite(estimate.error_rate) else np.nan,
+                              undo(estimate.lower), undo(estimate.upper), annotator_error, n_classes)

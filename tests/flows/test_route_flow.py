@@ -126,6 +126,8 @@ def test_audit_estimate_from_spot_checked_items(sluice_home, routed):
     for estimate in estimates.values():
         assert 0.0 <= estimate["lower"] <= estimate["upper"] <= 1.0
         assert estimate["n_audited"] >= 0
+        # no gold answers yet: the annotators' error is unknown and nothing is corrected
+        assert estimate["annotator_error"] is None and estimate["n_gold"] == 0 and estimate["corrected"] is None
 
 
 def test_features_far_from_training_and_rare_segments_go_to_people(sluice_home, tmp_path):

@@ -76,3 +76,26 @@ def test_per_segment_estimates() -> None:
 def test_bad_input_raises(correct, probability, n_population, match: str) -> None:
     with pytest.raises(ValueError, match=match):
         audit_error_estimate(correct, probability, n_population=n_population)
+
+
+def test_annotator_error_correction_hand_computed_and_inverts_the_noise() -> None:
+    from routing.audit import AuditEstimate, correct_for_annotator_error
+
+    # binary: true model error 0.10, annotators wrong 5%: disagreement 0.1 * 0.95 + 0.9 * 0.05 = 0.14
+    estimate = AuditEstimate(0.14, 0.10, 0.19, 0.01, 400, 56, 4000, 400.0, 0.95)
+    corrected = correct_for_annotator_error(estimate, annotator_error=0.05, n_classes=2)
+    assert corrected.error_rate == pytest.approx(0.10)
+    assert corrected.lower == pytest.approx((0.10 - 0.05) / 0.9) and corrected.upper == pytest.approx(0.14 / 0.9)
+    # 10 classes: disagreement 0.1 * (1 - 0.05 / 9) + 0.9 * 0.05
+    d = 0.1 * (1 - 0.05 / 9) + 0.9 * 0.05
+    ten = correct_for_annotator_error(AuditEstimate(d, d, d, 0.0, 1, 0, 1, 1.0, 0.95), annotator_error=0.05,
+                                      n_classes=10)
+    assert ten.error_rate == pytest.approx(0.1)
+    # disagreement below the annotators' own error: the model is (clipped) perfect
+    low = correct_for_annotator_error(AuditEstimate(0.02, 0.0, 0.05, 0.0, 100, 2, 100, 100.0, 0.95),
+                                      annotator_error=0.05, n_classes=2)
+    assert low.error_rate == 0.0 and low.lower == 0.0 and low.upper == 0.0
+    with pytest.raises(ValueError, match="annotator_error"):
+        correct_for_annotator_error(estimate, annotator_error=0.5, n_classes=2)
+    with pytest.raises(ValueError, match="n_classes"):
+        correct_for_annotator_error(estimate, annotator_error=0.1, n_classes=1)

@@ -135,3 +135,5 @@ def test_overview_flags_a_halted_segment_and_says_what_carries_a_guarantee(popul
     # the conftest policy is the embedded default: a target on the defaults, people only for finance
     assert "- defaults: target: error among auto-accepted items <= 0.05 with confidence 0.9" in policy_lines
     assert "- finance: people review every item" in policy_lines
+    # the audited error is people's verdicts: the annotators' own error on gold items is said beside it
+    assert any("annotators' own error" in c.value for c in at.caption)

@@ -23,6 +23,7 @@ def render() -> None:
         st.info(EMPTY_ROUTING)
         return
     _overall_metrics(data.overall_figures(figures))
+    _annotator_error_note(state.annotator_accuracy(url))
     st.subheader("Per segment")
     st.dataframe(_segment_table(figures), hide_index=True, width="stretch")
 
@@ -71,6 +72,21 @@ def _overall_metrics(overall: data.OverallFigures) -> None:
         f"95 % Wilson interval {percent(float(low))} – {percent(float(high))}",
     )
     reviews.metric("Open review tasks", f"{overall.open_reviews:,}")
+
+
+def _annotator_error_note(accuracy: pd.DataFrame) -> None:
+    """Audited error compares the model with people, who err too: say how often, from their gold answers."""
+    answered = int(accuracy["gold_answered"].sum()) if not accuracy.empty else 0
+    if not answered:
+        st.caption("Audited error is the share of audits where people disagreed with the model. No gold answers "
+                   "yet measure the annotators' own error (set `gold_share` in the policy).")
+        return
+    right = float((accuracy["gold_accuracy"] * accuracy["gold_answered"]).sum())
+    st.caption(
+        f"Audited error is the share of audits where people disagreed with the model, not corrected here for "
+        f"the annotators' own error: {percent(1 - right / answered)} on {answered} gold answers. Each cycle "
+        "report also holds the estimate corrected for it (with 30 or more gold answers)."
+    )
 
 
 def _segment_table(figures: pd.DataFrame) -> pd.DataFrame:
