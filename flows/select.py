@@ -32,7 +32,7 @@ def backlog(engine: Engine) -> list[tuple]:
             select(RoutingDecision.id, RoutingDecision.item_id, RoutingDecision.segment, RoutingDecision.route,
                    RoutingDecision.inclusion_probability, RoutingDecision.model_version,
                    RoutingDecision.policy_version, RoutingDecision.predicted_label,
-                   RoutingDecision.raw_confidence, Prediction.probs)
+                   RoutingDecision.raw_confidence, Prediction.probs, RoutingDecision.audit_rate)
             .join(latest, latest.c.id == RoutingDecision.id)
             .join(Item, Item.id == RoutingDecision.item_id)
             .join(Prediction, and_(Prediction.item_id == RoutingDecision.item_id,
@@ -76,9 +76,14 @@ def assign_overlap(tasks: list[dict[str, Any]], share: float, annotators: int) -
             task_row["overlap"] = annotators
 
 
-def audit_draw(rows: list[tuple], *, rate: float) -> tuple[list[tuple], list[tuple]]:
-    """(drawn for audit, the rest): each decision independently with probability `rate`."""
-    if not rows or rate <= 0.0:
+def audit_rates(rows: list[tuple], default: float) -> np.ndarray:
+    """Each backlog row's audit share: the one its route run applied (sized or the policy's), else `default`."""
+    return np.array([default if len(r) < 11 or r[10] is None else r[10] for r in rows], dtype=float)
+
+
+def audit_draw(rows: list[tuple], *, rate: float | np.ndarray) -> tuple[list[tuple], list[tuple]]:
+    """(drawn for audit, the rest): each decision independently with probability `rate` (one, or one per row)."""
+    if not rows or np.all(np.asarray(rate) <= 0.0):
         return [], rows
     drawn = decision_uniform([r[0] for r in rows]) < rate
     return [r for r, d in zip(rows, drawn) if d], [r for r, d in zip(rows, drawn) if not d]
@@ -121,8 +126,9 @@ def select_segment(
     escalations = [r for r in rows if r[3] == Route.ESCALATE.value][:budget]
     tasks += [_task_row(r, "escalation", 1.0, 2.0, cycle) for r in escalations]
     reviews = [r for r in rows if r[3] == Route.REVIEW.value]
-    audited, reviews = audit_draw(reviews, rate=audit_rate)
-    tasks += [_task_row(r, "audit", audit_rate, 0.0, cycle, blind=True) for r in audited]
+    audited, reviews = audit_draw(reviews, rate=audit_rates(reviews, audit_rate))
+    tasks += [_task_row(r, "audit", rate, 0.0, cycle, blind=True)
+              for r, rate in zip(audited, audit_rates(audited, audit_rate).tolist())]
     remaining = max(budget - len(escalations), 0)
     if reviews and remaining:
         probs = probability_matrix(reviews)

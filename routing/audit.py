@@ -30,7 +30,9 @@ import numpy as np
 from scipy.stats import norm
 
 __all__ = ["AuditEstimate", "AnnotatorCorrected", "audit_error_by_segment", "audit_error_estimate",
-           "correct_for_annotator_error"]
+           "audits_for_width", "correct_for_annotator_error", "sized_audit_rate"]
+
+MAX_AUDIT_RATE = 0.5  # a sized audit share never sends more than half of what was automated back to people
 
 
 @dataclass(frozen=True)
@@ -163,3 +165,34 @@ def correct_for_annotator_error(estimate: AuditEstimate, *, annotator_error: flo
 
     return AnnotatorCorrected(undo(estimate.error_rate) if np.isfinite(estimate.error_rate) else np.nan,
                               undo(estimate.lower), undo(estimate.upper), annotator_error, n_classes)
+
+
+def audits_for_width(width: float, *, expected_error: float, confidence: float = 0.95) -> int:
+    """Audits whose Wilson interval at ``expected_error`` is at most ``width`` wide (the smallest such n, by
+    bisection on the exact Wilson width)."""
+    if not (0.0 < width < 1.0 and 0.0 < expected_error < 1.0 and 0.0 < confidence < 1.0):
+        raise ValueError(f"need width, expected_error and confidence in (0, 1), got {width!r}, {expected_error!r}, "
+                         f"{confidence!r}")
+    low, high = 1, 1
+    while _wilson_width(expected_error, high, confidence) > width:
+        low, high = high, high * 2
+    while low < high:
+        middle = (low + high) // 2
+        low, high = (middle + 1, high) if _wilson_width(expected_error, middle, confidence) > width else (low, middle)
+    return high
+
+
+def _wilson_width(rate: float, n: float, confidence: float) -> float:
+    lower, upper = _wilson(rate, float(n), confidence)
+    return upper - lower
+
+
+def sized_audit_rate(width: float | None, *, expected_error: float, n_automated: int, floor: float,
+                     confidence: float = 0.95) -> float:
+    """The audit share of a run that will automate about ``n_automated`` items: enough audits for an interval
+    ``width`` wide, at least ``floor`` (the policy's spot-check rate) and at most ``MAX_AUDIT_RATE``. Without a
+    width, or with nothing to automate, the floor."""
+    if width is None or n_automated <= 0:
+        return floor
+    needed = audits_for_width(width, expected_error=expected_error, confidence=confidence)
+    return float(min(max(needed / n_automated, floor), max(floor, MAX_AUDIT_RATE)))

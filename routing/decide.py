@@ -170,6 +170,7 @@ def route(
     threshold_scores: Any = None,
     halt_reasons: Sequence[str] = (),
     rerouted: np.ndarray | None = None,
+    spot_check_rate: float | None = None,
 ) -> RoutingResult:
     """Route every item by the first rule that applies: invalid confidence -> escalate, risk hit -> escalate
     (``risk_escalate``) or review (``risk_review``), failed or missing calibration gate -> review, human required
@@ -188,7 +189,8 @@ def route(
     passes those: the auto-accepted set is then exactly the set whose error was tested. ``halt_reasons``, when not
     empty, send the whole segment to review with those reasons (the live guard halted it). ``rerouted`` marks items
     that people already had in their backlog under an earlier decision: they are a selected population that no
-    certification stands for, so they are never auto-accepted (reason ``rerouted_backlog``).
+    certification stands for, so they are never auto-accepted (reason ``rerouted_backlog``). ``spot_check_rate``
+    replaces the policy's for this run (an audit share sized for the live estimate, ``routing.audit``).
 
     One uniform draw per item is taken whatever the other items hold, so for a fixed rng state the routes are
     monotone in confidence. An empty batch gives an empty result.
@@ -199,6 +201,9 @@ def route(
     review = _as_risk_flags(risk_review, n_items, "risk_review")
     _check_risk_reasons(risk_reasons, n_items)
     audit_draw = rng.random(n_items)
+    rate = policy.spot_check_rate if spot_check_rate is None else float(spot_check_rate)
+    if not 0.0 <= rate <= 1.0:  # NaN fails too
+        raise ValueError(f"spot_check_rate must be in [0, 1], got {spot_check_rate!r}")
     gate_reasons = _gate_reasons(calibration)
     halted = tuple(str(reason) for reason in halt_reasons)
     earlier = _as_risk_flags(rerouted, n_items, "rerouted")
@@ -219,7 +224,7 @@ def route(
             np.full(n_items, _human_required(policy)),
             np.full(n_items, bool(halted)),
             above & earlier,
-            above & (audit_draw < policy.spot_check_rate),
+            above & (audit_draw < rate),
             above,
             confidence < floor,
             np.full(n_items, applied is None),
@@ -232,7 +237,7 @@ def route(
         reasons=_item_reasons(_reason_table(gate_reasons, halted)[rule], rule, risk_reasons),
         threshold=applied,
         inclusion_probability=np.where(
-            np.isin(rule, _AUDITABLE_RULES), float(policy.spot_check_rate), np.nan
+            np.isin(rule, _AUDITABLE_RULES), rate, np.nan
         ),
     )
 

@@ -50,6 +50,7 @@ _ADDED_FIELD_DEFAULTS: dict[str, Any] = {
     "audit_train_share": 0.5,
     "parent": None,
     "small_segment": "pool",
+    "audit_interval_width": None,
 }
 _NUMERIC_OPS = frozenset({">", ">=", "<", "<="})
 _FIELD_PATTERN = re.compile(r"^(text|metadata(\.[A-Za-z0-9_\-]+)+)$")
@@ -234,6 +235,9 @@ class SegmentPolicy(BaseModel):
     confidence: float | None = None
     review_threshold: float | None = None
     spot_check_rate: float = 0.05
+    # when set, the audit share of a route run is sized so that the 95% interval of the live error estimate of the
+    # run's auto-accepted items is about this wide (at the target error), with spot_check_rate as the floor
+    audit_interval_width: float | None = None
     blind_share: float = 0.0  # review tasks shown without the model's suggestion, to measure automation bias
     gold_share: float = 0.0  # extra tasks with known answers, per budgeted task, to measure annotator accuracy
     overlap_share: float = 0.0  # review tasks answered by several annotators, to measure agreement
@@ -258,6 +262,7 @@ class SegmentPolicy(BaseModel):
     _check_confidence = field_validator("confidence")(_open_unit("confidence"))
     _check_review = field_validator("review_threshold")(_review_threshold)
     _check_rate = field_validator("spot_check_rate")(_rate)
+    _check_width = field_validator("audit_interval_width")(_open_unit("audit_interval_width"))
     _check_blind = field_validator("blind_share")(_blind_share)
     _check_gold = field_validator("gold_share")(_gold_share)
     _check_overlap = field_validator("overlap_share")(_overlap_share)
@@ -302,6 +307,7 @@ class SegmentOverride(BaseModel):
     confidence: float | None = None
     review_threshold: float | None = None
     spot_check_rate: float | None = None
+    audit_interval_width: float | None = None
     blind_share: float | None = None
     gold_share: float | None = None
     overlap_share: float | None = None
@@ -321,6 +327,7 @@ class SegmentOverride(BaseModel):
     _check_confidence = field_validator("confidence")(_open_unit("confidence"))
     _check_review = field_validator("review_threshold")(_review_threshold)
     _check_rate = field_validator("spot_check_rate")(_rate)
+    _check_width = field_validator("audit_interval_width")(_open_unit("audit_interval_width"))
     _check_blind = field_validator("blind_share")(_blind_share)
     _check_gold = field_validator("gold_share")(_gold_share)
     _check_overlap = field_validator("overlap_share")(_overlap_share)

@@ -143,6 +143,7 @@ class RoutingDecision(SQLModel, table=True):
     calibrated_confidence: float | None = None
     predicted_label: str | None = None
     inclusion_probability: float | None = None
+    audit_rate: float | None = Field(default=None, description="the audit share applied to this run's segment")
     cycle: int | None = None
     supersedes_id: int | None = Field(default=None, foreign_key="routing_decisions.id")
     evidence_id: int | None = Field(default=None, foreign_key="threshold_evidence.id",

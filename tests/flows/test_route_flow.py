@@ -242,3 +242,42 @@ def test_audit_export_carries_each_derived_thresholds_evidence(sluice_home, rout
     with table.open() as handle:
         rows = list(csv.DictReader(handle))
     assert "evidence_error_upper_bound" in rows[0] and len(rows) == len(decisions)
+
+
+def test_audit_share_sized_for_the_interval_width_applies_to_automated_and_review_items(sluice_home, routed,
+                                                                                        tmp_path):
+    from flows.common import save_policy
+    from flows.ingest import ingest_flow
+    from flows.route import route_flow
+    from flows.score import score_flow
+    from flows.select import select_flow
+    from routing.audit import audits_for_width
+    from routing.policy import Policy
+    from store.models import ReviewTask
+
+    engine, _ = routed
+    sized = POLICY.replace("targeted: {max_auto_error: 0.1, confidence: 0.9}",
+                           "targeted: {max_auto_error: 0.1, confidence: 0.9, audit_interval_width: 0.2}")
+    save_policy(engine, Policy.from_yaml(sized), comment="size the audits")
+    fresh = upstream_items(np.random.default_rng(13), 400, "targeted", prefix="sized-")
+    path = tmp_path / "sized.jsonl"
+    path.write_text("".join(json.dumps({k: v for k, v in r.items() if k != "truth"}) + "\n" for r in fresh))
+    ingest_flow(str(path))
+    score_flow()
+    route_flow(cycle=2)
+    with engine.connect() as conn:
+        run = conn.execute(select(RoutingDecision).where(RoutingDecision.cycle == 2)).all()
+    rates = {d.audit_rate for d in run}
+    assert len(rates) == 1
+    rate = rates.pop()
+    above = sum(d.route in ("auto_accept", "spot_check") for d in run)
+    # enough audits for a 0.2-wide interval at the 0.1 target among the run's automated items, above the floor
+    assert rate == pytest.approx(min(max(audits_for_width(0.2, expected_error=0.1) / above, 0.2), 0.5), rel=0.05)
+    assert rate > 0.2
+    assert all(d.inclusion_probability == rate for d in run if d.route in ("auto_accept", "spot_check"))
+    select_flow(cycle=2)
+    with engine.connect() as conn:
+        audits = conn.execute(select(ReviewTask.selection_probability).join(
+            RoutingDecision, RoutingDecision.id == ReviewTask.decision_id).where(
+            RoutingDecision.cycle == 2, ReviewTask.selection_reason == "audit")).scalars().all()
+    assert audits and set(audits) == {rate}  # review items are audited at the same share: a uniform sample

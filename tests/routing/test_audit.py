@@ -99,3 +99,20 @@ def test_annotator_error_correction_hand_computed_and_inverts_the_noise() -> Non
         correct_for_annotator_error(estimate, annotator_error=0.5, n_classes=2)
     with pytest.raises(ValueError, match="n_classes"):
         correct_for_annotator_error(estimate, annotator_error=0.1, n_classes=1)
+
+
+def test_audits_for_width_is_the_smallest_n_with_a_narrow_enough_wilson_interval() -> None:
+    from routing.audit import _wilson_width, audits_for_width, sized_audit_rate
+
+    n = audits_for_width(0.1, expected_error=0.05)
+    assert _wilson_width(0.05, n, 0.95) <= 0.1 < _wilson_width(0.05, n - 1, 0.95)
+    assert 60 <= n <= 90  # about 4 z^2 p (1 - p) / w^2 = 73, Wilson a little different
+    assert audits_for_width(0.05, expected_error=0.05) > 3 * n  # a half-width interval needs ~4x the audits
+    # 2,000 automated items: n / 2000 of them; few automated: capped at half; no width: the floor
+    assert sized_audit_rate(0.1, expected_error=0.05, n_automated=2000, floor=0.01) == pytest.approx(n / 2000)
+    assert sized_audit_rate(0.1, expected_error=0.05, n_automated=20, floor=0.01) == 0.5
+    assert sized_audit_rate(0.1, expected_error=0.05, n_automated=100_000, floor=0.05) == 0.05
+    assert sized_audit_rate(None, expected_error=0.05, n_automated=2000, floor=0.05) == 0.05
+    assert sized_audit_rate(0.1, expected_error=0.05, n_automated=0, floor=0.05) == 0.05
+    with pytest.raises(ValueError, match="width"):
+        audits_for_width(0.0, expected_error=0.05)

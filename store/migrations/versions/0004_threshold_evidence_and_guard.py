@@ -1,4 +1,4 @@
-"""the evidence behind each derived threshold, and the live guard's halts
+"""the evidence behind each derived threshold, the live guard's halts, each run's audit share
 
 Revision ID: 0004
 Revises: 0003
@@ -61,6 +61,7 @@ def upgrade() -> None:
     )
     op.create_index("ix_guard_halts_segment", "guard_halts", ["segment"])
     with op.batch_alter_table("routing_decisions", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("audit_rate", sa.Float(), nullable=True))
         batch_op.add_column(sa.Column("evidence_id", sa.Integer(), nullable=True))
         batch_op.create_foreign_key("fk_decision_evidence", "threshold_evidence", ["evidence_id"], ["id"])
 
@@ -69,6 +70,7 @@ def downgrade() -> None:
     with op.batch_alter_table("routing_decisions", schema=None) as batch_op:
         batch_op.drop_constraint("fk_decision_evidence", type_="foreignkey")
         batch_op.drop_column("evidence_id")
+        batch_op.drop_column("audit_rate")
     op.drop_index("ix_guard_halts_segment", table_name="guard_halts")
     op.drop_table("guard_halts")
     op.drop_index("ix_threshold_evidence_segment", table_name="threshold_evidence")
