@@ -139,6 +139,23 @@ def as_confidence_and_correct(confidence: Any, correct: Any) -> tuple[np.ndarray
     return conf, as_correct(correct, n_samples=conf.shape[0])
 
 
+def as_sample_weight(sample_weight: Any, *, n_samples: int) -> np.ndarray:
+    """Positive finite weights of shape (n,), scaled to mean 1 (ones when None)."""
+    if sample_weight is None:
+        return np.ones(n_samples)
+    try:
+        weight = np.asarray(sample_weight, dtype=float)
+    except (TypeError, ValueError) as error:
+        raise CalibrationInputError(f"sample_weight must be numeric, got {sample_weight!r}") from error
+    if weight.shape != (n_samples,):
+        raise CalibrationInputError(f"length mismatch: sample_weight has shape {weight.shape}, expected ({n_samples},)")
+    bad = ~(np.isfinite(weight) & (weight > 0))
+    if bad.any():
+        raise CalibrationInputError(
+            f"sample_weight must be finite and > 0; {int(bad.sum())} bad values, e.g. {weight[bad][:5].tolist()}")
+    return weight / weight.mean() if n_samples else weight
+
+
 def check_n_bins(n_bins: Any) -> int:
     if isinstance(n_bins, bool) or not isinstance(n_bins, (int, np.integer)) or n_bins < 1:
         raise CalibrationInputError(f"n_bins must be a positive integer, got {n_bins!r}")

@@ -47,7 +47,9 @@ class NetcalCalibrator(ConfidenceCalibrator):
     def __init__(self, **options: Any) -> None:
         self.options = options
 
-    def _fit(self, confidence: np.ndarray, correct: np.ndarray) -> None:
+    def _fit(self, confidence: np.ndarray, correct: np.ndarray, weight: np.ndarray) -> None:
+        if not np.allclose(weight, 1.0):
+            raise CalibrationInputError(f"{type(self).__name__} (netcal) does not take sample weights")
         model = getattr(_netcal_binning(), self.netcal_class)(**self.options)
         model.fit(confidence, correct.astype(np.int64))
         self.model_ = model

@@ -17,6 +17,7 @@ from calibration._validation import (
     as_confidence,
     as_confidence_and_correct,
     as_probabilities,
+    as_sample_weight,
     check_n_bins,
 )
 from calibration.errors import CalibrationInputError, NotFittedError
@@ -44,9 +45,11 @@ class ConfidenceCalibrator(ABC):
     method: ClassVar[str] = ""
     _fitted_attributes: ClassVar[tuple[str, ...]] = ()
 
-    def fit(self, confidence: Any, correct: Any) -> ConfidenceCalibrator:
+    def fit(self, confidence: Any, correct: Any, sample_weight: Any = None) -> ConfidenceCalibrator:
+        """Fit on confidences and 0/1 correctness; ``sample_weight`` (positive, e.g. ``1 / inclusion
+        probability`` of each labelled item) makes the fit stand for the population the labels were drawn from."""
         conf, hits = as_confidence_and_correct(confidence, correct)
-        self._fit(conf, hits)
+        self._fit(conf, hits, as_sample_weight(sample_weight, n_samples=conf.shape[0]))
         self.n_samples_ = int(conf.shape[0])
         return self
 
@@ -67,8 +70,8 @@ class ConfidenceCalibrator(ABC):
             )
 
     @abstractmethod
-    def _fit(self, confidence: np.ndarray, correct: np.ndarray) -> None:
-        """Set the fitted attributes from validated arrays."""
+    def _fit(self, confidence: np.ndarray, correct: np.ndarray, weight: np.ndarray) -> None:
+        """Set the fitted attributes from validated arrays (``weight`` has mean 1)."""
 
     @abstractmethod
     def _predict(self, confidence: np.ndarray) -> np.ndarray:
@@ -86,7 +89,7 @@ class IdentityCalibrator(ConfidenceCalibrator):
 
     method = "identity"
 
-    def _fit(self, confidence: np.ndarray, correct: np.ndarray) -> None:
+    def _fit(self, confidence: np.ndarray, correct: np.ndarray, weight: np.ndarray) -> None:
         return None
 
     def _predict(self, confidence: np.ndarray) -> np.ndarray:
@@ -97,13 +100,22 @@ def _confidence_logit(confidence: np.ndarray) -> np.ndarray:
     return logit(np.clip(confidence, LOGIT_CLIP, 1.0 - LOGIT_CLIP))
 
 
-def _platt_loss(params: np.ndarray, z: np.ndarray, correct: np.ndarray) -> tuple[float, np.ndarray]:
+def _platt_loss(params: np.ndarray, z: np.ndarray, correct: np.ndarray,
+                weight: np.ndarray) -> tuple[float, np.ndarray]:
     a, b = params
     score = a * z + b
     # log(1 + e^s) - y s is the logistic negative log-likelihood, written stably
-    loss = np.mean(np.logaddexp(0.0, score) - correct * score)
-    residual = expit(score) - correct
+    loss = np.mean(weight * (np.logaddexp(0.0, score) - correct * score))
+    residual = weight * (expit(score) - correct)
     return float(loss), np.array([np.mean(residual * z), np.mean(residual)])
+
+
+def platt_targets(correct: np.ndarray, weight: np.ndarray) -> np.ndarray:
+    """Platt's (1999) smoothed targets, as scikit-learn's sigmoid calibration: (N+ + 1) / (N+ + 2) for a hit and
+    1 / (N- + 2) for a miss, N+ and N- the weighted counts, so a few all-right labels do not fit confidence 1."""
+    positives = float(np.sum(weight * correct))
+    negatives = float(np.sum(weight * (1.0 - correct)))
+    return np.where(correct > 0.5, (positives + 1.0) / (positives + 2.0), 1.0 / (negatives + 2.0))
 
 
 class PlattCalibrator(ConfidenceCalibrator):
@@ -111,11 +123,13 @@ class PlattCalibrator(ConfidenceCalibrator):
 
     method = "platt"
 
-    def _fit(self, confidence: np.ndarray, correct: np.ndarray) -> None:
+    def _fit(self, confidence: np.ndarray, correct: np.ndarray, weight: np.ndarray) -> None:
         z = _confidence_logit(confidence)
+        target = platt_targets(correct, weight)
         start = np.array([1.0, 0.0])  # the identity map, so the fit can only lower the log-loss
-        result = minimize(_platt_loss, start, args=(z, correct), jac=True, method="L-BFGS-B")
-        better = result.fun <= _platt_loss(start, z, correct)[0]
+        result = minimize(_platt_loss, start, args=(z, target, weight), jac=True, method="L-BFGS-B")
+        # kept only if it beats the identity on the labels themselves (not only on the smoothed targets)
+        better = _platt_loss(result.x, z, correct, weight)[0] <= _platt_loss(start, z, correct, weight)[0]
         self.a_, self.b_ = (float(v) for v in (result.x if better else start))
 
     def _predict(self, confidence: np.ndarray) -> np.ndarray:
@@ -130,10 +144,11 @@ def _beta_features(confidence: np.ndarray) -> np.ndarray:
     return np.column_stack([np.log(clipped), -np.log1p(-clipped)])
 
 
-def _beta_loss(params: np.ndarray, features: np.ndarray, correct: np.ndarray) -> tuple[float, np.ndarray]:
+def _beta_loss(params: np.ndarray, features: np.ndarray, correct: np.ndarray,
+               weight: np.ndarray) -> tuple[float, np.ndarray]:
     score = features @ params[:2] + params[2]
-    loss = np.mean(np.logaddexp(0.0, score) - correct * score)
-    residual = expit(score) - correct
+    loss = np.mean(weight * (np.logaddexp(0.0, score) - correct * score))
+    residual = weight * (expit(score) - correct)
     return float(loss), np.append(residual @ features / correct.shape[0], np.mean(residual))
 
 
@@ -148,14 +163,14 @@ class BetaCalibrator(ConfidenceCalibrator):
 
     method = "beta"
 
-    def _fit(self, confidence: np.ndarray, correct: np.ndarray) -> None:
+    def _fit(self, confidence: np.ndarray, correct: np.ndarray, weight: np.ndarray) -> None:
         features = _beta_features(confidence)
         start = np.array([1.0, 1.0, 0.0])
         bounds = [(0.0, None), (0.0, None), (None, None)]
         result = minimize(
-            _beta_loss, start, args=(features, correct), jac=True, method="L-BFGS-B", bounds=bounds
+            _beta_loss, start, args=(features, correct, weight), jac=True, method="L-BFGS-B", bounds=bounds
         )
-        better = result.fun <= _beta_loss(start, features, correct)[0]
+        better = result.fun <= _beta_loss(start, features, correct, weight)[0]
         self.a_, self.b_, self.c_ = (float(v) for v in (result.x if better else start))
 
     def _predict(self, confidence: np.ndarray) -> np.ndarray:
@@ -170,9 +185,9 @@ class IsotonicCalibrator(ConfidenceCalibrator):
 
     method = "isotonic"
 
-    def _fit(self, confidence: np.ndarray, correct: np.ndarray) -> None:
+    def _fit(self, confidence: np.ndarray, correct: np.ndarray, weight: np.ndarray) -> None:
         model = IsotonicRegression(y_min=0.0, y_max=1.0, increasing=True, out_of_bounds="clip")
-        model.fit(confidence, correct)
+        model.fit(confidence, correct, sample_weight=weight)
         self.x_thresholds_ = np.asarray(model.X_thresholds_, dtype=float)
         self.y_thresholds_ = np.asarray(model.y_thresholds_, dtype=float)
 
@@ -191,14 +206,14 @@ class HistogramBinningCalibrator(ConfidenceCalibrator):
     def __init__(self, *, n_bins: int = 15) -> None:
         self.n_bins = check_n_bins(n_bins)
 
-    def _fit(self, confidence: np.ndarray, correct: np.ndarray) -> None:
+    def _fit(self, confidence: np.ndarray, correct: np.ndarray, weight: np.ndarray) -> None:
         edges = bin_edges(confidence, n_bins=self.n_bins, strategy="uniform")
         index = assign_bins(confidence, edges)
-        count = np.bincount(index, minlength=self.n_bins)
-        hits = np.bincount(index, weights=correct, minlength=self.n_bins)
+        count = np.bincount(index, weights=weight, minlength=self.n_bins)
+        hits = np.bincount(index, weights=weight * correct, minlength=self.n_bins)
         centres = (edges[:-1] + edges[1:]) / 2.0
         self.bin_edges_ = edges
-        self.bin_values_ = np.where(count > 0, hits / np.maximum(count, 1), centres)
+        self.bin_values_ = np.where(count > 0, hits / np.where(count > 0, count, 1.0), centres)
 
     def _predict(self, confidence: np.ndarray) -> np.ndarray:
         return self.bin_values_[assign_bins(confidence, self.bin_edges_)]

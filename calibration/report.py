@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from calibration._binning import assign_bins, bin_edges
-from calibration._validation import as_confidence_and_correct, check_n_bins
+from calibration._validation import as_confidence_and_correct, as_sample_weight, check_n_bins
 from calibration.errors import CalibrationInputError
 from calibration.metrics import ReliabilityCurve, reliability_curve_from_confidence
 from calibration.recalibrators import (
@@ -135,11 +135,13 @@ def _out_of_fold(
     *,
     n_folds: int,
     n_bins: int,
+    weight: np.ndarray | None = None,
 ) -> np.ndarray:
     calibrated = np.empty_like(confidence)
     for fold in range(n_folds):
         held_out = fold_of == fold
-        model = _make_calibrator(method, n_bins=n_bins).fit(confidence[~held_out], correct[~held_out])
+        model = _make_calibrator(method, n_bins=n_bins).fit(
+            confidence[~held_out], correct[~held_out], None if weight is None else weight[~held_out])
         calibrated[held_out] = model.predict(confidence[held_out])
     return calibrated
 
@@ -226,14 +228,18 @@ def fit_and_select(
     n_folds: int = 5,
     n_bootstrap: int = 200,
     n_bins: int = 15,
+    sample_weight: Any = None,
 ) -> tuple[ConfidenceCalibrator, CalibrationReport]:
     """Pick the recalibrator with the lowest out-of-fold ECE (ties go to the earlier, simpler method),
     refit it on all data, and report ECE, its bootstrap interval and the reliability curve computed on the
     winner's out-of-fold confidences, so the report is honest about unseen data.
 
     With fewer than 4 samples no cross-validation is possible: the identity is used and the report says so.
+    ``sample_weight`` (e.g. 1 / inclusion probability per label) weights every fit, so the calibrator stands for
+    the population the labels were drawn from; the ECE figures stay those of the labels as drawn.
     """
     conf, hits = as_confidence_and_correct(confidence, correct)
+    weight = None if sample_weight is None else as_sample_weight(sample_weight, n_samples=conf.shape[0])
     methods = _check_methods(methods)
     n_folds = _check_positive_int(n_folds, name="n_folds", minimum=2)
     n_bootstrap = _check_positive_int(n_bootstrap, name="n_bootstrap", minimum=1)
@@ -244,12 +250,13 @@ def fit_and_select(
         report = report_on("identity", conf, hits, n_folds=0, cv_ece=(), notes=(NOTE_TOO_FEW_FOR_CV,))
         return IdentityCalibrator().fit(conf, hits), report
     fold_of = _fold_ids(conf.shape[0], usable_folds, rng)
-    oof = {m: _out_of_fold(m, conf, hits, fold_of, n_folds=usable_folds, n_bins=n_bins) for m in methods}
+    oof = {m: _out_of_fold(m, conf, hits, fold_of, n_folds=usable_folds, n_bins=n_bins, weight=weight)
+           for m in methods}
     cv_ece = tuple((m, _ece(oof[m], hits, n_bins=n_bins)) for m in methods)
     winner = _select(cv_ece)
     notes = (NOTE_FEWER_FOLDS,) if usable_folds < n_folds else ()
     report = report_on(winner, oof[winner], hits, n_folds=usable_folds, cv_ece=cv_ece, notes=notes)
-    return _make_calibrator(winner, n_bins=n_bins).fit(conf, hits), report
+    return _make_calibrator(winner, n_bins=n_bins).fit(conf, hits, weight), report
 
 
 def out_of_fold_confidence(

@@ -169,7 +169,8 @@ def fit_segment(engine: Engine, policy: Policy, model_version: str, job: Calibra
     if existing is not None:
         return _refresh_existing(engine, existing, confidence, model_version=model_version, segment=segment,
                                  members=job.members, data_hash=data_hash, max_psi=max_psi)
-    calibrator, report = fit_and_select(confidence, correct, rng=derive_rng("calibrate", model_version, data_hash))
+    calibrator, report = fit_and_select(confidence, correct, rng=derive_rng("calibrate", model_version, data_hash),
+                                        sample_weight=inclusion_weights(engine, item_ids))
     gate = calibration_gate(report, min_samples=limits.min_samples, max_ece=limits.max_ece)
     diagram = draw_diagram(report, diagram_path(model_version, segment, data_hash),
                            title=f"{model_version} / {segment}")
@@ -196,6 +197,16 @@ def fit_batch(model_version: str, jobs: list[CalibrationJob], database_url: str 
     engine = engine_for(database_url)
     policy, _ = active_policy(engine)
     return [fit_segment(engine, policy, model_version, job, max_psi) for job in jobs]
+
+
+def inclusion_weights(engine: Engine, item_ids: list[str]) -> np.ndarray:
+    """1 / the probability with which each label was drawn (its `selection_probability`; 1 when unknown), so a
+    calibration fit stands for the traffic the audits sample rather than for the mix of seed and audit labels."""
+    with engine.connect() as conn:
+        found = dict(r for part in chunked(item_ids, 5_000) for r in conn.execute(
+            select(Label.item_id, Label.selection_probability).where(Label.item_id.in_(part))).all())
+    probability = np.array([found.get(i) or 1.0 for i in item_ids], dtype=float)
+    return 1.0 / np.clip(probability, 1e-6, 1.0)
 
 
 def segments_seen(engine: Engine) -> list[str]:

@@ -283,3 +283,41 @@ def test_one_vs_rest_bad_input() -> None:
         calibrator_from_dict({**data, "calibrators": []})
     with pytest.raises(ValueError, match="platt"):
         calibrator_from_dict({**data, "calibrators": [IdentityCalibrator().fit([0.5], [1]).to_dict()]})
+
+
+def test_integer_weights_equal_repeated_items() -> None:
+    rng = np.random.default_rng(3)
+    confidence = rng.uniform(0.3, 1.0, 200)
+    correct = (rng.random(200) < confidence**2).astype(float)
+    weight = rng.integers(1, 4, 200)
+    repeated_conf, repeated_correct = np.repeat(confidence, weight), np.repeat(correct, weight)
+    grid = np.linspace(0, 1, 101)
+    for cls in (IsotonicCalibrator, HistogramBinningCalibrator):
+        weighted = cls().fit(confidence, correct, sample_weight=weight).predict(grid)
+        np.testing.assert_allclose(weighted, cls().fit(repeated_conf, repeated_correct).predict(grid), atol=1e-9)
+    weighted = BetaCalibrator().fit(confidence, correct, sample_weight=weight).predict(grid)
+    np.testing.assert_allclose(weighted, BetaCalibrator().fit(repeated_conf, repeated_correct).predict(grid),
+                               atol=2e-3)
+    # Platt's prior counts the labels themselves (weights are scaled to mean 1), so repeating items, which adds
+    # labels, smooths less: the fits differ a little, by design
+
+
+def test_platt_equals_scikit_learns_sigmoid_calibration_with_weights() -> None:
+    from scipy.special import logit as sp_logit
+    from sklearn.calibration import _sigmoid_calibration
+
+    rng = np.random.default_rng(4)
+    confidence = rng.uniform(0.5, 0.99, 500)
+    correct = (rng.random(500) < confidence**3).astype(float)
+    weight = 1.0 / rng.choice([0.05, 0.5], 500)  # audits (1 in 20) beside seed labels (1 in 2)
+    ours = PlattCalibrator().fit(confidence, correct, sample_weight=weight)
+    # weights scaled to mean 1, as Sluice scales them: the prior then counts the labels, not the population
+    a, b = _sigmoid_calibration(sp_logit(confidence), correct, sample_weight=weight / weight.mean())
+    assert ours.a_ == pytest.approx(-a, abs=2e-3) and ours.b_ == pytest.approx(-b, abs=2e-3)
+
+
+def test_sample_weight_is_checked() -> None:
+    with pytest.raises(ValueError, match="sample_weight"):
+        PlattCalibrator().fit([0.5, 0.6], [1, 0], sample_weight=[1.0, 0.0])
+    with pytest.raises(ValueError, match="length mismatch"):
+        IsotonicCalibrator().fit([0.5, 0.6], [1, 0], sample_weight=[1.0])

@@ -209,3 +209,21 @@ def test_out_of_fold_confidence_never_uses_an_items_own_label() -> None:
     assert ece(in_sample) < ece(first)
     np.testing.assert_array_equal(out_of_fold_confidence(confidence, correct, method="identity",
                                                          rng=np.random.default_rng(1)), confidence)
+
+
+def test_fit_and_select_weights_each_label_by_its_inclusion_probability() -> None:
+    from calibration.report import fit_and_select
+
+    rng = np.random.default_rng(5)
+    # at confidence 0.9, seed labels (drawn 1 in 2) are right 90% of the time, audits (1 in 20) only 50%
+    confidence = np.full(400, 0.9) + rng.uniform(-0.01, 0.01, 400)
+    audit = np.arange(400) % 2 == 0
+    correct = np.where(audit, rng.random(400) < 0.5, rng.random(400) < 0.9).astype(float)
+    weight = np.where(audit, 20.0, 2.0)
+    unweighted, _ = fit_and_select(confidence, correct, rng=np.random.default_rng(0), methods=("histogram",))
+    calibrator, _ = fit_and_select(confidence, correct, rng=np.random.default_rng(0), methods=("histogram",),
+                                   sample_weight=weight)
+    observed = {flag: correct[audit == flag].mean() for flag in (True, False)}
+    expected = (20 * observed[True] + 2 * observed[False]) / 22  # each audit stands for 10x the items
+    assert calibrator.predict(np.array([0.9]))[0] == pytest.approx(expected, abs=1e-9)
+    assert unweighted.predict(np.array([0.9]))[0] == pytest.approx(correct.mean(), abs=1e-9)
