@@ -44,6 +44,7 @@ def test_init_and_policy_commands(sluice_home, tmp_path):
     assert invoke("init").exit_code == 0
     shown = invoke("policy", "show")
     assert "name: default" in shown.output
+    assert "# defaults: target: error among auto-accepted items <= 0.05 with confidence 0.9" in shown.output
     bad = tmp_path / "bad.yaml"
     bad.write_text("name: x\ndefaults: {spot_check_rate: 1.5}\n")
     result = invoke("policy", "set", str(bad))
@@ -51,7 +52,9 @@ def test_init_and_policy_commands(sluice_home, tmp_path):
     good = tmp_path / "good.yaml"
     good.write_text("name: tighter\ndefaults: {auto_accept_threshold: 0.97}\n")
     assert invoke("policy", "set", str(good), "--comment", "tighter").exit_code == 0
-    assert "auto_accept_threshold: 0.97" in invoke("policy", "show").output
+    tighter = invoke("policy", "show").output
+    assert "auto_accept_threshold: 0.97" in tighter
+    assert "# defaults: fixed auto_accept_threshold 0.97: carries no guarantee" in tighter
 
 
 @pytest.mark.integration
@@ -81,3 +84,19 @@ def test_ingest_reports_quarantine_by_reason_and_audit_export(sluice_home, tmp_p
     assert decisions[0]["policy_version"] and decisions[0]["model_version"] == "upstream"
     selected = invoke("select")  # a confidence without class probabilities still gets a margin
     assert selected.exit_code == 0 and "queued" in selected.output and "│ 1" in selected.output
+
+
+@pytest.mark.integration
+@pytest.mark.usefixtures("prefect_harness")
+def test_simulate_takes_a_policy_file(sluice_home, dataset_files, tmp_path):
+    items, labels = dataset_files
+    policy = tmp_path / "policy.yaml"
+    policy.write_text("name: strict\ndefaults: {max_auto_error: 0.01, confidence: 0.95, review_budget: 5}\n")
+    out = tmp_path / "sim.json"
+    result = invoke("simulate", "--items", str(items), "--labels", str(labels), "--seed-labels", "100",
+                    "--cycles", "1", "--batch-size", "100", "--budget", "10", "--policy", str(policy),
+                    "--json", str(out), "--home", str(tmp_path / "home"))
+    assert result.exit_code == 0, result.output
+    cycle = json.loads(out.read_text())["cycles"][0]
+    assert cycle["target_error"] == 0.01 and cycle["halted_segments"] == []
+    assert cycle["labels_spent"] >= 10 and cycle["auto_accepted"] == 0  # 50 held-out labels certify nothing

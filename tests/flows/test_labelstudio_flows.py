@@ -63,11 +63,16 @@ def test_push_annotate_pull_round_trip(queued):
     assert push_flow() == {"pushed": 0, "pending": 0}
     assert set(project_task_items(engine).values()) == {1}
     with engine.connect() as conn:
-        tasks = conn.execute(select(ReviewTask.ls_task_id, ReviewTask.item_id, ReviewTask.selection_reason)).all()
+        tasks = conn.execute(select(ReviewTask.ls_task_id, ReviewTask.item_id, ReviewTask.selection_reason,
+                                    ReviewTask.decision_id)).all()
     queue, project_id = open_queue(engine)
     people = SimulatedAnnotators(queue=queue, project_id=project_id, true_labels=truth,
                                  labels=sorted(set(truth.values())), error_rate=0.0, rng=np.random.default_rng(0))
     people.annotate([t[0] for t in tasks], [t[1] for t in tasks])
+    from flows.common import resolution_rules
+    from labeling.resolve import label_split
+
+    rules = resolution_rules(engine)
     first = pull_flow(cycle=1)
     assert first["new"] == len(tasks) and first["resolved"] == len(tasks)
     again = pull_flow(cycle=1)
@@ -76,12 +81,16 @@ def test_push_annotate_pull_round_trip(queued):
         labels = {r.item_id: r for r in conn.execute(select(Label).where(Label.source == "annotation"))}
         annotations = conn.execute(select(func.count()).select_from(Annotation)).scalar()
     assert annotations == len(tasks) and len(labels) == len(tasks)
-    for ls_task_id, item_id, reason in tasks:
+    splits = Counter()
+    for ls_task_id, item_id, reason, decision_id in tasks:
         label = labels[item_id]
         assert label.label == truth[item_id]
         assert label.selection_reason == reason
-        assert label.split == ("holdout" if reason == "audit" else "train")
+        # uncertainty picks train; an audit trains by the policy's audit_train_share (a fixed draw per decision)
+        assert label.split == label_split(reason, decision_id, rules("default"))
+        splits[(reason == "audit", label.split)] += 1
         assert label.model_version and label.policy_version and label.annotator
+    assert splits[(False, "holdout")] == 0 and splits[(True, "holdout")] > 0 and splits[(True, "train")] > 0
 
 
 def test_labelstudio_down_during_push_keeps_items_queued(queued, monkeypatch, ls_env):
@@ -150,6 +159,10 @@ def test_webhook_pulls_early(queued):
                                      rng=np.random.default_rng(0))
         started = time.monotonic()
         people.annotate([t[0] for t in tasks], [t[1] for t in tasks])
+    from flows.common import resolution_rules
+    from labeling.resolve import label_split
+
+    rules = resolution_rules(engine)
         assert time.monotonic() - started < 5 * 1.5, "each webhook is answered at once"
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:

@@ -148,7 +148,11 @@ def test_two_thousand_tasks_with_overlap_gold_and_a_killed_pull(big_queue, sluic
     assert len(annotations) == made == len({a[0] for a in annotations})
 
     # every label and its provenance
+    from flows.common import resolution_rules
+    from labeling.resolve import label_split
+
     policy, policy_version = active_policy(engine)
+    rules = resolution_rules(engine)
     task_of = {r.item_id: r for r in rows(engine, ReviewTask)}
     given: dict[str, list[str]] = {}
     item_of_task = {t[0]: t[1] for t in tasks}
@@ -173,7 +177,8 @@ def test_two_thousand_tasks_with_overlap_gold_and_a_killed_pull(big_queue, sluic
             assert label.resolution == "dawid_skene" and label.label in answers
             assert label.agreement == pytest.approx(answers.count(label.label) / 3)
             assert label.agreement >= policy.defaults.min_agreement
-        assert label.split == ("holdout" if task.selection_reason == "audit" else "train")
+        # uncertainty picks train; an audit trains by the policy's audit_train_share (a fixed draw per decision)
+        assert label.split == label_split(task.selection_reason, task.decision_id, rules("default"))
         assert (label.selection_reason, label.selection_probability) == (task.selection_reason,
                                                                           task.selection_probability)
         assert (label.model_version, label.policy_version) == (task.model_version, policy_version)
