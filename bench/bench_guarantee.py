@@ -65,7 +65,7 @@ def run(args: argparse.Namespace) -> None:
             if (dataset, seed, "ceiling", None) not in done:
                 value = full_label_accuracy(items, labels, SimulationConfig(**base, strategy="random"))
                 record({"dataset": dataset, "seed": seed, "kind": "ceiling", "params": PARAMS, "value": value})
-            for strategy in ARMS:
+            for strategy in args.arms:
                 if (dataset, seed, "run", strategy) in done:
                     continue
                 started = time.perf_counter()
@@ -181,7 +181,15 @@ def main() -> int:
     parser.add_argument("--also-read", type=Path, nargs="*", default=[])
     parser.add_argument("--summary-only", action="store_true")
     parser.add_argument("--out", type=Path, default=Path("bench/out/guarantee.md"))
+    parser.add_argument("--arms", nargs="+", default=list(ARMS), choices=list(ARMS))
+    parser.add_argument("--allow-rerouted", action="store_true",
+                        help="ablation: let backlog items re-routed under a newer model be auto-accepted (Sluice "
+                             "never does); write these runs to their own --results file")
     args = parser.parse_args()
+    if args.allow_rerouted:
+        import flows.route
+
+        flows.route.PEOPLE_ROUTES = frozenset()  # no earlier decision counts as "people had it"
     if not args.summary_only:
         from flows.cli import prefect_quietly
 
