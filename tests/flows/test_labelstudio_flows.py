@@ -159,10 +159,6 @@ def test_webhook_pulls_early(queued):
                                      rng=np.random.default_rng(0))
         started = time.monotonic()
         people.annotate([t[0] for t in tasks], [t[1] for t in tasks])
-    from flows.common import resolution_rules
-    from labeling.resolve import label_split
-
-    rules = resolution_rules(engine)
         assert time.monotonic() - started < 5 * 1.5, "each webhook is answered at once"
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
