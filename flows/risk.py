@@ -57,7 +57,7 @@ def derived_threshold(
         "model_version": model_version, "segment": segment, "policy_version": policy_version,
         "label_fingerprint": fingerprint([ids, np.asarray(correct).tolist()]), "scale": "raw",
         "threshold": result.threshold, "calibrated_threshold": shown, "n": result.n,
-        "n_accepted": result.n_accepted, "n_errors": int(round((result.empirical_error or 0.0) * result.n_accepted)),
+        "n_accepted": result.n_accepted, "n_errors": result.n_errors,
         "coverage": result.coverage, "error_upper_bound": result.error_upper_bound, "alpha": result.alpha,
         "delta": result.delta, "tested": result.tested, "pool": pool or segment, "calibration_id": calibration_id,
         "created_at": utcnow(),

@@ -55,7 +55,8 @@ class ThresholdResult:
 
     ``coverage`` is the share of calibration items at or above the threshold (0.0 when there is none),
     ``error_upper_bound`` the Clopper-Pearson bound at the threshold (None when there is none), ``tested`` how many
-    candidate thresholds the fixed sequence tested (the last one failed unless the grid ran out).
+    candidate thresholds the fixed sequence tested (the last one failed unless the grid ran out), ``n_errors`` the
+    wrong items among the ``n_accepted`` at the threshold.
     """
 
     threshold: float | None
@@ -67,6 +68,7 @@ class ThresholdResult:
     alpha: float
     delta: float
     empirical_error: float | None = None
+    n_errors: int = 0
 
 
 def _as_confidence(confidence: Any) -> np.ndarray:
@@ -204,6 +206,7 @@ def guaranteed_threshold(
         alpha=alpha,
         delta=delta,
         empirical_error=float(errors[last] / accepted[last]),
+        n_errors=int(errors[last]),
     )
 
 

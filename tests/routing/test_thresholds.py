@@ -164,3 +164,12 @@ def test_by_default_fewer_items_than_the_start_count_certify_nothing() -> None:
     assert result.threshold is None and result.coverage == 0.0
     assert default_start_count(alpha=ALPHA, delta=DELTA) == 100
     assert default_start_count(alpha=0.01, delta=DELTA) == 2 * minimum_count(alpha=0.01, delta=DELTA)
+
+
+def test_result_counts_the_errors_at_the_threshold() -> None:
+    confidence = np.linspace(0.5, 1.0, 400)
+    correct = np.ones(400, bool)
+    correct[[250, 300]] = False  # two errors in the upper half
+    result = guaranteed_threshold(confidence, correct, alpha=0.05, delta=DELTA)
+    above = confidence >= result.threshold
+    assert result.n_errors == int((~correct[above]).sum()) == 2 and result.n_accepted == int(above.sum())
