@@ -23,7 +23,6 @@ from flows.common import (
 )
 from flows.calibrate import calibration_data, calibration_jobs
 from flows.risk import Labelled, batch_risk_flags, check_live_guards, derived_threshold, training_segments
-from routing.audit import sized_audit_rate
 from routing.decide import REASON_LIVE_GUARD_HALTED, Route, route
 from routing.signals import RiskFlags
 from routing.policy import Policy, SegmentPolicy
@@ -190,21 +189,6 @@ def risk_flags_by_group(engine: Engine, groups: list[list[tuple]], context: Batc
     return flags  # type: ignore[return-value]
 
 
-def audit_rate(rules: SegmentPolicy, scores: np.ndarray, threshold: Any) -> float:
-    """The audit share of this run: the policy's spot-check rate, or, with ``audit_interval_width``, as many
-    audits of the items that clear the threshold as an interval that wide needs (``routing.audit``). The select
-    flow audits the same share of the run's review items, so audits stay a uniform sample of what was routed."""
-    applied = (None if rules.has_target else rules.auto_accept_threshold) if threshold == "policy" else threshold
-    with np.errstate(invalid="ignore"):
-        n_above = 0 if applied is None else int(np.sum(scores >= applied))
-    return sized_audit_rate(rules.audit_interval_width, expected_error=rules.max_auto_error or DEFAULT_EXPECTED_ERROR,
-                            n_automated=n_above, floor=rules.spot_check_rate)
-
-
-# Without a target, an audit share sized for an interval width plans for this error rate.
-DEFAULT_EXPECTED_ERROR = 0.05
-
-
 def decide_group(engine: Engine, rows: list[tuple], cycle: int | None, context: BatchContext,
                  flags: RiskFlags) -> dict[str, list]:
     """The decision columns of one (segment, model version) group of scored items."""
@@ -221,10 +205,8 @@ def decide_group(engine: Engine, rows: list[tuple], cycle: int | None, context: 
                                         report_row)
     halted = context.halted.get(segment) == model_version
     earlier = [context.previous.get(item_id) for item_id in item_ids]
-    rate = audit_rate(segment_policy, raw if segment_policy.has_target else calibrated, threshold)
     rng = derive_rng("route", context.policy_version, model_version, segment, item_ids)
     result = route(calibrated, policy=segment_policy, calibration=gate_now(report_row, segment_policy), rng=rng,
-                   spot_check_rate=rate,
                    risk_escalate=flags.escalate, risk_review=flags.review, risk_reasons=flags.reasons,
                    threshold=threshold, threshold_scores=raw if segment_policy.has_target else None,
                    halt_reasons=(REASON_LIVE_GUARD_HALTED,) if halted and segment_policy.has_target else (),
@@ -237,7 +219,7 @@ def decide_group(engine: Engine, rows: list[tuple], cycle: int | None, context: 
         "threshold": [result.threshold] * n, "raw_confidence": _floats_or_none(raw),
         "calibrated_confidence": _floats_or_none(calibrated), "predicted_label": [r[4] for r in rows],
         "inclusion_probability": _floats_or_none(result.inclusion_probability), "cycle": [cycle] * n,
-        "audit_rate": [rate] * n,
+        "audit_rate": [result.audit_rate] * n,
         "supersedes_id": [None if e is None else e[0] for e in earlier], "evidence_id": [evidence_id] * n,
         "created_at": [utcnow()] * n,
     }

@@ -33,6 +33,7 @@ __all__ = ["AuditEstimate", "AnnotatorCorrected", "audit_error_by_segment", "aud
            "audits_for_width", "correct_for_annotator_error", "sized_audit_rate"]
 
 MAX_AUDIT_RATE = 0.5  # a sized audit share never sends more than half of what was automated back to people
+DEFAULT_EXPECTED_ERROR = 0.05  # without a target, an audit share sized for an interval width plans for this
 
 
 @dataclass(frozen=True)

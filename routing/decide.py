@@ -9,6 +9,7 @@ from typing import Any, Literal, Protocol
 
 import numpy as np
 
+from routing.audit import DEFAULT_EXPECTED_ERROR, sized_audit_rate
 from routing.policy import SegmentPolicy
 
 __all__ = ["GateLike", "Route", "RoutingResult", "route"]
@@ -51,12 +52,14 @@ class GateLike(Protocol):
 class RoutingResult:
     """One route and its reasons per item. ``inclusion_probability`` is the spot-check rate for items that
     cleared the threshold and could be drawn for audit (auto_accept or spot_check), NaN for the rest.
-    ``threshold`` is the auto-accept threshold applied, None when there was none (nothing auto-accepted)."""
+    ``threshold`` is the auto-accept threshold applied, None when there was none (nothing auto-accepted);
+    ``audit_rate`` the spot-check share applied to this batch (the policy's, or one sized for the live estimate)."""
 
     routes: np.ndarray
     reasons: tuple[tuple[str, ...], ...]
     threshold: float | None
     inclusion_probability: np.ndarray
+    audit_rate: float = 0.0
 
 
 def _as_confidence(calibrated_confidence: Any) -> np.ndarray:
@@ -153,7 +156,7 @@ _ROUTE_OF_RULE = np.array(
 )
 
 _RISK_RULES = (1, 2)  # risk escalate, risk review: their reasons are the item's own codes when given
-_AUDITABLE_RULES = (7, 8)  # spot_check and auto_accept: cleared the threshold, so the audit draw applies
+_SPOT_CHECK_RULE, _AUTO_ACCEPT_RULE = 7, 8  # cleared the threshold: the audit draw splits them
 _DEFAULT_RULE = len(_ROUTE_OF_RULE) - 1
 
 
@@ -170,7 +173,6 @@ def route(
     threshold_scores: Any = None,
     halt_reasons: Sequence[str] = (),
     rerouted: np.ndarray | None = None,
-    spot_check_rate: float | None = None,
 ) -> RoutingResult:
     """Route every item by the first rule that applies: invalid confidence -> escalate, risk hit -> escalate
     (``risk_escalate``) or review (``risk_review``), failed or missing calibration gate -> review, human required
@@ -189,8 +191,10 @@ def route(
     passes those: the auto-accepted set is then exactly the set whose error was tested. ``halt_reasons``, when not
     empty, send the whole segment to review with those reasons (the live guard halted it). ``rerouted`` marks items
     that people already had in their backlog under an earlier decision: they are a selected population that no
-    certification stands for, so they are never auto-accepted (reason ``rerouted_backlog``). ``spot_check_rate``
-    replaces the policy's for this run (an audit share sized for the live estimate, ``routing.audit``).
+    certification stands for, so they are never auto-accepted (reason ``rerouted_backlog``). With the policy's
+    ``audit_interval_width`` the spot-check share of this batch is sized for the live estimate from the number of
+    items that clear every rule (``routing.audit.sized_audit_rate``); ``RoutingResult.audit_rate`` holds the share
+    applied, so review items can be audited at the same share.
 
     One uniform draw per item is taken whatever the other items hold, so for a fixed rng state the routes are
     monotone in confidence. An empty batch gives an empty result.
@@ -201,9 +205,6 @@ def route(
     review = _as_risk_flags(risk_review, n_items, "risk_review")
     _check_risk_reasons(risk_reasons, n_items)
     audit_draw = rng.random(n_items)
-    rate = policy.spot_check_rate if spot_check_rate is None else float(spot_check_rate)
-    if not 0.0 <= rate <= 1.0:  # NaN fails too
-        raise ValueError(f"spot_check_rate must be in [0, 1], got {spot_check_rate!r}")
     gate_reasons = _gate_reasons(calibration)
     halted = tuple(str(reason) for reason in halt_reasons)
     earlier = _as_risk_flags(rerouted, n_items, "rerouted")
@@ -224,21 +225,24 @@ def route(
             np.full(n_items, _human_required(policy)),
             np.full(n_items, bool(halted)),
             above & earlier,
-            above & (audit_draw < rate),
             above,
             confidence < floor,
             np.full(n_items, applied is None),
         ],
-        list(range(_DEFAULT_RULE)),
+        [*range(_SPOT_CHECK_RULE), *range(_SPOT_CHECK_RULE + 1, _DEFAULT_RULE)],
         default=_DEFAULT_RULE,
     )
+    automated = rule == _AUTO_ACCEPT_RULE  # every item that cleared every rule, before the audit draw
+    rate = sized_audit_rate(policy.audit_interval_width, n_automated=int(automated.sum()),
+                            expected_error=policy.max_auto_error or DEFAULT_EXPECTED_ERROR,
+                            floor=policy.spot_check_rate)
+    rule = np.where(automated & (audit_draw < rate), _SPOT_CHECK_RULE, rule)
     return RoutingResult(
         routes=_ROUTE_OF_RULE[rule],
         reasons=_item_reasons(_reason_table(gate_reasons, halted)[rule], rule, risk_reasons),
         threshold=applied,
-        inclusion_probability=np.where(
-            np.isin(rule, _AUDITABLE_RULES), rate, np.nan
-        ),
+        inclusion_probability=np.where(automated, rate, np.nan),
+        audit_rate=rate,
     )
 
 

@@ -354,3 +354,19 @@ def test_rerouted_backlog_items_are_never_auto_accepted() -> None:
     assert result.routes.tolist() == ["review", "spot_check", "review"]
     assert result.reasons[0] == ("rerouted_backlog",) and result.reasons[2] == ("confidence_below_threshold",)
     assert np.isnan(result.inclusion_probability[0]) and result.inclusion_probability[1] == 1.0
+
+
+def test_audit_share_sized_from_the_items_that_clear_every_rule() -> None:
+    from routing.audit import audits_for_width
+
+    policy = SegmentPolicy(auto_accept_threshold=0.9, spot_check_rate=0.01, audit_interval_width=0.1)
+    confidence = np.concatenate([np.full(2000, 0.95), np.full(500, 0.5)])
+    risky = np.zeros(2500, dtype=bool)
+    risky[:400] = True  # above the threshold but escalated: never automated, so not counted
+    result = route(confidence, policy=policy, calibration=PASSING_GATE, rng=np.random.default_rng(0),
+                   risk_escalate=risky)
+    assert result.audit_rate == pytest.approx(audits_for_width(0.1, expected_error=0.05) / 1600)
+    automated = np.isin(result.routes, ["auto_accept", "spot_check"])
+    assert automated.sum() == 1600 and np.all(result.inclusion_probability[automated] == result.audit_rate)
+    assert abs((result.routes == "spot_check").sum() - 1600 * result.audit_rate) < 4 * np.sqrt(1600 * 0.05)
+    assert _route([0.95, 0.5]).audit_rate == 0.0  # no width: the policy's spot-check rate
