@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from functools import lru_cache
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from sqlalchemy import Engine, func, select
@@ -74,18 +74,35 @@ def store_evidence(engine: Engine, evidence: dict[str, Any]) -> int:
             *(getattr(ThresholdEvidence, k) == evidence[k] for k in key))).scalar_one()
 
 
-def audited_automation(engine: Engine) -> list[Any]:
-    """Every audited auto-accepted item: (decision id, segment, model version, wrong), in decision order."""
-    latest = select(func.max(RoutingDecision.id).label("id")).group_by(RoutingDecision.item_id).subquery()
+def _latest_decisions():
+    """Subquery: the id of each item's newest decision (decisions are append-only, ids increase)."""
+    return select(func.max(RoutingDecision.id).label("id")).group_by(RoutingDecision.item_id).subquery()
+
+
+class AuditedItem(NamedTuple):
+    """One audited auto-accepted item: its latest routing decision and whether the audit found the model wrong."""
+
+    decision_id: int
+    segment: str
+    model_version: str
+    wrong: bool
+    inclusion_probability: float | None
+
+
+def audited_automation(engine: Engine) -> list[AuditedItem]:
+    """Every audited auto-accepted item, in decision order. A decision without a predicted label counts as wrong
+    (fail closed)."""
+    latest = _latest_decisions()
     with engine.connect() as conn:
-        return conn.execute(
+        rows = conn.execute(
             select(RoutingDecision.id, RoutingDecision.segment, RoutingDecision.model_version,
-                   RoutingDecision.predicted_label != Label.label)
+                   RoutingDecision.predicted_label, Label.label, RoutingDecision.inclusion_probability)
             .join(latest, latest.c.id == RoutingDecision.id)
             .join(Label, Label.item_id == RoutingDecision.item_id)
             .where(RoutingDecision.route.in_(AUTOMATED_ROUTES), Label.selection_reason == "audit")
             .order_by(RoutingDecision.id)
         ).all()
+    return [AuditedItem(r[0], r[1], r[2], r[3] != r[4], r[5]) for r in rows]
 
 
 def guard_halts(engine: Engine) -> dict[str, list[Any]]:
@@ -108,24 +125,25 @@ def check_live_guards(engine: Engine, policy: Policy) -> dict[str, dict[str, Any
     halts = guard_halts(engine)
     by_segment: dict[str, list[Any]] = {}
     for row in audited_automation(engine):
-        by_segment.setdefault(row[1], []).append(row)
+        by_segment.setdefault(row.segment, []).append(row)
     states: dict[str, dict[str, Any]] = {}
     new_halts = []
     for segment in sorted(set(by_segment) | set(halts)):
         rules = policy.for_segment(segment)
         previous = halts.get(segment, [])
         since = previous[-1].last_decision_id if previous else -1
-        audits = [r for r in by_segment.get(segment, []) if r[0] > since]
+        audits = [r for r in by_segment.get(segment, []) if r.decision_id > since]
         state: dict[str, Any] = {"halted_model": previous[-1].model_version if previous else None,
                                  "halts": len(previous)}
         if rules.has_target:
-            result = live_error_guard([bool(r[3]) for r in audits], alpha=rules.max_auto_error, delta=rules.delta)
+            result = live_error_guard([r.wrong for r in audits], alpha=rules.max_auto_error, delta=rules.delta)
             state.update(result.to_dict())
             if result.halted:
                 at = audits[result.halted_at]
-                state["halted_model"] = at[2]
+                state["halted_model"] = at.model_version
                 state["halts"] += 1
-                new_halts.append({"segment": segment, "model_version": at[2], "last_decision_id": at[0],
+                new_halts.append({"segment": segment, "model_version": at.model_version,
+                                  "last_decision_id": at.decision_id,
                                   "e_value": result.e_value, "n_audited": result.n_audited,
                                   "n_errors": result.n_errors, "alpha": result.alpha, "delta": result.delta,
                                   "created_at": utcnow()})
@@ -230,25 +248,19 @@ def audit_estimates(engine: Engine) -> dict[str, dict[str, Any]]:
     """Per segment, the inverse-probability-weighted error rate of all auto-accepted items, from the audited ones,
     with the annotators' gold error beside it and, given enough gold answers, the estimate corrected for it
     (``routing.audit.correct_for_annotator_error``; ``corrected`` is None otherwise)."""
-    latest = select(func.max(RoutingDecision.id).label("id")).group_by(RoutingDecision.item_id).subquery()
-    automated = RoutingDecision.route.in_(("auto_accept", "spot_check"))
+    latest = _latest_decisions()
     with engine.connect() as conn:
         population = dict(conn.execute(
             select(RoutingDecision.segment, func.count()).join(latest, latest.c.id == RoutingDecision.id)
-            .where(automated).group_by(RoutingDecision.segment)
+            .where(RoutingDecision.route.in_(AUTOMATED_ROUTES)).group_by(RoutingDecision.segment)
         ).all())
-        audited = conn.execute(
-            select(RoutingDecision.segment, RoutingDecision.predicted_label, Label.label,
-                   RoutingDecision.inclusion_probability)
-            .join(latest, latest.c.id == RoutingDecision.id)
-            .join(Label, Label.item_id == RoutingDecision.item_id)
-            .where(automated, Label.selection_reason == "audit", RoutingDecision.inclusion_probability > 0)
-        ).all()
+    audited = [r for r in audited_automation(engine) if (r.inclusion_probability or 0.0) > 0.0]
     if not audited:
         return {}
     estimates = audit_error_by_segment(
-        np.array([r[1] == r[2] for r in audited], dtype=float), np.array([r[3] for r in audited], dtype=float),
-        [r[0] for r in audited], n_population=population,
+        np.array([not r.wrong for r in audited], dtype=float),
+        np.array([r.inclusion_probability for r in audited], dtype=float),
+        [r.segment for r in audited], n_population=population,
     )
     gold = annotator_gold_error(engine)
     n_classes = _n_classes(engine)
