@@ -7,8 +7,8 @@ import re
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 from collections.abc import Iterable
+from typing import Any
 
 import numpy as np
 from prefect import flow, get_run_logger, task
@@ -34,15 +34,12 @@ UNBIASED_SELECTIONS = ("seed", "audit", "gold", "random")
 DRIFT_KEY = "drift"
 DIAGRAM_KEY = "diagram"
 MEMBERS_KEY = "members"  # the segments whose labels a pool's report was fitted on (the first 1,000)
-CALIBRATION_BATCH = 200  # calibration groups per task: a fit is ~10-50 ms, a Prefect task ~50 ms of overhead
+CALIBRATION_BATCH = 200  # calibration groups per task: a segment must not cost a Prefect task of its own
 Labelled = tuple[list[str], np.ndarray, np.ndarray]
 
 
-def calibration_data(
-    engine: Engine, model_version: str, *, segments: list[str] | None = None
-) -> dict[str, tuple[list[str], np.ndarray, np.ndarray]]:
-    """Per segment (all, or those named): item ids, confidence and correctness of `model_version` on unbiased
-    held-out labels."""
+def calibration_data(engine: Engine, model_version: str) -> dict[str, Labelled]:
+    """Per segment: item ids, confidence and correctness of `model_version` on unbiased held-out labels."""
     query = (
         select(Item.segment, Label.item_id, Prediction.confidence, Prediction.label, Label.label)
         .join(Prediction, Prediction.item_id == Label.item_id)
@@ -55,11 +52,7 @@ def calibration_data(
         .order_by(Label.item_id)
     )
     with engine.connect() as conn:
-        if segments is None:
-            rows = conn.execute(query).all()
-        else:
-            rows = [r for part in chunked(sorted(set(segments)), 5_000)
-                    for r in conn.execute(query.where(Item.segment.in_(part))).all()]
+        rows = conn.execute(query).all()
     grouped: dict[str, list[tuple]] = {}
     for row in rows:
         grouped.setdefault(row[0], []).append(row)
@@ -260,8 +253,9 @@ def calibrate_flow(database_url: str | None = None, max_psi: float = DEFAULT_MAX
     engine = engine_for(database_url)
     policy, _ = active_policy(engine)
     futures = []
+    seen = segments_seen(engine)
     for version in models_in_use(engine):
-        jobs = calibration_jobs(policy, calibration_data(engine, version), seen=segments_seen(engine))
+        jobs = calibration_jobs(policy, calibration_data(engine, version), seen=seen)
         futures += [fit_batch.submit(version, quote(jobs[k:k + CALIBRATION_BATCH]), database_url, max_psi)
                     for k in range(0, len(jobs), CALIBRATION_BATCH)]
     results = [r for f in futures for r in f.result()]

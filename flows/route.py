@@ -132,18 +132,37 @@ class BatchContext:
         return calibration_group(self.policy, segment, self.label_counts.get(model_version, {}).get(segment, 0))
 
 
-def _context(engine: Engine, groups: list[list[tuple]], halted: dict[str, str]) -> BatchContext:
+@dataclass(frozen=True)
+class ModelLabels:
+    """One model's unbiased held-out labels as routing reads them: per calibration group (a segment standing
+    alone, or a pool), and each segment's own count (which decides its group)."""
+
+    labelled: dict[str, Labelled]
+    counts: dict[str, int]
+
+    def for_segments(self, policy: Policy, segments: list[str]) -> ModelLabels:
+        """Only the groups these segments use (what one batch needs), with every count kept."""
+        used = set(groups_in_use(policy, self.counts, segments).values())
+        return ModelLabels({k: v for k, v in self.labelled.items() if k in used}, self.counts)
+
+
+def model_labels(engine: Engine, policy: Policy, model_version: str, segments: list[str]) -> ModelLabels:
+    """Read once per route run: every segment's labels, since a small segment's pool reads its members'."""
+    jobs = calibration_jobs(policy, calibration_data(engine, model_version), seen=segments)
+    return ModelLabels({job.segment: (job.item_ids, job.confidence, job.correct) for job in jobs},
+                       {job.segment: len(job.item_ids) for job in jobs if not job.segment.startswith(POOL_PREFIX)})
+
+
+def _context(engine: Engine, groups: list[list[tuple]], halted: dict[str, str],
+             labels: dict[str, ModelLabels]) -> BatchContext:
     policy, policy_version = active_policy(engine)
     by_model: dict[str, list[str]] = {}
     for rows in groups:
         by_model.setdefault(rows[0][2], []).append(rows[0][1])
     labelled, group_of, reports, label_counts = {}, {}, {}, {}
     for model, segments in by_model.items():
-        # every segment's labels: a small segment's pool reads its members' labels, wherever they are
-        jobs = calibration_jobs(policy, calibration_data(engine, model), seen=segments)
-        labelled[model] = {job.segment: (job.item_ids, job.confidence, job.correct) for job in jobs}
-        counts = {job.segment: len(job.item_ids) for job in jobs if not job.segment.startswith(POOL_PREFIX)}
-        group_of[model], label_counts[model] = groups_in_use(policy, counts, segments), counts
+        labelled[model], label_counts[model] = labels[model].labelled, labels[model].counts
+        group_of[model] = groups_in_use(policy, label_counts[model], segments)
         used = sorted(set(group_of[model].values()))
         reports.update(((model, key), row) for key, row in latest_calibrations(engine, model, used).items())
     previous = previous_decisions(engine, [r[0] for rows in groups for r in rows])
@@ -228,11 +247,12 @@ def decide_group(engine: Engine, rows: list[tuple], cycle: int | None, context: 
 @task(name="route-batch", cache_policy=NO_CACHE)
 def route_batch(
     groups: list[list[tuple[str, str, str, float, str]]], cycle: int | None, database_url: str | None,
-    halted: dict[str, str],
+    halted: dict[str, str], labels: dict[str, ModelLabels],
 ) -> Counter[str]:
-    """Route a batch of (segment, model version) groups of scored items and write their decisions at once."""
+    """Route a batch of (segment, model version) groups of scored items and write their decisions at once;
+    `labels` holds each model's held-out labels the batch's segments use, read once by the flow."""
     engine = engine_for(database_url)
-    context = _context(engine, groups, halted)
+    context = _context(engine, groups, halted, labels)
     flags = risk_flags_by_group(engine, groups, context)
     decided = [decide_group(engine, rows, cycle, context, f) for rows, f in zip(groups, flags)]
     columns = {key: [v for d in decided for v in d[key]] for key in decided[0]}
@@ -267,10 +287,16 @@ def route_flow(cycle: int | None = None, database_url: str | None = None) -> dic
     groups: dict[tuple[str, str], list] = {}
     for row in rows:
         groups.setdefault((row[1], row[2]), []).append(row)
-    # quote(): Prefect would otherwise walk every row of every group looking for futures (seconds per 100k rows)
-    futures = [route_batch.submit(quote(batch), cycle, database_url, quote(halted))
-               for batch in pack([groups[key] for key in sorted(groups)], max_items=BATCH_ITEMS,
-                                 max_groups=BATCH_GROUPS)]
+    segments_of: dict[str, list[str]] = {}
+    for segment, model in groups:
+        segments_of.setdefault(model, []).append(segment)
+    labels = {model: model_labels(engine, policy, model, segments) for model, segments in segments_of.items()}
+    futures = []
+    for batch in pack([groups[key] for key in sorted(groups)], max_items=BATCH_ITEMS, max_groups=BATCH_GROUPS):
+        mine = {model: labels[model].for_segments(policy, [rows[0][1] for rows in batch if rows[0][2] == model])
+                for model in {rows[0][2] for rows in batch}}
+        # quote(): Prefect would otherwise walk every row of every group looking for futures (seconds per 100k)
+        futures.append(route_batch.submit(quote(batch), cycle, database_url, quote(halted), quote(mine)))
     counts: Counter[str] = Counter()
     for future in futures:
         counts.update(future.result())
