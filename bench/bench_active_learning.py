@@ -107,7 +107,6 @@ def read_results(paths: list[Path]) -> list[dict]:
 def run(args: argparse.Namespace) -> None:
     """Run every (dataset, seed, strategy) not already in the results file, appending one line per run, so an
     interrupted benchmark resumes where it stopped and several processes can split the seeds."""
-    from flows.simulate import SimulationConfig, run_simulation
     from rich.console import Console
 
     quiet = Console(quiet=True)
@@ -125,21 +124,33 @@ def run(args: argparse.Namespace) -> None:
         key = json.dumps(params, sort_keys=True)
         items, labels = export_dataset(dataset, work)
         for seed in range(args.seed_start, args.seed_start + args.seeds):
-            base = dict(items=items, labels=labels, annotator="direct", seed=seed, **params)
-            if (dataset, seed, "ceiling", None, key) not in done:
-                value = full_label_accuracy(items, labels, SimulationConfig(**base, strategy="random"))
-                record({"dataset": dataset, "seed": seed, "kind": "ceiling", "params": params, "value": value})
-            for strategy in args.strategies:
-                if (dataset, seed, "run", strategy, key) in done:
-                    continue
-                started = time.perf_counter()
-                config = SimulationConfig(**base, strategy=strategy, home=work / f"{dataset}-{strategy}-{seed}")
-                cycles = run_simulation(config, console=quiet)["cycles"]
-                seconds = time.perf_counter() - started
-                record({"dataset": dataset, "seed": seed, "kind": "run", "strategy": strategy, "params": params,
-                        "cycles": cycles, "seconds": seconds})
+            finished = seed_runs(dataset, seed, items, labels, params, args.strategies, work=work, console=quiet,
+                                 record=record, done=lambda kind, strategy: (dataset, seed, kind, strategy, key) in done)
+            for strategy, cycles, seconds in finished:
                 print(f"{dataset} seed {seed} {strategy:8s} final accuracy {cycles[-1]['accuracy']:.3f} "
                       f"after {cycles[-1]['labels_train']} training labels, in {seconds:.0f} s", flush=True)
+
+
+def seed_runs(dataset: str, seed: int, items: Path, labels: Path, params: dict, strategies: list[str], *,
+              work: Path, console, record, done):
+    """For one (data set, seed): the full-label ceiling, then each strategy's simulation, each recorded as it
+    finishes unless `done(kind, strategy)` says it is in the results already; yields (strategy, cycles, seconds)."""
+    from flows.simulate import SimulationConfig, run_simulation
+
+    base = dict(items=items, labels=labels, annotator="direct", seed=seed, **params)
+    if not done("ceiling", None):
+        value = full_label_accuracy(items, labels, SimulationConfig(**base, strategy="random"))
+        record({"dataset": dataset, "seed": seed, "kind": "ceiling", "params": params, "value": value})
+    for strategy in strategies:
+        if done("run", strategy):
+            continue
+        started = time.perf_counter()
+        config = SimulationConfig(**base, strategy=strategy, home=work / f"{dataset}-{strategy}-{seed}")
+        cycles = run_simulation(config, console=console)["cycles"]
+        seconds = time.perf_counter() - started
+        record({"dataset": dataset, "seed": seed, "kind": "run", "strategy": strategy, "params": params,
+                "cycles": cycles, "seconds": seconds})
+        yield strategy, cycles, seconds
 
 
 def collect(rows: list[dict], datasets: list[str], args: argparse.Namespace) -> dict:

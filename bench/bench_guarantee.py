@@ -27,7 +27,6 @@ import json
 import os
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -37,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 os.environ.setdefault("PREFECT_LOGGING_LEVEL", "ERROR")
 import flows  # noqa: E402,F401  (Prefect's offline defaults)
-from bench_active_learning import TARGET_SHARE, export_dataset, full_label_accuracy, read_results  # noqa: E402
+from bench_active_learning import TARGET_SHARE, export_dataset, read_results, seed_runs  # noqa: E402
 
 ARMS = ("margin", "random")
 PARAMS = {"seed_labels": 200, "cycles": 10, "batch_size": 400, "budget": 60}
@@ -46,7 +45,6 @@ SIGNIFICANCE = 0.05
 
 
 def run(args: argparse.Namespace) -> None:
-    from flows.simulate import SimulationConfig, run_simulation
     from rich.console import Console
 
     quiet = Console(quiet=True)
@@ -61,19 +59,9 @@ def run(args: argparse.Namespace) -> None:
     for dataset in args.datasets:
         items, labels = export_dataset(dataset, work)
         for seed in range(args.seed_start, args.seed_start + args.seeds):
-            base = dict(items=items, labels=labels, annotator="direct", seed=seed, **PARAMS)
-            if (dataset, seed, "ceiling", None) not in done:
-                value = full_label_accuracy(items, labels, SimulationConfig(**base, strategy="random"))
-                record({"dataset": dataset, "seed": seed, "kind": "ceiling", "params": PARAMS, "value": value})
-            for strategy in args.arms:
-                if (dataset, seed, "run", strategy) in done:
-                    continue
-                started = time.perf_counter()
-                config = SimulationConfig(**base, strategy=strategy, home=work / f"{dataset}-{strategy}-{seed}")
-                cycles = run_simulation(config, console=quiet)["cycles"]
-                seconds = time.perf_counter() - started
-                record({"dataset": dataset, "seed": seed, "kind": "run", "strategy": strategy, "params": PARAMS,
-                        "cycles": cycles, "seconds": seconds})
+            finished = seed_runs(dataset, seed, items, labels, PARAMS, args.arms, work=work, console=quiet,
+                                 record=record, done=lambda kind, strategy: (dataset, seed, kind, strategy) in done)
+            for strategy, cycles, seconds in finished:
                 last = cycles[-1]
                 print(f"{dataset} seed {seed} {strategy:6s} automation {last['automation_rate']:.2f}, "
                       f"{last['labels_spent_total']} labels spent, {seconds:.0f} s", flush=True)

@@ -78,7 +78,7 @@ def assign_overlap(tasks: list[dict[str, Any]], share: float, annotators: int) -
 
 def audit_rates(rows: list[tuple], default: float) -> np.ndarray:
     """Each backlog row's audit share: the one its route run applied (sized or the policy's), else `default`."""
-    return np.array([default if len(r) < 11 or r[10] is None else r[10] for r in rows], dtype=float)
+    return np.array([default if r[10] is None else r[10] for r in rows], dtype=float)
 
 
 def audit_draw(rows: list[tuple], *, rate: float | np.ndarray) -> tuple[list[tuple], list[tuple]]:
