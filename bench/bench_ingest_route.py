@@ -68,10 +68,11 @@ def remove_database(database: Path) -> None:
 
 def sluice_run(path: Path, database: Path) -> dict[str, float]:
     """Ingest, score and route into a fresh, migrated database; returns seconds per stage."""
-    from flows.common import active_policy, engine_for
+    from flows.common import engine_for
     from flows.ingest import ingest_flow
     from flows.route import route_flow
     from flows.score import score_flow
+    from store.repo import active_policy
 
     remove_database(database)
     url = f"sqlite:///{database}"

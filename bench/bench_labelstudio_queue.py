@@ -184,11 +184,12 @@ def task_specs(rows: Sequence[dict], text_of: dict[str, str], *, chunk: int) -> 
 
 def prepare_store(home: Path, repeat: int, ids: list[str], texts: list[str]) -> tuple[str, list[dict]]:
     """A fresh database holding the items (through the ingest flow) and their pending outbox; (url, rows)."""
-    from flows.common import active_policy, engine_for, save_policy
+    from flows.common import engine_for
     from flows.ingest import ingest_flow
     from routing.policy import Policy
     from store.bulk import insert_ignore, set_column
     from store.models import Item, ItemState, ReviewTask
+    from store.repo import active_policy, save_policy
 
     url = f"sqlite:///{home / f'queue-bench-{repeat}.db'}"
     engine = engine_for(url)

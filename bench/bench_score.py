@@ -48,12 +48,14 @@ def make_texts(n: int, *, seed: int) -> tuple[list[str], list[str]]:
 
 def prepare(home: Path, n: int, n_train: int):
     """A fresh database holding `n` unscored items and a promoted text model; returns (url, model, texts)."""
-    from flows.common import active_policy, engine_for
+    from sqlmodel import Session
+
+    from flows.common import engine_for
     from scoring.models import train_model
     from scoring.registry import save_model
     from store.ingest import ingest_file
     from store.models import ModelVersion
-    from sqlmodel import Session
+    from store.repo import active_policy
 
     database = home / "score-bench.db"
     for suffix in ("", "-wal", "-shm"):

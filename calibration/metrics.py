@@ -23,6 +23,7 @@ from calibration._validation import (
     check_n_bins,
 )
 from calibration.errors import CalibrationInputError
+from calibration.intervals import wilson_interval
 
 __all__ = [
     "ReliabilityCurve",
@@ -39,7 +40,7 @@ __all__ = [
     "wilson_interval",
 ]
 
-WILSON_Z_95 = 1.959963984540054  # scipy.stats.norm.ppf(0.975)
+
 LOG_CLIP = 1e-15  # as sklearn.metrics.log_loss: a confident miss costs ~34.5 nats, not infinity
 
 
@@ -130,18 +131,6 @@ def _binned_outcomes(y_true: Any, y_prob: Any) -> tuple[np.ndarray, np.ndarray]:
         return probs, labels.astype(float)
     confidence, predicted = _top_label(probs)
     return confidence, (predicted == labels).astype(float)
-
-
-def wilson_interval(
-    successes: np.ndarray, count: np.ndarray, *, z: float = WILSON_Z_95
-) -> tuple[np.ndarray, np.ndarray]:
-    """Wilson score interval of a binomial proportion; NaN where count is zero."""
-    n = np.where(count > 0, count, np.nan).astype(float)
-    phat = successes / n
-    denominator = 1.0 + z**2 / n
-    centre = (phat + z**2 / (2.0 * n)) / denominator
-    half = z / denominator * np.sqrt(phat * (1.0 - phat) / n + z**2 / (4.0 * n**2))
-    return np.clip(centre - half, 0.0, 1.0), np.clip(centre + half, 0.0, 1.0)
 
 
 def reliability_curve_from_confidence(

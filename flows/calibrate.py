@@ -4,10 +4,10 @@ draw its reliability diagram, and watch the confidences of newer items for drift
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
@@ -20,50 +20,21 @@ from sqlalchemy import Engine, select, update
 from calibration.display import ReliabilityDisplay
 from calibration.drift import DEFAULT_MAX_PSI, confidence_drift
 from calibration.report import CalibrationReport, calibration_gate, fit_and_select
-from flows.common import active_policy, derive_rng, engine_for, fingerprint, promoted_model, utcnow
+from flows.common import derive_rng, engine_for, fingerprint, utcnow
 from routing.policy import Policy
 from routing.pools import POOL_PREFIX, groups_in_use, pool_members
 from store.bulk import chunked, insert_ignore
 from store.models import CalibrationReportRow, Item, Label, Prediction
+from store.repo import HeldOut, active_policy, held_out_labels, promoted_model
 from store.settings import get_settings
 
-# Labels that were drawn without regard to the model's uncertainty; only these may certify calibration.
-UNBIASED_SELECTIONS = ("seed", "audit", "gold", "random")
 # Keys added to CalibrationReportRow.report next to CalibrationReport.to_dict(); flows/route.py reads
 # row.report["drift"]["stale"].
 DRIFT_KEY = "drift"
 DIAGRAM_KEY = "diagram"
 MEMBERS_KEY = "members"  # the segments whose labels a pool's report was fitted on (the first 1,000)
 CALIBRATION_BATCH = 200  # calibration groups per task: a segment must not cost a Prefect task of its own
-Labelled = tuple[list[str], np.ndarray, np.ndarray]
-
-
-def calibration_data(engine: Engine, model_version: str) -> dict[str, Labelled]:
-    """Per segment: item ids, confidence and correctness of `model_version` on unbiased held-out labels."""
-    query = (
-        select(Item.segment, Label.item_id, Prediction.confidence, Prediction.label, Label.label)
-        .join(Prediction, Prediction.item_id == Label.item_id)
-        .join(Item, Item.id == Label.item_id)
-        .where(
-            Label.split == "holdout",
-            Label.selection_reason.in_(UNBIASED_SELECTIONS),
-            Prediction.model_version == model_version,
-        )
-        .order_by(Label.item_id)
-    )
-    with engine.connect() as conn:
-        rows = conn.execute(query).all()
-    grouped: dict[str, list[tuple]] = {}
-    for row in rows:
-        grouped.setdefault(row[0], []).append(row)
-    return {
-        segment: (
-            [r[1] for r in seg_rows],
-            np.array([r[2] for r in seg_rows], dtype=float),
-            np.array([r[3] == r[4] for r in seg_rows], dtype=float),
-        )
-        for segment, seg_rows in grouped.items()
-    }
+Labelled = HeldOut  # item ids, raw confidence, correctness: one segment's unbiased held-out labels
 
 
 def recent_confidences(engine: Engine, model_version: str, segments: list[str], since: datetime) -> np.ndarray:
@@ -255,7 +226,7 @@ def calibrate_flow(database_url: str | None = None, max_psi: float = DEFAULT_MAX
     futures = []
     seen = segments_seen(engine)
     for version in models_in_use(engine):
-        jobs = calibration_jobs(policy, calibration_data(engine, version), seen=seen)
+        jobs = calibration_jobs(policy, held_out_labels(engine, version), seen=seen)
         futures += [fit_batch.submit(version, quote(jobs[k:k + CALIBRATION_BATCH]), database_url, max_psi)
                     for k in range(0, len(jobs), CALIBRATION_BATCH)]
     results = [r for f in futures for r in f.result()]

@@ -73,7 +73,8 @@ def main(verbose: bool = typer.Option(False, "--verbose", "-v", help="Show Prefe
 @app.command()
 def init(database_url: str | None = DatabaseOption) -> None:
     """Create or migrate the database and activate the default policy if none is active."""
-    from flows.common import active_policy, engine_for
+    from flows.common import engine_for
+    from store.repo import active_policy
 
     engine = engine_for(database_url)
     _, version = active_policy(engine)
@@ -234,7 +235,8 @@ def simulate(
 @policy_app.command("show")
 def policy_show(database_url: str | None = DatabaseOption) -> None:
     """Print the active policy document and its version."""
-    from flows.common import active_policy, engine_for
+    from flows.common import engine_for
+    from store.repo import active_policy
 
     policy, version = active_policy(engine_for(database_url))
     console.print(f"# version {version}")
@@ -253,7 +255,8 @@ def policy_set(
     """Validate a policy YAML, save it as a new immutable version and make it active."""
     from pydantic import ValidationError
 
-    from flows.common import engine_for, load_policy_file, save_policy
+    from flows.common import engine_for, load_policy_file
+    from store.repo import save_policy
 
     try:
         policy = load_policy_file(path)

@@ -1,4 +1,5 @@
-"""What every flow shares: the engine, the active policy and model, reproducible randomness, audit events."""
+"""What every flow shares: the engine, reproducible randomness, fingerprints, model loading, batch packing (the
+shared reads and writes of the store are in `store.repo`)."""
 
 from __future__ import annotations
 
@@ -11,20 +12,15 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sqlalchemy import Engine, insert, select, update
-from sqlmodel import Session
+from sqlalchemy import Engine
 
 from labeling.resolve import ResolutionRule
 from routing.policy import Policy
 from scoring.models import ScoringModel
 from scoring.registry import load_model
-from store.bulk import insert_ignore
 from store.db import get_engine
-from store.models import AuditEvent, ModelVersion, PolicyVersion, Watermark
-from store.settings import PROJECT_ROOT
-
-DEFAULT_POLICY_PATH = PROJECT_ROOT / "policies" / "default.yaml"
-UPSTREAM_MODEL = "upstream"
+from store.models import ModelVersion
+from store.repo import active_policy
 
 
 def utcnow() -> datetime:
@@ -52,42 +48,8 @@ def fingerprint(values: Any) -> str:
     return hashlib.sha256(json.dumps(values, default=str, sort_keys=True).encode()).hexdigest()[:32]
 
 
-def record_event(engine: Engine, kind: str, payload: dict[str, Any], *, actor: str = "system") -> None:
-    with engine.begin() as conn:
-        conn.execute(insert(AuditEvent).values(kind=kind, actor=actor, payload=payload, created_at=utcnow()))
-
-
-def save_policy(
-    engine: Engine, policy: Policy, *, author: str = "system", comment: str = "", activate: bool = True
-) -> str:
-    """Store `policy` as an immutable version (its content hash) and make it the active one."""
-    version = policy.content_hash()
-    with engine.begin() as conn:
-        insert_ignore(conn, PolicyVersion.__table__, [{
-            "version": version, "name": policy.name, "document": policy.to_yaml(), "author": author,
-            "comment": comment, "active": False, "created_at": utcnow(),
-        }])
-        if activate:
-            conn.execute(update(PolicyVersion).values(active=False).where(PolicyVersion.version != version))
-            conn.execute(update(PolicyVersion).values(active=True).where(PolicyVersion.version == version))
-    record_event(engine, "policy_saved", {"version": version, "activate": activate, "comment": comment}, actor=author)
-    return version
-
-
 def load_policy_file(path: Path | str) -> Policy:
     return Policy.load(Path(path))
-
-
-def active_policy(engine: Engine) -> tuple[Policy, str]:
-    """The active policy and its version; the embedded default is saved and activated on first use."""
-    with Session(engine) as session:
-        row = session.exec(
-            select(PolicyVersion).where(PolicyVersion.active).order_by(PolicyVersion.created_at.desc())
-        ).scalars().first()
-    if row is None:
-        policy = load_policy_file(DEFAULT_POLICY_PATH)
-        return policy, save_policy(engine, policy, comment="embedded default policy")
-    return Policy.from_yaml(row.document), row.version
 
 
 def resolution_rules(engine: Engine) -> Callable[[str], ResolutionRule]:
@@ -102,13 +64,6 @@ def resolution_rules(engine: Engine) -> Callable[[str], ResolutionRule]:
     return rule
 
 
-def promoted_model(engine: Engine) -> ModelVersion | None:
-    with Session(engine) as session:
-        return session.exec(
-            select(ModelVersion).where(ModelVersion.status == "promoted").order_by(ModelVersion.promoted_at.desc())
-        ).scalars().first()
-
-
 @lru_cache(maxsize=4)
 def _load(path: str, sha256: str) -> ScoringModel:
     return load_model(Path(path), sha256=sha256)
@@ -118,19 +73,6 @@ def load_scoring_model(version: ModelVersion) -> ScoringModel:
     if not version.artifact_path or not version.sha256:
         raise ValueError(f"model {version.version} has no artifact to load")
     return _load(version.artifact_path, version.sha256)
-
-
-def get_watermark(engine: Engine, name: str) -> str | None:
-    with engine.connect() as conn:
-        return conn.execute(select(Watermark.value).where(Watermark.name == name)).scalar()
-
-
-def set_watermark(engine: Engine, name: str, value: str) -> None:
-    with engine.begin() as conn:
-        if conn.execute(select(Watermark.name).where(Watermark.name == name)).first() is None:
-            conn.execute(insert(Watermark).values(name=name, value=value, updated_at=utcnow()))
-        else:
-            conn.execute(update(Watermark).where(Watermark.name == name).values(value=value, updated_at=utcnow()))
 
 
 def pack(groups: Sequence[Sequence[Any]], *, max_items: int, max_groups: int) -> list[list[Sequence[Any]]]:

@@ -11,7 +11,7 @@ from prefect import flow, get_run_logger
 from sqlalchemy import Engine, func, insert, select, update
 
 from flows.calibrate import calibrate_flow
-from flows.common import active_policy, engine_for, load_scoring_model, promoted_model, utcnow
+from flows.common import engine_for, load_scoring_model, utcnow
 from flows.labelstudio import pull_flow, push_flow
 from flows.retrain import retrain_flow
 from flows.risk import audit_estimates
@@ -20,8 +20,17 @@ from flows.score import score_flow
 from flows.select import select_flow
 from labeling.quality import agreement_report
 from store.models import (
-    Annotation, CalibrationReportRow, CycleReport, Item, Label, ModelVersion, ReviewTask, RoutingDecision,
+    Annotation,
+    CalibrationReportRow,
+    CycleReport,
+    Item,
+    Label,
+    ModelVersion,
+    ReviewTask,
+    RoutingDecision,
 )
+from store.repo import active_policy, promoted_model
+from store.vocab import LabelSource, Split
 
 Annotate = Callable[[int], dict[str, Any]]
 
@@ -42,7 +51,7 @@ def human_labels(engine: Engine, since: Any | None = None) -> int:
     with engine.connect() as conn:
         if since is not None:
             return conn.execute(query.where(Annotation.pulled_at >= since)).scalar_one()
-        seeds = conn.execute(select(func.count()).select_from(Label).where(Label.source == "seed")).scalar_one()
+        seeds = conn.execute(select(func.count()).select_from(Label).where(Label.source == LabelSource.SEED)).scalar_one()
         return conn.execute(query).scalar_one() + seeds
 
 
@@ -57,7 +66,7 @@ def cycle_figures(engine: Engine, cycle: int, routing_model: str | None) -> dict
         ).all())
         queued = conn.execute(select(func.count()).select_from(ReviewTask).where(ReviewTask.cycle == cycle)).scalar()
         labels_total = conn.execute(select(func.count()).select_from(Label)).scalar()
-        labels_train = conn.execute(select(func.count()).select_from(Label).where(Label.split == "train")).scalar()
+        labels_train = conn.execute(select(func.count()).select_from(Label).where(Label.split == Split.TRAIN)).scalar()
         labels_gained = conn.execute(select(func.count()).select_from(Label).where(Label.cycle == cycle)).scalar()
     model = promoted_model(engine)
     routed = sum(routes.values())

@@ -14,13 +14,14 @@ from pathlib import Path
 import numpy as np
 from rich.console import Console
 
-from flows.common import engine_for, save_policy
+from flows.common import engine_for
 from flows.ingest import ingest_flow, seed_labels
 from flows.retrain import retrain_flow
 from flows.simulate import LabelStudioAnnotators, cycle_table, run_loop, use_home, write_jsonl
 from labeling.server import LabelStudioServer
 from routing.policy import Policy
 from scoring.datasets import load_bbc_news
+from store.repo import save_policy
 from store.settings import PROJECT_ROOT, get_settings
 
 DEMO_POLICY = PROJECT_ROOT / "policies" / "bbc-news.yaml"

@@ -12,10 +12,12 @@ from prefect.cache_policies import NO_CACHE
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from sqlalchemy import Engine, update
 
-from flows.common import active_policy, derive_rng, engine_for, record_event, utcnow
+from flows.common import derive_rng, engine_for, utcnow
 from store.bulk import chunked, existing_keys, insert_ignore
 from store.ingest import ingest_file
 from store.models import Item, ItemState, Label
+from store.repo import active_policy, record_event
+from store.vocab import LabelSource, Selection, split_for
 
 
 def _progress(path: Path) -> Progress:
@@ -87,8 +89,8 @@ def seed_labels(engine: Engine, pairs: list[tuple[str, str]], *, holdout_share: 
     holdout = derive_rng("seed-split", seed, [p[0] for p in fresh]).random(len(fresh)) < holdout_share
     now = utcnow()
     rows = [
-        {"item_id": item_id, "label": label, "split": "holdout" if out else "train", "source": "seed",
-         "selection_reason": "seed", "selection_probability": holdout_share if out else 1 - holdout_share,
+        {"item_id": item_id, "label": label, "split": split_for(Selection.SEED, trains=not out),
+         "source": LabelSource.SEED, "selection_reason": Selection.SEED, "selection_probability": holdout_share if out else 1 - holdout_share,
          "resolution": "given", "created_at": now}
         for (item_id, label), out in zip(fresh, holdout)
     ]

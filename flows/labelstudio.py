@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 import uuid
-from functools import lru_cache
 from datetime import datetime, timedelta
+from functools import lru_cache
 from typing import Any
 
 from prefect import flow, get_run_logger, task
@@ -13,20 +13,19 @@ from prefect.cache_policies import NO_CACHE
 from sqlalchemy import Engine, bindparam, select, update
 from sqlmodel import Session
 
-from flows.common import (
-    active_policy, engine_for, get_watermark, promoted_model, record_event, resolution_rules, set_watermark,
-    utcnow,
-)
+from flows.common import engine_for, resolution_rules, utcnow
 from labeling.client import LabelStudioQueue, TaskSpec
 from labeling.errors import LabelStudioApiError, LabelStudioError
 from labeling.resolve import HumanAnswer, resolve_items, upsert_annotations
 from store.bulk import chunked, existing_keys
 from store.models import Item, ReviewTask
+from store.repo import active_policy, get_watermark, promoted_model, record_event, set_watermark
 from store.settings import get_settings
+from store.vocab import Queue, TaskState
 
 PUSH_CHUNK = 1000  # tasks per batch and per import request: fewer round trips, a retry stays small
 PULL_OVERLAP = timedelta(seconds=2)
-QUEUES = ("review", "expert")  # each a Label Studio project; disagreements escalate from the first to the second
+QUEUES = (Queue.REVIEW, Queue.EXPERT)  # each a Label Studio project; disagreements escalate from the first to the second
 
 
 def project_labels(engine: Engine) -> list[str]:
@@ -44,10 +43,10 @@ def project_title(queue_name: str) -> str:
     if queue_name not in QUEUES:
         raise ValueError(f"queue must be one of {QUEUES}, got {queue_name!r}")
     base = get_settings().labelstudio_project
-    return base if queue_name == "review" else f"{base} (expert)"
+    return base if queue_name == Queue.REVIEW else f"{base} (expert)"
 
 
-def open_queue(engine: Engine, *, retries: int = 4, queue_name: str = "review") -> tuple[LabelStudioQueue, int]:
+def open_queue(engine: Engine, *, retries: int = 4, queue_name: str = Queue.REVIEW) -> tuple[LabelStudioQueue, int]:
     queue = queue_client(retries=retries)
     return queue, queue.ensure_project(project_title(queue_name), project_labels(engine))
 
@@ -68,7 +67,7 @@ def assign_batch_keys(engine: Engine, *, chunk: int = PUSH_CHUNK) -> None:
     is sent."""
     with engine.begin() as conn:
         rows = conn.execute(
-            select(ReviewTask.id, ReviewTask.queue).where(ReviewTask.state == "pending", ReviewTask.batch_key.is_(None))
+            select(ReviewTask.id, ReviewTask.queue).where(ReviewTask.state == TaskState.PENDING, ReviewTask.batch_key.is_(None))
             .order_by(ReviewTask.priority.desc(), ReviewTask.id)
         ).all()
         for queue_name in QUEUES:
@@ -91,7 +90,7 @@ def outbox_batch(engine: Engine, batch_key: str) -> list[tuple[ReviewTask, str |
     with Session(engine, expire_on_commit=False) as session:
         return [tuple(r) for r in session.exec(
             select(ReviewTask, Item.text, Item.features).join(Item, Item.id == ReviewTask.item_id)
-            .where(ReviewTask.batch_key == batch_key, ReviewTask.state == "pending")
+            .where(ReviewTask.batch_key == batch_key, ReviewTask.state == TaskState.PENDING)
         ).all()]
 
 
@@ -125,8 +124,8 @@ def push_batch(batch_key: str, project_id: int, database_url: str | None) -> int
             queue.set_overlap(arrived[row.item_id], row.overlap)
     table = ReviewTask.__table__
     mark_pushed = (
-        table.update().where(table.c.item_id == bindparam("b_item"), table.c.state == "pending")
-        .values(state="pushed", ls_task_id=bindparam("b_task"), project_id=project_id, pushed_at=utcnow(),
+        table.update().where(table.c.item_id == bindparam("b_item"), table.c.state == TaskState.PENDING)
+        .values(state=TaskState.PUSHED, ls_task_id=bindparam("b_task"), project_id=project_id, pushed_at=utcnow(),
                 last_error=None)
     )
     with engine.begin() as conn:  # one executemany, not one statement per task
@@ -159,7 +158,7 @@ def push_flow(database_url: str | None = None) -> dict[str, Any]:
     assign_batch_keys(engine)
     with engine.connect() as conn:
         keys = conn.execute(
-            select(ReviewTask.batch_key, ReviewTask.queue).where(ReviewTask.state == "pending").distinct()
+            select(ReviewTask.batch_key, ReviewTask.queue).where(ReviewTask.state == TaskState.PENDING).distinct()
         ).all()
     if not keys:
         return {"pushed": 0, "pending": 0}
@@ -173,7 +172,7 @@ def push_flow(database_url: str | None = None) -> dict[str, Any]:
         except LabelStudioError as error:
             logger.error("push: Label Studio is unavailable, %d batch(es) stay queued: %s", len(keys), error)
             return {"pushed": pushed, "pending": len(keys), "error": str(error)}
-        if queue_name == "review":
+        if queue_name == Queue.REVIEW:
             project_id = queue_project
         for key in batches:
             try:
@@ -198,7 +197,7 @@ def pull_flow(cycle: int | None = None, database_url: str | None = None) -> dict
     logger = get_run_logger()
     engine = engine_for(database_url)
     with engine.connect() as conn:
-        expert_tasks = conn.execute(select(ReviewTask.id).where(ReviewTask.queue == "expert").limit(1)).first()
+        expert_tasks = conn.execute(select(ReviewTask.id).where(ReviewTask.queue == Queue.EXPERT).limit(1)).first()
     rules = resolution_rules(engine)
     summary: dict[str, Any] = {"pulled": 0, "new": 0, "updated": 0, "resolved": 0, "escalated": 0, "waiting": 0,
                                "unknown_items": 0}

@@ -9,20 +9,17 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from sqlalchemy import Engine, select, update
 
-from flows.common import (
-    engine_for, fingerprint, load_scoring_model, promoted_model, record_event, utcnow,
-)
+from flows.common import engine_for, fingerprint, load_scoring_model, utcnow
 from scoring.models import ScoringModel, evaluate, paired_comparison, train_model
 from scoring.registry import save_model
 from store.bulk import insert_ignore
 from store.models import Item, Label, ModelVersion
+from store.repo import promoted_model, record_event
 from store.settings import get_settings
-
-# The evaluation set is drawn at random before the loop starts, so every model is judged on the same items.
-EVALUATION_SELECTIONS = ("seed", "gold")
+from store.vocab import EVALUATION_SELECTIONS, ModelStatus, Split
 
 
-def labelled_inputs(engine: Engine, *, split: str, reasons: tuple[str, ...] | None = None) -> tuple[str, list, list]:
+def labelled_inputs(engine: Engine, *, split: str, reasons: frozenset[str] | None = None) -> tuple[str, list, list]:
     """(kind, inputs, labels) of the labelled items of a split, in item id order."""
     query = (
         select(Label.item_id, Label.label, Item.text, Item.features)
@@ -31,7 +28,7 @@ def labelled_inputs(engine: Engine, *, split: str, reasons: tuple[str, ...] | No
         .order_by(Label.item_id)
     )
     if reasons is not None:
-        query = query.where(Label.selection_reason.in_(reasons))
+        query = query.where(Label.selection_reason.in_(sorted(reasons)))
     with engine.connect() as conn:
         rows = conn.execute(query).all()
     kind = "text" if sum(r[2] is not None for r in rows) >= sum(r[3] is not None for r in rows) else "features"
@@ -56,17 +53,17 @@ def _register(engine: Engine, model: ScoringModel, metrics: dict, train_size: in
         insert_ignore(conn, ModelVersion.__table__, [{
             "version": saved.version, "kind": model.kind, "artifact_path": str(saved.path), "sha256": saved.sha256,
             "classes": [str(c) for c in model.classes_], "metrics": metrics, "train_size": train_size,
-            "status": "candidate", "data_hash": data_hash, "parent_version": parent, "created_at": utcnow(),
+            "status": ModelStatus.CANDIDATE, "data_hash": data_hash, "parent_version": parent, "created_at": utcnow(),
         }])
     return saved.version
 
 
 def promote(engine: Engine, version: str) -> None:
     with engine.begin() as conn:
-        conn.execute(update(ModelVersion).where(ModelVersion.status == "promoted", ModelVersion.version != version)
-                     .values(status="retired"))
+        conn.execute(update(ModelVersion).where(ModelVersion.status == ModelStatus.PROMOTED, ModelVersion.version != version)
+                     .values(status=ModelStatus.RETIRED))
         conn.execute(update(ModelVersion).where(ModelVersion.version == version)
-                     .values(status="promoted", promoted_at=utcnow()))
+                     .values(status=ModelStatus.PROMOTED, promoted_at=utcnow()))
 
 
 @flow(name="retrain", log_prints=True)
@@ -75,7 +72,7 @@ def retrain_flow(seed: int = 0, alpha: float = 0.05, database_url: str | None = 
     incumbent (a one-sided paired sign test at level `alpha`: see `scoring.models.paired_comparison`)."""
     logger = get_run_logger()
     engine = engine_for(database_url)
-    kind, inputs, labels = labelled_inputs(engine, split="train")
+    kind, inputs, labels = labelled_inputs(engine, split=Split.TRAIN)
     if len(set(labels)) < 2:
         return {"status": "skipped", "reason": f"training set has {len(labels)} labels and {len(set(labels))} class(es)"}
     data_hash = fingerprint([kind, labels, seed, len(inputs)])
@@ -84,7 +81,7 @@ def retrain_flow(seed: int = 0, alpha: float = 0.05, database_url: str | None = 
     incumbent = promoted_model(engine)
     if seen is not None:
         return {"status": "unchanged", "version": seen, "promoted": incumbent.version if incumbent else None}
-    eval_kind, eval_inputs, eval_labels = labelled_inputs(engine, split="holdout", reasons=EVALUATION_SELECTIONS)
+    eval_kind, eval_inputs, eval_labels = labelled_inputs(engine, split=Split.HOLDOUT, reasons=EVALUATION_SELECTIONS)
     candidate = train_candidate(kind, inputs, labels, seed)
     evaluation = _as_inputs(eval_kind, eval_inputs)
     metrics = evaluate(candidate, evaluation, eval_labels) if eval_labels else None
@@ -102,7 +99,7 @@ def retrain_flow(seed: int = 0, alpha: float = 0.05, database_url: str | None = 
         promote(engine, version)
     else:
         with engine.begin() as conn:
-            conn.execute(update(ModelVersion).where(ModelVersion.version == version).values(status="rejected"))
+            conn.execute(update(ModelVersion).where(ModelVersion.version == version).values(status=ModelStatus.REJECTED))
     summary = {"status": "promoted" if promoted else "rejected", "version": version, "metrics": metrics,
                "incumbent": incumbent.version if incumbent else None, "incumbent_metrics": incumbent_metrics,
                "comparison": comparison, "train_size": len(labels)}

@@ -9,18 +9,30 @@ from typing import Any, NamedTuple
 import numpy as np
 from sqlalchemy import Engine, func, select
 
-from flows.calibrate import Labelled, calibration_data
-from flows.common import UPSTREAM_MODEL, fingerprint, record_event, utcnow
+from flows.calibrate import Labelled
+from flows.common import fingerprint, utcnow
 from routing.audit import audit_error_by_segment, correct_for_annotator_error
 from routing.guard import live_error_guard
 from routing.policy import Policy, SegmentPolicy
 from routing.signals import (
-    LengthOutlier, OutOfDistribution, RiskFlags, Signal, TextBatch, under_represented_segments, combine_signals, encoded_payload, mixed_scripts, rule_hits, text_lengths,
+    LengthOutlier,
+    OutOfDistribution,
+    RiskFlags,
+    Signal,
+    TextBatch,
+    combine_signals,
+    encoded_payload,
+    mixed_scripts,
+    rule_hits,
+    text_lengths,
+    under_represented_segments,
     zero_width_or_bidi,
 )
 from routing.thresholds import guaranteed_threshold
 from store.bulk import chunked, insert_ignore
 from store.models import Annotation, GuardHalt, Item, Label, ReviewTask, RoutingDecision, ThresholdEvidence
+from store.repo import UPSTREAM_MODEL, HeldOut, held_out_labels, record_event
+from store.vocab import LabelSource, Selection, Split
 
 MIN_TRAINING_TEXTS = 20
 MIN_TRAINING_VECTORS = 20
@@ -46,7 +58,7 @@ def derived_threshold(
     if not policy.has_target:
         return "policy", None
     if labelled is None:
-        labelled = calibration_data(engine, model_version).get(segment, ([], np.empty(0), np.empty(0)))
+        labelled = held_out_labels(engine, model_version, segment=segment).get(segment, HeldOut([], np.empty(0), np.empty(0)))
     ids, confidence, correct = labelled
     result = guaranteed_threshold(confidence, correct, alpha=policy.max_auto_error, delta=policy.delta)
     shown = None
@@ -99,7 +111,7 @@ def audited_automation(engine: Engine) -> list[AuditedItem]:
                    RoutingDecision.predicted_label, Label.label, RoutingDecision.inclusion_probability)
             .join(latest, latest.c.id == RoutingDecision.id)
             .join(Label, Label.item_id == RoutingDecision.item_id)
-            .where(RoutingDecision.route.in_(AUTOMATED_ROUTES), Label.selection_reason == "audit")
+            .where(RoutingDecision.route.in_(AUTOMATED_ROUTES), Label.selection_reason == Selection.AUDIT)
             .order_by(RoutingDecision.id)
         ).all()
     return [AuditedItem(r[0], r[1], r[2], r[3] != r[4], r[5]) for r in rows]
@@ -167,7 +179,7 @@ def _length_model(database_url: str, training_labels: int) -> LengthOutlier | No
     with engine_for(database_url).connect() as conn:
         texts = conn.execute(
             select(Item.text).join(Label, Label.item_id == Item.id)
-            .where(Label.split == "train", Item.text.is_not(None))
+            .where(Label.split == Split.TRAIN, Item.text.is_not(None))
         ).scalars().all()
     if len(texts) < MIN_TRAINING_TEXTS:
         return None
@@ -181,7 +193,7 @@ def _ood_model(database_url: str, training_labels: int) -> OutOfDistribution | N
     with engine_for(database_url).connect() as conn:
         vectors = conn.execute(
             select(Item.features).join(Label, Label.item_id == Item.id)
-            .where(Label.split == "train", Item.features.is_not(None))
+            .where(Label.split == Split.TRAIN, Item.features.is_not(None))
         ).scalars().all()
     widths = {len(v) for v in vectors}
     if len(vectors) < MIN_TRAINING_VECTORS or len(widths) != 1:
@@ -193,7 +205,7 @@ def training_segments(engine: Engine) -> dict[str, int]:
     with engine.connect() as conn:
         return dict(conn.execute(
             select(Item.segment, func.count()).join(Label, Label.item_id == Item.id)
-            .where(Label.split == "train").group_by(Item.segment)
+            .where(Label.split == Split.TRAIN).group_by(Item.segment)
         ).all())
 
 
@@ -289,7 +301,7 @@ def annotator_gold_error(engine: Engine) -> dict[str, Any]:
             select(Annotation.label == Label.label)
             .join(ReviewTask, ReviewTask.item_id == Annotation.item_id)
             .join(Label, Label.item_id == Annotation.item_id)
-            .where(ReviewTask.selection_reason == "gold", Label.source == "seed", Annotation.label.is_not(None),
+            .where(ReviewTask.selection_reason == Selection.GOLD, Label.source == LabelSource.SEED, Annotation.label.is_not(None),
                    Annotation.was_cancelled.is_(False))
         ).scalars().all()
     return {"error": 1.0 - float(np.mean(rows)) if rows else None, "n": len(rows)}

@@ -18,17 +18,16 @@ from sqlmodel import Session
 
 from calibration.recalibrators import calibrator_from_dict
 from calibration.report import CalibrationReport, GateResult, calibration_gate, is_stale
-from flows.common import (
-    UPSTREAM_MODEL, active_policy, as_utc, derive_rng, engine_for, pack, promoted_model, utcnow,
-)
-from flows.calibrate import calibration_data, calibration_jobs
+from flows.calibrate import calibration_jobs
+from flows.common import as_utc, derive_rng, engine_for, pack, utcnow
 from flows.risk import Labelled, batch_risk_flags, check_live_guards, derived_threshold, training_segments
 from routing.decide import REASON_LIVE_GUARD_HALTED, Route, route
-from routing.signals import RiskFlags
 from routing.policy import Policy, SegmentPolicy
 from routing.pools import POOL_PREFIX, calibration_group, groups_in_use
+from routing.signals import RiskFlags
 from store.bulk import chunked, insert_ignore_columns, set_column
 from store.models import CalibrationReportRow, Item, ItemState, Prediction, RoutingDecision
+from store.repo import UPSTREAM_MODEL, active_policy, held_out_labels, promoted_model
 
 # SQLite takes one writer at a time; segment tasks in threads queue here, not in SQLite's (unfair) busy handler.
 _SQLITE_WRITE_LOCK = threading.Lock()
@@ -148,7 +147,7 @@ class ModelLabels:
 
 def model_labels(engine: Engine, policy: Policy, model_version: str, segments: list[str]) -> ModelLabels:
     """Read once per route run: every segment's labels, since a small segment's pool reads its members'."""
-    jobs = calibration_jobs(policy, calibration_data(engine, model_version), seen=segments)
+    jobs = calibration_jobs(policy, held_out_labels(engine, model_version), seen=segments)
     return ModelLabels({job.segment: (job.item_ids, job.confidence, job.correct) for job in jobs},
                        {job.segment: len(job.item_ids) for job in jobs if not job.segment.startswith(POOL_PREFIX)})
 

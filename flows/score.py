@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 import multiprocessing
-from collections import deque
 import threading
-from contextlib import nullcontext
+from collections import deque
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import nullcontext
 from typing import Any
 
 import numpy as np
@@ -16,10 +16,12 @@ from prefect.cache_policies import NO_CACHE
 from prefect.utilities.annotations import quote
 from sqlalchemy import Engine, and_, bindparam, case, exists, or_, select, update
 
-from flows.common import UPSTREAM_MODEL, engine_for, load_scoring_model, promoted_model, utcnow
+from flows.common import engine_for, load_scoring_model, utcnow
 from scoring.passthrough import upstream_scores
 from store.bulk import chunked, insert_ignore, insert_ignore_columns
 from store.models import Item, ItemState, Label, ModelVersion, Prediction
+from store.repo import UPSTREAM_MODEL, promoted_model
+from store.vocab import Split
 
 DEFAULT_BATCH_SIZE = 5_000
 MODEL_BATCHES_IN_FLIGHT = 3
@@ -189,7 +191,7 @@ def items_to_score(engine: Engine, model_version: str | None) -> tuple[list[str]
         return ~exists().where(and_(Prediction.item_id == Item.id, Prediction.model_version == version))
 
     # held-out labelled items are scored whatever their state: they calibrate and evaluate the model
-    holdout = exists().where(and_(Label.item_id == Item.id, Label.split == "holdout"))
+    holdout = exists().where(and_(Label.item_id == Item.id, Label.split == Split.HOLDOUT))
     with engine.connect() as conn:
         upstream = conn.execute(
             select(Item.id).where(or_(Item.state.in_(RESCORED_STATES), holdout), _has_upstream(),

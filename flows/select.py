@@ -11,13 +11,16 @@ from prefect.cache_policies import NO_CACHE
 from prefect.utilities.annotations import quote
 from sqlalchemy import Engine, and_, func, select
 
-from flows.common import active_policy, derive_rng, engine_for, pack, utcnow
+from flows.common import derive_rng, engine_for, pack, utcnow
 from routing.decide import Route
-from routing.draws import AUDIT_SALT as _AUDIT_SALT, BLIND_SALT as _BLIND_SALT, OVERLAP_SALT as _OVERLAP_SALT
+from routing.draws import BLIND_SALT as _BLIND_SALT
+from routing.draws import OVERLAP_SALT as _OVERLAP_SALT
 from routing.draws import decision_uniform
 from routing.sampling import STRATEGIES, entropy, least_confidence, margin, select_batch
 from store.bulk import chunked, insert_ignore, set_column
 from store.models import Item, ItemState, Label, Prediction, ReviewTask, RoutingDecision
+from store.repo import active_policy
+from store.vocab import UNBUDGETED_SELECTIONS, LabelSource, Queue, Selection, Split, TaskState
 
 UNCERTAINTY = {"margin": margin, "entropy": entropy, "least_confidence": least_confidence}
 
@@ -56,8 +59,8 @@ def _task_row(
     return {
         "item_id": row[1], "decision_id": row[0], "selection_reason": reason,
         "selection_probability": float(probability), "priority": float(priority), "model_version": row[5],
-        "policy_version": row[6], "predicted_label": row[7], "score": row[8], "blind": blind, "state": "pending",
-        "attempts": 0, "cycle": cycle, "created_at": utcnow(), "overlap": 1, "queue": "review",
+        "policy_version": row[6], "predicted_label": row[7], "score": row[8], "blind": blind, "state": TaskState.PENDING,
+        "attempts": 0, "cycle": cycle, "created_at": utcnow(), "overlap": 1, "queue": Queue.REVIEW,
     }
 
 
@@ -96,7 +99,7 @@ def spent_budget(engine: Engine, segments: list[str], cycle: int | None) -> dict
     spent: dict[str, int] = {}
     query = (
         select(Item.segment, func.count()).select_from(ReviewTask).join(Item, Item.id == ReviewTask.item_id)
-        .where(ReviewTask.cycle == cycle, ReviewTask.selection_reason.not_in(("audit", "gold")))
+        .where(ReviewTask.cycle == cycle, ReviewTask.selection_reason.not_in(sorted(UNBUDGETED_SELECTIONS)))
         .group_by(Item.segment)
     )
     with engine.connect() as conn:
@@ -120,14 +123,14 @@ def select_segment(
     accept a shown suggestion with how often they agree with it unseen (the automation-bias gap). An
     `overlap_share` of all but gold tasks goes to `overlap_annotators` annotators each, to measure agreement.
     Returns the task rows to write (gold included)."""
-    tasks = [_task_row(r, "audit", r[4] if r[4] is not None else 1.0, 0.0, cycle, blind=True)
+    tasks = [_task_row(r, Selection.AUDIT, r[4] if r[4] is not None else 1.0, 0.0, cycle, blind=True)
              for r in rows if r[3] == Route.SPOT_CHECK.value]
     budget = max(budget - spent, 0)  # what this cycle already took from the segment's budget
     escalations = [r for r in rows if r[3] == Route.ESCALATE.value][:budget]
-    tasks += [_task_row(r, "escalation", 1.0, 2.0, cycle) for r in escalations]
+    tasks += [_task_row(r, Selection.ESCALATION, 1.0, 2.0, cycle) for r in escalations]
     reviews = [r for r in rows if r[3] == Route.REVIEW.value]
     audited, reviews = audit_draw(reviews, rate=audit_rates(reviews, audit_rate))
-    tasks += [_task_row(r, "audit", rate, 0.0, cycle, blind=True)
+    tasks += [_task_row(r, Selection.AUDIT, rate, 0.0, cycle, blind=True)
               for r, rate in zip(audited, audit_rates(audited, audit_rate).tolist())]
     remaining = max(budget - len(escalations), 0)
     if reviews and remaining:
@@ -140,7 +143,7 @@ def select_segment(
             tasks.append(_task_row(row, reason, probability, float(usefulness[index]), cycle,
                                    blind=blind_draw(row[0], blind_share)))
     assign_overlap(tasks, overlap_share, overlap_annotators)
-    budgeted = sum(t["selection_reason"] not in ("audit", "escalation") for t in tasks)
+    budgeted = sum(t["selection_reason"] not in (Selection.AUDIT, Selection.ESCALATION) for t in tasks)
     return tasks + gold_tasks(engine, rows[0][2], round(gold_share * budgeted), rows[0][6], cycle)
 
 
@@ -161,7 +164,7 @@ def select_segments(segments: list[list[tuple]], strategy: str, cycle: int | Non
         tasks += select_segment(engine, rows, rules.review_budget, rules.spot_check_rate, strategy, cycle,
                                 rules.blind_share, rules.gold_share, rules.overlap_share, rules.overlap_annotators,
                                 spent=spent.get(rows[0][2], 0))
-    queued = {t["item_id"]: ItemState.queued.value for t in tasks if t["selection_reason"] != "gold"}
+    queued = {t["item_id"]: ItemState.queued.value for t in tasks if t["selection_reason"] != Selection.GOLD}
     with engine.begin() as conn:
         insert_ignore(conn, ReviewTask.__table__, tasks)
         set_column(conn, Item.__table__, "id", "state", queued)
@@ -176,7 +179,7 @@ def gold_tasks(engine: Engine, segment: str, count: int, policy_version: str, cy
     with engine.connect() as conn:
         candidates = conn.execute(
             select(Label.item_id).join(Item, Item.id == Label.item_id)
-            .where(Label.source == "seed", Label.split == "holdout", Item.segment == segment,
+            .where(Label.source == LabelSource.SEED, Label.split == Split.HOLDOUT, Item.segment == segment,
                    Label.item_id.not_in(select(ReviewTask.item_id)))
             .order_by(Label.item_id)
         ).scalars().all()
@@ -185,10 +188,10 @@ def gold_tasks(engine: Engine, segment: str, count: int, policy_version: str, cy
     picks = derive_rng("gold", segment, cycle, len(candidates)).choice(len(candidates),
                                                                         size=min(count, len(candidates)),
                                                                         replace=False)
-    return [{"item_id": candidates[i], "decision_id": None, "selection_reason": "gold",
+    return [{"item_id": candidates[i], "decision_id": None, "selection_reason": Selection.GOLD,
              "selection_probability": 1.0, "priority": 1.0, "model_version": None, "policy_version": policy_version,
-             "predicted_label": None, "score": None, "blind": True, "state": "pending", "attempts": 0,
-             "cycle": cycle, "created_at": utcnow(), "overlap": 1, "queue": "review"} for i in sorted(picks)]
+             "predicted_label": None, "score": None, "blind": True, "state": TaskState.PENDING, "attempts": 0,
+             "cycle": cycle, "created_at": utcnow(), "overlap": 1, "queue": Queue.REVIEW} for i in sorted(picks)]
 
 
 @flow(name="select", log_prints=True)

@@ -19,7 +19,7 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy import Engine, select
 
-from flows.common import engine_for, load_scoring_model, promoted_model, save_policy
+from flows.common import engine_for, load_scoring_model
 from flows.cycle import Annotate, run_cycle
 from flows.ingest import ingest_flow, read_labels, seed_labels
 from flows.retrain import retrain_flow
@@ -28,8 +28,10 @@ from labeling.simulate import SimulatedAnnotators
 from routing.policy import Policy
 from store.db import dispose_engines
 from store.ingest import reader_for
-from store.models import Item, ReviewTask, RoutingDecision
+from store.models import ReviewTask, RoutingDecision
+from store.repo import promoted_model, save_policy
 from store.settings import get_settings
+from store.vocab import TaskState
 
 CYCLE_KEYS = ("cycle", "labels_total", "labels_train", "accuracy", "automation_rate", "auto_error_rate", "ece",
               "review_count", "labels_spent", "labels_spent_total", "target_error", "auto_accepted",
@@ -86,7 +88,7 @@ class DirectAnnotators:
     def __call__(self, cycle: int) -> dict[str, Any]:
         with self.engine.connect() as conn:
             tasks = conn.execute(
-                select(ReviewTask.id, ReviewTask.item_id).where(ReviewTask.state == "pending").order_by(ReviewTask.id)
+                select(ReviewTask.id, ReviewTask.item_id).where(ReviewTask.state == TaskState.PENDING).order_by(ReviewTask.id)
             ).all()
         answers = self.draw.answers([t[1] for t in tasks])
         from flows.common import utcnow
@@ -119,7 +121,7 @@ class LabelStudioAnnotators:
         with self.engine.connect() as conn:
             tasks = conn.execute(
                 select(ReviewTask.ls_task_id, ReviewTask.item_id)
-                .where(ReviewTask.state == "pushed", ReviewTask.ls_task_id.is_not(None)).order_by(ReviewTask.id)
+                .where(ReviewTask.state == TaskState.PUSHED, ReviewTask.ls_task_id.is_not(None)).order_by(ReviewTask.id)
             ).all()
         return {"answered": self.people.annotate([t[0] for t in tasks], [t[1] for t in tasks])}
 

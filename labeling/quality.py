@@ -14,6 +14,7 @@ from sqlalchemy import Engine, and_, or_, select
 
 from labeling.agreement import MISSING, cohen_kappa, fleiss_kappa, krippendorff_alpha
 from store.models import Annotation, Item, ReviewTask
+from store.vocab import Queue
 
 __all__ = ["PairAgreement", "SegmentAgreement", "agreement_report", "review_answers"]
 
@@ -49,7 +50,7 @@ class PairAgreement:
 def review_answers(engine: Engine) -> list[tuple[str, str, str, str]]:
     """(segment, item id, annotator, label): each annotator's latest review-round answer per item."""
     # every part not-null, so that the negation below is true (not NULL) for everything but an expert's answer
-    expert_answer = and_(ReviewTask.queue == "expert", ReviewTask.ls_task_id.is_not(None),
+    expert_answer = and_(ReviewTask.queue == Queue.EXPERT, ReviewTask.ls_task_id.is_not(None),
                          Annotation.ls_task_id.is_not(None), Annotation.ls_task_id == ReviewTask.ls_task_id)
     with engine.connect() as conn:
         rows = conn.execute(

@@ -13,16 +13,15 @@ from sqlalchemy import Engine, delete, func, select, update
 
 from labeling.agreement import MISSING, dawid_skene
 from routing.draws import AUDIT_TRAIN_SALT, decision_uniform
-
 from store.bulk import chunked, existing_keys, insert_ignore, set_column
 from store.models import Annotation, Item, ItemState, Label, ReviewTask
+from store.vocab import LabelSource, Queue, Selection, TaskState, split_for
 
 # Labels chosen at random (audit) or with a known answer (gold) evaluate and calibrate the model; labels chosen
-# for their uncertainty teach it. Keeping them apart is what keeps the error estimates unbiased. An audit label
-# pays twice: it serves the live guard and audit estimate of the model that routed it whatever its split, and a
-# policy share of audits (a fixed draw per decision) then trains the next model instead of staying held out; a
-# label in the training set never calibrates or certifies a model.
-HOLDOUT_SELECTIONS = frozenset({"audit", "gold", "seed_holdout"})
+# for their uncertainty teach it (`store.vocab`). Keeping them apart is what keeps the error estimates unbiased.
+# An audit label pays twice: it serves the live guard and audit estimate of the model that routed it whatever its
+# split, and a policy share of audits (a fixed draw per decision) then trains the next model instead of staying
+# held out; a label in the training set never calibrates or certifies a model.
 
 
 @dataclass(frozen=True)
@@ -164,7 +163,7 @@ def _resolve_chunk(conn: Any, part: list[str], rule_of: Callable[[str], Resoluti
     grouped: dict[str, list] = {}
     for row in rows:
         grouped.setdefault(row[0], []).append(row)
-    gold = {i for i, t in tasks.items() if t.selection_reason == "gold"}
+    gold = {i for i, t in tasks.items() if t.selection_reason == Selection.GOLD}
     outcome = Resolved()
     labels, escalate = [], []
     decided = _dawid_skene_labels(conn, [i for i in grouped if i not in gold
@@ -174,7 +173,7 @@ def _resolve_chunk(conn: Any, part: list[str], rule_of: Callable[[str], Resoluti
             continue
         task = tasks.get(item_id)
         valid = [a for a in annotations if a[1] is not None and not a[2]]
-        if task is not None and task.queue == "expert":
+        if task is not None and task.queue == Queue.EXPERT:
             expert = [a for a in valid if task.ls_task_id is not None and a[6] == task.ls_task_id]
             if not expert:
                 outcome.waiting += 1
@@ -202,10 +201,10 @@ def _resolve_chunk(conn: Any, part: list[str], rule_of: Callable[[str], Resoluti
         labels.append(_label_row(item_id, label, valid, task, cycle, now, resolution=method, agreement=agreement,
                                  rule=rule))
     answered_gold = gold & set(grouped)
-    set_column(conn, ReviewTask.__table__, "item_id", "state", dict.fromkeys(answered_gold, "done"))
+    set_column(conn, ReviewTask.__table__, "item_id", "state", dict.fromkeys(answered_gold, TaskState.DONE))
     if escalate:
-        conn.execute(update(ReviewTask).where(ReviewTask.item_id.in_(escalate), ReviewTask.queue == "review")
-                     .values(queue="expert", state="pending", batch_key=None, attempts=0, ls_task_id=None,
+        conn.execute(update(ReviewTask).where(ReviewTask.item_id.in_(escalate), ReviewTask.queue == Queue.REVIEW)
+                     .values(queue=Queue.EXPERT, state=TaskState.PENDING, batch_key=None, attempts=0, ls_task_id=None,
                              project_id=None, pushed_at=None, priority=3.0))
         conn.execute(delete(Label).where(Label.item_id.in_(escalate)))
         set_column(conn, Item.__table__, "id", "state", dict.fromkeys(escalate, ItemState.queued.value))
@@ -219,7 +218,7 @@ def _resolve_chunk(conn: Any, part: list[str], rule_of: Callable[[str], Resoluti
                 annotation_id=row["annotation_id"], created_at=now))
     done = {r["item_id"] for r in labels}
     set_column(conn, Item.__table__, "id", "state", dict.fromkeys(done, ItemState.resolved.value))
-    set_column(conn, ReviewTask.__table__, "item_id", "state", dict.fromkeys(done, "done"))
+    set_column(conn, ReviewTask.__table__, "item_id", "state", dict.fromkeys(done, TaskState.DONE))
     outcome.resolved, outcome.escalated = len(done), len(escalate)
     return outcome
 
@@ -238,7 +237,7 @@ def _dawid_skene_labels(conn: Any, item_ids: list[str]) -> dict[str, str]:
         select(Annotation.item_id, Annotation.annotator, Annotation.label, Annotation.external_updated_at)
         .join(ReviewTask, ReviewTask.item_id == Annotation.item_id, isouter=True)
         .where(Annotation.item_id.in_(multi), Annotation.label.is_not(None), Annotation.was_cancelled.is_(False),
-               func.coalesce(ReviewTask.queue, "review") == "review")
+               func.coalesce(ReviewTask.queue, Queue.REVIEW.value) == Queue.REVIEW)
         .order_by(Annotation.external_updated_at)
     ).all()
     if not rows:
@@ -257,22 +256,21 @@ def _dawid_skene_labels(conn: Any, item_ids: list[str]) -> dict[str, str]:
 
 
 def label_split(reason: str, decision_id: int | None, rule: ResolutionRule) -> str:
-    """Which set a resolved label joins: uncertainty picks train, gold and seed hold-outs stay held out, and an
-    audit trains with the segment's ``audit_train_share`` (a fixed draw per routing decision)."""
-    if reason == "audit" and decision_id is not None and rule.audit_train_share > 0.0:
-        trains = decision_uniform([decision_id], salt=AUDIT_TRAIN_SALT)[0] < rule.audit_train_share
-        return "train" if trains else "holdout"
-    return "holdout" if reason in HOLDOUT_SELECTIONS else "train"
+    """Which set a resolved label joins (`store.vocab.split_for`): uncertainty picks train, gold stays held out,
+    and an audit trains with the segment's ``audit_train_share`` (a fixed draw per routing decision)."""
+    trains = (reason == Selection.AUDIT and decision_id is not None and rule.audit_train_share > 0.0
+              and bool(decision_uniform([decision_id], salt=AUDIT_TRAIN_SALT)[0] < rule.audit_train_share))
+    return split_for(reason, trains=trains)
 
 
 def _label_row(item_id: str, label: str, annotations: list, task: Any, cycle: int | None, now: datetime, *,
                resolution: str, agreement: float | None, rule: ResolutionRule) -> dict:
-    reason = task.selection_reason if task is not None else "unsolicited"
+    reason = task.selection_reason if task is not None else Selection.UNSOLICITED
     annotators = sorted({a[4] for a in annotations})
     return {
         "item_id": item_id, "label": label,
         "split": label_split(reason, task.decision_id if task is not None else None, rule),
-        "source": "annotation", "annotator": ",".join(annotators)[:128], "selection_reason": reason,
+        "source": LabelSource.ANNOTATION, "annotator": ",".join(annotators)[:128], "selection_reason": reason,
         "selection_probability": task.selection_probability if task is not None else None,
         "model_version": task.model_version if task is not None else None,
         "policy_version": task.policy_version if task is not None else None,

@@ -27,7 +27,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from scipy.stats import norm
+
+from calibration.intervals import wilson_interval, wilson_width
 
 __all__ = ["AuditEstimate", "AnnotatorCorrected", "audit_error_by_segment", "audit_error_estimate",
            "audits_for_width", "correct_for_annotator_error", "sized_audit_rate"]
@@ -52,15 +53,6 @@ class AuditEstimate:
     n_population: int
     effective_sample_size: float
     confidence: float
-
-
-def _wilson(rate: float, n_effective: float, confidence: float) -> tuple[float, float]:
-    z = float(norm.ppf(0.5 + confidence / 2.0))
-    denominator = 1.0 + z * z / n_effective
-    centre = (rate + z * z / (2.0 * n_effective)) / denominator
-    half = z * np.sqrt(rate * (1.0 - rate) / n_effective + z * z / (4.0 * n_effective**2)) / denominator
-    lower = 0.0 if rate == 0.0 else max(0.0, float(centre - half))  # exact 0 rather than rounding residue
-    return lower, min(1.0, float(centre + half))
 
 
 def _inputs(correct: Any, inclusion_probability: Any) -> tuple[np.ndarray, np.ndarray]:
@@ -98,7 +90,8 @@ def audit_error_estimate(
     rate = float((wrong * weights).sum() / n_population)
     variance = float((wrong * (1.0 - probability) * weights**2).sum()) / n_population**2
     n_effective = float(weights.sum() ** 2 / (weights**2).sum())
-    lower, upper = _wilson(min(rate, 1.0), n_effective, confidence)
+    low, high = wilson_interval(min(rate, 1.0) * n_effective, n_effective, confidence=confidence)
+    lower, upper = float(low), float(high)
     return AuditEstimate(
         error_rate=rate,
         lower=lower,
@@ -175,17 +168,13 @@ def audits_for_width(width: float, *, expected_error: float, confidence: float =
         raise ValueError(f"need width, expected_error and confidence in (0, 1), got {width!r}, {expected_error!r}, "
                          f"{confidence!r}")
     low, high = 1, 1
-    while _wilson_width(expected_error, high, confidence) > width:
+    while wilson_width(expected_error, high, confidence=confidence) > width:
         low, high = high, high * 2
     while low < high:
         middle = (low + high) // 2
-        low, high = (middle + 1, high) if _wilson_width(expected_error, middle, confidence) > width else (low, middle)
+        too_wide = wilson_width(expected_error, middle, confidence=confidence) > width
+        low, high = (middle + 1, high) if too_wide else (low, middle)
     return high
-
-
-def _wilson_width(rate: float, n: float, confidence: float) -> float:
-    lower, upper = _wilson(rate, float(n), confidence)
-    return upper - lower
 
 
 def sized_audit_rate(width: float | None, *, expected_error: float, n_automated: int, floor: float,

@@ -34,7 +34,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from scipy.stats import beta as beta_distribution
+
+from calibration.intervals import clopper_pearson_upper
 
 __all__ = [
     "DEFAULT_GRID_SIZE",
@@ -105,15 +106,6 @@ def minimum_count(*, alpha: float, delta: float) -> int:
     """The fewest items with zero errors whose Clopper-Pearson bound at level ``delta`` reaches ``alpha``."""
     alpha, delta = _check_level("alpha", alpha), _check_level("delta", delta)
     return max(1, math.ceil(math.log(delta) / math.log1p(-alpha) - 1e-12))
-
-
-def clopper_pearson_upper(errors: Any, n: Any, *, delta: float) -> np.ndarray:
-    """Exact one-sided upper bound (level ``delta``) on a binomial rate with ``errors`` of ``n``; 1.0 where
-    ``errors == n`` or ``n == 0``."""
-    errors, n = np.asarray(errors, dtype=float), np.asarray(n, dtype=float)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        bound = beta_distribution.ppf(1.0 - delta, errors + 1.0, n - errors)
-    return np.where((n > 0) & (errors < n), bound, 1.0)
 
 
 def _default_grid(sorted_confidence: np.ndarray, size: int) -> np.ndarray:

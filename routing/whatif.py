@@ -6,7 +6,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from scipy.stats import beta as beta_distribution
+
+from calibration.intervals import clopper_pearson
 
 __all__ = ["DEFAULT_WHATIF_THRESHOLDS", "WhatIfCurve", "what_if"]
 
@@ -88,14 +89,6 @@ def _expected_error_sums(
     return _sum_at_or_above(scores[order], 1.0 - probability_right[order], grid)
 
 
-def _clopper_pearson(errors: np.ndarray, n: np.ndarray, confidence: float) -> tuple[np.ndarray, np.ndarray]:
-    tail = (1.0 - confidence) / 2.0
-    with np.errstate(invalid="ignore", divide="ignore"):
-        lower = np.where(errors > 0, beta_distribution.ppf(tail, errors, n - errors + 1.0), 0.0)
-        upper = np.where(errors < n, beta_distribution.ppf(1.0 - tail, errors + 1.0, n - errors), 1.0)
-    return np.nan_to_num(lower, nan=0.0), np.nan_to_num(upper, nan=1.0)
-
-
 def what_if(
     confidence: Any,
     correct: Any = None,
@@ -134,7 +127,7 @@ def what_if(
     labelled_counts, errors = _labelled_counts(scores, correct, grid)
     with np.errstate(invalid="ignore", divide="ignore"):
         empirical_error = errors / labelled_counts
-    lower, upper = _clopper_pearson(errors, labelled_counts.astype(float), interval_confidence)
+    lower, upper = clopper_pearson(errors, labelled_counts.astype(float), confidence=interval_confidence)
     automation_rate = n_auto / n_items
     review_volume = items_per_cycle * ((1.0 - automation_rate) + automation_rate * spot_check_rate)
     return WhatIfCurve(

@@ -3,27 +3,16 @@
 from __future__ import annotations
 
 from datetime import datetime, timezone
-from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import JSON, Column, Index, UniqueConstraint, false
 from sqlmodel import Field, SQLModel
 
+from store.vocab import ItemState, ModelStatus, Queue, TaskState
+
 
 def utcnow() -> datetime:
     return datetime.now(timezone.utc)
-
-
-class ItemState(StrEnum):
-    received = "received"
-    scored = "scored"
-    routed = "routed"
-    auto_accepted = "auto_accepted"
-    queued = "queued"
-    annotated = "annotated"
-    resolved = "resolved"
-    quarantined = "quarantined"
-    failed = "failed"
 
 
 class Item(SQLModel, table=True):
@@ -75,7 +64,7 @@ class ModelVersion(SQLModel, table=True):
     metrics: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON))
     train_size: int = 0
     data_hash: str | None = Field(default=None, max_length=64, description="fingerprint of the training set")
-    status: str = Field(default="candidate", max_length=16, description="candidate, promoted, rejected, retired")
+    status: str = Field(default=ModelStatus.CANDIDATE, max_length=16, description="candidate, promoted, rejected, retired")
     parent_version: str | None = Field(default=None, max_length=64)
     created_at: datetime = Field(default_factory=utcnow)
     promoted_at: datetime | None = None
@@ -226,12 +215,12 @@ class ReviewTask(SQLModel, table=True):
                         description="shown without the model's suggestion (automation-bias measurement)")
     overlap: int = Field(default=1, sa_column_kwargs={"server_default": "1"},
                          description="how many annotators answer the task before its label is resolved")
-    queue: str = Field(default="review", max_length=16, sa_column_kwargs={"server_default": "review"},
+    queue: str = Field(default=Queue.REVIEW, max_length=16, sa_column_kwargs={"server_default": "review"},
                        description="review, or expert once the annotators disagreed beyond the policy's limit")
     project_id: int | None = None
     batch_key: str | None = Field(default=None, max_length=64, index=True)
     ls_task_id: int | None = Field(default=None, index=True)
-    state: str = Field(default="pending", max_length=16, description="pending, pushed, done")
+    state: str = Field(default=TaskState.PENDING, max_length=16, description="pending, pushed, done")
     attempts: int = 0
     last_error: str | None = None
     cycle: int | None = None

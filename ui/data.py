@@ -17,24 +17,24 @@ import numpy as np
 import pandas as pd
 from sqlalchemy import Engine, case, func, or_, select
 
+from calibration.intervals import wilson_interval
 from calibration.metrics import ReliabilityCurve
 from calibration.report import out_of_fold_confidence
 from routing.decide import Route
 from routing.policy import Policy, SegmentPolicy
 from routing.whatif import WhatIfCurve, what_if
+from store import repo
 from store.models import (
-    GuardHalt,
     Annotation,
     CalibrationReportRow,
     CycleReport,
     Item,
     Label,
     ModelVersion,
-    PolicyVersion,
-    Prediction,
     ReviewTask,
     RoutingDecision,
 )
+from store.vocab import ModelStatus, Selection, TaskState
 
 __all__ = [
     "CalibrationView",
@@ -57,14 +57,6 @@ __all__ = [
 
 ROUTES = tuple(route.value for route in Route)
 AUTOMATED_ROUTES = (Route.AUTO_ACCEPT.value, Route.SPOT_CHECK.value)
-AUDIT_REASON = "audit"
-DONE_STATE = "done"
-WILSON_Z = 1.959963984540054  # two-sided 95 %
-# Labels drawn without regard to the model's uncertainty (as flows/calibrate.py's UNBIASED_SELECTIONS);
-# only these give an unbiased error estimate.
-UNBIASED_SELECTIONS = ("seed", "audit", "gold", "random")
-HOLDOUT_SPLIT = "holdout"
-UPSTREAM_MODEL = "upstream"
 
 SEGMENT_COLUMNS = [
     "segment",
@@ -140,26 +132,18 @@ class OverallFigures:
 
 def active_policy(engine: Engine) -> PolicyView | None:
     """The newest policy version marked active, parsed; None when no version is active."""
-    query = (
-        select(PolicyVersion)
-        .where(PolicyVersion.active.is_(True))
-        .order_by(PolicyVersion.created_at.desc(), PolicyVersion.version.desc())
-        .limit(1)
-    )
-    with engine.connect() as connection:
-        row = connection.execute(query).first()
-    if row is None:
+    record = repo.stored_policy(engine)
+    if record is None:
         return None
-    policy = Policy.from_yaml(row.document)
     return PolicyView(
-        version=row.version,
-        name=row.name,
-        author=row.author,
-        comment=row.comment,
-        created_at=row.created_at,
-        policy=policy,
-        defaults=policy.defaults,
-        segments={name: policy.for_segment(name) for name in sorted(policy.segments)},
+        version=record.version,
+        name=record.name,
+        author=record.author,
+        comment=record.comment,
+        created_at=record.created_at,
+        policy=record.policy,
+        defaults=record.policy.defaults,
+        segments={name: record.policy.for_segment(name) for name in sorted(record.policy.segments)},
     )
 
 
@@ -212,7 +196,7 @@ def _audit_counts(connection, latest) -> pd.DataFrame:
         )
         .join(latest, RoutingDecision.id == latest.c.id)
         .join(Label, Label.item_id == RoutingDecision.item_id)
-        .where(Label.selection_reason == AUDIT_REASON, RoutingDecision.route.in_(AUTOMATED_ROUTES))
+        .where(Label.selection_reason == Selection.AUDIT, RoutingDecision.route.in_(AUTOMATED_ROUTES))
         .group_by(RoutingDecision.segment)
     )
     frame = pd.DataFrame(connection.execute(query).all(), columns=["segment", "audited", "audit_errors"])
@@ -224,23 +208,11 @@ def _open_reviews(connection) -> pd.DataFrame:
         select(Item.segment, func.count().label("open_reviews"))
         .select_from(ReviewTask)
         .join(Item, Item.id == ReviewTask.item_id)
-        .where(ReviewTask.state != DONE_STATE)
+        .where(ReviewTask.state != TaskState.DONE)
         .group_by(Item.segment)
     )
     frame = pd.DataFrame(connection.execute(query).all(), columns=["segment", "open_reviews"])
     return frame.set_index("segment")
-
-
-def wilson_interval(successes: Any, trials: Any) -> tuple[np.ndarray, np.ndarray]:
-    """95 % Wilson score interval of a binomial proportion, element-wise; NaN where `trials` is 0."""
-    k = np.asarray(successes, dtype=float)
-    n = np.asarray(trials, dtype=float)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        p = k / n
-        z2 = WILSON_Z**2
-        centre = (p + z2 / (2 * n)) / (1 + z2 / n)
-        half = WILSON_Z * np.sqrt(p * (1 - p) / n + z2 / (4 * n**2)) / (1 + z2 / n)
-    return np.clip(centre - half, 0.0, 1.0), np.clip(centre + half, 0.0, 1.0)
 
 
 def segment_figures(engine: Engine) -> pd.DataFrame:
@@ -275,12 +247,10 @@ HALT_COLUMNS = ["segment", "model_version", "active", "n_errors", "n_audited", "
 def guard_halts(engine: Engine) -> pd.DataFrame:
     """Every halt of a segment's live guard, newest first; ``active`` when the halted model still routes (the
     promoted one, or the upstream passthrough), so the segment auto-accepts nothing now."""
-    with engine.connect() as connection:
-        rows = connection.execute(select(GuardHalt).order_by(GuardHalt.id.desc())).all()
-        routing = {_whatif_model(connection), UPSTREAM_MODEL}
-    frame = pd.DataFrame([{**{c: getattr(r, c) for c in HALT_COLUMNS if c != "active"},
-                           "active": r.model_version in routing} for r in rows], columns=HALT_COLUMNS)
-    return frame
+    routing = {repo.promoted_version(engine), repo.UPSTREAM_MODEL}
+    return pd.DataFrame([{**{c: getattr(r, c) for c in HALT_COLUMNS if c != "active"},
+                          "active": r.model_version in routing} for r in repo.guard_halts(engine)],
+                        columns=HALT_COLUMNS)
 
 
 def _dtype(column: str) -> str:
@@ -307,7 +277,7 @@ def overall_figures(figures: pd.DataFrame) -> OverallFigures:
 
 
 def _promoted_versions(connection) -> list[str]:
-    query = select(ModelVersion.version).where(ModelVersion.status == "promoted")
+    query = select(ModelVersion.version).where(ModelVersion.status == ModelStatus.PROMOTED)
     return list(connection.execute(query).scalars())
 
 
@@ -403,39 +373,6 @@ def curve_frame(curve: ReliabilityCurve) -> pd.DataFrame:
     return frame[~np.asarray(curve.empty, dtype=bool)].reset_index(drop=True)
 
 
-def _whatif_model(connection) -> str:
-    """The promoted model (the most recently promoted if several), else the passthrough "upstream" one."""
-    query = (
-        select(ModelVersion.version)
-        .where(ModelVersion.status == "promoted")
-        .order_by(ModelVersion.promoted_at.desc(), ModelVersion.version.desc())
-        .limit(1)
-    )
-    return connection.execute(query).scalar() or UPSTREAM_MODEL
-
-
-def _labelled_confidences(connection, model_version: str, segment: str) -> tuple[np.ndarray, np.ndarray]:
-    """Raw confidence and correctness (0/1) of `model_version` on unbiased held-out labels of `segment`."""
-    query = (
-        select(Prediction.confidence, Prediction.label, Label.label.label("truth"))
-        .join(Prediction, Prediction.item_id == Label.item_id)
-        .join(Item, Item.id == Label.item_id)
-        .where(
-            Label.split == HOLDOUT_SPLIT,
-            Label.selection_reason.in_(UNBIASED_SELECTIONS),
-            Prediction.model_version == model_version,
-            Prediction.confidence.is_not(None),
-            Item.segment == segment,
-        )
-        .order_by(Label.item_id)
-    )
-    rows = connection.execute(query).all()
-    confidence = np.array([row.confidence for row in rows], dtype=float)
-    # a missing predicted label is never right: fail closed
-    correct = np.array([row.label is not None and row.label == row.truth for row in rows], dtype=float)
-    return confidence, correct
-
-
 def _latest_method(connection, model_version: str, segment: str) -> str | None:
     """The recalibration method of the newest report of (model, segment); None when there is none."""
     query = (
@@ -462,11 +399,12 @@ def what_if_curve(
     on the other folds), so the empirical error above a threshold is not flattered by a calibrator fitted to the
     very labels it is read from. (None, 0) when the segment has no such labelled data.
     """
+    model_version = repo.promoted_version(engine)
+    held_out = repo.held_out_labels(engine, model_version, segment=segment).get(segment)
+    if held_out is None:
+        return None, 0
+    confidence, correct = held_out.confidence, held_out.correct
     with engine.connect() as connection:
-        model_version = _whatif_model(connection)
-        confidence, correct = _labelled_confidences(connection, model_version, segment)
-        if confidence.size == 0:
-            return None, 0
         method = _latest_method(connection, model_version, segment)
     rng = np.random.default_rng(zlib.crc32(f"what-if/{model_version}/{segment}".encode()))
     calibrated = confidence if method is None else out_of_fold_confidence(confidence, correct, method=method,

@@ -9,13 +9,14 @@ def seed_and_route(items: Path, labels: Path, *, policy_yaml: str | None = None,
     """Ingest, seed `seed_count` labels (half held out), train, score, calibrate, route and select cycle 1,
     each as a real flow run; returns (engine, truth)."""
     from flows.calibrate import calibrate_flow
-    from flows.common import engine_for, save_policy
+    from flows.common import engine_for
     from flows.ingest import ingest_flow, read_labels, seed_labels
     from flows.retrain import retrain_flow
     from flows.route import route_flow
     from flows.score import score_flow
     from flows.select import select_flow
     from routing.policy import Policy
+    from store.repo import save_policy
 
     engine = engine_for(None)
     if policy_yaml is not None:

@@ -96,10 +96,10 @@ def kill_pull_half_way(db_path: Path, total: int) -> int:
 
 
 def test_two_thousand_tasks_with_overlap_gold_and_a_killed_pull(big_queue, sluice_home):
-    from flows.common import active_policy
     from flows.labelstudio import open_queue, pull_flow, push_flow
     from labeling.quality import agreement_report
     from labeling.simulate import SimulatedAnnotators
+    from store.repo import active_policy
     from ui.data import annotator_accuracy, automation_bias
 
     engine, truth = big_queue

@@ -39,11 +39,12 @@ def upstream_items(rng: np.random.Generator, n: int, segment: str, prefix: str =
 @pytest.fixture
 def routed(sluice_home, tmp_path):
     from flows.calibrate import calibrate_flow
-    from flows.common import engine_for, save_policy
+    from flows.common import engine_for
     from flows.ingest import ingest_flow, seed_labels
     from flows.route import route_flow
     from flows.score import score_flow
     from routing.policy import Policy
+    from store.repo import save_policy
 
     engine = engine_for(None)
     save_policy(engine, Policy.from_yaml(POLICY), comment="test")
@@ -77,10 +78,9 @@ def test_risk_rules_and_smuggled_text_escalate_whatever_the_confidence(routed):
 
 
 def test_a_target_derives_a_guaranteed_threshold_from_unbiased_labels(sluice_home, routed):
-    from flows.common import active_policy
     from flows.risk import derived_threshold
-
     from store.models import ThresholdEvidence
+    from store.repo import active_policy
 
     engine, decisions = routed
     policy, version = active_policy(engine)
@@ -104,10 +104,10 @@ def test_a_target_derives_a_guaranteed_threshold_from_unbiased_labels(sluice_hom
 
 
 def test_audit_estimate_from_spot_checked_items(sluice_home, routed):
-    from flows.risk import audit_estimates
-    from labeling.resolve import HumanAnswer, resolve_items, upsert_annotations
-    from flows.select import select_flow
     from flows.common import utcnow
+    from flows.risk import audit_estimates
+    from flows.select import select_flow
+    from labeling.resolve import HumanAnswer, resolve_items, upsert_annotations
     from store.models import ReviewTask
 
     engine, decisions = routed
@@ -155,7 +155,7 @@ def test_features_far_from_training_and_rare_segments_go_to_people(sluice_home, 
 
 
 def test_live_guard_halts_a_segment_whose_audits_show_excess_error(sluice_home, routed, tmp_path):
-    from flows.common import engine_for, utcnow
+    from flows.common import utcnow
     from flows.ingest import ingest_flow
     from flows.route import route_flow
     from flows.score import score_flow
@@ -200,11 +200,12 @@ def test_live_guard_halts_a_segment_whose_audits_show_excess_error(sluice_home, 
 
 
 def test_backlog_items_rerouted_under_a_new_decision_are_not_auto_accepted(sluice_home, routed):
-    from flows.common import engine_for, save_policy
+    from sqlalchemy import update
+
     from flows.route import route_flow
     from routing.policy import Policy
     from store.models import Item, ItemState
-    from sqlalchemy import update
+    from store.repo import save_policy
 
     engine, decisions = routed
     waiting = [d.item_id for d in decisions.values() if d.route == "review" and d.segment == "targeted"]
@@ -246,7 +247,6 @@ def test_audit_export_carries_each_derived_thresholds_evidence(sluice_home, rout
 
 def test_audit_share_sized_for_the_interval_width_applies_to_automated_and_review_items(sluice_home, routed,
                                                                                         tmp_path):
-    from flows.common import save_policy
     from flows.ingest import ingest_flow
     from flows.route import route_flow
     from flows.score import score_flow
@@ -254,6 +254,7 @@ def test_audit_share_sized_for_the_interval_width_applies_to_automated_and_revie
     from routing.audit import audits_for_width
     from routing.policy import Policy
     from store.models import ReviewTask
+    from store.repo import save_policy
 
     engine, _ = routed
     sized = POLICY.replace("targeted: {max_auto_error: 0.1, confidence: 0.9}",

@@ -102,10 +102,11 @@ def test_annotator_error_correction_hand_computed_and_inverts_the_noise() -> Non
 
 
 def test_audits_for_width_is_the_smallest_n_with_a_narrow_enough_wilson_interval() -> None:
-    from routing.audit import _wilson_width, audits_for_width, sized_audit_rate
+    from calibration.intervals import wilson_width
+    from routing.audit import audits_for_width, sized_audit_rate
 
     n = audits_for_width(0.1, expected_error=0.05)
-    assert _wilson_width(0.05, n, 0.95) <= 0.1 < _wilson_width(0.05, n - 1, 0.95)
+    assert wilson_width(0.05, n) <= 0.1 < wilson_width(0.05, n - 1)
     assert 60 <= n <= 90  # about 4 z^2 p (1 - p) / w^2 = 73, Wilson a little different
     assert audits_for_width(0.05, expected_error=0.05) > 3 * n  # a half-width interval needs ~4x the audits
     # 2,000 automated items: n / 2000 of them; few automated: capped at half; no width: the floor

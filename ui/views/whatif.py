@@ -16,7 +16,7 @@ from ui.display import interval, percent
 EMPTY_POLICY = "No active policy yet — activate one with the `sluice` CLI to explore thresholds."
 EMPTY_SEGMENTS = "No segments yet — run `sluice cycle` to score and route items."
 EMPTY_LABELS = (
-    "No unbiased held-out labels (seed, audit, gold or random) for this segment and model yet — "
+    "No unbiased held-out labels (seed, audit or gold) for this segment and model yet — "
     "the what-if curve needs them."
 )
 SERIES = {

@@ -1,0 +1,207 @@
+"""Typed reads and writes that flows and the console share: policy versions, models, events, watermarks and the
+held-out labels that calibrate and certify.
+
+Rows come back as named tuples or table objects, read by attribute; nothing outside ``store/`` needs to know a
+column's position. Every write here is idempotent: re-running it with the same input changes nothing.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import numpy as np
+from sqlalchemy import Engine, insert, select, update
+from sqlmodel import Session
+
+from routing.policy import Policy
+from store.bulk import insert_ignore
+from store.models import (
+    AuditEvent,
+    GuardHalt,
+    Item,
+    Label,
+    ModelVersion,
+    PolicyVersion,
+    Prediction,
+    Watermark,
+)
+from store.settings import PROJECT_ROOT
+from store.vocab import UNBIASED_SELECTIONS, ModelStatus, Split
+
+__all__ = [
+    "DEFAULT_POLICY_PATH",
+    "UPSTREAM_MODEL",
+    "HeldOut",
+    "PolicyRecord",
+    "active_policy",
+    "get_watermark",
+    "guard_halts",
+    "held_out_labels",
+    "promoted_model",
+    "promoted_version",
+    "record_event",
+    "save_policy",
+    "set_watermark",
+    "stored_policy",
+]
+
+DEFAULT_POLICY_PATH = PROJECT_ROOT / "policies" / "default.yaml"
+# The model that passes the producer's own confidence through; it routes while no trained model is promoted.
+UPSTREAM_MODEL = "upstream"
+
+
+def _utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def record_event(engine: Engine, kind: str, payload: dict[str, Any], *, actor: str = "system") -> None:
+    with engine.begin() as conn:
+        conn.execute(insert(AuditEvent).values(kind=kind, actor=actor, payload=payload, created_at=_utcnow()))
+
+
+class PolicyRecord(NamedTuple):
+    """A stored policy version: the parsed policy and its provenance."""
+
+    version: str
+    name: str
+    author: str
+    comment: str
+    created_at: datetime
+    policy: Policy
+
+
+def save_policy(
+    engine: Engine, policy: Policy, *, author: str = "system", comment: str = "", activate: bool = True
+) -> str:
+    """Store `policy` as an immutable version (its content hash) and, by default, make it the active one."""
+    version = policy.content_hash()
+    with engine.begin() as conn:
+        insert_ignore(conn, PolicyVersion.__table__, [{
+            "version": version, "name": policy.name, "document": policy.to_yaml(), "author": author,
+            "comment": comment, "active": False, "created_at": _utcnow(),
+        }])
+        if activate:
+            conn.execute(update(PolicyVersion).values(active=False).where(PolicyVersion.version != version))
+            conn.execute(update(PolicyVersion).values(active=True).where(PolicyVersion.version == version))
+    record_event(engine, "policy_saved", {"version": version, "activate": activate, "comment": comment}, actor=author)
+    return version
+
+
+def stored_policy(engine: Engine) -> PolicyRecord | None:
+    """The newest policy version marked active, parsed; None when none is (a read: it writes nothing)."""
+    query = (
+        select(PolicyVersion)
+        .where(PolicyVersion.active.is_(True))
+        .order_by(PolicyVersion.created_at.desc(), PolicyVersion.version.desc())
+        .limit(1)
+    )
+    with engine.connect() as conn:
+        row = conn.execute(query).first()
+    if row is None:
+        return None
+    return PolicyRecord(row.version, row.name, row.author, row.comment, row.created_at, Policy.from_yaml(row.document))
+
+
+def active_policy(engine: Engine, *, default: Path = DEFAULT_POLICY_PATH) -> tuple[Policy, str]:
+    """The active policy and its version, for a flow about to act on it: the embedded default is saved and
+    activated on first use."""
+    record = stored_policy(engine)
+    if record is None:
+        policy = Policy.load(default)
+        return policy, save_policy(engine, policy, comment="embedded default policy")
+    return record.policy, record.version
+
+
+def promoted_model(engine: Engine) -> ModelVersion | None:
+    """The most recently promoted model, or None while none is."""
+    query = (
+        select(ModelVersion)
+        .where(ModelVersion.status == ModelStatus.PROMOTED)
+        .order_by(ModelVersion.promoted_at.desc(), ModelVersion.version.desc())
+        .limit(1)
+    )
+    with Session(engine, expire_on_commit=False) as session:
+        return session.exec(query).scalars().first()
+
+
+def promoted_version(engine: Engine) -> str:
+    """The version that routes now: the promoted model's, else the upstream passthrough's."""
+    model = promoted_model(engine)
+    return UPSTREAM_MODEL if model is None else model.version
+
+
+def get_watermark(engine: Engine, name: str) -> str | None:
+    with engine.connect() as conn:
+        return conn.execute(select(Watermark.value).where(Watermark.name == name)).scalar()
+
+
+def set_watermark(engine: Engine, name: str, value: str) -> None:
+    with engine.begin() as conn:
+        if conn.execute(select(Watermark.name).where(Watermark.name == name)).first() is None:
+            conn.execute(insert(Watermark).values(name=name, value=value, updated_at=_utcnow()))
+        else:
+            conn.execute(update(Watermark).where(Watermark.name == name).values(value=value, updated_at=_utcnow()))
+
+
+class HeldOut(NamedTuple):
+    """One model's outputs on a segment's unbiased held-out labels, in item id order."""
+
+    item_ids: list[str]
+    confidence: np.ndarray
+    correct: np.ndarray  # 0/1; an output without a predicted label is never right (fail closed)
+
+
+def held_out_labels(engine: Engine, model_version: str, *, segment: str | None = None) -> dict[str, HeldOut]:
+    """Per segment (or only `segment`): the raw confidence and correctness of `model_version` on the labels that
+    may calibrate and certify it: held out, and chosen without regard to any model's uncertainty
+    (`store.vocab.UNBIASED_SELECTIONS`). Outputs without a confidence are left out."""
+    query = (
+        select(Item.segment, Label.item_id, Prediction.confidence, Prediction.label.label("predicted"),
+               Label.label.label("truth"))
+        .join(Prediction, Prediction.item_id == Label.item_id)
+        .join(Item, Item.id == Label.item_id)
+        .where(
+            Label.split == Split.HOLDOUT,
+            Label.selection_reason.in_(sorted(UNBIASED_SELECTIONS)),
+            Prediction.model_version == model_version,
+            Prediction.confidence.is_not(None),
+        )
+        .order_by(Label.item_id)
+    )
+    if segment is not None:
+        query = query.where(Item.segment == segment)
+    grouped: dict[str, list[Any]] = {}
+    with engine.connect() as conn:
+        for row in conn.execute(query):
+            grouped.setdefault(row.segment, []).append(row)
+    return {
+        name: HeldOut(
+            [r.item_id for r in rows],
+            np.array([r.confidence for r in rows], dtype=float),
+            np.array([r.predicted is not None and r.predicted == r.truth for r in rows], dtype=float),
+        )
+        for name, rows in grouped.items()
+    }
+
+
+class HaltRecord(NamedTuple):
+    segment: str
+    model_version: str
+    last_decision_id: int
+    e_value: float
+    n_audited: int
+    n_errors: int
+    alpha: float
+    delta: float
+    created_at: datetime
+
+
+def guard_halts(engine: Engine, *, model_versions: list[str] | None = None) -> list[HaltRecord]:
+    """Every halt of a live guard (of the given models only, when named), newest first."""
+    query = select(*(getattr(GuardHalt, f) for f in HaltRecord._fields)).order_by(GuardHalt.id.desc())
+    if model_versions is not None:
+        query = query.where(GuardHalt.model_version.in_(model_versions))
+    with engine.connect() as conn:
+        return [HaltRecord(*row) for row in conn.execute(query)]

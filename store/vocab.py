@@ -1,0 +1,130 @@
+"""Sluice's vocabulary: the one place that names item and task states, label splits, selection reasons and model
+statuses, and says which labels may evaluate a model.
+
+Every value is a ``StrEnum``, so it compares equal to, and is stored as, the plain string the tables have always
+held; flows, the console and the labelling adapter import these names instead of spelling the strings.
+
+Which labels are unbiased
+-------------------------
+A label may calibrate a model and certify its thresholds only when the item was drawn without regard to that
+model's uncertainty, from the traffic the model routes: the held-out share of the seed set (a uniform draw at
+ingest), the audits (a known-probability draw from everything routed) and gold items (held-out seed items sent
+out again to grade annotators). These are ``UNBIASED_SELECTIONS``. A ``random`` review pick is uniform only among
+the items already routed to review, a harder population than what is auto-accepted, so it is *not* unbiased: its
+label trains the next model. So do uncertainty picks, escalations and answers to tasks Sluice never sent.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from routing.decide import Route
+
+__all__ = [
+    "EVALUATION_SELECTIONS",
+    "HOLDOUT_SELECTIONS",
+    "ItemState",
+    "LabelSource",
+    "ModelStatus",
+    "Queue",
+    "Route",
+    "Selection",
+    "Split",
+    "TaskState",
+    "UNBIASED_SELECTIONS",
+    "UNBUDGETED_SELECTIONS",
+    "split_for",
+]
+
+
+class ItemState(StrEnum):
+    """An item's place in its lifecycle (DESIGN.md, *Item lifecycle*)."""
+
+    received = "received"
+    scored = "scored"
+    routed = "routed"
+    auto_accepted = "auto_accepted"
+    queued = "queued"
+    annotated = "annotated"
+    resolved = "resolved"
+    quarantined = "quarantined"
+    failed = "failed"
+
+
+class TaskState(StrEnum):
+    """A review task in the outbox: written (pending), in Label Studio (pushed), answered and resolved (done)."""
+
+    PENDING = "pending"
+    PUSHED = "pushed"
+    DONE = "done"
+
+
+class Queue(StrEnum):
+    """Which Label Studio project a task goes to."""
+
+    REVIEW = "review"
+    EXPERT = "expert"
+
+
+class Split(StrEnum):
+    """Which set a label joins: ``train`` may teach a model, ``holdout`` evaluates, calibrates and certifies it."""
+
+    TRAIN = "train"
+    HOLDOUT = "holdout"
+
+
+class Selection(StrEnum):
+    """Why an item reached a person (``ReviewTask.selection_reason``, ``Label.selection_reason``)."""
+
+    SEED = "seed"
+    AUDIT = "audit"
+    GOLD = "gold"
+    ESCALATION = "escalation"
+    MARGIN = "margin"
+    ENTROPY = "entropy"
+    LEAST_CONFIDENCE = "least_confidence"
+    RANDOM = "random"
+    DIVERSE = "diverse"
+    UNSOLICITED = "unsolicited"
+
+
+class LabelSource(StrEnum):
+    """Where a label came from."""
+
+    SEED = "seed"
+    ANNOTATION = "annotation"
+    DIRECT = "direct"
+
+
+class ModelStatus(StrEnum):
+    CANDIDATE = "candidate"
+    PROMOTED = "promoted"
+    REJECTED = "rejected"
+    RETIRED = "retired"
+
+
+# Drawn without regard to any model's uncertainty from the traffic it routes: the only labels that calibrate and
+# certify, and only while they are held out (see the module docstring).
+UNBIASED_SELECTIONS: frozenset[Selection] = frozenset({Selection.SEED, Selection.AUDIT, Selection.GOLD})
+# Labels that go to the held-out split unless a policy share sends them to training.
+HOLDOUT_SELECTIONS: frozenset[Selection] = frozenset({Selection.AUDIT, Selection.GOLD})
+# Tasks that do not spend a segment's review budget: audits (sized by the policy) and gold (graded annotators).
+UNBUDGETED_SELECTIONS: frozenset[Selection] = frozenset({Selection.AUDIT, Selection.GOLD})
+# The retrain gate compares models on these: chosen by no model's routing at all, so fair to every candidate.
+EVALUATION_SELECTIONS: frozenset[Selection] = frozenset({Selection.SEED, Selection.GOLD})
+
+
+def split_for(reason: str, *, trains: bool = False) -> Split:
+    """The split of a new label chosen for ``reason``.
+
+    Audit and gold labels are held out unless ``trains`` (the audit-train share's fixed draw per decision); a seed
+    label is held out unless ``trains`` (the seed split's draw at ingest); everything else trains.
+    """
+    try:
+        selection = Selection(reason)
+    except ValueError as error:
+        raise ValueError(f"unknown selection reason {reason!r}; expected one of {[s.value for s in Selection]}") \
+            from error
+    if selection in HOLDOUT_SELECTIONS or selection is Selection.SEED:
+        return Split.TRAIN if trains else Split.HOLDOUT
+    return Split.TRAIN

@@ -1,0 +1,84 @@
+"""store.vocab and store.repo: one vocabulary, one definition of an unbiased label, shared reads on both databases."""
+
+from __future__ import annotations
+
+import pytest
+
+from routing.policy import Policy
+from store import repo
+from store.models import Item, Label, ModelVersion, PolicyVersion, Prediction, utcnow
+from store.vocab import UNBIASED_SELECTIONS, ModelStatus, Selection, Split, split_for
+
+
+def test_only_draws_blind_to_the_model_are_unbiased_and_random_review_picks_train() -> None:
+    assert UNBIASED_SELECTIONS == {Selection.SEED, Selection.AUDIT, Selection.GOLD}
+    assert split_for("random") is Split.TRAIN and split_for("margin") is Split.TRAIN
+    assert split_for("escalation") is Split.TRAIN and split_for("unsolicited") is Split.TRAIN
+    assert split_for("audit") is Split.HOLDOUT and split_for("audit", trains=True) is Split.TRAIN
+    assert split_for("seed") is Split.HOLDOUT and split_for("seed", trains=True) is Split.TRAIN
+    assert split_for("gold") == "holdout"  # a StrEnum: stored and compared as the plain string
+    with pytest.raises(ValueError, match="unknown selection reason 'seed_holdout'"):
+        split_for("seed_holdout")
+
+
+def _labelled(engine, rows: list[tuple[str, str, str, str, float | None, str | None, str]]) -> None:
+    """(item, segment, reason, split, confidence, predicted, truth) under model "m1"."""
+    now = utcnow()
+    with engine.begin() as conn:
+        conn.execute(Item.__table__.insert(), [
+            {"id": r[0], "segment": r[1], "state": "resolved", "received_at": now, "updated_at": now} for r in rows])
+        conn.execute(Prediction.__table__.insert(), [
+            {"item_id": r[0], "model_version": "m1", "confidence": r[4], "label": r[5], "created_at": now}
+            for r in rows])
+        conn.execute(Label.__table__.insert(), [
+            {"item_id": r[0], "label": r[6], "split": r[3], "source": "annotation", "selection_reason": r[2],
+             "created_at": now} for r in rows])
+
+
+def test_held_out_labels_reads_only_unbiased_held_out_outputs_and_fails_closed(engine) -> None:
+    _labelled(engine, [
+        ("a1", "s", "audit", "holdout", 0.9, "x", "x"),
+        ("a2", "s", "audit", "holdout", 0.8, None, "x"),  # no predicted label: never right
+        ("a3", "s", "audit", "holdout", None, "x", "x"),  # no confidence: cannot be thresholded, left out
+        ("a4", "s", "audit", "train", 0.7, "x", "x"),  # an audit that trains never certifies
+        ("r1", "s", "random", "holdout", 0.6, "x", "y"),  # not unbiased even if held out
+        ("g1", "t", "gold", "holdout", 0.5, "x", "y"),
+        ("s1", "t", "seed", "holdout", 0.4, "y", "y"),
+    ])
+    labels = repo.held_out_labels(engine, "m1")
+    assert sorted(labels) == ["s", "t"]
+    assert labels["s"].item_ids == ["a1", "a2"] and labels["s"].correct.tolist() == [1.0, 0.0]
+    assert labels["t"].item_ids == ["g1", "s1"] and labels["t"].confidence.tolist() == [0.5, 0.4]
+    assert list(repo.held_out_labels(engine, "m1", segment="t")) == ["t"]
+    assert repo.held_out_labels(engine, "other") == {}
+
+
+def test_reading_the_policy_writes_nothing_and_a_flow_saves_the_default_once(engine) -> None:
+    assert repo.stored_policy(engine) is None
+    with engine.connect() as conn:
+        assert conn.execute(PolicyVersion.__table__.select()).first() is None
+    policy, version = repo.active_policy(engine)
+    assert repo.active_policy(engine)[1] == version
+    record = repo.stored_policy(engine)
+    assert record.version == version and record.policy == policy and record.comment == "embedded default policy"
+    other = Policy.from_yaml(policy.to_yaml().replace("name: default", "name: edited"))
+    assert repo.save_policy(engine, other, author="ops", comment="edit") == other.content_hash()
+    assert repo.stored_policy(engine).author == "ops"
+
+
+def test_the_routing_model_is_the_newest_promoted_else_upstream(engine) -> None:
+    assert repo.promoted_model(engine) is None and repo.promoted_version(engine) == repo.UPSTREAM_MODEL
+    with engine.begin() as conn:
+        conn.execute(ModelVersion.__table__.insert(), [
+            {"version": "v1", "kind": "sklearn", "status": ModelStatus.RETIRED, "created_at": utcnow()},
+            {"version": "v2", "kind": "sklearn", "status": ModelStatus.PROMOTED, "created_at": utcnow(),
+             "promoted_at": utcnow()},
+        ])
+    assert repo.promoted_model(engine).version == "v2" and repo.promoted_version(engine) == "v2"
+
+
+def test_watermarks_are_upserted(engine) -> None:
+    assert repo.get_watermark(engine, "pull") is None
+    repo.set_watermark(engine, "pull", "1")
+    repo.set_watermark(engine, "pull", "2")
+    assert repo.get_watermark(engine, "pull") == "2"

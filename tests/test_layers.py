@@ -1,0 +1,90 @@
+"""The layering of DESIGN.md, enforced: every import (module level or inside a function) of every package module
+points down the list ui, flows, labeling, scoring, store, routing, calibration, within the table's exceptions, and
+the few third-party packages that belong to one module stay there.
+
+The checker is plain `ast`; it is tested on a scratch tree with an upward import so that a build adding one fails.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+# What each package may import of the others (DESIGN.md, "Layout"). Arrows only point down the list.
+ALLOWED: dict[str, frozenset[str]] = {
+    "ui": frozenset({"labeling", "scoring", "store", "routing", "calibration"}),  # starts flows by deployment only
+    "flows": frozenset({"labeling", "scoring", "store", "routing", "calibration"}),
+    "labeling": frozenset({"store", "routing", "calibration"}),
+    "scoring": frozenset({"store", "routing", "calibration"}),
+    "store": frozenset({"routing", "calibration"}),  # for their value types
+    "routing": frozenset({"calibration"}),
+    "calibration": frozenset(),
+}
+# Third-party packages confined to some modules: pure layers never touch a database, the network or a server.
+CONFINED: dict[str, tuple[str, ...]] = {
+    "label_studio_sdk": ("labeling/client.py",),
+    "netcal": ("calibration/netcal_adapter.py",),
+    "torch": ("calibration/netcal_adapter.py",),
+    "streamlit": ("ui/",),
+    "prefect": ("flows/",),
+    "sqlalchemy": ("ui/", "flows/", "labeling/", "scoring/", "store/"),
+    "sqlmodel": ("ui/", "flows/", "labeling/", "scoring/", "store/"),
+    "alembic": ("store/",),
+    "requests": ("labeling/",),
+    "httpx": ("labeling/",),
+}
+
+
+def imported_modules(source: str) -> list[tuple[int, str]]:
+    """(line, top-level module) of every absolute import in `source`."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            found += [(node.lineno, alias.name.split(".")[0]) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            found.append((node.lineno, node.module.split(".")[0]))
+    return found
+
+
+def violations(root: Path) -> list[str]:
+    """Every import under `root` that breaks the layering, as "path:line: package imports module"."""
+    problems = []
+    for package, allowed in ALLOWED.items():
+        for path in sorted((root / package).rglob("*.py")):
+            relative = path.relative_to(root).as_posix()
+            if "/migrations/" in relative:
+                continue  # Alembic's generated scripts import only sqlalchemy, sqlmodel and alembic
+            for line, module in imported_modules(path.read_text()):
+                if module in ALLOWED and module != package and module not in allowed:
+                    problems.append(f"{relative}:{line}: {package} imports {module}")
+                homes = CONFINED.get(module)
+                if homes is not None and not relative.startswith(homes):
+                    problems.append(f"{relative}:{line}: {module} belongs to {', '.join(homes)} only")
+    return problems
+
+
+def test_every_import_points_down_the_layers() -> None:
+    assert violations(ROOT) == []
+
+
+@pytest.mark.parametrize(
+    "path, source, expected",
+    [
+        ("routing/decide.py", "from store.models import Item\n", "routing/decide.py:1: routing imports store"),
+        ("store/db.py", "def f():\n    import flows.cli\n", "store/db.py:2: store imports flows"),
+        ("ui/app.py", "from flows.route import route_flow\n", "ui/app.py:1: ui imports flows"),
+        ("calibration/metrics.py", "import sqlalchemy\n", "calibration/metrics.py:1: sqlalchemy belongs to"),
+        ("flows/push.py", "from label_studio_sdk import Client\n", "flows/push.py:1: label_studio_sdk belongs to"),
+    ],
+)
+def test_an_upward_or_misplaced_import_fails_the_check(tmp_path: Path, path: str, source: str,
+                                                       expected: str) -> None:
+    for package in ALLOWED:
+        (tmp_path / package).mkdir()
+    (tmp_path / path).write_text(source)
+    (tmp_path / "flows" / "fine.py").write_text("from store.models import Item\nimport numpy\n")
+    found = violations(tmp_path)
+    assert len(found) == 1 and found[0].startswith(expected), found
