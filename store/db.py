@@ -40,15 +40,68 @@ def make_engine(url: str) -> Engine:
     return create_engine(url, pool_pre_ping=True)
 
 
-def migrate(url: str) -> None:
-    """Bring the database at `url` to the newest schema (creates it when new)."""
-    from alembic import command
+class StoreNotReady(RuntimeError):
+    """The store a reader was pointed at does not exist yet, or has an older schema than this code."""
+
+
+def _sqlite_read_only(dbapi_connection, _record) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA query_only=ON")  # any write fails: a reader cannot change the store by mistake
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()
+
+
+def read_only_engine(url: str) -> Engine:
+    """An engine that reads `url` and can write nothing, never migrates, and refuses a store that is missing or
+    behind this code's schema (`StoreNotReady`, saying which command sets it up). The console uses it."""
+    if url.startswith("sqlite"):
+        path = url.split("///", 1)[-1]
+        if path and path != ":memory:" and not Path(path).exists():
+            raise StoreNotReady(f"no Sluice store at {path}: run `sluice init` (or `make demo`) first")
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+        event.listen(engine, "connect", _sqlite_read_only)
+    else:
+        engine = create_engine(url, pool_pre_ping=True,
+                               connect_args={"options": "-c default_transaction_read_only=on"})
+    current, head = schema_revision(engine), head_revision()
+    if current != head:
+        engine.dispose()
+        state = "has no Sluice schema" if current is None else f"is at schema {current}, this code needs {head}"
+        raise StoreNotReady(f"the store at {engine.url.render_as_string(hide_password=True)} {state}: "
+                            "run `sluice init` to create or migrate it")
+    return engine
+
+
+def _alembic_config(url: str | None = None):
     from alembic.config import Config
 
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
-    config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
-    command.upgrade(config, "head")
+    if url is not None:
+        config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    return config
+
+
+def head_revision() -> str:
+    """The newest migration this code knows."""
+    from alembic.script import ScriptDirectory
+
+    return ScriptDirectory.from_config(_alembic_config()).get_current_head()
+
+
+def schema_revision(engine: Engine) -> str | None:
+    """The migration the database at `engine` is at; None when it has no Sluice schema."""
+    from alembic.migration import MigrationContext
+
+    with engine.connect() as conn:
+        return MigrationContext.configure(conn).get_current_revision()
+
+
+def migrate(url: str) -> None:
+    """Bring the database at `url` to the newest schema (creates it when new)."""
+    from alembic import command
+
+    command.upgrade(_alembic_config(url), "head")
 
 
 def get_engine(url: str | None = None, *, migrate_first: bool = True) -> Engine:

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import streamlit as st
 
+from store.db import StoreNotReady
 from ui import state
 
 VIEWS = Path(__file__).resolve().parent / "views"
@@ -20,6 +21,11 @@ def main() -> None:
         st.Page(VIEWS / "whatif.py", title="What-if", url_path="whatif"),
     ]
     page = st.navigation(pages)
+    try:
+        state.engine()
+    except StoreNotReady as error:
+        st.error(f"{error}.")
+        st.stop()
     with st.sidebar:
         st.caption(f"Database: `{state.database_label()}`")
         if st.button("Refresh figures", key="refresh"):

@@ -6,7 +6,7 @@ import pandas as pd
 import streamlit as st
 from sqlalchemy import Engine, make_url
 
-from store.db import get_engine
+from store.db import read_only_engine
 from store.settings import get_settings
 from ui import data
 
@@ -25,7 +25,9 @@ def database_label() -> str:
 
 @st.cache_resource(show_spinner=False)
 def _engine_for(url: str) -> Engine:
-    return get_engine(url)
+    """Read-only and never migrating: the console watches the store the flows write (`StoreNotReady` when there is
+    none yet, or an older one)."""
+    return read_only_engine(url)
 
 
 def engine() -> Engine:

@@ -190,3 +190,34 @@ def test_settings_are_cached_until_cleared(clean_settings, tmp_path):
     assert get_settings() is first  # lru_cache: a changed environment is not seen ...
     get_settings.cache_clear()
     assert get_settings().resolved_home == (tmp_path / "b").resolve()  # ... until the cache is cleared
+
+
+# --- the read-only engine the console uses ------------------------------------------------------------------------
+
+
+def test_a_read_only_engine_reads_and_refuses_every_write(database_url):
+    db.migrate(database_url)
+    reader = db.read_only_engine(database_url)
+    try:
+        with reader.connect() as conn:
+            assert conn.execute(text("select count(*) from items")).scalar() == 0
+        with pytest.raises(Exception, match="(?i)read.only|readonly|attempt to write"):
+            with reader.begin() as conn:
+                conn.execute(Item.__table__.insert(), [{"id": "x", "segment": "default", "state": "received",
+                                                       "received_at": store.models.utcnow(),
+                                                       "updated_at": store.models.utcnow()}])
+    finally:
+        reader.dispose()
+
+
+def test_a_read_only_engine_refuses_a_missing_or_unmigrated_store_and_creates_nothing(tmp_path, database_url):
+    missing = tmp_path / "nowhere" / "sluice.db"
+    with pytest.raises(db.StoreNotReady, match="no Sluice store at .*: run `sluice init`"):
+        db.read_only_engine(f"sqlite:///{missing}")
+    assert not missing.parent.exists()
+    empty = db.make_engine(database_url)
+    with empty.connect():  # the database exists (an empty SQLite file, a fresh PostgreSQL one), never migrated
+        pass
+    empty.dispose()
+    with pytest.raises(db.StoreNotReady, match="has no Sluice schema: run `sluice init`"):
+        db.read_only_engine(database_url)

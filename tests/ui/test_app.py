@@ -137,3 +137,10 @@ def test_overview_flags_a_halted_segment_and_says_what_carries_a_guarantee(popul
     assert "- finance: people review every item" in policy_lines
     # the audited error is people's verdicts: the annotators' own error on gold items is said beside it
     assert any("annotators' own error" in c.value for c in at.caption)
+
+
+def test_without_a_store_the_console_says_which_command_creates_one(sluice_home, streamlit_caches) -> None:
+    at = AppTest.from_file(APP, default_timeout=60).run()
+    assert not at.exception
+    assert len(at.error) == 1 and "run `sluice init` (or `make demo`) first" in at.error[0].value
+    assert not (sluice_home / "sluice.db").exists()  # reading never creates or migrates a store
