@@ -19,9 +19,9 @@ from flows.route import route_flow
 from flows.score import score_flow
 from flows.select import select_flow
 from labeling.quality import agreement_report
+from routing.stopping import gain_per_100_labels, model_agreement, pooled_ece
 from store.models import (
     Annotation,
-    CalibrationReportRow,
     CycleReport,
     Item,
     Label,
@@ -29,7 +29,7 @@ from store.models import (
     ReviewTask,
     RoutingDecision,
 )
-from store.repo import active_policy, promoted_model
+from store.repo import active_policy, latest_ece, promoted_model
 from store.vocab import LabelSource, Split
 
 Annotate = Callable[[int], dict[str, Any]]
@@ -79,21 +79,8 @@ def cycle_figures(engine: Engine, cycle: int, routing_model: str | None) -> dict
         "model_version": model.version if model else None,
         "holdout_accuracy": (model.metrics or {}).get("accuracy") if model else None,
         "routing_model_version": routing_model,
-        "ece": weighted_ece(engine, routing_model) if routing_model else None,
+        "ece": pooled_ece(latest_ece(engine, routing_model).values()) if routing_model else None,
     }
-
-
-def weighted_ece(engine: Engine, model_version: str) -> float | None:
-    """The newest calibration report's ECE per segment, weighted by each segment's sample count."""
-    with engine.connect() as conn:
-        rows = conn.execute(
-            select(CalibrationReportRow.segment, CalibrationReportRow.n, CalibrationReportRow.ece)
-            .where(CalibrationReportRow.model_version == model_version)
-            .order_by(CalibrationReportRow.created_at, CalibrationReportRow.id)
-        ).all()
-    latest = {segment: (n, ece) for segment, n, ece in rows}
-    total = sum(n for n, _ in latest.values())
-    return sum(n * ece for n, ece in latest.values()) / total if total else None
 
 
 # Agreement on 500 items has a standard error under 0.008 near 0.97; a larger sample only costs two
@@ -120,17 +107,16 @@ def stopping_signal(engine: Engine, cycle: int, previous: ModelVersion | None) -
         labels_now = conn.execute(select(func.count()).select_from(Label)).scalar()
     signal: dict[str, Any] = {"gain_per_100_labels": None, "model_agreement": None}
     accuracy = (current.metrics or {}).get("accuracy") if current else None
-    if before and before.get("holdout_accuracy") is not None and accuracy is not None:
-        new_labels = labels_now - (before.get("labels_total") or 0)
-        if new_labels > 0:
-            signal["gain_per_100_labels"] = 100.0 * (accuracy - before["holdout_accuracy"]) / new_labels
+    if before:
+        signal["gain_per_100_labels"] = gain_per_100_labels(before.get("holdout_accuracy"), accuracy,
+                                                            labels_now - (before.get("labels_total") or 0))
     if previous is not None and current is not None and previous.version != current.version \
             and previous.kind == current.kind:
         sample = _unlabelled_sample(engine, current.kind, STOPPING_SAMPLE)
         if sample:
             inputs = np.asarray(sample, dtype=float) if current.kind == "features" else sample
             old, new = load_scoring_model(previous).predict(inputs), load_scoring_model(current).predict(inputs)
-            signal["model_agreement"] = float(np.mean(old == new))
+            signal["model_agreement"] = model_agreement(old, new)
     elif previous is not None and current is not None:
         signal["model_agreement"] = 1.0
     return signal

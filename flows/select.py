@@ -9,87 +9,55 @@ import numpy as np
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.utilities.annotations import quote
-from sqlalchemy import Engine, and_, func, select
+from sqlalchemy import Engine, func, select
 
 from flows.common import derive_rng, engine_for, pack, utcnow
 from routing.decide import Route
-from routing.draws import BLIND_SALT as _BLIND_SALT
-from routing.draws import OVERLAP_SALT as _OVERLAP_SALT
-from routing.draws import decision_uniform
-from routing.sampling import STRATEGIES, entropy, least_confidence, margin, select_batch
+from routing.draws import AUDIT_SALT, BLIND_SALT, OVERLAP_SALT, drawn
+from routing.sampling import STRATEGIES, entropy, least_confidence, margin, probability_matrix, select_batch
 from store.bulk import chunked, insert_ignore, set_column
-from store.models import Item, ItemState, Label, Prediction, ReviewTask, RoutingDecision
-from store.repo import active_policy
+from store.models import Item, ItemState, Label, ReviewTask
+from store.repo import BacklogRow, active_policy, review_backlog
 from store.vocab import UNBUDGETED_SELECTIONS, LabelSource, Queue, Selection, Split, TaskState
 
 UNCERTAINTY = {"margin": margin, "entropy": entropy, "least_confidence": least_confidence}
 
 
-def backlog(engine: Engine) -> list[tuple]:
-    """Routed items waiting for people: their latest decision, its prediction's probabilities."""
-    latest = (
-        select(func.max(RoutingDecision.id).label("id")).group_by(RoutingDecision.item_id).subquery()
-    )
-    with engine.connect() as conn:
-        return conn.execute(
-            select(RoutingDecision.id, RoutingDecision.item_id, RoutingDecision.segment, RoutingDecision.route,
-                   RoutingDecision.inclusion_probability, RoutingDecision.model_version,
-                   RoutingDecision.policy_version, RoutingDecision.predicted_label,
-                   RoutingDecision.raw_confidence, Prediction.probs, RoutingDecision.audit_rate)
-            .join(latest, latest.c.id == RoutingDecision.id)
-            .join(Item, Item.id == RoutingDecision.item_id)
-            .join(Prediction, and_(Prediction.item_id == RoutingDecision.item_id,
-                                   Prediction.model_version == RoutingDecision.model_version))
-            .where(Item.state == ItemState.routed.value)
-            .order_by(RoutingDecision.item_id)
-        ).all()
-
-
-def probability_matrix(rows: list[tuple]) -> np.ndarray:
-    """Class probabilities of backlog rows; a row with only a label and confidence counts as two classes."""
-    prob_dicts = [r[9] or {str(r[7]): r[8], "\u0000other": 1.0 - r[8]} for r in rows]
-    classes = sorted({k for d in prob_dicts if d for k in d})
-    matrix = np.array([[(d or {}).get(c, 0.0) for c in classes] for d in prob_dicts], dtype=float)
-    return matrix.reshape(len(prob_dicts), max(len(classes), 1))
-
-
 def _task_row(
-    row: tuple, reason: str, probability: float, priority: float, cycle: int | None, *, blind: bool = False
+    row: BacklogRow, reason: str, probability: float, priority: float, cycle: int | None, *, blind: bool = False
 ) -> dict[str, Any]:
     return {
-        "item_id": row[1], "decision_id": row[0], "selection_reason": reason,
-        "selection_probability": float(probability), "priority": float(priority), "model_version": row[5],
-        "policy_version": row[6], "predicted_label": row[7], "score": row[8], "blind": blind, "state": TaskState.PENDING,
+        "item_id": row.item_id, "decision_id": row.decision_id, "selection_reason": reason,
+        "selection_probability": float(probability), "priority": float(priority), "model_version": row.model_version,
+        "policy_version": row.policy_version, "predicted_label": row.predicted_label, "score": row.raw_confidence,
+        "blind": blind, "state": TaskState.PENDING,
         "attempts": 0, "cycle": cycle, "created_at": utcnow(), "overlap": 1, "queue": Queue.REVIEW,
     }
 
 
 def blind_draw(decision_id: int, share: float) -> bool:
     """Whether a review task goes out without the model's suggestion: one fixed draw per routing decision."""
-    return share > 0.0 and bool(decision_uniform([decision_id], salt=_BLIND_SALT)[0] < share)
+    return bool(drawn([decision_id], share, salt=BLIND_SALT)[0])
 
 
 def assign_overlap(tasks: list[dict[str, Any]], share: float, annotators: int) -> None:
     """Give an `overlap_share` of the tasks (a fixed draw per routing decision) `annotators` annotators each."""
-    drawn = [t for t in tasks if t["decision_id"] is not None]
-    if share <= 0.0 or not drawn:
-        return
-    for task_row, u in zip(drawn, decision_uniform([t["decision_id"] for t in drawn], salt=_OVERLAP_SALT)):
-        if u < share:
+    candidates = [t for t in tasks if t["decision_id"] is not None]
+    for task_row, overlapped in zip(candidates, drawn([t["decision_id"] for t in candidates], share,
+                                                      salt=OVERLAP_SALT)):
+        if overlapped:
             task_row["overlap"] = annotators
 
 
-def audit_rates(rows: list[tuple], default: float) -> np.ndarray:
+def audit_rates(rows: list[BacklogRow], default: float) -> np.ndarray:
     """Each backlog row's audit share: the one its route run applied (sized or the policy's), else `default`."""
-    return np.array([default if r[10] is None else r[10] for r in rows], dtype=float)
+    return np.array([default if r.audit_rate is None else r.audit_rate for r in rows], dtype=float)
 
 
-def audit_draw(rows: list[tuple], *, rate: float | np.ndarray) -> tuple[list[tuple], list[tuple]]:
+def audit_draw(rows: list[BacklogRow], *, rate: float | np.ndarray) -> tuple[list[BacklogRow], list[BacklogRow]]:
     """(drawn for audit, the rest): each decision independently with probability `rate` (one, or one per row)."""
-    if not rows or np.all(np.asarray(rate) <= 0.0):
-        return [], rows
-    drawn = decision_uniform([r[0] for r in rows]) < rate
-    return [r for r, d in zip(rows, drawn) if d], [r for r, d in zip(rows, drawn) if not d]
+    mask = drawn([r.decision_id for r in rows], rate, salt=AUDIT_SALT)
+    return [r for r, d in zip(rows, mask) if d], [r for r, d in zip(rows, mask) if not d]
 
 
 def spent_budget(engine: Engine, segments: list[str], cycle: int | None) -> dict[str, int]:
@@ -109,7 +77,7 @@ def spent_budget(engine: Engine, segments: list[str], cycle: int | None) -> dict
 
 
 def select_segment(
-    engine: Engine, rows: list[tuple], budget: int, audit_rate: float, strategy: str, cycle: int | None,
+    engine: Engine, rows: list[BacklogRow], budget: int, audit_rate: float, strategy: str, cycle: int | None,
     blind_share: float = 0.0, gold_share: float = 0.0, overlap_share: float = 0.0, overlap_annotators: int = 3,
     *, spent: int = 0,
 ) -> list[dict[str, Any]]:
@@ -123,28 +91,30 @@ def select_segment(
     accept a shown suggestion with how often they agree with it unseen (the automation-bias gap). An
     `overlap_share` of all but gold tasks goes to `overlap_annotators` annotators each, to measure agreement.
     Returns the task rows to write (gold included)."""
-    tasks = [_task_row(r, Selection.AUDIT, r[4] if r[4] is not None else 1.0, 0.0, cycle, blind=True)
-             for r in rows if r[3] == Route.SPOT_CHECK.value]
+    tasks = [_task_row(r, Selection.AUDIT, r.inclusion_probability if r.inclusion_probability is not None else 1.0,
+                       0.0, cycle, blind=True)
+             for r in rows if r.route == Route.SPOT_CHECK]
     budget = max(budget - spent, 0)  # what this cycle already took from the segment's budget
-    escalations = [r for r in rows if r[3] == Route.ESCALATE.value][:budget]
+    escalations = [r for r in rows if r.route == Route.ESCALATE][:budget]
     tasks += [_task_row(r, Selection.ESCALATION, 1.0, 2.0, cycle) for r in escalations]
-    reviews = [r for r in rows if r[3] == Route.REVIEW.value]
+    reviews = [r for r in rows if r.route == Route.REVIEW]
     audited, reviews = audit_draw(reviews, rate=audit_rates(reviews, audit_rate))
     tasks += [_task_row(r, Selection.AUDIT, rate, 0.0, cycle, blind=True)
               for r, rate in zip(audited, audit_rates(audited, audit_rate).tolist())]
     remaining = max(budget - len(escalations), 0)
     if reviews and remaining:
-        probs = probability_matrix(reviews)
-        rng = derive_rng("select", strategy, cycle, [r[1] for r in reviews])
+        probs = probability_matrix([r.probs for r in reviews], [r.predicted_label for r in reviews],
+                                   [r.raw_confidence for r in reviews])
+        rng = derive_rng("select", strategy, cycle, [r.item_id for r in reviews])
         chosen = select_batch(probs, budget=remaining, strategy=strategy, rng=rng)
         usefulness = UNCERTAINTY.get(strategy, margin)(probs)
         for index, reason, probability in zip(chosen.indices, chosen.reasons, chosen.probabilities):
             row = reviews[index]
             tasks.append(_task_row(row, reason, probability, float(usefulness[index]), cycle,
-                                   blind=blind_draw(row[0], blind_share)))
+                                   blind=blind_draw(row.decision_id, blind_share)))
     assign_overlap(tasks, overlap_share, overlap_annotators)
     budgeted = sum(t["selection_reason"] not in (Selection.AUDIT, Selection.ESCALATION) for t in tasks)
-    return tasks + gold_tasks(engine, rows[0][2], round(gold_share * budgeted), rows[0][6], cycle)
+    return tasks + gold_tasks(engine, rows[0].segment, round(gold_share * budgeted), rows[0].policy_version, cycle)
 
 
 # Segments per select task: a segment is a user's grouping, so their number must not multiply Prefect tasks.
@@ -152,18 +122,18 @@ SELECT_BATCH_ITEMS, SELECT_BATCH_SEGMENTS = 20_000, 1_000
 
 
 @task(name="select-segments", cache_policy=NO_CACHE)
-def select_segments(segments: list[list[tuple]], strategy: str, cycle: int | None,
+def select_segments(segments: list[list[BacklogRow]], strategy: str, cycle: int | None,
                     database_url: str | None) -> Counter[str]:
     """Plan the review tasks of a batch of segments (each under its own policy) and write them at once."""
     engine = engine_for(database_url)
     policy, _ = active_policy(engine)
     tasks: list[dict[str, Any]] = []
-    spent = spent_budget(engine, [rows[0][2] for rows in segments], cycle)
+    spent = spent_budget(engine, [rows[0].segment for rows in segments], cycle)
     for rows in segments:
-        rules = policy.for_segment(rows[0][2])
+        rules = policy.for_segment(rows[0].segment)
         tasks += select_segment(engine, rows, rules.review_budget, rules.spot_check_rate, strategy, cycle,
                                 rules.blind_share, rules.gold_share, rules.overlap_share, rules.overlap_annotators,
-                                spent=spent.get(rows[0][2], 0))
+                                spent=spent.get(rows[0].segment, 0))
     queued = {t["item_id"]: ItemState.queued.value for t in tasks if t["selection_reason"] != Selection.GOLD}
     with engine.begin() as conn:
         insert_ignore(conn, ReviewTask.__table__, tasks)
@@ -203,9 +173,9 @@ def select_flow(
         raise ValueError(f"unknown strategy {strategy!r}; expected one of {sorted(STRATEGIES)}")
     logger = get_run_logger()
     engine = engine_for(database_url)
-    by_segment: dict[str, list[tuple]] = {}
-    for row in backlog(engine):
-        by_segment.setdefault(row[2], []).append(row)
+    by_segment: dict[str, list[BacklogRow]] = {}
+    for row in review_backlog(engine):
+        by_segment.setdefault(row.segment, []).append(row)
     batches = pack([by_segment[s] for s in sorted(by_segment)], max_items=SELECT_BATCH_ITEMS,
                    max_groups=SELECT_BATCH_SEGMENTS)
     futures = [select_segments.submit(quote(batch), strategy, cycle, database_url) for batch in batches]

@@ -11,7 +11,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
-__all__ = ["AUDIT_SALT", "AUDIT_TRAIN_SALT", "BLIND_SALT", "OVERLAP_SALT", "decision_uniform"]
+__all__ = [
+    "AUDIT_SALT", "AUDIT_TRAIN_SALT", "BLIND_SALT", "OVERLAP_SALT", "decision_uniform", "drawn",
+]
 
 AUDIT_SALT, BLIND_SALT, OVERLAP_SALT = 0x5A17_A0D1_7D2A_0001, 0xB11D_5EED_0000_0002, 0x0E1A_9000_0000_0003
 AUDIT_TRAIN_SALT = 0x7EAC_0000_0000_0004
@@ -27,3 +29,13 @@ def decision_uniform(decision_ids: Sequence[int], *, salt: int = AUDIT_SALT) -> 
         x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
         x = x ^ (x >> np.uint64(31))
     return (x >> np.uint64(11)).astype(np.float64) * 2.0**-53
+
+
+def drawn(decision_ids: Sequence[int], share: float | np.ndarray, *, salt: int) -> np.ndarray:
+    """Which decisions a policy `share` (one, or one per decision) selects for the purpose of `salt`: a boolean
+    mask, all False for a share of 0 and the same on every retry."""
+    ids = list(decision_ids)
+    shares = np.asarray(share, dtype=float)
+    if not ids or np.all(shares <= 0.0):
+        return np.zeros(len(ids), dtype=bool)
+    return decision_uniform(ids, salt=salt) < shares

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import warnings
-
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from scipy.special import entr
 
-__all__ = ["STRATEGIES", "Selection", "entropy", "least_confidence", "margin", "select_batch"]
+__all__ = [
+    "STRATEGIES", "Selection", "entropy", "least_confidence", "margin", "probability_matrix", "select_batch",
+]
 
 ROW_SUM_TOLERANCE = 1e-6
 
@@ -64,6 +65,22 @@ def margin(probs: Any) -> np.ndarray:
 def entropy(probs: Any) -> np.ndarray:
     """Shannon entropy in nats (0 log 0 = 0); higher means more uncertain."""
     return entr(_as_probability_matrix(probs)).sum(axis=1)
+
+
+OTHER_CLASS = "\u0000other"  # the rest of the mass of an output that names only its label and confidence
+
+
+def probability_matrix(probs: Sequence[Mapping[str, float] | None], labels: Sequence[str | None],
+                       confidences: Sequence[float | None]) -> np.ndarray:
+    """Class probabilities of items, one row each over the union of their classes (sorted). An item without
+    ``probs`` counts as two classes: its label at its confidence, and the rest."""
+    if not len(probs) == len(labels) == len(confidences):
+        raise ValueError(f"length mismatch: {len(probs)} probs, {len(labels)} labels, {len(confidences)} confidences")
+    dicts = [d if d else {str(label): confidence, OTHER_CLASS: 1.0 - confidence}
+             for d, label, confidence in zip(probs, labels, confidences)]
+    classes = sorted({k for d in dicts for k in d})
+    matrix = np.array([[d.get(c, 0.0) for c in classes] for d in dicts], dtype=float)
+    return matrix.reshape(len(dicts), max(len(classes), 1))
 
 
 STRATEGIES: dict[str, Callable[[Any], np.ndarray] | None] = {

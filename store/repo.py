@@ -12,36 +12,41 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
-from sqlalchemy import Engine, insert, select, update
+from sqlalchemy import Engine, and_, func, insert, select, update
 from sqlmodel import Session
 
 from routing.policy import Policy
 from store.bulk import insert_ignore
 from store.models import (
     AuditEvent,
+    CalibrationReportRow,
     GuardHalt,
     Item,
     Label,
     ModelVersion,
     PolicyVersion,
     Prediction,
+    RoutingDecision,
     Watermark,
 )
 from store.settings import PROJECT_ROOT
-from store.vocab import UNBIASED_SELECTIONS, ModelStatus, Split
+from store.vocab import UNBIASED_SELECTIONS, ItemState, ModelStatus, Split
 
 __all__ = [
     "DEFAULT_POLICY_PATH",
     "UPSTREAM_MODEL",
+    "BacklogRow",
     "HeldOut",
     "PolicyRecord",
     "active_policy",
     "get_watermark",
     "guard_halts",
     "held_out_labels",
+    "latest_ece",
     "promoted_model",
     "promoted_version",
     "record_event",
+    "review_backlog",
     "save_policy",
     "set_watermark",
     "stored_policy",
@@ -184,6 +189,52 @@ def held_out_labels(engine: Engine, model_version: str, *, segment: str | None =
         )
         for name, rows in grouped.items()
     }
+
+
+class BacklogRow(NamedTuple):
+    """A routed item waiting for people: its latest decision and that decision's prediction."""
+
+    decision_id: int
+    item_id: str
+    segment: str
+    route: str
+    inclusion_probability: float | None
+    model_version: str
+    policy_version: str
+    predicted_label: str | None
+    raw_confidence: float | None
+    probs: dict[str, float] | None
+    audit_rate: float | None
+
+
+def review_backlog(engine: Engine) -> list[BacklogRow]:
+    """Every item in state ``routed`` with its latest decision, in item id order."""
+    latest = select(func.max(RoutingDecision.id).label("id")).group_by(RoutingDecision.item_id).subquery()
+    query = (
+        select(RoutingDecision.id, RoutingDecision.item_id, RoutingDecision.segment, RoutingDecision.route,
+               RoutingDecision.inclusion_probability, RoutingDecision.model_version,
+               RoutingDecision.policy_version, RoutingDecision.predicted_label,
+               RoutingDecision.raw_confidence, Prediction.probs, RoutingDecision.audit_rate)
+        .join(latest, latest.c.id == RoutingDecision.id)
+        .join(Item, Item.id == RoutingDecision.item_id)
+        .join(Prediction, and_(Prediction.item_id == RoutingDecision.item_id,
+                               Prediction.model_version == RoutingDecision.model_version))
+        .where(Item.state == ItemState.routed)
+        .order_by(RoutingDecision.item_id)
+    )
+    with engine.connect() as conn:
+        return [BacklogRow(*row) for row in conn.execute(query)]
+
+
+def latest_ece(engine: Engine, model_version: str) -> dict[str, tuple[int, float]]:
+    """Per segment (or pool): (n, ECE) of the newest calibration report of `model_version`."""
+    query = (
+        select(CalibrationReportRow.segment, CalibrationReportRow.n, CalibrationReportRow.ece)
+        .where(CalibrationReportRow.model_version == model_version)
+        .order_by(CalibrationReportRow.created_at, CalibrationReportRow.id)
+    )
+    with engine.connect() as conn:
+        return {row.segment: (row.n, row.ece) for row in conn.execute(query)}
 
 
 class HaltRecord(NamedTuple):

@@ -16,3 +16,16 @@ def test_draws_are_fixed_by_id_uniform_and_separate_per_purpose():
     blind = decision_uniform(ids, salt=_BLIND_SALT)
     assert abs(np.corrcoef(audit, blind)[0, 1]) < 0.02
     assert np.array_equal(decision_uniform(ids[5:10]), audit[5:10])
+
+
+def test_drawn_is_a_fixed_mask_per_decision_and_share() -> None:
+    from routing.draws import AUDIT_SALT, BLIND_SALT, drawn
+
+    ids = list(range(20_000))
+    mask = drawn(ids, 0.1, salt=AUDIT_SALT)
+    assert mask.dtype == bool and 0.09 < mask.mean() < 0.11
+    assert (drawn(ids, 0.1, salt=AUDIT_SALT) == mask).all()  # a retry draws the same
+    assert 0.0 < (drawn(ids, 0.1, salt=BLIND_SALT) & mask).mean() < 0.02  # purposes are independent (~0.01)
+    assert not drawn(ids, 0.0, salt=AUDIT_SALT).any() and drawn([], 0.5, salt=AUDIT_SALT).shape == (0,)
+    per_row = drawn([1, 2, 3], [0.0, 1.0, 0.0], salt=AUDIT_SALT)
+    assert per_row.tolist() == [False, True, False]

@@ -139,3 +139,14 @@ def test_unknown_strategy_lists_valid_names() -> None:
         ValueError, match="unknown strategy 'bald'.*entropy.*least_confidence.*margin.*random"
     ):
         select_batch(_pool(5), budget=1, strategy="bald", rng=np.random.default_rng(0))
+
+
+def test_probability_matrix_spans_the_union_of_classes_and_fills_label_only_items() -> None:
+    from routing.sampling import probability_matrix
+
+    matrix = probability_matrix([{"a": 0.7, "b": 0.3}, None, {"c": 1.0}], ["a", "b", "c"], [0.7, 0.9, 1.0])
+    # classes sorted: "\0other" (the label-only item's rest), "a", "b", "c"
+    assert matrix.tolist() == [[0.0, 0.7, 0.3, 0.0], [pytest.approx(0.1), 0.0, 0.9, 0.0], [0.0, 0.0, 0.0, 1.0]]
+    assert probability_matrix([], [], []).shape == (0, 1)
+    with pytest.raises(ValueError, match="length mismatch"):
+        probability_matrix([None], [], [0.5])
