@@ -20,7 +20,7 @@ from sqlalchemy import Engine, select, update
 from calibration.display import ReliabilityDisplay
 from calibration.drift import DEFAULT_MAX_PSI, confidence_drift
 from calibration.report import CalibrationReport, calibration_gate, fit_and_select
-from flows.common import derive_rng, engine_for, fingerprint, utcnow
+from flows.common import derive_rng, engine_for, fingerprint, holds_store_lock, utcnow
 from routing.policy import Policy
 from routing.pools import POOL_PREFIX, groups_in_use, pool_members
 from store.bulk import chunked, insert_ignore
@@ -217,6 +217,7 @@ def _markdown(results: list[dict[str, Any]]) -> str:
 
 
 @flow(name="calibrate", log_prints=True)
+@holds_store_lock
 def calibrate_flow(database_url: str | None = None, max_psi: float = DEFAULT_MAX_PSI) -> list[dict[str, Any]]:
     """Refit the recalibrator of every model in use and segment whose unbiased labels changed, and mark a
     report stale (report["drift"]["stale"]) when newer confidences drift past `max_psi`."""

@@ -3,16 +3,20 @@ shared reads and writes of the store are in `store.repo`)."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import inspect
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from datetime import datetime, timezone
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sqlalchemy import Engine
+from sqlalchemy import Engine, make_url
 
 from labeling.resolve import ResolutionRule
 from routing.policy import Policy
@@ -21,6 +25,82 @@ from scoring.registry import load_model
 from store.db import get_engine
 from store.models import ModelVersion
 from store.repo import active_policy
+from store.settings import get_settings
+
+
+class StepFailed(RuntimeError):
+    """A step could not do its work (a service down after its client's retries with back-off): raised so that its
+    flow run ends Failed with this reason, never as a green run with an ERROR line. What it could not do stays
+    where it was (the outbox pending, the watermark unmoved) for the next run."""
+
+
+# One global concurrency limit (Prefect's) per store, one slot: two cycles, or a cycle and a step, never run on the
+# same store at once, whichever worker or process starts them. Steps a cycle runs inherit its slot.
+STORE_LOCK_PREFIX = "sluice-store-"
+_held_locks: ContextVar[frozenset[str]] = ContextVar("sluice_store_locks", default=frozenset())
+
+
+def store_lock_name(database_url: str) -> str:
+    """The limit's name for a store: a fingerprint of its URL (password left out), so stores do not block each
+    other and the name gives nothing away."""
+    shown = make_url(database_url).render_as_string(hide_password=True)
+    return STORE_LOCK_PREFIX + hashlib.sha256(shown.encode()).hexdigest()[:16]
+
+
+def _ensure_limit(name: str) -> None:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
+    from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
+
+    with get_client(sync_client=True) as client:
+        try:
+            client.read_global_concurrency_limit_by_name(name)
+        except ObjectNotFound:
+            try:
+                client.create_global_concurrency_limit(GlobalConcurrencyLimitCreate(name=name, limit=1))
+            except ObjectAlreadyExists:
+                pass  # another flow created it between our read and our write
+
+
+@contextmanager
+def store_lock(database_url: str | None = None, *, timeout: float | None = None) -> Iterator[None]:
+    """Hold the store's one slot while the body runs (re-entrant within a flow and the steps it calls). Waits up
+    to `timeout` seconds (the settings' `store_lock_timeout` by default), then raises `StepFailed`."""
+    url = database_url or get_settings().resolved_database_url
+    name = store_lock_name(url)
+    held = _held_locks.get()
+    if name in held:
+        yield
+        return
+    from prefect.concurrency.sync import concurrency
+
+    _ensure_limit(name)
+    wait = get_settings().store_lock_timeout if timeout is None else timeout
+    token = _held_locks.set(held | {name})
+    acquired = False
+    try:
+        with concurrency(name, occupy=1, timeout_seconds=wait, strict=True):
+            acquired = True
+            yield
+    except TimeoutError as error:  # Prefect's AcquireConcurrencySlotTimeoutError is one
+        if acquired:
+            raise
+        raise StepFailed(f"another Sluice flow has held the store lock {name} for more than {wait:g} s; nothing "
+                         "was done (one cycle or step runs on a store at a time)") from error
+    finally:
+        _held_locks.reset(token)
+
+
+def holds_store_lock(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Run a flow function under `store_lock` of its `database_url` argument (put it beneath `@flow`)."""
+    signature = inspect.signature(fn)
+
+    @functools.wraps(fn)
+    def locked(*args: Any, **kwargs: Any) -> Any:
+        with store_lock(signature.bind_partial(*args, **kwargs).arguments.get("database_url")):
+            return fn(*args, **kwargs)
+
+    return locked
 
 
 def utcnow() -> datetime:

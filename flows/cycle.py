@@ -11,7 +11,7 @@ from prefect import flow, get_run_logger
 from sqlalchemy import Engine, func, insert, select, update
 
 from flows.calibrate import calibrate_flow
-from flows.common import engine_for, load_scoring_model, utcnow
+from flows.common import engine_for, holds_store_lock, load_scoring_model, utcnow
 from flows.labelstudio import pull_flow, push_flow
 from flows.retrain import retrain_flow
 from flows.risk import audit_estimates
@@ -122,6 +122,7 @@ def stopping_signal(engine: Engine, cycle: int, previous: ModelVersion | None) -
     return signal
 
 
+@holds_store_lock
 def run_cycle(
     *, strategy: str = "margin", database_url: str | None = None, annotate: Annotate | None = None,
     push: bool = True,
@@ -157,6 +158,7 @@ def run_cycle(
 
 
 @flow(name="cycle", log_prints=True)
+@holds_store_lock
 def cycle_flow(strategy: str = "margin", database_url: str | None = None) -> dict[str, Any]:
     """One turn of the flywheel against Label Studio: whatever annotators finished since the last pull comes in."""
     result = run_cycle(strategy=strategy, database_url=database_url)

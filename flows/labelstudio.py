@@ -13,7 +13,7 @@ from prefect.cache_policies import NO_CACHE
 from sqlalchemy import Engine, bindparam, select, update
 from sqlmodel import Session
 
-from flows.common import engine_for, resolution_rules, utcnow
+from flows.common import StepFailed, engine_for, holds_store_lock, resolution_rules, utcnow
 from labeling.client import LabelStudioQueue, TaskSpec
 from labeling.errors import LabelStudioApiError, LabelStudioError
 from labeling.resolve import HumanAnswer, resolve_items, upsert_annotations
@@ -151,6 +151,7 @@ def keep_model_version_current(engine: Engine, queue: LabelStudioQueue, project_
 
 
 @flow(name="push", log_prints=True)
+@holds_store_lock
 def push_flow(database_url: str | None = None) -> dict[str, Any]:
     """Send the pending outbox to Label Studio in chunks; what fails stays pending for the next run."""
     logger = get_run_logger()
@@ -170,8 +171,9 @@ def push_flow(database_url: str | None = None) -> dict[str, Any]:
         try:
             _, queue_project = open_queue(engine, queue_name=queue_name)
         except LabelStudioError as error:
-            logger.error("push: Label Studio is unavailable, %d batch(es) stay queued: %s", len(keys), error)
-            return {"pushed": pushed, "pending": len(keys), "error": str(error)}
+            record_event(engine, "push_failed", {"pushed": pushed, "pending": len(keys), "error": str(error)})
+            raise StepFailed(f"push: Label Studio is unavailable, {len(keys)} batch(es) stay queued: {error}") \
+                from error
         if queue_name == Queue.REVIEW:
             project_id = queue_project
         for key in batches:
@@ -185,13 +187,16 @@ def push_flow(database_url: str | None = None) -> dict[str, Any]:
     summary = {"pushed": pushed, "failed_batches": failed, "project_id": project_id}
     if errors:
         summary["error"] = errors[0]
-        logger.error("push: %d batch(es) stay queued for the next run: %s", failed, errors[0])
-    record_event(engine, "push", summary)
+    record_event(engine, "push" if not errors else "push_failed", summary)
+    if errors:
+        raise StepFailed(f"push: {failed} batch(es) failed and stay queued for the next run ({pushed} task(s) "
+                         f"pushed): {errors[0]}")
     logger.info("push: %s", summary)
     return summary
 
 
 @flow(name="pull", log_prints=True)
+@holds_store_lock
 def pull_flow(cycle: int | None = None, database_url: str | None = None) -> dict[str, Any]:
     """Pull annotations completed since the watermark, upsert them, resolve labels into the training set."""
     logger = get_run_logger()
@@ -205,8 +210,9 @@ def pull_flow(cycle: int | None = None, database_url: str | None = None) -> dict
         try:
             pulled = pull_queue(engine, queue_name, cycle, rules)
         except LabelStudioError as error:
-            logger.error("pull: Label Studio is unavailable; the %s watermark stays: %s", queue_name, error)
-            return {**summary, "error": str(error)}
+            record_event(engine, "pull_failed", {**summary, "queue": queue_name, "error": str(error)})
+            raise StepFailed(f"pull: Label Studio is unavailable; the {queue_name} watermark stays: {error}") \
+                from error
         for name, value in pulled.items():
             summary[name] += value
     record_event(engine, "pull", summary)

@@ -9,7 +9,7 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from sqlalchemy import Engine, select, update
 
-from flows.common import engine_for, fingerprint, load_scoring_model, utcnow
+from flows.common import engine_for, fingerprint, holds_store_lock, load_scoring_model, utcnow
 from scoring.models import ScoringModel, evaluate, paired_comparison, train_model
 from scoring.registry import save_model
 from store.bulk import insert_ignore
@@ -67,6 +67,7 @@ def promote(engine: Engine, version: str) -> None:
 
 
 @flow(name="retrain", log_prints=True)
+@holds_store_lock
 def retrain_flow(seed: int = 0, alpha: float = 0.05, database_url: str | None = None) -> dict[str, Any]:
     """Train on the current training set; promote unless the held-out set shows the candidate is worse than the
     incumbent (a one-sided paired sign test at level `alpha`: see `scoring.models.paired_comparison`)."""

@@ -19,7 +19,7 @@ from sqlmodel import Session
 from calibration.recalibrators import calibrator_from_dict
 from calibration.report import CalibrationReport, GateResult, calibration_gate, is_stale
 from flows.calibrate import calibration_jobs
-from flows.common import as_utc, derive_rng, engine_for, pack, utcnow
+from flows.common import as_utc, derive_rng, engine_for, holds_store_lock, pack, utcnow
 from flows.risk import Labelled, batch_risk_flags, check_live_guards, derived_threshold, training_segments
 from routing.decide import REASON_LIVE_GUARD_HALTED, Route, route
 from routing.policy import Policy, SegmentPolicy
@@ -273,6 +273,7 @@ def _reasons_json(reasons: tuple[tuple[str, ...], ...]) -> list[str]:
 
 
 @flow(name="route", log_prints=True)
+@holds_store_lock
 def route_flow(cycle: int | None = None, database_url: str | None = None) -> dict[str, Any]:
     """Route every scored item under the active policy, per segment and model version, in batches of segments;
     first run every target segment's live guard on the audits that came in since the last route."""

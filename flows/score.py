@@ -16,7 +16,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.utilities.annotations import quote
 from sqlalchemy import Engine, and_, bindparam, case, exists, or_, select, update
 
-from flows.common import engine_for, load_scoring_model, utcnow
+from flows.common import engine_for, holds_store_lock, load_scoring_model, utcnow
 from scoring.passthrough import upstream_scores
 from store.bulk import chunked, insert_ignore, insert_ignore_columns
 from store.models import Item, ItemState, Label, ModelVersion, Prediction
@@ -208,6 +208,7 @@ def items_to_score(engine: Engine, model_version: str | None) -> tuple[list[str]
 
 
 @flow(name="score", log_prints=True)
+@holds_store_lock
 def score_flow(
     batch_size: int = DEFAULT_BATCH_SIZE, database_url: str | None = None, *, workers: int = 1
 ) -> dict[str, Any]:

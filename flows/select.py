@@ -11,7 +11,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.utilities.annotations import quote
 from sqlalchemy import Engine, func, select
 
-from flows.common import derive_rng, engine_for, pack, utcnow
+from flows.common import derive_rng, engine_for, holds_store_lock, pack, utcnow
 from routing.decide import Route
 from routing.draws import AUDIT_SALT, BLIND_SALT, OVERLAP_SALT, drawn
 from routing.sampling import STRATEGIES, entropy, least_confidence, margin, probability_matrix, select_batch
@@ -165,6 +165,7 @@ def gold_tasks(engine: Engine, segment: str, count: int, policy_version: str, cy
 
 
 @flow(name="select", log_prints=True)
+@holds_store_lock
 def select_flow(
     strategy: str = "margin", cycle: int | None = None, database_url: str | None = None
 ) -> dict[str, Any]:

@@ -26,6 +26,8 @@ class SluiceSettings(BaseSettings):
     labelstudio_password: str = "sluice-admin-pass"
     labelstudio_project: str = "Sluice review queue"
     labelstudio_home: Path | None = Field(default=None, description="Label Studio's data; `home`/labelstudio when unset")
+    store_lock_timeout: float = Field(default=900.0, gt=0,
+                                      description="seconds a flow waits for another one to release the store")
 
     @property
     def resolved_home(self) -> Path:

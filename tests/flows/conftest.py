@@ -44,3 +44,23 @@ def write_files(directory: Path, records: list[dict]) -> tuple[Path, Path]:
 def dataset_files(tmp_path) -> tuple[Path, Path]:
     return write_files(tmp_path, make_dataset(900, seed=3))
 
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.integration)])
+def sluice_home(request, tmp_path, monkeypatch):
+    """A fresh SLUICE_HOME (models, reports) for one flow test, with its store on each backend: the SQLite file
+    under it, or a fresh database on the session's real PostgreSQL cluster (SLUICE_DATABASE_URL)."""
+    from store.db import dispose_engines
+    from store.settings import get_settings
+
+    home = tmp_path / "sluice-home"
+    monkeypatch.setenv("SLUICE_HOME", str(home))
+    if request.param == "postgresql":
+        monkeypatch.setenv("SLUICE_DATABASE_URL", request.getfixturevalue("fresh_postgres_url"))
+    else:
+        monkeypatch.delenv("SLUICE_DATABASE_URL", raising=False)
+    get_settings.cache_clear()
+    dispose_engines()
+    yield home
+    get_settings.cache_clear()
+    dispose_engines()

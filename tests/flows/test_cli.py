@@ -28,16 +28,25 @@ def test_help_lists_every_command():
         assert command in result.output
 
 
-def test_every_deployment_points_at_a_flow():
+def _entrypoints(path: Path) -> list[str]:
+    return [d["entrypoint"] for d in yaml.safe_load(path.read_text())["deployments"]]
+
+
+def test_the_two_deployment_modes_point_at_flows_and_do_not_overlap():
+    """prefect.yaml deploys the whole cycle; deploy/steps.yaml the steps instead; never the cycle and a step."""
     from prefect import Flow
 
-    spec = yaml.safe_load((ROOT / "prefect.yaml").read_text())
-    entrypoints = {d["entrypoint"] for d in spec["deployments"]}
-    assert len(entrypoints) == len(spec["deployments"]) == 9
-    for entrypoint in entrypoints:
+    cycle, steps = _entrypoints(ROOT / "prefect.yaml"), _entrypoints(ROOT / "deploy" / "steps.yaml")
+    ingest = "flows/ingest.py:ingest_flow"  # on demand, in either mode: it does not hold the store
+    assert sorted(cycle) == sorted({"flows/cycle.py:cycle_flow", ingest})
+    assert "flows/cycle.py:cycle_flow" not in steps and len(set(steps)) == len(steps) == 8
+    for entrypoint in set(cycle) | set(steps):
         path, name = entrypoint.split(":")
         module = importlib.import_module(path.removesuffix(".py").replace("/", "."))
         assert isinstance(getattr(module, name), Flow), entrypoint
+    # every step the cycle runs has a deployment of its own in the steps mode
+    for step in ("score", "calibrate", "route", "select", "labelstudio.py:push", "labelstudio.py:pull", "retrain"):
+        assert any(step in entrypoint for entrypoint in steps), step
 
 
 def test_init_and_policy_commands(sluice_home, tmp_path):

@@ -102,10 +102,11 @@ def test_labelstudio_down_during_push_keeps_items_queued(queued, monkeypatch, ls
     waiting = pending_count(engine)
     monkeypatch.setenv("SLUICE_LABELSTUDIO_URL", f"http://127.0.0.1:{free_port()}")
     get_settings.cache_clear()
-    down = push_flow()
-    assert down["pushed"] == 0 and "error" in down
+    down = push_flow(return_state=True)  # a failed run, with the reason, after the client's retries
+    assert down.is_failed() and "push: Label Studio is unavailable, " in down.message and "batch(es) stay queued" in down.message
     assert pending_count(engine) == waiting
-    assert "error" in pull_flow(cycle=1)  # the watermark stays; the next pull catches up
+    down = pull_flow(cycle=1, return_state=True)  # the watermark stays; the next pull catches up
+    assert down.is_failed() and "pull: Label Studio is unavailable; the review watermark stays" in down.message
     monkeypatch.setenv("SLUICE_LABELSTUDIO_URL", ls_env.url)
     get_settings.cache_clear()
     assert push_flow()["pushed"] == waiting
