@@ -412,11 +412,12 @@ def _restore_one_vs_rest(data: dict[str, Any]) -> OneVsRestCalibrator:
     calibrators = [calibrator_from_dict(part) for part in data["calibrators"]]
     n_classes = int(data["n_classes"])
     _require_same_length(len(calibrators), 1 if n_classes == 2 else n_classes, "calibrators")
-    if any(type(c) is not CALIBRATOR_METHODS[wrapper.base_method] for c in calibrators):
+    parts = [c for c in calibrators if type(c) is CALIBRATOR_METHODS[wrapper.base_method]]
+    if len(parts) != len(calibrators) or not all(isinstance(c, ConfidenceCalibrator) for c in parts):
         raise CalibrationInputError(
             f"calibrator dict field 'calibrators' must all be {wrapper.base_method!r} calibrators"
         )
-    wrapper.calibrators_ = calibrators
+    wrapper.calibrators_ = [c for c in parts if isinstance(c, ConfidenceCalibrator)]
     wrapper.n_classes_, wrapper.n_samples_ = n_classes, int(data["n_samples"])
     return wrapper
 

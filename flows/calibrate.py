@@ -14,13 +14,21 @@ import numpy as np
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
-from prefect.utilities.annotations import quote
 from sqlalchemy import Engine, select, update
 
 from calibration.display import ReliabilityDisplay
 from calibration.drift import DEFAULT_MAX_PSI, confidence_drift
 from calibration.report import CalibrationReport, calibration_gate, fit_and_select
-from flows.common import derive_rng, engine_for, fingerprint, holds_store_lock, utcnow
+from flows.common import (
+    Payload,
+    derive_rng,
+    engine_for,
+    fingerprint,
+    holds_store_lock,
+    takes_payloads,
+    utcnow,
+)
+from flows.runners import BATCH_RUNNER
 from routing.policy import Policy
 from routing.pools import POOL_PREFIX, groups_in_use, pool_members
 from store.bulk import chunked, insert_ignore
@@ -155,6 +163,7 @@ def fit_segment(engine: Engine, policy: Policy, model_version: str, job: Calibra
 
 
 @task(name="fit-calibrations", cache_policy=NO_CACHE)
+@takes_payloads
 def fit_batch(model_version: str, jobs: list[CalibrationJob], database_url: str | None,
               max_psi: float = DEFAULT_MAX_PSI) -> list[dict[str, Any]]:
     """Fit a batch of calibration groups of one model (one task per batch, never one per segment)."""
@@ -216,7 +225,7 @@ def _markdown(results: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-@flow(name="calibrate", log_prints=True)
+@flow(name="calibrate", log_prints=True, task_runner=BATCH_RUNNER)
 @holds_store_lock
 def calibrate_flow(database_url: str | None = None, max_psi: float = DEFAULT_MAX_PSI) -> list[dict[str, Any]]:
     """Refit the recalibrator of every model in use and segment whose unbiased labels changed, and mark a
@@ -228,7 +237,7 @@ def calibrate_flow(database_url: str | None = None, max_psi: float = DEFAULT_MAX
     seen = segments_seen(engine)
     for version in models_in_use(engine):
         jobs = calibration_jobs(policy, held_out_labels(engine, version), seen=seen)
-        futures += [fit_batch.submit(version, quote(jobs[k:k + CALIBRATION_BATCH]), database_url, max_psi)
+        futures += [fit_batch.submit(version, Payload(jobs[k:k + CALIBRATION_BATCH]), database_url, max_psi)
                     for k in range(0, len(jobs), CALIBRATION_BATCH)]
     results = [r for f in futures for r in f.result()]
     if results:

@@ -66,8 +66,23 @@ def show(title: str, summary: dict[str, Any]) -> None:
 
 
 @app.callback()
-def main(verbose: bool = typer.Option(False, "--verbose", "-v", help="Show Prefect's flow and task logs.")) -> None:
+def main(
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Show Prefect's flow and task logs."),
+    task_runner: str = typer.Option(None, "--task-runner", envvar="SLUICE_TASK_RUNNER",
+                                    help="Where batch tasks run: threads (default) or dask."),
+    dask_address: str = typer.Option(None, "--dask-address", envvar="SLUICE_DASK_ADDRESS",
+                                     help="A Dask scheduler, e.g. tcp://scheduler:8786; a local cluster when unset."),
+) -> None:
     """Sluice: calibrated routing of model outputs, active learning with Label Studio."""
+    from store.settings import get_settings
+
+    if task_runner is not None and task_runner not in ("threads", "dask"):
+        fail(f"--task-runner must be threads or dask, got {task_runner!r}")
+    # the settings are read from the environment; a flag is this command's setting (and its Dask workers')
+    for name, value in (("SLUICE_TASK_RUNNER", task_runner), ("SLUICE_DASK_ADDRESS", dask_address)):
+        if value is not None:
+            os.environ[name] = value
+    get_settings.cache_clear()
 
 
 @app.command()

@@ -103,6 +103,31 @@ def holds_store_lock(fn: Callable[..., Any]) -> Callable[..., Any]:
     return locked
 
 
+class Payload:
+    """A large task argument handed over untouched: Prefect does not walk it looking for futures (seconds per
+    million ids), and Dask does not read it as part of a task graph (where every tuple is a task, so Prefect's
+    `quote`, a tuple, arrives mangled). The task unwraps it through `takes_payloads`."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+    def __reduce__(self) -> tuple[type[Payload], tuple[Any]]:
+        return Payload, (self.value,)
+
+
+def takes_payloads(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Let a task function receive `Payload` arguments as their values (put it beneath `@task`)."""
+
+    @functools.wraps(fn)
+    def unwrapped(*args: Any, **kwargs: Any) -> Any:
+        return fn(*(a.value if isinstance(a, Payload) else a for a in args),
+                  **{k: v.value if isinstance(v, Payload) else v for k, v in kwargs.items()})
+
+    return unwrapped
+
+
 def utcnow() -> datetime:
     return datetime.now(timezone.utc)
 

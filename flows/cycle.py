@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import asdict
+from datetime import datetime
 from typing import Any
 
 import numpy as np
@@ -125,16 +126,17 @@ def stopping_signal(engine: Engine, cycle: int, previous: ModelVersion | None) -
 @holds_store_lock
 def run_cycle(
     *, strategy: str = "margin", database_url: str | None = None, annotate: Annotate | None = None,
-    push: bool = True,
+    push: bool = True, as_of: datetime | None = None,
 ) -> dict[str, Any]:
-    """One full cycle. `annotate(cycle)` stands in for people between push and pull (simulations only)."""
+    """One full cycle. `annotate(cycle)` stands in for people between push and pull, and `as_of` for the clock
+    that dates review tasks and picks their budget window (simulations only)."""
     engine = engine_for(database_url)
     cycle = start_cycle(engine)
     routing_model = promoted_model(engine)
     steps: dict[str, Any] = {"score": score_flow(database_url=database_url)}
     steps["calibrate"] = calibrate_flow(database_url=database_url)
     steps["route"] = route_flow(cycle=cycle, database_url=database_url)
-    steps["select"] = select_flow(strategy=strategy, cycle=cycle, database_url=database_url)
+    steps["select"] = select_flow(strategy=strategy, cycle=cycle, database_url=database_url, as_of=as_of)
     if push:
         steps["push"] = push_flow(database_url=database_url)
     if annotate is not None:

@@ -3,34 +3,39 @@
 from __future__ import annotations
 
 import json
-import threading
 from collections import Counter
-from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
-from prefect.utilities.annotations import quote
 from sqlalchemy import Engine, and_, bindparam, func, select
 from sqlmodel import Session
 
 from calibration.recalibrators import calibrator_from_dict
 from calibration.report import CalibrationReport, GateResult, calibration_gate, is_stale
 from flows.calibrate import calibration_jobs
-from flows.common import as_utc, derive_rng, engine_for, holds_store_lock, pack, utcnow
+from flows.common import (
+    Payload,
+    as_utc,
+    derive_rng,
+    engine_for,
+    holds_store_lock,
+    pack,
+    takes_payloads,
+    utcnow,
+)
 from flows.risk import Labelled, batch_risk_flags, check_live_guards, derived_threshold, training_segments
+from flows.runners import BATCH_RUNNER
 from routing.decide import REASON_LIVE_GUARD_HALTED, Route, route
 from routing.policy import Policy, SegmentPolicy
 from routing.pools import POOL_PREFIX, calibration_group, groups_in_use
 from routing.signals import RiskFlags
 from store.bulk import chunked, insert_ignore_columns, set_column
+from store.db import write_transaction
 from store.models import CalibrationReportRow, Item, ItemState, Prediction, RoutingDecision
 from store.repo import UPSTREAM_MODEL, active_policy, held_out_labels, promoted_model
-
-# SQLite takes one writer at a time; segment tasks in threads queue here, not in SQLite's (unfair) busy handler.
-_SQLITE_WRITE_LOCK = threading.Lock()
 
 STATE_AFTER = {
     Route.AUTO_ACCEPT.value: ItemState.auto_accepted.value,
@@ -244,6 +249,7 @@ def decide_group(engine: Engine, rows: list[tuple], cycle: int | None, context: 
 
 
 @task(name="route-batch", cache_policy=NO_CACHE)
+@takes_payloads
 def route_batch(
     groups: list[list[tuple[str, str, str, float, str]]], cycle: int | None, database_url: str | None,
     halted: dict[str, str], labels: dict[str, ModelLabels],
@@ -255,7 +261,7 @@ def route_batch(
     flags = risk_flags_by_group(engine, groups, context)
     decided = [decide_group(engine, rows, cycle, context, f) for rows, f in zip(groups, flags)]
     columns = {key: [v for d in decided for v in d[key]] for key in decided[0]}
-    with _SQLITE_WRITE_LOCK if engine.dialect.name == "sqlite" else nullcontext(), engine.begin() as conn:
+    with write_transaction(engine) as conn:
         insert_ignore_columns(conn, RoutingDecision.__table__, columns, encoded_json=("reasons",))
         set_column(conn, Item.__table__, "id", "state",
                    dict(zip(columns["item_id"], map(STATE_AFTER.__getitem__, columns["route"]))))
@@ -272,7 +278,7 @@ def _reasons_json(reasons: tuple[tuple[str, ...], ...]) -> list[str]:
     return [encoded.get(r) or encoded.setdefault(r, json.dumps(list(r))) for r in reasons]
 
 
-@flow(name="route", log_prints=True)
+@flow(name="route", log_prints=True, task_runner=BATCH_RUNNER)
 @holds_store_lock
 def route_flow(cycle: int | None = None, database_url: str | None = None) -> dict[str, Any]:
     """Route every scored item under the active policy, per segment and model version, in batches of segments;
@@ -295,8 +301,8 @@ def route_flow(cycle: int | None = None, database_url: str | None = None) -> dic
     for batch in pack([groups[key] for key in sorted(groups)], max_items=BATCH_ITEMS, max_groups=BATCH_GROUPS):
         mine = {model: labels[model].for_segments(policy, [rows[0][1] for rows in batch if rows[0][2] == model])
                 for model in {rows[0][2] for rows in batch}}
-        # quote(): Prefect would otherwise walk every row of every group looking for futures (seconds per 100k)
-        futures.append(route_batch.submit(quote(batch), cycle, database_url, quote(halted), quote(mine)))
+        # Payload(): Prefect would otherwise walk every row of every group looking for futures (seconds per 100k)
+        futures.append(route_batch.submit(Payload(batch), cycle, database_url, Payload(halted), Payload(mine)))
     counts: Counter[str] = Counter()
     for future in futures:
         counts.update(future.result())

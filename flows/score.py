@@ -4,21 +4,20 @@ from __future__ import annotations
 
 import json
 import multiprocessing
-import threading
 from collections import deque
 from concurrent.futures import ProcessPoolExecutor
-from contextlib import nullcontext
 from typing import Any
 
 import numpy as np
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
-from prefect.utilities.annotations import quote
 from sqlalchemy import Engine, and_, bindparam, case, exists, or_, select, update
 
-from flows.common import engine_for, holds_store_lock, load_scoring_model, utcnow
+from flows.common import Payload, engine_for, holds_store_lock, load_scoring_model, takes_payloads, utcnow
+from flows.runners import BATCH_RUNNER
 from scoring.passthrough import upstream_scores
 from store.bulk import chunked, insert_ignore, insert_ignore_columns
+from store.db import write_transaction
 from store.models import Item, ItemState, Label, ModelVersion, Prediction
 from store.repo import UPSTREAM_MODEL, promoted_model
 from store.vocab import Split
@@ -26,9 +25,6 @@ from store.vocab import Split
 DEFAULT_BATCH_SIZE = 5_000
 MODEL_BATCHES_IN_FLIGHT = 3
 UPSTREAM_BATCH_SIZE = 50_000  # passthrough costs microseconds per item: coarser batches, fewer task runs
-# SQLite takes one writer at a time; batch tasks in threads queue here rather than in SQLite's busy handler,
-# which is not fair and can starve one writer past its busy timeout ("database is locked").
-_SQLITE_WRITE_LOCK = threading.Lock()
 RESCORED_STATES = (ItemState.received.value, ItemState.routed.value)
 
 
@@ -73,7 +69,7 @@ def _write_prediction_columns(
         "label": np.asarray(classes).astype(str)[order[:, 0]].tolist(), "confidence": top.tolist(),
         "margin": (top - second).tolist(), "probs": probs_json(classes, probs), "created_at": [utcnow()] * n,
     }
-    with _SQLITE_WRITE_LOCK if engine.dialect.name == "sqlite" else nullcontext(), engine.begin() as conn:
+    with write_transaction(engine) as conn:
         insert_ignore_columns(conn, Prediction.__table__, columns, encoded_json=("probs",))
         _mark_scored(conn, item_ids)
 
@@ -93,12 +89,13 @@ def _mark_scored(conn, ids: list[str]) -> None:
 
 
 def _write_predictions(engine: Engine, rows: list[dict]) -> None:
-    with _SQLITE_WRITE_LOCK if engine.dialect.name == "sqlite" else nullcontext(), engine.begin() as conn:
+    with write_transaction(engine) as conn:
         insert_ignore(conn, Prediction.__table__, rows)
         _mark_scored(conn, [r["item_id"] for r in rows])
 
 
 @task(name="score-batch", cache_policy=NO_CACHE)
+@takes_payloads
 def score_model_batch(item_ids: list[str], version: ModelVersion, database_url: str | None) -> int:
     engine = engine_for(database_url)
     model = load_scoring_model(version)
@@ -131,6 +128,7 @@ def _predict_in_worker(path: str, sha256: str, kind: str, inputs: list[Any]) -> 
 
 
 @task(name="score-batches-in-processes", cache_policy=NO_CACHE)
+@takes_payloads
 def score_model_batches_in_processes(
     item_ids: list[str], version: ModelVersion, database_url: str | None, batch_size: int, workers: int
 ) -> int:
@@ -156,6 +154,7 @@ def score_model_batches_in_processes(
 
 
 @task(name="passthrough-batch", cache_policy=NO_CACHE)
+@takes_payloads
 def score_upstream_batch(item_ids: list[str], database_url: str | None) -> int:
     engine = engine_for(database_url)
     with engine.connect() as conn:
@@ -207,7 +206,7 @@ def items_to_score(engine: Engine, model_version: str | None) -> tuple[list[str]
     return list(model), list(upstream)
 
 
-@flow(name="score", log_prints=True)
+@flow(name="score", log_prints=True, task_runner=BATCH_RUNNER)
 @holds_store_lock
 def score_flow(
     batch_size: int = DEFAULT_BATCH_SIZE, database_url: str | None = None, *, workers: int = 1
@@ -222,11 +221,11 @@ def score_flow(
     engine = engine_for(database_url)
     version = promoted_model(engine)
     model_ids, upstream_ids = items_to_score(engine, version.version if version else None)
-    # quote(): Prefect would otherwise walk every id of every batch looking for futures (seconds per million)
-    futures = [score_upstream_batch.submit(quote(list(part)), database_url)
+    # Payload(): Prefect would otherwise walk every id of every batch looking for futures (seconds per million)
+    futures = [score_upstream_batch.submit(Payload(list(part)), database_url)
                for part in chunked(upstream_ids, max(batch_size, UPSTREAM_BATCH_SIZE))]
     if version is not None and workers > 1 and model_ids:
-        futures.append(score_model_batches_in_processes.submit(quote(model_ids), version, database_url, batch_size,
+        futures.append(score_model_batches_in_processes.submit(Payload(model_ids), version, database_url, batch_size,
                                                                workers))
     scored = 0
     if version is not None and workers == 1:
@@ -236,7 +235,7 @@ def score_flow(
         for part in chunked(model_ids, batch_size):
             if len(in_flight) >= MODEL_BATCHES_IN_FLIGHT:
                 scored += in_flight.popleft().result()
-            in_flight.append(score_model_batch.submit(quote(list(part)), version, database_url))
+            in_flight.append(score_model_batch.submit(Payload(list(part)), version, database_url))
         futures += in_flight
     scored += sum(f.result() for f in futures)
     summary = {

@@ -3,17 +3,28 @@
 from __future__ import annotations
 
 from collections import Counter
+from datetime import datetime
 from typing import Any
 
 import numpy as np
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
-from prefect.utilities.annotations import quote
 from sqlalchemy import Engine, func, select
 
-from flows.common import derive_rng, engine_for, holds_store_lock, pack, utcnow
+from flows.common import (
+    Payload,
+    as_utc,
+    derive_rng,
+    engine_for,
+    holds_store_lock,
+    pack,
+    takes_payloads,
+    utcnow,
+)
+from flows.runners import BATCH_RUNNER
 from routing.decide import Route
 from routing.draws import AUDIT_SALT, BLIND_SALT, OVERLAP_SALT, drawn
+from routing.policy import budget_window
 from routing.sampling import STRATEGIES, entropy, least_confidence, margin, probability_matrix, select_batch
 from store.bulk import chunked, insert_ignore, set_column
 from store.models import Item, ItemState, Label, ReviewTask
@@ -24,14 +35,15 @@ UNCERTAINTY = {"margin": margin, "entropy": entropy, "least_confidence": least_c
 
 
 def _task_row(
-    row: BacklogRow, reason: str, probability: float, priority: float, cycle: int | None, *, blind: bool = False
+    row: BacklogRow, reason: str, probability: float, priority: float, cycle: int | None, now: datetime, *,
+    blind: bool = False,
 ) -> dict[str, Any]:
     return {
         "item_id": row.item_id, "decision_id": row.decision_id, "selection_reason": reason,
         "selection_probability": float(probability), "priority": float(priority), "model_version": row.model_version,
         "policy_version": row.policy_version, "predicted_label": row.predicted_label, "score": row.raw_confidence,
         "blind": blind, "state": TaskState.PENDING,
-        "attempts": 0, "cycle": cycle, "created_at": utcnow(), "overlap": 1, "queue": Queue.REVIEW,
+        "attempts": 0, "cycle": cycle, "created_at": now, "overlap": 1, "queue": Queue.REVIEW,
     }
 
 
@@ -60,14 +72,14 @@ def audit_draw(rows: list[BacklogRow], *, rate: float | np.ndarray) -> tuple[lis
     return [r for r, d in zip(rows, mask) if d], [r for r, d in zip(rows, mask) if not d]
 
 
-def spent_budget(engine: Engine, segments: list[str], cycle: int | None) -> dict[str, int]:
-    """Review tasks this cycle already took from each segment's budget (audits and gold are not budgeted)."""
-    if cycle is None:
-        return {}
+def spent_budget(engine: Engine, segments: list[str], window: tuple[datetime, datetime]) -> dict[str, int]:
+    """Review tasks each segment already sent in its budget `window` ([start, end)), in any cycle or in none;
+    audits and gold are not budgeted. What one select spent, the next in the same window cannot spend again."""
     spent: dict[str, int] = {}
     query = (
         select(Item.segment, func.count()).select_from(ReviewTask).join(Item, Item.id == ReviewTask.item_id)
-        .where(ReviewTask.cycle == cycle, ReviewTask.selection_reason.not_in(sorted(UNBUDGETED_SELECTIONS)))
+        .where(ReviewTask.created_at >= window[0], ReviewTask.created_at < window[1],
+               ReviewTask.selection_reason.not_in(sorted(UNBUDGETED_SELECTIONS)))
         .group_by(Item.segment)
     )
     with engine.connect() as conn:
@@ -79,7 +91,7 @@ def spent_budget(engine: Engine, segments: list[str], cycle: int | None) -> dict
 def select_segment(
     engine: Engine, rows: list[BacklogRow], budget: int, audit_rate: float, strategy: str, cycle: int | None,
     blind_share: float = 0.0, gold_share: float = 0.0, overlap_share: float = 0.0, overlap_annotators: int = 3,
-    *, spent: int = 0,
+    *, spent: int = 0, now: datetime | None = None,
 ) -> list[dict[str, Any]]:
     """Queue all audit samples, then escalations, then the most useful review items up to `budget`.
 
@@ -90,16 +102,17 @@ def select_segment(
     of the budgeted review tasks goes out blind too, so that the console can compare how often annotators
     accept a shown suggestion with how often they agree with it unseen (the automation-bias gap). An
     `overlap_share` of all but gold tasks goes to `overlap_annotators` annotators each, to measure agreement.
-    Returns the task rows to write (gold included)."""
+    `spent` is what the segment's budget window already took. Returns the task rows to write (gold included)."""
+    now = now or utcnow()
     tasks = [_task_row(r, Selection.AUDIT, r.inclusion_probability if r.inclusion_probability is not None else 1.0,
-                       0.0, cycle, blind=True)
+                       0.0, cycle, now, blind=True)
              for r in rows if r.route == Route.SPOT_CHECK]
-    budget = max(budget - spent, 0)  # what this cycle already took from the segment's budget
+    budget = max(budget - spent, 0)
     escalations = [r for r in rows if r.route == Route.ESCALATE][:budget]
-    tasks += [_task_row(r, Selection.ESCALATION, 1.0, 2.0, cycle) for r in escalations]
+    tasks += [_task_row(r, Selection.ESCALATION, 1.0, 2.0, cycle, now) for r in escalations]
     reviews = [r for r in rows if r.route == Route.REVIEW]
     audited, reviews = audit_draw(reviews, rate=audit_rates(reviews, audit_rate))
-    tasks += [_task_row(r, Selection.AUDIT, rate, 0.0, cycle, blind=True)
+    tasks += [_task_row(r, Selection.AUDIT, rate, 0.0, cycle, now, blind=True)
               for r, rate in zip(audited, audit_rates(audited, audit_rate).tolist())]
     remaining = max(budget - len(escalations), 0)
     if reviews and remaining:
@@ -110,11 +123,12 @@ def select_segment(
         usefulness = UNCERTAINTY.get(strategy, margin)(probs)
         for index, reason, probability in zip(chosen.indices, chosen.reasons, chosen.probabilities):
             row = reviews[index]
-            tasks.append(_task_row(row, reason, probability, float(usefulness[index]), cycle,
+            tasks.append(_task_row(row, reason, probability, float(usefulness[index]), cycle, now,
                                    blind=blind_draw(row.decision_id, blind_share)))
     assign_overlap(tasks, overlap_share, overlap_annotators)
     budgeted = sum(t["selection_reason"] not in (Selection.AUDIT, Selection.ESCALATION) for t in tasks)
-    return tasks + gold_tasks(engine, rows[0].segment, round(gold_share * budgeted), rows[0].policy_version, cycle)
+    return tasks + gold_tasks(engine, rows[0].segment, round(gold_share * budgeted), rows[0].policy_version, cycle,
+                              now)
 
 
 # Segments per select task: a segment is a user's grouping, so their number must not multiply Prefect tasks.
@@ -122,18 +136,24 @@ SELECT_BATCH_ITEMS, SELECT_BATCH_SEGMENTS = 20_000, 1_000
 
 
 @task(name="select-segments", cache_policy=NO_CACHE)
+@takes_payloads
 def select_segments(segments: list[list[BacklogRow]], strategy: str, cycle: int | None,
-                    database_url: str | None) -> Counter[str]:
-    """Plan the review tasks of a batch of segments (each under its own policy) and write them at once."""
+                    database_url: str | None, now: datetime) -> Counter[str]:
+    """Plan the review tasks of a batch of segments (each under its own policy and budget window) and write them
+    at once."""
     engine = engine_for(database_url)
     policy, _ = active_policy(engine)
     tasks: list[dict[str, Any]] = []
-    spent = spent_budget(engine, [rows[0].segment for rows in segments], cycle)
+    by_window: dict[tuple[datetime, datetime], list[str]] = {}
+    for rows in segments:
+        window = budget_window(now, policy.for_segment(rows[0].segment).budget_window_hours)
+        by_window.setdefault(window, []).append(rows[0].segment)
+    spent = {s: n for window, names in by_window.items() for s, n in spent_budget(engine, names, window).items()}
     for rows in segments:
         rules = policy.for_segment(rows[0].segment)
         tasks += select_segment(engine, rows, rules.review_budget, rules.spot_check_rate, strategy, cycle,
                                 rules.blind_share, rules.gold_share, rules.overlap_share, rules.overlap_annotators,
-                                spent=spent.get(rows[0].segment, 0))
+                                spent=spent.get(rows[0].segment, 0), now=now)
     queued = {t["item_id"]: ItemState.queued.value for t in tasks if t["selection_reason"] != Selection.GOLD}
     with engine.begin() as conn:
         insert_ignore(conn, ReviewTask.__table__, tasks)
@@ -141,7 +161,8 @@ def select_segments(segments: list[list[BacklogRow]], strategy: str, cycle: int 
     return Counter(t["selection_reason"] for t in tasks)
 
 
-def gold_tasks(engine: Engine, segment: str, count: int, policy_version: str, cycle: int | None) -> list[dict]:
+def gold_tasks(engine: Engine, segment: str, count: int, policy_version: str, cycle: int | None,
+               now: datetime) -> list[dict]:
     """`count` held-out seed items of the segment, never sent before, to go out blind as gold: their known
     answers measure each annotator's accuracy. They keep their state and their label."""
     if count <= 0:
@@ -161,25 +182,29 @@ def gold_tasks(engine: Engine, segment: str, count: int, policy_version: str, cy
     return [{"item_id": candidates[i], "decision_id": None, "selection_reason": Selection.GOLD,
              "selection_probability": 1.0, "priority": 1.0, "model_version": None, "policy_version": policy_version,
              "predicted_label": None, "score": None, "blind": True, "state": TaskState.PENDING, "attempts": 0,
-             "cycle": cycle, "created_at": utcnow(), "overlap": 1, "queue": Queue.REVIEW} for i in sorted(picks)]
+             "cycle": cycle, "created_at": now, "overlap": 1, "queue": Queue.REVIEW} for i in sorted(picks)]
 
 
-@flow(name="select", log_prints=True)
+@flow(name="select", log_prints=True, task_runner=BATCH_RUNNER)
 @holds_store_lock
 def select_flow(
-    strategy: str = "margin", cycle: int | None = None, database_url: str | None = None
+    strategy: str = "margin", cycle: int | None = None, database_url: str | None = None,
+    as_of: datetime | None = None,
 ) -> dict[str, Any]:
-    """Write the outbox of review tasks for this cycle (pushed to Label Studio by the push flow)."""
+    """Write the outbox of review tasks (pushed to Label Studio by the push flow). Each segment spends at most its
+    `review_budget` per budget window, counted over every select in that window with or without a cycle. `as_of`
+    (default: now) is the moment the tasks are dated and the window taken from; simulations pass their clock."""
     if strategy not in STRATEGIES:
         raise ValueError(f"unknown strategy {strategy!r}; expected one of {sorted(STRATEGIES)}")
     logger = get_run_logger()
     engine = engine_for(database_url)
+    now = as_utc(as_of) or utcnow()
     by_segment: dict[str, list[BacklogRow]] = {}
     for row in review_backlog(engine):
         by_segment.setdefault(row.segment, []).append(row)
     batches = pack([by_segment[s] for s in sorted(by_segment)], max_items=SELECT_BATCH_ITEMS,
                    max_groups=SELECT_BATCH_SEGMENTS)
-    futures = [select_segments.submit(quote(batch), strategy, cycle, database_url) for batch in batches]
+    futures = [select_segments.submit(Payload(batch), strategy, cycle, database_url, now) for batch in batches]
     counts: Counter[str] = Counter()
     for future in futures:
         counts.update(future.result())

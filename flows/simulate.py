@@ -11,6 +11,7 @@ import os
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -19,17 +20,17 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy import Engine, select
 
-from flows.common import engine_for, load_scoring_model
+from flows.common import engine_for, load_scoring_model, utcnow
 from flows.cycle import Annotate, run_cycle
 from flows.ingest import ingest_flow, read_labels, seed_labels
 from flows.retrain import retrain_flow
 from labeling.resolve import HumanAnswer, resolve_items, upsert_annotations
 from labeling.simulate import SimulatedAnnotators
-from routing.policy import Policy
+from routing.policy import Policy, budget_window
 from store.db import dispose_engines
 from store.ingest import reader_for
 from store.models import ReviewTask, RoutingDecision
-from store.repo import promoted_model, save_policy
+from store.repo import active_policy, promoted_model, save_policy
 from store.settings import get_settings
 from store.vocab import TaskState
 
@@ -184,13 +185,19 @@ def run_loop(
     annotate: Annotate, push: bool, truth: dict[str, str], work: Path,
     on_cycle: Callable[[dict[str, Any]], None] | None = None, accuracy: Callable[[], float | None],
 ) -> list[dict[str, Any]]:
-    """Each cycle: ingest the next batch, run the full cycle with `annotate` between push and pull, measure."""
+    """Each cycle: ingest the next batch, run the full cycle with `annotate` between push and pull, measure. The
+    simulated clock moves one budget window (the policy's longest) per cycle, so each cycle spends a fresh review
+    budget as an hourly cycle in production does."""
     rows = []
+    policy, _ = active_policy(engine)
+    window = timedelta(hours=max([policy.defaults.budget_window_hours,
+                                  *(policy.for_segment(s).budget_window_hours for s in policy.segments)]))
+    clock = budget_window(utcnow(), window.total_seconds() / 3600)[0]
     for index in range(cycles):
         batch = stream[index * batch_size:(index + 1) * batch_size]
         if batch:
             ingest_flow(str(write_jsonl(work / f"batch-{index + 1:03d}.jsonl", batch)))
-        result = run_cycle(strategy=strategy, annotate=annotate, push=push)
+        result = run_cycle(strategy=strategy, annotate=annotate, push=push, as_of=clock + index * window)
         figures = result["figures"]
         row = {
             "cycle": result["cycle"], "items": len(batch), "labels_total": figures["labels_total"],

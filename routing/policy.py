@@ -7,7 +7,7 @@ import json
 import math
 import re
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Literal
 
@@ -15,6 +15,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 __all__ = [
+    "budget_window",
     "CalibrationLimits",
     "CalibrationOverride",
     "Policy",
@@ -51,6 +52,7 @@ _ADDED_FIELD_DEFAULTS: dict[str, Any] = {
     "parent": None,
     "small_segment": "pool",
     "audit_interval_width": None,
+    "budget_window_hours": 1.0,
 }
 _NUMERIC_OPS = frozenset({">", ">=", "<", "<="})
 _FIELD_PATTERN = re.compile(r"^(text|metadata(\.[A-Za-z0-9_\-]+)+)$")
@@ -89,7 +91,13 @@ def _overlap_annotators(value: int | None) -> int | None:
 
 def _budget(value: int | None) -> int | None:
     if value is not None and value < 0:
-        raise ValueError(f"review_budget must be >= 0 items per cycle, got {value!r}")
+        raise ValueError(f"review_budget must be >= 0 items per budget window, got {value!r}")
+    return value
+
+
+def _window(value: float | None) -> float | None:
+    if value is not None and not (0.0 < value <= 24.0 * 366):
+        raise ValueError(f"budget_window_hours must be in (0, 8784] hours, got {value!r}")
     return value
 
 
@@ -194,7 +202,8 @@ class RiskRule(BaseModel):
         numeric = isinstance(self.value, (int, float)) and not isinstance(self.value, bool)
         if self.field == "text" and self.op in _NUMERIC_OPS:
             raise ValueError(f"op {self.op!r} does not apply to field 'text'; use contains, regex or ==")
-        if self.op in _NUMERIC_OPS and not (numeric and math.isfinite(self.value)):
+        if self.op in _NUMERIC_OPS and not (isinstance(self.value, (int, float)) and numeric
+                                            and math.isfinite(self.value)):
             raise ValueError(f"value of a {self.op!r} rule must be a finite number, got {self.value!r}")
         if self.op in ("contains", "regex") and not (isinstance(self.value, str) and self.value):
             raise ValueError(f"value of a {self.op!r} rule must be a non-empty string, got {self.value!r}")
@@ -252,7 +261,10 @@ class SegmentPolicy(BaseModel):
     # calibrated and certified with the pool, the guarantee then holding for the pool, or routes to review
     parent: str | None = None
     small_segment: SmallSegment = "pool"
+    # review tasks a segment may send to people per budget window (fixed windows of this many hours from
+    # midnight UTC, 1: each clock hour); escalations count against it, audits and gold do not
     review_budget: int = 50
+    budget_window_hours: float = 1.0
     seconds_per_item: float = DEFAULT_SECONDS_PER_ITEM
     calibration: CalibrationLimits = Field(default_factory=CalibrationLimits)
     risk_rules: tuple[RiskRule, ...] = ()
@@ -270,6 +282,7 @@ class SegmentPolicy(BaseModel):
     _check_agreement = field_validator("min_agreement")(_min_agreement)
     _check_audit_train = field_validator("audit_train_share")(_audit_train_share)
     _check_budget = field_validator("review_budget")(_budget)
+    _check_window = field_validator("budget_window_hours")(_window)
     _check_seconds = field_validator("seconds_per_item")(_seconds)
 
     @model_validator(mode="after")
@@ -318,6 +331,7 @@ class SegmentOverride(BaseModel):
     parent: str | None = None
     small_segment: SmallSegment | None = None
     review_budget: int | None = None
+    budget_window_hours: float | None = None
     seconds_per_item: float | None = None
     calibration: CalibrationOverride | None = None
     risk_rules: tuple[RiskRule, ...] | None = None
@@ -335,6 +349,7 @@ class SegmentOverride(BaseModel):
     _check_agreement = field_validator("min_agreement")(_min_agreement)
     _check_audit_train = field_validator("audit_train_share")(_audit_train_share)
     _check_budget = field_validator("review_budget")(_budget)
+    _check_window = field_validator("budget_window_hours")(_window)
     _check_seconds = field_validator("seconds_per_item")(_seconds)
 
 
@@ -459,3 +474,17 @@ class PolicyRevision:
                 f"policy document hashes to {policy.content_hash()!r}, not its recorded version {self.version!r}"
             )
         return policy
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
+def budget_window(moment: datetime, hours: float) -> tuple[datetime, datetime]:
+    """The fixed review-budget window holding `moment`: [start, end), windows of `hours` counted from the Unix
+    epoch in UTC (1: each clock hour, 24: each UTC day). A naive `moment` is read as UTC."""
+    if not hours > 0:
+        raise ValueError(f"budget window must be > 0 hours, got {hours!r}")
+    moment = moment if moment.tzinfo is not None else moment.replace(tzinfo=timezone.utc)
+    width = timedelta(hours=hours)
+    start = _EPOCH + width * ((moment - _EPOCH) // width)
+    return start, start + width

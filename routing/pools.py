@@ -31,7 +31,7 @@ def labels_needed(rules: SegmentPolicy) -> int:
     """Unbiased labels a segment needs to stand alone: the gate's ``min_samples``, and with a target as many as
     the first tested threshold needs above it (``routing.thresholds.default_start_count``)."""
     need = rules.calibration.min_samples
-    if rules.has_target:
+    if rules.max_auto_error is not None and rules.delta is not None:
         need = max(need, default_start_count(alpha=rules.max_auto_error, delta=rules.delta))
     return need
 

@@ -76,8 +76,14 @@ def probability_matrix(probs: Sequence[Mapping[str, float] | None], labels: Sequ
     ``probs`` counts as two classes: its label at its confidence, and the rest."""
     if not len(probs) == len(labels) == len(confidences):
         raise ValueError(f"length mismatch: {len(probs)} probs, {len(labels)} labels, {len(confidences)} confidences")
-    dicts = [d if d else {str(label): confidence, OTHER_CLASS: 1.0 - confidence}
-             for d, label, confidence in zip(probs, labels, confidences)]
+    dicts: list[Mapping[str, float]] = []
+    for d, label, confidence in zip(probs, labels, confidences):
+        if d:
+            dicts.append(d)
+        elif confidence is None:
+            raise ValueError(f"an item with neither probs nor a confidence (label {label!r}) has no probabilities")
+        else:
+            dicts.append({str(label): float(confidence), OTHER_CLASS: 1.0 - float(confidence)})
     classes = sorted({k for d in dicts for k in d})
     matrix = np.array([[d.get(c, 0.0) for c in classes] for d in dicts], dtype=float)
     return matrix.reshape(len(dicts), max(len(classes), 1))

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlmodel import Session
 
 from store.settings import get_settings
@@ -122,6 +122,22 @@ def dispose_engines() -> None:
             engine.dispose()
         _engines.clear()
         _migrated.clear()
+
+
+# SQLite takes one writer at a time: the writers of one process (batch tasks in threads) queue here, in order,
+# instead of in SQLite's unfair busy handler. Other databases take concurrent writers; the lock is then a no-op.
+_sqlite_writer = threading.Lock()
+
+
+@contextmanager
+def write_transaction(engine: Engine) -> Iterator[Connection]:
+    """`engine.begin()` under the process's one SQLite write lock (no lock for other databases)."""
+    if engine.dialect.name != "sqlite":
+        with engine.begin() as conn:
+            yield conn
+        return
+    with _sqlite_writer, engine.begin() as conn:
+        yield conn
 
 
 @contextmanager

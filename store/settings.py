@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -26,6 +27,10 @@ class SluiceSettings(BaseSettings):
     labelstudio_password: str = "sluice-admin-pass"
     labelstudio_project: str = "Sluice review queue"
     labelstudio_home: Path | None = Field(default=None, description="Label Studio's data; `home`/labelstudio when unset")
+    task_runner: Literal["threads", "dask"] = Field(
+        default="threads", description="where the flows' batch tasks run: threads, or a Dask cluster")
+    dask_address: str | None = Field(default=None, description="a Dask scheduler; a local cluster when unset")
+    dask_workers: int = Field(default=2, ge=1, le=64, description="worker processes of the local Dask cluster")
     store_lock_timeout: float = Field(default=900.0, gt=0,
                                       description="seconds a flow waits for another one to release the store")
 

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
 from pathlib import Path
+
+# The moment the seeded select dates its tasks: a fixed one, so a test that selects again in the same budget window
+# does so whatever the wall clock (an hour boundary between two selects would open a fresh window).
+AS_OF = datetime(2026, 6, 1, 10, 30, tzinfo=timezone.utc)
 
 
 def seed_and_route(items: Path, labels: Path, *, policy_yaml: str | None = None, seed_count: int = 200):
@@ -28,5 +33,5 @@ def seed_and_route(items: Path, labels: Path, *, policy_yaml: str | None = None,
     score_flow()
     calibrate_flow()
     route_flow(cycle=1)
-    select_flow(cycle=1)
+    select_flow(cycle=1, as_of=AS_OF)
     return engine, truth

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 from sqlalchemy import func, select
 
@@ -60,7 +62,7 @@ def test_gold_items_measure_annotators_and_keep_their_label(sluice_home, dataset
     from flows.select import select_flow
     from flows.simulate import DirectAnnotators
     from store.models import Item, Label
-    from tests.flows.seeded import seed_and_route
+    from tests.flows.seeded import AS_OF, seed_and_route
     from ui.data import annotator_accuracy
 
     engine, truth = seed_and_route(*dataset_files, policy_yaml=GOLD_POLICY)
@@ -68,7 +70,7 @@ def test_gold_items_measure_annotators_and_keep_their_label(sluice_home, dataset
         first = dict(conn.execute(select(ReviewTask.selection_reason, func.count())
                                   .group_by(ReviewTask.selection_reason)).all())
     assert first["gold"] == 15 and first["margin"] == 60
-    assert select_flow(cycle=1)["queued"] == 0  # re-run: no budget left, no more gold
+    assert select_flow(cycle=1, as_of=AS_OF)["queued"] == 0  # re-run: no budget left, no more gold
     with engine.connect() as conn:
         gold_ids = conn.execute(select(ReviewTask.item_id).where(ReviewTask.selection_reason == "gold")).scalars().all()
         before = dict(conn.execute(select(Label.item_id, Label.label).where(Label.item_id.in_(gold_ids))).all())
@@ -82,3 +84,21 @@ def test_gold_items_measure_annotators_and_keep_their_label(sluice_home, dataset
     assert after == before and states == {"resolved"} and done == {"done"}
     accuracy = annotator_accuracy(engine)
     assert accuracy["gold_answered"].sum() == 15 and (accuracy["gold_accuracy"] == 0.0).all()
+
+
+@pytest.mark.integration
+@pytest.mark.usefixtures("prefect_harness")
+def test_the_review_budget_is_per_window_and_segment_whatever_the_cycle(sluice_home, dataset_files):
+    from flows.select import select_flow
+    from tests.flows.seeded import AS_OF, seed_and_route
+
+    engine, _ = seed_and_route(*dataset_files, policy_yaml=GOLD_POLICY.replace("gold_share: 0.25", "gold_share: 0"))
+    # cycle 1 spent the window's 60; neither a later cycle nor a select outside any cycle gets a fresh budget
+    assert select_flow(cycle=2, as_of=AS_OF + timedelta(minutes=10))["queued"] == 0
+    assert select_flow(as_of=AS_OF + timedelta(minutes=29))["queued"] == 0
+    # the next clock hour is a new window
+    assert select_flow(as_of=AS_OF + timedelta(minutes=31))["margin"] == 60
+    with engine.connect() as conn:
+        dated = sorted(set(conn.execute(select(ReviewTask.created_at)).scalars()))
+    assert [d.replace(tzinfo=None) for d in dated] == [AS_OF.replace(tzinfo=None),
+                                                       (AS_OF + timedelta(minutes=31)).replace(tzinfo=None)]

@@ -57,6 +57,7 @@ def test_rerunning_every_flow_adds_no_rows(sluice_home, dataset_files):
     from flows.route import route_flow
     from flows.score import score_flow
     from flows.select import select_flow
+    from tests.flows.seeded import AS_OF
 
     items, labels = dataset_files
     engine = engine_for(None)
@@ -65,7 +66,7 @@ def test_rerunning_every_flow_adds_no_rows(sluice_home, dataset_files):
     seed_labels(engine, truth[:300], holdout_share=0.5)
     steps = [
         lambda: ingest_flow(str(items)), lambda: seed_labels(engine, truth[:300], holdout_share=0.5),
-        retrain_flow, score_flow, calibrate_flow, lambda: route_flow(cycle=1), lambda: select_flow(cycle=1),
+        retrain_flow, score_flow, calibrate_flow, lambda: route_flow(cycle=1), lambda: select_flow(cycle=1, as_of=AS_OF),
     ]
     for step in steps:
         step()

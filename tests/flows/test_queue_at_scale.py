@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -72,7 +71,19 @@ def rows(engine, *columns, where=None):
         return conn.execute(query).all()
 
 
-def kill_pull_half_way(db_path: Path, total: int) -> int:
+def _stored_annotations(database_url: str) -> int:
+    """Annotations in the store, read on a connection of our own (not the flows' engine)."""
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(database_url)
+    try:
+        with engine.connect() as conn:
+            return conn.execute(text("select count(*) from annotations")).scalar_one()
+    finally:
+        engine.dispose()
+
+
+def kill_pull_half_way(database_url: str, total: int) -> int:
     """Start the pull in its own process, SIGKILL it once some but not all answers are stored; returns how many
     were stored when it died."""
     process = subprocess.Popen([sys.executable, "-c", PULL_SCRIPT], cwd=ROOT, env=os.environ.copy(),
@@ -80,8 +91,7 @@ def kill_pull_half_way(db_path: Path, total: int) -> int:
     stored, deadline = 0, time.monotonic() + 300
     try:
         while time.monotonic() < deadline and process.poll() is None:
-            with sqlite3.connect(db_path, timeout=5) as conn:
-                stored = conn.execute("select count(*) from annotations").fetchone()[0]
+            stored = _stored_annotations(database_url)
             if stored >= total // 4:
                 break
             time.sleep(0.05)
@@ -91,8 +101,7 @@ def kill_pull_half_way(db_path: Path, total: int) -> int:
         process.wait(timeout=30)
     output = process.stdout.read().decode(errors="replace") if process.stdout else ""
     assert process.returncode == -signal.SIGKILL, f"the pull ended before it was killed: {output[-2000:]}"
-    with sqlite3.connect(db_path, timeout=5) as conn:
-        return conn.execute("select count(*) from annotations").fetchone()[0]
+    return _stored_annotations(database_url)
 
 
 def test_two_thousand_tasks_with_overlap_gold_and_a_killed_pull(big_queue, sluice_home):
@@ -135,8 +144,9 @@ def test_two_thousand_tasks_with_overlap_gold_and_a_killed_pull(big_queue, sluic
     clock["annotated"] = time.monotonic()
 
     # a pull killed half-way leaves complete pages and no watermark; running it again loses and doubles nothing
-    db_path = Path(os.environ["SLUICE_HOME"]) / "sluice.db"
-    stored = kill_pull_half_way(db_path, made)
+    from store.settings import get_settings
+
+    stored = kill_pull_half_way(get_settings().resolved_database_url, made)
     assert 0 < stored < made
     assert not rows(engine, Watermark.name, where=Watermark.name == f"labelstudio:{project_id}:updated_at")
     clock["killed"] = time.monotonic()

@@ -251,3 +251,20 @@ def test_the_default_policy_states_a_target_and_says_what_carries_a_guarantee() 
     assert fixed.guarantee_lines() == [
         "defaults: fixed auto_accept_threshold 0.8: carries no guarantee on the error of auto-accepted items "
         "(set max_auto_error and confidence for one)"]
+
+
+def test_budget_windows_are_fixed_from_the_epoch_in_utc() -> None:
+    from datetime import datetime, timedelta, timezone
+
+    from routing.policy import budget_window
+
+    at = datetime(2026, 12, 3, 10, 59, 59, tzinfo=timezone.utc)
+    assert budget_window(at, 1) == (datetime(2026, 12, 3, 10, tzinfo=timezone.utc),
+                                    datetime(2026, 12, 3, 11, tzinfo=timezone.utc))
+    assert budget_window(at + timedelta(seconds=1), 1)[0] == datetime(2026, 12, 3, 11, tzinfo=timezone.utc)
+    assert budget_window(at, 24)[0] == datetime(2026, 12, 3, tzinfo=timezone.utc)
+    assert budget_window(at.replace(tzinfo=None), 0.5)[0] == datetime(2026, 12, 3, 10, 30, tzinfo=timezone.utc)
+    with pytest.raises(ValueError, match="budget_window_hours"):
+        Policy.from_yaml("name: x\ndefaults: {budget_window_hours: 0}")
+    assert Policy.from_yaml("name: x\nsegments: {a: {budget_window_hours: 24}}").for_segment("a") \
+        .budget_window_hours == 24

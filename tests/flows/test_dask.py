@@ -1,0 +1,85 @@
+"""Scale-out: a cycle whose batch tasks run on a Dask LocalCluster of 2 worker processes writes exactly what the
+same cycle on the thread pool writes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sqlalchemy import select
+
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("prefect_harness")]
+
+
+def _cycle(home, database_url: str | None, dataset_files, monkeypatch, runner: str) -> dict:
+    """Seed a store (under `home`, or at `database_url`), run one cycle with simulated annotators on `runner`;
+    return what it wrote."""
+    from flows.common import engine_for
+    from flows.cycle import run_cycle
+    from flows.ingest import ingest_flow, read_labels, seed_labels
+    from flows.retrain import retrain_flow
+    from flows.simulate import DirectAnnotators
+    from store.db import dispose_engines
+    from store.models import Label, ReviewTask, RoutingDecision
+    from store.settings import get_settings
+    from tests.flows.seeded import AS_OF
+
+    monkeypatch.setenv("SLUICE_HOME", str(home))
+    if database_url is not None:
+        monkeypatch.setenv("SLUICE_DATABASE_URL", database_url)
+    monkeypatch.setenv("SLUICE_TASK_RUNNER", runner)
+    monkeypatch.setenv("SLUICE_DASK_WORKERS", "2")
+    get_settings.cache_clear()
+    dispose_engines()
+    items, labels = dataset_files
+    engine = engine_for(None)
+    ingest_flow(str(items))
+    truth = dict(read_labels(labels))
+    seed_labels(engine, list(truth.items())[:200], holdout_share=0.5)
+    retrain_flow()
+    annotate = DirectAnnotators(engine, truth, sorted(set(truth.values())), 0.0, np.random.default_rng(0))
+    result = run_cycle(annotate=annotate, push=False, as_of=AS_OF)
+    with engine.connect() as conn:
+        decisions = conn.execute(select(RoutingDecision.item_id, RoutingDecision.route, RoutingDecision.reasons)
+                                 .order_by(RoutingDecision.item_id)).all()
+        tasks = conn.execute(select(ReviewTask.item_id, ReviewTask.selection_reason)
+                             .order_by(ReviewTask.item_id)).all()
+        labels_ = conn.execute(select(Label.item_id, Label.label, Label.split).order_by(Label.item_id)).all()
+    return {"routes": result["figures"]["routes"], "decisions": decisions, "tasks": tasks, "labels": labels_}
+
+
+def test_a_cycle_on_a_local_dask_cluster_writes_what_the_thread_pool_writes(sluice_home, dataset_files,
+                                                                            monkeypatch, tmp_path, request):
+    """Two stores seeded alike (SQLite files, or two PostgreSQL databases), one cycle each: on the thread pool and
+    on a LocalCluster of 2 worker processes. Everything they write must be equal."""
+    import os
+
+    import distributed
+
+    from tests.postgres_fixture import create_database, drop_database
+
+    started = []
+    local_cluster = distributed.LocalCluster
+
+    def counted(*args, **kwargs):
+        assert kwargs["n_workers"] == 2 and kwargs["processes"] and kwargs["host"] == "127.0.0.1"
+        cluster = local_cluster(*args, **kwargs)
+        started.append(len(cluster.workers))
+        return cluster
+
+    monkeypatch.setattr(distributed, "LocalCluster", counted)
+    first_url, second_url = os.environ.get("SLUICE_DATABASE_URL"), None
+    if first_url is not None:  # PostgreSQL: a second database beside the fixture's
+        cluster = request.getfixturevalue("postgres_cluster")
+        second_url = create_database(cluster, f"{first_url.rsplit('/', 1)[1]}_dask")
+    try:
+        threads = _cycle(tmp_path / "threads", first_url, dataset_files, monkeypatch, "threads")
+        assert not started
+        dask = _cycle(tmp_path / "dask", second_url, dataset_files, monkeypatch, "dask")
+    finally:
+        if second_url is not None:
+            from store.db import dispose_engines
+
+            dispose_engines()
+            drop_database(cluster, second_url.rsplit("/", 1)[1])
+    assert started and set(started) == {2}  # score, calibrate, route and select each ran on 2 workers
+    assert dask["decisions"] and dask["tasks"] and dask == threads
