@@ -10,13 +10,14 @@ from typing import Any
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-from sqlalchemy import Engine, update
+from sqlalchemy import Engine
 
 from flows.common import derive_rng, engine_for, utcnow
-from store.bulk import chunked, existing_keys, insert_ignore
+from store.bulk import existing_keys, insert_ignore
 from store.ingest import ingest_file
 from store.models import Item, ItemState, Label
 from store.repo import active_policy, record_event
+from store.transitions import move_items
 from store.vocab import LabelSource, Selection, split_for
 
 
@@ -96,8 +97,7 @@ def seed_labels(engine: Engine, pairs: list[tuple[str, str]], *, holdout_share: 
     ]
     with engine.begin() as conn:
         insert_ignore(conn, Label.__table__, rows)
-        for part in chunked([r["item_id"] for r in rows], 5_000):
-            conn.execute(update(Item).where(Item.id.in_(part)).values(state=ItemState.resolved.value))
+        move_items(conn, dict.fromkeys((r["item_id"] for r in rows), ItemState.resolved), by="seed-labels")
     summary = {"added": len(rows), "holdout": int(holdout.sum()), "already_labelled": len(labelled),
                "unknown_items": len(pairs) - len(known)}
     record_event(engine, "seed_labels", summary)

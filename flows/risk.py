@@ -31,7 +31,7 @@ from routing.signals import (
 from routing.thresholds import guaranteed_threshold
 from store.bulk import chunked, insert_ignore
 from store.models import Annotation, GuardHalt, Item, Label, ReviewTask, RoutingDecision, ThresholdEvidence
-from store.repo import UPSTREAM_MODEL, HeldOut, held_out_labels, record_event
+from store.repo import UPSTREAM_MODEL, HeldOut, held_out_labels, record_event, training_fingerprint
 from store.vocab import LabelSource, Selection, Split
 
 MIN_TRAINING_TEXTS = 20
@@ -173,7 +173,7 @@ def check_live_guards(engine: Engine, policy: Policy) -> dict[str, dict[str, Any
 
 
 @lru_cache(maxsize=8)
-def _length_model(database_url: str, training_labels: int) -> LengthOutlier | None:
+def _length_model(database_url: str, training_set: str) -> LengthOutlier | None:
     from flows.common import engine_for
 
     with engine_for(database_url).connect() as conn:
@@ -187,7 +187,7 @@ def _length_model(database_url: str, training_labels: int) -> LengthOutlier | No
 
 
 @lru_cache(maxsize=8)
-def _ood_model(database_url: str, training_labels: int) -> OutOfDistribution | None:
+def _ood_model(database_url: str, training_set: str) -> OutOfDistribution | None:
     from flows.common import engine_for
 
     with engine_for(database_url).connect() as conn:
@@ -198,7 +198,8 @@ def _ood_model(database_url: str, training_labels: int) -> OutOfDistribution | N
     widths = {len(v) for v in vectors}
     if len(vectors) < MIN_TRAINING_VECTORS or len(widths) != 1:
         return None
-    return OutOfDistribution().fit(np.asarray(vectors, dtype=float), rng=np.random.default_rng(training_labels))
+    return OutOfDistribution().fit(np.asarray(vectors, dtype=float),
+                                  rng=np.random.default_rng(int(training_set[:8], 16)))
 
 
 def training_segments(engine: Engine) -> dict[str, int]:
@@ -235,11 +236,13 @@ def batch_risk_flags(
     if model_version in (None, UPSTREAM_MODEL):
         return combine_signals(signals, len(item_ids))  # an upstream model's training data is not known here
     counts = dict(training_segments(engine) if training is None else training)
-    url, training_size = engine.url.render_as_string(hide_password=False), sum(counts.values())
-    lengths = _length_model(url, training_size)
+    # the fitted signals are cached per store and training-set content (never by a count, which a changed set
+    # of the same size would share)
+    url, training_set = engine.url.render_as_string(hide_password=False), training_fingerprint(engine)
+    lengths = _length_model(url, training_set)
     if lengths is not None:
         signals.append(lengths.predict(text_lengths(batch)))
-    ood = _ood_model(url, training_size)
+    ood = _ood_model(url, training_set)
     with_vectors = np.array([v is not None and len(v) == ood.mean_.shape[0] for v in vectors], dtype=bool) \
         if ood is not None else np.zeros(len(item_ids), dtype=bool)
     if with_vectors.any():

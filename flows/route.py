@@ -32,10 +32,11 @@ from routing.decide import REASON_LIVE_GUARD_HALTED, Route, route
 from routing.policy import Policy, SegmentPolicy
 from routing.pools import POOL_PREFIX, calibration_group, groups_in_use
 from routing.signals import RiskFlags
-from store.bulk import chunked, insert_ignore_columns, set_column
+from store.bulk import chunked, insert_ignore_columns
 from store.db import write_transaction
 from store.models import CalibrationReportRow, Item, ItemState, Prediction, RoutingDecision
 from store.repo import UPSTREAM_MODEL, active_policy, held_out_labels, promoted_model
+from store.transitions import move_items
 
 STATE_AFTER = {
     Route.AUTO_ACCEPT.value: ItemState.auto_accepted.value,
@@ -263,8 +264,7 @@ def route_batch(
     columns = {key: [v for d in decided for v in d[key]] for key in decided[0]}
     with write_transaction(engine) as conn:
         insert_ignore_columns(conn, RoutingDecision.__table__, columns, encoded_json=("reasons",))
-        set_column(conn, Item.__table__, "id", "state",
-                   dict(zip(columns["item_id"], map(STATE_AFTER.__getitem__, columns["route"]))))
+        move_items(conn, dict(zip(columns["item_id"], map(STATE_AFTER.__getitem__, columns["route"]))), by="route")
     return Counter(columns["route"])
 
 

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
-from sqlalchemy import Engine, and_, bindparam, case, exists, or_, select, update
+from sqlalchemy import Engine, and_, bindparam, exists, or_, select
 
 from flows.common import Payload, engine_for, holds_store_lock, load_scoring_model, takes_payloads, utcnow
 from flows.runners import BATCH_RUNNER
@@ -20,6 +20,7 @@ from store.bulk import chunked, insert_ignore, insert_ignore_columns
 from store.db import write_transaction
 from store.models import Item, ItemState, Label, ModelVersion, Prediction
 from store.repo import UPSTREAM_MODEL, promoted_model
+from store.transitions import move_items
 from store.vocab import Split
 
 DEFAULT_BATCH_SIZE = 5_000
@@ -75,17 +76,8 @@ def _write_prediction_columns(
 
 
 def _mark_scored(conn, ids: list[str]) -> None:
-    """Received or routed items among `ids` become scored. The state test sits in the SET clause, not the WHERE:
-    with `state IN (...)` in the WHERE, SQLite picks the state index and scans every waiting item per chunk."""
-    rescored = Item.state.in_(RESCORED_STATES)
-    statement = (
-        update(Item)
-        .where(Item.id.in_(bindparam("ids", expanding=True)))  # bound at execution: no per-id compile work
-        .values(state=case((rescored, ItemState.scored.value), else_=Item.state),
-                updated_at=case((rescored, utcnow()), else_=Item.updated_at))
-    )
-    for part in chunked(ids, 5_000):
-        conn.execute(statement, {"ids": list(part)})
+    """Received or routed items among `ids` become scored (`store.transitions`)."""
+    move_items(conn, dict.fromkeys(ids, ItemState.scored), by="score")
 
 
 def _write_predictions(engine: Engine, rows: list[dict]) -> None:

@@ -26,9 +26,10 @@ from routing.decide import Route
 from routing.draws import AUDIT_SALT, BLIND_SALT, OVERLAP_SALT, drawn
 from routing.policy import budget_window
 from routing.sampling import STRATEGIES, entropy, least_confidence, margin, probability_matrix, select_batch
-from store.bulk import chunked, insert_ignore, set_column
+from store.bulk import chunked, insert_ignore
 from store.models import Item, ItemState, Label, ReviewTask
 from store.repo import BacklogRow, active_policy, review_backlog
+from store.transitions import move_items
 from store.vocab import UNBUDGETED_SELECTIONS, LabelSource, Queue, Selection, Split, TaskState
 
 UNCERTAINTY = {"margin": margin, "entropy": entropy, "least_confidence": least_confidence}
@@ -157,7 +158,7 @@ def select_segments(segments: list[list[BacklogRow]], strategy: str, cycle: int 
     queued = {t["item_id"]: ItemState.queued.value for t in tasks if t["selection_reason"] != Selection.GOLD}
     with engine.begin() as conn:
         insert_ignore(conn, ReviewTask.__table__, tasks)
-        set_column(conn, Item.__table__, "id", "state", queued)
+        move_items(conn, queued, by="select")
     return Counter(t["selection_reason"] for t in tasks)
 
 

@@ -15,6 +15,7 @@ from labeling.agreement import MISSING, dawid_skene
 from routing.draws import AUDIT_TRAIN_SALT, decision_uniform
 from store.bulk import chunked, existing_keys, insert_ignore, set_column
 from store.models import Annotation, Item, ItemState, Label, ReviewTask
+from store.transitions import move_items
 from store.vocab import LabelSource, Queue, Selection, TaskState, split_for
 
 # Labels chosen at random (audit) or with a known answer (gold) evaluate and calibrate the model; labels chosen
@@ -207,7 +208,7 @@ def _resolve_chunk(conn: Any, part: list[str], rule_of: Callable[[str], Resoluti
                      .values(queue=Queue.EXPERT, state=TaskState.PENDING, batch_key=None, attempts=0, ls_task_id=None,
                              project_id=None, pushed_at=None, priority=3.0))
         conn.execute(delete(Label).where(Label.item_id.in_(escalate)))
-        set_column(conn, Item.__table__, "id", "state", dict.fromkeys(escalate, ItemState.queued.value))
+        move_items(conn, dict.fromkeys(escalate, ItemState.queued), by="resolve")
     present = existing_keys(conn, Label.__table__.c.item_id, [r["item_id"] for r in labels])
     insert_ignore(conn, Label.__table__, [r for r in labels if r["item_id"] not in present])
     for row in labels:
@@ -217,7 +218,7 @@ def _resolve_chunk(conn: Any, part: list[str], rule_of: Callable[[str], Resoluti
                 agreement=row["agreement"], annotator_count=row["annotator_count"],
                 annotation_id=row["annotation_id"], created_at=now))
     done = {r["item_id"] for r in labels}
-    set_column(conn, Item.__table__, "id", "state", dict.fromkeys(done, ItemState.resolved.value))
+    move_items(conn, dict.fromkeys(done, ItemState.resolved), by="resolve")
     set_column(conn, ReviewTask.__table__, "item_id", "state", dict.fromkeys(done, TaskState.DONE))
     outcome.resolved, outcome.escalated = len(done), len(escalate)
     return outcome

@@ -7,6 +7,7 @@ column's position. Every write here is idempotent: re-running it with the same i
 
 from __future__ import annotations
 
+import hashlib
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -50,6 +51,7 @@ __all__ = [
     "save_policy",
     "set_watermark",
     "stored_policy",
+    "training_fingerprint",
 ]
 
 DEFAULT_POLICY_PATH = PROJECT_ROOT / "policies" / "default.yaml"
@@ -224,6 +226,16 @@ def review_backlog(engine: Engine) -> list[BacklogRow]:
     )
     with engine.connect() as conn:
         return [BacklogRow(*row) for row in conn.execute(query)]
+
+
+def training_fingerprint(engine: Engine) -> str:
+    """A fingerprint of the training set's content: the ids of its label rows (labels and items are immutable, so
+    the same ids are the same examples). Caches of models fitted on the training set are keyed by it."""
+    digest = hashlib.sha256()
+    with engine.connect() as conn:
+        for (label_id,) in conn.execute(select(Label.id).where(Label.split == Split.TRAIN).order_by(Label.id)):
+            digest.update(label_id.to_bytes(8, "little"))
+    return digest.hexdigest()[:32]
 
 
 def latest_ece(engine: Engine, model_version: str) -> dict[str, tuple[int, float]]:

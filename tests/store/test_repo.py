@@ -82,3 +82,16 @@ def test_watermarks_are_upserted(engine) -> None:
     repo.set_watermark(engine, "pull", "1")
     repo.set_watermark(engine, "pull", "2")
     assert repo.get_watermark(engine, "pull") == "2"
+
+
+def test_the_training_fingerprint_follows_content_not_count(engine) -> None:
+    from sqlalchemy import delete
+
+    _labelled(engine, [("t1", "s", "margin", "train", 0.6, "x", "x"), ("t2", "s", "margin", "train", 0.6, "x", "y"),
+                       ("h1", "s", "audit", "holdout", 0.6, "x", "x")])
+    first = repo.training_fingerprint(engine)
+    assert repo.training_fingerprint(engine) == first  # stable
+    with engine.begin() as conn:  # the same count, another example
+        conn.execute(delete(Label).where(Label.item_id == "t2"))
+    _labelled(engine, [("t3", "s", "margin", "train", 0.6, "x", "x")])
+    assert repo.training_fingerprint(engine) != first

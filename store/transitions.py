@@ -1,0 +1,74 @@
+"""Item state transitions: the lifecycle of DESIGN.md as data, and the one function that moves items along it.
+
+`received -> scored -> routed -> (auto_accepted | queued -> annotated -> resolved)`, with the loop's returns
+(a routed item a newer model rescores goes back to scored; an item whose annotators disagreed goes back to the
+queue, its label withdrawn) and a seed label resolving any live item. `move_items` writes only legal moves: an item
+already in the target state is left alone (re-running a step is a no-op) and an item in any other state is left
+alone too and counted as refused. Each call records who moved how many items where, as one audit event.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Mapping
+from datetime import datetime, timezone
+from typing import NamedTuple
+
+from sqlalchemy import Connection, bindparam, func, insert, update
+
+from store.bulk import chunked
+from store.models import AuditEvent, Item
+from store.vocab import ItemState
+
+__all__ = ["SOURCES", "Moved", "move_items"]
+
+_LIVE = frozenset({ItemState.received, ItemState.scored, ItemState.routed, ItemState.auto_accepted,
+                   ItemState.queued, ItemState.annotated})
+# The states an item may be moved *from* into each state.
+SOURCES: dict[ItemState, frozenset[ItemState]] = {
+    ItemState.scored: frozenset({ItemState.received, ItemState.routed}),  # first scoring, or a newer model's
+    ItemState.routed: frozenset({ItemState.scored}),
+    ItemState.auto_accepted: frozenset({ItemState.scored}),
+    ItemState.queued: frozenset({ItemState.routed, ItemState.annotated, ItemState.resolved}),  # escalation
+    ItemState.annotated: frozenset({ItemState.queued}),
+    ItemState.resolved: _LIVE,  # a human label (a review's, or a seed label for any live item)
+    ItemState.quarantined: _LIVE,
+    ItemState.failed: _LIVE,
+}
+CHUNK = 5_000
+
+
+class Moved(NamedTuple):
+    """How many items moved into each state, and how many asked to move did not (already there, or refused)."""
+
+    moved: dict[str, int]
+    unmoved: int
+
+
+def move_items(conn: Connection, targets: Mapping[str, str], *, by: str) -> Moved:
+    """Move each item id of `targets` into its target state where the lifecycle allows it (see the module
+    docstring), in the caller's transaction; record the counts as one ``item_states`` audit event by `by`."""
+    wanted: dict[ItemState, list[str]] = {}
+    for item_id, state in targets.items():
+        wanted.setdefault(ItemState(state), []).append(item_id)
+    now = datetime.now(timezone.utc)
+    moved: Counter[str] = Counter()
+    for state, ids in wanted.items():
+        # the state test wraps the column in a function: SQLite would otherwise pick the state index and scan
+        # every item in the source states for each chunk of ids
+        statement = (
+            update(Item)
+            .where(Item.id.in_(bindparam("ids", expanding=True)),
+                   func.coalesce(Item.state, "").in_(sorted(SOURCES[state])))
+            .values(state=state.value, updated_at=now)
+            .execution_options(synchronize_session=False)
+        )
+        for part in chunked(ids, CHUNK):
+            moved[state.value] += conn.execute(statement, {"ids": list(part)}).rowcount
+    result = Moved(dict(moved), len(targets) - sum(moved.values()))
+    if result.moved and sum(result.moved.values()):  # a re-run that moves nothing writes nothing
+        conn.execute(insert(AuditEvent).values(
+            kind="item_states", actor=by, created_at=now,
+            payload={"moved": result.moved, "unmoved": result.unmoved,
+                     "requested": {s.value: len(ids) for s, ids in wanted.items()}}))
+    return result
