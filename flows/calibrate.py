@@ -80,7 +80,7 @@ def _existing_row(engine: Engine, model_version: str, segment: str, data_hash: s
                 CalibrationReportRow.data_hash == data_hash,
             )
         ).first()
-    return None if row is None else CalibrationReportRow(id=row[0], created_at=row[1], report=row[2] or {})
+    return None if row is None else CalibrationReportRow(id=row.id, created_at=row.created_at, report=row.report or {})
 
 
 def _refresh_existing(

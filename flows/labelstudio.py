@@ -6,7 +6,7 @@ import json
 import uuid
 from datetime import datetime, timedelta
 from functools import lru_cache
-from typing import Any
+from typing import Any, NamedTuple
 
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
@@ -71,7 +71,7 @@ def assign_batch_keys(engine: Engine, *, chunk: int = PUSH_CHUNK) -> None:
             .order_by(ReviewTask.priority.desc(), ReviewTask.id)
         ).all()
         for queue_name in QUEUES:
-            ids = [r[0] for r in rows if r[1] == queue_name]
+            ids = [r.id for r in rows if r.queue == queue_name]
             for part in chunked(ids, chunk):
                 conn.execute(update(ReviewTask).where(ReviewTask.id.in_(part)).values(batch_key=uuid.uuid4().hex))
 
@@ -85,10 +85,16 @@ def _spec(row: ReviewTask, text: str | None, features: Any) -> TaskSpec:
     )
 
 
-def outbox_batch(engine: Engine, batch_key: str) -> list[tuple[ReviewTask, str | None, Any]]:
+class OutboxRow(NamedTuple):
+    task: ReviewTask
+    text: str | None
+    features: Any
+
+
+def outbox_batch(engine: Engine, batch_key: str) -> list[OutboxRow]:
     """The pending outbox rows of a batch with their items' text and features."""
     with Session(engine, expire_on_commit=False) as session:
-        return [tuple(r) for r in session.exec(
+        return [OutboxRow(*r) for r in session.exec(
             select(ReviewTask, Item.text, Item.features).join(Item, Item.id == ReviewTask.item_id)
             .where(ReviewTask.batch_key == batch_key, ReviewTask.state == TaskState.PENDING)
         ).all()]
@@ -103,12 +109,12 @@ def push_batch(batch_key: str, project_id: int, database_url: str | None) -> int
         return 0
     queue = queue_client()
     arrived: dict[str, int] = {}
-    if any(r[0].attempts > 0 for r in rows):
+    if any(r.task.attempts > 0 for r in rows):
         arrived = queue.tasks_for_batch(project_id, batch_key)
     with engine.begin() as conn:
         conn.execute(update(ReviewTask).where(ReviewTask.batch_key == batch_key)
                      .values(attempts=ReviewTask.attempts + 1))
-    missing = [r for r in rows if r[0].item_id not in arrived]
+    missing = [r for r in rows if r.task.item_id not in arrived]
     try:
         ids = queue.import_tasks(project_id, [_spec(*r) for r in missing], chunk_size=PUSH_CHUNK)
     except LabelStudioError as error:
@@ -116,7 +122,7 @@ def push_batch(batch_key: str, project_id: int, database_url: str | None) -> int
             conn.execute(update(ReviewTask).where(ReviewTask.batch_key == batch_key)
                          .values(last_error=str(error)[:2000]))
         raise
-    arrived.update(zip((r[0].item_id for r in missing), ids))
+    arrived.update(zip((r.task.item_id for r in missing), ids))
     # Label Studio gives every imported task the project's overlap (1); the overlapped ones are raised one by
     # one. Setting it is idempotent, so a retried batch simply sets it again.
     for row, *_ in rows:

@@ -31,10 +31,9 @@ def labelled_inputs(engine: Engine, *, split: str, reasons: frozenset[str] | Non
         query = query.where(Label.selection_reason.in_(sorted(reasons)))
     with engine.connect() as conn:
         rows = conn.execute(query).all()
-    kind = "text" if sum(r[2] is not None for r in rows) >= sum(r[3] is not None for r in rows) else "features"
-    column = 2 if kind == "text" else 3
-    usable = [r for r in rows if r[column] is not None]
-    return kind, [r[column] for r in usable], [r[1] for r in usable]
+    kind = "text" if sum(r.text is not None for r in rows) >= sum(r.features is not None for r in rows) else "features"
+    usable = [r for r in rows if getattr(r, kind) is not None]
+    return kind, [getattr(r, kind) for r in usable], [r.label for r in usable]
 
 
 def _as_inputs(kind: str, inputs: list) -> Any:

@@ -108,13 +108,14 @@ def audited_automation(engine: Engine) -> list[AuditedItem]:
     with engine.connect() as conn:
         rows = conn.execute(
             select(RoutingDecision.id, RoutingDecision.segment, RoutingDecision.model_version,
-                   RoutingDecision.predicted_label, Label.label, RoutingDecision.inclusion_probability)
+                   RoutingDecision.predicted_label, Label.label.label("truth"), RoutingDecision.inclusion_probability)
             .join(latest, latest.c.id == RoutingDecision.id)
             .join(Label, Label.item_id == RoutingDecision.item_id)
             .where(RoutingDecision.route.in_(AUTOMATED_ROUTES), Label.selection_reason == Selection.AUDIT)
             .order_by(RoutingDecision.id)
         ).all()
-    return [AuditedItem(r[0], r[1], r[2], r[3] != r[4], r[5]) for r in rows]
+    return [AuditedItem(r.id, r.segment, r.model_version, r.predicted_label != r.truth, r.inclusion_probability)
+            for r in rows]
 
 
 def guard_halts(engine: Engine) -> dict[str, list[Any]]:
@@ -225,8 +226,8 @@ def batch_risk_flags(
     found: dict[str, tuple[str | None, dict | None, list | None, str]] = {}
     with engine.connect() as conn:
         for part in chunked(list(item_ids), 5_000):
-            found.update((r[0], tuple(r[1:])) for r in conn.execute(
-                select(Item.id, Item.text, Item.item_metadata, Item.features, Item.segment)
+            found.update((r.id, (r.text, r.item_metadata, r.features, r.segment)) for r in conn.execute(
+                select(Item.id, Item.text, Item.item_metadata.label("item_metadata"), Item.features, Item.segment)
                 .where(Item.id.in_(part))))
     texts, metadata, vectors, segments = zip(*(found.get(i, (None, None, None, "")) for i in item_ids)) \
         if item_ids else ((), (), (), ())

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
-from sqlalchemy import Engine, and_, bindparam, func, select
+from sqlalchemy import Engine, select
 from sqlmodel import Session
 
 from calibration.recalibrators import calibrator_from_dict
@@ -34,8 +34,15 @@ from routing.pools import POOL_PREFIX, calibration_group, groups_in_use
 from routing.signals import RiskFlags
 from store.bulk import chunked, insert_ignore_columns
 from store.db import write_transaction
-from store.models import CalibrationReportRow, Item, ItemState, Prediction, RoutingDecision
-from store.repo import UPSTREAM_MODEL, active_policy, held_out_labels, promoted_model
+from store.models import CalibrationReportRow, ItemState, RoutingDecision
+from store.repo import (
+    ScoredItem,
+    active_policy,
+    held_out_labels,
+    previous_decisions,
+    promoted_model,
+    scored_items,
+)
 from store.transitions import move_items
 
 STATE_AFTER = {
@@ -59,38 +66,6 @@ def gate_now(row: CalibrationReportRow | None, policy: SegmentPolicy) -> GateRes
     if (row.report or {}).get("drift", {}).get("stale"):
         return GateResult(passed=False, reasons=(*gate.reasons, "calibration_drift"))
     return gate
-
-
-def scored_items(engine: Engine, model_version: str | None) -> list[tuple[str, str, str, float, str]]:
-    """(item id, segment, model version, raw confidence, predicted label) of items waiting to be routed."""
-    versions = [UPSTREAM_MODEL] + ([model_version] if model_version else [])
-    with engine.connect() as conn:
-        rows = conn.execute(
-            select(Item.id, Item.segment, Prediction.model_version, Prediction.confidence, Prediction.label,
-                   Item.upstream_confidence.is_not(None) | Item.upstream_probs.is_not(None))
-            .join(Prediction, and_(Prediction.item_id == Item.id, Prediction.model_version.in_(versions)))
-            .where(Item.state == ItemState.scored.value)
-            .order_by(Item.id)
-        ).all()
-    wanted = {}
-    for item_id, segment, version, confidence, label, upstream in rows:
-        if (version == UPSTREAM_MODEL) == bool(upstream):
-            wanted[item_id] = (item_id, segment, version, confidence, label)
-    return list(wanted.values())
-
-
-def previous_decisions(engine: Engine, item_ids: list[str]) -> dict[str, tuple[int, str]]:
-    """Each item's latest earlier decision: (its id, its route)."""
-    found: dict[str, tuple[int, str]] = {}
-    latest = (select(RoutingDecision.item_id, func.max(RoutingDecision.id).label("id"))
-              .where(RoutingDecision.item_id.in_(bindparam("ids", expanding=True)))
-              .group_by(RoutingDecision.item_id).subquery())
-    statement = select(latest.c.item_id, RoutingDecision.id, RoutingDecision.route).join(
-        RoutingDecision, RoutingDecision.id == latest.c.id)
-    with engine.connect() as conn:
-        for part in chunked(item_ids, 5_000):
-            found.update((r[0], (r[1], r[2])) for r in conn.execute(statement, {"ids": list(part)}))
-    return found
 
 
 def latest_calibrations(engine: Engine, model_version: str, segments: list[str]) -> dict[str, CalibrationReportRow]:
@@ -163,14 +138,14 @@ def _context(engine: Engine, groups: list[list[tuple]], halted: dict[str, str],
     policy, policy_version = active_policy(engine)
     by_model: dict[str, list[str]] = {}
     for rows in groups:
-        by_model.setdefault(rows[0][2], []).append(rows[0][1])
+        by_model.setdefault(rows[0].model_version, []).append(rows[0].segment)
     labelled, group_of, reports, label_counts = {}, {}, {}, {}
     for model, segments in by_model.items():
         labelled[model], label_counts[model] = labels[model].labelled, labels[model].counts
         group_of[model] = groups_in_use(policy, label_counts[model], segments)
         used = sorted(set(group_of[model].values()))
         reports.update(((model, key), row) for key, row in latest_calibrations(engine, model, used).items())
-    previous = previous_decisions(engine, [r[0] for rows in groups for r in rows])
+    previous = previous_decisions(engine, [r.item_id for rows in groups for r in rows])
     return BatchContext(policy, policy_version, reports, labelled, group_of, label_counts,
                         training_segments(engine), previous, halted)
 
@@ -199,10 +174,10 @@ def risk_flags_by_group(engine: Engine, groups: list[list[tuple]], context: Batc
     """Risk flags of every group, computed once per (segment rules, model version) over all its items."""
     shared: dict[tuple[SegmentPolicy, str], list[int]] = {}
     for index, rows in enumerate(groups):
-        shared.setdefault((context.policy.for_segment(rows[0][1]), rows[0][2]), []).append(index)
+        shared.setdefault((context.policy.for_segment(rows[0].segment), rows[0].model_version), []).append(index)
     flags: list[RiskFlags | None] = [None] * len(groups)
     for (rules, model_version), indexes in shared.items():
-        item_ids = [r[0] for index in indexes for r in groups[index]]
+        item_ids = [r.item_id for index in indexes for r in groups[index]]
         found = batch_risk_flags(engine, item_ids, rules, model_version=model_version, training=context.training,
                                  group_of=lambda s, m=model_version: context.group_for(m, s))
         start = 0
@@ -216,12 +191,12 @@ def risk_flags_by_group(engine: Engine, groups: list[list[tuple]], context: Batc
 def decide_group(engine: Engine, rows: list[tuple], cycle: int | None, context: BatchContext,
                  flags: RiskFlags) -> dict[str, list]:
     """The decision columns of one (segment, model version) group of scored items."""
-    segment, model_version = rows[0][1], rows[0][2]
+    segment, model_version = rows[0].segment, rows[0].model_version
     segment_policy = context.policy.for_segment(segment)
     group = context.group_of[model_version][segment]  # the segment itself, or the pool it falls back to
     report_row = context.reports.get((model_version, group))
-    item_ids = [r[0] for r in rows]
-    raw = np.array([np.nan if r[3] is None else r[3] for r in rows], dtype=float)
+    item_ids = [r.item_id for r in rows]
+    raw = np.array([np.nan if r.confidence is None else r.confidence for r in rows], dtype=float)
     calibrator = _calibrator(context, report_row)
     calibrated = raw if calibrator is None else calibrator.predict(np.nan_to_num(raw, nan=0.0))
     calibrated = np.where(np.isfinite(raw), calibrated, np.nan)
@@ -241,7 +216,7 @@ def decide_group(engine: Engine, rows: list[tuple], cycle: int | None, context: 
         "reasons": _reasons_json(result.reasons), "policy_version": [context.policy_version] * n,
         "model_version": [model_version] * n, "calibration_id": [report_row.id if report_row else None] * n,
         "threshold": [result.threshold] * n, "raw_confidence": _floats_or_none(raw),
-        "calibrated_confidence": _floats_or_none(calibrated), "predicted_label": [r[4] for r in rows],
+        "calibrated_confidence": _floats_or_none(calibrated), "predicted_label": [r.label for r in rows],
         "inclusion_probability": _floats_or_none(result.inclusion_probability), "cycle": [cycle] * n,
         "audit_rate": [result.audit_rate] * n,
         "supersedes_id": [None if e is None else e[0] for e in earlier], "evidence_id": [evidence_id] * n,
@@ -252,7 +227,7 @@ def decide_group(engine: Engine, rows: list[tuple], cycle: int | None, context: 
 @task(name="route-batch", cache_policy=NO_CACHE)
 @takes_payloads
 def route_batch(
-    groups: list[list[tuple[str, str, str, float, str]]], cycle: int | None, database_url: str | None,
+    groups: list[list[ScoredItem]], cycle: int | None, database_url: str | None,
     halted: dict[str, str], labels: dict[str, ModelLabels],
 ) -> Counter[str]:
     """Route a batch of (segment, model version) groups of scored items and write their decisions at once;
@@ -292,15 +267,16 @@ def route_flow(cycle: int | None = None, database_url: str | None = None) -> dic
     rows = scored_items(engine, version.version if version else None)
     groups: dict[tuple[str, str], list] = {}
     for row in rows:
-        groups.setdefault((row[1], row[2]), []).append(row)
+        groups.setdefault((row.segment, row.model_version), []).append(row)
     segments_of: dict[str, list[str]] = {}
     for segment, model in groups:
         segments_of.setdefault(model, []).append(segment)
     labels = {model: model_labels(engine, policy, model, segments) for model, segments in segments_of.items()}
     futures = []
     for batch in pack([groups[key] for key in sorted(groups)], max_items=BATCH_ITEMS, max_groups=BATCH_GROUPS):
-        mine = {model: labels[model].for_segments(policy, [rows[0][1] for rows in batch if rows[0][2] == model])
-                for model in {rows[0][2] for rows in batch}}
+        mine = {model: labels[model].for_segments(policy, [rows[0].segment for rows in batch
+                                                           if rows[0].model_version == model])
+                for model in {rows[0].model_version for rows in batch}}
         # Payload(): Prefect would otherwise walk every row of every group looking for futures (seconds per 100k)
         futures.append(route_batch.submit(Payload(batch), cycle, database_url, Payload(halted), Payload(mine)))
     counts: Counter[str] = Counter()

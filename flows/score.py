@@ -154,16 +154,17 @@ def score_upstream_batch(item_ids: list[str], database_url: str | None) -> int:
             select(Item.id, Item.upstream_prediction, Item.upstream_confidence, Item.upstream_probs)
             .where(Item.id.in_(bindparam("ids", expanding=True))), {"ids": list(item_ids)}
         ).all()
-    scores = upstream_scores([r[1] for r in rows], [r[2] for r in rows], [r[3] for r in rows])
+    scores = upstream_scores([r.upstream_prediction for r in rows], [r.upstream_confidence for r in rows],
+                             [r.upstream_probs for r in rows])
     complete = scores.has_upstream & np.isfinite(scores.probs).all(axis=1)
     keep = np.flatnonzero(complete)
     if keep.size:
-        _write_prediction_columns(engine, [rows[i][0] for i in keep], scores.classes, scores.probs[keep],
+        _write_prediction_columns(engine, [rows[i].id for i in keep], scores.classes, scores.probs[keep],
                                   UPSTREAM_MODEL)
     # a prediction and confidence with no probabilities to go with them (a single known class): keep the pair
     now = utcnow()
     written = [
-        {"item_id": rows[i][0], "model_version": UPSTREAM_MODEL, "label": str(scores.labels[i]),
+        {"item_id": rows[i].id, "model_version": UPSTREAM_MODEL, "label": str(scores.labels[i]),
          "confidence": float(scores.confidence[i]), "margin": None, "probs": None, "created_at": now}
         for i in np.flatnonzero(scores.has_upstream & ~complete)
     ]

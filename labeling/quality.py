@@ -7,6 +7,7 @@ Each annotator's latest answer per item is used; skipped (cancelled) answers are
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 from itertools import combinations
 
 import numpy as np
@@ -47,8 +48,15 @@ class PairAgreement:
     cohen_kappa: float
 
 
-def review_answers(engine: Engine) -> list[tuple[str, str, str, str]]:
-    """(segment, item id, annotator, label): each annotator's latest review-round answer per item."""
+class ReviewAnswer(NamedTuple):
+    segment: str
+    item_id: str
+    annotator: str
+    label: str
+
+
+def review_answers(engine: Engine) -> list[ReviewAnswer]:
+    """Each annotator's latest review-round answer per item."""
     # every part not-null, so that the negation below is true (not NULL) for everything but an expert's answer
     expert_answer = and_(ReviewTask.queue == Queue.EXPERT, ReviewTask.ls_task_id.is_not(None),
                          Annotation.ls_task_id.is_not(None), Annotation.ls_task_id == ReviewTask.ls_task_id)
@@ -61,8 +69,8 @@ def review_answers(engine: Engine) -> list[tuple[str, str, str, str]]:
                    or_(ReviewTask.id.is_(None), ~expert_answer))
             .order_by(Annotation.external_updated_at, Annotation.id)
         ).all()
-    latest = {(r[1], r[2]): (r[0], r[3]) for r in rows}  # in update order: the latest answer wins
-    return [(segment, item_id, annotator, label) for (item_id, annotator), (segment, label) in latest.items()]
+    latest = {(r.item_id, r.annotator): r for r in rows}  # in update order: the latest answer wins
+    return [ReviewAnswer(r.segment, r.item_id, r.annotator, r.label) for r in latest.values()]
 
 
 def agreement_report(engine: Engine) -> dict[str, list]:
@@ -71,12 +79,12 @@ def agreement_report(engine: Engine) -> dict[str, list]:
     counts: dict[str, int] = {}
     for _, item_id, _, _ in answers:
         counts[item_id] = counts.get(item_id, 0) + 1
-    multi = [a for a in answers if counts[a[1]] >= 2]
-    classes = sorted({a[3] for a in multi})
+    multi = [a for a in answers if counts[a.item_id] >= 2]
+    classes = sorted({a.label for a in multi})
     class_of = {c: i for i, c in enumerate(classes)}
     segments = []
-    for segment in sorted({a[0] for a in multi}):
-        segments.append(_segment_agreement(segment, [a for a in multi if a[0] == segment], class_of))
+    for segment in sorted({a.segment for a in multi}):
+        segments.append(_segment_agreement(segment, [a for a in multi if a.segment == segment], class_of))
     pairs = []
     by_annotator: dict[str, dict[str, int]] = {}
     for _, item_id, annotator, label in multi:
@@ -92,9 +100,9 @@ def agreement_report(engine: Engine) -> dict[str, list]:
     return {"segments": segments, "pairs": pairs}
 
 
-def _segment_agreement(segment: str, answers: list[tuple], class_of: dict[str, int]) -> SegmentAgreement:
-    items = sorted({a[1] for a in answers})
-    people = sorted({a[2] for a in answers})
+def _segment_agreement(segment: str, answers: list[ReviewAnswer], class_of: dict[str, int]) -> SegmentAgreement:
+    items = sorted({a.item_id for a in answers})
+    people = sorted({a.annotator for a in answers})
     row_of = {v: i for i, v in enumerate(items)}
     col_of = {v: i for i, v in enumerate(people)}
     n_classes = max(len(class_of), 2)

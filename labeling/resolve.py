@@ -163,7 +163,7 @@ def _resolve_chunk(conn: Any, part: list[str], rule_of: Callable[[str], Resoluti
     segments = dict(conn.execute(select(Item.id, Item.segment).where(Item.id.in_(part))).all())
     grouped: dict[str, list] = {}
     for row in rows:
-        grouped.setdefault(row[0], []).append(row)
+        grouped.setdefault(row.item_id, []).append(row)
     gold = {i for i, t in tasks.items() if t.selection_reason == Selection.GOLD}
     outcome = Resolved()
     labels, escalate = [], []
@@ -173,29 +173,29 @@ def _resolve_chunk(conn: Any, part: list[str], rule_of: Callable[[str], Resoluti
         if item_id in gold:  # a gold item's known label is never overwritten
             continue
         task = tasks.get(item_id)
-        valid = [a for a in annotations if a[1] is not None and not a[2]]
+        valid = [a for a in annotations if a.label is not None and not a.was_cancelled]
         if task is not None and task.queue == Queue.EXPERT:
-            expert = [a for a in valid if task.ls_task_id is not None and a[6] == task.ls_task_id]
+            expert = [a for a in valid if task.ls_task_id is not None and a.ls_task_id == task.ls_task_id]
             if not expert:
                 outcome.waiting += 1
                 continue
-            latest = max(expert, key=lambda a: (_utc(a[3]) or _EPOCH, a[5]))
-            labels.append(_label_row(item_id, latest[1], expert, task, cycle, now, resolution="expert",
+            latest = max(expert, key=lambda a: (_utc(a.external_updated_at) or _EPOCH, a.id))
+            labels.append(_label_row(item_id, latest.label, expert, task, cycle, now, resolution="expert",
                                      agreement=None, rule=rule_of(segments.get(item_id, ""))))
             continue
-        annotators = {a[4] for a in valid}
+        annotators = {a.annotator for a in valid}
         if not valid or (task is not None and len(annotators) < task.overlap):
             outcome.waiting += bool(valid)
             continue
         if len(valid) == 1:
-            labels.append(_label_row(item_id, valid[0][1], valid, task, cycle, now, resolution="single",
+            labels.append(_label_row(item_id, valid[0].label, valid, task, cycle, now, resolution="single",
                                      agreement=None, rule=rule_of(segments.get(item_id, ""))))
             continue
         rule = rule_of(segments.get(item_id, ""))
         label = decided.get(item_id) if rule.method == "dawid_skene" else None
         method = "dawid_skene" if label is not None else "majority"
-        label = label if label is not None else majority_label([(a[1], a[2], a[3]) for a in valid])
-        agreement = sum(a[1] == label for a in valid) / len(valid)
+        label = label if label is not None else majority_label([(a.label, a.was_cancelled, a.external_updated_at) for a in valid])
+        agreement = sum(a.label == label for a in valid) / len(valid)
         if agreement < rule.min_agreement and task is not None:
             escalate.append(item_id)
             continue
@@ -243,9 +243,9 @@ def _dawid_skene_labels(conn: Any, item_ids: list[str]) -> dict[str, str]:
     ).all()
     if not rows:
         return {}
-    items = sorted({r[0] for r in rows})
-    people = sorted({r[1] for r in rows})
-    classes = sorted({r[2] for r in rows})
+    items = sorted({r.item_id for r in rows})
+    people = sorted({r.annotator for r in rows})
+    classes = sorted({r.label for r in rows})
     row_of, col_of, class_of = ({v: i for i, v in enumerate(values)} for values in (items, people, classes))
     answers = np.full((len(items), len(people)), MISSING, dtype=np.int64)
     for item_id, annotator, label, _ in rows:  # in update order: an annotator's latest answer wins
@@ -267,7 +267,7 @@ def label_split(reason: str, decision_id: int | None, rule: ResolutionRule) -> s
 def _label_row(item_id: str, label: str, annotations: list, task: Any, cycle: int | None, now: datetime, *,
                resolution: str, agreement: float | None, rule: ResolutionRule) -> dict:
     reason = task.selection_reason if task is not None else Selection.UNSOLICITED
-    annotators = sorted({a[4] for a in annotations})
+    annotators = sorted({a.annotator for a in annotations})
     return {
         "item_id": item_id, "label": label,
         "split": label_split(reason, task.decision_id if task is not None else None, rule),
@@ -276,6 +276,6 @@ def _label_row(item_id: str, label: str, annotations: list, task: Any, cycle: in
         "model_version": task.model_version if task is not None else None,
         "policy_version": task.policy_version if task is not None else None,
         "resolution": resolution, "agreement": agreement, "annotator_count": len(annotators),
-        "annotation_id": max(a[5] for a in annotations), "cycle": cycle if cycle is not None else (
+        "annotation_id": max(a.id for a in annotations), "cycle": cycle if cycle is not None else (
             task.cycle if task is not None else None), "created_at": now,
     }

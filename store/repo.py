@@ -13,11 +13,11 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
-from sqlalchemy import Engine, and_, func, insert, select, update
+from sqlalchemy import Engine, and_, bindparam, func, insert, select, update
 from sqlmodel import Session
 
 from routing.policy import Policy
-from store.bulk import insert_ignore
+from store.bulk import chunked, insert_ignore
 from store.models import (
     AuditEvent,
     CalibrationReportRow,
@@ -39,6 +39,7 @@ __all__ = [
     "BacklogRow",
     "HeldOut",
     "PolicyRecord",
+    "ScoredItem",
     "active_policy",
     "get_watermark",
     "guard_halts",
@@ -46,9 +47,11 @@ __all__ = [
     "latest_ece",
     "promoted_model",
     "promoted_version",
+    "previous_decisions",
     "record_event",
     "review_backlog",
     "save_policy",
+    "scored_items",
     "set_watermark",
     "stored_policy",
     "training_fingerprint",
@@ -236,6 +239,49 @@ def training_fingerprint(engine: Engine) -> str:
         for (label_id,) in conn.execute(select(Label.id).where(Label.split == Split.TRAIN).order_by(Label.id)):
             digest.update(label_id.to_bytes(8, "little"))
     return digest.hexdigest()[:32]
+
+
+class ScoredItem(NamedTuple):
+    """An item waiting to be routed, with the prediction that routes it."""
+
+    item_id: str
+    segment: str
+    model_version: str
+    confidence: float | None
+    label: str | None
+
+
+def scored_items(engine: Engine, model_version: str | None) -> list[ScoredItem]:
+    """Items in state ``scored`` with the prediction that routes each: the upstream passthrough's for an item that
+    carries upstream scores, else `model_version`'s; in item id order."""
+    versions = [UPSTREAM_MODEL] + ([model_version] if model_version else [])
+    query = (
+        select(Item.id, Item.segment, Prediction.model_version, Prediction.confidence, Prediction.label,
+               (Item.upstream_confidence.is_not(None) | Item.upstream_probs.is_not(None)).label("upstream"))
+        .join(Prediction, and_(Prediction.item_id == Item.id, Prediction.model_version.in_(versions)))
+        .where(Item.state == ItemState.scored)
+        .order_by(Item.id)
+    )
+    wanted: dict[str, ScoredItem] = {}
+    with engine.connect() as conn:
+        for row in conn.execute(query):
+            if (row.model_version == UPSTREAM_MODEL) == bool(row.upstream):
+                wanted[row.id] = ScoredItem(row.id, row.segment, row.model_version, row.confidence, row.label)
+    return list(wanted.values())
+
+
+def previous_decisions(engine: Engine, item_ids: list[str]) -> dict[str, tuple[int, str]]:
+    """Each item's latest earlier routing decision: (its id, its route)."""
+    found: dict[str, tuple[int, str]] = {}
+    latest = (select(RoutingDecision.item_id, func.max(RoutingDecision.id).label("id"))
+              .where(RoutingDecision.item_id.in_(bindparam("ids", expanding=True)))
+              .group_by(RoutingDecision.item_id).subquery())
+    statement = select(latest.c.item_id, RoutingDecision.id, RoutingDecision.route).join(
+        RoutingDecision, RoutingDecision.id == latest.c.id)
+    with engine.connect() as conn:
+        for part in chunked(item_ids, 5_000):
+            found.update((row.item_id, (row.id, row.route)) for row in conn.execute(statement, {"ids": list(part)}))
+    return found
 
 
 def latest_ece(engine: Engine, model_version: str) -> dict[str, tuple[int, float]]:
