@@ -1,13 +1,16 @@
 """Ingest, score (upstream passthrough) and route N items that carry upstream confidences, through real
-Prefect flow runs, against a plain `sqlite3` executemany of the same rows measured in the same run.
+Prefect flow runs, against a plain executemany of the same rows into the same kind of database, measured in the
+same run: `sqlite3` into a SQLite file, or psycopg into a throw-away PostgreSQL cluster on 127.0.0.1.
 
-    python bench/bench_ingest_route.py [--n 1000000] [--repeat 3]
+    python bench/bench_ingest_route.py [--n 1000000] [--repeat 3] [--database sqlite|postgresql]
+                                       [--task-runner threads|dask]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sqlite3
 import sys
 from pathlib import Path
@@ -58,6 +61,23 @@ def reference_insert(path: Path, database: Path) -> int:
     return count
 
 
+def reference_insert_postgres(path: Path, conninfo: str) -> int:
+    """The PostgreSQL floor: parse each line and psycopg executemany the same columns into a new table."""
+    import psycopg
+
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        conn.execute("DROP TABLE IF EXISTS reference_items")
+        conn.execute("CREATE TABLE reference_items (id TEXT PRIMARY KEY, text TEXT, prediction TEXT, "
+                     "confidence DOUBLE PRECISION, segment TEXT)")
+        with path.open("rb") as lines, conn.cursor() as cursor, conn.transaction():
+            rows = ((r["id"], r["text"], r["prediction"], r["confidence"], r["segment"])
+                    for r in map(json.loads, lines))
+            cursor.executemany("INSERT INTO reference_items VALUES (%s, %s, %s, %s, %s)", rows)
+        count = conn.execute("SELECT count(*) FROM reference_items").fetchone()[0]
+        conn.execute("DROP TABLE reference_items")
+    return count
+
+
 def remove_database(database: Path) -> None:
     from store.db import dispose_engines
 
@@ -66,16 +86,18 @@ def remove_database(database: Path) -> None:
         Path(f"{database}{suffix}").unlink(missing_ok=True)
 
 
-def sluice_run(path: Path, database: Path) -> dict[str, float]:
-    """Ingest, score and route into a fresh, migrated database; returns seconds per stage."""
+def sluice_run(path: Path, database: Path | str) -> dict[str, float]:
+    """Ingest, score and route into a fresh, migrated database (a SQLite file, or a PostgreSQL URL whose database
+    was just created); returns seconds per stage."""
     from flows.common import engine_for
     from flows.ingest import ingest_flow
     from flows.route import route_flow
     from flows.score import score_flow
     from store.repo import active_policy
 
-    remove_database(database)
-    url = f"sqlite:///{database}"
+    if isinstance(database, Path):
+        remove_database(database)
+    url = f"sqlite:///{database}" if isinstance(database, Path) else database
     active_policy(engine_for(url))  # migrate and activate the default policy: setup, not timed
     ingest_s, ingested = timed(lambda: ingest_flow(str(path), database_url=url))
     score_s, scored = timed(lambda: score_flow(database_url=url))
@@ -83,7 +105,8 @@ def sluice_run(path: Path, database: Path) -> dict[str, float]:
     n = ingested["accepted"]
     if not (n == ingested["total"] and scored["scored"] == n and routed["routed"] == n):
         raise RuntimeError(f"not every item went through: ingest {ingested}, score {scored}, route {routed}")
-    remove_database(database)
+    if isinstance(database, Path):
+        remove_database(database)
     return {"ingest": ingest_s, "score": score_s, "route": route_s}
 
 
@@ -91,24 +114,52 @@ def main(argv: list[str] | None = None) -> bool:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=1_000_000)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--database", choices=("sqlite", "postgresql"), default="sqlite")
+    parser.add_argument("--task-runner", choices=("threads", "dask"), default="threads",
+                        help="where the flows' batch tasks run (dask: a local cluster of 2 worker processes)")
     args = parser.parse_args(argv)
     home = configure_home()
+    os.environ["SLUICE_TASK_RUNNER"] = args.task_runner
     path = write_items(home / f"items-upstream-{args.n}.jsonl", args.n)
     reference: list[float] = []
     stages: dict[str, list[float]] = {"ingest": [], "score": [], "route": []}
-    with prefect_session():
-        for attempt in range(args.repeat):
-            seconds, count = timed(lambda: reference_insert(path, home / "reference.db"))
-            assert count == args.n, count
-            reference.append(seconds)
-            for stage, value in sluice_run(path, home / f"sluice-bench-{attempt}.db").items():
-                stages[stage].append(value)
-            print(f"repeat {attempt + 1}: reference {reference[-1]:.2f} s, "
-                  + ", ".join(f"{k} {v[-1]:.2f} s" for k, v in stages.items()), flush=True)
+    cluster = None
+    if args.database == "postgresql":
+        sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+        from tests.postgres_fixture import create_database, drop_database, start_cluster, stop_cluster
+
+        cluster = start_cluster()
+    try:
+        with prefect_session():
+            for attempt in range(args.repeat):
+                if cluster is None:
+                    seconds, count = timed(lambda: reference_insert(path, home / "reference.db"))
+                    target: Path | str = home / f"sluice-bench-{attempt}.db"
+                else:
+                    seconds, count = timed(lambda: reference_insert_postgres(path, cluster.conninfo()))
+                    name = f"sluice_bench_{attempt}"
+                    drop_database(cluster, name)
+                    target = create_database(cluster, name)
+                assert count == args.n, count
+                reference.append(seconds)
+                for stage, value in sluice_run(path, target).items():
+                    stages[stage].append(value)
+                if cluster is not None:
+                    from store.db import dispose_engines
+
+                    dispose_engines()
+                    drop_database(cluster, name)
+                print(f"repeat {attempt + 1}: reference {reference[-1]:.2f} s, "
+                      + ", ".join(f"{k} {v[-1]:.2f} s" for k, v in stages.items()), flush=True)
+    finally:
+        if cluster is not None:
+            stop_cluster(cluster)
     total = [sum(parts) for parts in zip(*stages.values())]
+    floor = "sqlite3 executemany" if cluster is None else "psycopg executemany"
     print_table(
-        f"Ingest + score + route of {args.n:,} items with upstream confidences (SQLite file, Prefect flows)",
-        [("reference: sqlite3 executemany (parse + insert)", reference, None),
+        f"Ingest + score + route of {args.n:,} items with upstream confidences ({args.database}, Prefect flows, "
+        f"batch tasks on {args.task_runner})",
+        [(f"reference: {floor} (parse + insert)", reference, None),
          ("sluice ingest_flow", stages["ingest"], None),
          ("sluice score_flow (upstream passthrough)", stages["score"], None),
          ("sluice route_flow", stages["route"], None),
@@ -117,8 +168,7 @@ def main(argv: list[str] | None = None) -> bool:
         notes=[f"Medians of {args.repeat} repeats, ratio = median / reference median; each repeat migrates a "
                "fresh database first (not timed)."],
     )
-    return verdict("ingest + score + route vs sqlite3 executemany", median(total) / median(reference),
-                   TARGET_RATIO)
+    return verdict(f"ingest + score + route vs {floor}", median(total) / median(reference), TARGET_RATIO)
 
 
 if __name__ == "__main__":

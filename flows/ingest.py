@@ -14,6 +14,7 @@ from sqlalchemy import Engine
 
 from flows.common import derive_rng, engine_for, utcnow
 from store.bulk import existing_keys, insert_ignore
+from store.db import refresh_statistics
 from store.ingest import ingest_file
 from store.models import Item, ItemState, Label
 from store.repo import active_policy, record_event
@@ -52,6 +53,7 @@ def ingest_task(path: str, database_url: str | None, show_progress: bool) -> dic
 def ingest_flow(path: str, database_url: str | None = None, show_progress: bool = False) -> dict[str, Any]:
     """Stream one JSONL, CSV or Parquet file into the store; idempotent on item id."""
     summary = ingest_task(path, database_url, show_progress)
+    refresh_statistics(engine_for(database_url), "items", "quarantine")
     record_event(engine_for(database_url), "ingest", summary)
     get_run_logger().info("ingest: %s", summary)
     return summary
@@ -98,6 +100,8 @@ def seed_labels(engine: Engine, pairs: list[tuple[str, str]], *, holdout_share: 
     with engine.begin() as conn:
         insert_ignore(conn, Label.__table__, rows)
         move_items(conn, dict.fromkeys((r["item_id"] for r in rows), ItemState.resolved), by="seed-labels")
+    if rows:
+        refresh_statistics(engine, "labels", "items")
     summary = {"added": len(rows), "holdout": int(holdout.sum()), "already_labelled": len(labelled),
                "unknown_items": len(pairs) - len(known)}
     record_event(engine, "seed_labels", summary)

@@ -18,6 +18,7 @@ from labeling.client import LabelStudioQueue, TaskSpec
 from labeling.errors import LabelStudioApiError, LabelStudioError
 from labeling.resolve import HumanAnswer, resolve_items, upsert_annotations
 from store.bulk import chunked, existing_keys
+from store.db import refresh_statistics
 from store.models import Item, ReviewTask
 from store.repo import active_policy, get_watermark, promoted_model, record_event, set_watermark
 from store.settings import get_settings
@@ -221,6 +222,8 @@ def pull_flow(cycle: int | None = None, database_url: str | None = None) -> dict
                 from error
         for name, value in pulled.items():
             summary[name] += value
+    if summary["new"] or summary["updated"]:
+        refresh_statistics(engine, "annotations", "labels", "review_tasks", "items")
     record_event(engine, "pull", summary)
     logger.info("pull: %s", summary)
     return summary

@@ -33,7 +33,7 @@ from routing.policy import Policy, SegmentPolicy
 from routing.pools import POOL_PREFIX, calibration_group, groups_in_use
 from routing.signals import RiskFlags
 from store.bulk import chunked, insert_ignore_columns
-from store.db import write_transaction
+from store.db import refresh_statistics, write_transaction
 from store.models import CalibrationReportRow, ItemState, RoutingDecision
 from store.repo import (
     ScoredItem,
@@ -284,6 +284,8 @@ def route_flow(cycle: int | None = None, database_url: str | None = None) -> dic
         counts.update(future.result())
     summary = {"routed": sum(counts.values()), **{r.value: counts.get(r.value, 0) for r in Route},
                "halted_segments": sorted(halted)}
+    if summary["routed"]:
+        refresh_statistics(engine_for(database_url), "items", "routing_decisions")
     logger.info("route: %s", {k: v for k, v in summary.items() if k != "halted_segments"})
     if halted:
         logger.warning("route: live guard halted automation in %d segment(s): %s", len(halted),

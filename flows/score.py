@@ -17,7 +17,7 @@ from flows.common import Payload, engine_for, holds_store_lock, load_scoring_mod
 from flows.runners import BATCH_RUNNER
 from scoring.passthrough import upstream_scores
 from store.bulk import chunked, insert_ignore, insert_ignore_columns
-from store.db import write_transaction
+from store.db import refresh_statistics, write_transaction
 from store.models import Item, ItemState, Label, ModelVersion, Prediction
 from store.repo import UPSTREAM_MODEL, promoted_model
 from store.transitions import move_items
@@ -237,6 +237,8 @@ def score_flow(
         "upstream": len(upstream_ids),
         "waiting_for_a_model": 0 if version else _count_waiting(engine),
     }
+    if scored:
+        refresh_statistics(engine, "items", "predictions")
     logger.info("score: %s", summary)
     return summary
 

@@ -27,6 +27,7 @@ from routing.draws import AUDIT_SALT, BLIND_SALT, OVERLAP_SALT, drawn
 from routing.policy import budget_window
 from routing.sampling import STRATEGIES, entropy, least_confidence, margin, probability_matrix, select_batch
 from store.bulk import chunked, insert_ignore
+from store.db import refresh_statistics
 from store.models import Item, ItemState, Label, ReviewTask
 from store.repo import BacklogRow, active_policy, review_backlog
 from store.transitions import move_items
@@ -211,5 +212,7 @@ def select_flow(
         counts.update(future.result())
     summary = {"queued": sum(counts.values()), **counts,
                "backlog": sum(len(r) for r in by_segment.values()) - sum(counts.values())}
+    if summary["queued"]:
+        refresh_statistics(engine, "items", "review_tasks")
     logger.info("select: %s", summary)
     return summary

@@ -140,6 +140,18 @@ def write_transaction(engine: Engine) -> Iterator[Connection]:
         yield conn
 
 
+def refresh_statistics(engine: Engine, *tables: str) -> None:
+    """After a bulk write, let PostgreSQL's planner see the new row counts (ANALYZE): on freshly filled tables it
+    otherwise plans nested loops over what it takes for empty tables (measured: reading a 20,000-item review
+    backlog took 49 s before, well under a second after). SQLite plans from its indexes; nothing to do there."""
+    if engine.dialect.name != "postgresql" or not tables:
+        return
+    from sqlalchemy import text
+
+    with engine.begin() as conn:
+        conn.execute(text("ANALYZE " + ", ".join(engine.dialect.identifier_preparer.quote(t) for t in tables)))
+
+
 @contextmanager
 def session_scope(engine: Engine | None = None) -> Iterator[Session]:
     """A session that commits on success and rolls back on error."""
