@@ -13,7 +13,7 @@ from sqlalchemy import Engine, delete, func, select, update
 
 from labeling.agreement import MISSING, dawid_skene
 from routing.draws import AUDIT_TRAIN_SALT, decision_uniform
-from store.bulk import chunked, existing_keys, insert_ignore, set_column
+from store.bulk import chunked, insert_ignore, set_column
 from store.models import Annotation, Item, ItemState, Label, ReviewTask
 from store.transitions import move_items
 from store.vocab import LabelSource, Queue, Selection, TaskState, split_for
@@ -117,8 +117,8 @@ RESOLUTION_METHODS = ("majority", "dawid_skene")
 
 @dataclass
 class Resolved:
-    """What one resolution pass did: labels written, items sent to the expert queue, items still waiting for
-    more annotators (or for the expert)."""
+    """What one resolution pass did: labels written or changed (a re-read of the same answers counts nothing),
+    items sent to the expert queue, items still waiting for more annotators (or for the expert)."""
 
     resolved: int = 0
     escalated: int = 0
@@ -169,11 +169,11 @@ def _resolve_chunk(conn: Any, part: list[str], rule_of: Callable[[str], Resoluti
     labels, escalate = [], []
     decided = _dawid_skene_labels(conn, [i for i in grouped if i not in gold
                                          and rule_of(segments.get(i, "")).method == "dawid_skene"])
-    for item_id, annotations in grouped.items():
+    for item_id, answers in grouped.items():
         if item_id in gold:  # a gold item's known label is never overwritten
             continue
         task = tasks.get(item_id)
-        valid = [a for a in annotations if a.label is not None and not a.was_cancelled]
+        valid = [a for a in answers if a.label is not None and not a.was_cancelled]
         if task is not None and task.queue == Queue.EXPERT:
             expert = [a for a in valid if task.ls_task_id is not None and a.ls_task_id == task.ls_task_id]
             if not expert:
@@ -209,19 +209,25 @@ def _resolve_chunk(conn: Any, part: list[str], rule_of: Callable[[str], Resoluti
                              project_id=None, pushed_at=None, priority=3.0))
         conn.execute(delete(Label).where(Label.item_id.in_(escalate)))
         move_items(conn, dict.fromkeys(escalate, ItemState.queued), by="resolve")
-    present = existing_keys(conn, Label.__table__.c.item_id, [r["item_id"] for r in labels])
-    insert_ignore(conn, Label.__table__, [r for r in labels if r["item_id"] not in present])
-    for row in labels:
-        if row["item_id"] in present:
-            conn.execute(update(Label).where(Label.item_id == row["item_id"]).values(
-                label=row["label"], annotator=row["annotator"], resolution=row["resolution"],
-                agreement=row["agreement"], annotator_count=row["annotator_count"],
-                annotation_id=row["annotation_id"], created_at=now))
+    stored = {r.item_id: r for r in conn.execute(
+        select(Label.item_id, *(Label.__table__.c[c] for c in _RESOLUTION_COLUMNS))
+        .where(Label.item_id.in_([r["item_id"] for r in labels])))} if labels else {}
+    insert_ignore(conn, Label.__table__, [r for r in labels if r["item_id"] not in stored])
+    changed = [r for r in labels if r["item_id"] in stored
+               and any(getattr(stored[r["item_id"]], c) != r[c] for c in _RESOLUTION_COLUMNS)]
+    for row in changed:  # a re-read of the same answers rewrites nothing and counts nothing
+        conn.execute(update(Label).where(Label.item_id == row["item_id"]).values(
+            **{c: row[c] for c in _RESOLUTION_COLUMNS}, created_at=now))
     done = {r["item_id"] for r in labels}
     move_items(conn, dict.fromkeys(done, ItemState.resolved), by="resolve")
     set_column(conn, ReviewTask.__table__, "item_id", "state", dict.fromkeys(done, TaskState.DONE))
-    outcome.resolved, outcome.escalated = len(done), len(escalate)
+    outcome.resolved = sum(r["item_id"] not in stored for r in labels) + len(changed)
+    outcome.escalated = len(escalate)
     return outcome
+
+
+#: What a resolution decides; a label whose columns all match what is stored is not re-resolved.
+_RESOLUTION_COLUMNS = ("label", "annotator", "resolution", "agreement", "annotator_count", "annotation_id")
 
 
 _EPOCH = datetime.min.replace(tzinfo=timezone.utc)

@@ -70,7 +70,7 @@ def test_item_waits_for_every_annotator_then_majority_wins(engine):
     assert (row.split, row.selection_reason, row.selection_probability, row.model_version, row.policy_version) == (
         "train", "margin", 0.5, "m-1", "p-1")
     assert row.annotator == "ann1,ann2,ann3" and row.cycle == 2
-    assert resolve_items(engine, ["x"]).resolved == 1 and len(labels(engine)) == 1  # re-run: same label, no copy
+    assert resolve_items(engine, ["x"]).resolved == 0 and len(labels(engine)) == 1  # re-run: same label, no copy, no count
 
 
 def test_single_answer_is_taken_as_given(engine):
