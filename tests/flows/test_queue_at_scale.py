@@ -216,8 +216,11 @@ def test_two_thousand_tasks_with_overlap_gold_and_a_killed_pull(big_queue, sluic
     assert segment.items == len(overlapped) and segment.fleiss_items == len(overlapped)
     careless = str(people._annotators()[4])
     kappas = {frozenset((p.annotator_a, p.annotator_b)): p.cohen_kappa for p in report["pairs"]}
-    assert max(k for pair, k in kappas.items() if careless in pair) < min(
-        k for pair, k in kappas.items() if careless not in pair), "the careless annotator agrees least"
+    # each pair shares ~120 items, so one pair's kappa is noisy (a careless pair beat a careful one in about 2% of
+    # simulated runs); an annotator's mean kappa over its four pairs is not (the careless one is lowest in 300 of 300)
+    mean_kappa = {who: np.mean([k for pair, k in kappas.items() if who in pair])
+                  for who in {a for pair in kappas for a in pair}}
+    assert min(mean_kappa, key=mean_kappa.get) == careless, f"the careless annotator agrees least: {mean_kappa}"
 
     gold = annotator_accuracy(engine).set_index("annotator")
     gold_answers: dict[str, list[bool]] = {}
