@@ -41,12 +41,16 @@ __all__ = [
     "PolicyRecord",
     "ScoredItem",
     "active_policy",
+    "calibration_reports",
     "get_watermark",
     "guard_halts",
     "held_out_labels",
+    "latest_calibration_method",
     "latest_ece",
+    "model_versions",
     "promoted_model",
     "promoted_version",
+    "promoted_versions",
     "previous_decisions",
     "record_event",
     "review_backlog",
@@ -55,6 +59,7 @@ __all__ = [
     "set_watermark",
     "stored_policy",
     "training_fingerprint",
+    "unlabelled_inputs",
 ]
 
 DEFAULT_POLICY_PATH = PROJECT_ROOT / "policies" / "default.yaml"
@@ -314,3 +319,48 @@ def guard_halts(engine: Engine, *, model_versions: list[str] | None = None) -> l
         query = query.where(GuardHalt.model_version.in_(model_versions))
     with engine.connect() as conn:
         return [HaltRecord(*row) for row in conn.execute(query)]
+
+
+def unlabelled_inputs(engine: Engine, kind: str, *, limit: int) -> list[Any]:
+    """The texts (`kind` "text") or feature vectors of up to `limit` items without a label, in item id order."""
+    column = Item.text if kind == "text" else Item.features
+    query = (select(column).where(column.is_not(None), Item.id.not_in(select(Label.item_id)))
+             .order_by(Item.id).limit(limit))
+    with engine.connect() as conn:
+        return list(conn.execute(query).scalars().all())
+
+
+def model_versions(engine: Engine) -> list[ModelVersion]:
+    """Every registered model version, oldest first."""
+    query = select(ModelVersion).order_by(ModelVersion.created_at, ModelVersion.version)
+    with Session(engine, expire_on_commit=False) as session:
+        return list(session.exec(query).scalars().all())
+
+
+def promoted_versions(engine: Engine) -> list[str]:
+    """The versions of every model marked promoted (normally one)."""
+    with engine.connect() as conn:
+        return list(conn.execute(select(ModelVersion.version).where(ModelVersion.status == ModelStatus.PROMOTED))
+                    .scalars())
+
+
+def calibration_reports(engine: Engine, *, model_versions: list[str] | None = None) -> list[CalibrationReportRow]:
+    """Every calibration report (of the given models only, when named), newest first."""
+    query = select(CalibrationReportRow).order_by(CalibrationReportRow.created_at.desc(),
+                                                  CalibrationReportRow.id.desc())
+    if model_versions is not None:
+        query = query.where(CalibrationReportRow.model_version.in_(model_versions))
+    with Session(engine, expire_on_commit=False) as session:
+        return list(session.exec(query).scalars().all())
+
+
+def latest_calibration_method(engine: Engine, model_version: str, segment: str) -> str | None:
+    """The recalibration method of the newest report of (model, segment); None when there is none."""
+    query = (
+        select(CalibrationReportRow.method)
+        .where(CalibrationReportRow.model_version == model_version, CalibrationReportRow.segment == segment)
+        .order_by(CalibrationReportRow.created_at.desc(), CalibrationReportRow.id.desc())
+        .limit(1)
+    )
+    with engine.connect() as conn:
+        return conn.execute(query).scalar()
