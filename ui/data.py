@@ -1,4 +1,5 @@
-"""The console's one data layer: read-only queries over the store, returned as frames and frozen views.
+"""The console's one data layer: the store's typed reads (``store.repo``, ``store.figures``), returned as frames
+and frozen views.
 
 Every function takes a SQLAlchemy engine and nothing else, imports no Streamlit, and returns an empty frame
 (or None, or an empty list) on an empty database. Rates whose denominator is zero are NaN, never 0: a console
