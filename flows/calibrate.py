@@ -6,7 +6,6 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +13,7 @@ import numpy as np
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
-from sqlalchemy import Engine, select, update
+from sqlalchemy import Engine
 
 from calibration.display import ReliabilityDisplay
 from calibration.drift import DEFAULT_MAX_PSI, confidence_drift
@@ -31,9 +30,21 @@ from flows.common import (
 from flows.runners import BATCH_RUNNER
 from routing.policy import Policy
 from routing.pools import POOL_PREFIX, groups_in_use, pool_members
-from store.bulk import chunked, insert_ignore
-from store.models import CalibrationReportRow, Item, Label, Prediction
-from store.repo import HeldOut, active_policy, held_out_labels, promoted_model
+from store.repo import (
+    UPSTREAM_MODEL,
+    HeldOut,
+    StoredCalibration,
+    active_policy,
+    calibration_report_for,
+    held_out_labels,
+    predicted_model_versions,
+    promoted_model,
+    recent_confidences,
+    save_calibration_report,
+    segments_seen,
+    selection_probabilities,
+    update_calibration_report,
+)
 from store.settings import get_settings
 
 # Keys added to CalibrationReportRow.report next to CalibrationReport.to_dict(); flows/route.py reads
@@ -43,21 +54,6 @@ DIAGRAM_KEY = "diagram"
 MEMBERS_KEY = "members"  # the segments whose labels a pool's report was fitted on (the first 1,000)
 CALIBRATION_BATCH = 200  # calibration groups per task: a segment must not cost a Prefect task of its own
 Labelled = HeldOut  # item ids, raw confidence, correctness: one segment's unbiased held-out labels
-
-
-def recent_confidences(engine: Engine, model_version: str, segments: list[str], since: datetime) -> np.ndarray:
-    """Confidences `model_version` gave items of `segments` (a segment, or a pool's members) after `since` (the
-    report's creation)."""
-    query = (
-        select(Prediction.confidence)
-        .join(Item, Item.id == Prediction.item_id)
-        .where(Prediction.model_version == model_version, Prediction.created_at > since,
-               Prediction.confidence.is_not(None))
-    )
-    with engine.connect() as conn:
-        values = [v for part in chunked(segments, 5_000)
-                  for v in conn.execute(query.where(Item.segment.in_(part))).scalars().all()]
-    return np.asarray(values, dtype=float)
 
 
 def diagram_path(model_version: str, segment: str, data_hash: str) -> Path:
@@ -71,20 +67,8 @@ def draw_diagram(report: CalibrationReport, path: Path, *, title: str) -> str:
     return str(path)
 
 
-def _existing_row(engine: Engine, model_version: str, segment: str, data_hash: str) -> CalibrationReportRow | None:
-    with engine.connect() as conn:
-        row = conn.execute(
-            select(CalibrationReportRow.id, CalibrationReportRow.created_at, CalibrationReportRow.report).where(
-                CalibrationReportRow.model_version == model_version,
-                CalibrationReportRow.segment == segment,
-                CalibrationReportRow.data_hash == data_hash,
-            )
-        ).first()
-    return None if row is None else CalibrationReportRow(id=row.id, created_at=row.created_at, report=row.report or {})
-
-
 def _refresh_existing(
-    engine: Engine, row: CalibrationReportRow, confidence: np.ndarray, *, model_version: str, segment: str,
+    engine: Engine, row: StoredCalibration, confidence: np.ndarray, *, model_version: str, segment: str,
     members: list[str], data_hash: str, max_psi: float,
 ) -> dict[str, Any]:
     """Re-measure drift of an unchanged report (writing only if it moved) and redraw a missing diagram."""
@@ -95,8 +79,7 @@ def _refresh_existing(
         draw_diagram(CalibrationReport.from_dict(row.report), path, title=f"{model_version} / {segment}")
     report = {**row.report, DRIFT_KEY: drift, DIAGRAM_KEY: str(path)}
     if report != row.report:
-        with engine.begin() as conn:
-            conn.execute(update(CalibrationReportRow).where(CalibrationReportRow.id == row.id).values(report=report))
+        update_calibration_report(engine, row.id, report)
     return {"segment": segment, "model_version": model_version, "status": "unchanged", "id": row.id,
             "diagram": str(path), "drift": drift}
 
@@ -116,17 +99,18 @@ def calibration_jobs(policy: Policy, data: dict[str, Labelled], seen: Iterable[s
     """The groups routing will read: every labelled segment that stands on its own labels, and every pool that a
     small segment (labelled, or only `seen` among the items) falls back to, with its members' labels (see
     ``routing.pools``). A pool without labelled members has nothing to fit."""
-    counts = {segment: len(ids) for segment, (ids, _, _) in data.items()}
+    counts = {segment: len(held.item_ids) for segment, held in data.items()}
     groups = groups_in_use(policy, counts, set(data) | set(seen))
-    jobs = [CalibrationJob(s, [s], *data[s]) for s in sorted(data) if groups[s] == s]
+    jobs = [CalibrationJob(s, [s], data[s].item_ids, data[s].confidence, data[s].correct)
+            for s in sorted(data) if groups[s] == s]
     members = pool_members(policy, data)
     for pool in sorted(p for p in set(groups.values()) - set(groups) if members.get(p)):
         parts = [data[m] for m in members.get(pool, [])]
-        ids = [i for part in parts for i in part[0]]
+        ids = [i for part in parts for i in part.item_ids]
         order = np.argsort(ids, kind="stable")
         jobs.append(CalibrationJob(pool, members.get(pool, []), [ids[k] for k in order],
-                                   np.concatenate([p[1] for p in parts])[order],
-                                   np.concatenate([p[2] for p in parts])[order]))
+                                   np.concatenate([p.confidence for p in parts])[order],
+                                   np.concatenate([p.correct for p in parts])[order]))
     return jobs
 
 
@@ -137,7 +121,7 @@ def fit_segment(engine: Engine, policy: Policy, model_version: str, job: Calibra
     limits = policy.for_segment(job.members[0] if segment.startswith(POOL_PREFIX) and job.members
                                 else segment).calibration
     data_hash = fingerprint([model_version, segment, item_ids, correct.tolist()])
-    existing = _existing_row(engine, model_version, segment, data_hash)
+    existing = calibration_report_for(engine, model_version, segment, data_hash)
     if existing is not None:
         return _refresh_existing(engine, existing, confidence, model_version=model_version, segment=segment,
                                  members=job.members, data_hash=data_hash, max_psi=max_psi)
@@ -155,8 +139,7 @@ def fit_segment(engine: Engine, policy: Policy, model_version: str, job: Calibra
         "report": {**report.to_dict(), DRIFT_KEY: drift, DIAGRAM_KEY: diagram, MEMBERS_KEY: job.members[:1000]},
         "created_at": utcnow(),
     }
-    with engine.begin() as conn:
-        insert_ignore(conn, CalibrationReportRow.__table__, [row])
+    save_calibration_report(engine, row)
     return {"segment": segment, "model_version": model_version, "status": "fitted", "method": report.method,
             "n": report.n, "ece": report.ece, "ece_high": report.ece_high, "passed": gate.passed,
             "reasons": list(gate.reasons), "diagram": diagram, "drift": drift}
@@ -175,24 +158,14 @@ def fit_batch(model_version: str, jobs: list[CalibrationJob], database_url: str 
 def inclusion_weights(engine: Engine, item_ids: list[str]) -> np.ndarray:
     """1 / the probability with which each label was drawn (its `selection_probability`; 1 when unknown), so a
     calibration fit stands for the traffic the audits sample rather than for the mix of seed and audit labels."""
-    with engine.connect() as conn:
-        found = dict(r for part in chunked(item_ids, 5_000) for r in conn.execute(
-            select(Label.item_id, Label.selection_probability).where(Label.item_id.in_(part))).all())
+    found = selection_probabilities(engine, item_ids)
     probability = np.array([found.get(i) or 1.0 for i in item_ids], dtype=float)
     return 1.0 / np.clip(probability, 1e-6, 1.0)
 
 
-def segments_seen(engine: Engine) -> list[str]:
-    """Every segment that has items in the store."""
-    with engine.connect() as conn:
-        return list(conn.execute(select(Item.segment).distinct()).scalars())
-
-
 def models_in_use(engine: Engine) -> list[str]:
     promoted = promoted_model(engine)
-    with engine.connect() as conn:
-        versions = set(conn.execute(select(Prediction.model_version).distinct()).scalars())
-    keep = {"upstream"} & versions
+    keep = {UPSTREAM_MODEL} & predicted_model_versions(engine)
     if promoted is not None:
         keep.add(promoted.version)
     return sorted(keep)

@@ -9,10 +9,10 @@ from typing import Any
 
 import numpy as np
 from prefect import flow, get_run_logger
-from sqlalchemy import Engine, func, insert, select, update
+from sqlalchemy import Engine
 
 from flows.calibrate import calibrate_flow
-from flows.common import engine_for, holds_store_lock, load_scoring_model, utcnow
+from flows.common import engine_for, holds_store_lock, load_scoring_model
 from flows.labelstudio import pull_flow, push_flow
 from flows.retrain import retrain_flow
 from flows.risk import audit_estimates
@@ -21,62 +21,33 @@ from flows.score import score_flow
 from flows.select import select_flow
 from labeling.quality import agreement_report
 from routing.stopping import gain_per_100_labels, model_agreement, pooled_ece
-from store.models import (
-    Annotation,
-    CycleReport,
-    Item,
-    Label,
-    ModelVersion,
-    ReviewTask,
-    RoutingDecision,
-)
-from store.repo import active_policy, latest_ece, promoted_model
-from store.vocab import LabelSource, Split
+from store import figures as store_figures
+from store.models import ModelVersion
+from store.repo import active_policy, latest_ece, promoted_model, unlabelled_inputs
+from store.vocab import Route
 
 Annotate = Callable[[int], dict[str, Any]]
 
 
 def start_cycle(engine: Engine) -> int:
-    with engine.begin() as conn:
-        cycle = (conn.execute(select(func.max(CycleReport.cycle))).scalar() or 0) + 1
-        model = promoted_model(engine)
-        conn.execute(insert(CycleReport).values(cycle=cycle, model_version=model.version if model else None,
-                                                figures={}, started_at=utcnow()))
-    return cycle
-
-
-def human_labels(engine: Engine, since: Any | None = None) -> int:
-    """Human answers that count against the people's time: every non-cancelled annotation (review, audit, gold,
-    overlap and expert answers alike) pulled at or after `since`, and, without `since`, the seed labels too."""
-    query = select(func.count()).select_from(Annotation).where(Annotation.was_cancelled.is_(False))
-    with engine.connect() as conn:
-        if since is not None:
-            return conn.execute(query.where(Annotation.pulled_at >= since)).scalar_one()
-        seeds = conn.execute(select(func.count()).select_from(Label).where(Label.source == LabelSource.SEED)).scalar_one()
-        return conn.execute(query).scalar_one() + seeds
+    model = promoted_model(engine)
+    return store_figures.open_cycle(engine, model.version if model else None)
 
 
 def cycle_figures(engine: Engine, cycle: int, routing_model: str | None) -> dict[str, Any]:
     """Routing mix, review load and labels gained; ECE of the model that routed, held-out accuracy of the one
     promoted at the end of the cycle; human labels spent in the cycle and in all."""
-    with engine.connect() as conn:
-        started = conn.execute(select(CycleReport.started_at).where(CycleReport.cycle == cycle)).scalar()
-        routes = dict(conn.execute(
-            select(RoutingDecision.route, func.count()).where(RoutingDecision.cycle == cycle)
-            .group_by(RoutingDecision.route)
-        ).all())
-        queued = conn.execute(select(func.count()).select_from(ReviewTask).where(ReviewTask.cycle == cycle)).scalar()
-        labels_total = conn.execute(select(func.count()).select_from(Label)).scalar()
-        labels_train = conn.execute(select(func.count()).select_from(Label).where(Label.split == Split.TRAIN)).scalar()
-        labels_gained = conn.execute(select(func.count()).select_from(Label).where(Label.cycle == cycle)).scalar()
+    counts = store_figures.cycle_counts(engine, cycle)
+    routes = store_figures.cycle_route_counts(engine, cycle)
     model = promoted_model(engine)
     routed = sum(routes.values())
-    automated = routes.get("auto_accept", 0) + routes.get("spot_check", 0)
+    automated = routes.get(Route.AUTO_ACCEPT, 0) + routes.get(Route.SPOT_CHECK, 0)
     return {
         "routed": routed, "routes": routes, "automation_rate": automated / routed if routed else None,
-        "review_tasks": queued, "labels_gained": labels_gained, "labels_total": labels_total,
-        "labels_train": labels_train, "auto_accepted": automated,
-        "labels_spent": human_labels(engine, since=started), "labels_spent_total": human_labels(engine),
+        "review_tasks": counts.review_tasks, "labels_gained": counts.labels_gained,
+        "labels_total": counts.labels_total, "labels_train": counts.labels_train, "auto_accepted": automated,
+        "labels_spent": store_figures.human_labels(engine, since=counts.started_at),
+        "labels_spent_total": store_figures.human_labels(engine),
         "model_version": model.version if model else None,
         "holdout_accuracy": (model.metrics or {}).get("accuracy") if model else None,
         "routing_model_version": routing_model,
@@ -89,23 +60,12 @@ def cycle_figures(engine: Engine, cycle: int, routing_model: str | None) -> dict
 STOPPING_SAMPLE = 500
 
 
-def _unlabelled_sample(engine: Engine, kind: str, limit: int) -> list:
-    column = Item.text if kind == "text" else Item.features
-    labelled = select(Label.item_id)
-    with engine.connect() as conn:
-        values = conn.execute(
-            select(column).where(column.is_not(None), Item.id.not_in(labelled)).order_by(Item.id).limit(limit)
-        ).scalars().all()
-    return list(values)
-
-
 def stopping_signal(engine: Engine, cycle: int, previous: ModelVersion | None) -> dict[str, Any]:
     """Is the flywheel still paying? Held-out accuracy gained per 100 new labels since the last cycle, and the
     share of unlabelled items on which the new model agrees with the one it replaced (near 1: little changes)."""
     current = promoted_model(engine)
-    with engine.connect() as conn:
-        before = conn.execute(select(CycleReport.figures).where(CycleReport.cycle == cycle - 1)).scalar()
-        labels_now = conn.execute(select(func.count()).select_from(Label)).scalar()
+    before = store_figures.cycle_report_figures(engine, cycle - 1)
+    labels_now = store_figures.label_count(engine)
     signal: dict[str, Any] = {"gain_per_100_labels": None, "model_agreement": None}
     accuracy = (current.metrics or {}).get("accuracy") if current else None
     if before:
@@ -113,7 +73,7 @@ def stopping_signal(engine: Engine, cycle: int, previous: ModelVersion | None) -
                                                             labels_now - (before.get("labels_total") or 0))
     if previous is not None and current is not None and previous.version != current.version \
             and previous.kind == current.kind:
-        sample = _unlabelled_sample(engine, current.kind, STOPPING_SAMPLE)
+        sample = unlabelled_inputs(engine, current.kind, limit=STOPPING_SAMPLE)
         if sample:
             inputs = np.asarray(sample, dtype=float) if current.kind == "features" else sample
             old, new = load_scoring_model(previous).predict(inputs), load_scoring_model(current).predict(inputs)
@@ -153,9 +113,7 @@ def run_cycle(
     report = agreement_report(engine)
     figures["agreement"] = {"segments": [asdict(r) for r in report["segments"]],
                             "pairs": [asdict(r) for r in report["pairs"]]}
-    with engine.begin() as conn:
-        conn.execute(update(CycleReport).where(CycleReport.cycle == cycle)
-                     .values(figures=figures, finished_at=utcnow()))
+    store_figures.finish_cycle(engine, cycle, figures)
     return {"cycle": cycle, "figures": figures, "steps": steps}
 
 

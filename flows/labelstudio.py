@@ -3,26 +3,25 @@
 from __future__ import annotations
 
 import json
-import uuid
 from datetime import datetime, timedelta
 from functools import lru_cache
-from typing import Any, NamedTuple
+from typing import Any
 
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
-from sqlalchemy import Engine, bindparam, select, update
-from sqlmodel import Session
+from sqlalchemy import Engine
 
 from flows.common import StepFailed, engine_for, holds_store_lock, resolution_rules, utcnow
 from labeling.client import LabelStudioQueue, TaskSpec
 from labeling.errors import LabelStudioApiError, LabelStudioError
 from labeling.resolve import HumanAnswer, resolve_items, upsert_annotations
-from store.bulk import chunked, existing_keys
+from store import outbox
 from store.db import refresh_statistics
-from store.models import Item, ReviewTask
-from store.repo import active_policy, get_watermark, promoted_model, record_event, set_watermark
+from store.models import ReviewTask
+from store.outbox import outbox_batch
+from store.repo import active_policy, get_watermark, known_items, promoted_model, record_event, set_watermark
 from store.settings import get_settings
-from store.vocab import Queue, TaskState
+from store.vocab import Queue
 
 PUSH_CHUNK = 1000  # tasks per batch and per import request: fewer round trips, a retry stays small
 PULL_OVERLAP = timedelta(seconds=2)
@@ -66,15 +65,7 @@ def _client(url: str, token: str, retries: int) -> LabelStudioQueue:
 def assign_batch_keys(engine: Engine, *, chunk: int = PUSH_CHUNK) -> None:
     """Give every pending outbox row without one a batch key (one queue per batch), committed before anything
     is sent."""
-    with engine.begin() as conn:
-        rows = conn.execute(
-            select(ReviewTask.id, ReviewTask.queue).where(ReviewTask.state == TaskState.PENDING, ReviewTask.batch_key.is_(None))
-            .order_by(ReviewTask.priority.desc(), ReviewTask.id)
-        ).all()
-        for queue_name in QUEUES:
-            ids = [r.id for r in rows if r.queue == queue_name]
-            for part in chunked(ids, chunk):
-                conn.execute(update(ReviewTask).where(ReviewTask.id.in_(part)).values(batch_key=uuid.uuid4().hex))
+    outbox.assign_batch_keys(engine, chunk=chunk, queues=QUEUES)
 
 
 def _spec(row: ReviewTask, text: str | None, features: Any) -> TaskSpec:
@@ -84,21 +75,6 @@ def _spec(row: ReviewTask, text: str | None, features: Any) -> TaskSpec:
         model_version=row.model_version if row.predicted_label and not row.blind else None,
         predicted_label=None if row.blind else row.predicted_label, score=None if row.blind else row.score,
     )
-
-
-class OutboxRow(NamedTuple):
-    task: ReviewTask
-    text: str | None
-    features: Any
-
-
-def outbox_batch(engine: Engine, batch_key: str) -> list[OutboxRow]:
-    """The pending outbox rows of a batch with their items' text and features."""
-    with Session(engine, expire_on_commit=False) as session:
-        return [OutboxRow(*r) for r in session.exec(
-            select(ReviewTask, Item.text, Item.features).join(Item, Item.id == ReviewTask.item_id)
-            .where(ReviewTask.batch_key == batch_key, ReviewTask.state == TaskState.PENDING)
-        ).all()]
 
 
 @task(name="push-batch", cache_policy=NO_CACHE)
@@ -112,31 +88,21 @@ def push_batch(batch_key: str, project_id: int, database_url: str | None) -> int
     arrived: dict[str, int] = {}
     if any(r.task.attempts > 0 for r in rows):
         arrived = queue.tasks_for_batch(project_id, batch_key)
-    with engine.begin() as conn:
-        conn.execute(update(ReviewTask).where(ReviewTask.batch_key == batch_key)
-                     .values(attempts=ReviewTask.attempts + 1))
+    outbox.count_push_attempt(engine, batch_key)
     missing = [r for r in rows if r.task.item_id not in arrived]
     try:
-        ids = queue.import_tasks(project_id, [_spec(*r) for r in missing], chunk_size=PUSH_CHUNK)
+        ids = queue.import_tasks(project_id, [_spec(r.task, r.text, r.features) for r in missing],
+                                 chunk_size=PUSH_CHUNK)
     except LabelStudioError as error:
-        with engine.begin() as conn:
-            conn.execute(update(ReviewTask).where(ReviewTask.batch_key == batch_key)
-                         .values(last_error=str(error)[:2000]))
+        outbox.record_push_error(engine, batch_key, str(error))
         raise
     arrived.update(zip((r.task.item_id for r in missing), ids))
     # Label Studio gives every imported task the project's overlap (1); the overlapped ones are raised one by
     # one. Setting it is idempotent, so a retried batch simply sets it again.
-    for row, *_ in rows:
+    for row in (r.task for r in rows):
         if row.overlap > 1 and row.item_id in arrived:
             queue.set_overlap(arrived[row.item_id], row.overlap)
-    table = ReviewTask.__table__
-    mark_pushed = (
-        table.update().where(table.c.item_id == bindparam("b_item"), table.c.state == TaskState.PENDING)
-        .values(state=TaskState.PUSHED, ls_task_id=bindparam("b_task"), project_id=project_id, pushed_at=utcnow(),
-                last_error=None)
-    )
-    with engine.begin() as conn:  # one executemany, not one statement per task
-        conn.execute(mark_pushed, [{"b_item": item_id, "b_task": task_id} for item_id, task_id in arrived.items()])
+    outbox.mark_pushed(engine, project_id, arrived, at=utcnow())
     return len(arrived)
 
 
@@ -164,15 +130,12 @@ def push_flow(database_url: str | None = None) -> dict[str, Any]:
     logger = get_run_logger()
     engine = engine_for(database_url)
     assign_batch_keys(engine)
-    with engine.connect() as conn:
-        keys = conn.execute(
-            select(ReviewTask.batch_key, ReviewTask.queue).where(ReviewTask.state == TaskState.PENDING).distinct()
-        ).all()
+    keys = outbox.pending_batches(engine)
     if not keys:
         return {"pushed": 0, "pending": 0}
     pushed, failed, errors, project_id = 0, 0, [], None
     for queue_name in QUEUES:
-        batches = sorted(k for k, q in keys if q == queue_name)
+        batches = sorted(k.batch_key for k in keys if k.queue == queue_name)
         if not batches:
             continue
         try:
@@ -208,8 +171,7 @@ def pull_flow(cycle: int | None = None, database_url: str | None = None) -> dict
     """Pull annotations completed since the watermark, upsert them, resolve labels into the training set."""
     logger = get_run_logger()
     engine = engine_for(database_url)
-    with engine.connect() as conn:
-        expert_tasks = conn.execute(select(ReviewTask.id).where(ReviewTask.queue == Queue.EXPERT).limit(1)).first()
+    expert_tasks = outbox.has_expert_tasks(engine)
     rules = resolution_rules(engine)
     summary: dict[str, Any] = {"pulled": 0, "new": 0, "updated": 0, "resolved": 0, "escalated": 0, "waiting": 0,
                                "unknown_items": 0}
@@ -247,7 +209,7 @@ def pull_queue(engine: Engine, queue_name: str, cycle: int | None, rules: Any) -
                         task_id=a.task_id)
             for a in page
         ]
-        known = _known_items(engine, [a.item_id for a in answers])
+        known = known_items(engine, [a.item_id for a in answers])
         answers = [a for a in answers if a.item_id in known]
         new, changed = upsert_annotations(engine, answers)
         touched += [a.item_id for a in answers]
@@ -263,8 +225,3 @@ def pull_queue(engine: Engine, queue_name: str, cycle: int | None, rules: Any) -
     if latest is not None:
         set_watermark(engine, key, latest.isoformat())
     return {**counts, "resolved": outcome.resolved, "escalated": outcome.escalated, "waiting": outcome.waiting}
-
-
-def _known_items(engine: Engine, item_ids: list[str]) -> set[str]:
-    with engine.connect() as conn:
-        return existing_keys(conn, Item.__table__.c.id, item_ids)

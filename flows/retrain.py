@@ -7,30 +7,27 @@ from typing import Any
 import numpy as np
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
-from sqlalchemy import Engine, select, update
+from sqlalchemy import Engine
 
 from flows.common import engine_for, fingerprint, holds_store_lock, load_scoring_model, utcnow
 from scoring.models import ScoringModel, evaluate, paired_comparison, train_model
 from scoring.registry import save_model
-from store.bulk import insert_ignore
-from store.models import Item, Label, ModelVersion
-from store.repo import promoted_model, record_event
+from store.repo import (
+    labelled_items,
+    model_for_data,
+    promote_model,
+    promoted_model,
+    record_event,
+    register_model,
+    reject_model,
+)
 from store.settings import get_settings
 from store.vocab import EVALUATION_SELECTIONS, ModelStatus, Split
 
 
 def labelled_inputs(engine: Engine, *, split: str, reasons: frozenset[str] | None = None) -> tuple[str, list, list]:
     """(kind, inputs, labels) of the labelled items of a split, in item id order."""
-    query = (
-        select(Label.item_id, Label.label, Item.text, Item.features)
-        .join(Item, Item.id == Label.item_id)
-        .where(Label.split == split)
-        .order_by(Label.item_id)
-    )
-    if reasons is not None:
-        query = query.where(Label.selection_reason.in_(sorted(reasons)))
-    with engine.connect() as conn:
-        rows = conn.execute(query).all()
+    rows = labelled_items(engine, split=split, reasons=reasons)
     kind = "text" if sum(r.text is not None for r in rows) >= sum(r.features is not None for r in rows) else "features"
     usable = [r for r in rows if getattr(r, kind) is not None]
     return kind, [getattr(r, kind) for r in usable], [r.label for r in usable]
@@ -48,21 +45,12 @@ def train_candidate(kind: str, inputs: list, labels: list, seed: int) -> Scoring
 def _register(engine: Engine, model: ScoringModel, metrics: dict, train_size: int, data_hash: str,
               parent: str | None) -> str:
     saved = save_model(model, get_settings().models_dir)
-    with engine.begin() as conn:
-        insert_ignore(conn, ModelVersion.__table__, [{
-            "version": saved.version, "kind": model.kind, "artifact_path": str(saved.path), "sha256": saved.sha256,
-            "classes": [str(c) for c in model.classes_], "metrics": metrics, "train_size": train_size,
-            "status": ModelStatus.CANDIDATE, "data_hash": data_hash, "parent_version": parent, "created_at": utcnow(),
-        }])
+    register_model(engine, {
+        "version": saved.version, "kind": model.kind, "artifact_path": str(saved.path), "sha256": saved.sha256,
+        "classes": [str(c) for c in model.classes_], "metrics": metrics, "train_size": train_size,
+        "status": ModelStatus.CANDIDATE, "data_hash": data_hash, "parent_version": parent, "created_at": utcnow(),
+    })
     return saved.version
-
-
-def promote(engine: Engine, version: str) -> None:
-    with engine.begin() as conn:
-        conn.execute(update(ModelVersion).where(ModelVersion.status == ModelStatus.PROMOTED, ModelVersion.version != version)
-                     .values(status=ModelStatus.RETIRED))
-        conn.execute(update(ModelVersion).where(ModelVersion.version == version)
-                     .values(status=ModelStatus.PROMOTED, promoted_at=utcnow()))
 
 
 @flow(name="retrain", log_prints=True)
@@ -76,8 +64,7 @@ def retrain_flow(seed: int = 0, alpha: float = 0.05, database_url: str | None = 
     if len(set(labels)) < 2:
         return {"status": "skipped", "reason": f"training set has {len(labels)} labels and {len(set(labels))} class(es)"}
     data_hash = fingerprint([kind, labels, seed, len(inputs)])
-    with engine.connect() as conn:
-        seen = conn.execute(select(ModelVersion.version).where(ModelVersion.data_hash == data_hash)).scalar()
+    seen = model_for_data(engine, data_hash)
     incumbent = promoted_model(engine)
     if seen is not None:
         return {"status": "unchanged", "version": seen, "promoted": incumbent.version if incumbent else None}
@@ -96,10 +83,9 @@ def retrain_flow(seed: int = 0, alpha: float = 0.05, database_url: str | None = 
                         incumbent.version if incumbent else None)
     promoted = incumbent is None or (comparison is not None and not comparison["worse"])
     if promoted:
-        promote(engine, version)
+        promote_model(engine, version)
     else:
-        with engine.begin() as conn:
-            conn.execute(update(ModelVersion).where(ModelVersion.version == version).values(status=ModelStatus.REJECTED))
+        reject_model(engine, version)
     summary = {"status": "promoted" if promoted else "rejected", "version": version, "metrics": metrics,
                "incumbent": incumbent.version if incumbent else None, "incumbent_metrics": incumbent_metrics,
                "comparison": comparison, "train_size": len(labels)}

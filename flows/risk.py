@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from functools import lru_cache
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine
 
 from flows.calibrate import Labelled
 from flows.common import fingerprint, utcnow
@@ -29,16 +29,33 @@ from routing.signals import (
     zero_width_or_bidi,
 )
 from routing.thresholds import guaranteed_threshold
-from store.bulk import chunked, insert_ignore
-from store.models import Annotation, GuardHalt, Item, Label, ReviewTask, RoutingDecision, ThresholdEvidence
-from store.repo import UPSTREAM_MODEL, HeldOut, held_out_labels, record_event, training_fingerprint
-from store.vocab import LabelSource, Selection, Split
+from store.figures import (
+    audited_automation,
+    automated_population,
+    gold_answers,
+    label_class_count,
+)
+from store.repo import (
+    UPSTREAM_MODEL,
+    HaltRecord,
+    HeldOut,
+    ItemInputs,
+    held_out_labels,
+    item_inputs,
+    record_event,
+    save_guard_halts,
+    save_threshold_evidence,
+    training_fingerprint,
+    training_segments,
+    training_texts,
+    training_vectors,
+)
+from store.repo import guard_halts as repo_guard_halts
 
 MIN_TRAINING_TEXTS = 20
 MIN_TRAINING_VECTORS = 20
 # A segment holding less than this share of the training set is under-represented: its items go to people.
 MIN_SEGMENT_SHARE = 0.01
-AUTOMATED_ROUTES = ("auto_accept", "spot_check")
 
 
 def derived_threshold(
@@ -59,7 +76,7 @@ def derived_threshold(
         return "policy", None
     if labelled is None:
         labelled = held_out_labels(engine, model_version, segment=segment).get(segment, HeldOut([], np.empty(0), np.empty(0)))
-    ids, confidence, correct = labelled
+    ids, confidence, correct = labelled  # flows/route.py passes (ids, confidence, correct) tuples too
     result = guaranteed_threshold(confidence, correct, alpha=policy.max_auto_error, delta=policy.delta)
     shown = None
     if result.threshold is not None:
@@ -74,56 +91,13 @@ def derived_threshold(
         "delta": result.delta, "tested": result.tested, "pool": pool or segment, "calibration_id": calibration_id,
         "created_at": utcnow(),
     }
-    return result.threshold, store_evidence(engine, evidence)
+    return result.threshold, save_threshold_evidence(engine, evidence)
 
 
-def store_evidence(engine: Engine, evidence: dict[str, Any]) -> int:
-    """Insert the evidence row unless the same certification is stored already; its id either way."""
-    key = ("model_version", "segment", "policy_version", "label_fingerprint")
-    with engine.begin() as conn:
-        insert_ignore(conn, ThresholdEvidence.__table__, [evidence])
-        return conn.execute(select(ThresholdEvidence.id).where(
-            *(getattr(ThresholdEvidence, k) == evidence[k] for k in key))).scalar_one()
-
-
-def _latest_decisions():
-    """Subquery: the id of each item's newest decision (decisions are append-only, ids increase)."""
-    return select(func.max(RoutingDecision.id).label("id")).group_by(RoutingDecision.item_id).subquery()
-
-
-class AuditedItem(NamedTuple):
-    """One audited auto-accepted item: its latest routing decision and whether the audit found the model wrong."""
-
-    decision_id: int
-    segment: str
-    model_version: str
-    wrong: bool
-    inclusion_probability: float | None
-
-
-def audited_automation(engine: Engine) -> list[AuditedItem]:
-    """Every audited auto-accepted item, in decision order. A decision without a predicted label counts as wrong
-    (fail closed)."""
-    latest = _latest_decisions()
-    with engine.connect() as conn:
-        rows = conn.execute(
-            select(RoutingDecision.id, RoutingDecision.segment, RoutingDecision.model_version,
-                   RoutingDecision.predicted_label, Label.label.label("truth"), RoutingDecision.inclusion_probability)
-            .join(latest, latest.c.id == RoutingDecision.id)
-            .join(Label, Label.item_id == RoutingDecision.item_id)
-            .where(RoutingDecision.route.in_(AUTOMATED_ROUTES), Label.selection_reason == Selection.AUDIT)
-            .order_by(RoutingDecision.id)
-        ).all()
-    return [AuditedItem(r.id, r.segment, r.model_version, r.predicted_label != r.truth, r.inclusion_probability)
-            for r in rows]
-
-
-def guard_halts(engine: Engine) -> dict[str, list[Any]]:
-    """Per segment, its halts in order: (model version, last decision id, e-value, audited, errors)."""
-    with engine.connect() as conn:
-        rows = conn.execute(select(GuardHalt).order_by(GuardHalt.id)).all()
-    halts: dict[str, list[Any]] = {}
-    for row in rows:
+def guard_halts(engine: Engine) -> dict[str, list[HaltRecord]]:
+    """Per segment, its halts in order (oldest first)."""
+    halts: dict[str, list[HaltRecord]] = {}
+    for row in reversed(repo_guard_halts(engine)):
         halts.setdefault(row.segment, []).append(row)
     return halts
 
@@ -162,8 +136,7 @@ def check_live_guards(engine: Engine, policy: Policy) -> dict[str, dict[str, Any
                                   "created_at": utcnow()})
         states[segment] = state
     if new_halts:
-        with engine.begin() as conn:
-            insert_ignore(conn, GuardHalt.__table__, new_halts)
+        save_guard_halts(engine, new_halts)
         for halt in new_halts:
             record_event(engine, "live_guard_halt", {
                 **{k: v for k, v in halt.items() if k != "created_at"},
@@ -177,11 +150,7 @@ def check_live_guards(engine: Engine, policy: Policy) -> dict[str, dict[str, Any
 def _length_model(database_url: str, training_set: str) -> LengthOutlier | None:
     from flows.common import engine_for
 
-    with engine_for(database_url).connect() as conn:
-        texts = conn.execute(
-            select(Item.text).join(Label, Label.item_id == Item.id)
-            .where(Label.split == Split.TRAIN, Item.text.is_not(None))
-        ).scalars().all()
+    texts = training_texts(engine_for(database_url))
     if len(texts) < MIN_TRAINING_TEXTS:
         return None
     return LengthOutlier().fit(text_lengths(list(texts)))
@@ -191,24 +160,12 @@ def _length_model(database_url: str, training_set: str) -> LengthOutlier | None:
 def _ood_model(database_url: str, training_set: str) -> OutOfDistribution | None:
     from flows.common import engine_for
 
-    with engine_for(database_url).connect() as conn:
-        vectors = conn.execute(
-            select(Item.features).join(Label, Label.item_id == Item.id)
-            .where(Label.split == Split.TRAIN, Item.features.is_not(None))
-        ).scalars().all()
+    vectors = training_vectors(engine_for(database_url))
     widths = {len(v) for v in vectors}
     if len(vectors) < MIN_TRAINING_VECTORS or len(widths) != 1:
         return None
     return OutOfDistribution().fit(np.asarray(vectors, dtype=float),
                                   rng=np.random.default_rng(int(training_set[:8], 16)))
-
-
-def training_segments(engine: Engine) -> dict[str, int]:
-    with engine.connect() as conn:
-        return dict(conn.execute(
-            select(Item.segment, func.count()).join(Label, Label.item_id == Item.id)
-            .where(Label.split == Split.TRAIN).group_by(Item.segment)
-        ).all())
 
 
 def batch_risk_flags(
@@ -223,14 +180,13 @@ def batch_risk_flags(
     calling per group of a batch). ``group_of`` maps a segment to its calibration group: a small segment that
     pools with its parent group is judged by its pool's share of the training data, not its own (with ten
     thousand segments each holds a sliver of it)."""
-    found: dict[str, tuple[str | None, dict | None, list | None, str]] = {}
-    with engine.connect() as conn:
-        for part in chunked(list(item_ids), 5_000):
-            found.update((r.id, (r.text, r.item_metadata, r.features, r.segment)) for r in conn.execute(
-                select(Item.id, Item.text, Item.item_metadata.label("item_metadata"), Item.features, Item.segment)
-                .where(Item.id.in_(part))))
-    texts, metadata, vectors, segments = zip(*(found.get(i, (None, None, None, "")) for i in item_ids)) \
-        if item_ids else ((), (), (), ())
+    found = item_inputs(engine, list(item_ids))
+    missing = ItemInputs(None, None, None, "")
+    inputs = [found.get(i, missing) for i in item_ids]
+    texts = [r.text for r in inputs]
+    metadata = [r.metadata for r in inputs]
+    vectors = [r.features for r in inputs]
+    segments: Sequence[str] = [r.segment for r in inputs]
     batch = TextBatch.from_texts(list(texts))
     signals = [zero_width_or_bidi(batch), mixed_scripts(batch), encoded_payload(batch),
                *rule_hits(list(metadata), batch, policy.risk_rules)]
@@ -264,12 +220,7 @@ def audit_estimates(engine: Engine) -> dict[str, dict[str, Any]]:
     """Per segment, the inverse-probability-weighted error rate of all auto-accepted items, from the audited ones,
     with the annotators' gold error beside it and, given enough gold answers, the estimate corrected for it
     (``routing.audit.correct_for_annotator_error``; ``corrected`` is None otherwise)."""
-    latest = _latest_decisions()
-    with engine.connect() as conn:
-        population = dict(conn.execute(
-            select(RoutingDecision.segment, func.count()).join(latest, latest.c.id == RoutingDecision.id)
-            .where(RoutingDecision.route.in_(AUTOMATED_ROUTES)).group_by(RoutingDecision.segment)
-        ).all())
+    population = automated_population(engine)
     audited = [r for r in audited_automation(engine) if (r.inclusion_probability or 0.0) > 0.0]
     if not audited:
         return {}
@@ -279,7 +230,7 @@ def audit_estimates(engine: Engine) -> dict[str, dict[str, Any]]:
         [r.segment for r in audited], n_population=population,
     )
     gold = annotator_gold_error(engine)
-    n_classes = _n_classes(engine)
+    n_classes = label_class_count(engine)
     figures = {}
     for segment, e in estimates.items():
         row = {"error_rate": e.error_rate, "lower": e.lower, "upper": e.upper, "n_audited": e.n_audited,
@@ -300,17 +251,5 @@ MIN_GOLD_FOR_CORRECTION = 30
 
 def annotator_gold_error(engine: Engine) -> dict[str, Any]:
     """The annotators' pooled error on gold items (known answers): {"error", "n"}; error None without gold."""
-    with engine.connect() as conn:
-        rows = conn.execute(
-            select(Annotation.label == Label.label)
-            .join(ReviewTask, ReviewTask.item_id == Annotation.item_id)
-            .join(Label, Label.item_id == Annotation.item_id)
-            .where(ReviewTask.selection_reason == Selection.GOLD, Label.source == LabelSource.SEED, Annotation.label.is_not(None),
-                   Annotation.was_cancelled.is_(False))
-        ).scalars().all()
-    return {"error": 1.0 - float(np.mean(rows)) if rows else None, "n": len(rows)}
-
-
-def _n_classes(engine: Engine) -> int:
-    with engine.connect() as conn:
-        return conn.execute(select(func.count(func.distinct(Label.label)))).scalar_one()
+    right = [answer.right for answer in gold_answers(engine)]
+    return {"error": 1.0 - float(np.mean(right)) if right else None, "n": len(right)}

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 from rich.console import Console
 from rich.table import Table
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine
 
 from flows.common import engine_for, load_scoring_model, utcnow
 from flows.cycle import Annotate, run_cycle
@@ -29,10 +29,10 @@ from labeling.simulate import SimulatedAnnotators
 from routing.policy import Policy, budget_window
 from store.db import dispose_engines
 from store.ingest import reader_for
-from store.models import ReviewTask, RoutingDecision
+from store.figures import automated_predictions
+from store.outbox import pending_tasks, pushed_tasks
 from store.repo import active_policy, promoted_model, save_policy
 from store.settings import get_settings
-from store.vocab import TaskState
 
 CYCLE_KEYS = ("cycle", "labels_total", "labels_train", "accuracy", "automation_rate", "auto_error_rate", "ece",
               "review_count", "labels_spent", "labels_spent_total", "target_error", "auto_accepted",
@@ -87,22 +87,19 @@ class DirectAnnotators:
                                         error_rate=error_rate, rng=rng)
 
     def __call__(self, cycle: int) -> dict[str, Any]:
-        with self.engine.connect() as conn:
-            tasks = conn.execute(
-                select(ReviewTask.id, ReviewTask.item_id).where(ReviewTask.state == TaskState.PENDING).order_by(ReviewTask.id)
-            ).all()
-        answers = self.draw.answers([t[1] for t in tasks])
+        tasks = pending_tasks(self.engine)
+        answers = self.draw.answers([t.item_id for t in tasks])
         from flows.common import utcnow
 
         now = utcnow()
         upsert_annotations(self.engine, [
-            HumanAnswer(source="direct", external_id=task_id, item_id=item_id, label=label,
+            HumanAnswer(source="direct", external_id=task.id, item_id=task.item_id, label=label,
                         annotator="sim-direct", was_cancelled=False, updated_at=now)
-            for (task_id, item_id), label in zip(tasks, answers)
+            for task, label in zip(tasks, answers)
         ])
         from flows.common import resolution_rules
 
-        return {"answered": resolve_items(self.engine, [t[1] for t in tasks], cycle=cycle,
+        return {"answered": resolve_items(self.engine, [t.item_id for t in tasks], cycle=cycle,
                                           rules=resolution_rules(self.engine)).resolved}
 
 
@@ -119,34 +116,21 @@ class LabelStudioAnnotators:
                                           error_rate=error_rate, rng=rng, n_annotators=n_annotators)
 
     def __call__(self, cycle: int) -> dict[str, Any]:
-        with self.engine.connect() as conn:
-            tasks = conn.execute(
-                select(ReviewTask.ls_task_id, ReviewTask.item_id)
-                .where(ReviewTask.state == TaskState.PUSHED, ReviewTask.ls_task_id.is_not(None)).order_by(ReviewTask.id)
-            ).all()
-        return {"answered": self.people.annotate([t[0] for t in tasks], [t[1] for t in tasks])}
+        tasks = pushed_tasks(self.engine)
+        return {"answered": self.people.annotate([t.ls_task_id for t in tasks], [t.item_id for t in tasks])}
 
 
 def auto_error_rate(engine: Engine, cycle: int, truth: dict[str, str]) -> float | None:
     """Share of this cycle's auto-accepted items (spot-checked ones included) whose prediction is wrong."""
-    with engine.connect() as conn:
-        rows = conn.execute(
-            select(RoutingDecision.item_id, RoutingDecision.predicted_label)
-            .where(RoutingDecision.cycle == cycle, RoutingDecision.route.in_(("auto_accept", "spot_check")))
-        ).all()
+    rows = automated_predictions(engine, cycle)
     if not rows:
         return None
-    return float(np.mean([truth.get(item_id) != label for item_id, label in rows]))
+    return float(np.mean([truth.get(row.item_id) != row.predicted_label for row in rows]))
 
 
 def auto_errors(engine: Engine, cycle: int, truth: dict[str, str]) -> int:
     """How many of this cycle's auto-accepted items (spot-checked ones included) are wrong, against the truth."""
-    with engine.connect() as conn:
-        rows = conn.execute(
-            select(RoutingDecision.item_id, RoutingDecision.predicted_label)
-            .where(RoutingDecision.cycle == cycle, RoutingDecision.route.in_(("auto_accept", "spot_check")))
-        ).all()
-    return int(sum(truth.get(item_id) != label for item_id, label in rows))
+    return int(sum(truth.get(row.item_id) != row.predicted_label for row in automated_predictions(engine, cycle)))
 
 
 def test_accuracy(engine: Engine, test_records: list[dict[str, Any]], truth: dict[str, str]) -> float | None:

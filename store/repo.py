@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 from datetime import datetime, timezone
 from pathlib import Path
+from collections.abc import Iterator
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -17,7 +18,7 @@ from sqlalchemy import Engine, and_, bindparam, func, insert, select, update
 from sqlmodel import Session
 
 from routing.policy import Policy
-from store.bulk import chunked, insert_ignore
+from store.bulk import chunked, existing_keys, insert_ignore
 from store.models import (
     AuditEvent,
     CalibrationReportRow,
@@ -28,33 +29,64 @@ from store.models import (
     PolicyVersion,
     Prediction,
     RoutingDecision,
+    ThresholdEvidence,
     Watermark,
 )
 from store.settings import PROJECT_ROOT
 from store.vocab import UNBIASED_SELECTIONS, ItemState, ModelStatus, Split
 
 __all__ = [
+    "DECISION_FIELDS",
     "DEFAULT_POLICY_PATH",
+    "EVIDENCE_FIELDS",
     "UPSTREAM_MODEL",
     "BacklogRow",
     "HeldOut",
+    "ItemInputs",
+    "LabelledItem",
     "PolicyRecord",
     "ScoredItem",
+    "StoredCalibration",
     "active_policy",
+    "calibration_report_for",
+    "calibration_reports",
+    "decision_trail",
     "get_watermark",
     "guard_halts",
     "held_out_labels",
+    "item_inputs",
+    "known_items",
+    "labelled_items",
+    "latest_calibration_method",
     "latest_ece",
+    "model_for_data",
+    "model_versions",
+    "promote_model",
     "promoted_model",
     "promoted_version",
+    "promoted_versions",
+    "predicted_model_versions",
     "previous_decisions",
+    "recent_confidences",
     "record_event",
+    "register_model",
+    "reject_model",
     "review_backlog",
+    "save_guard_halts",
+    "save_calibration_report",
     "save_policy",
+    "save_threshold_evidence",
     "scored_items",
+    "segments_seen",
+    "selection_probabilities",
     "set_watermark",
     "stored_policy",
     "training_fingerprint",
+    "training_segments",
+    "training_texts",
+    "training_vectors",
+    "unlabelled_inputs",
+    "update_calibration_report",
 ]
 
 DEFAULT_POLICY_PATH = PROJECT_ROOT / "policies" / "default.yaml"
@@ -314,3 +346,262 @@ def guard_halts(engine: Engine, *, model_versions: list[str] | None = None) -> l
         query = query.where(GuardHalt.model_version.in_(model_versions))
     with engine.connect() as conn:
         return [HaltRecord(*row) for row in conn.execute(query)]
+
+
+def unlabelled_inputs(engine: Engine, kind: str, *, limit: int) -> list[Any]:
+    """The texts (`kind` "text") or feature vectors of up to `limit` items without a label, in item id order."""
+    column = Item.text if kind == "text" else Item.features
+    query = (select(column).where(column.is_not(None), Item.id.not_in(select(Label.item_id)))
+             .order_by(Item.id).limit(limit))
+    with engine.connect() as conn:
+        return list(conn.execute(query).scalars().all())
+
+
+def model_versions(engine: Engine) -> list[ModelVersion]:
+    """Every registered model version, oldest first."""
+    query = select(ModelVersion).order_by(ModelVersion.created_at, ModelVersion.version)
+    with Session(engine, expire_on_commit=False) as session:
+        return list(session.exec(query).scalars().all())
+
+
+def promoted_versions(engine: Engine) -> list[str]:
+    """The versions of every model marked promoted (normally one)."""
+    with engine.connect() as conn:
+        return list(conn.execute(select(ModelVersion.version).where(ModelVersion.status == ModelStatus.PROMOTED))
+                    .scalars())
+
+
+def calibration_reports(engine: Engine, *, model_versions: list[str] | None = None) -> list[CalibrationReportRow]:
+    """Every calibration report (of the given models only, when named), newest first."""
+    query = select(CalibrationReportRow).order_by(CalibrationReportRow.created_at.desc(),
+                                                  CalibrationReportRow.id.desc())
+    if model_versions is not None:
+        query = query.where(CalibrationReportRow.model_version.in_(model_versions))
+    with Session(engine, expire_on_commit=False) as session:
+        return list(session.exec(query).scalars().all())
+
+
+def latest_calibration_method(engine: Engine, model_version: str, segment: str) -> str | None:
+    """The recalibration method of the newest report of (model, segment); None when there is none."""
+    query = (
+        select(CalibrationReportRow.method)
+        .where(CalibrationReportRow.model_version == model_version, CalibrationReportRow.segment == segment)
+        .order_by(CalibrationReportRow.created_at.desc(), CalibrationReportRow.id.desc())
+        .limit(1)
+    )
+    with engine.connect() as conn:
+        return conn.execute(query).scalar()
+
+
+def save_threshold_evidence(engine: Engine, evidence: dict[str, Any]) -> int:
+    """Insert a certification's evidence row unless the same one (model, segment, policy version, label set) is
+    stored already; its id either way."""
+    key = ("model_version", "segment", "policy_version", "label_fingerprint")
+    with engine.begin() as conn:
+        insert_ignore(conn, ThresholdEvidence.__table__, [evidence])
+        return conn.execute(select(ThresholdEvidence.id).where(
+            *(getattr(ThresholdEvidence, k) == evidence[k] for k in key))).scalar_one()
+
+
+def save_guard_halts(engine: Engine, halts: list[dict[str, Any]]) -> None:
+    """Store new halts of live guards; a halt of a (segment, model) stored already is left as it is."""
+    if halts:
+        with engine.begin() as conn:
+            insert_ignore(conn, GuardHalt.__table__, halts)
+
+
+def training_texts(engine: Engine) -> list[str]:
+    """The texts of the items in the training set (items without text left out)."""
+    query = (select(Item.text).join(Label, Label.item_id == Item.id)
+             .where(Label.split == Split.TRAIN, Item.text.is_not(None)))
+    with engine.connect() as conn:
+        return list(conn.execute(query).scalars().all())
+
+
+def training_vectors(engine: Engine) -> list[list[float]]:
+    """The feature vectors of the items in the training set (items without one left out)."""
+    query = (select(Item.features).join(Label, Label.item_id == Item.id)
+             .where(Label.split == Split.TRAIN, Item.features.is_not(None)))
+    with engine.connect() as conn:
+        return list(conn.execute(query).scalars().all())
+
+
+def training_segments(engine: Engine) -> dict[str, int]:
+    """Per segment with any: the labels in the training set."""
+    query = (select(Item.segment, func.count().label("n")).join(Label, Label.item_id == Item.id)
+             .where(Label.split == Split.TRAIN).group_by(Item.segment))
+    with engine.connect() as conn:
+        return {row.segment: row.n for row in conn.execute(query)}
+
+
+class ItemInputs(NamedTuple):
+    """What risk signals read of an item."""
+
+    text: str | None
+    metadata: dict[str, Any] | None
+    features: list[float] | None
+    segment: str
+
+
+def item_inputs(engine: Engine, item_ids: list[str]) -> dict[str, ItemInputs]:
+    """The text, metadata, features and segment of each of the items found."""
+    query = (select(Item.id, Item.text, Item.item_metadata.label("item_metadata"), Item.features, Item.segment)
+             .where(Item.id.in_(bindparam("ids", expanding=True))))
+    found: dict[str, ItemInputs] = {}
+    with engine.connect() as conn:
+        for part in chunked(item_ids, 5_000):
+            found.update((r.id, ItemInputs(r.text, r.item_metadata, r.features, r.segment))
+                         for r in conn.execute(query, {"ids": list(part)}))
+    return found
+
+
+class StoredCalibration(NamedTuple):
+    """A stored calibration report's identity, age and report document."""
+
+    id: int
+    created_at: datetime
+    report: dict[str, Any]
+
+
+def calibration_report_for(engine: Engine, model_version: str, segment: str,
+                           data_hash: str) -> StoredCalibration | None:
+    """The report of (model, segment) fitted on the labels fingerprinted `data_hash`; None when there is none."""
+    query = select(CalibrationReportRow.id, CalibrationReportRow.created_at, CalibrationReportRow.report).where(
+        CalibrationReportRow.model_version == model_version,
+        CalibrationReportRow.segment == segment,
+        CalibrationReportRow.data_hash == data_hash,
+    )
+    with engine.connect() as conn:
+        row = conn.execute(query).first()
+    return None if row is None else StoredCalibration(row.id, row.created_at, row.report or {})
+
+
+def save_calibration_report(engine: Engine, row: dict[str, Any]) -> None:
+    """Store a fitted report; one of the same (model, segment, labels) stored already is left as it is."""
+    with engine.begin() as conn:
+        insert_ignore(conn, CalibrationReportRow.__table__, [row])
+
+
+def update_calibration_report(engine: Engine, report_id: int, report: dict[str, Any]) -> None:
+    """Replace the report document (drift, diagram) of a stored report; its fitted figures never change."""
+    with engine.begin() as conn:
+        conn.execute(update(CalibrationReportRow).where(CalibrationReportRow.id == report_id).values(report=report))
+
+
+def recent_confidences(engine: Engine, model_version: str, segments: list[str], since: datetime) -> np.ndarray:
+    """Confidences `model_version` gave items of `segments` after `since`."""
+    query = (
+        select(Prediction.confidence)
+        .join(Item, Item.id == Prediction.item_id)
+        .where(Prediction.model_version == model_version, Prediction.created_at > since,
+               Prediction.confidence.is_not(None), Item.segment.in_(bindparam("segments", expanding=True)))
+    )
+    with engine.connect() as conn:
+        values = [v for part in chunked(segments, 5_000)
+                  for v in conn.execute(query, {"segments": list(part)}).scalars().all()]
+    return np.asarray(values, dtype=float)
+
+
+def selection_probabilities(engine: Engine, item_ids: list[str]) -> dict[str, float | None]:
+    """The probability with which each labelled item of `item_ids` was drawn for its label (None when unknown)."""
+    query = (select(Label.item_id, Label.selection_probability)
+             .where(Label.item_id.in_(bindparam("ids", expanding=True))))
+    found: dict[str, float | None] = {}
+    with engine.connect() as conn:
+        for part in chunked(item_ids, 5_000):
+            found.update((r.item_id, r.selection_probability) for r in conn.execute(query, {"ids": list(part)}))
+    return found
+
+
+def segments_seen(engine: Engine) -> list[str]:
+    """Every segment that has items in the store."""
+    with engine.connect() as conn:
+        return list(conn.execute(select(Item.segment).distinct()).scalars())
+
+
+def predicted_model_versions(engine: Engine) -> set[str]:
+    """Every model version that has scored some item."""
+    with engine.connect() as conn:
+        return set(conn.execute(select(Prediction.model_version).distinct()).scalars())
+
+
+class LabelledItem(NamedTuple):
+    """A labelled item's inputs (text, features) and its label."""
+
+    item_id: str
+    label: str
+    text: str | None
+    features: list[float] | None
+
+
+def labelled_items(engine: Engine, *, split: str, reasons: frozenset[str] | None = None) -> list[LabelledItem]:
+    """The labelled items of `split` (chosen for one of `reasons` only, when given), in item id order."""
+    query = (
+        select(Label.item_id, Label.label, Item.text, Item.features)
+        .join(Item, Item.id == Label.item_id)
+        .where(Label.split == split)
+        .order_by(Label.item_id)
+    )
+    if reasons is not None:
+        query = query.where(Label.selection_reason.in_(sorted(reasons)))
+    with engine.connect() as conn:
+        return [LabelledItem(r.item_id, r.label, r.text, r.features) for r in conn.execute(query)]
+
+
+def model_for_data(engine: Engine, data_hash: str) -> str | None:
+    """The version of a model already trained on the training set fingerprinted `data_hash`, if any."""
+    with engine.connect() as conn:
+        return conn.execute(select(ModelVersion.version).where(ModelVersion.data_hash == data_hash)).scalar()
+
+
+def register_model(engine: Engine, row: dict[str, Any]) -> None:
+    """Record a saved model version (as a candidate, unless `row` says otherwise); a known version is left as is."""
+    with engine.begin() as conn:
+        insert_ignore(conn, ModelVersion.__table__, [{"status": ModelStatus.CANDIDATE, **row}])
+
+
+def promote_model(engine: Engine, version: str) -> None:
+    """Make `version` the promoted model; any other promoted one retires."""
+    with engine.begin() as conn:
+        conn.execute(update(ModelVersion)
+                     .where(ModelVersion.status == ModelStatus.PROMOTED, ModelVersion.version != version)
+                     .values(status=ModelStatus.RETIRED))
+        conn.execute(update(ModelVersion).where(ModelVersion.version == version)
+                     .values(status=ModelStatus.PROMOTED, promoted_at=_utcnow()))
+
+
+def reject_model(engine: Engine, version: str) -> None:
+    """Mark a candidate that the retrain gate found worse than the incumbent."""
+    with engine.begin() as conn:
+        conn.execute(update(ModelVersion).where(ModelVersion.version == version).values(status=ModelStatus.REJECTED))
+
+
+def known_items(engine: Engine, item_ids: list[str]) -> set[str]:
+    """Those of `item_ids` that are items in the store."""
+    with engine.connect() as conn:
+        return existing_keys(conn, Item.__table__.c.id, item_ids)
+
+
+# The audit trail's columns: each decision with the versions and evidence behind it, and the certification behind
+# a derived threshold beside each decision it applied to (empty for fixed thresholds), as ``evidence_<field>``.
+DECISION_FIELDS = ("id", "item_id", "segment", "route", "reasons", "policy_version", "model_version",
+                   "calibration_id", "threshold", "raw_confidence", "calibrated_confidence", "predicted_label",
+                   "inclusion_probability", "cycle", "supersedes_id", "created_at", "evidence_id")
+EVIDENCE_FIELDS = ("scale", "calibrated_threshold", "n", "n_accepted", "n_errors", "coverage", "error_upper_bound",
+                   "alpha", "delta", "tested", "pool", "label_fingerprint")
+
+
+def decision_trail(engine: Engine, *, since: datetime | None = None) -> Iterator[dict[str, Any]]:
+    """Every routing decision made at or after `since`, in decision order, as a record keyed by
+    `DECISION_FIELDS` and ``evidence_`` + `EVIDENCE_FIELDS`."""
+    query = (
+        select(*(getattr(RoutingDecision, f) for f in DECISION_FIELDS),
+               *(getattr(ThresholdEvidence, f).label(f"evidence_{f}") for f in EVIDENCE_FIELDS))
+        .outerjoin(ThresholdEvidence, ThresholdEvidence.id == RoutingDecision.evidence_id)
+        .order_by(RoutingDecision.id)
+    )
+    if since is not None:
+        query = query.where(RoutingDecision.created_at >= since)
+    with engine.connect() as conn:
+        for row in conn.execute(query):
+            yield row._asdict()

@@ -21,6 +21,7 @@ from enum import StrEnum
 from routing.decide import Route
 
 __all__ = [
+    "AUTOMATED_ROUTES",
     "EVALUATION_SELECTIONS",
     "HOLDOUT_SELECTIONS",
     "ItemState",
@@ -103,6 +104,8 @@ class ModelStatus(StrEnum):
     RETIRED = "retired"
 
 
+# Routes that take an item without a person first: a spot-checked item is accepted too, and maybe audited later.
+AUTOMATED_ROUTES: tuple[Route, ...] = (Route.AUTO_ACCEPT, Route.SPOT_CHECK)
 # Drawn without regard to any model's uncertainty from the traffic it routes: the only labels that calibrate and
 # certify, and only while they are held out (see the module docstring).
 UNBIASED_SELECTIONS: frozenset[Selection] = frozenset({Selection.SEED, Selection.AUDIT, Selection.GOLD})

@@ -1,4 +1,5 @@
-"""The console's one data layer: read-only queries over the store, returned as frames and frozen views.
+"""The console's one data layer: the store's typed reads (``store.repo``, ``store.figures``), returned as frames
+and frozen views.
 
 Every function takes a SQLAlchemy engine and nothing else, imports no Streamlit, and returns an empty frame
 (or None, or an empty list) on an empty database. Rates whose denominator is zero are NaN, never 0: a console
@@ -15,7 +16,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import Engine, case, func, or_, select
+from sqlalchemy import Engine
 
 from calibration.intervals import wilson_interval
 from calibration.metrics import ReliabilityCurve
@@ -23,18 +24,10 @@ from calibration.report import out_of_fold_confidence
 from routing.decide import Route
 from routing.policy import Policy, SegmentPolicy
 from routing.whatif import WhatIfCurve, what_if
+from store import figures as store_figures
 from store import repo
-from store.models import (
-    Annotation,
-    CalibrationReportRow,
-    CycleReport,
-    Item,
-    Label,
-    ModelVersion,
-    ReviewTask,
-    RoutingDecision,
-)
-from store.vocab import ModelStatus, Selection, TaskState
+from store.models import CalibrationReportRow
+from store.vocab import AUTOMATED_ROUTES as _AUTOMATED
 
 __all__ = [
     "CalibrationView",
@@ -56,7 +49,7 @@ __all__ = [
 ]
 
 ROUTES = tuple(route.value for route in Route)
-AUTOMATED_ROUTES = (Route.AUTO_ACCEPT.value, Route.SPOT_CHECK.value)
+AUTOMATED_ROUTES = tuple(route.value for route in _AUTOMATED)
 
 SEGMENT_COLUMNS = [
     "segment",
@@ -161,22 +154,8 @@ def policy_settings_frame(view: PolicyView, segments: list[str] | tuple[str, ...
     return pd.DataFrame(rows)
 
 
-def _latest_decisions():
-    """Subquery: the id of the newest decision of each item (decisions are append-only, ids increase)."""
-    return (
-        select(func.max(RoutingDecision.id).label("id"))
-        .group_by(RoutingDecision.item_id)
-        .subquery("latest_decision")
-    )
-
-
-def _route_counts(connection, latest) -> pd.DataFrame:
-    query = (
-        select(RoutingDecision.segment, RoutingDecision.route, func.count().label("n"))
-        .join(latest, RoutingDecision.id == latest.c.id)
-        .group_by(RoutingDecision.segment, RoutingDecision.route)
-    )
-    frame = pd.DataFrame(connection.execute(query).all(), columns=["segment", "route", "n"])
+def _route_counts(engine: Engine) -> pd.DataFrame:
+    frame = pd.DataFrame(store_figures.latest_route_counts(engine), columns=list(store_figures.RouteCount._fields))
     counts = frame.pivot_table(index="segment", columns="route", values="n", aggfunc="sum", fill_value=0)
     counts = counts.reindex(columns=list(ROUTES), fill_value=0)
     counts.columns.name = None
@@ -185,43 +164,21 @@ def _route_counts(connection, latest) -> pd.DataFrame:
     return counts
 
 
-def _audit_counts(connection, latest) -> pd.DataFrame:
-    # a missing predicted label on an automated item counts as an error: fail closed
-    wrong = or_(RoutingDecision.predicted_label.is_(None), Label.label != RoutingDecision.predicted_label)
-    query = (
-        select(
-            RoutingDecision.segment,
-            func.count().label("audited"),
-            func.sum(case((wrong, 1), else_=0)).label("audit_errors"),
-        )
-        .join(latest, RoutingDecision.id == latest.c.id)
-        .join(Label, Label.item_id == RoutingDecision.item_id)
-        .where(Label.selection_reason == Selection.AUDIT, RoutingDecision.route.in_(AUTOMATED_ROUTES))
-        .group_by(RoutingDecision.segment)
-    )
-    frame = pd.DataFrame(connection.execute(query).all(), columns=["segment", "audited", "audit_errors"])
-    return frame.set_index("segment")
+def _audit_counts(engine: Engine) -> pd.DataFrame:
+    # the audited automated items, a missing predicted label counted as an error (fail closed)
+    frame = pd.DataFrame(store_figures.audited_automation(engine), columns=list(store_figures.AuditedItem._fields))
+    grouped = frame.groupby("segment")["wrong"]
+    return pd.DataFrame({"audited": grouped.size(), "audit_errors": grouped.sum().astype("int64")})
 
 
-def _open_reviews(connection) -> pd.DataFrame:
-    query = (
-        select(Item.segment, func.count().label("open_reviews"))
-        .select_from(ReviewTask)
-        .join(Item, Item.id == ReviewTask.item_id)
-        .where(ReviewTask.state != TaskState.DONE)
-        .group_by(Item.segment)
-    )
-    frame = pd.DataFrame(connection.execute(query).all(), columns=["segment", "open_reviews"])
-    return frame.set_index("segment")
+def _open_reviews(engine: Engine) -> pd.DataFrame:
+    reviews = store_figures.open_reviews(engine)
+    return pd.DataFrame({"open_reviews": pd.Series(reviews, dtype="int64")}).rename_axis("segment")
 
 
 def segment_figures(engine: Engine) -> pd.DataFrame:
     """One row per segment: latest-decision route counts, automation rate, audit error rate, open reviews."""
-    latest = _latest_decisions()
-    with engine.connect() as connection:
-        routes = _route_counts(connection, latest)
-        audits = _audit_counts(connection, latest)
-        reviews = _open_reviews(connection)
+    routes, audits, reviews = _route_counts(engine), _audit_counts(engine), _open_reviews(engine)
     frame = routes.join(audits, how="outer").join(reviews, how="outer")
     if frame.empty:
         return pd.DataFrame({column: pd.Series(dtype=_dtype(column)) for column in SEGMENT_COLUMNS})
@@ -276,11 +233,6 @@ def overall_figures(figures: pd.DataFrame) -> OverallFigures:
     )
 
 
-def _promoted_versions(connection) -> list[str]:
-    query = select(ModelVersion.version).where(ModelVersion.status == ModelStatus.PROMOTED)
-    return list(connection.execute(query).scalars())
-
-
 def _curve(report: dict[str, Any] | None) -> ReliabilityCurve | None:
     data = (report or {}).get("curve")
     return None if data is None else ReliabilityCurve.from_dict(data)
@@ -288,21 +240,15 @@ def _curve(report: dict[str, Any] | None) -> ReliabilityCurve | None:
 
 def latest_calibration(engine: Engine) -> list[CalibrationView]:
     """Newest report per (model version, segment) of the promoted model(s); of all models if none is."""
-    query = select(CalibrationReportRow).order_by(
-        CalibrationReportRow.created_at.desc(), CalibrationReportRow.id.desc()
-    )
-    with engine.connect() as connection:
-        promoted = _promoted_versions(connection)
-        if promoted:
-            query = query.where(CalibrationReportRow.model_version.in_(promoted))
-        rows = connection.execute(query).all()
+    promoted = repo.promoted_versions(engine)
+    rows = repo.calibration_reports(engine, model_versions=promoted or None)
     newest: dict[tuple[str, str], Any] = {}
     for row in rows:  # one row per report, not per item; already newest first
         newest.setdefault((row.model_version, row.segment), row)
     return [_calibration_view(newest[key]) for key in sorted(newest)]
 
 
-def _calibration_view(row: Any) -> CalibrationView:
+def _calibration_view(row: CalibrationReportRow) -> CalibrationView:
     return CalibrationView(
         model_version=row.model_version,
         segment=row.segment,
@@ -320,9 +266,6 @@ def _calibration_view(row: Any) -> CalibrationView:
 
 def model_history(engine: Engine) -> pd.DataFrame:
     """Model versions, oldest first, with their held-out accuracy (NaN when not recorded) and status."""
-    query = select(ModelVersion).order_by(ModelVersion.created_at, ModelVersion.version)
-    with engine.connect() as connection:
-        rows = connection.execute(query).all()
     records = [
         {
             "version": row.version,
@@ -334,7 +277,7 @@ def model_history(engine: Engine) -> pd.DataFrame:
             "created_at": row.created_at,
             "promoted_at": row.promoted_at,
         }
-        for row in rows
+        for row in repo.model_versions(engine)
     ]
     return pd.DataFrame(records, columns=MODEL_COLUMNS)
 
@@ -345,9 +288,7 @@ def _number(value: Any) -> float:
 
 def cycle_history(engine: Engine) -> pd.DataFrame:
     """Cycle reports, oldest first, with their `figures` flattened into dotted columns (`queue.review`)."""
-    query = select(CycleReport).order_by(CycleReport.cycle)
-    with engine.connect() as connection:
-        rows = connection.execute(query).all()
+    rows = store_figures.cycle_reports(engine)
     if not rows:
         return pd.DataFrame(columns=CYCLE_COLUMNS)
     base = pd.DataFrame([{column: getattr(row, column) for column in CYCLE_COLUMNS} for row in rows])
@@ -373,17 +314,6 @@ def curve_frame(curve: ReliabilityCurve) -> pd.DataFrame:
     return frame[~np.asarray(curve.empty, dtype=bool)].reset_index(drop=True)
 
 
-def _latest_method(connection, model_version: str, segment: str) -> str | None:
-    """The recalibration method of the newest report of (model, segment); None when there is none."""
-    query = (
-        select(CalibrationReportRow.method)
-        .where(CalibrationReportRow.model_version == model_version, CalibrationReportRow.segment == segment)
-        .order_by(CalibrationReportRow.created_at.desc(), CalibrationReportRow.id.desc())
-        .limit(1)
-    )
-    return connection.execute(query).scalar()
-
-
 def what_if_curve(
     engine: Engine,
     segment: str,
@@ -404,8 +334,7 @@ def what_if_curve(
     if held_out is None:
         return None, 0
     confidence, correct = held_out.confidence, held_out.correct
-    with engine.connect() as connection:
-        method = _latest_method(connection, model_version, segment)
+    method = repo.latest_calibration_method(engine, model_version, segment)
     rng = np.random.default_rng(zlib.crc32(f"what-if/{model_version}/{segment}".encode()))
     calibrated = confidence if method is None else out_of_fold_confidence(confidence, correct, method=method,
                                                                           rng=rng)
@@ -419,26 +348,15 @@ def what_if_curve(
     return curve, int(confidence.size)
 
 
-# Selections whose shown/blind split is random within them: the automation-bias comparison is made there only
-# (audits are always blind and lean to confident items; escalations are always shown).
-_BIAS_EXCLUDED = ("audit", "escalation")
-
-
 def automation_bias(engine: Engine) -> pd.DataFrame:
     """Per model version: how often annotators accept the suggestion when shown, how often their unseen answer
     agrees with it when blind, the gap between the two (automation bias) and the override rate when shown."""
-    with engine.connect() as connection:
-        rows = connection.execute(
-            select(ReviewTask.model_version, ReviewTask.blind, Label.label == ReviewTask.predicted_label)
-            .join(Label, Label.item_id == ReviewTask.item_id)
-            .where(Label.source == "annotation", ReviewTask.predicted_label.is_not(None),
-                   ReviewTask.selection_reason.not_in(_BIAS_EXCLUDED))
-        ).all()
+    rows = store_figures.suggestion_answers(engine)
     columns = ["model_version", "shown", "shown_accept_rate", "blind", "blind_agreement_rate",
                "automation_bias_gap", "override_rate"]
     if not rows:
         return pd.DataFrame(columns=columns)
-    frame = pd.DataFrame(rows, columns=["model_version", "blind", "agrees"]).astype({"blind": bool, "agrees": float})
+    frame = pd.DataFrame(rows, columns=list(store_figures.SuggestionAnswer._fields)).astype({"blind": bool, "agrees": float})
     out = []
     for version, group in frame.groupby("model_version", sort=True):
         shown, blind = group[~group["blind"]], group[group["blind"]]
@@ -451,18 +369,11 @@ def automation_bias(engine: Engine) -> pd.DataFrame:
 def annotator_accuracy(engine: Engine) -> pd.DataFrame:
     """Per annotator: gold items answered (items whose answer is known from the seed) and the share answered
     right, with a 95% Wilson interval."""
-    with engine.connect() as connection:
-        rows = connection.execute(
-            select(Annotation.annotator, Annotation.label == Label.label)
-            .join(ReviewTask, ReviewTask.item_id == Annotation.item_id)
-            .join(Label, Label.item_id == Annotation.item_id)
-            .where(ReviewTask.selection_reason == "gold", Label.source == "seed", Annotation.label.is_not(None),
-                   ~Annotation.was_cancelled)
-        ).all()
+    rows = store_figures.gold_answers(engine)
     columns = ["annotator", "gold_answered", "gold_accuracy", "accuracy_low", "accuracy_high"]
     if not rows:
         return pd.DataFrame(columns=columns)
-    frame = pd.DataFrame(rows, columns=["annotator", "right"]).astype({"right": float})
+    frame = pd.DataFrame(rows, columns=list(store_figures.GoldAnswer._fields)).astype({"right": float})
     grouped = frame.groupby("annotator", sort=True)["right"].agg(["count", "sum"]).reset_index()
     low, high = wilson_interval(grouped["sum"].to_numpy(), grouped["count"].to_numpy())
     return pd.DataFrame({"annotator": grouped["annotator"], "gold_answered": grouped["count"],

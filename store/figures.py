@@ -1,0 +1,273 @@
+"""Figures over the routing record that the cycle report and the console both show: route counts per segment and
+per cycle, the audited automated items, open reviews, labels and human answers spent, annotators' answers on gold
+items and on shown or blind suggestions, and the cycle reports themselves.
+
+A "latest decision" is the newest routing decision of an item (decisions are append-only, ids increase); the
+console's per-segment figures and the live audit estimate count those. A cycle's figures count the decisions made
+in that cycle. Rows come back as named tuples, read by attribute.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, NamedTuple
+
+from sqlalchemy import Engine, Subquery, func, insert, select, update
+
+from store.models import Annotation, CycleReport, Item, Label, ReviewTask, RoutingDecision, utcnow
+from store.vocab import AUTOMATED_ROUTES, LabelSource, Selection, Split, TaskState
+
+__all__ = [
+    "AuditedItem",
+    "AutomatedPrediction",
+    "CycleCounts",
+    "CycleRecord",
+    "GoldAnswer",
+    "RouteCount",
+    "SuggestionAnswer",
+    "audited_automation",
+    "automated_population",
+    "automated_predictions",
+    "cycle_counts",
+    "cycle_report_figures",
+    "cycle_reports",
+    "cycle_route_counts",
+    "finish_cycle",
+    "gold_answers",
+    "human_labels",
+    "label_class_count",
+    "label_count",
+    "latest_route_counts",
+    "open_cycle",
+    "open_reviews",
+    "suggestion_answers",
+]
+
+
+def _latest_decisions() -> Subquery:
+    """Subquery: the id of each item's newest decision."""
+    return select(func.max(RoutingDecision.id).label("id")).group_by(RoutingDecision.item_id).subquery()
+
+
+class RouteCount(NamedTuple):
+    """How many items of a segment have a latest decision with this route."""
+
+    segment: str
+    route: str
+    n: int
+
+
+def latest_route_counts(engine: Engine) -> list[RouteCount]:
+    """Per (segment, route): the items whose latest decision took that route, in segment and route order."""
+    latest = _latest_decisions()
+    query = (
+        select(RoutingDecision.segment, RoutingDecision.route, func.count().label("n"))
+        .join(latest, RoutingDecision.id == latest.c.id)
+        .group_by(RoutingDecision.segment, RoutingDecision.route)
+        .order_by(RoutingDecision.segment, RoutingDecision.route)
+    )
+    with engine.connect() as conn:
+        return [RouteCount(row.segment, row.route, row.n) for row in conn.execute(query)]
+
+
+def automated_population(engine: Engine) -> dict[str, int]:
+    """Per segment with any: the items whose latest decision automated them (auto-accept or spot-check), the
+    population an audit estimate stands for."""
+    population: dict[str, int] = {}
+    for row in latest_route_counts(engine):
+        if row.route in AUTOMATED_ROUTES:
+            population[row.segment] = population.get(row.segment, 0) + row.n
+    return population
+
+
+def cycle_route_counts(engine: Engine, cycle: int) -> dict[str, int]:
+    """Per route: the decisions made in `cycle`."""
+    query = (select(RoutingDecision.route, func.count().label("n")).where(RoutingDecision.cycle == cycle)
+             .group_by(RoutingDecision.route))
+    with engine.connect() as conn:
+        return {row.route: row.n for row in conn.execute(query)}
+
+
+class AuditedItem(NamedTuple):
+    """One audited automated item: its latest routing decision and whether the audit found the model wrong."""
+
+    decision_id: int
+    segment: str
+    model_version: str
+    wrong: bool
+    inclusion_probability: float | None
+
+
+def audited_automation(engine: Engine) -> list[AuditedItem]:
+    """Every item whose latest decision automated it and whose label is an audit's, in decision order. A decision
+    without a predicted label counts as wrong (fail closed)."""
+    latest = _latest_decisions()
+    query = (
+        select(RoutingDecision.id, RoutingDecision.segment, RoutingDecision.model_version,
+               RoutingDecision.predicted_label, Label.label.label("truth"), RoutingDecision.inclusion_probability)
+        .join(latest, latest.c.id == RoutingDecision.id)
+        .join(Label, Label.item_id == RoutingDecision.item_id)
+        .where(RoutingDecision.route.in_(AUTOMATED_ROUTES), Label.selection_reason == Selection.AUDIT)
+        .order_by(RoutingDecision.id)
+    )
+    with engine.connect() as conn:
+        return [AuditedItem(r.id, r.segment, r.model_version, r.predicted_label is None or r.predicted_label != r.truth,
+                            r.inclusion_probability) for r in conn.execute(query)]
+
+
+class AutomatedPrediction(NamedTuple):
+    item_id: str
+    predicted_label: str | None
+
+
+def automated_predictions(engine: Engine, cycle: int) -> list[AutomatedPrediction]:
+    """The predicted label of every decision of `cycle` that automated its item (spot-checked ones included)."""
+    query = (select(RoutingDecision.item_id, RoutingDecision.predicted_label)
+             .where(RoutingDecision.cycle == cycle, RoutingDecision.route.in_(AUTOMATED_ROUTES)))
+    with engine.connect() as conn:
+        return [AutomatedPrediction(row.item_id, row.predicted_label) for row in conn.execute(query)]
+
+
+def open_reviews(engine: Engine) -> dict[str, int]:
+    """Per segment with any: review tasks not done yet."""
+    query = (
+        select(Item.segment, func.count().label("n"))
+        .select_from(ReviewTask)
+        .join(Item, Item.id == ReviewTask.item_id)
+        .where(ReviewTask.state != TaskState.DONE)
+        .group_by(Item.segment)
+    )
+    with engine.connect() as conn:
+        return {row.segment: row.n for row in conn.execute(query)}
+
+
+def label_count(engine: Engine) -> int:
+    """Every label, of either split."""
+    with engine.connect() as conn:
+        return conn.execute(select(func.count()).select_from(Label)).scalar_one()
+
+
+def label_class_count(engine: Engine) -> int:
+    """How many distinct label values the labels hold."""
+    with engine.connect() as conn:
+        return conn.execute(select(func.count(func.distinct(Label.label)))).scalar_one()
+
+
+def human_labels(engine: Engine, since: datetime | None = None) -> int:
+    """Human answers that count against the people's time: every non-cancelled annotation (review, audit, gold,
+    overlap and expert answers alike) pulled at or after `since`, and, without `since`, the seed labels too."""
+    query = select(func.count()).select_from(Annotation).where(Annotation.was_cancelled.is_(False))
+    with engine.connect() as conn:
+        if since is not None:
+            return conn.execute(query.where(Annotation.pulled_at >= since)).scalar_one()
+        seeds = conn.execute(
+            select(func.count()).select_from(Label).where(Label.source == LabelSource.SEED)).scalar_one()
+        return conn.execute(query).scalar_one() + seeds
+
+
+class GoldAnswer(NamedTuple):
+    """An annotator's answer on a gold item (one whose seed label is known), and whether it was right."""
+
+    annotator: str
+    right: bool
+
+
+def gold_answers(engine: Engine) -> list[GoldAnswer]:
+    """Every non-cancelled answer with a label on a task sent as gold."""
+    query = (
+        select(Annotation.annotator, (Annotation.label == Label.label).label("right"))
+        .join(ReviewTask, ReviewTask.item_id == Annotation.item_id)
+        .join(Label, Label.item_id == Annotation.item_id)
+        .where(ReviewTask.selection_reason == Selection.GOLD, Label.source == LabelSource.SEED,
+               Annotation.label.is_not(None), Annotation.was_cancelled.is_(False))
+    )
+    with engine.connect() as conn:
+        return [GoldAnswer(row.annotator, bool(row.right)) for row in conn.execute(query)]
+
+
+class SuggestionAnswer(NamedTuple):
+    """A resolved review of an item that had a model suggestion: shown or blind, and whether the label agrees."""
+
+    model_version: str | None
+    blind: bool
+    agrees: bool
+
+
+# Selections whose shown/blind split is random within them: the automation-bias comparison is made there only
+# (audits are always blind and lean to confident items; escalations are always shown).
+BIAS_EXCLUDED = (Selection.AUDIT, Selection.ESCALATION)
+
+
+def suggestion_answers(engine: Engine) -> list[SuggestionAnswer]:
+    """The annotated labels of review tasks that carried a prediction, outside audits and escalations."""
+    query = (
+        select(ReviewTask.model_version, ReviewTask.blind, (Label.label == ReviewTask.predicted_label).label("agrees"))
+        .join(Label, Label.item_id == ReviewTask.item_id)
+        .where(Label.source == LabelSource.ANNOTATION, ReviewTask.predicted_label.is_not(None),
+               ReviewTask.selection_reason.not_in(BIAS_EXCLUDED))
+    )
+    with engine.connect() as conn:
+        return [SuggestionAnswer(row.model_version, bool(row.blind), bool(row.agrees)) for row in conn.execute(query)]
+
+
+class CycleCounts(NamedTuple):
+    """What a cycle's report counts in the store: when it started, the tasks it queued, labels in all and its own."""
+
+    started_at: datetime | None
+    review_tasks: int
+    labels_total: int
+    labels_train: int
+    labels_gained: int
+
+
+def cycle_counts(engine: Engine, cycle: int) -> CycleCounts:
+    def count(query: Any) -> int:
+        return conn.execute(query).scalar_one()
+
+    with engine.connect() as conn:
+        started = conn.execute(select(CycleReport.started_at).where(CycleReport.cycle == cycle)).scalar()
+        return CycleCounts(
+            started_at=started,
+            review_tasks=count(select(func.count()).select_from(ReviewTask).where(ReviewTask.cycle == cycle)),
+            labels_total=count(select(func.count()).select_from(Label)),
+            labels_train=count(select(func.count()).select_from(Label).where(Label.split == Split.TRAIN)),
+            labels_gained=count(select(func.count()).select_from(Label).where(Label.cycle == cycle)),
+        )
+
+
+def open_cycle(engine: Engine, model_version: str | None) -> int:
+    """Start the next cycle's report (one past the highest so far) under `model_version`; its number."""
+    with engine.begin() as conn:
+        cycle = (conn.execute(select(func.max(CycleReport.cycle))).scalar() or 0) + 1
+        conn.execute(insert(CycleReport).values(cycle=cycle, model_version=model_version, figures={},
+                                                started_at=utcnow()))
+    return cycle
+
+
+def finish_cycle(engine: Engine, cycle: int, figures: dict[str, Any]) -> None:
+    """Store a cycle's figures and the time it finished."""
+    with engine.begin() as conn:
+        conn.execute(update(CycleReport).where(CycleReport.cycle == cycle)
+                     .values(figures=figures, finished_at=utcnow()))
+
+
+def cycle_report_figures(engine: Engine, cycle: int) -> dict[str, Any] | None:
+    """The figures stored for `cycle`; None when there is no such cycle (or it stored none)."""
+    with engine.connect() as conn:
+        return conn.execute(select(CycleReport.figures).where(CycleReport.cycle == cycle)).scalar()
+
+
+class CycleRecord(NamedTuple):
+    cycle: int
+    model_version: str | None
+    policy_version: str | None
+    started_at: datetime
+    finished_at: datetime | None
+    figures: dict[str, Any]
+
+
+def cycle_reports(engine: Engine) -> list[CycleRecord]:
+    """Every cycle report, oldest first."""
+    query = select(*(getattr(CycleReport, f) for f in CycleRecord._fields)).order_by(CycleReport.cycle)
+    with engine.connect() as conn:
+        return [CycleRecord(*(getattr(row, f) for f in CycleRecord._fields)) for row in conn.execute(query)]

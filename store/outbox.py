@@ -1,0 +1,137 @@
+"""The outbox of review tasks: which tasks wait to be pushed and in which batches, and their push record.
+
+A task row is written before anything is sent to Label Studio; a batch key is given (and committed) before its
+batch is pushed, so a retried push finds the same batch and reconciles it instead of sending it twice.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+from typing import Any, NamedTuple
+
+from sqlalchemy import Engine, bindparam, select, update
+from sqlmodel import Session
+
+from store.bulk import chunked
+from store.models import Item, ReviewTask
+from store.vocab import Queue, TaskState
+
+__all__ = [
+    "OutboxRow",
+    "OutboxTask",
+    "PendingBatch",
+    "PushedTask",
+    "assign_batch_keys",
+    "count_push_attempt",
+    "has_expert_tasks",
+    "mark_pushed",
+    "outbox_batch",
+    "pending_batches",
+    "pending_tasks",
+    "pushed_tasks",
+    "record_push_error",
+]
+
+
+def assign_batch_keys(engine: Engine, *, chunk: int, queues: Iterable[str] = (Queue.REVIEW, Queue.EXPERT)) -> None:
+    """Give every pending task without one a batch key, `chunk` tasks a batch, each batch of one queue, in
+    priority order (highest first); committed before anything is sent."""
+    with engine.begin() as conn:
+        rows = conn.execute(
+            select(ReviewTask.id, ReviewTask.queue)
+            .where(ReviewTask.state == TaskState.PENDING, ReviewTask.batch_key.is_(None))
+            .order_by(ReviewTask.priority.desc(), ReviewTask.id)
+        ).all()
+        for queue_name in queues:
+            ids = [r.id for r in rows if r.queue == queue_name]
+            for part in chunked(ids, chunk):
+                conn.execute(update(ReviewTask).where(ReviewTask.id.in_(part)).values(batch_key=uuid.uuid4().hex))
+
+
+class PendingBatch(NamedTuple):
+    batch_key: str | None
+    queue: str
+
+
+def pending_batches(engine: Engine) -> list[PendingBatch]:
+    """The distinct (batch key, queue) of the pending tasks."""
+    query = select(ReviewTask.batch_key, ReviewTask.queue).where(ReviewTask.state == TaskState.PENDING).distinct()
+    with engine.connect() as conn:
+        return [PendingBatch(row.batch_key, row.queue) for row in conn.execute(query)]
+
+
+class OutboxRow(NamedTuple):
+    """A pending task of a batch with its item's text and features."""
+
+    task: ReviewTask
+    text: str | None
+    features: Any
+
+
+def outbox_batch(engine: Engine, batch_key: str) -> list[OutboxRow]:
+    """The pending outbox rows of a batch with their items' text and features."""
+    query = (select(ReviewTask, Item.text, Item.features).join(Item, Item.id == ReviewTask.item_id)
+             .where(ReviewTask.batch_key == batch_key, ReviewTask.state == TaskState.PENDING))
+    with Session(engine, expire_on_commit=False) as session:
+        return [OutboxRow(row.ReviewTask, row.text, row.features) for row in session.exec(query).all()]
+
+
+def count_push_attempt(engine: Engine, batch_key: str) -> None:
+    """One more push attempt for every task of the batch."""
+    with engine.begin() as conn:
+        conn.execute(update(ReviewTask).where(ReviewTask.batch_key == batch_key)
+                     .values(attempts=ReviewTask.attempts + 1))
+
+
+def record_push_error(engine: Engine, batch_key: str, error: str) -> None:
+    """Keep the reason a batch's push failed (its first 2,000 characters) on its tasks."""
+    with engine.begin() as conn:
+        conn.execute(update(ReviewTask).where(ReviewTask.batch_key == batch_key).values(last_error=error[:2000]))
+
+
+def mark_pushed(engine: Engine, project_id: int, task_ids: Mapping[str, int], *, at: datetime) -> None:
+    """Mark each item's pending task pushed, as Label Studio task `task_ids[item]` of `project_id` (one executemany,
+    not one statement per task); a task pushed already is left as it is."""
+    if not task_ids:
+        return
+    table = ReviewTask.__table__
+    statement = (
+        table.update().where(table.c.item_id == bindparam("b_item"), table.c.state == TaskState.PENDING)
+        .values(state=TaskState.PUSHED, ls_task_id=bindparam("b_task"), project_id=project_id, pushed_at=at,
+                last_error=None)
+    )
+    with engine.begin() as conn:
+        conn.execute(statement, [{"b_item": item_id, "b_task": task_id} for item_id, task_id in task_ids.items()])
+
+
+def has_expert_tasks(engine: Engine) -> bool:
+    """Whether any task was ever sent to the expert queue."""
+    with engine.connect() as conn:
+        return conn.execute(select(ReviewTask.id).where(ReviewTask.queue == Queue.EXPERT).limit(1)).first() is not None
+
+
+class OutboxTask(NamedTuple):
+    id: int
+    item_id: str
+
+
+def pending_tasks(engine: Engine) -> list[OutboxTask]:
+    """Every pending task, in the order written."""
+    query = select(ReviewTask.id, ReviewTask.item_id).where(ReviewTask.state == TaskState.PENDING).order_by(ReviewTask.id)
+    with engine.connect() as conn:
+        return [OutboxTask(row.id, row.item_id) for row in conn.execute(query)]
+
+
+class PushedTask(NamedTuple):
+    ls_task_id: int
+    item_id: str
+
+
+def pushed_tasks(engine: Engine) -> list[PushedTask]:
+    """Every task in Label Studio and not answered yet, in the order written."""
+    query = (select(ReviewTask.ls_task_id, ReviewTask.item_id)
+             .where(ReviewTask.state == TaskState.PUSHED, ReviewTask.ls_task_id.is_not(None)).order_by(ReviewTask.id))
+    with engine.connect() as conn:
+        return [PushedTask(row.ls_task_id, row.item_id) for row in conn.execute(query)]
