@@ -175,9 +175,9 @@ def check_live_guards(engine: Engine, policy: Policy) -> dict[str, dict[str, Any
 
 @lru_cache(maxsize=8)
 def _length_model(database_url: str, training_set: str) -> LengthOutlier | None:
-    from flows.common import engine_for
+    from store.db import get_engine
 
-    with engine_for(database_url).connect() as conn:
+    with get_engine(database_url).connect() as conn:
         texts = conn.execute(
             select(Item.text).join(Label, Label.item_id == Item.id)
             .where(Label.split == Split.TRAIN, Item.text.is_not(None))
@@ -189,9 +189,9 @@ def _length_model(database_url: str, training_set: str) -> LengthOutlier | None:
 
 @lru_cache(maxsize=8)
 def _ood_model(database_url: str, training_set: str) -> OutOfDistribution | None:
-    from flows.common import engine_for
+    from store.db import get_engine
 
-    with engine_for(database_url).connect() as conn:
+    with get_engine(database_url).connect() as conn:
         vectors = conn.execute(
             select(Item.features).join(Label, Label.item_id == Item.id)
             .where(Label.split == Split.TRAIN, Item.features.is_not(None))
