@@ -418,7 +418,6 @@ def main(argv: list[str] | None = None) -> bool:
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "ERROR")
     bench_home = configure_home()
     home = Path(tempfile.mkdtemp(prefix="queue-", dir=bench_home))
-    os.environ["SLUICE_HOME"] = str(home)
     timings = Timings()
     try:
         data = texts_and_labels(args.n)
