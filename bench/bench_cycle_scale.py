@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import resource
 import sys
 import time
@@ -61,17 +60,16 @@ def one_cycle(path: Path, truth: list[tuple[str, str]], url: str, runner: str) -
     from store.db import dispose_engines
     from store.settings import get_settings
 
-    os.environ["SLUICE_TASK_RUNNER"] = runner
-    get_settings.cache_clear()
+    settings = get_settings().variant(database_url=url, task_runner=runner, dask_workers=2)
     dispose_engines()
-    engine = engine_for(url)
+    engine = engine_for(settings)
     started = time.perf_counter()
-    ingested = ingest_flow(str(path), database_url=url)
+    ingested = ingest_flow(str(path), settings=settings)
     seconds = {"ingest": time.perf_counter() - started}
     seed_labels(engine, truth, holdout_share=0.5)
-    steps = {"score": lambda: score_flow(database_url=url), "calibrate": lambda: calibrate_flow(database_url=url),
-             "route": lambda: route_flow(cycle=1, database_url=url),
-             "select": lambda: select_flow(cycle=1, database_url=url)}
+    steps = {"score": lambda: score_flow(settings=settings), "calibrate": lambda: calibrate_flow(settings=settings),
+             "route": lambda: route_flow(cycle=1, settings=settings),
+             "select": lambda: select_flow(cycle=1, settings=settings)}
     for name in STEPS:
         started = time.perf_counter()
         result = steps[name]()
@@ -89,7 +87,6 @@ def main(argv: list[str] | None = None) -> bool:
     parser.add_argument("--repeat", type=int, default=1)
     args = parser.parse_args(argv)
     home = configure_home()
-    os.environ["SLUICE_DASK_WORKERS"] = "2"
     path, truth = write_items(home / f"items-cycle-{args.n}-{args.segments}.jsonl", args.n, args.segments)
     from tests.postgres_fixture import create_database, drop_database, start_cluster, stop_cluster
 

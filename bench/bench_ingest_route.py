@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sqlite3
 import sys
 from pathlib import Path
@@ -86,7 +85,7 @@ def remove_database(database: Path) -> None:
         Path(f"{database}{suffix}").unlink(missing_ok=True)
 
 
-def sluice_run(path: Path, database: Path | str) -> dict[str, float]:
+def sluice_run(path: Path, database: Path | str, task_runner: str = "threads") -> dict[str, float]:
     """Ingest, score and route into a fresh, migrated database (a SQLite file, or a PostgreSQL URL whose database
     was just created); returns seconds per stage."""
     from flows.common import engine_for
@@ -94,14 +93,16 @@ def sluice_run(path: Path, database: Path | str) -> dict[str, float]:
     from flows.route import route_flow
     from flows.score import score_flow
     from store.repo import active_policy
+    from store.settings import get_settings
 
     if isinstance(database, Path):
         remove_database(database)
     url = f"sqlite:///{database}" if isinstance(database, Path) else database
-    active_policy(engine_for(url))  # migrate and activate the default policy: setup, not timed
-    ingest_s, ingested = timed(lambda: ingest_flow(str(path), database_url=url))
-    score_s, scored = timed(lambda: score_flow(database_url=url))
-    route_s, routed = timed(lambda: route_flow(database_url=url))
+    settings = get_settings().variant(database_url=url, task_runner=task_runner)
+    active_policy(engine_for(settings))  # migrate and activate the default policy: setup, not timed
+    ingest_s, ingested = timed(lambda: ingest_flow(str(path), settings=settings))
+    score_s, scored = timed(lambda: score_flow(settings=settings))
+    route_s, routed = timed(lambda: route_flow(settings=settings))
     n = ingested["accepted"]
     if not (n == ingested["total"] and scored["scored"] == n and routed["routed"] == n):
         raise RuntimeError(f"not every item went through: ingest {ingested}, score {scored}, route {routed}")
@@ -119,7 +120,6 @@ def main(argv: list[str] | None = None) -> bool:
                         help="where the flows' batch tasks run (dask: a local cluster of 2 worker processes)")
     args = parser.parse_args(argv)
     home = configure_home()
-    os.environ["SLUICE_TASK_RUNNER"] = args.task_runner
     path = write_items(home / f"items-upstream-{args.n}.jsonl", args.n)
     reference: list[float] = []
     stages: dict[str, list[float]] = {"ingest": [], "score": [], "route": []}
@@ -142,7 +142,7 @@ def main(argv: list[str] | None = None) -> bool:
                     target = create_database(cluster, name)
                 assert count == args.n, count
                 reference.append(seconds)
-                for stage, value in sluice_run(path, target).items():
+                for stage, value in sluice_run(path, target, args.task_runner).items():
                     stages[stage].append(value)
                 if cluster is not None:
                     from store.db import dispose_engines

@@ -108,17 +108,14 @@ def labelstudio_server(home: Path) -> Iterator[object]:
         print(f"Label Studio: {server.stop(timeout=20).message}", flush=True)
 
 
-def point_sluice_at(server, home: Path, project: str) -> None:
-    """Sluice's settings for the flows: the temporary home, this server, and a project title of its own."""
-    from store.db import dispose_engines
+def sluice_settings(server, home: Path, project: str, database: Path):
+    """Sluice's settings for the flows: the temporary home, a SQLite file of its own, this server, and a project
+    title of its own."""
     from store.settings import get_settings
 
-    os.environ.update({"SLUICE_HOME": str(home), "SLUICE_LABELSTUDIO_URL": server.url,
-                       "SLUICE_LABELSTUDIO_PORT": str(server.port), "SLUICE_LABELSTUDIO_PROJECT": project,
-                       "SLUICE_LABELSTUDIO_TOKEN": server.settings.labelstudio_token})
-    os.environ.pop("SLUICE_DATABASE_URL", None)
-    get_settings.cache_clear()
-    dispose_engines()
+    return get_settings().with_home(home).variant(
+        database_url=f"sqlite:///{database}", labelstudio_url=server.url, labelstudio_port=server.port,
+        labelstudio_project=project, labelstudio_token=server.settings.labelstudio_token)
 
 
 # ---------------------------------------------------------------------- the data
@@ -182,7 +179,7 @@ def task_specs(rows: Sequence[dict], text_of: dict[str, str], *, chunk: int) -> 
     ]
 
 
-def prepare_store(home: Path, repeat: int, ids: list[str], texts: list[str]) -> tuple[str, list[dict]]:
+def prepare_store(settings, home: Path, repeat: int, ids: list[str], texts: list[str]) -> tuple[str, list[dict]]:
     """A fresh database holding the items (through the ingest flow) and their pending outbox; (url, rows)."""
     from flows.common import engine_for
     from flows.ingest import ingest_flow
@@ -191,14 +188,14 @@ def prepare_store(home: Path, repeat: int, ids: list[str], texts: list[str]) -> 
     from store.models import Item, ItemState, ReviewTask
     from store.repo import active_policy, save_policy
 
-    url = f"sqlite:///{home / f'queue-bench-{repeat}.db'}"
-    engine = engine_for(url)
+    url = settings.resolved_database_url
+    engine = engine_for(settings)
     policy, _ = active_policy(engine)
     version = save_policy(engine, Policy.model_validate({**policy.model_dump(), "labels": list(LABELS)}),
                           comment="queue benchmark label set")
     items = home / f"items-{repeat}.jsonl"
     items.write_text("".join(json.dumps({"id": i, "text": t}) + "\n" for i, t in zip(ids, texts)))
-    summary = ingest_flow(str(items), database_url=url)
+    summary = ingest_flow(str(items), settings=settings)
     if summary.get("accepted") != len(ids):
         raise RuntimeError(f"ingest accepted {summary.get('accepted')} of {len(ids)} items: {summary}")
     rows = outbox_rows(ids, version, seed=repeat)
@@ -261,10 +258,10 @@ def raw_export(server, project_id: int, n: int) -> float:
 def pushed_tasks(url: str) -> list[tuple[int, str]]:
     from sqlalchemy import select
 
-    from flows.common import engine_for
+    from store.db import get_engine
     from store.models import ReviewTask
 
-    with engine_for(url).connect() as conn:
+    with get_engine(url).connect() as conn:
         return [tuple(r) for r in conn.execute(
             select(ReviewTask.ls_task_id, ReviewTask.item_id).where(ReviewTask.state == "pushed")
             .order_by(ReviewTask.ls_task_id)
@@ -317,10 +314,10 @@ def check_pulled(url: str, n: int, summary: dict) -> None:
     """Fail loudly unless the store holds exactly n annotations and n annotation labels."""
     from sqlalchemy import func, select
 
-    from flows.common import engine_for
+    from store.db import get_engine
     from store.models import Annotation, Label
 
-    with engine_for(url).connect() as conn:
+    with get_engine(url).connect() as conn:
         annotations = conn.execute(select(func.count()).select_from(Annotation)).scalar_one()
         labels = conn.execute(
             select(func.count()).select_from(Label).where(Label.source == "annotation")
@@ -337,15 +334,15 @@ def one_repeat(server, home: Path, repeat: int, data: tuple[list[str], list[str]
 
     ids, texts, labels = data
     n, tag = len(ids), uuid.uuid4().hex[:8]
-    point_sluice_at(server, home, f"bench queue {tag}")
-    (seconds, (url, rows)) = timed(lambda: prepare_store(home, repeat, ids, texts))
+    settings = sluice_settings(server, home, f"bench queue {tag}", home / f"queue-bench-{repeat}.db")
+    (seconds, (url, rows)) = timed(lambda: prepare_store(settings, home, repeat, ids, texts))
     print(f"repeat {repeat + 1}: ingested {n:,} items and wrote {n:,} outbox rows in {seconds:.1f} s",
           flush=True)
     specs = task_specs(rows, dict(zip(ids, texts)), chunk=PUSH_CHUNK)
 
     timings.raw_import.append(raw_import(server, specs, f"bench raw {tag}"))
     print(f"  raw SDK import of {n:,} tasks: {timings.raw_import[-1]:.2f} s", flush=True)
-    seconds, summary = timed(lambda: push_flow(database_url=url))
+    seconds, summary = timed(lambda: push_flow(settings=settings))
     if summary.get("pushed") != n or summary.get("failed_batches"):
         raise RuntimeError(f"push flow pushed {summary}, expected {n} and no failed batch")
     timings.push.append(seconds)
@@ -363,7 +360,7 @@ def one_repeat(server, home: Path, repeat: int, data: tuple[list[str], list[str]
 
     timings.raw_export.append(raw_export(server, summary["project_id"], n))
     print(f"  raw SDK export of {n:,} annotations: {timings.raw_export[-1]:.2f} s", flush=True)
-    seconds, pulled = timed(lambda: pull_flow(cycle=1, database_url=url))
+    seconds, pulled = timed(lambda: pull_flow(cycle=1, settings=settings))
     check_pulled(url, n, pulled)
     timings.pull.append(seconds)
     print(f"  pull_flow of {n:,} annotations: {seconds:.2f} s", flush=True)
@@ -421,7 +418,6 @@ def main(argv: list[str] | None = None) -> bool:
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "ERROR")
     bench_home = configure_home()
     home = Path(tempfile.mkdtemp(prefix="queue-", dir=bench_home))
-    os.environ["SLUICE_HOME"] = str(home)
     timings = Timings()
     try:
         data = texts_and_labels(args.n)

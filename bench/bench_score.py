@@ -50,9 +50,9 @@ def prepare(home: Path, n: int, n_train: int):
     """A fresh database holding `n` unscored items and a promoted text model; returns (url, model, texts)."""
     from sqlmodel import Session
 
-    from flows.common import engine_for
     from scoring.models import train_model
     from scoring.registry import save_model
+    from store.db import get_engine
     from store.ingest import ingest_file
     from store.models import ModelVersion
     from store.repo import active_policy
@@ -61,7 +61,7 @@ def prepare(home: Path, n: int, n_train: int):
     for suffix in ("", "-wal", "-shm"):
         Path(f"{database}{suffix}").unlink(missing_ok=True)
     url = f"sqlite:///{database}"
-    engine = engine_for(url)
+    engine = get_engine(url)
     active_policy(engine)
     train_texts, train_labels = make_texts(n_train, seed=1)
     model = train_model(train_texts, train_labels, kind="text", seed=0)
@@ -84,10 +84,10 @@ def reset(url: str, version: str) -> None:
     """Forget the model's predictions, so the next score flow scores every item again."""
     from sqlalchemy import delete, update
 
-    from flows.common import engine_for
+    from store.db import get_engine
     from store.models import Item, Prediction
 
-    with engine_for(url).begin() as conn:
+    with get_engine(url).begin() as conn:
         conn.execute(delete(Prediction).where(Prediction.model_version == version))
         conn.execute(update(Item).values(state="received"))
 
@@ -103,12 +103,14 @@ def main(argv: list[str] | None = None) -> bool:
     bare, one, two = [], [], []
     with prefect_session():
         from flows.score import score_flow
+        from store.settings import get_settings
 
+        settings = get_settings().variant(database_url=url)
         for attempt in range(args.repeat):
             bare.append(timed(lambda: model.predict_proba(texts))[0])
             for workers, times in ((1, one), (2, two)):
                 reset(url, version)
-                seconds, summary = timed(lambda: score_flow(database_url=url, workers=workers))
+                seconds, summary = timed(lambda: score_flow(settings=settings, workers=workers))
                 if summary["scored"] != args.n:
                     raise RuntimeError(f"score flow with {workers} worker(s) scored {summary}")
                 times.append(seconds)

@@ -45,7 +45,7 @@ from store.repo import (
     selection_probabilities,
     update_calibration_report,
 )
-from store.settings import get_settings
+from store.settings import SluiceSettings, settings_or_environment
 
 # Keys added to CalibrationReportRow.report next to CalibrationReport.to_dict(); flows/route.py reads
 # row.report["drift"]["stale"].
@@ -56,10 +56,10 @@ CALIBRATION_BATCH = 200  # calibration groups per task: a segment must not cost 
 Labelled = HeldOut  # item ids, raw confidence, correctness: one segment's unbiased held-out labels
 
 
-def diagram_path(model_version: str, segment: str, data_hash: str) -> Path:
-    """`<SLUICE_HOME>/reports/calibration-<model>-<segment>-<hash>.png`, names made file-system safe."""
+def diagram_path(settings: SluiceSettings, model_version: str, segment: str, data_hash: str) -> Path:
+    """`<home>/reports/calibration-<model>-<segment>-<hash>.png` of `settings`, names made file-system safe."""
     safe = [re.sub(r"[^A-Za-z0-9._-]+", "_", part) for part in (model_version, segment, data_hash[:12])]
-    return get_settings().reports_dir / f"calibration-{'-'.join(safe)}.png"
+    return settings.reports_dir / f"calibration-{'-'.join(safe)}.png"
 
 
 def draw_diagram(report: CalibrationReport, path: Path, *, title: str) -> str:
@@ -68,13 +68,13 @@ def draw_diagram(report: CalibrationReport, path: Path, *, title: str) -> str:
 
 
 def _refresh_existing(
-    engine: Engine, row: StoredCalibration, confidence: np.ndarray, *, model_version: str, segment: str,
-    members: list[str], data_hash: str, max_psi: float,
+    engine: Engine, settings: SluiceSettings, row: StoredCalibration, confidence: np.ndarray, *,
+    model_version: str, segment: str, members: list[str], data_hash: str, max_psi: float,
 ) -> dict[str, Any]:
     """Re-measure drift of an unchanged report (writing only if it moved) and redraw a missing diagram."""
     recent = recent_confidences(engine, model_version, members, row.created_at)
     drift = confidence_drift(confidence, recent, max_psi=max_psi).to_dict()
-    path = diagram_path(model_version, segment, data_hash)
+    path = diagram_path(settings, model_version, segment, data_hash)
     if not path.exists():
         draw_diagram(CalibrationReport.from_dict(row.report), path, title=f"{model_version} / {segment}")
     report = {**row.report, DRIFT_KEY: drift, DIAGRAM_KEY: str(path)}
@@ -114,21 +114,22 @@ def calibration_jobs(policy: Policy, data: dict[str, Labelled], seen: Iterable[s
     return jobs
 
 
-def fit_segment(engine: Engine, policy: Policy, model_version: str, job: CalibrationJob,
+def fit_segment(engine: Engine, settings: SluiceSettings, policy: Policy, model_version: str, job: CalibrationJob,
                 max_psi: float = DEFAULT_MAX_PSI) -> dict[str, Any]:
-    """Fit, gate, draw and store one calibration group's report, or refresh the drift of an unchanged one."""
+    """Fit, gate, draw (into the settings' reports folder) and store one calibration group's report, or refresh
+    the drift of an unchanged one."""
     segment, item_ids, confidence, correct = job.segment, job.item_ids, job.confidence, job.correct
     limits = policy.for_segment(job.members[0] if segment.startswith(POOL_PREFIX) and job.members
                                 else segment).calibration
     data_hash = fingerprint([model_version, segment, item_ids, correct.tolist()])
     existing = calibration_report_for(engine, model_version, segment, data_hash)
     if existing is not None:
-        return _refresh_existing(engine, existing, confidence, model_version=model_version, segment=segment,
-                                 members=job.members, data_hash=data_hash, max_psi=max_psi)
+        return _refresh_existing(engine, settings, existing, confidence, model_version=model_version,
+                                 segment=segment, members=job.members, data_hash=data_hash, max_psi=max_psi)
     calibrator, report = fit_and_select(confidence, correct, rng=derive_rng("calibrate", model_version, data_hash),
                                         sample_weight=inclusion_weights(engine, item_ids))
     gate = calibration_gate(report, min_samples=limits.min_samples, max_ece=limits.max_ece)
-    diagram = draw_diagram(report, diagram_path(model_version, segment, data_hash),
+    diagram = draw_diagram(report, diagram_path(settings, model_version, segment, data_hash),
                            title=f"{model_version} / {segment}")
     drift = confidence_drift(confidence, [], max_psi=max_psi).to_dict()  # nothing scored after it yet
     row = {
@@ -147,12 +148,12 @@ def fit_segment(engine: Engine, policy: Policy, model_version: str, job: Calibra
 
 @task(name="fit-calibrations", cache_policy=NO_CACHE)
 @takes_payloads
-def fit_batch(model_version: str, jobs: list[CalibrationJob], database_url: str | None,
+def fit_batch(model_version: str, jobs: list[CalibrationJob], settings: SluiceSettings,
               max_psi: float = DEFAULT_MAX_PSI) -> list[dict[str, Any]]:
     """Fit a batch of calibration groups of one model (one task per batch, never one per segment)."""
-    engine = engine_for(database_url)
+    engine = engine_for(settings)
     policy, _ = active_policy(engine)
-    return [fit_segment(engine, policy, model_version, job, max_psi) for job in jobs]
+    return [fit_segment(engine, settings, policy, model_version, job, max_psi) for job in jobs]
 
 
 def inclusion_weights(engine: Engine, item_ids: list[str]) -> np.ndarray:
@@ -200,17 +201,18 @@ def _markdown(results: list[dict[str, Any]]) -> str:
 
 @flow(name="calibrate", log_prints=True, task_runner=BATCH_RUNNER)
 @holds_store_lock
-def calibrate_flow(database_url: str | None = None, max_psi: float = DEFAULT_MAX_PSI) -> list[dict[str, Any]]:
+def calibrate_flow(settings: SluiceSettings | None = None, max_psi: float = DEFAULT_MAX_PSI) -> list[dict[str, Any]]:
     """Refit the recalibrator of every model in use and segment whose unbiased labels changed, and mark a
     report stale (report["drift"]["stale"]) when newer confidences drift past `max_psi`."""
     logger = get_run_logger()
-    engine = engine_for(database_url)
+    settings = settings_or_environment(settings)
+    engine = engine_for(settings)
     policy, _ = active_policy(engine)
     futures = []
     seen = segments_seen(engine)
     for version in models_in_use(engine):
         jobs = calibration_jobs(policy, held_out_labels(engine, version), seen=seen)
-        futures += [fit_batch.submit(version, Payload(jobs[k:k + CALIBRATION_BATCH]), database_url, max_psi)
+        futures += [fit_batch.submit(version, Payload(jobs[k:k + CALIBRATION_BATCH]), settings, max_psi)
                     for k in range(0, len(jobs), CALIBRATION_BATCH)]
     results = [r for f in futures for r in f.result()]
     if results:

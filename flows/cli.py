@@ -8,13 +8,17 @@ import subprocess
 import sys
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
+import click
 import typer
 from rich.console import Console
 from rich.table import Table
 
 import flows  # noqa: F401  (Prefect's offline defaults, before Prefect is imported)
+
+if TYPE_CHECKING:
+    from store.settings import SluiceSettings
 
 if not {"-v", "--verbose"} & set(sys.argv):
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
@@ -30,8 +34,9 @@ app.add_typer(policy_app, name="policy")
 app.add_typer(audit_app, name="audit")
 console = Console(width=None if sys.stdout.isatty() else 160)
 
-DatabaseOption = typer.Option(None, "--database-url", envvar="SLUICE_DATABASE_URL",
-                              help="SQLAlchemy URL; SQLite under SLUICE_HOME (.sluice/) when unset.")
+DatabaseOption = typer.Option(None, "--database-url",
+                              help="SQLAlchemy URL (default: SLUICE_DATABASE_URL; SQLite under SLUICE_HOME, .sluice/, "
+                                   "when unset).")
 
 
 @contextmanager
@@ -67,6 +72,7 @@ def show(title: str, summary: dict[str, Any]) -> None:
 
 @app.callback()
 def main(
+    ctx: typer.Context,
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Show Prefect's flow and task logs."),
     task_runner: str = typer.Option(None, "--task-runner", envvar="SLUICE_TASK_RUNNER",
                                     help="Where batch tasks run: threads (default) or dask."),
@@ -74,15 +80,32 @@ def main(
                                      help="A Dask scheduler, e.g. tcp://scheduler:8786; a local cluster when unset."),
 ) -> None:
     """Sluice: calibrated routing of model outputs, active learning with Label Studio."""
-    from store.settings import get_settings
-
     if task_runner is not None and task_runner not in ("threads", "dask"):
         fail(f"--task-runner must be threads or dask, got {task_runner!r}")
-    # the settings are read from the environment; a flag is this command's setting (and its Dask workers')
-    for name, value in (("SLUICE_TASK_RUNNER", task_runner), ("SLUICE_DASK_ADDRESS", dask_address)):
-        if value is not None:
-            os.environ[name] = value
-    get_settings.cache_clear()
+    # one settings object for the command: the environment's, with its flags; every flow it runs is given it
+    ctx.obj = _with_flags(None, task_runner=task_runner, dask_address=dask_address)
+
+
+def _with_flags(base: SluiceSettings | None, **flags: Any) -> SluiceSettings:
+    """`base` (the environment's settings when None) with the flags that were given; a bad value fails."""
+    from pydantic import ValidationError
+
+    from store.settings import settings_or_environment
+
+    settings = settings_or_environment(base)
+    given = {name: value for name, value in flags.items() if value is not None}
+    try:
+        return settings.variant(**given) if given else settings
+    except ValidationError as error:
+        fail(f"invalid settings: {error}")
+        raise
+
+
+def command_settings(database_url: str | None = None) -> SluiceSettings:
+    """The settings of this command: the environment's with the global flags (`main`), and `--database-url`."""
+    context = click.get_current_context(silent=True)
+    base = context.find_root().obj if context is not None else None
+    return _with_flags(base, database_url=database_url)
 
 
 @app.command()
@@ -91,7 +114,7 @@ def init(database_url: str | None = DatabaseOption) -> None:
     from flows.common import engine_for
     from store.repo import active_policy
 
-    engine = engine_for(database_url)
+    engine = engine_for(command_settings(database_url))
     _, version = active_policy(engine)
     console.print(f"database ready at [bold]{engine.url.render_as_string(hide_password=True)}[/]; "
                   f"active policy {version}")
@@ -106,7 +129,8 @@ def ingest(
     from flows.ingest import ingest_flow
 
     with prefect_quietly():
-        summary = ingest_flow(str(path), database_url=database_url, show_progress=sys.stderr.isatty())
+        summary = ingest_flow(str(path), settings=command_settings(database_url),
+                              show_progress=sys.stderr.isatty())
     show(f"ingested {path.name}", summary)
 
 
@@ -121,10 +145,11 @@ def seed_labels(
     from flows.ingest import seed_labels_flow
 
     with prefect_quietly():
-        show("seed labels", seed_labels_flow(str(path), holdout_share=holdout, seed=seed, database_url=database_url))
+        show("seed labels", seed_labels_flow(str(path), holdout_share=holdout, seed=seed,
+                                             settings=command_settings(database_url)))
 
 
-def _run_step(name: str, **kwargs: Any) -> None:
+def _run_step(name: str, database_url: str | None, **kwargs: Any) -> None:
     from flows import calibrate, labelstudio, retrain, route, score, select
 
     step = {
@@ -133,7 +158,7 @@ def _run_step(name: str, **kwargs: Any) -> None:
         "retrain": retrain.retrain_flow,
     }[name]
     with prefect_quietly():
-        result = step(**kwargs)
+        result = step(settings=command_settings(database_url), **kwargs)
     if isinstance(result, list):
         if not result:
             console.print(f"{name}: nothing to do (no predictions of the models in use on held-out labels yet; "
@@ -147,43 +172,43 @@ def _run_step(name: str, **kwargs: Any) -> None:
 @app.command()
 def score(database_url: str | None = DatabaseOption) -> None:
     """Score items that lack a prediction from the promoted model (or use their upstream scores)."""
-    _run_step("score", database_url=database_url)
+    _run_step("score", database_url)
 
 
 @app.command()
 def calibrate(database_url: str | None = DatabaseOption) -> None:
     """Refit per-segment recalibration on unbiased held-out labels and gate each segment."""
-    _run_step("calibrate", database_url=database_url)
+    _run_step("calibrate", database_url)
 
 
 @app.command()
 def route(database_url: str | None = DatabaseOption) -> None:
     """Route every scored item: auto-accept, spot-check, review or escalate, with reasons."""
-    _run_step("route", database_url=database_url)
+    _run_step("route", database_url)
 
 
 @app.command()
 def select(strategy: str = typer.Option("margin"), database_url: str | None = DatabaseOption) -> None:
     """Choose this cycle's review tasks within each segment's budget (plus every audit sample)."""
-    _run_step("select", strategy=strategy, database_url=database_url)
+    _run_step("select", database_url, strategy=strategy)
 
 
 @app.command()
 def push(database_url: str | None = DatabaseOption) -> None:
     """Push pending review tasks to Label Studio (safe to re-run after any failure)."""
-    _run_step("push", database_url=database_url)
+    _run_step("push", database_url)
 
 
 @app.command()
 def pull(database_url: str | None = DatabaseOption) -> None:
     """Pull completed annotations from Label Studio and resolve them into labels."""
-    _run_step("pull", database_url=database_url)
+    _run_step("pull", database_url)
 
 
 @app.command()
 def retrain(seed: int = typer.Option(0), database_url: str | None = DatabaseOption) -> None:
     """Train a candidate; promote it unless the held-out labels show it is worse (paired sign test, 5%)."""
-    _run_step("retrain", seed=seed, database_url=database_url)
+    _run_step("retrain", database_url, seed=seed)
 
 
 @app.command()
@@ -192,7 +217,7 @@ def cycle(strategy: str = typer.Option("margin"), database_url: str | None = Dat
     from flows.cycle import cycle_flow
 
     with prefect_quietly():
-        result = cycle_flow(strategy=strategy, database_url=database_url)
+        result = cycle_flow(strategy=strategy, settings=command_settings(database_url))
     show(f"cycle {result['cycle']}", result["figures"])
 
 
@@ -210,7 +235,7 @@ def demo(
 
     with prefect_quietly():
         run_demo(cycles=cycles, batch_size=batch_size, seed_labels=seed_labels, annotator_error=annotator_error,
-                 seed=seed, home=home, console=console)
+                 seed=seed, home=home, console=console, settings=command_settings())
 
 
 @app.command()
@@ -240,7 +265,7 @@ def simulate(
                               annotator_error=annotator_error, test_share=test_share, seed=seed, home=home,
                               policy=policy)
     with prefect_quietly():
-        result = run_simulation(config, console=console)
+        result = run_simulation(config, settings=command_settings(), console=console)
     if json_out:
         json_out.parent.mkdir(parents=True, exist_ok=True)
         json_out.write_text(json.dumps(result, indent=2, default=str))
@@ -253,7 +278,7 @@ def policy_show(database_url: str | None = DatabaseOption) -> None:
     from flows.common import engine_for
     from store.repo import active_policy
 
-    policy, version = active_policy(engine_for(database_url))
+    policy, version = active_policy(engine_for(command_settings(database_url)))
     console.print(f"# version {version}")
     for line in policy.guarantee_lines():
         console.print(f"# {line}", markup=False)
@@ -277,7 +302,7 @@ def policy_set(
         policy = load_policy_file(path)
     except (ValidationError, ValueError) as error:
         fail(f"invalid policy {path}:\n{error}")
-    version = save_policy(engine_for(database_url), policy, author=author, comment=comment)
+    version = save_policy(engine_for(command_settings(database_url)), policy, author=author, comment=comment)
     console.print(f"policy {policy.name!r} active as version {version}")
 
 
@@ -286,9 +311,8 @@ def labelstudio_start(timeout: float = typer.Option(240.0, help="Seconds to wait
     """Start Label Studio on 127.0.0.1 (first start migrates its database: about a minute)."""
     from labeling.errors import LabelStudioError
     from labeling.server import LabelStudioServer
-    from store.settings import get_settings
 
-    settings = get_settings()
+    settings = command_settings()
     console.print(f"starting Label Studio on {settings.resolved_labelstudio_url} "
                   f"(data in {settings.labelstudio_data_dir}) …")
     try:
@@ -303,9 +327,8 @@ def labelstudio_start(timeout: float = typer.Option(240.0, help="Seconds to wait
 def labelstudio_stop() -> None:
     """Stop the local Label Studio by its process id."""
     from labeling.server import LabelStudioServer
-    from store.settings import get_settings
 
-    console.print(LabelStudioServer(get_settings()).stop().message)
+    console.print(LabelStudioServer(command_settings()).stop().message)
 
 
 @labelstudio_app.command("webhook")
@@ -327,14 +350,15 @@ def labelstudio_webhook(
     from labeling.errors import LabelStudioError
     from labeling.webhook import WebhookReceiver
 
-    engine = engine_for(database_url)
+    settings = command_settings(database_url)
+    engine = engine_for(settings)
     token = secrets.token_urlsafe(24)
     with prefect_quietly():
-        receiver = WebhookReceiver(on_change=lambda: pull_flow(database_url=database_url), port=port, token=token)
+        receiver = WebhookReceiver(on_change=lambda: pull_flow(settings=settings), port=port, token=token)
         url = receiver.start()
         try:
             for queue_name in QUEUES:
-                queue, project_id = open_queue(engine, queue_name=queue_name)
+                queue, project_id = open_queue(engine, settings, queue_name=queue_name)
                 queue.ensure_webhook(project_id, url, token=token)
             console.print(f"listening on {url} for Label Studio's annotation webhooks (Ctrl-C stops)")
             started = time.monotonic()
@@ -353,9 +377,8 @@ def labelstudio_webhook(
 def labelstudio_status() -> None:
     """Whether the local Label Studio is running, and where."""
     from labeling.server import LabelStudioServer
-    from store.settings import get_settings
 
-    status = LabelStudioServer(get_settings()).status()
+    status = LabelStudioServer(command_settings()).status()
     state = "[green]running[/]" if status.running else "[yellow]stopped[/]"
     console.print(f"Label Studio {state} at {status.url} pid={status.pid} version={status.version} "
                   f"data={status.data_dir}")
@@ -373,7 +396,7 @@ def audit_export(
     from flows.audit import export_decisions
     from flows.common import engine_for
 
-    count = export_decisions(engine_for(database_url), out, since=since)
+    count = export_decisions(engine_for(command_settings(database_url)), out, since=since)
     console.print(f"wrote {count:,} decisions to {out}")
 
 

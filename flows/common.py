@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sqlalchemy import Engine, make_url
+from sqlalchemy import Engine
 
 from labeling.resolve import ResolutionRule
 from routing.policy import Policy
@@ -25,7 +25,7 @@ from scoring.registry import load_model
 from store.db import get_engine
 from store.models import ModelVersion
 from store.repo import active_policy
-from store.settings import get_settings
+from store.settings import SluiceSettings, masked_url, settings_or_environment
 
 
 class StepFailed(RuntimeError):
@@ -43,8 +43,7 @@ _held_locks: ContextVar[frozenset[str]] = ContextVar("sluice_store_locks", defau
 def store_lock_name(database_url: str) -> str:
     """The limit's name for a store: a fingerprint of its URL (password left out), so stores do not block each
     other and the name gives nothing away."""
-    shown = make_url(database_url).render_as_string(hide_password=True)
-    return STORE_LOCK_PREFIX + hashlib.sha256(shown.encode()).hexdigest()[:16]
+    return STORE_LOCK_PREFIX + hashlib.sha256(masked_url(database_url).encode()).hexdigest()[:16]
 
 
 def _ensure_limit(name: str) -> None:
@@ -63,11 +62,11 @@ def _ensure_limit(name: str) -> None:
 
 
 @contextmanager
-def store_lock(database_url: str | None = None, *, timeout: float | None = None) -> Iterator[None]:
-    """Hold the store's one slot while the body runs (re-entrant within a flow and the steps it calls). Waits up
-    to `timeout` seconds (the settings' `store_lock_timeout` by default), then raises `StepFailed`."""
-    url = database_url or get_settings().resolved_database_url
-    name = store_lock_name(url)
+def store_lock(settings: SluiceSettings | None = None, *, timeout: float | None = None) -> Iterator[None]:
+    """Hold the slot of the settings' store while the body runs (re-entrant within a flow and the steps it calls).
+    Waits up to `timeout` seconds (the settings' `store_lock_timeout` by default), then raises `StepFailed`."""
+    settings = settings_or_environment(settings)
+    name = store_lock_name(settings.resolved_database_url)
     held = _held_locks.get()
     if name in held:
         yield
@@ -75,7 +74,7 @@ def store_lock(database_url: str | None = None, *, timeout: float | None = None)
     from prefect.concurrency.sync import concurrency
 
     _ensure_limit(name)
-    wait = get_settings().store_lock_timeout if timeout is None else timeout
+    wait = settings.store_lock_timeout if timeout is None else timeout
     token = _held_locks.set(held | {name})
     acquired = False
     try:
@@ -92,12 +91,12 @@ def store_lock(database_url: str | None = None, *, timeout: float | None = None)
 
 
 def holds_store_lock(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Run a flow function under `store_lock` of its `database_url` argument (put it beneath `@flow`)."""
+    """Run a flow function under `store_lock` of its `settings` argument (put it beneath `@flow`)."""
     signature = inspect.signature(fn)
 
     @functools.wraps(fn)
     def locked(*args: Any, **kwargs: Any) -> Any:
-        with store_lock(signature.bind_partial(*args, **kwargs).arguments.get("database_url")):
+        with store_lock(signature.bind_partial(*args, **kwargs).arguments.get("settings")):
             return fn(*args, **kwargs)
 
     return locked
@@ -139,8 +138,9 @@ def as_utc(moment: datetime | None) -> datetime | None:
     return moment.replace(tzinfo=timezone.utc)
 
 
-def engine_for(database_url: str | None = None) -> Engine:
-    return get_engine(database_url)
+def engine_for(settings: SluiceSettings | None = None) -> Engine:
+    """The engine of the settings' store (the environment's when None), migrated on first use."""
+    return get_engine(settings_or_environment(settings).resolved_database_url)
 
 
 def derive_rng(*parts: Any) -> np.random.Generator:

@@ -25,6 +25,7 @@ from store import figures as store_figures
 from store.models import ModelVersion
 from store.repo import active_policy, latest_ece, promoted_model, unlabelled_inputs
 from store.vocab import Route
+from store.settings import SluiceSettings, settings_or_environment
 
 Annotate = Callable[[int], dict[str, Any]]
 
@@ -85,25 +86,27 @@ def stopping_signal(engine: Engine, cycle: int, previous: ModelVersion | None) -
 
 @holds_store_lock
 def run_cycle(
-    *, strategy: str = "margin", database_url: str | None = None, annotate: Annotate | None = None,
+    *, strategy: str = "margin", settings: SluiceSettings | None = None, annotate: Annotate | None = None,
     push: bool = True, as_of: datetime | None = None,
 ) -> dict[str, Any]:
-    """One full cycle. `annotate(cycle)` stands in for people between push and pull, and `as_of` for the clock
-    that dates review tasks and picks their budget window (simulations only)."""
-    engine = engine_for(database_url)
+    """One full cycle, every step on `settings` (the environment's when None). `annotate(cycle)` stands in for
+    people between push and pull, and `as_of` for the clock that dates review tasks and picks their budget
+    window (simulations only)."""
+    settings = settings_or_environment(settings)
+    engine = engine_for(settings)
     cycle = start_cycle(engine)
     routing_model = promoted_model(engine)
-    steps: dict[str, Any] = {"score": score_flow(database_url=database_url)}
-    steps["calibrate"] = calibrate_flow(database_url=database_url)
-    steps["route"] = route_flow(cycle=cycle, database_url=database_url)
-    steps["select"] = select_flow(strategy=strategy, cycle=cycle, database_url=database_url, as_of=as_of)
+    steps: dict[str, Any] = {"score": score_flow(settings=settings)}
+    steps["calibrate"] = calibrate_flow(settings=settings)
+    steps["route"] = route_flow(cycle=cycle, settings=settings)
+    steps["select"] = select_flow(strategy=strategy, cycle=cycle, settings=settings, as_of=as_of)
     if push:
-        steps["push"] = push_flow(database_url=database_url)
+        steps["push"] = push_flow(settings=settings)
     if annotate is not None:
         steps["annotate"] = annotate(cycle)
     if push:
-        steps["pull"] = pull_flow(cycle=cycle, database_url=database_url)
-    steps["retrain"] = retrain_flow(database_url=database_url)
+        steps["pull"] = pull_flow(cycle=cycle, settings=settings)
+    steps["retrain"] = retrain_flow(settings=settings)
     figures = cycle_figures(engine, cycle, routing_model.version if routing_model else None)
     figures.update(stopping_signal(engine, cycle, routing_model))
     figures["audit"] = audit_estimates(engine)
@@ -119,8 +122,9 @@ def run_cycle(
 
 @flow(name="cycle", log_prints=True)
 @holds_store_lock
-def cycle_flow(strategy: str = "margin", database_url: str | None = None) -> dict[str, Any]:
-    """One turn of the flywheel against Label Studio: whatever annotators finished since the last pull comes in."""
-    result = run_cycle(strategy=strategy, database_url=database_url)
+def cycle_flow(strategy: str = "margin", settings: SluiceSettings | None = None) -> dict[str, Any]:
+    """One turn of the flywheel against Label Studio: whatever annotators finished since the last pull comes in.
+    A deployment run gives no settings: the worker's environment says where the store and Label Studio are."""
+    result = run_cycle(strategy=strategy, settings=settings)
     get_run_logger().info("cycle %d: %s", result["cycle"], result["figures"])
     return result

@@ -6,7 +6,6 @@ Everything else is the real thing: the SQLite store, Prefect flow runs and a loc
 
 from __future__ import annotations
 
-import os
 import shutil
 import time
 from pathlib import Path
@@ -17,18 +16,17 @@ from rich.console import Console
 from flows.common import engine_for
 from flows.ingest import ingest_flow, seed_labels
 from flows.retrain import retrain_flow
-from flows.simulate import LabelStudioAnnotators, cycle_table, run_loop, use_home, write_jsonl
+from flows.simulate import LabelStudioAnnotators, cycle_table, run_loop, settings_for_home, write_jsonl
 from labeling.server import LabelStudioServer
 from routing.policy import Policy
 from scoring.datasets import load_bbc_news
 from store.repo import save_policy
-from store.settings import PROJECT_ROOT, get_settings
+from store.settings import PROJECT_ROOT, SluiceSettings, settings_or_environment
 
 DEMO_POLICY = PROJECT_ROOT / "policies" / "bbc-news.yaml"
 
 
-def _ensure_labelstudio(console: Console) -> str:
-    settings = get_settings()
+def _ensure_labelstudio(settings: SluiceSettings, console: Console) -> str:
     server = LabelStudioServer(settings)
     status = server.status()
     if not status.running:
@@ -42,36 +40,37 @@ def _ensure_labelstudio(console: Console) -> str:
 
 
 def run_demo(*, cycles: int, batch_size: int, seed_labels: int, annotator_error: float, seed: int, home: Path,
-             console: Console) -> list[dict]:
-    """Seed a model on a few labels, then stream the rest of BBC News in batches through `cycles` cycles."""
+             console: Console, settings: SluiceSettings | None = None) -> list[dict]:
+    """Seed a model on a few labels, then stream the rest of BBC News in batches through `cycles` cycles. The
+    demo's state lives under `home` (recreated); Label Studio keeps the data folder of `settings` (the
+    environment's when None), with a fresh project per run."""
     started = time.perf_counter()
-    labelstudio_home = get_settings().labelstudio_data_dir
+    base = settings_or_environment(settings)
     if home.exists():
         shutil.rmtree(home)
-    use_home(home)
-    os.environ["SLUICE_LABELSTUDIO_HOME"] = str(labelstudio_home)
-    os.environ["SLUICE_LABELSTUDIO_PROJECT"] = f"Sluice demo {time.strftime('%Y-%m-%d %H:%M:%S')}"
-    get_settings.cache_clear()
-    url = _ensure_labelstudio(console)
+    settings = settings_for_home(home, base).variant(
+        labelstudio_home=base.labelstudio_data_dir,
+        labelstudio_project=f"Sluice demo {time.strftime('%Y-%m-%d %H:%M:%S')}")
+    url = _ensure_labelstudio(settings, console)
 
     data = load_bbc_news().sample(frac=1.0, random_state=seed).reset_index(drop=True)
     truth = dict(zip(data["id"], data["label"]))
     records = [{"id": i, "text": t, "segment": "news"} for i, t in zip(data["id"], data["text"])]
     console.print(f"BBC News: {len(records):,} articles, {data['label'].nunique()} topics; "
                   f"seeding with {seed_labels} labels, then {cycles} cycles of {batch_size} items")
-    engine = engine_for(None)
+    engine = engine_for(settings)
     save_policy(engine, Policy.load(DEMO_POLICY), comment="demo policy")
     seed_items, stream = records[:seed_labels], records[seed_labels:]
-    ingest_flow(str(write_jsonl(home / "seed-items.jsonl", seed_items)))
+    ingest_flow(str(write_jsonl(home / "seed-items.jsonl", seed_items)), settings=settings)
     seed_labels_summary = seed_labels_into(engine, seed_items, truth, seed)
-    first = retrain_flow(seed=seed)
+    first = retrain_flow(seed=seed, settings=settings)
     console.print(f"seed model {first.get('version')}: held-out accuracy "
                   f"{(first.get('metrics') or {}).get('accuracy', float('nan')):.3f} on "
                   f"{seed_labels_summary['holdout']} held-out labels")
     labels = sorted(set(truth.values()))
-    annotate = LabelStudioAnnotators(engine, truth, labels, annotator_error, np.random.default_rng(seed))
+    annotate = LabelStudioAnnotators(engine, settings, truth, labels, annotator_error, np.random.default_rng(seed))
     rows = run_loop(
-        engine=engine, stream=stream, cycles=cycles, batch_size=batch_size, strategy="margin", annotate=annotate,
+        engine=engine, settings=settings, stream=stream, cycles=cycles, batch_size=batch_size, strategy="margin", annotate=annotate,
         push=True, truth=truth, work=home, accuracy=lambda: None,
         on_cycle=lambda row: console.print(f"cycle {row['cycle']} done: {row['items']} items, "
                                            f"{row['review_count']} sent to review"),
@@ -81,8 +80,8 @@ def run_demo(*, cycles: int, batch_size: int, seed_labels: int, annotator_error:
     console.print(cycle_table(rows, title="Sluice demo: BBC News, simulated annotators in Label Studio",
                               accuracy_label="held-out accuracy"))
     console.print(f"finished in {time.perf_counter() - started:.0f} s")
-    console.print(f"Label Studio: {url}  (user {get_settings().labelstudio_username}, "
-                  f"project {get_settings().labelstudio_project!r}); stop it with `sluice labelstudio stop`")
+    console.print(f"Label Studio: {url}  (user {settings.labelstudio_username}, "
+                  f"project {settings.labelstudio_project!r}); stop it with `sluice labelstudio stop`")
     console.print(f"Console: SLUICE_HOME={home} sluice ui  →  http://127.0.0.1:8501")
     return rows
 

@@ -18,6 +18,7 @@ from store.db import refresh_statistics
 from store.ingest import ingest_file
 from store.models import Item, ItemState, Label
 from store.repo import active_policy, record_event
+from store.settings import SluiceSettings, settings_or_environment
 from store.transitions import move_items
 from store.vocab import LabelSource, Selection, split_for
 
@@ -30,8 +31,8 @@ def _progress(path: Path) -> Progress:
 
 
 @task(name="ingest-file", cache_policy=NO_CACHE)
-def ingest_task(path: str, database_url: str | None, show_progress: bool) -> dict[str, Any]:
-    engine = engine_for(database_url)
+def ingest_task(path: str, settings: SluiceSettings, show_progress: bool) -> dict[str, Any]:
+    engine = engine_for(settings)
     policy, _ = active_policy(engine)
     labels = frozenset(policy.labels) if policy.labels else None
     file = Path(path)
@@ -50,11 +51,12 @@ def ingest_task(path: str, database_url: str | None, show_progress: bool) -> dic
 
 
 @flow(name="ingest", log_prints=True)
-def ingest_flow(path: str, database_url: str | None = None, show_progress: bool = False) -> dict[str, Any]:
+def ingest_flow(path: str, settings: SluiceSettings | None = None, show_progress: bool = False) -> dict[str, Any]:
     """Stream one JSONL, CSV or Parquet file into the store; idempotent on item id."""
-    summary = ingest_task(path, database_url, show_progress)
-    refresh_statistics(engine_for(database_url), "items", "quarantine")
-    record_event(engine_for(database_url), "ingest", summary)
+    settings = settings_or_environment(settings)
+    summary = ingest_task(path, settings, show_progress)
+    refresh_statistics(engine_for(settings), "items", "quarantine")
+    record_event(engine_for(settings), "ingest", summary)
     get_run_logger().info("ingest: %s", summary)
     return summary
 
@@ -110,8 +112,8 @@ def seed_labels(engine: Engine, pairs: list[tuple[str, str]], *, holdout_share: 
 
 @flow(name="seed-labels", log_prints=True)
 def seed_labels_flow(path: str, holdout_share: float = 0.5, seed: int = 0,
-                     database_url: str | None = None) -> dict[str, Any]:
+                     settings: SluiceSettings | None = None) -> dict[str, Any]:
     """Add known labels (JSONL or CSV of id, label) for items already ingested."""
-    summary = seed_labels(engine_for(database_url), read_labels(Path(path)), holdout_share=holdout_share, seed=seed)
+    summary = seed_labels(engine_for(settings), read_labels(Path(path)), holdout_share=holdout_share, seed=seed)
     get_run_logger().info("seed-labels: %s", summary)
     return summary

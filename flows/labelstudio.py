@@ -20,7 +20,7 @@ from store.db import refresh_statistics
 from store.models import ReviewTask
 from store.outbox import outbox_batch
 from store.repo import active_policy, get_watermark, known_items, promoted_model, record_event, set_watermark
-from store.settings import get_settings
+from store.settings import SluiceSettings, settings_or_environment
 from store.vocab import Queue
 
 PUSH_CHUNK = 1000  # tasks per batch and per import request: fewer round trips, a retry stays small
@@ -38,22 +38,25 @@ def project_labels(engine: Engine) -> list[str]:
     return list(model.classes)
 
 
-def project_title(queue_name: str) -> str:
+def project_title(settings: SluiceSettings, queue_name: str) -> str:
     """The Label Studio project of a queue: the configured one for review, `<it> (expert)` for experts."""
     if queue_name not in QUEUES:
         raise ValueError(f"queue must be one of {QUEUES}, got {queue_name!r}")
-    base = get_settings().labelstudio_project
+    base = settings.labelstudio_project
     return base if queue_name == Queue.REVIEW else f"{base} (expert)"
 
 
-def open_queue(engine: Engine, *, retries: int = 4, queue_name: str = Queue.REVIEW) -> tuple[LabelStudioQueue, int]:
-    queue = queue_client(retries=retries)
-    return queue, queue.ensure_project(project_title(queue_name), project_labels(engine))
+def open_queue(engine: Engine, settings: SluiceSettings | None = None, *, retries: int = 4,
+               queue_name: str = Queue.REVIEW) -> tuple[LabelStudioQueue, int]:
+    """The client of the settings' Label Studio (the environment's when None) and the id of the queue's project
+    in it, created with the store's labels if missing."""
+    settings = settings_or_environment(settings)
+    queue = queue_client(settings, retries=retries)
+    return queue, queue.ensure_project(project_title(settings, queue_name), project_labels(engine))
 
 
-def queue_client(*, retries: int = 4) -> LabelStudioQueue:
+def queue_client(settings: SluiceSettings, *, retries: int = 4) -> LabelStudioQueue:
     """One API client per Label Studio address, token and retry count, so that its connection pool is reused."""
-    settings = get_settings()
     return _client(settings.resolved_labelstudio_url, settings.labelstudio_token, retries)
 
 
@@ -78,13 +81,13 @@ def _spec(row: ReviewTask, text: str | None, features: Any) -> TaskSpec:
 
 
 @task(name="push-batch", cache_policy=NO_CACHE)
-def push_batch(batch_key: str, project_id: int, database_url: str | None) -> int:
+def push_batch(batch_key: str, project_id: int, settings: SluiceSettings) -> int:
     """Push one outbox batch; a batch tried before is first reconciled with what Label Studio already holds."""
-    engine = engine_for(database_url)
+    engine = engine_for(settings)
     rows = outbox_batch(engine, batch_key)
     if not rows:
         return 0
-    queue = queue_client()
+    queue = queue_client(settings)
     arrived: dict[str, int] = {}
     if any(r.task.attempts > 0 for r in rows):
         arrived = queue.tasks_for_batch(project_id, batch_key)
@@ -125,10 +128,11 @@ def keep_model_version_current(engine: Engine, queue: LabelStudioQueue, project_
 
 @flow(name="push", log_prints=True)
 @holds_store_lock
-def push_flow(database_url: str | None = None) -> dict[str, Any]:
-    """Send the pending outbox to Label Studio in chunks; what fails stays pending for the next run."""
+def push_flow(settings: SluiceSettings | None = None) -> dict[str, Any]:
+    """Send the pending outbox to the settings' Label Studio in chunks; what fails stays pending for the next run."""
     logger = get_run_logger()
-    engine = engine_for(database_url)
+    settings = settings_or_environment(settings)
+    engine = engine_for(settings)
     assign_batch_keys(engine)
     keys = outbox.pending_batches(engine)
     if not keys:
@@ -139,7 +143,7 @@ def push_flow(database_url: str | None = None) -> dict[str, Any]:
         if not batches:
             continue
         try:
-            _, queue_project = open_queue(engine, queue_name=queue_name)
+            _, queue_project = open_queue(engine, settings, queue_name=queue_name)
         except LabelStudioError as error:
             record_event(engine, "push_failed", {"pushed": pushed, "pending": len(keys), "error": str(error)})
             raise StepFailed(f"push: Label Studio is unavailable, {len(keys)} batch(es) stay queued: {error}") \
@@ -148,12 +152,12 @@ def push_flow(database_url: str | None = None) -> dict[str, Any]:
             project_id = queue_project
         for key in batches:
             try:
-                pushed += push_batch(key, queue_project, database_url)
+                pushed += push_batch(key, queue_project, settings)
             except LabelStudioError as error:
                 failed += 1
                 errors.append(str(error))
     if pushed and project_id is not None:
-        keep_model_version_current(engine, queue_client(), project_id)
+        keep_model_version_current(engine, queue_client(settings), project_id)
     summary = {"pushed": pushed, "failed_batches": failed, "project_id": project_id}
     if errors:
         summary["error"] = errors[0]
@@ -167,17 +171,19 @@ def push_flow(database_url: str | None = None) -> dict[str, Any]:
 
 @flow(name="pull", log_prints=True)
 @holds_store_lock
-def pull_flow(cycle: int | None = None, database_url: str | None = None) -> dict[str, Any]:
-    """Pull annotations completed since the watermark, upsert them, resolve labels into the training set."""
+def pull_flow(cycle: int | None = None, settings: SluiceSettings | None = None) -> dict[str, Any]:
+    """Pull annotations completed since the watermark from the settings' Label Studio, upsert them, resolve labels
+    into the training set."""
     logger = get_run_logger()
-    engine = engine_for(database_url)
+    settings = settings_or_environment(settings)
+    engine = engine_for(settings)
     expert_tasks = outbox.has_expert_tasks(engine)
     rules = resolution_rules(engine)
     summary: dict[str, Any] = {"pulled": 0, "new": 0, "updated": 0, "resolved": 0, "escalated": 0, "waiting": 0,
                                "unknown_items": 0}
     for queue_name in QUEUES if expert_tasks else QUEUES[:1]:
         try:
-            pulled = pull_queue(engine, queue_name, cycle, rules)
+            pulled = pull_queue(engine, settings, queue_name, cycle, rules)
         except LabelStudioError as error:
             record_event(engine, "pull_failed", {**summary, "queue": queue_name, "error": str(error)})
             raise StepFailed(f"pull: Label Studio is unavailable; the {queue_name} watermark stays: {error}") \
@@ -191,12 +197,13 @@ def pull_flow(cycle: int | None = None, database_url: str | None = None) -> dict
     return summary
 
 
-def pull_queue(engine: Engine, queue_name: str, cycle: int | None, rules: Any) -> dict[str, int]:
+def pull_queue(engine: Engine, settings: SluiceSettings, queue_name: str, cycle: int | None,
+               rules: Any) -> dict[str, int]:
     """Pull one queue's project page by page: each page's annotations are stored before the next is read; then
     everything pulled is resolved in one pass (Dawid-Skene on the whole fit), and only then does the watermark
     move. A pull stopped half-way leaves complete pages of annotations and no label made on a partial fit; the
     next one reads from the same watermark and upserts on annotation id, so nothing is lost or doubled."""
-    queue, project_id = open_queue(engine, queue_name=queue_name)
+    queue, project_id = open_queue(engine, settings, queue_name=queue_name)
     key = f"labelstudio:{project_id}:updated_at"
     mark = get_watermark(engine, key)
     since = datetime.fromisoformat(mark) - PULL_OVERLAP if mark else None

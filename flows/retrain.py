@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -21,7 +22,7 @@ from store.repo import (
     register_model,
     reject_model,
 )
-from store.settings import get_settings
+from store.settings import SluiceSettings, settings_or_environment
 from store.vocab import EVALUATION_SELECTIONS, ModelStatus, Split
 
 
@@ -42,9 +43,9 @@ def train_candidate(kind: str, inputs: list, labels: list, seed: int) -> Scoring
     return train_model(_as_inputs(kind, inputs), labels, kind=kind, seed=seed)
 
 
-def _register(engine: Engine, model: ScoringModel, metrics: dict, train_size: int, data_hash: str,
-              parent: str | None) -> str:
-    saved = save_model(model, get_settings().models_dir)
+def _register(engine: Engine, models_dir: Path, model: ScoringModel, metrics: dict, train_size: int,
+              data_hash: str, parent: str | None) -> str:
+    saved = save_model(model, models_dir)
     register_model(engine, {
         "version": saved.version, "kind": model.kind, "artifact_path": str(saved.path), "sha256": saved.sha256,
         "classes": [str(c) for c in model.classes_], "metrics": metrics, "train_size": train_size,
@@ -55,11 +56,13 @@ def _register(engine: Engine, model: ScoringModel, metrics: dict, train_size: in
 
 @flow(name="retrain", log_prints=True)
 @holds_store_lock
-def retrain_flow(seed: int = 0, alpha: float = 0.05, database_url: str | None = None) -> dict[str, Any]:
+def retrain_flow(seed: int = 0, alpha: float = 0.05, settings: SluiceSettings | None = None) -> dict[str, Any]:
     """Train on the current training set; promote unless the held-out set shows the candidate is worse than the
-    incumbent (a one-sided paired sign test at level `alpha`: see `scoring.models.paired_comparison`)."""
+    incumbent (a one-sided paired sign test at level `alpha`: see `scoring.models.paired_comparison`). The
+    candidate's artifact goes to the settings' models folder."""
     logger = get_run_logger()
-    engine = engine_for(database_url)
+    settings = settings_or_environment(settings)
+    engine = engine_for(settings)
     kind, inputs, labels = labelled_inputs(engine, split=Split.TRAIN)
     if len(set(labels)) < 2:
         return {"status": "skipped", "reason": f"training set has {len(labels)} labels and {len(set(labels))} class(es)"}
@@ -79,7 +82,7 @@ def retrain_flow(seed: int = 0, alpha: float = 0.05, database_url: str | None = 
         truth = np.asarray(eval_labels).astype(str)
         comparison = paired_comparison(candidate.predict(evaluation) == truth,
                                        incumbent_model.predict(evaluation) == truth, alpha=alpha)
-    version = _register(engine, candidate, metrics or {}, len(labels), data_hash,
+    version = _register(engine, settings.models_dir, candidate, metrics or {}, len(labels), data_hash,
                         incumbent.version if incumbent else None)
     promoted = incumbent is None or (comparison is not None and not comparison["worse"])
     if promoted:

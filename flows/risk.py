@@ -148,9 +148,9 @@ def check_live_guards(engine: Engine, policy: Policy) -> dict[str, dict[str, Any
 
 @lru_cache(maxsize=8)
 def _length_model(database_url: str, training_set: str) -> LengthOutlier | None:
-    from flows.common import engine_for
+    from store.db import get_engine
 
-    texts = training_texts(engine_for(database_url))
+    texts = training_texts(get_engine(database_url))
     if len(texts) < MIN_TRAINING_TEXTS:
         return None
     return LengthOutlier().fit(text_lengths(list(texts)))
@@ -158,9 +158,9 @@ def _length_model(database_url: str, training_set: str) -> LengthOutlier | None:
 
 @lru_cache(maxsize=8)
 def _ood_model(database_url: str, training_set: str) -> OutOfDistribution | None:
-    from flows.common import engine_for
+    from store.db import get_engine
 
-    vectors = training_vectors(engine_for(database_url))
+    vectors = training_vectors(get_engine(database_url))
     widths = {len(v) for v in vectors}
     if len(vectors) < MIN_TRAINING_VECTORS or len(widths) != 1:
         return None

@@ -43,6 +43,7 @@ from store.repo import (
     promoted_model,
     scored_items,
 )
+from store.settings import SluiceSettings, settings_or_environment
 from store.transitions import move_items
 
 STATE_AFTER = {
@@ -227,12 +228,12 @@ def decide_group(engine: Engine, rows: list[tuple], cycle: int | None, context: 
 @task(name="route-batch", cache_policy=NO_CACHE)
 @takes_payloads
 def route_batch(
-    groups: list[list[ScoredItem]], cycle: int | None, database_url: str | None,
+    groups: list[list[ScoredItem]], cycle: int | None, settings: SluiceSettings,
     halted: dict[str, str], labels: dict[str, ModelLabels],
 ) -> Counter[str]:
     """Route a batch of (segment, model version) groups of scored items and write their decisions at once;
     `labels` holds each model's held-out labels the batch's segments use, read once by the flow."""
-    engine = engine_for(database_url)
+    engine = engine_for(settings)
     context = _context(engine, groups, halted, labels)
     flags = risk_flags_by_group(engine, groups, context)
     decided = [decide_group(engine, rows, cycle, context, f) for rows, f in zip(groups, flags)]
@@ -255,11 +256,12 @@ def _reasons_json(reasons: tuple[tuple[str, ...], ...]) -> list[str]:
 
 @flow(name="route", log_prints=True, task_runner=BATCH_RUNNER)
 @holds_store_lock
-def route_flow(cycle: int | None = None, database_url: str | None = None) -> dict[str, Any]:
+def route_flow(cycle: int | None = None, settings: SluiceSettings | None = None) -> dict[str, Any]:
     """Route every scored item under the active policy, per segment and model version, in batches of segments;
     first run every target segment's live guard on the audits that came in since the last route."""
     logger = get_run_logger()
-    engine = engine_for(database_url)
+    settings = settings_or_environment(settings)
+    engine = engine_for(settings)
     policy, _ = active_policy(engine)
     guards = check_live_guards(engine, policy)
     halted = {segment: g["halted_model"] for segment, g in guards.items() if g.get("halted_model")}
@@ -278,14 +280,14 @@ def route_flow(cycle: int | None = None, database_url: str | None = None) -> dic
                                                            if rows[0].model_version == model])
                 for model in {rows[0].model_version for rows in batch}}
         # Payload(): Prefect would otherwise walk every row of every group looking for futures (seconds per 100k)
-        futures.append(route_batch.submit(Payload(batch), cycle, database_url, Payload(halted), Payload(mine)))
+        futures.append(route_batch.submit(Payload(batch), cycle, settings, Payload(halted), Payload(mine)))
     counts: Counter[str] = Counter()
     for future in futures:
         counts.update(future.result())
     summary = {"routed": sum(counts.values()), **{r.value: counts.get(r.value, 0) for r in Route},
                "halted_segments": sorted(halted)}
     if summary["routed"]:
-        refresh_statistics(engine_for(database_url), "items", "routing_decisions")
+        refresh_statistics(engine_for(settings), "items", "routing_decisions")
     logger.info("route: %s", {k: v for k, v in summary.items() if k != "halted_segments"})
     if halted:
         logger.warning("route: live guard halted automation in %d segment(s): %s", len(halted),

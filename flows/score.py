@@ -20,6 +20,7 @@ from store.bulk import chunked, insert_ignore, insert_ignore_columns
 from store.db import refresh_statistics, write_transaction
 from store.models import Item, ItemState, Label, ModelVersion, Prediction
 from store.repo import UPSTREAM_MODEL, promoted_model
+from store.settings import SluiceSettings, settings_or_environment
 from store.transitions import move_items
 from store.vocab import Split
 
@@ -88,8 +89,8 @@ def _write_predictions(engine: Engine, rows: list[dict]) -> None:
 
 @task(name="score-batch", cache_policy=NO_CACHE)
 @takes_payloads
-def score_model_batch(item_ids: list[str], version: ModelVersion, database_url: str | None) -> int:
-    engine = engine_for(database_url)
+def score_model_batch(item_ids: list[str], version: ModelVersion, settings: SluiceSettings) -> int:
+    engine = engine_for(settings)
     model = load_scoring_model(version)
     column = Item.text if model.kind == "text" else Item.features
     with engine.connect() as conn:
@@ -122,11 +123,11 @@ def _predict_in_worker(path: str, sha256: str, kind: str, inputs: list[Any]) -> 
 @task(name="score-batches-in-processes", cache_policy=NO_CACHE)
 @takes_payloads
 def score_model_batches_in_processes(
-    item_ids: list[str], version: ModelVersion, database_url: str | None, batch_size: int, workers: int
+    item_ids: list[str], version: ModelVersion, settings: SluiceSettings, batch_size: int, workers: int
 ) -> int:
     """Score batches in `workers` processes (TF-IDF holds the GIL, threads would take turns); this process
     reads the inputs and writes the predictions while the workers compute."""
-    engine = engine_for(database_url)
+    engine = engine_for(settings)
     if not version.artifact_path or not version.sha256:
         raise ValueError(f"model {version.version} has no artifact to load")
     classes = load_scoring_model(version).classes_
@@ -147,8 +148,8 @@ def score_model_batches_in_processes(
 
 @task(name="passthrough-batch", cache_policy=NO_CACHE)
 @takes_payloads
-def score_upstream_batch(item_ids: list[str], database_url: str | None) -> int:
-    engine = engine_for(database_url)
+def score_upstream_batch(item_ids: list[str], settings: SluiceSettings) -> int:
+    engine = engine_for(settings)
     with engine.connect() as conn:
         rows = conn.execute(
             select(Item.id, Item.upstream_prediction, Item.upstream_confidence, Item.upstream_probs)
@@ -202,7 +203,7 @@ def items_to_score(engine: Engine, model_version: str | None) -> tuple[list[str]
 @flow(name="score", log_prints=True, task_runner=BATCH_RUNNER)
 @holds_store_lock
 def score_flow(
-    batch_size: int = DEFAULT_BATCH_SIZE, database_url: str | None = None, *, workers: int = 1
+    batch_size: int = DEFAULT_BATCH_SIZE, settings: SluiceSettings | None = None, *, workers: int = 1
 ) -> dict[str, Any]:
     """Score every item that lacks a prediction from the promoted model (or carries upstream scores).
 
@@ -211,14 +212,15 @@ def score_flow(
     if workers < 1:
         raise ValueError(f"workers must be at least 1, got {workers}")
     logger = get_run_logger()
-    engine = engine_for(database_url)
+    settings = settings_or_environment(settings)
+    engine = engine_for(settings)
     version = promoted_model(engine)
     model_ids, upstream_ids = items_to_score(engine, version.version if version else None)
     # Payload(): Prefect would otherwise walk every id of every batch looking for futures (seconds per million)
-    futures = [score_upstream_batch.submit(Payload(list(part)), database_url)
+    futures = [score_upstream_batch.submit(Payload(list(part)), settings)
                for part in chunked(upstream_ids, max(batch_size, UPSTREAM_BATCH_SIZE))]
     if version is not None and workers > 1 and model_ids:
-        futures.append(score_model_batches_in_processes.submit(Payload(model_ids), version, database_url, batch_size,
+        futures.append(score_model_batches_in_processes.submit(Payload(model_ids), version, settings, batch_size,
                                                                workers))
     scored = 0
     if version is not None and workers == 1:
@@ -228,7 +230,7 @@ def score_flow(
         for part in chunked(model_ids, batch_size):
             if len(in_flight) >= MODEL_BATCHES_IN_FLIGHT:
                 scored += in_flight.popleft().result()
-            in_flight.append(score_model_batch.submit(Payload(list(part)), version, database_url))
+            in_flight.append(score_model_batch.submit(Payload(list(part)), version, settings))
         futures += in_flight
     scored += sum(f.result() for f in futures)
     summary = {

@@ -30,6 +30,7 @@ from store.bulk import chunked, insert_ignore
 from store.db import refresh_statistics
 from store.models import Item, ItemState, Label, ReviewTask
 from store.repo import BacklogRow, active_policy, review_backlog
+from store.settings import SluiceSettings, settings_or_environment
 from store.transitions import move_items
 from store.vocab import UNBUDGETED_SELECTIONS, LabelSource, Queue, Selection, Split, TaskState
 
@@ -140,10 +141,10 @@ SELECT_BATCH_ITEMS, SELECT_BATCH_SEGMENTS = 20_000, 1_000
 @task(name="select-segments", cache_policy=NO_CACHE)
 @takes_payloads
 def select_segments(segments: list[list[BacklogRow]], strategy: str, cycle: int | None,
-                    database_url: str | None, now: datetime) -> Counter[str]:
+                    settings: SluiceSettings, now: datetime) -> Counter[str]:
     """Plan the review tasks of a batch of segments (each under its own policy and budget window) and write them
     at once."""
-    engine = engine_for(database_url)
+    engine = engine_for(settings)
     policy, _ = active_policy(engine)
     tasks: list[dict[str, Any]] = []
     by_window: dict[tuple[datetime, datetime], list[str]] = {}
@@ -190,7 +191,7 @@ def gold_tasks(engine: Engine, segment: str, count: int, policy_version: str, cy
 @flow(name="select", log_prints=True, task_runner=BATCH_RUNNER)
 @holds_store_lock
 def select_flow(
-    strategy: str = "margin", cycle: int | None = None, database_url: str | None = None,
+    strategy: str = "margin", cycle: int | None = None, settings: SluiceSettings | None = None,
     as_of: datetime | None = None,
 ) -> dict[str, Any]:
     """Write the outbox of review tasks (pushed to Label Studio by the push flow). Each segment spends at most its
@@ -199,14 +200,15 @@ def select_flow(
     if strategy not in STRATEGIES:
         raise ValueError(f"unknown strategy {strategy!r}; expected one of {sorted(STRATEGIES)}")
     logger = get_run_logger()
-    engine = engine_for(database_url)
+    settings = settings_or_environment(settings)
+    engine = engine_for(settings)
     now = as_utc(as_of) or utcnow()
     by_segment: dict[str, list[BacklogRow]] = {}
     for row in review_backlog(engine):
         by_segment.setdefault(row.segment, []).append(row)
     batches = pack([by_segment[s] for s in sorted(by_segment)], max_items=SELECT_BATCH_ITEMS,
                    max_groups=SELECT_BATCH_SEGMENTS)
-    futures = [select_segments.submit(Payload(batch), strategy, cycle, database_url, now) for batch in batches]
+    futures = [select_segments.submit(Payload(batch), strategy, cycle, settings, now) for batch in batches]
     counts: Counter[str] = Counter()
     for future in futures:
         counts.update(future.result())

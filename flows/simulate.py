@@ -7,7 +7,6 @@ people, and figures from them say how the loop behaves, not how real annotators 
 from __future__ import annotations
 
 import json
-import os
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -27,12 +26,11 @@ from flows.retrain import retrain_flow
 from labeling.resolve import HumanAnswer, resolve_items, upsert_annotations
 from labeling.simulate import SimulatedAnnotators
 from routing.policy import Policy, budget_window
-from store.db import dispose_engines
 from store.ingest import reader_for
 from store.figures import automated_predictions
 from store.outbox import pending_tasks, pushed_tasks
 from store.repo import active_policy, promoted_model, save_policy
-from store.settings import get_settings
+from store.settings import SluiceSettings, settings_or_environment
 
 CYCLE_KEYS = ("cycle", "labels_total", "labels_train", "accuracy", "automation_rate", "auto_error_rate", "ece",
               "review_count", "labels_spent", "labels_spent_total", "target_error", "auto_accepted",
@@ -57,13 +55,11 @@ class SimulationConfig:
     policy: Path | None = None
 
 
-def use_home(home: Path) -> None:
-    """Point Sluice's state (database, models) at `home` for the rest of this process."""
+def settings_for_home(home: Path, settings: SluiceSettings | None = None) -> SluiceSettings:
+    """`settings` (the environment's when None) with their state (database, models, reports) under `home`,
+    created if missing."""
     home.mkdir(parents=True, exist_ok=True)
-    os.environ["SLUICE_HOME"] = str(home.resolve())
-    os.environ.pop("SLUICE_DATABASE_URL", None)
-    get_settings.cache_clear()
-    dispose_engines()
+    return settings_or_environment(settings).with_home(home.resolve())
 
 
 def read_records(path: Path) -> list[dict[str, Any]]:
@@ -106,12 +102,12 @@ class DirectAnnotators:
 class LabelStudioAnnotators:
     """Simulated annotators answering this cycle's pushed tasks through Label Studio's API."""
 
-    def __init__(self, engine: Engine, truth: dict[str, str], labels: list[str], error_rate: float,
-                 rng: np.random.Generator, n_annotators: int = 2) -> None:
+    def __init__(self, engine: Engine, settings: SluiceSettings, truth: dict[str, str], labels: list[str],
+                 error_rate: float, rng: np.random.Generator, n_annotators: int = 2) -> None:
         from flows.labelstudio import open_queue
 
         self.engine = engine
-        queue, project_id = open_queue(engine)
+        queue, project_id = open_queue(engine, settings)
         self.people = SimulatedAnnotators(queue=queue, project_id=project_id, true_labels=truth, labels=labels,
                                           error_rate=error_rate, rng=rng, n_annotators=n_annotators)
 
@@ -165,8 +161,8 @@ def split_dataset(records: list[dict[str, Any]], truth: dict[str, str], config: 
 
 
 def run_loop(
-    *, engine: Engine, stream: list[dict[str, Any]], cycles: int, batch_size: int, strategy: str,
-    annotate: Annotate, push: bool, truth: dict[str, str], work: Path,
+    *, engine: Engine, settings: SluiceSettings, stream: list[dict[str, Any]], cycles: int, batch_size: int,
+    strategy: str, annotate: Annotate, push: bool, truth: dict[str, str], work: Path,
     on_cycle: Callable[[dict[str, Any]], None] | None = None, accuracy: Callable[[], float | None],
 ) -> list[dict[str, Any]]:
     """Each cycle: ingest the next batch, run the full cycle with `annotate` between push and pull, measure. The
@@ -180,8 +176,9 @@ def run_loop(
     for index in range(cycles):
         batch = stream[index * batch_size:(index + 1) * batch_size]
         if batch:
-            ingest_flow(str(write_jsonl(work / f"batch-{index + 1:03d}.jsonl", batch)))
-        result = run_cycle(strategy=strategy, annotate=annotate, push=push, as_of=clock + index * window)
+            ingest_flow(str(write_jsonl(work / f"batch-{index + 1:03d}.jsonl", batch)), settings=settings)
+        result = run_cycle(strategy=strategy, settings=settings, annotate=annotate, push=push,
+                           as_of=clock + index * window)
         figures = result["figures"]
         row = {
             "cycle": result["cycle"], "items": len(batch), "labels_total": figures["labels_total"],
@@ -225,29 +222,31 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
-def run_simulation(config: SimulationConfig, *, console: Console | None = None) -> dict[str, Any]:
-    """Run the loop over `config.items` with answers from `config.labels`; returns {"cycles": [...]}."""
+def run_simulation(config: SimulationConfig, *, settings: SluiceSettings | None = None,
+                   console: Console | None = None) -> dict[str, Any]:
+    """Run the loop over `config.items` with answers from `config.labels`, its state under `config.home` (the
+    other settings from `settings`, the environment's when None); returns {"cycles": [...]}."""
     console = console or Console()
     if config.annotator not in ("direct", "labelstudio"):
         raise ValueError(f"--annotator must be direct or labelstudio, got {config.annotator!r}")
     home = config.home or Path(tempfile.mkdtemp(prefix="sluice-sim-"))
-    use_home(home)
-    engine = engine_for(None)
+    settings = settings_for_home(home, settings)
+    engine = engine_for(settings)
     truth = dict(read_labels(config.labels))
     labels = sorted(set(truth.values()))
     test, seed_items, stream = split_dataset(read_records(config.items), truth, config)
     save_policy(engine, simulation_policy(config, labels), comment="simulation policy")
-    ingest_flow(str(write_jsonl(home / "seed-items.jsonl", seed_items)))
+    ingest_flow(str(write_jsonl(home / "seed-items.jsonl", seed_items)), settings=settings)
     seed_labels(engine, [(r["id"], truth[r["id"]]) for r in seed_items], holdout_share=config.holdout_share,
                 seed=config.seed)
-    retrain_flow()
+    retrain_flow(settings=settings)
     rng = np.random.default_rng(config.seed)
     if config.annotator == "direct":
         annotate: Annotate = DirectAnnotators(engine, truth, labels, config.annotator_error, rng)
     else:
-        annotate = LabelStudioAnnotators(engine, truth, labels, config.annotator_error, rng)
+        annotate = LabelStudioAnnotators(engine, settings, truth, labels, config.annotator_error, rng)
     rows = run_loop(
-        engine=engine, stream=stream, cycles=config.cycles, batch_size=config.batch_size, strategy=config.strategy,
+        engine=engine, settings=settings, stream=stream, cycles=config.cycles, batch_size=config.batch_size, strategy=config.strategy,
         annotate=annotate, push=config.annotator == "labelstudio", truth=truth, work=home,
         accuracy=lambda: test_accuracy(engine, test, truth),
         on_cycle=lambda row: console.print(f"cycle {row['cycle']}: accuracy {_cell(row['accuracy'])}, "

@@ -1,30 +1,55 @@
-"""Where Sluice keeps its state and how it reaches its services, read from the environment."""
+"""Where Sluice keeps its state and how it reaches its services: one frozen settings object.
+
+`get_settings()` reads it once from the `SLUICE_*` environment; a variant (another home, another store, a Dask
+cluster) is `settings.variant(...)` or `settings.with_home(path)`, validated like the original. Flows take one
+such object and follow it for everything they write or reach.
+
+The secrets in it (the database password, Label Studio's token and admin password) never leave it in its JSON
+form, which is what Prefect stores as a flow run's parameters: there the database URL shows `***` for its
+password and the other two show `**********`. A JSON form read back (a deployment run given such a parameter) is
+refused, so a masked value can never stand in for the real one; a worker's runs take their secrets from the
+worker's own environment.
+"""
 
 from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, field_serializer, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy import make_url
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
+MASK = "**********"
+URL_PASSWORD_MASK = "***"
+_QUERY_SECRETS = frozenset({"password", "sslpassword", "passfile"})
+
+
+def masked_url(url: str) -> str:
+    """`url` without its secrets: the password (and any password in its query) shown as `***`."""
+    parsed = make_url(url)
+    query = {key: URL_PASSWORD_MASK if key.lower() in _QUERY_SECRETS else value for key, value in parsed.query.items()}
+    return parsed.set(query=query).render_as_string(hide_password=True)
+
 
 class SluiceSettings(BaseSettings):
-    """Settings from `SLUICE_*` environment variables; every field has a working local default."""
+    """Settings from `SLUICE_*` environment variables; every field has a working local default. Frozen: a
+    variant is a new object (`variant`, `with_home`)."""
 
-    model_config = SettingsConfigDict(env_prefix="SLUICE_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="SLUICE_", extra="ignore", frozen=True)
 
     home: Path = Field(default=Path(".sluice"), description="state folder: database, models, reports, Label Studio data")
-    database_url: str | None = Field(default=None, description="SQLAlchemy URL; SQLite under `home` when unset")
+    database_url: str | None = Field(default=None, repr=False,
+                                     description="SQLAlchemy URL; SQLite under `home` when unset")
     labelstudio_url: str | None = Field(default=None, description="an existing Label Studio; the local one when unset")
-    labelstudio_token: str = Field(default="sluice-local-token-7f3a9c2e1b", max_length=40, min_length=6)
+    labelstudio_token: str = Field(default="sluice-local-token-7f3a9c2e1b", max_length=40, min_length=6, repr=False)
     labelstudio_port: int = 18080
     labelstudio_venv: Path = PROJECT_ROOT / ".venv-labelstudio"
     labelstudio_username: str = "admin@sluice.local"
-    labelstudio_password: str = "sluice-admin-pass"
+    labelstudio_password: str = Field(default="sluice-admin-pass", repr=False)
     labelstudio_project: str = "Sluice review queue"
     labelstudio_home: Path | None = Field(default=None, description="Label Studio's data; `home`/labelstudio when unset")
     task_runner: Literal["threads", "dask"] = Field(
@@ -33,6 +58,43 @@ class SluiceSettings(BaseSettings):
     dask_workers: int = Field(default=2, ge=1, le=64, description="worker processes of the local Dask cluster")
     store_lock_timeout: float = Field(default=900.0, gt=0,
                                       description="seconds a flow waits for another one to release the store")
+
+    @field_validator("labelstudio_token", "labelstudio_password")
+    @classmethod
+    def _not_masked(cls, value: str) -> str:
+        if value == MASK:
+            raise ValueError("is the masked form of a secret (as Prefect stores a settings parameter), not the "
+                             "secret itself: set it in the environment of the process that runs the flow")
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _url_not_masked(cls, value: str | None) -> str | None:
+        if value and (make_url(value).password == URL_PASSWORD_MASK
+                      or URL_PASSWORD_MASK in make_url(value).query.values()):
+            raise ValueError("holds a masked password (as Prefect stores a settings parameter), not the password "
+                             "itself: set SLUICE_DATABASE_URL in the environment of the process that runs the flow")
+        return value
+
+    @field_serializer("labelstudio_token", "labelstudio_password", when_used="json")
+    def _mask(self, value: str) -> str:
+        return MASK
+
+    @field_serializer("database_url", when_used="json")
+    def _mask_url(self, value: str | None) -> str | None:
+        return masked_url(value) if value else None
+
+    def variant(self, **changes: Any) -> SluiceSettings:
+        """These settings with `changes`, validated as a whole (the environment is not read again)."""
+        unknown = set(changes) - set(type(self).model_fields)
+        if unknown:
+            raise ValueError(f"unknown settings {sorted(unknown)}; known: {sorted(type(self).model_fields)}")
+        return type(self).model_validate({**self.model_dump(), **changes})
+
+    def with_home(self, home: Path | str) -> SluiceSettings:
+        """These settings with their state under `home`: its own SQLite database, models and reports (an explicit
+        `labelstudio_home` stays where it was)."""
+        return self.variant(home=Path(home), database_url=None)
 
     @property
     def resolved_home(self) -> Path:
@@ -43,6 +105,11 @@ class SluiceSettings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite:///{self.resolved_home / 'sluice.db'}"
+
+    @property
+    def shown_database_url(self) -> str:
+        """The database URL with its password hidden, for messages and logs."""
+        return masked_url(self.resolved_database_url)
 
     @property
     def labelstudio_data_dir(self) -> Path:
@@ -65,4 +132,10 @@ class SluiceSettings(BaseSettings):
 
 @lru_cache(maxsize=1)
 def get_settings() -> SluiceSettings:
+    """The settings of this process's environment, read once."""
     return SluiceSettings()
+
+
+def settings_or_environment(settings: SluiceSettings | None) -> SluiceSettings:
+    """`settings`, or the environment's when None (a flow run from a deployment, a call without settings)."""
+    return get_settings() if settings is None else settings

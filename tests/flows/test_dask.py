@@ -10,39 +10,35 @@ from sqlalchemy import select
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("prefect_harness")]
 
 
-def _cycle(home, database_url: str | None, dataset_files, monkeypatch, runner: str) -> dict:
+def _cycle(home, database_url: str | None, dataset_files, runner: str) -> dict:
     """Seed a store (under `home`, or at `database_url`), run one cycle with simulated annotators on `runner`;
-    return what it wrote."""
+    return what it wrote. The runner, the store and the home are in the settings given to every flow, not in the
+    environment (which names the thread pool and another home)."""
     from flows.common import engine_for
     from flows.cycle import run_cycle
     from flows.ingest import ingest_flow, read_labels, seed_labels
     from flows.retrain import retrain_flow
     from flows.simulate import DirectAnnotators
-    from store.db import dispose_engines
     from store.models import Label, ReviewTask, RoutingDecision
     from store.settings import get_settings
     from tests.flows.seeded import AS_OF
 
-    monkeypatch.setenv("SLUICE_HOME", str(home))
-    if database_url is not None:
-        monkeypatch.setenv("SLUICE_DATABASE_URL", database_url)
-    monkeypatch.setenv("SLUICE_TASK_RUNNER", runner)
-    monkeypatch.setenv("SLUICE_DASK_WORKERS", "2")
-    get_settings.cache_clear()
-    dispose_engines()
+    assert get_settings().task_runner == "threads"
+    settings = get_settings().with_home(home).variant(database_url=database_url, task_runner=runner, dask_workers=2)
     items, labels = dataset_files
-    engine = engine_for(None)
-    ingest_flow(str(items))
+    engine = engine_for(settings)
+    ingest_flow(str(items), settings=settings)
     truth = dict(read_labels(labels))
     seed_labels(engine, list(truth.items())[:200], holdout_share=0.5)
-    retrain_flow()
+    retrain_flow(settings=settings)
     annotate = DirectAnnotators(engine, truth, sorted(set(truth.values())), 0.0, np.random.default_rng(0))
     try:
-        result = run_cycle(annotate=annotate, push=False, as_of=AS_OF)
+        result = run_cycle(settings=settings, annotate=annotate, push=False, as_of=AS_OF)
     finally:
         from flows.runners import close_local_cluster
 
         close_local_cluster()
+    assert list((home / "models").glob("*")), "the models follow the settings' home"
     with engine.connect() as conn:
         decisions = conn.execute(select(RoutingDecision.item_id, RoutingDecision.route, RoutingDecision.reasons)
                                  .order_by(RoutingDecision.item_id)).all()
@@ -77,9 +73,9 @@ def test_a_cycle_on_a_local_dask_cluster_writes_what_the_thread_pool_writes(slui
         cluster = request.getfixturevalue("postgres_cluster")
         second_url = create_database(cluster, f"{first_url.rsplit('/', 1)[1]}_dask")
     try:
-        threads = _cycle(tmp_path / "threads", first_url, dataset_files, monkeypatch, "threads")
+        threads = _cycle(tmp_path / "threads", first_url, dataset_files, "threads")
         assert not started
-        dask = _cycle(tmp_path / "dask", second_url, dataset_files, monkeypatch, "dask")
+        dask = _cycle(tmp_path / "dask", second_url, dataset_files, "dask")
     finally:
         if second_url is not None:
             from store.db import dispose_engines

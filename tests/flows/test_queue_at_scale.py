@@ -44,8 +44,9 @@ import labeling.client
 labeling.client.PAGE_SIZE = 100
 from flows.common import engine_for, resolution_rules
 from flows.labelstudio import pull_queue
-engine = engine_for(None)
-pull_queue(engine, "review", 1, resolution_rules(engine))
+from store.settings import get_settings
+engine = engine_for(get_settings())
+pull_queue(engine, get_settings(), "review", 1, resolution_rules(engine))
 """
 
 

@@ -1,0 +1,91 @@
+"""The settings object: frozen, variants validated, secrets kept out of its JSON form (what Prefect stores)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from store.settings import MASK, SluiceSettings, get_settings, masked_url, settings_or_environment
+
+URL = "postgresql+psycopg://sluice:Pw-secret-1@db.internal:5432/sluice?sslmode=require"
+
+
+@pytest.fixture
+def settings(monkeypatch, tmp_path) -> SluiceSettings:
+    for name in ("SLUICE_DATABASE_URL", "SLUICE_TASK_RUNNER", "SLUICE_LABELSTUDIO_HOME"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("SLUICE_HOME", str(tmp_path / "home"))
+    return SluiceSettings(database_url=URL, labelstudio_token="tok-secret-2", labelstudio_password="pw-secret-3")
+
+
+def test_settings_are_frozen(settings):
+    with pytest.raises(ValidationError):
+        settings.home = Path("/elsewhere")  # type: ignore[misc]
+    assert hash(settings) == hash(settings.variant())
+
+
+def test_a_variant_changes_what_it_names_and_is_validated(settings, tmp_path):
+    dask = settings.variant(task_runner="dask", dask_workers=3)
+    assert (dask.task_runner, dask.dask_workers, dask.database_url) == ("dask", 3, URL)
+    assert settings.task_runner == "threads"  # the original is untouched
+    with pytest.raises(ValidationError, match="task_runner"):
+        settings.variant(task_runner="processes")
+    with pytest.raises(ValidationError, match="dask_workers"):
+        settings.variant(dask_workers=0)
+    with pytest.raises(ValueError, match="unknown settings"):
+        settings.variant(databse_url="sqlite://")
+
+
+def test_a_variant_does_not_read_the_environment_again(settings, monkeypatch):
+    monkeypatch.setenv("SLUICE_TASK_RUNNER", "dask")
+    assert settings.variant(dask_workers=4).task_runner == "threads"
+
+
+def test_with_home_moves_the_state_there(settings, tmp_path):
+    moved = settings.with_home(tmp_path / "other")
+    assert moved.resolved_database_url == f"sqlite:///{(tmp_path / 'other').resolve() / 'sluice.db'}"
+    assert moved.models_dir == (tmp_path / "other").resolve() / "models"
+    assert moved.reports_dir == (tmp_path / "other").resolve() / "reports"
+    assert moved.labelstudio_token == settings.labelstudio_token
+
+
+def test_none_means_the_environment(monkeypatch, tmp_path):
+    monkeypatch.setenv("SLUICE_HOME", str(tmp_path / "env-home"))
+    get_settings.cache_clear()
+    try:
+        assert settings_or_environment(None).resolved_home == (tmp_path / "env-home").resolve()
+        given = get_settings().with_home(tmp_path / "given")
+        assert settings_or_environment(given) is given
+    finally:
+        get_settings.cache_clear()
+
+
+def test_the_json_form_holds_no_secret(settings):
+    """Prefect stores a flow's parameters through FastAPI's `jsonable_encoder`, i.e. `model_dump(mode="json")`."""
+    from fastapi.encoders import jsonable_encoder
+
+    stored = jsonable_encoder({"settings": settings})
+    text = json.dumps(stored)
+    for secret in ("Pw-secret-1", "tok-secret-2", "pw-secret-3"):
+        assert secret not in text
+        assert secret not in repr(settings)
+    shown = stored["settings"]
+    assert shown["database_url"] == "postgresql+psycopg://sluice:***@db.internal:5432/sluice?sslmode=require"
+    assert shown["labelstudio_token"] == shown["labelstudio_password"] == MASK
+    assert settings.model_dump()["database_url"] == URL  # in the process, the values are whole
+
+
+def test_a_password_in_the_query_is_masked_too():
+    shown = masked_url("postgresql+psycopg://db.internal/sluice?user=sluice&password=Pw-secret-4")
+    assert "Pw-secret-4" not in shown and "sluice" in shown
+
+
+def test_the_json_form_is_refused_as_settings(settings):
+    from fastapi.encoders import jsonable_encoder
+
+    with pytest.raises(ValidationError) as error:
+        SluiceSettings.model_validate(jsonable_encoder(settings))
+    assert {e["loc"][0] for e in error.value.errors()} == {"database_url", "labelstudio_token", "labelstudio_password"}
