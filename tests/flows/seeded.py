@@ -35,3 +35,18 @@ def seed_and_route(items: Path, labels: Path, *, policy_yaml: str | None = None,
     route_flow(cycle=1)
     select_flow(cycle=1, as_of=AS_OF)
     return engine, truth
+
+
+def ingest_seed_and_train(settings, items: Path, labels: Path, *, seed_count: int = 200):
+    """Ingest `items` under `settings`, seed the first `seed_count` labels (half held out) and train the first
+    model; returns (engine, every true label by item id)."""
+    from flows.common import engine_for
+    from flows.ingest import ingest_flow, read_labels, seed_labels
+    from flows.retrain import retrain_flow
+
+    engine = engine_for(settings)
+    ingest_flow(str(items), settings=settings)
+    truth = dict(read_labels(labels))
+    seed_labels(engine, list(truth.items())[:seed_count], holdout_share=0.5)
+    retrain_flow(settings=settings)
+    return engine, truth

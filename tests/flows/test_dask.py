@@ -14,23 +14,16 @@ def _cycle(home, database_url: str | None, dataset_files, runner: str) -> dict:
     """Seed a store (under `home`, or at `database_url`), run one cycle with simulated annotators on `runner`;
     return what it wrote. The runner, the store and the home are in the settings given to every flow, not in the
     environment (which names the thread pool and another home)."""
-    from flows.common import engine_for
     from flows.cycle import run_cycle
-    from flows.ingest import ingest_flow, read_labels, seed_labels
-    from flows.retrain import retrain_flow
     from flows.simulate import DirectAnnotators
     from store.models import Label, ReviewTask, RoutingDecision
     from store.settings import get_settings
-    from tests.flows.seeded import AS_OF
+    from tests.flows.seeded import AS_OF, ingest_seed_and_train
 
     assert get_settings().task_runner == "threads"
     settings = get_settings().with_home(home).variant(database_url=database_url, task_runner=runner, dask_workers=2)
     items, labels = dataset_files
-    engine = engine_for(settings)
-    ingest_flow(str(items), settings=settings)
-    truth = dict(read_labels(labels))
-    seed_labels(engine, list(truth.items())[:200], holdout_share=0.5)
-    retrain_flow(settings=settings)
+    engine, truth = ingest_seed_and_train(settings, items, labels)
     annotate = DirectAnnotators(engine, truth, sorted(set(truth.values())), 0.0, np.random.default_rng(0))
     try:
         result = run_cycle(settings=settings, annotate=annotate, push=False, as_of=AS_OF)

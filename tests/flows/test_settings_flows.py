@@ -43,13 +43,10 @@ def test_flows_write_where_their_settings_say_and_prefect_stores_no_secret(sluic
     import os
 
     from flows.calibrate import calibrate_flow
-    from flows.common import engine_for
     from flows.cycle import run_cycle
-    from flows.ingest import ingest_flow, read_labels, seed_labels
-    from flows.retrain import retrain_flow
     from store.repo import promoted_model
     from store.settings import MASK, get_settings, masked_url
-    from tests.flows.seeded import AS_OF
+    from tests.flows.seeded import AS_OF, ingest_seed_and_train
 
     environment = get_settings()
     elsewhere = tmp_path / "elsewhere"
@@ -58,11 +55,7 @@ def test_flows_write_where_their_settings_say_and_prefect_stores_no_secret(sluic
         database_url=_with_password(url) if url else None, labelstudio_token=LS_TOKEN,
         labelstudio_password=LS_PASSWORD)
     items, labels = dataset_files
-    engine = engine_for(settings)
-    ingest_flow(str(items), settings=settings)
-    truth = dict(read_labels(labels))
-    seed_labels(engine, list(truth.items())[:200], holdout_share=0.5)
-    retrain_flow(settings=settings)
+    engine, truth = ingest_seed_and_train(settings, items, labels)
     run_cycle(settings=settings, push=False, as_of=AS_OF)
     calibrate_flow(settings=settings)
 
