@@ -29,9 +29,12 @@ labelstudio_app = typer.Typer(help="Run the local open-source Label Studio (its 
                               no_args_is_help=True)
 policy_app = typer.Typer(help="Show and change the versioned routing policy.", no_args_is_help=True)
 audit_app = typer.Typer(help="The audit trail of routing decisions.", no_args_is_help=True)
+lock_app = typer.Typer(help="The store's lock: one flow at a time on a store, freed when its holder dies.",
+                       no_args_is_help=True)
 app.add_typer(labelstudio_app, name="labelstudio")
 app.add_typer(policy_app, name="policy")
 app.add_typer(audit_app, name="audit")
+app.add_typer(lock_app, name="lock")
 console = Console(width=None if sys.stdout.isatty() else 160)
 
 DatabaseOption = typer.Option(None, "--database-url",
@@ -118,6 +121,51 @@ def init(database_url: str | None = DatabaseOption) -> None:
     _, version = active_policy(engine)
     console.print(f"database ready at [bold]{engine.url.render_as_string(hide_password=True)}[/]; "
                   f"active policy {version}")
+
+
+@app.command()
+def status(database_url: str | None = DatabaseOption) -> None:
+    """The store (where, which schema) and its lock: free, or held by which flow run, process and host, since when."""
+    from store.db import StoreNotReady, head_revision, read_only_engine
+
+    settings = command_settings(database_url)
+    url = settings.resolved_database_url
+    try:
+        engine = read_only_engine(url)
+    except StoreNotReady as error:
+        console.print(f"store  {settings.shown_database_url}: {error}", markup=False)
+    else:
+        engine.dispose()
+        console.print(f"store  {settings.shown_database_url} (schema {head_revision()}, current)", markup=False)
+    _print_lock(url)
+
+
+def _print_lock(url: str) -> None:
+    from store.lock import lock_status
+
+    state = lock_status(url)
+    console.print(f"lock   {state.describe()}", markup=False)
+
+
+@lock_app.command("status")
+def lock_status_command(database_url: str | None = DatabaseOption) -> None:
+    """Whether the store's lock is held, by which flow run, process and host, since when, and if it still lives."""
+    _print_lock(command_settings(database_url).resolved_database_url)
+
+
+@lock_app.command("release")
+def lock_release(database_url: str | None = DatabaseOption) -> None:
+    """Free the store's lock from a holder that is gone, and only then (a live holder is refused).
+
+    A holder that dies frees the lock by itself (SQLite: at once; PostgreSQL: at once, or within 60 s when its
+    host vanished); this clears the stale record, or ends a PostgreSQL session still holding the lock for a
+    process of this host that is gone."""
+    from store.lock import LockHeld, release_dead_holder
+
+    try:
+        console.print(release_dead_holder(command_settings(database_url).resolved_database_url), markup=False)
+    except LockHeld as error:
+        fail(f"not released: {error}")
 
 
 @app.command()

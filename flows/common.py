@@ -7,6 +7,8 @@ import functools
 import hashlib
 import inspect
 import json
+import logging
+import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -23,9 +25,10 @@ from routing.policy import Policy
 from scoring.models import ScoringModel
 from scoring.registry import load_model
 from store.db import get_engine
+from store.lock import LockStatus, StoreLockTimeout, hold_store_lock, lock_name
 from store.models import ModelVersion
 from store.repo import active_policy
-from store.settings import SluiceSettings, masked_url, settings_or_environment
+from store.settings import SluiceSettings, settings_or_environment
 
 
 class StepFailed(RuntimeError):
@@ -34,58 +37,52 @@ class StepFailed(RuntimeError):
     where it was (the outbox pending, the watermark unmoved) for the next run."""
 
 
-# One global concurrency limit (Prefect's) per store, one slot: two cycles, or a cycle and a step, never run on the
-# same store at once, whichever worker or process starts them. Steps a cycle runs inherit its slot.
-STORE_LOCK_PREFIX = "sluice-store-"
+# One lock per store (`store.lock`: a flock beside a SQLite file, a PostgreSQL advisory lock), released by the
+# operating system or the database when its holder dies: two cycles, or a cycle and a step, never run on the same
+# store at once, whichever worker or process starts them, and a crash never leaves it taken. Steps a cycle runs
+# re-enter its lock.
 _held_locks: ContextVar[frozenset[str]] = ContextVar("sluice_store_locks", default=frozenset())
 
 
 def store_lock_name(database_url: str) -> str:
-    """The limit's name for a store: a fingerprint of its URL (password left out), so stores do not block each
-    other and the name gives nothing away."""
-    return STORE_LOCK_PREFIX + hashlib.sha256(masked_url(database_url).encode()).hexdigest()[:16]
+    """The lock's name for a store (a fingerprint of its URL, password left out)."""
+    return lock_name(database_url)
 
 
-def _ensure_limit(name: str) -> None:
-    from prefect.client.orchestration import get_client
-    from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
-    from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
+def _running_flow() -> tuple[str, str | None]:
+    """The name and run id of the Prefect flow this runs in; the command line's when outside any."""
+    from prefect.context import FlowRunContext
 
-    with get_client(sync_client=True) as client:
-        try:
-            client.read_global_concurrency_limit_by_name(name)
-        except ObjectNotFound:
-            try:
-                client.create_global_concurrency_limit(GlobalConcurrencyLimitCreate(name=name, limit=1))
-            except ObjectAlreadyExists:
-                pass  # another flow created it between our read and our write
+    context = FlowRunContext.get()
+    if context is None or context.flow_run is None:
+        return " ".join([Path(sys.argv[0]).name, *sys.argv[1:2]]) if sys.argv else "python", None
+    return context.flow.name, str(context.flow_run.id)
 
 
 @contextmanager
 def store_lock(settings: SluiceSettings | None = None, *, timeout: float | None = None) -> Iterator[None]:
-    """Hold the slot of the settings' store while the body runs (re-entrant within a flow and the steps it calls).
+    """Hold the lock of the settings' store while the body runs (re-entrant within a flow and the steps it calls).
     Waits up to `timeout` seconds (the settings' `store_lock_timeout` by default), then raises `StepFailed`."""
     settings = settings_or_environment(settings)
-    name = store_lock_name(settings.resolved_database_url)
+    url = settings.resolved_database_url
+    name = store_lock_name(url)
     held = _held_locks.get()
     if name in held:
         yield
         return
-    from prefect.concurrency.sync import concurrency
-
-    _ensure_limit(name)
     wait = settings.store_lock_timeout if timeout is None else timeout
+    flow, run_id = _running_flow()
+
+    def waiting(status: LockStatus) -> None:
+        logging.getLogger("sluice.lock").warning("%s waits for the store lock, %s", flow, status.describe())
+
     token = _held_locks.set(held | {name})
-    acquired = False
     try:
-        with concurrency(name, occupy=1, timeout_seconds=wait, strict=True):
-            acquired = True
+        with hold_store_lock(url, flow=flow, flow_run_id=run_id, timeout=wait, on_wait=waiting):
             yield
-    except TimeoutError as error:  # Prefect's AcquireConcurrencySlotTimeoutError is one
-        if acquired:
-            raise
-        raise StepFailed(f"another Sluice flow has held the store lock {name} for more than {wait:g} s; nothing "
-                         "was done (one cycle or step runs on a store at a time)") from error
+    except StoreLockTimeout as error:
+        raise StepFailed(f"{error}; nothing was done (one cycle or step runs on a store at a time). A holder that "
+                         "dies frees the lock by itself; `sluice status` shows who holds it") from error
     finally:
         _held_locks.reset(token)
 

@@ -320,3 +320,20 @@ class Watermark(SQLModel, table=True):
     name: str = Field(primary_key=True, max_length=128)
     value: str
     updated_at: datetime = Field(default_factory=utcnow)
+
+
+class StoreLockHolder(SQLModel, table=True):
+    """Who holds (or last held) the store's lock: written by the holder once it has the lock, for `sluice status`.
+    The lock itself is an operating-system or database lock (`store.lock`); this row only names its holder and
+    can be stale after a crash, which `store.lock.lock_status` tells apart."""
+
+    __tablename__ = "store_lock_holders"
+
+    name: str = Field(primary_key=True, max_length=64)
+    flow: str = Field(max_length=256)
+    flow_run_id: str | None = Field(default=None, max_length=64)
+    pid: int
+    host: str = Field(max_length=256)
+    process_started: float = Field(description="the holder process's start (seconds since the epoch)")
+    backend_pid: int | None = Field(default=None, description="PostgreSQL: the session that holds the lock")
+    acquired_at: datetime = Field(default_factory=utcnow)

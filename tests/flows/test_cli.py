@@ -24,7 +24,7 @@ def test_help_lists_every_command():
     result = invoke("--help")
     assert result.exit_code == 0
     for command in ("init", "ingest", "seed-labels", "score", "calibrate", "route", "select", "push", "pull",
-                    "retrain", "cycle", "demo", "simulate", "policy", "audit", "labelstudio", "ui"):
+                    "retrain", "cycle", "demo", "simulate", "policy", "audit", "labelstudio", "ui", "status", "lock"):
         assert command in result.output
 
 
@@ -109,3 +109,38 @@ def test_simulate_takes_a_policy_file(sluice_home, dataset_files, tmp_path):
     cycle = json.loads(out.read_text())["cycles"][0]
     assert cycle["target_error"] == 0.01 and cycle["halted_segments"] == []
     assert cycle["labels_spent"] >= 10 and cycle["auto_accepted"] == 0  # 50 held-out labels certify nothing
+
+
+@pytest.mark.integration
+def test_status_names_the_holder_and_release_refuses_a_live_one(sluice_home):
+    """`sluice status` and `sluice lock release` against a lock held by a real process, then after its SIGKILL."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from store.settings import get_settings
+
+    assert invoke("init").exit_code == 0
+    url = get_settings().resolved_database_url
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time\nfrom store.lock import hold_store_lock\n"
+         "with hold_store_lock(sys.argv[1], flow='nightly-retrain', timeout=30):\n"
+         "    print('held', flush=True); time.sleep(600)", url],
+        cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        shown = invoke("status")
+        assert shown.exit_code == 0, shown.output
+        assert "current" in shown.output and "flow 'nightly-retrain'" in shown.output
+        assert f"process {holder.pid}" in shown.output and "[alive]" in shown.output
+        refused = invoke("lock", "release")
+        assert refused.exit_code == 1 and "live process" in refused.output
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait(10)
+    after = invoke("lock", "status").output
+    assert "free" in after and "ended without releasing it" in after
+    released = invoke("lock", "release")
+    assert released.exit_code == 0 and "cleared the record" in released.output
+    assert invoke("lock", "status").output.startswith("lock   free (")
