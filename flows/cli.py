@@ -44,21 +44,17 @@ DatabaseOption = typer.Option(None, "--database-url",
 
 @contextmanager
 def prefect_quietly() -> Iterator[None]:
-    """Prefect without its 1 s per-flow heartbeat, and without INFO chatter unless asked for."""
+    """The Prefect API for this command (`PREFECT_API_URL`, or a temporary server that ends when the command
+    ends, however it ends: `flows.prefect_server`), without the 1 s per-flow heartbeat. The server starts before
+    the heartbeat setting changes: it takes the settings in force, and that one cannot be written to its
+    environment."""
     from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
 
-    start_prefect_api()
-    with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
-        yield
+    from flows.prefect_server import temporary_api
 
-
-def start_prefect_api() -> None:
-    """Start (or reach) the Prefect API before any setting changes: the temporary server Prefect starts for a
-    process inherits the settings in force, and one of them (heartbeat off) cannot be written to its environment."""
-    from prefect.client.orchestration import get_client
-
-    with get_client(sync_client=True) as client:
-        client.api_healthcheck()
+    with temporary_api():
+        with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
+            yield
 
 
 def fail(message: str) -> None:
