@@ -134,6 +134,8 @@ def status(database_url: str | None = DatabaseOption) -> None:
         engine.dispose()
         console.print(f"store  {settings.shown_database_url} (schema {head_revision()}, current)", markup=False)
     _print_lock(url)
+    console.print(f"review {settings.shown_labelstudio_url} (Label Studio), project {settings.labelstudio_project!r}",
+                  markup=False)
 
 
 def _print_lock(url: str) -> None:
@@ -357,7 +359,7 @@ def labelstudio_start(timeout: float = typer.Option(240.0, help="Seconds to wait
     from labeling.server import LabelStudioServer
 
     settings = command_settings()
-    console.print(f"starting Label Studio on {settings.resolved_labelstudio_url} "
+    console.print(f"starting Label Studio on {settings.shown_labelstudio_url} "
                   f"(data in {settings.labelstudio_data_dir}) …")
     try:
         status = LabelStudioServer(settings).start(timeout=timeout)

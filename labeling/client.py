@@ -38,7 +38,7 @@ from labeling.errors import (
     LabelStudioError,
     LabelStudioUnavailable,
 )
-from store.settings import SluiceSettings
+from store.settings import SluiceSettings, masked_service_url
 
 __all__ = [
     "FROM_NAME",
@@ -230,6 +230,7 @@ class LabelStudioQueue:
         if retries < 0 or backoff < 0:
             raise ValueError(f"retries and backoff must be >= 0, got retries={retries}, backoff={backoff}")
         self.url = url.rstrip("/")
+        self.shown_url = masked_service_url(self.url)  # what messages say: no credential
         self.retries = retries
         self.backoff = backoff
         self._sdk = LabelStudio(base_url=self.url, api_key=token, timeout=timeout)  # type: ignore[no-untyped-call]
@@ -588,13 +589,13 @@ class LabelStudioQueue:
                     continue
                 if status in (401, 403):
                     raise LabelStudioAuthError(
-                        f"{what}: Label Studio at {self.url} refused the token (HTTP {status})"
+                        f"{what}: Label Studio at {self.shown_url} refused the token (HTTP {status})"
                     ) from exc
                 raise LabelStudioApiError(
                     f"{what}: HTTP {status}: {_short(exc.body)}", status_code=status
                 ) from exc
         raise LabelStudioUnavailable(
-            f"{what}: Label Studio at {self.url} unavailable after {self.retries + 1} attempts: {_describe(failure)}"
+            f"{what}: Label Studio at {self.shown_url} unavailable after {self.retries + 1} attempts: {_describe(failure)}"
         ) from failure
 
 

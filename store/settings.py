@@ -16,6 +16,7 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from pydantic import Field, field_serializer, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -26,6 +27,8 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 MASK = "**********"
 URL_PASSWORD_MASK = "***"
 _QUERY_SECRETS = frozenset({"password", "sslpassword", "passfile"})
+# query parameters of a service URL whose name holds one of these carry a credential
+_SECRET_WORDS = ("password", "passwd", "pwd", "token", "secret", "key", "auth", "signature", "credential")
 
 
 def masked_url(url: str) -> str:
@@ -33,6 +36,31 @@ def masked_url(url: str) -> str:
     parsed = make_url(url)
     query = {key: URL_PASSWORD_MASK if key.lower() in _QUERY_SECRETS else value for key, value in parsed.query.items()}
     return parsed.set(query=query).render_as_string(hide_password=True)
+
+
+def masked_service_url(url: str) -> str:
+    """A service URL (Label Studio, a Dask scheduler) without its credentials: the password of its user part shown
+    as `***` (a user part with no password is a token: all of it `***`) and so is every query value whose name
+    says it is a secret (`token`, `api_key`, `password`, ...)."""
+    parts = urlsplit(url)
+    netloc = parts.netloc
+    if "@" in netloc:
+        userinfo, host = netloc.rsplit("@", 1)
+        user, has_password, _ = userinfo.partition(":")
+        netloc = f"{user}:{URL_PASSWORD_MASK}@{host}" if has_password else f"{URL_PASSWORD_MASK}@{host}"
+    query = parts.query
+    if query:
+        pairs = parse_qsl(query, keep_blank_values=True)
+        query = urlencode([(key, URL_PASSWORD_MASK if any(word in key.lower() for word in _SECRET_WORDS) else value)
+                           for key, value in pairs], safe="*")
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
+def _holds_masked_credential(url: str) -> bool:
+    parts = urlsplit(url)
+    userinfo = parts.netloc.rsplit("@", 1)[0] if "@" in parts.netloc else ""
+    return (URL_PASSWORD_MASK in userinfo.split(":")
+            or URL_PASSWORD_MASK in [value for _, value in parse_qsl(parts.query, keep_blank_values=True)])
 
 
 class SluiceSettings(BaseSettings):
@@ -44,7 +72,8 @@ class SluiceSettings(BaseSettings):
     home: Path = Field(default=Path(".sluice"), description="state folder: database, models, reports, Label Studio data")
     database_url: str | None = Field(default=None, repr=False,
                                      description="SQLAlchemy URL; SQLite under `home` when unset")
-    labelstudio_url: str | None = Field(default=None, description="an existing Label Studio; the local one when unset")
+    labelstudio_url: str | None = Field(default=None, repr=False,
+                                        description="an existing Label Studio; the local one when unset")
     labelstudio_token: str = Field(default="sluice-local-token-7f3a9c2e1b", max_length=40, min_length=6, repr=False)
     labelstudio_port: int = 18080
     labelstudio_venv: Path = PROJECT_ROOT / ".venv-labelstudio"
@@ -54,7 +83,8 @@ class SluiceSettings(BaseSettings):
     labelstudio_home: Path | None = Field(default=None, description="Label Studio's data; `home`/labelstudio when unset")
     task_runner: Literal["threads", "dask"] = Field(
         default="threads", description="where the flows' batch tasks run: threads, or a Dask cluster")
-    dask_address: str | None = Field(default=None, description="a Dask scheduler; a local cluster when unset")
+    dask_address: str | None = Field(default=None, repr=False,
+                                     description="a Dask scheduler; a local cluster when unset")
     dask_workers: int = Field(default=2, ge=1, le=64, description="worker processes of the local Dask cluster")
     store_lock_timeout: float = Field(default=900.0, gt=0,
                                       description="seconds a flow waits for another one to release the store")
@@ -75,6 +105,28 @@ class SluiceSettings(BaseSettings):
             raise ValueError("holds a masked password (as Prefect stores a settings parameter), not the password "
                              "itself: set SLUICE_DATABASE_URL in the environment of the process that runs the flow")
         return value
+
+    @field_validator("labelstudio_url", "dask_address")
+    @classmethod
+    def _service_url_not_masked(cls, value: str | None) -> str | None:
+        if value and _holds_masked_credential(value):
+            raise ValueError("holds a masked credential (as Prefect stores a settings parameter), not the credential "
+                             "itself: set it in the environment of the process that runs the flow")
+        return value
+
+    @field_serializer("labelstudio_url", "dask_address", when_used="json")
+    def _mask_service_url(self, value: str | None) -> str | None:
+        return masked_service_url(value) if value else None
+
+    def __repr_args__(self) -> Any:
+        """The repr shows where things are, never a credential: URLs masked, secrets left out."""
+        for name, value in super().__repr_args__():
+            yield name, value
+        yield "database_url", self.shown_database_url
+        if self.labelstudio_url:
+            yield "labelstudio_url", masked_service_url(self.labelstudio_url)
+        if self.dask_address:
+            yield "dask_address", masked_service_url(self.dask_address)
 
     @field_serializer("labelstudio_token", "labelstudio_password", when_used="json")
     def _mask(self, value: str) -> str:
@@ -110,6 +162,11 @@ class SluiceSettings(BaseSettings):
     def shown_database_url(self) -> str:
         """The database URL with its password hidden, for messages and logs."""
         return masked_url(self.resolved_database_url)
+
+    @property
+    def shown_labelstudio_url(self) -> str:
+        """Label Studio's URL without its credentials, for messages and logs."""
+        return masked_service_url(self.resolved_labelstudio_url)
 
     @property
     def labelstudio_data_dir(self) -> Path:

@@ -112,7 +112,7 @@ def test_simulate_takes_a_policy_file(sluice_home, dataset_files, tmp_path):
 
 
 @pytest.mark.integration
-def test_status_names_the_holder_and_release_refuses_a_live_one(sluice_home):
+def test_status_names_the_holder_and_release_refuses_a_live_one(sluice_home, monkeypatch):
     """`sluice status` and `sluice lock release` against a lock held by a real process, then after its SIGKILL."""
     import os
     import signal
@@ -122,6 +122,8 @@ def test_status_names_the_holder_and_release_refuses_a_live_one(sluice_home):
     from store.settings import get_settings
 
     assert invoke("init").exit_code == 0
+    monkeypatch.setenv("SLUICE_LABELSTUDIO_URL", "https://ops:Ls-pw-9@labelstudio.internal/")
+    get_settings.cache_clear()
     url = get_settings().resolved_database_url
     holder = subprocess.Popen(
         [sys.executable, "-c", "import sys, time\nfrom store.lock import hold_store_lock\n"
@@ -134,6 +136,7 @@ def test_status_names_the_holder_and_release_refuses_a_live_one(sluice_home):
         assert shown.exit_code == 0, shown.output
         assert "current" in shown.output and "flow 'nightly-retrain'" in shown.output
         assert f"process {holder.pid}" in shown.output and "[alive]" in shown.output
+        assert "https://ops:***@labelstudio.internal/" in shown.output and "Ls-pw-9" not in shown.output
         refused = invoke("lock", "release")
         assert refused.exit_code == 1 and "live process" in refused.output
     finally:

@@ -17,6 +17,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("prefect_harness"
 DB_PASSWORD = "Pw-d0-not-store-4a7c"
 LS_TOKEN = "ls-token-d0-not-store-91be"
 LS_PASSWORD = "ls-admin-d0-not-store-5f2e"
+LS_URL_PASSWORD = "ls-url-d0-not-store-3c1d"
 
 
 def _with_password(url: str) -> str:
@@ -53,7 +54,7 @@ def test_flows_write_where_their_settings_say_and_prefect_stores_no_secret(sluic
     url = os.environ.get("SLUICE_DATABASE_URL")
     settings = environment.with_home(elsewhere).variant(
         database_url=_with_password(url) if url else None, labelstudio_token=LS_TOKEN,
-        labelstudio_password=LS_PASSWORD)
+        labelstudio_password=LS_PASSWORD, labelstudio_url=f"http://reviewer:{LS_URL_PASSWORD}@127.0.0.1:9/")
     items, labels = dataset_files
     engine, truth = ingest_seed_and_train(settings, items, labels)
     run_cycle(settings=settings, push=False, as_of=AS_OF)
@@ -73,11 +74,12 @@ def test_flows_write_where_their_settings_say_and_prefect_stores_no_secret(sluic
     flows_seen = {json.dumps(sorted(p)) for p in stored}
     assert len(stored) >= 7, f"expected the flow runs of this test, found {len(stored)}: {flows_seen}"
     text = json.dumps(stored)
-    for secret in (DB_PASSWORD, LS_TOKEN, LS_PASSWORD):
+    for secret in (DB_PASSWORD, LS_TOKEN, LS_PASSWORD, LS_URL_PASSWORD):
         assert secret not in text
     for parameters in stored:
         shown = parameters["settings"]
         assert shown["labelstudio_token"] == MASK and shown["labelstudio_password"] == MASK
+        assert shown["labelstudio_url"] == "http://reviewer:***@127.0.0.1:9/"
         assert shown["database_url"] == (masked_url(settings.database_url) if url else None)
     if url is not None:
         assert ":***@" in stored[0]["settings"]["database_url"]

@@ -8,9 +8,18 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from store.settings import MASK, SluiceSettings, get_settings, masked_url, settings_or_environment
+from store.settings import (
+    MASK,
+    SluiceSettings,
+    get_settings,
+    masked_service_url,
+    masked_url,
+    settings_or_environment,
+)
 
 URL = "postgresql+psycopg://sluice:Pw-secret-1@db.internal:5432/sluice?sslmode=require"
+LS_URL = "https://reviewer:ls-url-secret-5@labelstudio.internal:8443/ls?api_key=ls-key-secret-6&team=ops"
+DASK = "tls://scheduler:dask-secret-7@dask.internal:8786"
 
 
 @pytest.fixture
@@ -18,7 +27,8 @@ def settings(monkeypatch, tmp_path) -> SluiceSettings:
     for name in ("SLUICE_DATABASE_URL", "SLUICE_TASK_RUNNER", "SLUICE_LABELSTUDIO_HOME"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("SLUICE_HOME", str(tmp_path / "home"))
-    return SluiceSettings(database_url=URL, labelstudio_token="tok-secret-2", labelstudio_password="pw-secret-3")
+    return SluiceSettings(database_url=URL, labelstudio_token="tok-secret-2", labelstudio_password="pw-secret-3",
+                          labelstudio_url=LS_URL, dask_address=DASK)
 
 
 def test_settings_are_frozen(settings):
@@ -69,11 +79,16 @@ def test_the_json_form_holds_no_secret(settings):
 
     stored = jsonable_encoder({"settings": settings})
     text = json.dumps(stored)
-    for secret in ("Pw-secret-1", "tok-secret-2", "pw-secret-3"):
+    for secret in ("Pw-secret-1", "tok-secret-2", "pw-secret-3", "ls-url-secret-5", "ls-key-secret-6",
+                   "dask-secret-7"):
         assert secret not in text
-        assert secret not in repr(settings)
+        assert secret not in repr(settings) and secret not in str(settings)
     shown = stored["settings"]
     assert shown["database_url"] == "postgresql+psycopg://sluice:***@db.internal:5432/sluice?sslmode=require"
+    assert shown["labelstudio_url"] == "https://reviewer:***@labelstudio.internal:8443/ls?api_key=***&team=ops"
+    assert shown["dask_address"] == "tls://scheduler:***@dask.internal:8786"
+    assert settings.shown_labelstudio_url == shown["labelstudio_url"]
+    assert "db.internal" in repr(settings) and "labelstudio.internal" in repr(settings)  # where, without secrets
     assert shown["labelstudio_token"] == shown["labelstudio_password"] == MASK
     assert settings.model_dump()["database_url"] == URL  # in the process, the values are whole
 
@@ -88,4 +103,17 @@ def test_the_json_form_is_refused_as_settings(settings):
 
     with pytest.raises(ValidationError) as error:
         SluiceSettings.model_validate(jsonable_encoder(settings))
-    assert {e["loc"][0] for e in error.value.errors()} == {"database_url", "labelstudio_token", "labelstudio_password"}
+    assert {e["loc"][0] for e in error.value.errors()} == {"database_url", "labelstudio_token", "labelstudio_password",
+                                                           "labelstudio_url", "dask_address"}
+
+
+@pytest.mark.parametrize("url, shown", [
+    ("http://127.0.0.1:18080", "http://127.0.0.1:18080"),
+    ("https://user:pw@ls.example.com/", "https://user:***@ls.example.com/"),
+    ("https://Tok3n@ls.example.com/", "https://***@ls.example.com/"),  # a bare user part is a token
+    ("https://ls.example.com/?token=t&access_token=a&X-Amz-Signature=s&page=2",
+     "https://ls.example.com/?token=***&access_token=***&X-Amz-Signature=***&page=2"),
+    ("tcp://10.0.0.5:8786", "tcp://10.0.0.5:8786"),
+])
+def test_service_urls_are_shown_without_credentials(url, shown):
+    assert masked_service_url(url) == shown
