@@ -113,3 +113,30 @@ def test_a_cycle_holds_one_slot_and_its_steps_run_inside_it(sluice_home, dataset
     with store_lock(None, timeout=1):
         assert score_flow(return_state=True).is_completed()
         assert route_flow(return_state=True).is_completed()
+
+
+def test_after_a_command_is_killed_holding_the_store_the_next_command_runs(sluice_home, dataset_files):
+    """The issue's case end to end in the ephemeral mode (no PREFECT_API_URL: each command starts and ends its
+    own temporary Prefect server): a command whose flow holds the store is SIGKILLed mid-run, and the next
+    `sluice` command on the store runs at once instead of waiting out SLUICE_STORE_LOCK_TIMEOUT."""
+    from flows.ingest import ingest_flow
+
+    items, _ = dataset_files
+    ingest_flow(str(items))
+    env = {key: value for key, value in os.environ.items() if key != "PREFECT_API_URL"}
+    env.update(PYTHONPATH=str(ROOT), PREFECT_HOME=str(sluice_home / "prefect"), SLUICE_STORE_LOCK_TIMEOUT="600")
+    command = "from flows.cli import prefect_quietly\nwith prefect_quietly():\n" + textwrap.indent(HOLDING_FLOW, "    ")
+    holder = subprocess.Popen([sys.executable, "-c", command], cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "holding"
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait(10)
+    started = time.monotonic()
+    after = subprocess.run([str(ROOT / ".venv" / "bin" / "sluice"), "score"], cwd=ROOT, env=env,
+                           capture_output=True, text=True, timeout=300)
+    took = time.monotonic() - started
+    assert after.returncode == 0, after.stderr[-3000:]
+    assert "waits for the store lock" not in after.stderr
+    print(f"the next command ran in {took:.1f} s (its own temporary Prefect server included)")
+    assert took < 120
