@@ -29,12 +29,14 @@ labelstudio_app = typer.Typer(help="Run the local open-source Label Studio (its 
                               no_args_is_help=True)
 policy_app = typer.Typer(help="Show and change the versioned routing policy.", no_args_is_help=True)
 audit_app = typer.Typer(help="The audit trail of routing decisions.", no_args_is_help=True)
+user_app = typer.Typer(help="Console accounts: who signs in to `sluice ui`, with which role.", no_args_is_help=True)
 lock_app = typer.Typer(help="The store's lock: one flow at a time on a store, freed when its holder dies.",
                        no_args_is_help=True)
 app.add_typer(labelstudio_app, name="labelstudio")
 app.add_typer(policy_app, name="policy")
 app.add_typer(audit_app, name="audit")
 app.add_typer(lock_app, name="lock")
+app.add_typer(user_app, name="user")
 console = Console(width=None if sys.stdout.isatty() else 160)
 
 DatabaseOption = typer.Option(None, "--database-url",
@@ -430,6 +432,89 @@ def labelstudio_status() -> None:
                   f"data={status.data_dir}")
     if not status.running:
         raise typer.Exit(code=3)
+
+
+def _password(stdin: bool) -> str:
+    if stdin:
+        return sys.stdin.readline().rstrip("\n")
+    return typer.prompt("password", hide_input=True, confirmation_prompt=True)
+
+
+@user_app.command("add")
+def user_add(
+    username: str = typer.Argument(..., help="A name or email (for OIDC sign-in: the email the provider gives)."),
+    role: str = typer.Option("viewer", help="viewer (reads), operator (changes the policy) or approver (also "
+                                            "approves changes to regulated or high-stakes segments)."),
+    oidc: bool = typer.Option(False, "--oidc", help="Signs in through the organisation's OIDC provider: no "
+                                                    "password is kept here."),
+    password_stdin: bool = typer.Option(False, "--password-stdin", help="Read the password from stdin."),
+    database_url: str | None = DatabaseOption,
+) -> None:
+    """Create a console account (a local one asks for its password: at least 10 characters; only a salted scrypt
+    hash is stored)."""
+    from flows.common import engine_for
+    from store.accounts import AccountError, add_account
+
+    engine = engine_for(command_settings(database_url))
+    try:
+        record = add_account(engine, username, role=role, password=None if oidc else _password(password_stdin))
+    except AccountError as error:
+        fail(str(error))
+    how = "through the organisation's sign-in" if oidc else "with its password"
+    console.print(f"account {record.username!r} ({record.role.value}) signs in to the console {how}", markup=False)
+
+
+@user_app.command("list")
+def user_list(database_url: str | None = DatabaseOption) -> None:
+    """The console's accounts and their roles."""
+    from flows.common import engine_for
+    from store.accounts import list_accounts
+
+    table = Table("account", "role", "sign-in", "created", "disabled", title_justify="left")
+    for record in list_accounts(engine_for(command_settings(database_url))):
+        table.add_row(record.username, record.role.value, "password" if record.local else "OIDC",
+                      record.created_at.isoformat(timespec="seconds"), "yes" if record.disabled else "")
+    console.print(table)
+
+
+@user_app.command("passwd")
+def user_passwd(username: str, password_stdin: bool = typer.Option(False, "--password-stdin"),
+                database_url: str | None = DatabaseOption) -> None:
+    """Set a new password for a local account."""
+    from flows.common import engine_for
+    from store.accounts import AccountError, set_password
+
+    try:
+        set_password(engine_for(command_settings(database_url)), username, _password(password_stdin))
+    except AccountError as error:
+        fail(str(error))
+    console.print(f"password of {username!r} changed", markup=False)
+
+
+@user_app.command("role")
+def user_role(username: str, role: str, database_url: str | None = DatabaseOption) -> None:
+    """Give an account another role (viewer, operator, approver)."""
+    from flows.common import engine_for
+    from store.accounts import AccountError, set_role
+
+    try:
+        set_role(engine_for(command_settings(database_url)), username, role)
+    except AccountError as error:
+        fail(str(error))
+    console.print(f"{username!r} is now a {role}", markup=False)
+
+
+@user_app.command("remove")
+def user_remove(username: str, database_url: str | None = DatabaseOption) -> None:
+    """Delete a console account (the policy versions it wrote keep its name)."""
+    from flows.common import engine_for
+    from store.accounts import AccountError, remove_account
+
+    try:
+        remove_account(engine_for(command_settings(database_url)), username)
+    except AccountError as error:
+        fail(str(error))
+    console.print(f"account {username!r} removed", markup=False)
 
 
 @audit_app.command("export")

@@ -15,7 +15,10 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 __all__ = [
+    "FieldChange",
+    "approval_segments",
     "budget_window",
+    "policy_diff",
     "CalibrationLimits",
     "CalibrationOverride",
     "Policy",
@@ -474,6 +477,64 @@ class PolicyRevision:
                 f"policy document hashes to {policy.content_hash()!r}, not its recorded version {self.version!r}"
             )
         return policy
+
+
+@dataclass(frozen=True)
+class FieldChange:
+    """One effective rule of one segment that differs between two policies (``defaults`` for the defaults)."""
+
+    segment: str
+    field: str
+    old: Any
+    new: Any
+
+
+def _flat_rules(rules: SegmentPolicy) -> dict[str, Any]:
+    flat = rules.model_dump(mode="json")
+    for name, value in flat.pop("calibration").items():
+        flat[f"calibration.{name}"] = value
+    return flat
+
+
+def _effective(policy: Policy | None, segment: str) -> SegmentPolicy | None:
+    if policy is None:
+        return None
+    if segment == "defaults":
+        return policy.defaults
+    return policy.for_segment(segment) if segment in policy.segments else None
+
+
+def policy_diff(old: Policy | None, new: Policy) -> list[FieldChange]:
+    """The effective rules that differ, segment by segment (the defaults, then named segments in order); a
+    segment present on one side only differs from the defaults it would inherit on the other. The policy's
+    name and label set are listed under ``policy``."""
+    changes: list[FieldChange] = []
+    for name in ("name", "labels"):
+        before = None if old is None else getattr(old, name)
+        if before != getattr(new, name):
+            changes.append(FieldChange("policy", name, before, getattr(new, name)))
+    segments = sorted(set(new.segments) | set(old.segments if old is not None else ()))
+    for segment in ("defaults", *segments):
+        before_rules = _effective(old, segment) or (old.defaults if old is not None else None)
+        after_rules = _effective(new, segment) or new.defaults
+        before = _flat_rules(before_rules) if before_rules is not None else {}
+        after = _flat_rules(after_rules)
+        changes += [FieldChange(segment, field, before.get(field), after[field])
+                    for field in after if before.get(field) != after[field]]
+    return changes
+
+
+def _guarded(rules: SegmentPolicy | None) -> bool:
+    return rules is not None and (rules.regulated or rules.stakes == "high")
+
+
+def approval_segments(old: Policy | None, new: Policy) -> list[str]:
+    """The segments (``defaults`` included) whose effective rules a change from `old` to `new` alters and which
+    either side marks regulated or high stakes: such a change needs an approver other than its author. A change
+    of the defaults counts for every segment that inherits it (`policy_diff` compares effective rules)."""
+    changed = {change.segment for change in policy_diff(old, new) if change.segment != "policy"}
+    return sorted(name for name in changed
+                  if _guarded(_effective(old, name)) or _guarded(_effective(new, name)))
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)

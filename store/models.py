@@ -337,3 +337,38 @@ class StoreLockHolder(SQLModel, table=True):
     process_started: float = Field(description="the holder process's start (seconds since the epoch)")
     backend_pid: int | None = Field(default=None, description="PostgreSQL: the session that holds the lock")
     acquired_at: datetime = Field(default_factory=utcnow)
+
+
+class Account(SQLModel, table=True):
+    """A person who signs in to the console: a local account (scrypt password hash) or an organisation's sign-in
+    (OIDC: no password here, the identity provider vouches for the email), with one role."""
+
+    __tablename__ = "accounts"
+
+    username: str = Field(primary_key=True, max_length=256)
+    role: str = Field(max_length=16)
+    password_hash: str | None = Field(default=None, max_length=512)
+    display_name: str | None = Field(default=None, max_length=256)
+    created_at: datetime = Field(default_factory=utcnow)
+    disabled: bool = False
+
+
+class PolicyChange(SQLModel, table=True):
+    """A proposed or applied change of the active policy: an edit or a rollback to a stored version. Applying one
+    activates its version; the applied changes in order are the policy's history (a rollback is a new entry)."""
+
+    __tablename__ = "policy_changes"
+    __table_args__ = (Index("ix_policy_changes_status", "status"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    kind: str = Field(max_length=16, description="edit or rollback")
+    version: str = Field(foreign_key="policy_versions.version", max_length=64)
+    base_version: str | None = Field(default=None, max_length=64, description="the active version it was made on")
+    author: str = Field(max_length=256)
+    comment: str
+    status: str = Field(max_length=16, description="pending, applied, rejected or superseded")
+    approval_segments: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    approver: str | None = Field(default=None, max_length=256)
+    decision_comment: str | None = None
+    created_at: datetime = Field(default_factory=utcnow)
+    decided_at: datetime | None = None

@@ -32,6 +32,7 @@ from store.models import (
     ThresholdEvidence,
     Watermark,
 )
+from store.policy_changes import record_applied
 from store.settings import PROJECT_ROOT
 from store.vocab import UNBIASED_SELECTIONS, ItemState, ModelStatus, Split
 
@@ -124,9 +125,8 @@ def save_policy(
             "version": version, "name": policy.name, "document": policy.to_yaml(), "author": author,
             "comment": comment, "active": False, "created_at": _utcnow(),
         }])
-        if activate:
-            conn.execute(update(PolicyVersion).values(active=False).where(PolicyVersion.version != version))
-            conn.execute(update(PolicyVersion).values(active=True).where(PolicyVersion.version == version))
+        if activate:  # written into the policy's history like any applied change
+            record_applied(conn, version, author=author, comment=comment)
     record_event(engine, "policy_saved", {"version": version, "activate": activate, "comment": comment}, actor=author)
     return version
 

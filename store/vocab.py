@@ -27,7 +27,10 @@ __all__ = [
     "ItemState",
     "LabelSource",
     "ModelStatus",
+    "ChangeKind",
+    "ChangeStatus",
     "Queue",
+    "Role",
     "Route",
     "Selection",
     "Split",
@@ -102,6 +105,37 @@ class ModelStatus(StrEnum):
     PROMOTED = "promoted"
     REJECTED = "rejected"
     RETIRED = "retired"
+
+
+class Role(StrEnum):
+    """What a console account may do, each role including the ones before it: a viewer reads; an operator proposes
+    and applies policy changes; an approver also approves, as a second person, changes to segments the policy
+    marks regulated or high stakes."""
+
+    VIEWER = "viewer"
+    OPERATOR = "operator"
+    APPROVER = "approver"
+
+    def allows(self, needed: Role) -> bool:
+        order = list(Role)
+        return order.index(self) >= order.index(needed)
+
+
+class ChangeKind(StrEnum):
+    """A policy change: a new version edited in, or a rollback to a stored one."""
+
+    EDIT = "edit"
+    ROLLBACK = "rollback"
+
+
+class ChangeStatus(StrEnum):
+    """Where a policy change stands: waiting for an approver, applied (its version active), rejected, or
+    superseded (another change was applied over its base before it was approved)."""
+
+    PENDING = "pending"
+    APPLIED = "applied"
+    REJECTED = "rejected"
+    SUPERSEDED = "superseded"
 
 
 # Routes that take an item without a person first: a spot-checked item is accepted too, and maybe audited later.

@@ -147,3 +147,24 @@ def test_status_names_the_holder_and_release_refuses_a_live_one(sluice_home, mon
     released = invoke("lock", "release")
     assert released.exit_code == 0 and "cleared the record" in released.output
     assert invoke("lock", "status").output.startswith("lock   free (")
+
+
+def test_user_commands_create_list_and_change_accounts(sluice_home):
+    from flows.cli import app
+    from flows.common import engine_for
+    from store.accounts import authenticate
+
+    added = runner.invoke(app,
+                          ["user", "add", "ana@ops.example", "--role", "operator", "--password-stdin"],
+                          input="a long passphrase\n")
+    assert added.exit_code == 0, added.output
+    assert invoke("user", "add", "dee@corp.example", "--role", "approver", "--oidc").exit_code == 0
+    listed = invoke("user", "list").output
+    assert "ana@ops.example" in listed and "operator" in listed and "OIDC" in listed
+    assert authenticate(engine_for(None), "ana@ops.example", "a long passphrase") is not None
+    weak = runner.invoke(app,
+                         ["user", "add", "bo", "--password-stdin"], input="short\n")
+    assert weak.exit_code == 1 and "at least 10" in weak.output
+    assert invoke("user", "role", "ana@ops.example", "approver").exit_code == 0
+    assert "approver" in invoke("user", "list").output.split("ana@ops.example")[1].splitlines()[0]
+    assert invoke("user", "remove", "nobody").exit_code == 1

@@ -268,3 +268,26 @@ def test_budget_windows_are_fixed_from_the_epoch_in_utc() -> None:
         Policy.from_yaml("name: x\ndefaults: {budget_window_hours: 0}")
     assert Policy.from_yaml("name: x\nsegments: {a: {budget_window_hours: 24}}").for_segment("a") \
         .budget_window_hours == 24
+
+
+def test_policy_diff_lists_effective_rules_that_change_and_who_inherits_them():
+    from routing.policy import FieldChange, approval_segments, policy_diff
+
+    old = Policy.model_validate({"name": "p", "segments": {"finance": {"regulated": True}, "sport": {}}})
+    new = Policy.model_validate({"name": "p", "defaults": {"spot_check_rate": 0.1},
+                                 "segments": {"finance": {"regulated": True}, "sport": {"review_budget": 5}}})
+    diff = policy_diff(old, new)
+    assert FieldChange("defaults", "spot_check_rate", 0.05, 0.1) in diff
+    assert FieldChange("finance", "spot_check_rate", 0.05, 0.1) in diff  # inherited from the defaults
+    assert FieldChange("sport", "review_budget", 50, 5) in diff
+    assert approval_segments(old, new) == ["finance"]
+    assert policy_diff(new, new) == [] and approval_segments(new, new) == []
+    only_sport = Policy.model_validate({**old.model_dump(mode="json"),
+                                        "segments": {"finance": {"regulated": True}, "sport": {"review_budget": 5}}})
+    assert approval_segments(old, only_sport) == []
+    # un-regulating a segment needs the approver too (the old side was regulated)
+    freed = Policy.model_validate({"name": "p", "segments": {"finance": {}, "sport": {}}})
+    assert approval_segments(old, freed) == ["finance"]
+    assert FieldChange("finance", "calibration.max_ece", 0.1, 0.2) in policy_diff(
+        old, Policy.model_validate({"name": "p", "segments": {"finance": {"regulated": True,
+                                                                          "calibration": {"max_ece": 0.2}}}}))
