@@ -532,18 +532,25 @@ def audit_export(
 
 
 @app.command()
-def ui(port: int = typer.Option(8501), database_url: str | None = DatabaseOption) -> None:
-    """Serve the ops console on 127.0.0.1."""
+def ui(
+    port: int = typer.Option(8501),
+    secrets: Path | None = typer.Option(None, exists=True, dir_okay=False,
+                                        help="A secrets.toml with an [auth] section: sign-in through your "
+                                             "organisation's OIDC provider (default: local accounts only, "
+                                             "`sluice user add`)."),
+    database_url: str | None = DatabaseOption,
+) -> None:
+    """Serve the ops console on 127.0.0.1 (every page needs a signed-in account: `sluice user add`)."""
     env = dict(os.environ)
     if database_url:
         env["SLUICE_DATABASE_URL"] = database_url
     app_path = Path(__file__).resolve().parents[1] / "ui" / "app.py"
+    options = ["--server.headless", "true", "--server.address", "127.0.0.1", "--server.port", str(port),
+               "--browser.gatherUsageStats", "false", "--client.toolbarMode", "minimal"]
+    if secrets is not None:
+        options += ["--secrets.files", str(secrets.resolve())]
     console.print(f"console at http://127.0.0.1:{port}")
-    raise typer.Exit(subprocess.call(
-        [sys.executable, "-m", "streamlit", "run", str(app_path), "--server.headless", "true",
-         "--server.address", "127.0.0.1", "--server.port", str(port), "--browser.gatherUsageStats", "false"],
-        env=env,
-    ))
+    raise typer.Exit(subprocess.call([sys.executable, "-m", "streamlit", "run", str(app_path), *options], env=env))
 
 
 if __name__ == "__main__":

@@ -412,6 +412,38 @@ class Policy(BaseModel):
         override = self.segments.get(name)
         return self.defaults if override is None else _merge(self.defaults, override)
 
+    def with_segment_rules(self, segment: str, rules: dict[str, Any]) -> Policy:
+        """This policy with the effective rules of `segment` ("defaults" for the defaults) changed to `rules`
+        (field -> value, `calibration` as a partial mapping; fields not named keep their value). A named segment
+        keeps as overrides only the fields that differ from the defaults, so it goes on inheriting the rest. A
+        segment cannot drop a target its defaults set (an override of None inherits): that fails, naming why."""
+        unknown = set(rules) - set(SegmentPolicy.model_fields)
+        if unknown:
+            raise ValueError(f"unknown policy fields {sorted(unknown)}")
+        document = self.model_dump(mode="json", exclude_none=True)
+        base = (self.defaults if segment == "defaults" else self.for_segment(segment)).model_dump(mode="json")
+        changed = {**base, **rules, "calibration": {**base["calibration"], **(rules.get("calibration") or {})}}
+        effective = SegmentPolicy.model_validate(changed)  # the field's own error, naming it
+        if segment == "defaults":
+            document["defaults"] = effective.model_dump(mode="json", exclude_none=True)
+            return Policy.model_validate(document)
+        defaults = self.defaults.model_dump(mode="json")
+        after = effective.model_dump(mode="json")
+        if self.defaults.has_target and not effective.has_target:
+            raise ValueError(f"segment {segment!r} inherits the target of the defaults (max_auto_error "
+                             f"{self.defaults.max_auto_error:g}); a segment cannot drop it: change the defaults, "
+                             "or give the segment a target of its own")
+        override = {field: value for field, value in after.items()
+                    if field != "calibration" and value != defaults[field] and value is not None}
+        calibration = {key: value for key, value in after["calibration"].items()
+                       if value != defaults["calibration"][key]}
+        if calibration:
+            override["calibration"] = calibration
+        if after["risk_rules"] != defaults["risk_rules"]:
+            override["risk_rules"] = after["risk_rules"]
+        document.setdefault("segments", {})[segment] = override
+        return Policy.model_validate(document)
+
     def guarantee_lines(self) -> list[str]:
         """One line for the defaults and each named segment: what bounds its auto-accepted error. A fixed
         threshold is labelled as carrying no guarantee; people-only segments auto-accept nothing."""

@@ -34,6 +34,19 @@ def engine() -> Engine:
     return _engine_for(database_url())
 
 
+@st.cache_resource(show_spinner=False)
+def _writer_for(url: str) -> Engine:
+    """The one engine that writes: policy changes made in the console (never migrates: the store is there)."""
+    from store.db import get_engine
+
+    _engine_for(url)  # refuses a store that is missing or behind this code's schema
+    return get_engine(url, migrate_first=False)
+
+
+def writer() -> Engine:
+    return _writer_for(database_url())
+
+
 @st.cache_data(ttl=CACHE_SECONDS, show_spinner=False)
 def active_policy(url: str) -> data.PolicyView | None:
     return data.active_policy(_engine_for(url))

@@ -291,3 +291,26 @@ def test_policy_diff_lists_effective_rules_that_change_and_who_inherits_them():
     assert FieldChange("finance", "calibration.max_ece", 0.1, 0.2) in policy_diff(
         old, Policy.model_validate({"name": "p", "segments": {"finance": {"regulated": True,
                                                                           "calibration": {"max_ece": 0.2}}}}))
+
+
+def test_with_segment_rules_keeps_only_what_differs_from_the_defaults():
+    from routing.policy import policy_diff
+
+    policy = Policy.model_validate({"name": "p", "segments": {"sport": {"review_budget": 5}}})
+    changed = policy.with_segment_rules("sport", {"spot_check_rate": 0.2, "review_budget": 50})
+    assert changed.segments["sport"].model_dump(exclude_none=True) == {"spot_check_rate": 0.2}  # 50 is inherited
+    assert [(c.segment, c.field) for c in policy_diff(policy, changed)] == [("sport", "spot_check_rate"),
+                                                                           ("sport", "review_budget")]
+    new = policy.with_segment_rules("news", {"max_auto_error": 0.02, "confidence": 0.95,
+                                             "calibration": {"max_ece": 0.05}})
+    assert new.for_segment("news").max_auto_error == 0.02 and new.for_segment("news").calibration.max_ece == 0.05
+    assert new.for_segment("news").calibration.min_samples == 50
+    defaults = policy.with_segment_rules("defaults", {"review_budget": 7})
+    assert defaults.for_segment("sport").review_budget == 5 and defaults.for_segment("other").review_budget == 7
+    with pytest.raises(ValueError, match="spot_check_rate must be in"):
+        policy.with_segment_rules("sport", {"spot_check_rate": 2.0})
+    with pytest.raises(ValueError, match="unknown policy fields"):
+        policy.with_segment_rules("sport", {"threshold": 0.5})
+    targeted = Policy.model_validate({"name": "p", "defaults": {"max_auto_error": 0.05, "confidence": 0.9}})
+    with pytest.raises(ValueError, match="cannot drop it"):
+        targeted.with_segment_rules("sport", {"max_auto_error": None, "confidence": None})

@@ -13,7 +13,13 @@ APP = str(Path(__file__).resolve().parents[2] / "ui" / "app.py")
 
 
 def _run() -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=60).run()
+    """The console, signed in as an operator (sign-in itself is tested in test_policy_page.py)."""
+    from store.vocab import Role
+    from ui.auth import SESSION_KEY, SignedIn
+
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.session_state[SESSION_KEY] = SignedIn("ops", Role.OPERATOR, "password")
+    at.run()
     assert not at.exception, [e.value for e in at.exception]
     return at
 
