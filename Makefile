@@ -10,12 +10,12 @@ export PREFECT_SERVER_ANALYTICS_ENABLED := false
 
 NETCAL_VENV := .venv-netcal
 
-.PHONY: demo test unit test-netcal venv labelstudio-venv netcal-venv postgres bench lock ui clean
+.PHONY: demo test unit test-netcal venv labelstudio-venv netcal-venv postgres chromium bench lock ui clean
 
 demo: venv labelstudio-venv
 	$(VENV)/bin/sluice demo
 
-test: venv labelstudio-venv postgres
+test: venv labelstudio-venv postgres chromium
 	$(VENV)/bin/python -m pytest
 
 unit: venv
@@ -51,6 +51,10 @@ test-netcal: netcal-venv
 
 postgres:
 	bash scripts/ensure-postgres.sh
+
+# Debian's Chromium for the console's browser tests (Playwright drives it; it never downloads a browser)
+chromium:
+	bash scripts/ensure-chromium.sh
 
 bench: venv
 	$(VENV)/bin/python bench/run_all.py

@@ -15,7 +15,7 @@ import streamlit as st
 from pydantic import ValidationError
 
 from routing.policy import Policy, approval_segments, policy_diff
-from store import policy_changes
+from store import policy_changes, repo
 from store.vocab import ChangeStatus, Role
 from ui import auth, data, state
 
@@ -25,6 +25,7 @@ MODES = ("on_the_loop", "in_the_loop")
 STAKES = ("low", "medium", "high")
 TARGET, FIXED = "target (certified threshold)", "fixed threshold (no guarantee)"
 RULE_COLUMNS = ["field", "op", "value", "action", "code"]
+HISTORY_ROWS = 25
 
 
 def render() -> None:
@@ -50,7 +51,8 @@ def render() -> None:
 
 def _editor(policy: Policy, version: str, *, editable: bool) -> Policy | None:
     """Widgets for one segment's rules, filled with its effective values; the edited policy, or None."""
-    choices = ["defaults", *sorted(policy.segments), NEW_SEGMENT]
+    seen = set(repo.segments_seen(state.engine()))  # segments with items, named in the policy or not
+    choices = ["defaults", *sorted(set(policy.segments) | seen), NEW_SEGMENT]
     segment = st.selectbox("Segment", choices, key="policy-segment",
                            help="`defaults` apply to every segment that does not override them")
     if segment == NEW_SEGMENT:
@@ -132,7 +134,7 @@ def _review_and_apply(account: auth.SignedIn, active: Policy, edited: Policy) ->
         st.caption("No change from the active policy.")
         return
     st.subheader("Change")
-    st.dataframe(_diff_frame(changes), hide_index=True, width="stretch")
+    st.table(_diff_frame(changes), hide_index=True)
     needs = approval_segments(active, edited)
     if needs:
         st.warning(f"This change touches {', '.join(needs)}, marked regulated or high stakes: it waits for an "
@@ -174,7 +176,7 @@ def _pending(account: auth.SignedIn, active: Policy) -> None:
         with st.container(border=True):
             st.markdown(f"**Pending change {change.id}** by {change.author}, {change.created_at:%Y-%m-%d %H:%M}: "
                         f"_{change.comment}_ — needs an approver for {', '.join(change.approval_segments)}")
-            st.dataframe(_diff_frame(policy_diff(active, proposed)), hide_index=True, width="stretch")
+            st.table(_diff_frame(policy_diff(active, proposed)), hide_index=True)
             if not account.may(Role.APPROVER) or account.username == change.author:
                 st.caption("An approver other than its author decides on it.")
                 continue
@@ -202,10 +204,12 @@ def _history(account: auth.SignedIn, active_version: str) -> None:
     if not history:
         st.caption("No changes yet.")
         return
-    st.dataframe(pd.DataFrame([{
+    st.table(pd.DataFrame([{
         "change": c.id, "kind": c.kind.value, "version": c.version, "status": c.status.value, "by": c.author,
         "comment": c.comment, "approver": c.approver or "", "at": f"{(c.decided_at or c.created_at):%Y-%m-%d %H:%M}",
-    } for c in history]), hide_index=True, width="stretch")
+    } for c in history[:HISTORY_ROWS]]), hide_index=True)
+    if len(history) > HISTORY_ROWS:
+        st.caption(f"The {HISTORY_ROWS} newest of {len(history)} changes; `sluice audit export` has them all.")
     earlier = list(dict.fromkeys(c.version for c in history
                                  if c.status is ChangeStatus.APPLIED and c.version != active_version))
     if not earlier or not account.may(Role.OPERATOR):
