@@ -3,17 +3,14 @@ certification (labels, test, bound) behind every derived threshold."""
 
 from __future__ import annotations
 
-import csv
-import json
 from datetime import datetime, timezone
 from pathlib import Path
 
 from sqlalchemy import Engine
 
-from store.repo import DECISION_FIELDS as FIELDS
-from store.repo import EVIDENCE_FIELDS, decision_trail
-
-COLUMNS = FIELDS + tuple(f"evidence_{f}" for f in EVIDENCE_FIELDS)
+from store.audit import TRAIL_COLUMNS as COLUMNS
+from store.audit import write_trail
+from store.repo import decision_trail
 
 
 def parse_since(since: str | None) -> datetime | None:
@@ -33,15 +30,5 @@ def export_decisions(engine: Engine, out: Path, *, since: str | None = None) -> 
         raise ValueError(f"audit export writes .jsonl or .csv, got {out.name!r}")
     moment = parse_since(since)
     out.parent.mkdir(parents=True, exist_ok=True)
-    count = 0
     with out.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle) if suffix == ".csv" else None
-        if writer:
-            writer.writerow(COLUMNS)
-        for record in decision_trail(engine, since=moment):
-            if writer:
-                writer.writerow([json.dumps(v) if isinstance(v, list) else v for v in record.values()])
-            else:
-                handle.write(json.dumps(record, default=str) + "\n")
-            count += 1
-    return count
+        return write_trail(decision_trail(engine, since=moment), handle, fmt=suffix.lstrip("."))

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 from datetime import datetime, timezone
 from pathlib import Path
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -591,9 +591,11 @@ EVIDENCE_FIELDS = ("scale", "calibrated_threshold", "n", "n_accepted", "n_errors
                    "alpha", "delta", "tested", "pool", "label_fingerprint")
 
 
-def decision_trail(engine: Engine, *, since: datetime | None = None) -> Iterator[dict[str, Any]]:
-    """Every routing decision made at or after `since`, in decision order, as a record keyed by
-    `DECISION_FIELDS` and ``evidence_`` + `EVIDENCE_FIELDS`."""
+def decision_trail(engine: Engine, *, since: datetime | None = None, until: datetime | None = None,
+                   item_id: str | None = None, segments: Sequence[str] = (), routes: Sequence[str] = (),
+                   limit: int | None = None) -> Iterator[dict[str, Any]]:
+    """Routing decisions made at or after `since` (and before `until`), of one item, some segments or routes when
+    asked, in decision order, as records keyed by `DECISION_FIELDS` and ``evidence_`` + `EVIDENCE_FIELDS`."""
     query = (
         select(*(getattr(RoutingDecision, f) for f in DECISION_FIELDS),
                *(getattr(ThresholdEvidence, f).label(f"evidence_{f}") for f in EVIDENCE_FIELDS))
@@ -602,6 +604,16 @@ def decision_trail(engine: Engine, *, since: datetime | None = None) -> Iterator
     )
     if since is not None:
         query = query.where(RoutingDecision.created_at >= since)
+    if until is not None:
+        query = query.where(RoutingDecision.created_at < until)
+    if item_id is not None:
+        query = query.where(RoutingDecision.item_id == item_id)
+    if segments:
+        query = query.where(RoutingDecision.segment.in_(list(segments)))
+    if routes:
+        query = query.where(RoutingDecision.route.in_(list(routes)))
+    if limit is not None:
+        query = query.limit(limit)
     with engine.connect() as conn:
         for row in conn.execute(query):
             yield row._asdict()

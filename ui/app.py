@@ -17,6 +17,7 @@ PAGES = (  # (file, title, url path): the order of the sidebar
     ("calibration.py", "Calibration", "calibration"),
     ("models.py", "Models & cycles", "models"),
     ("whatif.py", "What-if", "whatif"),
+    ("audit.py", "Audit", "audit"),
 )
 
 
