@@ -78,7 +78,8 @@ def insert_ignore_columns(
         return insert_ignore(conn, table, rows)
     defaults = _scalar_defaults(table, names)
     if defaults is None:  # a column left out has a Python-side callable default: SQLAlchemy must compute it
-        insert_ignore(conn, table, _rows_from_columns(columns, encoded_json))  # not the fast path
+        # (executed here, not through insert_ignore, which would hand the same rows straight back to this function)
+        conn.execute(_insert_statement(conn, table), _rows_from_columns(columns, encoded_json))
         return None
     values = [_bound(conn, table, name, columns[name], name in encoded_json) for name in names]
     n_rows = lengths.pop()
