@@ -22,7 +22,6 @@ from flows.common import (
     Payload,
     derive_rng,
     engine_for,
-    fingerprint,
     holds_store_lock,
     takes_payloads,
     utcnow,
@@ -30,6 +29,7 @@ from flows.common import (
 from flows.runners import BATCH_RUNNER
 from routing.policy import Policy
 from routing.pools import POOL_PREFIX, groups_in_use, pool_members
+from store.bulk import fingerprint
 from store.repo import (
     UPSTREAM_MODEL,
     HeldOut,

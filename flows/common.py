@@ -1,5 +1,5 @@
-"""What every flow shares: the engine, reproducible randomness, fingerprints, model loading, batch packing (the
-shared reads and writes of the store are in `store.repo`)."""
+"""What every flow shares: the engine, reproducible randomness, model loading, batch packing (the shared reads and
+writes of the store are in `store.repo`, content fingerprints in `store.bulk`)."""
 
 from __future__ import annotations
 
@@ -144,10 +144,6 @@ def derive_rng(*parts: Any) -> np.random.Generator:
     """A generator seeded from `parts`, so a retried step draws exactly what the first try drew."""
     digest = hashlib.sha256(json.dumps(parts, default=str).encode()).digest()
     return np.random.default_rng(int.from_bytes(digest[:8], "little"))
-
-
-def fingerprint(values: Any) -> str:
-    return hashlib.sha256(json.dumps(values, default=str, sort_keys=True).encode()).hexdigest()[:32]
 
 
 def load_policy_file(path: Path | str) -> Policy:

@@ -15,12 +15,12 @@ from flows.calibrate import calibrate_flow
 from flows.common import engine_for, holds_store_lock, load_scoring_model
 from flows.labelstudio import pull_flow, push_flow
 from flows.retrain import retrain_flow
-from flows.risk import audit_estimates
 from flows.route import route_flow
 from flows.score import score_flow
 from flows.select import select_flow
 from labeling.quality import agreement_report
 from routing.stopping import gain_per_100_labels, model_agreement, pooled_ece
+from services.audit import audit_estimates
 from store import figures as store_figures
 from store.models import ModelVersion
 from store.repo import active_policy, latest_ece, promoted_model, unlabelled_inputs

@@ -10,9 +10,10 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from sqlalchemy import Engine
 
-from flows.common import engine_for, fingerprint, holds_store_lock, load_scoring_model, utcnow
+from flows.common import engine_for, holds_store_lock, load_scoring_model, utcnow
 from scoring.models import ScoringModel, evaluate, paired_comparison, train_model
 from scoring.registry import save_model
+from store.bulk import fingerprint
 from store.repo import (
     labelled_items,
     model_for_data,

@@ -1,4 +1,6 @@
-"""What routing needs beyond a confidence: guaranteed thresholds, risk flags of a batch, the live audit estimate."""
+"""What routing needs beyond a confidence: risk flags of a batch and the live guard. The certified threshold and
+the live audit estimate, which the console shows too, live in ``services`` (``services.certify``,
+``services.audit``)."""
 
 from __future__ import annotations
 
@@ -9,9 +11,7 @@ from typing import Any
 import numpy as np
 from sqlalchemy import Engine
 
-from flows.calibrate import Labelled
-from flows.common import fingerprint, utcnow
-from routing.audit import audit_error_by_segment, correct_for_annotator_error
+from flows.common import utcnow
 from routing.guard import live_error_guard
 from routing.policy import Policy, SegmentPolicy
 from routing.signals import (
@@ -28,23 +28,14 @@ from routing.signals import (
     under_represented_segments,
     zero_width_or_bidi,
 )
-from routing.thresholds import guaranteed_threshold
-from store.figures import (
-    audited_automation,
-    automated_population,
-    gold_answers,
-    label_class_count,
-)
+from store.figures import audited_automation
 from store.repo import (
     UPSTREAM_MODEL,
     HaltRecord,
-    HeldOut,
     ItemInputs,
-    held_out_labels,
     item_inputs,
     record_event,
     save_guard_halts,
-    save_threshold_evidence,
     training_fingerprint,
     training_segments,
     training_texts,
@@ -56,42 +47,6 @@ MIN_TRAINING_TEXTS = 20
 MIN_TRAINING_VECTORS = 20
 # A segment holding less than this share of the training set is under-represented: its items go to people.
 MIN_SEGMENT_SHARE = 0.01
-
-
-def derived_threshold(
-    engine: Engine, model_version: str, segment: str, policy: SegmentPolicy, calibrator: Any | None, *,
-    policy_version: str, calibration_id: int | None = None, labelled: Labelled | None = None,
-    pool: str | None = None,
-) -> tuple[float | None | str, int | None]:
-    """The segment's guaranteed threshold when its policy sets a target (`max_auto_error`, `confidence`), and the
-    id of the stored evidence behind it.
-
-    Certified on the *raw* confidences of the unbiased held-out labels (seed, audit, gold), never on confidences
-    passed through a recalibrator fitted to those same labels: a step-function calibrator of those very errors
-    would make the candidate grid depend on them. Routing compares the raw confidence with the threshold, so the
-    auto-accepted set is exactly the one tested. The calibrated value of the threshold is kept for display.
-    Returns ("policy", None) when the segment has no target: its fixed threshold applies (no guarantee).
-    """
-    if not policy.has_target:
-        return "policy", None
-    if labelled is None:
-        labelled = held_out_labels(engine, model_version, segment=segment).get(segment, HeldOut([], np.empty(0), np.empty(0)))
-    ids, confidence, correct = labelled  # flows/route.py passes (ids, confidence, correct) tuples too
-    result = guaranteed_threshold(confidence, correct, alpha=policy.max_auto_error, delta=policy.delta)
-    shown = None
-    if result.threshold is not None:
-        shown = float(calibrator.predict(np.array([result.threshold]))[0]) if calibrator is not None \
-            else result.threshold
-    evidence = {
-        "model_version": model_version, "segment": segment, "policy_version": policy_version,
-        "label_fingerprint": fingerprint([ids, np.asarray(correct).tolist()]), "scale": "raw",
-        "threshold": result.threshold, "calibrated_threshold": shown, "n": result.n,
-        "n_accepted": result.n_accepted, "n_errors": result.n_errors,
-        "coverage": result.coverage, "error_upper_bound": result.error_upper_bound, "alpha": result.alpha,
-        "delta": result.delta, "tested": result.tested, "pool": pool or segment, "calibration_id": calibration_id,
-        "created_at": utcnow(),
-    }
-    return result.threshold, save_threshold_evidence(engine, evidence)
 
 
 def guard_halts(engine: Engine) -> dict[str, list[HaltRecord]]:
@@ -214,42 +169,3 @@ def batch_risk_flags(
             counts, segments = pooled, tuple(group_of(s) for s in segments)
         signals.append(under_represented_segments(counts, list(segments), min_share=MIN_SEGMENT_SHARE))
     return combine_signals(signals, len(item_ids))
-
-
-def audit_estimates(engine: Engine) -> dict[str, dict[str, Any]]:
-    """Per segment, the inverse-probability-weighted error rate of all auto-accepted items, from the audited ones,
-    with the annotators' gold error beside it and, given enough gold answers, the estimate corrected for it
-    (``routing.audit.correct_for_annotator_error``; ``corrected`` is None otherwise)."""
-    population = automated_population(engine)
-    audited = [r for r in audited_automation(engine) if (r.inclusion_probability or 0.0) > 0.0]
-    if not audited:
-        return {}
-    estimates = audit_error_by_segment(
-        np.array([not r.wrong for r in audited], dtype=float),
-        np.array([r.inclusion_probability for r in audited], dtype=float),
-        [r.segment for r in audited], n_population=population,
-    )
-    gold = annotator_gold_error(engine)
-    n_classes = label_class_count(engine)
-    figures = {}
-    for segment, e in estimates.items():
-        row = {"error_rate": e.error_rate, "lower": e.lower, "upper": e.upper, "n_audited": e.n_audited,
-               "n_population": e.n_population, "annotator_error": gold["error"], "n_gold": gold["n"],
-               "corrected": None}
-        if gold["n"] >= MIN_GOLD_FOR_CORRECTION and n_classes >= 2 and \
-                gold["error"] < (n_classes - 1) / n_classes:
-            fixed = correct_for_annotator_error(e, annotator_error=gold["error"], n_classes=n_classes)
-            row["corrected"] = {"error_rate": fixed.error_rate, "lower": fixed.lower, "upper": fixed.upper,
-                                "method": "rogan_gladen_uniform_confusion", "n_classes": n_classes}
-        figures[segment] = row
-    return figures
-
-
-# Fewer gold answers than this leave the annotators' error too uncertain to correct by: it is reported only.
-MIN_GOLD_FOR_CORRECTION = 30
-
-
-def annotator_gold_error(engine: Engine) -> dict[str, Any]:
-    """The annotators' pooled error on gold items (known answers): {"error", "n"}; error None without gold."""
-    right = [answer.right for answer in gold_answers(engine)]
-    return {"error": 1.0 - float(np.mean(right)) if right else None, "n": len(right)}

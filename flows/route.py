@@ -26,12 +26,13 @@ from flows.common import (
     takes_payloads,
     utcnow,
 )
-from flows.risk import Labelled, batch_risk_flags, check_live_guards, derived_threshold, training_segments
+from flows.risk import batch_risk_flags, check_live_guards, training_segments
 from flows.runners import BATCH_RUNNER
 from routing.decide import REASON_LIVE_GUARD_HALTED, Route, route
 from routing.policy import Policy, SegmentPolicy
 from routing.pools import POOL_PREFIX, calibration_group, groups_in_use
 from routing.signals import RiskFlags
+from services.certify import Labelled, derived_threshold
 from store.bulk import chunked, insert_ignore_columns
 from store.db import refresh_statistics, write_transaction
 from store.models import CalibrationReportRow, ItemState, RoutingDecision

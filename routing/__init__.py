@@ -1,5 +1,5 @@
 """Pure routing logic: the policy model, route decisions, risk signals, guaranteed thresholds, what-if curves,
-audit-sample estimators and active-learning sampling."""
+policy previews, audit-sample estimators and active-learning sampling."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from routing.policy import (
     SegmentOverride,
     SegmentPolicy,
 )
+from routing.preview import SegmentPreview, preview_segment
 from routing.sampling import STRATEGIES, Selection, entropy, least_confidence, margin, select_batch
 from routing.signals import (
     LengthOutlier,
@@ -48,6 +49,7 @@ __all__ = [
     "RoutingResult",
     "SegmentOverride",
     "SegmentPolicy",
+    "SegmentPreview",
     "Selection",
     "Signal",
     "TextBatch",
@@ -63,6 +65,7 @@ __all__ = [
     "margin",
     "mixed_scripts",
     "naive_threshold",
+    "preview_segment",
     "route",
     "rule_hits",
     "select_batch",

@@ -12,7 +12,7 @@ import numpy as np
 from routing.audit import DEFAULT_EXPECTED_ERROR, sized_audit_rate
 from routing.policy import SegmentPolicy
 
-__all__ = ["GateLike", "Route", "RoutingResult", "route"]
+__all__ = ["GateLike", "Route", "RoutingResult", "human_required", "route"]
 
 REASON_CONFIDENCE_INVALID = "confidence_invalid"
 REASON_RISK_RULE = "risk_rule"
@@ -109,7 +109,8 @@ def _gate_reasons(calibration: GateLike | None) -> tuple[str, ...]:
     return tuple(str(reason) for reason in calibration.reasons) or (REASON_CALIBRATION_FAILED,)
 
 
-def _human_required(policy: SegmentPolicy) -> bool:
+def human_required(policy: SegmentPolicy) -> bool:
+    """Whether the segment's rules send every item to people whatever the confidence."""
     # Human-in-the-loop means a person approves every item; high stakes and regulation demand people whatever
     # the confidence (design principles 4 and 6). Any one of the three sends the whole segment to review.
     return policy.mode == "in_the_loop" or policy.stakes == "high" or policy.regulated
@@ -222,7 +223,7 @@ def route(
             escalate,
             review,
             np.full(n_items, bool(gate_reasons)),
-            np.full(n_items, _human_required(policy)),
+            np.full(n_items, human_required(policy)),
             np.full(n_items, bool(halted)),
             above & earlier,
             above,

@@ -1,7 +1,9 @@
-"""Bulk writes that stay idempotent on both SQLite and PostgreSQL: insert-or-ignore and chunked look-ups."""
+"""Bulk writes that stay idempotent on both SQLite and PostgreSQL: insert-or-ignore, chunked look-ups, and the
+content fingerprints idempotency keys are made of."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections import defaultdict
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
@@ -13,6 +15,12 @@ from sqlalchemy.dialects import postgresql, sqlite
 # SQLite allows 32,766 bound parameters per statement; PostgreSQL 65,535. Stay well under both.
 LOOKUP_CHUNK = 5_000
 _UNSET = object()
+
+
+def fingerprint(values: Any) -> str:
+    """32 hex digits of the sha256 of `values` as sorted-key JSON: a content key (a label set, a training set)
+    that a re-run with the same content reproduces."""
+    return hashlib.sha256(json.dumps(values, default=str, sort_keys=True).encode()).hexdigest()[:32]
 
 
 def chunked(values: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
@@ -70,7 +78,8 @@ def insert_ignore_columns(
         return insert_ignore(conn, table, rows)
     defaults = _scalar_defaults(table, names)
     if defaults is None:  # a column left out has a Python-side callable default: SQLAlchemy must compute it
-        insert_ignore(conn, table, _rows_from_columns(columns, encoded_json))  # not the fast path
+        # (executed here, not through insert_ignore, which would hand the same rows straight back to this function)
+        conn.execute(_insert_statement(conn, table), _rows_from_columns(columns, encoded_json))
         return None
     values = [_bound(conn, table, name, columns[name], name in encoded_json) for name in names]
     n_rows = lengths.pop()

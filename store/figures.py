@@ -1,6 +1,7 @@
 """Figures over the routing record that the cycle report and the console both show: route counts per segment and
 per cycle, the audited automated items, open reviews, labels and human answers spent, annotators' answers on gold
-items and on shown or blind suggestions, and the cycle reports themselves.
+items and on shown or blind suggestions, the cycle reports themselves, the items arriving over the last cycles and
+the models that scored the unbiased held-out labels.
 
 A "latest decision" is the newest routing decision of an item (decisions are append-only, ids increase); the
 console's per-segment figures and the live audit estimate count those. A cycle's figures count the decisions made
@@ -14,17 +15,20 @@ from typing import Any, NamedTuple
 
 from sqlalchemy import Engine, Subquery, func, insert, select, update
 
-from store.models import Annotation, CycleReport, Item, Label, ReviewTask, RoutingDecision, utcnow
-from store.vocab import AUTOMATED_ROUTES, LabelSource, Selection, Split, TaskState
+from store.models import Annotation, CycleReport, Item, Label, Prediction, ReviewTask, RoutingDecision, utcnow
+from store.vocab import AUTOMATED_ROUTES, UNBIASED_SELECTIONS, LabelSource, Selection, Split, TaskState
 
 __all__ = [
+    "Arrivals",
     "AuditedItem",
     "AutomatedPrediction",
     "CycleCounts",
     "CycleRecord",
     "GoldAnswer",
+    "HeldOutModel",
     "RouteCount",
     "SuggestionAnswer",
+    "arrivals",
     "audited_automation",
     "automated_population",
     "automated_predictions",
@@ -34,6 +38,7 @@ __all__ = [
     "cycle_route_counts",
     "finish_cycle",
     "gold_answers",
+    "held_out_models",
     "human_labels",
     "label_class_count",
     "label_count",
@@ -271,3 +276,63 @@ def cycle_reports(engine: Engine) -> list[CycleRecord]:
     query = select(*(getattr(CycleReport, f) for f in CycleRecord._fields)).order_by(CycleReport.cycle)
     with engine.connect() as conn:
         return [CycleRecord(*(getattr(row, f) for f in CycleRecord._fields)) for row in conn.execute(query)]
+
+
+class Arrivals(NamedTuple):
+    """Items first routed, per segment, in the cycles ``first_cycle`` .. ``last_cycle``, and the time they arrived
+    in: from the start of the finished cycle before ``first_cycle`` (``since``) to the start of ``last_cycle``
+    (``until``). A cycle routes what arrived since the one before it started."""
+
+    first_cycle: int
+    last_cycle: int
+    since: datetime
+    until: datetime
+    items: dict[str, int]
+
+
+def arrivals(engine: Engine, *, cycles: int) -> Arrivals | None:
+    """What arrived over the last `cycles` finished cycles (fewer when fewer have finished); None until two have.
+    An item counts in the cycle of its first routing decision: one re-routed from the backlog later is not a new
+    arrival, and the oldest finished cycle of the window, which routed whatever was waiting before it, only opens
+    it. A cycle that never finished inside the window still counts its items (its time is in the window)."""
+    if cycles < 1:
+        raise ValueError(f"cycles must be >= 1, got {cycles!r}")
+    finished = (select(CycleReport.cycle, CycleReport.started_at).where(CycleReport.finished_at.is_not(None))
+                .order_by(CycleReport.cycle.desc()).limit(cycles + 1))
+    first_decisions = select(func.min(RoutingDecision.id).label("id")).group_by(RoutingDecision.item_id).subquery()
+    with engine.connect() as conn:
+        window = list(conn.execute(finished))[::-1]
+        if len(window) < 2:
+            return None
+        counted = (select(RoutingDecision.segment, func.count().label("n"))
+                   .join(first_decisions, first_decisions.c.id == RoutingDecision.id)
+                   .where(RoutingDecision.cycle > window[0].cycle, RoutingDecision.cycle <= window[-1].cycle)
+                   .group_by(RoutingDecision.segment))
+        items = {row.segment: row.n for row in conn.execute(counted)}
+    return Arrivals(window[0].cycle + 1, window[-1].cycle, window[0].started_at, window[-1].started_at, items)
+
+
+class HeldOutModel(NamedTuple):
+    """A model that scored unbiased held-out labels: how many, and when it scored the newest of them."""
+
+    model_version: str
+    n: int
+    scored_at: datetime
+
+
+def held_out_models(engine: Engine, *, segment: str | None = None) -> list[HeldOutModel]:
+    """Every model with predictions (with a confidence) on the labels that may calibrate and certify it (held out,
+    chosen without regard to any model: ``store.vocab.UNBIASED_SELECTIONS``), of `segment` when given; the most
+    recently scoring first."""
+    query = (
+        select(Prediction.model_version, func.count().label("n"), func.max(Prediction.created_at).label("at"))
+        .join(Label, Label.item_id == Prediction.item_id)
+        .where(Label.split == Split.HOLDOUT, Label.selection_reason.in_(sorted(UNBIASED_SELECTIONS)),
+               Prediction.confidence.is_not(None))
+        .group_by(Prediction.model_version)
+        .order_by(func.max(Prediction.created_at).desc(), Prediction.model_version.desc())
+    )
+    if segment is not None:
+        query = query.join(Item, Item.id == Prediction.item_id).where(Item.segment == segment)
+    with engine.connect() as conn:
+        return [HeldOutModel(row.model_version, row.n, row.at) for row in conn.execute(query)]

@@ -1,5 +1,6 @@
 """The layering of DESIGN.md, enforced: every import (module level or inside a function) of every package module
-points down the list ui, flows, labeling, scoring, store, routing, calibration, within the table's exceptions, and
+points down the list ui, flows, services, labeling, scoring, store, routing, calibration, within the table's exceptions,
+and
 the few third-party packages that belong to one module stay there.
 
 The checker is plain `ast`; it is tested on a scratch tree with an upward import so that a build adding one fails.
@@ -15,8 +16,10 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 # What each package may import of the others (DESIGN.md, "Layout"). Arrows only point down the list.
 ALLOWED: dict[str, frozenset[str]] = {
-    "ui": frozenset({"labeling", "scoring", "store", "routing", "calibration"}),  # starts flows by deployment only
-    "flows": frozenset({"labeling", "scoring", "store", "routing", "calibration"}),
+    "ui": frozenset({"services", "labeling", "scoring", "store", "routing", "calibration"}),  # flows: by deployment
+    "flows": frozenset({"services", "labeling", "scoring", "store", "routing", "calibration"}),
+    # what flows and console share: store reads composed with the pure logic (never labeling: no Label Studio)
+    "services": frozenset({"scoring", "store", "routing", "calibration"}),
     "labeling": frozenset({"store", "routing", "calibration"}),
     "scoring": frozenset({"store", "routing", "calibration"}),
     "store": frozenset({"routing", "calibration"}),  # for their value types
@@ -30,8 +33,8 @@ CONFINED: dict[str, tuple[str, ...]] = {
     "torch": ("calibration/netcal_adapter.py",),
     "streamlit": ("ui/",),
     "prefect": ("flows/",),
-    "sqlalchemy": ("ui/", "flows/", "labeling/", "scoring/", "store/"),
-    "sqlmodel": ("ui/", "flows/", "labeling/", "scoring/", "store/"),
+    "sqlalchemy": ("ui/", "flows/", "services/", "labeling/", "scoring/", "store/"),
+    "sqlmodel": ("ui/", "flows/", "services/", "labeling/", "scoring/", "store/"),
     "alembic": ("store/",),
     "requests": ("labeling/",),
     "httpx": ("labeling/",),
@@ -76,6 +79,9 @@ def test_every_import_points_down_the_layers() -> None:
         ("routing/decide.py", "from store.models import Item\n", "routing/decide.py:1: routing imports store"),
         ("store/db.py", "def f():\n    import flows.cli\n", "store/db.py:2: store imports flows"),
         ("ui/app.py", "from flows.route import route_flow\n", "ui/app.py:1: ui imports flows"),
+        ("services/audit.py", "from flows.risk import guard_halts\n", "services/audit.py:1: services imports flows"),
+        ("services/x.py", "import labeling.client\n", "services/x.py:1: services imports labeling"),
+        ("store/figures.py", "from services.audit import audit_estimates\n", "store/figures.py:1: store imports services"),
         ("calibration/metrics.py", "import sqlalchemy\n", "calibration/metrics.py:1: sqlalchemy belongs to"),
         ("flows/push.py", "from label_studio_sdk import Client\n", "flows/push.py:1: label_studio_sdk belongs to"),
     ],

@@ -78,7 +78,7 @@ def test_risk_rules_and_smuggled_text_escalate_whatever_the_confidence(routed):
 
 
 def test_a_target_derives_a_guaranteed_threshold_from_unbiased_labels(sluice_home, routed):
-    from flows.risk import derived_threshold
+    from services.certify import derived_threshold
     from store.models import ThresholdEvidence
     from store.repo import active_policy
 
@@ -105,7 +105,7 @@ def test_a_target_derives_a_guaranteed_threshold_from_unbiased_labels(sluice_hom
 
 def test_audit_estimate_from_spot_checked_items(sluice_home, routed):
     from flows.common import utcnow
-    from flows.risk import audit_estimates
+    from services.audit import audit_estimates
     from flows.select import select_flow
     from labeling.resolve import HumanAnswer, resolve_items, upsert_annotations
     from store.models import ReviewTask

@@ -36,6 +36,17 @@ def test_insert_ignore_skips_rows_whose_key_exists(engine):
     assert rows == {"a": "ta", "b": "tb", "c": "tc"}
 
 
+def test_insert_ignore_fills_a_left_out_column_from_its_python_default(engine):
+    # items' received_at and updated_at default to utcnow() in Python: SQLAlchemy must compute them, once per row
+    rows = [{"id": i, "segment": "default", "text": f"t{i}", "state": "received"} for i in ("a", "b")]
+    with engine.begin() as conn:
+        bulk.insert_ignore(conn, ITEMS, rows)
+        bulk.insert_ignore(conn, ITEMS, rows)
+    with engine.connect() as conn:
+        stored = conn.execute(select(ITEMS.c.id, ITEMS.c.received_at).order_by(ITEMS.c.id)).all()
+    assert [row.id for row in stored] == ["a", "b"] and all(row.received_at is not None for row in stored)
+
+
 def test_existing_keys_past_the_lookup_chunk(engine):
     present = [f"k{i}" for i in range(0, 2 * bulk.LOOKUP_CHUNK + 500, 2)]
     asked = [f"k{i}" for i in range(2 * bulk.LOOKUP_CHUNK + 500)]  # > LOOKUP_CHUNK keys: several queries

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
+
 from store import figures, outbox
 from store.models import Annotation, Item, Label, PolicyVersion, ReviewTask, RoutingDecision, utcnow
 
@@ -103,3 +105,12 @@ def test_the_outbox_batches_pending_tasks_per_queue_and_marks_them_pushed(engine
     outbox.mark_pushed(engine, 7, {"b1": 41}, at=NOW)
     assert outbox.outbox_batch(engine, review) == [] and outbox.pushed_tasks(engine) == [(41, "b1")]
     assert outbox.has_expert_tasks(engine)
+
+
+def test_arrivals_and_held_out_models_of_an_empty_store(engine) -> None:
+    # the counted figures come from real flow runs: tests/services/test_preview.py
+    assert figures.arrivals(engine, cycles=5) is None and figures.held_out_models(engine) == []
+    figures.finish_cycle(engine, figures.open_cycle(engine, None), {})
+    assert figures.arrivals(engine, cycles=5) is None  # one finished cycle opens a window; a rate needs two
+    with pytest.raises(ValueError, match="cycles must be >= 1, got 0"):
+        figures.arrivals(engine, cycles=0)
