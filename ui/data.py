@@ -1,5 +1,6 @@
-"""The console's one data layer: the store's typed reads (``store.repo``, ``store.figures``), returned as frames
-and frozen views.
+"""The console's one data layer: the store's typed reads (``store.repo``, ``store.figures``) and the figures the flows
+compute from them (``services``: the weighted audit estimate, the policy preview), returned as frames and frozen
+views.
 
 Every function takes a SQLAlchemy engine and nothing else, imports no Streamlit, and returns an empty frame
 (or None, or an empty list) on an empty database. Rates whose denominator is zero are NaN, never 0: a console
@@ -9,7 +10,6 @@ that shows "0 % errors" for a segment nobody audited would invite auto-accepting
 from __future__ import annotations
 
 import math
-import zlib
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -20,10 +20,10 @@ from sqlalchemy import Engine
 
 from calibration.intervals import wilson_interval
 from calibration.metrics import ReliabilityCurve
-from calibration.report import out_of_fold_confidence
 from routing.decide import Route
+from routing.audit import AuditEstimate
 from routing.policy import Policy, SegmentPolicy
-from routing.whatif import WhatIfCurve, what_if
+from services.audit import annotator_gold_error, audit_estimates, overall_audit_estimate
 from store import figures as store_figures
 from store import repo
 from store.models import CalibrationReportRow
@@ -41,10 +41,11 @@ __all__ = [
     "overall_figures",
     "policy_settings_frame",
     "segment_figures",
-    "what_if_curve",
+    "promoted_version",
     "wilson_interval",
     "automation_bias",
     "annotator_accuracy",
+    "audit_overview",
     "guard_halts",
 ]
 
@@ -57,7 +58,6 @@ SEGMENT_COLUMNS = [
     *ROUTES,
     "automation_rate",
     "audited",
-    "audit_errors",
     "audit_error_rate",
     "audit_error_low",
     "audit_error_high",
@@ -112,14 +112,16 @@ class CalibrationView:
 
 @dataclass(frozen=True)
 class OverallFigures:
-    """Totals over all segments; rates are NaN when nothing was routed or audited."""
+    """Totals over all segments; rates are NaN when nothing was routed or audited. The audited error is the
+    inverse-probability-weighted estimate with its 95 % interval."""
 
     routed: int
     automated: int
     automation_rate: float
     audited: int
-    audit_errors: int
     audit_error_rate: float
+    audit_error_low: float
+    audit_error_high: float
     open_reviews: int
 
 
@@ -164,11 +166,14 @@ def _route_counts(engine: Engine) -> pd.DataFrame:
     return counts
 
 
-def _audit_counts(engine: Engine) -> pd.DataFrame:
-    # the audited automated items, a missing predicted label counted as an error (fail closed)
-    frame = pd.DataFrame(store_figures.audited_automation(engine), columns=list(store_figures.AuditedItem._fields))
-    grouped = frame.groupby("segment")["wrong"]
-    return pd.DataFrame({"audited": grouped.size(), "audit_errors": grouped.sum().astype("int64")})
+def _audit_estimates(engine: Engine) -> pd.DataFrame:
+    # the estimate the flows store in each cycle report: inverse-probability weighted, with its interval
+    estimates = audit_estimates(engine)
+    return pd.DataFrame({"audited": [e["n_audited"] for e in estimates.values()],
+                         "audit_error_rate": [e["error_rate"] for e in estimates.values()],
+                         "audit_error_low": [e["lower"] for e in estimates.values()],
+                         "audit_error_high": [e["upper"] for e in estimates.values()]},
+                        index=pd.Index(list(estimates), name="segment"))
 
 
 def _open_reviews(engine: Engine) -> pd.DataFrame:
@@ -178,21 +183,18 @@ def _open_reviews(engine: Engine) -> pd.DataFrame:
 
 def segment_figures(engine: Engine) -> pd.DataFrame:
     """One row per segment: latest-decision route counts, automation rate, audit error rate, open reviews."""
-    routes, audits, reviews = _route_counts(engine), _audit_counts(engine), _open_reviews(engine)
+    routes, audits, reviews = _route_counts(engine), _audit_estimates(engine), _open_reviews(engine)
     frame = routes.join(audits, how="outer").join(reviews, how="outer")
     if frame.empty:
         return pd.DataFrame({column: pd.Series(dtype=_dtype(column)) for column in SEGMENT_COLUMNS})
-    counts = ["routed", *ROUTES, "audited", "audit_errors", "open_reviews"]
+    counts = ["routed", *ROUTES, "audited", "open_reviews"]
     frame[counts] = frame[counts].fillna(0).astype("int64")
     with np.errstate(divide="ignore", invalid="ignore"):
         automated = frame[list(AUTOMATED_ROUTES)].sum(axis=1)
         frame["automation_rate"] = np.where(frame["routed"] > 0, automated / frame["routed"], np.nan)
-        frame["audit_error_rate"] = np.where(
-            frame["audited"] > 0, frame["audit_errors"] / frame["audited"], np.nan
-        )
-    frame["audit_error_low"], frame["audit_error_high"] = wilson_interval(
-        frame["audit_errors"], frame["audited"]
-    )
+    # a segment nobody audited has no estimate: NaN, never 0
+    no_audit = frame["audited"] == 0
+    frame.loc[no_audit, ["audit_error_rate", "audit_error_low", "audit_error_high"]] = np.nan
     frame.index.name = "segment"
     return frame.reset_index().sort_values("segment", ignore_index=True)[SEGMENT_COLUMNS]
 
@@ -216,21 +218,27 @@ def _dtype(column: str) -> str:
     return "float64" if column.endswith(("rate", "_low", "_high")) else "int64"
 
 
-def overall_figures(figures: pd.DataFrame) -> OverallFigures:
-    """Totals of a `segment_figures` frame; rates are pooled over items, not averaged over segments."""
+def overall_figures(figures: pd.DataFrame, audit: AuditEstimate | None = None) -> OverallFigures:
+    """Totals of a `segment_figures` frame, rates pooled over items, not averaged over segments; the audited error
+    is `audit` (``services.audit.overall_audit_estimate``), NaN without one."""
     routed = int(figures["routed"].sum())
     automated = int(figures[list(AUTOMATED_ROUTES)].sum().sum())
-    audited = int(figures["audited"].sum())
-    errors = int(figures["audit_errors"].sum())
     return OverallFigures(
         routed=routed,
         automated=automated,
         automation_rate=automated / routed if routed else math.nan,
-        audited=audited,
-        audit_errors=errors,
-        audit_error_rate=errors / audited if audited else math.nan,
+        audited=0 if audit is None else audit.n_audited,
+        audit_error_rate=math.nan if audit is None else audit.error_rate,
+        audit_error_low=math.nan if audit is None else audit.lower,
+        audit_error_high=math.nan if audit is None else audit.upper,
         open_reviews=int(figures["open_reviews"].sum()),
     )
+
+
+def audit_overview(engine: Engine) -> tuple[AuditEstimate | None, dict[str, Any]]:
+    """The weighted audit estimate over all segments and the annotators' gold error beside it
+    (``services.audit``): {"error", "n"}, error None without gold answers."""
+    return overall_audit_estimate(engine), annotator_gold_error(engine)
 
 
 def _curve(report: dict[str, Any] | None) -> ReliabilityCurve | None:
@@ -239,13 +247,19 @@ def _curve(report: dict[str, Any] | None) -> ReliabilityCurve | None:
 
 
 def latest_calibration(engine: Engine) -> list[CalibrationView]:
-    """Newest report per (model version, segment) of the promoted model(s); of all models if none is."""
-    promoted = repo.promoted_versions(engine)
-    rows = repo.calibration_reports(engine, model_versions=promoted or None)
-    newest: dict[tuple[str, str], Any] = {}
-    for row in rows:  # one row per report, not per item; already newest first
-        newest.setdefault((row.model_version, row.segment), row)
-    return [_calibration_view(newest[key]) for key in sorted(newest)]
+    """Newest report per segment of one model, in segment order: the promoted one when it has reports, else the
+    model of the newest report (a model just promoted has none until the next calibrate run scores and calibrates
+    it); empty without reports."""
+    rows = repo.calibration_reports(engine)  # one row per report, not per item; already newest first
+    if not rows:
+        return []
+    promoted = set(repo.promoted_versions(engine))
+    shown = next((row.model_version for row in rows if row.model_version in promoted), rows[0].model_version)
+    newest: dict[str, Any] = {}
+    for row in rows:
+        if row.model_version == shown:
+            newest.setdefault(row.segment, row)
+    return [_calibration_view(newest[segment]) for segment in sorted(newest)]
 
 
 def _calibration_view(row: CalibrationReportRow) -> CalibrationView:
@@ -314,38 +328,9 @@ def curve_frame(curve: ReliabilityCurve) -> pd.DataFrame:
     return frame[~np.asarray(curve.empty, dtype=bool)].reset_index(drop=True)
 
 
-def what_if_curve(
-    engine: Engine,
-    segment: str,
-    *,
-    items_per_cycle: float,
-    seconds_per_item: float,
-    spot_check_rate: float,
-) -> tuple[WhatIfCurve | None, int]:
-    """The what-if curve of `segment` over thresholds 0.00 .. 1.00 and the number of labelled items behind it.
-
-    Uses the promoted model (else "upstream") on its unbiased held-out labels. Their confidences are calibrated
-    out of fold with the method of the newest report of that model and segment (each item by a calibrator fitted
-    on the other folds), so the empirical error above a threshold is not flattered by a calibrator fitted to the
-    very labels it is read from. (None, 0) when the segment has no such labelled data.
-    """
-    model_version = repo.promoted_version(engine)
-    held_out = repo.held_out_labels(engine, model_version, segment=segment).get(segment)
-    if held_out is None:
-        return None, 0
-    confidence, correct = held_out.confidence, held_out.correct
-    method = repo.latest_calibration_method(engine, model_version, segment)
-    rng = np.random.default_rng(zlib.crc32(f"what-if/{model_version}/{segment}".encode()))
-    calibrated = confidence if method is None else out_of_fold_confidence(confidence, correct, method=method,
-                                                                          rng=rng)
-    curve = what_if(
-        calibrated,
-        correct,
-        items_per_cycle=items_per_cycle,
-        seconds_per_item=seconds_per_item,
-        spot_check_rate=spot_check_rate,
-    )
-    return curve, int(confidence.size)
+def promoted_version(engine: Engine) -> str:
+    """The model routing now: the promoted one, else the upstream passthrough."""
+    return repo.promoted_version(engine)
 
 
 def automation_bias(engine: Engine) -> pd.DataFrame:

@@ -6,6 +6,9 @@ import pandas as pd
 import streamlit as st
 from sqlalchemy import Engine, make_url
 
+from routing.audit import AuditEstimate
+from services import preview
+from services.preview import PreviewInputs
 from store.db import read_only_engine
 from store.settings import get_settings
 from ui import data
@@ -58,8 +61,23 @@ def segment_figures(url: str) -> pd.DataFrame:
 
 
 @st.cache_data(ttl=CACHE_SECONDS, show_spinner=False)
+def audit_overview(url: str) -> tuple[AuditEstimate | None, dict]:
+    return data.audit_overview(_engine_for(url))
+
+
+@st.cache_data(ttl=CACHE_SECONDS, show_spinner=False)
+def preview_inputs(url: str, segment: str) -> PreviewInputs:
+    return preview.preview_inputs(_engine_for(url), segment)
+
+
+@st.cache_data(ttl=CACHE_SECONDS, show_spinner=False)
 def latest_calibration(url: str) -> list[data.CalibrationView]:
     return data.latest_calibration(_engine_for(url))
+
+
+@st.cache_data(ttl=CACHE_SECONDS, show_spinner=False)
+def promoted_version(url: str) -> str:
+    return data.promoted_version(_engine_for(url))
 
 
 @st.cache_data(ttl=CACHE_SECONDS, show_spinner=False)
@@ -94,6 +112,7 @@ def guard_halts(url: str) -> pd.DataFrame:
 
 def refresh() -> None:
     """Drop the cached reads (not the engine) so the next run shows what the flows wrote since."""
-    for reader in (active_policy, segment_figures, latest_calibration, model_history, cycle_history,
+    for reader in (active_policy, segment_figures, audit_overview, preview_inputs, latest_calibration,
+                   promoted_version, model_history, cycle_history,
                    automation_bias, annotator_accuracy, agreement_tables, guard_halts):
         reader.clear()

@@ -50,3 +50,26 @@ def ingest_seed_and_train(settings, items: Path, labels: Path, *, seed_count: in
     seed_labels(engine, list(truth.items())[:seed_count], holdout_share=0.5)
     retrain_flow(settings=settings)
     return engine, truth
+
+
+def seed_then_loop(settings, items: Path, labels: Path, work: Path, *, seed_count: int = 200, cycles: int = 3,
+                   batch_size: int = 150):
+    """Ingest only the first `seed_count` items, seed their labels (half held out) and train, then run `cycles`
+    cycles of the loop with direct (simulated, never wrong) annotators, each ingesting the next `batch_size` items
+    just before it starts, as production traffic arrives; returns the engine."""
+    import numpy as np
+
+    from flows.common import engine_for
+    from flows.ingest import ingest_flow, read_labels, seed_labels
+    from flows.retrain import retrain_flow
+    from flows.simulate import DirectAnnotators, read_records, run_loop, write_jsonl
+
+    records, truth = read_records(items), dict(read_labels(labels))
+    engine = engine_for(settings)
+    ingest_flow(str(write_jsonl(work / "seed.jsonl", records[:seed_count])), settings=settings)
+    seed_labels(engine, [(r["id"], truth[r["id"]]) for r in records[:seed_count]], holdout_share=0.5)
+    retrain_flow(settings=settings)
+    annotate = DirectAnnotators(engine, truth, sorted(set(truth.values())), 0.0, np.random.default_rng(1))
+    run_loop(engine=engine, settings=settings, stream=records[seed_count:], cycles=cycles, batch_size=batch_size,
+             strategy="margin", annotate=annotate, push=False, truth=truth, work=work, accuracy=lambda: None)
+    return engine

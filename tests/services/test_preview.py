@@ -17,23 +17,13 @@ BATCH = 150
 
 @pytest.fixture
 def looped(sluice_home, dataset_files, tmp_path):  # noqa: F811
-    """Seed 200 labels (half held out) and train (as `sluice simulate` does, but on this test's store, whichever
-    backend), then three cycles of the loop, each ingesting the next 150 items first."""
+    """Seed 200 labels (half held out) and train, then three cycles of the loop, each ingesting the next 150 items
+    first, on this test's store (either backend)."""
     from flows.common import engine_for
-    from flows.ingest import ingest_flow, read_labels, seed_labels
-    from flows.retrain import retrain_flow
-    from flows.simulate import DirectAnnotators, read_records, run_loop, write_jsonl
     from store.settings import get_settings
+    from tests.flows.seeded import seed_then_loop
 
-    items, labels = dataset_files
-    settings, records, truth = get_settings(), read_records(items), dict(read_labels(labels))
-    engine = engine_for(settings)
-    ingest_flow(str(write_jsonl(tmp_path / "seed.jsonl", records[:200])), settings=settings)
-    seed_labels(engine, [(r["id"], truth[r["id"]]) for r in records[:200]], holdout_share=0.5)
-    retrain_flow(settings=settings)
-    annotate = DirectAnnotators(engine, truth, sorted(set(truth.values())), 0.0, np.random.default_rng(1))
-    run_loop(engine=engine, settings=settings, stream=records[200:], cycles=3, batch_size=BATCH, strategy="margin",
-             annotate=annotate, push=False, truth=truth, work=tmp_path, accuracy=lambda: None)
+    engine = seed_then_loop(get_settings(), *dataset_files, tmp_path, cycles=3, batch_size=BATCH)
     assert engine_for(None).url == engine.url  # the store the tests read
     return engine
 

@@ -7,6 +7,9 @@ The populated store is small enough to count on paper (see `populate`):
 | default | 10     | 6           | 2          | 1      | 1        | 3 (1)           | 2            |
 | finance | 4      | 0           | 1          | 2      | 1        | 0               | 1            |
 | news    | 0      | 0           | 0          | 0      | 0        | 0               | 1            |
+
+Every automated decision had an inclusion probability of 1/2, so the weighted audit estimate of default is
+2 x 1 wrong / 8 automated = 25 %, and over all segments 2 x 1 / 9 automated = 22.2 %.
 """
 
 from __future__ import annotations
@@ -131,6 +134,8 @@ def _decisions(
             model_version="m1",
             predicted_label=predicted,
             calibrated_confidence=0.95,
+            # each automated item was drawn for audit with probability 1/2: its audit weighs 2
+            inclusion_probability=0.5 if route in ("auto_accept", "spot_check") else None,
             created_at=T0 + timedelta(hours=1),
         )
         for i, route in enumerate(routes)

@@ -10,6 +10,8 @@ from sqlalchemy import update
 
 from calibration.metrics import ReliabilityCurve
 from store.models import ModelVersion
+from services.audit import audit_estimates
+from tests.ui.conftest import T0
 from ui import data
 
 
@@ -53,38 +55,33 @@ def test_segment_figures_count_latest_decisions_audits_and_open_reviews(populate
         "review",
         "escalate",
         "audited",
-        "audit_errors",
         "open_reviews",
     ]
-    assert figures.loc["default", counts].tolist() == [10, 6, 2, 1, 1, 3, 1, 2]
-    assert figures.loc["finance", counts].tolist() == [4, 0, 1, 2, 1, 0, 0, 1]
-    assert figures.loc["news", counts].tolist() == [0, 0, 0, 0, 0, 0, 0, 1]
+    assert figures.loc["default", counts].tolist() == [10, 6, 2, 1, 1, 3, 2]
+    assert figures.loc["finance", counts].tolist() == [4, 0, 1, 2, 1, 0, 1]
+    assert figures.loc["news", counts].tolist() == [0, 0, 0, 0, 0, 0, 1]
     assert figures.loc["default", "automation_rate"] == pytest.approx(0.8)
     assert figures.loc["finance", "automation_rate"] == pytest.approx(0.25)
-    assert figures.loc["default", "audit_error_rate"] == pytest.approx(1 / 3)
+    # the weighted estimate the flows record, not the share of audits: 1 wrong audit weighing 2, of 8 automated
+    estimate = audit_estimates(populated_engine)["default"]
+    assert figures.loc["default", "audit_error_rate"] == pytest.approx(2 / 8) == estimate["error_rate"]
+    assert figures.loc["default", ["audit_error_low", "audit_error_high"]].tolist() == [estimate["lower"],
+                                                                                        estimate["upper"]]
+    assert figures.loc["default", "audit_error_low"] < 0.25 < figures.loc["default", "audit_error_high"]
     # nothing routed or audited is unknown, not 0 %
     assert math.isnan(figures.loc["news", "automation_rate"])
     assert math.isnan(figures.loc["finance", "audit_error_rate"])
-    assert figures.loc["default", "audit_error_low"] < 1 / 3 < figures.loc["default", "audit_error_high"]
 
 
 def test_overall_figures_pool_items_over_segments(populated_engine) -> None:
-    overall = data.overall_figures(data.segment_figures(populated_engine))
-    assert (
-        overall.routed,
-        overall.automated,
-        overall.audited,
-        overall.audit_errors,
-        overall.open_reviews,
-    ) == (
-        14,
-        9,
-        3,
-        1,
-        4,
-    )
+    audit, gold = data.audit_overview(populated_engine)
+    overall = data.overall_figures(data.segment_figures(populated_engine), audit)
+    assert (overall.routed, overall.automated, overall.audited, overall.open_reviews) == (14, 9, 3, 4)
     assert overall.automation_rate == pytest.approx(9 / 14)
-    assert overall.audit_error_rate == pytest.approx(1 / 3)
+    # weighted over every segment: 1 wrong audit weighing 2, of 9 automated items
+    assert overall.audit_error_rate == pytest.approx(2 / 9) and audit.n_population == 9
+    assert overall.audit_error_low < 2 / 9 < overall.audit_error_high
+    assert gold == {"error": None, "n": 0}  # no gold answers in this store
 
 
 def test_wilson_interval_matches_the_textbook_value_and_is_nan_without_trials() -> None:
@@ -106,11 +103,15 @@ def test_latest_calibration_is_newest_per_segment_of_the_promoted_model(populate
     assert int(bins["count"].sum()) == 400 and bins["accuracy"].notna().all()
 
 
-def test_latest_calibration_falls_back_to_all_models_when_none_is_promoted(populated_engine) -> None:
+def test_latest_calibration_falls_back_to_the_newest_reported_model(populated_engine) -> None:
+    # a model just promoted has no report until the next calibrate run: the page shows the newest one with reports
     with populated_engine.begin() as connection:
-        connection.execute(update(ModelVersion).values(status="candidate"))
+        connection.execute(update(ModelVersion).values(status="retired"))
+        connection.execute(ModelVersion.__table__.insert().values(version="m3", kind="sklearn", status="promoted",
+                                                                 train_size=400, created_at=T0))
+    assert data.promoted_version(populated_engine) == "m3"
     keys = [(v.model_version, v.segment) for v in data.latest_calibration(populated_engine)]
-    assert keys == [("m1", "default"), ("m1", "finance"), ("m2", "default")]
+    assert keys == [("m2", "default")]  # m2's report (T0) is newer than any of m1's
 
 
 def test_model_and_cycle_history(populated_engine) -> None:

@@ -8,23 +8,28 @@ from ui import data, state
 from ui.display import interval, reliability_chart
 
 EMPTY = "No calibration reports yet — run `sluice cycle` once labelled audit data exists."
+NOT_YET = ("Model `{routing_now}` routes now but has no calibration report yet: the next `sluice cycle` (or `sluice "
+           "score` then `sluice calibrate`) scores its held-out labels and calibrates it. Shown meanwhile: `{shown}`, "
+           "the most recent model with reports.")
 
 
 def render() -> None:
     st.title("Calibration")
-    views = state.latest_calibration(state.database_url())
+    url = state.database_url()
+    views = state.latest_calibration(url)
     if not views:
         st.info(EMPTY)
         return
-    models = sorted({view.model_version for view in views})
-    st.caption(f"Newest report per segment for model {', '.join(f'`{m}`' for m in models)}")
+    shown, routing_now = views[0].model_version, state.promoted_version(url)
+    st.caption(f"Newest report per segment for model `{shown}`")
+    if shown != routing_now:
+        st.info(NOT_YET.format(routing_now=routing_now, shown=shown))
     for view in views:
-        _segment(view, show_model=len(models) > 1)
+        _segment(view)
 
 
-def _segment(view: data.CalibrationView, *, show_model: bool) -> None:
-    title = view.segment + (f" · model {view.model_version}" if show_model else "")
-    st.subheader(title)
+def _segment(view: data.CalibrationView) -> None:
+    st.subheader(view.segment)
     ece, samples, method = st.columns(3)
     ece.metric(
         "ECE", f"{view.ece:.3f}", help=f"95 % bootstrap interval {interval(view.ece_low, view.ece_high)}"

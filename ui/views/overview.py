@@ -5,6 +5,8 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
+from routing.audit import AuditEstimate
+from services.audit import MIN_GOLD_FOR_CORRECTION
 from ui import data, state
 from ui.display import MISSING, percent
 
@@ -22,8 +24,9 @@ def render() -> None:
     if figures.empty:
         st.info(EMPTY_ROUTING)
         return
-    _overall_metrics(data.overall_figures(figures))
-    _annotator_error_note(state.annotator_accuracy(url))
+    audit, gold = state.audit_overview(url)
+    _overall_metrics(data.overall_figures(figures, audit), audit)
+    _annotator_error_note(gold)
     st.subheader("Per segment")
     st.dataframe(_segment_table(figures), hide_index=True, width="stretch")
 
@@ -56,7 +59,7 @@ def _policy_summary(view: data.PolicyView | None, segments: list[str]) -> None:
         st.dataframe(data.policy_settings_frame(view, segments), hide_index=True, width="stretch")
 
 
-def _overall_metrics(overall: data.OverallFigures) -> None:
+def _overall_metrics(overall: data.OverallFigures, audit: AuditEstimate | None) -> None:
     routed, automation, error, reviews = st.columns(4)
     routed.metric("Items routed", f"{overall.routed:,}")
     automation.metric(
@@ -64,35 +67,39 @@ def _overall_metrics(overall: data.OverallFigures) -> None:
         percent(overall.automation_rate),
         help="(auto-accepted + spot-checked) / routed, latest decision per item",
     )
-    low, high = data.wilson_interval(overall.audit_errors, overall.audited)
     error.metric(
         "Auto-accept error (audited)",
         percent(overall.audit_error_rate),
-        help=f"{overall.audit_errors} wrong of {overall.audited} audited automated items; "
-        f"95 % Wilson interval {percent(float(low))} – {percent(float(high))}",
+        help=MISSING if audit is None else (
+            f"{audit.n_audited} audits of {audit.n_population} automated items, each weighted by 1 / the chance it "
+            f"had of being audited (the estimate the flows record); 95 % interval "
+            f"{percent(overall.audit_error_low)} – {percent(overall.audit_error_high)}"),
     )
     reviews.metric("Open review tasks", f"{overall.open_reviews:,}")
+    if audit is not None:
+        st.caption(f"Auto-accept error {percent(overall.audit_error_rate)}, 95 % interval "
+                   f"{percent(overall.audit_error_low)} – {percent(overall.audit_error_high)}: the inverse-probability-"
+                   f"weighted estimate from {audit.n_audited} audits of {audit.n_population:,} automated items.")
 
 
-def _annotator_error_note(accuracy: pd.DataFrame) -> None:
+def _annotator_error_note(gold: dict) -> None:
     """Audited error compares the model with people, who err too: say how often, from their gold answers."""
-    answered = int(accuracy["gold_answered"].sum()) if not accuracy.empty else 0
-    if not answered:
+    if not gold["n"]:
         st.caption("Audited error is the share of audits where people disagreed with the model. No gold answers "
                    "yet measure the annotators' own error (set `gold_share` in the policy).")
         return
-    right = float((accuracy["gold_accuracy"] * accuracy["gold_answered"]).sum())
     st.caption(
         f"Audited error is the share of audits where people disagreed with the model, not corrected here for "
-        f"the annotators' own error: {percent(1 - right / answered)} on {answered} gold answers. Each cycle "
-        "report also holds the estimate corrected for it (with 30 or more gold answers)."
+        f"the annotators' own error: their gold accuracy is {percent(1 - gold['error'])} "
+        f"({percent(gold['error'])} wrong) on {gold['n']} gold answers. Each cycle report also holds the estimate "
+        f"corrected for it (with {MIN_GOLD_FOR_CORRECTION} or more gold answers)."
     )
 
 
 def _segment_table(figures: pd.DataFrame) -> pd.DataFrame:
     table = figures.copy()
     table["automation"] = table["automation_rate"].map(percent)
-    table["audit error"] = table["audit_error_rate"].map(percent)
+    table["audit error (weighted)"] = table["audit_error_rate"].map(percent)
     table["audit error 95 %"] = [
         MISSING if pd.isna(low) else f"{percent(low)} – {percent(high)}"
         for low, high in zip(table["audit_error_low"], table["audit_error_high"])
@@ -106,7 +113,7 @@ def _segment_table(figures: pd.DataFrame) -> pd.DataFrame:
         "escalate",
         "automation",
         "audited",
-        "audit error",
+        "audit error (weighted)",
         "audit error 95 %",
         "open_reviews",
     ]
