@@ -8,6 +8,7 @@ author (`store.policy_changes`). The next route run uses whatever version is act
 from __future__ import annotations
 
 import math
+import re
 from typing import Any
 
 import pandas as pd
@@ -15,9 +16,12 @@ import streamlit as st
 from pydantic import ValidationError
 
 from routing.policy import Policy, approval_segments, policy_diff
+from routing.preview import SegmentPreview
+from services.preview import PreviewInputs, preview_from, preview_inputs
 from store import policy_changes, repo
 from store.vocab import ChangeStatus, Role
 from ui import auth, data, state
+from ui.display import MISSING, percent
 
 EMPTY_POLICY = "No active policy yet: run `sluice init` (or any flow) to activate the embedded default."
 NEW_SEGMENT = "+ new segment"
@@ -61,7 +65,9 @@ def _editor(policy: Policy, version: str, *, editable: bool) -> Policy | None:
             return None
     rules = policy.defaults if segment == "defaults" else policy.for_segment(segment)
     key = f"{version}-{segment}"  # fresh widgets for each active version and segment
-    left, right = st.columns(2)
+    # one container per segment, named after it: a browser finds this segment's fields, never the last one's
+    box = st.container(key=f"rules-{re.sub(r'[^A-Za-z0-9_-]', '_', segment)}")
+    left, right = box.columns(2)
     changes: dict[str, Any] = {}
     with left:
         changes["mode"] = st.selectbox("Mode", MODES, index=MODES.index(rules.mode), key=f"{key}-mode",
@@ -99,10 +105,10 @@ def _editor(policy: Policy, version: str, *, editable: bool) -> Policy | None:
                              ("overlap_share", "Overlap share")):
             changes[field] = st.number_input(label, min_value=0.0, max_value=1.0, value=getattr(rules, field),
                                              step=0.05, format="%.2f", key=f"{key}-{field}", disabled=not editable)
-    st.caption("Risk rules: items matching a rule escalate or go to review, whatever their confidence.")
+    box.caption("Risk rules: items matching a rule escalate or go to review, whatever their confidence.")
     table = pd.DataFrame([rule.model_dump(mode="json") for rule in rules.risk_rules], columns=RULE_COLUMNS)
     table["value"] = table["value"].astype(str)
-    rules_table = st.data_editor(table, num_rows="dynamic" if editable else "fixed", disabled=not editable,
+    rules_table = box.data_editor(table, num_rows="dynamic" if editable else "fixed", disabled=not editable,
                                  key=f"{key}-rules", hide_index=True, width="stretch",
                                  column_config={"op": st.column_config.SelectboxColumn(
                                      options=[">", ">=", "<", "<=", "==", "contains", "regex"]),
@@ -135,6 +141,7 @@ def _review_and_apply(account: auth.SignedIn, active: Policy, edited: Policy) ->
         return
     st.subheader("Change")
     st.table(_diff_frame(changes), hide_index=True)
+    _preview(active, edited, sorted({c.segment for c in changes} - {"policy"}))
     needs = approval_segments(active, edited)
     if needs:
         st.warning(f"This change touches {', '.join(needs)}, marked regulated or high stakes: it waits for an "
@@ -153,6 +160,52 @@ def _review_and_apply(account: auth.SignedIn, active: Policy, edited: Policy) ->
             f"Version `{change.version}` applied: the next route run uses it." if change.status is
             ChangeStatus.APPLIED else f"Change {change.id} waits for an approver.")
         st.rerun()
+
+
+@st.cache_data(ttl=state.CACHE_SECONDS, show_spinner=False)
+def _inputs(url: str, segment: str) -> PreviewInputs:
+    return preview_inputs(state.engine(), segment)
+
+
+def _preview(active: Policy, edited: Policy, segments: list[str]) -> None:
+    """What the active and the edited rules would do, on held-out labels and the real arrival rate."""
+    st.subheader("Preview")
+    shown = [s for s in segments if s != "defaults"] or sorted(repo.segments_seen(state.engine()))
+    if not shown:
+        st.info("No segment has items yet: `sluice ingest` and `sluice cycle` give the preview its data.")
+        return
+    url = state.database_url()
+    rows, gaps, models = [], [], set()
+    for segment in shown:
+        inputs = _inputs(url, segment)
+        before, after = preview_from(inputs, active), preview_from(inputs, edited)
+        for name, preview in (("active", before), ("new", after)):
+            rows.append({"segment": segment, "rules": name, **_preview_row(preview)})
+        if after.reason:
+            gaps.append(f"{segment}: {after.reason}")
+        if inputs.model_version:
+            models.add(inputs.model_version)
+    st.table(pd.DataFrame(rows), hide_index=True)
+    if models:
+        st.caption(f"On the unbiased held-out labels (seed, audit, gold) of model {', '.join(sorted(models))} and "
+                   "each segment's arrivals over the last cycles. Not seen here: a failed calibration gate, a "
+                   "live-guard halt and risk rules, which send items to people whatever this says.")
+    for gap in gaps:
+        st.caption(gap)
+
+
+def _preview_row(preview: SegmentPreview) -> dict[str, str]:
+    return {
+        "threshold": MISSING if preview.threshold is None else f"{preview.threshold:.3f} ({preview.threshold_kind})",
+        "automation": percent(preview.automation_rate),
+        "expected error": percent(preview.expected_error),
+        "error 95 %": (MISSING if math.isnan(preview.expected_error)
+                       else f"{percent(preview.error_low)} – {percent(preview.error_high)}"),
+        "reviews / day": MISSING if math.isnan(preview.review_per_day) else f"{preview.review_per_day:,.0f}",
+        "reviewer hours / day": (MISSING if math.isnan(preview.reviewer_hours_per_day)
+                                 else f"{preview.reviewer_hours_per_day:,.1f}"),
+        "labels": preview.n_labels,
+    }
 
 
 def _diff_frame(changes: list) -> pd.DataFrame:
