@@ -20,10 +20,14 @@ from flows.simulate import LabelStudioAnnotators, cycle_table, run_loop, setting
 from labeling.server import LabelStudioServer
 from routing.policy import Policy
 from scoring.datasets import load_bbc_news
+from store.accounts import add_account
 from store.repo import save_policy
 from store.settings import PROJECT_ROOT, SluiceSettings, settings_or_environment
 
 DEMO_POLICY = PROJECT_ROOT / "policies" / "bbc-news.yaml"
+# The demo store's console accounts (a local store on 127.0.0.1 only; a real store gets its own, `sluice user add`)
+DEMO_ACCOUNTS = (("ops", "operator"), ("lead", "approver"), ("guest", "viewer"))
+DEMO_PASSWORD = "sluice-demo-pass"
 
 
 def _ensure_labelstudio(settings: SluiceSettings, console: Console) -> str:
@@ -60,6 +64,8 @@ def run_demo(*, cycles: int, batch_size: int, seed_labels: int, annotator_error:
                   f"seeding with {seed_labels} labels, then {cycles} cycles of {batch_size} items")
     engine = engine_for(settings)
     save_policy(engine, Policy.load(DEMO_POLICY), comment="demo policy")
+    for username, role in DEMO_ACCOUNTS:
+        add_account(engine, username, role=role, password=DEMO_PASSWORD)
     seed_items, stream = records[:seed_labels], records[seed_labels:]
     ingest_flow(str(write_jsonl(home / "seed-items.jsonl", seed_items)), settings=settings)
     seed_labels_summary = seed_labels_into(engine, seed_items, truth, seed)
@@ -82,7 +88,8 @@ def run_demo(*, cycles: int, batch_size: int, seed_labels: int, annotator_error:
     console.print(f"finished in {time.perf_counter() - started:.0f} s")
     console.print(f"Label Studio: {url}  (user {settings.labelstudio_username}, "
                   f"project {settings.labelstudio_project!r}); stop it with `sluice labelstudio stop`")
-    console.print(f"Console: SLUICE_HOME={home} sluice ui  →  http://127.0.0.1:8501")
+    console.print(f"Console: SLUICE_HOME={home} sluice ui  →  http://127.0.0.1:8501  (sign in as ops, lead or guest: "
+                  f"operator, approver, viewer; password {DEMO_PASSWORD})")
     return rows
 
 
