@@ -10,16 +10,24 @@ in that cycle. Rows come back as named tuples, read by attribute.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any, NamedTuple
 
-from sqlalchemy import Engine, Subquery, func, insert, select, update
+from sqlalchemy import Engine, String, Subquery, cast, func, insert, select, update
 
 from store.models import Annotation, CycleReport, Item, Label, Prediction, ReviewTask, RoutingDecision, utcnow
 from store.vocab import AUTOMATED_ROUTES, UNBIASED_SELECTIONS, LabelSource, Selection, Split, TaskState
 
 __all__ = [
     "Arrivals",
+    "CycleBacklog",
+    "CycleRoutes",
+    "ReasonCount",
+    "WaitingTasks",
+    "backlog_by_cycle",
+    "latest_cycle_reasons",
+    "routes_by_cycle",
+    "waiting_tasks",
     "AuditedItem",
     "AutomatedPrediction",
     "CycleCounts",
@@ -336,3 +344,97 @@ def held_out_models(engine: Engine, *, segment: str | None = None) -> list[HeldO
         query = query.join(Item, Item.id == Prediction.item_id).where(Item.segment == segment)
     with engine.connect() as conn:
         return [HeldOutModel(row.model_version, row.n, row.at) for row in conn.execute(query)]
+
+
+class CycleRoutes(NamedTuple):
+    """How many decisions of one cycle in one segment took one route."""
+
+    cycle: int
+    segment: str
+    route: str
+    n: int
+
+
+def routes_by_cycle(engine: Engine) -> list[CycleRoutes]:
+    """Decisions per (cycle, segment, route), oldest cycle first: automation over cycles, per segment."""
+    query = (select(RoutingDecision.cycle, RoutingDecision.segment, RoutingDecision.route, func.count())
+             .where(RoutingDecision.cycle.is_not(None))
+             .group_by(RoutingDecision.cycle, RoutingDecision.segment, RoutingDecision.route)
+             .order_by(RoutingDecision.cycle, RoutingDecision.segment, RoutingDecision.route))
+    with engine.connect() as conn:
+        return [CycleRoutes(*row) for row in conn.execute(query)]
+
+
+class ReasonCount(NamedTuple):
+    """How many of a segment's decisions in its latest routed cycle gave these reasons."""
+
+    segment: str
+    cycle: int
+    reasons: tuple[str, ...]
+    n: int
+
+
+def latest_cycle_reasons(engine: Engine) -> list[ReasonCount]:
+    """Per segment, the reason codes of the decisions of the newest cycle that routed it, counted by combination
+    (what the flows acted on last: a stale or drifted calibration, a failed gate, a halt)."""
+    import json
+
+    latest = (select(RoutingDecision.segment, func.max(RoutingDecision.cycle).label("cycle"))
+              .where(RoutingDecision.cycle.is_not(None)).group_by(RoutingDecision.segment).subquery())
+    reasons = cast(RoutingDecision.reasons, String)
+    query = (select(RoutingDecision.segment, RoutingDecision.cycle, reasons, func.count())
+             .join(latest, (latest.c.segment == RoutingDecision.segment) & (latest.c.cycle == RoutingDecision.cycle))
+             .group_by(RoutingDecision.segment, RoutingDecision.cycle, reasons))
+    with engine.connect() as conn:
+        return [ReasonCount(segment, cycle, tuple(json.loads(text) if text else ()), n)
+                for segment, cycle, text, n in conn.execute(query)]
+
+
+class WaitingTasks(NamedTuple):
+    """Review tasks of a segment and queue that no one has finished: how many, and since when the oldest waits."""
+
+    segment: str
+    queue: str
+    waiting: int
+    oldest: datetime
+
+
+def waiting_tasks(engine: Engine) -> list[WaitingTasks]:
+    """Unfinished review tasks (written or in Label Studio) per segment and queue, with the oldest's creation."""
+    query = (select(Item.segment, ReviewTask.queue, func.count(), func.min(ReviewTask.created_at))
+             .join(Item, Item.id == ReviewTask.item_id)
+             .where(ReviewTask.state != TaskState.DONE)
+             .group_by(Item.segment, ReviewTask.queue).order_by(Item.segment, ReviewTask.queue))
+    with engine.connect() as conn:
+        return [WaitingTasks(segment, queue, n, _aware(oldest)) for segment, queue, n, oldest in conn.execute(query)]
+
+
+def _aware(moment: datetime) -> datetime:
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+
+
+class CycleBacklog(NamedTuple):
+    """Review tasks a segment's cycle created, and labels people's answers resolved in it."""
+
+    cycle: int
+    segment: str
+    created: int
+    resolved: int
+
+
+def backlog_by_cycle(engine: Engine) -> list[CycleBacklog]:
+    """Per (cycle, segment): review tasks created, and labels resolved from people's answers (seed labels aside).
+    The backlog after a cycle is the running sum of created minus resolved."""
+    created = (select(ReviewTask.cycle, Item.segment, func.count())
+               .join(Item, Item.id == ReviewTask.item_id).where(ReviewTask.cycle.is_not(None))
+               .group_by(ReviewTask.cycle, Item.segment))
+    resolved = (select(Label.cycle, Item.segment, func.count())
+                .join(Item, Item.id == Label.item_id)
+                .where(Label.cycle.is_not(None), Label.source != LabelSource.SEED)
+                .group_by(Label.cycle, Item.segment))
+    counts: dict[tuple[int, str], list[int]] = {}
+    with engine.connect() as conn:
+        for column, query in enumerate((created, resolved)):
+            for cycle, segment, n in conn.execute(query):
+                counts.setdefault((cycle, segment), [0, 0])[column] = n
+    return [CycleBacklog(cycle, segment, made, done) for (cycle, segment), (made, done) in sorted(counts.items())]

@@ -30,6 +30,10 @@ from store.models import CalibrationReportRow
 from store.vocab import AUTOMATED_ROUTES as _AUTOMATED
 
 __all__ = [
+    "SegmentFlag",
+    "calibration_flags",
+    "queue_age",
+    "segment_trends",
     "CalibrationView",
     "OverallFigures",
     "PolicyView",
@@ -378,3 +382,93 @@ def agreement_tables(engine: Engine) -> tuple[pd.DataFrame, pd.DataFrame]:
                             columns=list(SegmentAgreement.__dataclass_fields__))
     pairs = pd.DataFrame([asdict(r) for r in report["pairs"]], columns=list(PairAgreement.__dataclass_fields__))
     return segments, pairs
+
+
+# Reason codes of the route step that say a segment's calibration no longer stands, and what each means to ops;
+# any other `calibration_*` code is a failed gate (too few unbiased labels, an ECE interval above `max_ece`).
+CALIBRATION_FLAGS = {
+    "calibration_stale": "its calibration is older than the policy's `max_age_hours`: `sluice calibrate` (or the "
+                         "next cycle) refits it",
+    "calibration_drift": "the confidences it routes drifted away from those it was calibrated on: new audits, then "
+                         "`sluice calibrate`, refit it",
+    "calibration_missing": "it has no calibration yet: `sluice calibrate` fits one once it has unbiased labels",
+}
+GATE_FAILED = "calibration_gate_failed"
+NOT_FLAGS = frozenset({"calibration_group"})
+
+
+@dataclass(frozen=True)
+class SegmentFlag:
+    """A segment whose latest route run sent items to people because its calibration does not stand."""
+
+    segment: str
+    cycle: int
+    reason: str
+    affected: int
+    routed: int
+    text: str
+
+
+def calibration_flags(engine: Engine) -> list[SegmentFlag]:
+    """Per segment, why its latest routed cycle sent items to people for calibration's sake (stale, drift,
+    missing, else the failed gate's own codes), with how many of that cycle's decisions it concerned."""
+    by_segment: dict[str, list[store_figures.ReasonCount]] = {}
+    for row in store_figures.latest_cycle_reasons(engine):
+        by_segment.setdefault(row.segment, []).append(row)
+    flags = []
+    for segment, rows in sorted(by_segment.items()):
+        routed, cycle = sum(r.n for r in rows), rows[0].cycle
+        found = next(((reason, text) for reason, text in CALIBRATION_FLAGS.items()
+                      if any(reason in r.reasons for r in rows)), None)
+        if found is not None:
+            reason, text = found
+            flags.append(SegmentFlag(segment, cycle, reason, sum(r.n for r in rows if reason in r.reasons),
+                                     routed, text))
+            continue
+        failing = [r for r in rows if any(c.startswith("calibration_") and c not in NOT_FLAGS for c in r.reasons)]
+        if failing:
+            codes = sorted({c for r in failing for c in r.reasons if c.startswith("calibration_")} - NOT_FLAGS)
+            flags.append(SegmentFlag(segment, cycle, GATE_FAILED, sum(r.n for r in failing), routed,
+                                     f"its calibration failed the gate ({', '.join(codes)}): more unbiased labels "
+                                     "(audits, `sluice seed-labels`) or a looser `max_ece` let it pass"))
+    return flags
+
+
+TREND_COLUMNS = ["cycle", "segment", "routed", "automation_rate", "audit_error", "audit_low", "audit_high",
+                 "backlog"]
+
+
+def segment_trends(engine: Engine) -> pd.DataFrame:
+    """Per cycle and segment: items routed, the automation rate, the weighted audited error of auto-accepted items
+    with its interval as the cycle report recorded it, and the review backlog after the cycle."""
+    routes = store_figures.routes_by_cycle(engine)
+    if not routes:
+        return pd.DataFrame(columns=TREND_COLUMNS)
+    frame = pd.DataFrame(routes, columns=list(store_figures.CycleRoutes._fields))
+    frame["automated"] = frame["route"].isin(AUTOMATED_ROUTES) * frame["n"]
+    trends = frame.groupby(["cycle", "segment"], as_index=False).agg(routed=("n", "sum"),
+                                                                      automated=("automated", "sum"))
+    trends["automation_rate"] = trends["automated"] / trends["routed"]
+    audits = {(row.cycle, segment): estimate for row in store_figures.cycle_reports(engine)
+              for segment, estimate in ((row.figures or {}).get("audit") or {}).items()}
+    for column, key in (("audit_error", "error_rate"), ("audit_low", "lower"), ("audit_high", "upper")):
+        trends[column] = [_number((audits.get((c, s)) or {}).get(key))
+                          for c, s in zip(trends["cycle"], trends["segment"])]
+    backlog = pd.DataFrame(store_figures.backlog_by_cycle(engine),
+                           columns=list(store_figures.CycleBacklog._fields))
+    if backlog.empty:
+        trends["backlog"] = 0
+    else:
+        backlog = backlog.sort_values("cycle")
+        backlog["backlog"] = (backlog["created"] - backlog["resolved"]).groupby(backlog["segment"]).cumsum()
+        trends = trends.merge(backlog[["cycle", "segment", "backlog"]], on=["cycle", "segment"], how="left")
+        trends["backlog"] = trends.groupby("segment")["backlog"].ffill().fillna(0).clip(lower=0).astype(int)
+    return trends[TREND_COLUMNS]
+
+
+def queue_age(engine: Engine, now: datetime) -> pd.DataFrame:
+    """Unfinished review tasks per segment and queue, and how many hours the oldest has waited at `now`."""
+    rows = store_figures.waiting_tasks(engine)
+    return pd.DataFrame([{"segment": r.segment, "queue": r.queue, "waiting": r.waiting,
+                          "oldest_hours": (now - r.oldest).total_seconds() / 3600.0} for r in rows],
+                        columns=["segment", "queue", "waiting", "oldest_hours"])

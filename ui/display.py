@@ -108,3 +108,19 @@ def cycle_chart(cycles: pd.DataFrame, columns: list[str]) -> alt.Chart:
         )
         .properties(height=260)
     )
+
+
+def trend_chart(trends: pd.DataFrame, value: str, *, title: str, low: str | None = None,
+                high: str | None = None, rate: bool = True) -> alt.LayerChart:
+    """One figure per cycle, a line per segment, with its interval as a band when given; the y axis spans the
+    data (and the interval), not a fixed 0-1."""
+    known = trends.dropna(subset=[value])
+    axis = alt.Axis(format=".1%") if rate else alt.Axis()
+    y = alt.Y(f"{value}:Q", title=title, scale=alt.Scale(zero=False, nice=True), axis=axis)
+    base = alt.Chart(known).encode(x=alt.X("cycle:O", title="cycle", axis=alt.Axis(labelAngle=0)),
+                                   color=alt.Color("segment:N"))
+    line = base.mark_line(point=True).encode(y=y, tooltip=["cycle", "segment", f"{value}:Q"])
+    if low is None or high is None:
+        return alt.layer(line).properties(height=220)
+    band = base.mark_area(opacity=0.2).encode(y=alt.Y(f"{low}:Q", scale=alt.Scale(zero=False)), y2=f"{high}:Q")
+    return alt.layer(band, line).properties(height=220)

@@ -110,9 +110,27 @@ def guard_halts(url: str) -> pd.DataFrame:
     return data.guard_halts(_engine_for(url))
 
 
+@st.cache_data(ttl=CACHE_SECONDS, show_spinner=False)
+def calibration_flags(url: str) -> list[data.SegmentFlag]:
+    return data.calibration_flags(_engine_for(url))
+
+
+@st.cache_data(ttl=CACHE_SECONDS, show_spinner=False)
+def segment_trends(url: str) -> pd.DataFrame:
+    return data.segment_trends(_engine_for(url))
+
+
+@st.cache_data(ttl=CACHE_SECONDS, show_spinner=False)
+def queue_age(url: str) -> pd.DataFrame:
+    from datetime import datetime, timezone
+
+    return data.queue_age(_engine_for(url), datetime.now(timezone.utc))
+
+
 def refresh() -> None:
     """Drop the cached reads (not the engine) so the next run shows what the flows wrote since."""
     for reader in (active_policy, segment_figures, audit_overview, preview_inputs, latest_calibration,
                    promoted_version, model_history, cycle_history,
-                   automation_bias, annotator_accuracy, agreement_tables, guard_halts):
+                   automation_bias, annotator_accuracy, agreement_tables, guard_halts, calibration_flags,
+                   segment_trends, queue_age):
         reader.clear()

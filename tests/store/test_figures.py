@@ -114,3 +114,23 @@ def test_arrivals_and_held_out_models_of_an_empty_store(engine) -> None:
     assert figures.arrivals(engine, cycles=5) is None  # one finished cycle opens a window; a rate needs two
     with pytest.raises(ValueError, match="cycles must be >= 1, got 0"):
         figures.arrivals(engine, cycles=0)
+
+
+def test_routes_reasons_waiting_tasks_and_backlog_per_cycle(engine) -> None:
+    from sqlalchemy import update
+
+    _record(engine)
+    with engine.begin() as conn:  # b1's decision (cycle 2) fell back to review on a stale calibration
+        conn.execute(update(RoutingDecision).where(RoutingDecision.item_id == "b1")
+                     .values(reasons=["calibration_gate_failed", "calibration_stale"]))
+    routes = figures.routes_by_cycle(engine)
+    assert [tuple(r) for r in routes] == [(1, "s", "auto_accept", 2), (1, "s", "spot_check", 1),
+                                          (2, "s", "auto_accept", 1), (2, "s", "review", 1),
+                                          (2, "t", "review", 1)]
+    reasons = {(r.segment, r.reasons): (r.cycle, r.n) for r in figures.latest_cycle_reasons(engine)}
+    assert reasons == {("s", ()): (2, 2), ("t", ("calibration_gate_failed", "calibration_stale")): (2, 1)}
+    waiting = figures.waiting_tasks(engine)
+    assert [(w.segment, w.queue, w.waiting) for w in waiting] == [("s", "expert", 1), ("t", "review", 1)]
+    assert all(abs((w.oldest - NOW).total_seconds()) < 1 for w in waiting)
+    # tasks created: a3 in cycle 1 (s), b1 and b2 in cycle 2 (t); labels resolved from answers: a2, a3 (1), a4 (2)
+    assert [tuple(b) for b in figures.backlog_by_cycle(engine)] == [(1, "s", 1, 2), (2, "s", 0, 1), (2, "t", 2, 0)]

@@ -66,7 +66,9 @@ def test_populated_overview_shows_the_computed_figures(populated_engine, streaml
         "Auto-accept error (audited)": "22.2%",  # 1 wrong of 3 audited, weighing 2, of 9 automated
         "Open review tasks": "4",
     }
-    assert not at.info
+    assert _texts(at.info) == [overview.EMPTY_TRENDS]  # these hand-made decisions belong to no cycle
+    queue = at.table[0].value
+    assert list(queue["waiting"]) == [2, 1, 1] and list(queue["segment"]) == ["default", "finance", "news"]
     table = at.dataframe[-1].value.set_index("segment")
     assert table.loc["default", "automation"] == "80.0%" and table.loc["finance", "audit error (weighted)"] == "—"
     assert table.loc["default", "audit error (weighted)"] == "25.0%"  # 2 x 1 wrong / 8 automated

@@ -8,10 +8,11 @@ import streamlit as st
 from routing.audit import AuditEstimate
 from services.audit import MIN_GOLD_FOR_CORRECTION
 from ui import data, state
-from ui.display import MISSING, percent
+from ui.display import MISSING, percent, trend_chart
 
 EMPTY_POLICY = "No active policy yet — activate one (e.g. `policies/default.yaml`) with the `sluice` CLI."
 EMPTY_ROUTING = "Nothing routed yet — run `sluice cycle` to score and route items."
+EMPTY_TRENDS = "No cycle has routed items yet: `sluice cycle` (or the hourly deployment) records one per run."
 
 
 def render() -> None:
@@ -19,6 +20,7 @@ def render() -> None:
     url = state.database_url()
     figures = state.segment_figures(url)
     _halted_banner(state.guard_halts(url))
+    _calibration_banner(state.calibration_flags(url))
     _policy_summary(state.active_policy(url), list(figures["segment"]))
     st.divider()
     if figures.empty:
@@ -29,6 +31,9 @@ def render() -> None:
     _annotator_error_note(gold)
     st.subheader("Per segment")
     st.dataframe(_segment_table(figures), hide_index=True, width="stretch")
+    _review_queue(state.queue_age(url))
+    _trends(state.segment_trends(url))
+    _people(state.automation_bias(url), state.agreement_tables(url)[0])
 
 
 def _halted_banner(halts: pd.DataFrame) -> None:
@@ -43,6 +48,61 @@ def _halted_banner(halts: pd.DataFrame) -> None:
             "auto-accepts here; a newly promoted model starts a fresh test.",
             icon="🛑",
         )
+
+
+def _calibration_banner(flags: list[data.SegmentFlag]) -> None:
+    """Segments whose last route run sent items to people because their calibration does not stand."""
+    for flag in flags:
+        st.warning(f"**{flag.segment}**: {flag.affected:,} of {flag.routed:,} items routed in cycle {flag.cycle} went "
+                   f"to people because {flag.text}.", icon="⚠️")
+
+
+def _review_queue(waiting: pd.DataFrame) -> None:
+    st.subheader("Review queue")
+    if waiting.empty:
+        st.caption("No review task waits for people.")
+        return
+    table = waiting.assign(oldest=[f"{hours:,.1f} h" for hours in waiting["oldest_hours"]])
+    st.table(table[["segment", "queue", "waiting", "oldest"]], hide_index=True)
+    st.caption("Tasks written or in Label Studio that no one has finished; `oldest` is how long the oldest waits. "
+               "`sluice push` sends written ones, `sluice pull` brings answers back.")
+
+
+def _trends(trends: pd.DataFrame) -> None:
+    st.subheader("Over cycles")
+    if trends.empty or trends["cycle"].nunique() < 1:
+        st.info(EMPTY_TRENDS)
+        return
+    left, right = st.columns(2)
+    left.altair_chart(trend_chart(trends, "automation_rate", title="automation"), width="stretch")
+    audited = trends.dropna(subset=["audit_error"])
+    if audited.empty:
+        right.info("No audited error yet: each `sluice cycle` records the weighted estimate once audits of "
+                   "auto-accepted items are answered.")
+    else:
+        right.altair_chart(trend_chart(audited, "audit_error", low="audit_low", high="audit_high",
+                                       title="audited error of auto-accepted (95 % interval)"), width="stretch")
+    st.altair_chart(trend_chart(trends, "backlog", title="review backlog (tasks)", rate=False), width="stretch")
+
+
+def _people(bias: pd.DataFrame, agreement: pd.DataFrame) -> None:
+    """The people side at a glance: automation bias of the newest model annotators saw, agreement per segment."""
+    columns = st.columns(2)
+    known = bias.dropna(subset=["automation_bias_gap"])
+    if known.empty:
+        columns[0].caption("Automation bias: no blind and shown tasks answered yet (`blind_share` in the policy).")
+    else:
+        last = known.iloc[-1]
+        columns[0].metric("Automation-bias gap", percent(float(last["automation_bias_gap"])),
+                          help=f"model {last['model_version']}: accept rate when the suggestion is shown "
+                               f"({percent(float(last['shown_accept_rate']))}) minus agreement when blind "
+                               f"({percent(float(last['blind_agreement_rate']))})")
+    if agreement.empty:
+        columns[1].caption("Agreement: no item answered by several annotators yet (`overlap_share`).")
+    else:
+        lowest = agreement.sort_values("krippendorff_alpha").iloc[0]
+        columns[1].metric("Agreement (Krippendorff's alpha, lowest segment)", f"{lowest['krippendorff_alpha']:.2f}",
+                          help=f"segment {lowest['segment']}: {lowest['items']} items answered by several people")
 
 
 def _policy_summary(view: data.PolicyView | None, segments: list[str]) -> None:
