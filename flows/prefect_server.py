@@ -85,8 +85,13 @@ def start_server(*, attempts: int = 3) -> tuple[subprocess.Popen[bytes], str]:
     environment = _server_environment()
     for _ in range(attempts):
         port = _free_port()
-        process = subprocess.Popen([sys.executable, "-m", SERVER_MODULE, "--port", str(port),
-                                    "--parent", str(os.getpid())], env=environment)
+        # a session of its own: Ctrl-C in the terminal reaches the command, which then stops the server itself
+        # (instead of the server dying while the command still reports its run). The kernel's parent-death
+        # signal fires when the starting *thread* ends, so it is asked for only from the main thread.
+        command = [sys.executable, "-m", SERVER_MODULE, "--port", str(port), "--parent", str(os.getpid())]
+        if threading.current_thread() is not threading.main_thread():
+            command.append("--no-death-signal")
+        process = subprocess.Popen(command, env=environment, start_new_session=True)
         url = f"http://127.0.0.1:{port}/api"
         try:
             if _wait_healthy(process, url, timeout):
@@ -115,13 +120,14 @@ def temporary_api() -> Iterator[str | None]:
         _stop(process)
 
 
-def _die_with_parent(parent: int) -> None:
+def _die_with_parent(parent: int, *, death_signal: bool = True) -> None:
     """Ask the kernel for SIGTERM when the parent dies (Linux), and watch the parent on any system."""
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
-    except (OSError, AttributeError):
-        pass  # not Linux: the watchdog alone
+    if death_signal:
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+        except (OSError, AttributeError):
+            pass  # not Linux: the watchdog alone
     if os.getppid() != parent:  # the parent died before the request took effect
         os._exit(0)
 
@@ -139,8 +145,10 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="A temporary Prefect API server that ends with its parent.")
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--parent", type=int, required=True, help="the process whose death ends this server")
+    parser.add_argument("--no-death-signal", action="store_true",
+                        help="started from a thread that may end first: rely on the watchdog alone")
     args = parser.parse_args(argv)
-    _die_with_parent(args.parent)
+    _die_with_parent(args.parent, death_signal=not args.no_death_signal)
     import uvicorn
 
     config = uvicorn.Config("prefect.server.api.server:create_app", factory=True, host="127.0.0.1",

@@ -67,7 +67,7 @@ POLL_SECONDS = 0.2
 # PostgreSQL: advisory locks of Sluice use the two-key form, this first key and a hash of the store's name second.
 ADVISORY_NAMESPACE = 0x51CE
 _PG_SESSION_OPTIONS = ("-c tcp_keepalives_idle=10 -c tcp_keepalives_interval=5 -c tcp_keepalives_count=3 "
-                       "-c idle_session_timeout=0 -c idle_in_transaction_session_timeout=0 -c statement_timeout=0")
+                       "-c idle_in_transaction_session_timeout=0 -c statement_timeout=0")
 
 
 class StoreLockTimeout(TimeoutError):
@@ -93,13 +93,16 @@ class Holder:
     process_started: float
     backend_pid: int | None
     acquired_at: datetime
+    namespace: str | None = None
 
     @property
     def on_this_host(self) -> bool:
-        return self.host == socket.gethostname()
+        """Ran on this machine, in this boot and process-id namespace (so its pid can be checked here)."""
+        return self.host == socket.gethostname() and self.namespace == _process_namespace()
 
     def alive(self) -> bool | None:
-        """Whether the holder's process still runs: None when it ran on another host (it cannot be told here)."""
+        """Whether the holder's process still runs: None when it ran elsewhere (another host, boot or container:
+        it cannot be told here)."""
         if not self.on_this_host:
             return None
         return process_alive(self.pid, self.process_started)
@@ -148,20 +151,38 @@ def process_alive(pid: int, started: float) -> bool:
 
 
 def lock_name(database_url: str) -> str:
-    """The lock's name for a store: a fingerprint of its URL without the password, so the name gives nothing away
-    and changing a password does not change the lock."""
+    """The lock's name for a store, for messages and for re-entering it within a process: a fingerprint of the
+    SQLite file's real path, or of a PostgreSQL URL without its password (the name gives nothing away). The lock
+    itself does not depend on how the URL is spelt: one file per real SQLite path, one advisory key per database."""
+    if _dialect(database_url) == "sqlite":
+        return LOCK_PREFIX + hashlib.sha256(str(_sqlite_lock_path(database_url)).encode()).hexdigest()[:16]
     return LOCK_PREFIX + hashlib.sha256(masked_url(database_url).encode()).hexdigest()[:16]
 
 
-def _advisory_key(name: str) -> int:
-    return int.from_bytes(hashlib.sha256(name.encode()).digest()[:4], "big") & 0x7FFFFFFF
+# PostgreSQL advisory locks belong to one database already: one key serves every Sluice store, whatever URL (host
+# name or address, driver, port spelt or not, user) reaches it.
+ADVISORY_KEY = int.from_bytes(hashlib.sha256(b"sluice store lock").digest()[:4], "big") & 0x7FFFFFFF
+HOLDER_ROW = "store"  # the one holder record of a store (its table lives in the store itself)
 
 
 def _sqlite_lock_path(database_url: str) -> Path:
     database = make_url(database_url).database
     if not database or database == ":memory:":
         raise ValueError("an in-memory SQLite store has no file to lock; flows need a store on disk")
-    return Path(database).expanduser().resolve().with_name(Path(database).name + ".lock")
+    real = Path(database).expanduser().resolve()  # a symlink or a relative path lock the same file
+    return real.with_name(real.name + ".lock")
+
+
+def _process_namespace() -> str:
+    """This boot of this machine and this process-id namespace: a pid means the same process only within both
+    (a cloned VM or a container may share the host name)."""
+    parts = []
+    for path in ("/proc/sys/kernel/random/boot_id", "/proc/self/ns/pid"):
+        try:
+            parts.append(Path(path).read_text().strip() if "boot_id" in path else os.readlink(path))
+        except OSError:
+            parts.append("?")
+    return "/".join(parts)
 
 
 def _dialect(database_url: str) -> str:
@@ -196,9 +217,20 @@ class _FileLock:
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            try:  # a file deleted (or replaced) since it was opened locks nothing anyone else can see
+                current = os.stat(self.path)
+            except FileNotFoundError:
+                current = None
+            held = os.fstat(fd)
+            if current is None or (current.st_ino, current.st_dev) != (held.st_ino, held.st_dev):
+                os.close(fd)
+                return False
         except BlockingIOError:
             os.close(fd)
             return False
+        except BaseException:
+            os.close(fd)
+            raise
         self.fd = fd
         return True
 
@@ -226,7 +258,7 @@ class _AdvisoryLock:
 
     def __init__(self, database_url: str, name: str) -> None:
         self.engine = _pg_lock_engine(database_url)
-        self.key = _advisory_key(name)
+        self.key = ADVISORY_KEY
         self.conn: Connection | None = None
         self.backend_pid: int | None = None
 
@@ -238,6 +270,10 @@ class _AdvisoryLock:
         if self.conn is None:
             self.conn = self.engine.connect()
             self.backend_pid = self.conn.execute(text("SELECT pg_backend_pid()")).scalar_one()
+            try:  # an idle lock session must outlive a server's idle_session_timeout (PostgreSQL 14 and later)
+                self.conn.execute(text("SET idle_session_timeout = 0"))
+            except Exception:  # noqa: BLE001  (older servers have no such setting, and no such timeout)
+                pass
         got = self.conn.execute(text("SELECT pg_try_advisory_lock(:ns, :key)"),
                                 {"ns": ADVISORY_NAMESPACE, "key": self.key}).scalar_one()
         return bool(got)
@@ -284,7 +320,8 @@ def _read_holder(engine: Engine, name: str) -> Holder | None:
         return None
     acquired = row.acquired_at if row.acquired_at.tzinfo else row.acquired_at.replace(tzinfo=timezone.utc)
     return Holder(flow=row.flow, flow_run_id=row.flow_run_id, pid=row.pid, host=row.host,
-                  process_started=row.process_started, backend_pid=row.backend_pid, acquired_at=acquired)
+                  process_started=row.process_started, backend_pid=row.backend_pid, acquired_at=acquired,
+                  namespace=row.namespace)
 
 
 def _write_holder(engine: Engine, name: str, holder: Holder) -> None:
@@ -296,16 +333,19 @@ def _write_holder(engine: Engine, name: str, holder: Holder) -> None:
         conn.execute(table.insert().values(name=name, flow=holder.flow[:256], flow_run_id=holder.flow_run_id,
                                            pid=holder.pid, host=holder.host[:256],
                                            process_started=holder.process_started,
-                                           backend_pid=holder.backend_pid, acquired_at=holder.acquired_at))
+                                           backend_pid=holder.backend_pid, acquired_at=holder.acquired_at,
+                                           namespace=holder.namespace))
 
 
-def _clear_holder(engine: Engine, name: str, *, pid: int | None = None) -> None:
+def _clear_holder(engine: Engine, name: str, *, holder: Holder | None = None) -> None:
+    """Delete the holder record (only `holder`'s, when given: a newer holder's record stays)."""
     from store.db import write_transaction
 
     table = StoreLockHolder.__table__
     condition = table.c.name == name
-    if pid is not None:
-        condition = condition & (table.c.pid == pid)
+    if holder is not None:
+        condition = condition & (table.c.pid == holder.pid) & (table.c.host == holder.host) \
+            & (table.c.process_started == holder.process_started)
     with write_transaction(engine) as conn:
         conn.execute(delete(table).where(condition))
 
@@ -336,12 +376,12 @@ def hold_store_lock(database_url: str, *, flow: str, flow_run_id: str | None = N
         me = psutil.Process()
         holder = Holder(flow=flow, flow_run_id=flow_run_id, pid=me.pid, host=socket.gethostname(),
                         process_started=me.create_time(), backend_pid=medium.backend_pid,
-                        acquired_at=datetime.now(timezone.utc))
-        _write_holder(engine, name, holder)
+                        acquired_at=datetime.now(timezone.utc), namespace=_process_namespace())
+        _write_holder(engine, HOLDER_ROW, holder)
         try:
             yield holder
         finally:
-            _clear_holder(engine, name, pid=holder.pid)
+            _clear_holder(engine, HOLDER_ROW, holder=holder)
     finally:
         medium.release()
 
@@ -355,7 +395,7 @@ def lock_status(database_url: str) -> LockStatus:
     held, backend_pid = medium.probe()
     if isinstance(medium, _FileLock) and not Path(make_url(database_url).database or "").exists():
         return LockStatus(name=name, mechanism=medium.mechanism, held=held, holder=None, backend_pid=None)
-    holder = _read_holder(get_engine(database_url, migrate_first=False), name)
+    holder = _read_holder(get_engine(database_url, migrate_first=False), HOLDER_ROW)
     return LockStatus(name=name, mechanism=medium.mechanism, held=held, holder=holder, backend_pid=backend_pid)
 
 
@@ -373,10 +413,11 @@ def release_dead_holder(database_url: str, *, wait: float = 10.0) -> str:
             return "the lock is free"
         if medium.try_acquire():  # hold it while clearing, so a flow starting now cannot lose its fresh row
             try:
-                _clear_holder(engine, status.name)
+                _clear_holder(engine, HOLDER_ROW, holder=status.holder)
             finally:
                 medium.release()
             return f"the lock is free; cleared the record of its last holder, {status.holder.describe()}"
+        medium.release()  # closes what the attempt opened
         raise LockHeld("a flow took the lock just now; nothing to release")
     holder = status.holder
     if status.backend_pid is None:  # a flock: only a running process can hold one
@@ -392,13 +433,19 @@ def release_dead_holder(database_url: str, *, wait: float = 10.0) -> str:
                        f"within {RECOVERY_BOUND_SECONDS:g} s of that host's death")
     if alive:
         raise LockHeld(f"the lock is held by a live process: {holder.describe()}")
-    with engine.connect() as conn:
-        conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": status.backend_pid})
+    with engine.connect() as conn:  # one statement: only that session, and only while it still holds the lock
+        ended = conn.execute(text(
+            "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' AND granted "
+            "AND classid = :ns AND objid = :key AND objsubid = 2 AND pid = :pid "
+            "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"),
+            {"ns": ADVISORY_NAMESPACE, "key": ADVISORY_KEY, "pid": status.backend_pid}).scalar()
         conn.commit()
+    if not ended:
+        raise LockHeld(f"PostgreSQL session {status.backend_pid} no longer holds the lock; look again")
     deadline = time.monotonic() + wait
     while _medium(database_url, status.name).probe()[0]:
         if time.monotonic() >= deadline:
             raise LockHeld(f"ended PostgreSQL session {status.backend_pid}, but the lock is still held")
         time.sleep(POLL_SECONDS)
-    _clear_holder(engine, status.name, pid=holder.pid)
+    _clear_holder(engine, HOLDER_ROW, holder=holder)
     return f"ended PostgreSQL session {status.backend_pid} of a process that is gone: {holder.describe()}"

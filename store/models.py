@@ -337,6 +337,8 @@ class StoreLockHolder(SQLModel, table=True):
     process_started: float = Field(description="the holder process's start (seconds since the epoch)")
     backend_pid: int | None = Field(default=None, description="PostgreSQL: the session that holds the lock")
     acquired_at: datetime = Field(default_factory=utcnow)
+    namespace: str | None = Field(default=None, max_length=256,
+                                  description="boot id and pid namespace: where `pid` names this very process")
 
 
 class Account(SQLModel, table=True):

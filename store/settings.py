@@ -28,13 +28,27 @@ MASK = "**********"
 URL_PASSWORD_MASK = "***"
 _QUERY_SECRETS = frozenset({"password", "sslpassword", "passfile"})
 # query parameters of a service URL whose name holds one of these carry a credential
-_SECRET_WORDS = ("password", "passwd", "pwd", "token", "secret", "key", "auth", "signature", "credential")
+_SECRET_WORDS = ("password", "passwd", "pwd", "pass", "token", "secret", "key", "auth", "sig", "credential",
+                 "session", "jwt", "code", "cookie")
+
+
+def _secret_name(name: str) -> bool:
+    return any(word in name.lower() for word in _SECRET_WORDS)
 
 
 def masked_url(url: str) -> str:
-    """`url` without its secrets: the password (and any password in its query) shown as `***`."""
+    """A database URL without its secrets: the password, and any query value that is or may carry one (a
+    `password`, libpq `options` naming a password), shown as `***`."""
     parsed = make_url(url)
-    query = {key: URL_PASSWORD_MASK if key.lower() in _QUERY_SECRETS else value for key, value in parsed.query.items()}
+
+    def hidden(key: str, value: str | tuple[str, ...]) -> str | tuple[str, ...]:
+        if key.lower() in _QUERY_SECRETS or _secret_name(key):
+            return URL_PASSWORD_MASK
+        if key.lower() == "options" and "pass" in str(value).lower():
+            return URL_PASSWORD_MASK
+        return value
+
+    query = {key: hidden(key, value) for key, value in parsed.query.items()}
     return parsed.set(query=query).render_as_string(hide_password=True)
 
 
@@ -48,19 +62,26 @@ def masked_service_url(url: str) -> str:
         userinfo, host = netloc.rsplit("@", 1)
         user, has_password, _ = userinfo.partition(":")
         netloc = f"{user}:{URL_PASSWORD_MASK}@{host}" if has_password else f"{URL_PASSWORD_MASK}@{host}"
-    query = parts.query
-    if query:
-        pairs = parse_qsl(query, keep_blank_values=True)
-        query = urlencode([(key, URL_PASSWORD_MASK if any(word in key.lower() for word in _SECRET_WORDS) else value)
-                           for key, value in pairs], safe="*")
-    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+    return urlunsplit((parts.scheme, netloc, parts.path, _masked_pairs(parts.query), _masked_pairs(parts.fragment)))
+
+
+def _masked_pairs(text: str) -> str:
+    """A query or fragment (`a=1&token=x`, `a=1;token=x`) with every secret-named value masked; a fragment that is
+    not made of pairs is masked whole when it names a secret."""
+    if not text:
+        return text
+    if "=" not in text:
+        return URL_PASSWORD_MASK if _secret_name(text) else text
+    pairs = parse_qsl(text.replace(";", "&"), keep_blank_values=True)
+    return urlencode([(key, URL_PASSWORD_MASK if _secret_name(key) else value) for key, value in pairs], safe="*")
 
 
 def _holds_masked_credential(url: str) -> bool:
     parts = urlsplit(url)
     userinfo = parts.netloc.rsplit("@", 1)[0] if "@" in parts.netloc else ""
-    return (URL_PASSWORD_MASK in userinfo.split(":")
-            or URL_PASSWORD_MASK in [value for _, value in parse_qsl(parts.query, keep_blank_values=True)])
+    values = [value for text in (parts.query, parts.fragment)
+              for _, value in parse_qsl(text.replace(";", "&"), keep_blank_values=True)]
+    return URL_PASSWORD_MASK in userinfo.split(":") or URL_PASSWORD_MASK in values
 
 
 class SluiceSettings(BaseSettings):

@@ -31,7 +31,8 @@ def servers_of(parent_pid: int) -> list[psutil.Process]:
     found = []
     for process in psutil.process_iter(["cmdline"]):
         cmdline = process.info["cmdline"] or []
-        if "flows.prefect_server" in cmdline and cmdline[-2:] == ["--parent", str(parent_pid)]:
+        parent = cmdline[cmdline.index("--parent") + 1] if "--parent" in cmdline[:-1] else None
+        if "flows.prefect_server" in cmdline and parent == str(parent_pid):
             found.append(process)
     return found
 

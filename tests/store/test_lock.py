@@ -54,11 +54,59 @@ def kill(process: subprocess.Popen[str]) -> float:
     return killed
 
 
-def test_the_name_is_per_store_and_hides_the_password():
+def test_the_name_hides_the_password():
     a = lock_name("postgresql+psycopg://u:secret@127.0.0.1:5432/a")
     assert a == lock_name("postgresql+psycopg://u:other@127.0.0.1:5432/a")
-    assert a != lock_name("postgresql+psycopg://u:secret@127.0.0.1:5432/b")
     assert "secret" not in a and len(a) <= 40
+
+
+def test_one_sqlite_file_has_one_lock_however_its_path_is_spelt(tmp_path, monkeypatch):
+    real = tmp_path / "real"
+    real.mkdir()
+    (tmp_path / "alias.db").symlink_to(real / "s.db")
+    monkeypatch.chdir(tmp_path)
+    urls = [f"sqlite:///{real / 's.db'}", f"sqlite:///{tmp_path / 'alias.db'}", "sqlite:///real/s.db"]
+    assert len({lock_name(url) for url in urls}) == 1
+    with hold_store_lock(urls[0], flow="first", timeout=5):
+        for url in urls[1:]:
+            with pytest.raises(StoreLockTimeout):
+                with hold_store_lock(url, flow="second", timeout=0.3):
+                    pytest.fail("two holders of one file")
+
+
+def test_a_lock_file_deleted_while_it_is_taken_is_not_held(tmp_path, monkeypatch):
+    """The race of a cleanup that unlinks the lock file between its open and its flock: the lock taken on the
+    orphaned file would exclude no one, so the attempt counts as failed and the next one locks the new file."""
+    import fcntl
+
+    from store.lock import _FileLock
+
+    lock = _FileLock(tmp_path / "s.db.lock")
+    real_flock, raced = fcntl.flock, []
+
+    def unlink_first(fd, operation):
+        if not raced:
+            raced.append(True)
+            (tmp_path / "s.db.lock").unlink()
+        return real_flock(fd, operation)
+
+    monkeypatch.setattr(fcntl, "flock", unlink_first)
+    assert lock.try_acquire() is False and lock.fd is None
+    assert lock.try_acquire() is True  # a fresh file, the one everyone else opens
+    lock.release()
+
+
+@pytest.mark.integration
+def test_a_postgresql_store_has_one_lock_whatever_url_reaches_it(fresh_postgres_url):
+    from sqlalchemy import make_url
+
+    url = make_url(fresh_postgres_url)
+    other = url.set(drivername="postgresql+psycopg", host="localhost").render_as_string(hide_password=False)
+    with hold_store_lock(fresh_postgres_url, flow="first", timeout=5):
+        with pytest.raises(StoreLockTimeout):
+            with hold_store_lock(other, flow="second", timeout=0.5):
+                pytest.fail("two holders of one database")
+        assert lock_status(other).holder.flow == "first"
 
 
 def test_unsupported_stores_are_refused_by_name():
@@ -146,7 +194,7 @@ def test_a_postgresql_session_outliving_its_process_is_ended_only_when_that_proc
     import psutil
     from sqlalchemy import make_url, text
 
-    from store.lock import ADVISORY_NAMESPACE, _advisory_key, _pg_lock_engine
+    from store.lock import ADVISORY_KEY, ADVISORY_NAMESPACE, HOLDER_ROW, _pg_lock_engine
 
     holder = start_holder(fresh_postgres_url)
     recorded = lock_status(fresh_postgres_url).holder
@@ -155,9 +203,8 @@ def test_a_postgresql_session_outliving_its_process_is_ended_only_when_that_proc
     url = make_url(fresh_postgres_url)
     with psycopg.connect(host=url.host, port=url.port, user=url.username, dbname=url.database,
                          autocommit=True) as orphan:
-        assert orphan.execute("SELECT pg_try_advisory_lock(%s, %s)",
-                              (ADVISORY_NAMESPACE, _advisory_key(recorded_name := lock_name(fresh_postgres_url))))\
-            .fetchone()[0]
+        recorded_name = HOLDER_ROW
+        assert orphan.execute("SELECT pg_try_advisory_lock(%s, %s)", (ADVISORY_NAMESPACE, ADVISORY_KEY)).fetchone()[0]
         backend = orphan.execute("SELECT pg_backend_pid()").fetchone()[0]
         engine = _pg_lock_engine(fresh_postgres_url)
         with engine.begin() as conn:  # the record now names this orphaned session and the dead process

@@ -96,6 +96,8 @@ def test_the_json_form_holds_no_secret(settings):
 def test_a_password_in_the_query_is_masked_too():
     shown = masked_url("postgresql+psycopg://db.internal/sluice?user=sluice&password=Pw-secret-4")
     assert "Pw-secret-4" not in shown and "sluice" in shown
+    shown = masked_url("postgresql+psycopg://db.internal/sluice?options=-c%20password%3DPw-secret-5&sslmode=require")
+    assert "Pw-secret-5" not in shown and "sslmode=require" in shown
 
 
 def test_the_json_form_is_refused_as_settings(settings):
@@ -114,6 +116,10 @@ def test_the_json_form_is_refused_as_settings(settings):
     ("https://ls.example.com/?token=t&access_token=a&X-Amz-Signature=s&page=2",
      "https://ls.example.com/?token=***&access_token=***&X-Amz-Signature=***&page=2"),
     ("tcp://10.0.0.5:8786", "tcp://10.0.0.5:8786"),
+    ("https://x.blob.core.windows.net/c?sv=2024&sig=AbC&se=1", "https://x.blob.core.windows.net/c?sv=2024&sig=***&se=1"),
+    ("https://ls.example.com/?a=1;token=t", "https://ls.example.com/?a=1&token=***"),
+    ("https://ls.example.com/#access_token=t&state=s", "https://ls.example.com/#access_token=***&state=s"),
+    ("https://ls.example.com/?session=s&passphrase=p&jwt=j", "https://ls.example.com/?session=***&passphrase=***&jwt=***"),
 ])
 def test_service_urls_are_shown_without_credentials(url, shown):
     assert masked_service_url(url) == shown

@@ -28,6 +28,7 @@ def upgrade() -> None:
         sa.Column("process_started", sa.Float(), nullable=False),
         sa.Column("backend_pid", sa.Integer(), nullable=True),
         sa.Column("acquired_at", sqlmodel.sql.sqltypes.UTCDateTime(), nullable=False),
+        sa.Column("namespace", sqlmodel.sql.sqltypes.AutoString(length=256), nullable=True),
         sa.PrimaryKeyConstraint("name"),
     )
 
