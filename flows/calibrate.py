@@ -23,6 +23,7 @@ from flows.common import (
     derive_rng,
     engine_for,
     holds_store_lock,
+    settled,
     takes_payloads,
     utcnow,
 )
@@ -208,13 +209,13 @@ def calibrate_flow(settings: SluiceSettings | None = None, max_psi: float = DEFA
     settings = settings_or_environment(settings)
     engine = engine_for(settings)
     policy, _ = active_policy(engine)
-    futures = []
     seen = segments_seen(engine)
-    for version in models_in_use(engine):
-        jobs = calibration_jobs(policy, held_out_labels(engine, version), seen=seen)
-        futures += [fit_batch.submit(version, Payload(jobs[k:k + CALIBRATION_BATCH]), settings, max_psi)
-                    for k in range(0, len(jobs), CALIBRATION_BATCH)]
-    results = [r for f in futures for r in f.result()]
+    with settled() as futures:
+        for version in models_in_use(engine):
+            jobs = calibration_jobs(policy, held_out_labels(engine, version), seen=seen)
+            futures += [fit_batch.submit(version, Payload(jobs[k:k + CALIBRATION_BATCH]), settings, max_psi)
+                        for k in range(0, len(jobs), CALIBRATION_BATCH)]
+        results = [r for f in futures for r in f.result()]
     if results:
         create_markdown_artifact(_markdown(results), key="calibration-report", description="Calibration per segment")
     logger.info("calibrate: %d segment(s), %d refitted", len(results), sum(r["status"] == "fitted" for r in results))

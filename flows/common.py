@@ -87,6 +87,21 @@ def store_lock(settings: SluiceSettings | None = None, *, timeout: float | None 
         _held_locks.reset(token)
 
 
+@contextmanager
+def settled() -> Iterator[list[Any]]:
+    """A list to put a flow's submitted task futures in; on the way out, however the block is left (a batch that
+    failed, an interrupt), every one of them is waited for, so no batch task still writes the store after its flow
+    has given the store lock back."""
+    from prefect.futures import wait
+
+    submitted: list[Any] = []
+    try:
+        yield submitted
+    finally:
+        if submitted:
+            wait(submitted)
+
+
 def holds_store_lock(fn: Callable[..., Any]) -> Callable[..., Any]:
     """Run a flow function under `store_lock` of its `settings` argument (put it beneath `@flow`)."""
     signature = inspect.signature(fn)

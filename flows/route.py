@@ -23,6 +23,7 @@ from flows.common import (
     engine_for,
     holds_store_lock,
     pack,
+    settled,
     takes_payloads,
     utcnow,
 )
@@ -275,16 +276,16 @@ def route_flow(cycle: int | None = None, settings: SluiceSettings | None = None)
     for segment, model in groups:
         segments_of.setdefault(model, []).append(segment)
     labels = {model: model_labels(engine, policy, model, segments) for model, segments in segments_of.items()}
-    futures = []
-    for batch in pack([groups[key] for key in sorted(groups)], max_items=BATCH_ITEMS, max_groups=BATCH_GROUPS):
-        mine = {model: labels[model].for_segments(policy, [rows[0].segment for rows in batch
-                                                           if rows[0].model_version == model])
-                for model in {rows[0].model_version for rows in batch}}
-        # Payload(): Prefect would otherwise walk every row of every group looking for futures (seconds per 100k)
-        futures.append(route_batch.submit(Payload(batch), cycle, settings, Payload(halted), Payload(mine)))
     counts: Counter[str] = Counter()
-    for future in futures:
-        counts.update(future.result())
+    with settled() as futures:
+        for batch in pack([groups[key] for key in sorted(groups)], max_items=BATCH_ITEMS, max_groups=BATCH_GROUPS):
+            mine = {model: labels[model].for_segments(policy, [rows[0].segment for rows in batch
+                                                               if rows[0].model_version == model])
+                    for model in {rows[0].model_version for rows in batch}}
+            # Payload(): Prefect would otherwise walk every row of every group looking for futures (s per 100k)
+            futures.append(route_batch.submit(Payload(batch), cycle, settings, Payload(halted), Payload(mine)))
+        for future in futures:
+            counts.update(future.result())
     summary = {"routed": sum(counts.values()), **{r.value: counts.get(r.value, 0) for r in Route},
                "halted_segments": sorted(halted)}
     if summary["routed"]:

@@ -13,7 +13,7 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from sqlalchemy import Engine, and_, bindparam, exists, or_, select
 
-from flows.common import Payload, engine_for, holds_store_lock, load_scoring_model, takes_payloads, utcnow
+from flows.common import Payload, engine_for, holds_store_lock, load_scoring_model, settled, takes_payloads, utcnow
 from flows.runners import BATCH_RUNNER
 from scoring.passthrough import upstream_scores
 from store.bulk import chunked, insert_ignore, insert_ignore_columns
@@ -216,23 +216,27 @@ def score_flow(
     engine = engine_for(settings)
     version = promoted_model(engine)
     model_ids, upstream_ids = items_to_score(engine, version.version if version else None)
-    # Payload(): Prefect would otherwise walk every id of every batch looking for futures (seconds per million)
-    futures = [score_upstream_batch.submit(Payload(list(part)), settings)
-               for part in chunked(upstream_ids, max(batch_size, UPSTREAM_BATCH_SIZE))]
-    if version is not None and workers > 1 and model_ids:
-        futures.append(score_model_batches_in_processes.submit(Payload(model_ids), version, settings, batch_size,
-                                                               workers))
     scored = 0
-    if version is not None and workers == 1:
-        # A bounded window of batches in flight: model scoring holds the GIL, so hundreds of concurrent batch
-        # threads only take turns, and hold pooled connections long enough to exhaust the pool.
-        in_flight: deque = deque()
-        for part in chunked(model_ids, batch_size):
-            if len(in_flight) >= MODEL_BATCHES_IN_FLIGHT:
-                scored += in_flight.popleft().result()
-            in_flight.append(score_model_batch.submit(Payload(list(part)), version, settings))
-        futures += in_flight
-    scored += sum(f.result() for f in futures)
+    with settled() as futures:
+        # Payload(): Prefect would otherwise walk every id of every batch looking for futures (seconds per million)
+        futures += [score_upstream_batch.submit(Payload(list(part)), settings)
+                    for part in chunked(upstream_ids, max(batch_size, UPSTREAM_BATCH_SIZE))]
+        if version is not None and workers > 1 and model_ids:
+            futures.append(score_model_batches_in_processes.submit(Payload(model_ids), version, settings,
+                                                                   batch_size, workers))
+        waiting = list(futures)  # not yet counted
+        if version is not None and workers == 1:
+            # A bounded window of batches in flight: model scoring holds the GIL, so hundreds of concurrent batch
+            # threads only take turns, and hold pooled connections long enough to exhaust the pool.
+            in_flight: deque = deque()
+            for part in chunked(model_ids, batch_size):
+                if len(in_flight) >= MODEL_BATCHES_IN_FLIGHT:
+                    scored += in_flight.popleft().result()
+                future = score_model_batch.submit(Payload(list(part)), version, settings)
+                futures.append(future)
+                in_flight.append(future)
+            waiting += in_flight
+        scored += sum(f.result() for f in waiting)
     summary = {
         "model_version": version.version if version else None,
         "scored": scored,

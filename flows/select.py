@@ -18,6 +18,7 @@ from flows.common import (
     engine_for,
     holds_store_lock,
     pack,
+    settled,
     takes_payloads,
     utcnow,
 )
@@ -208,10 +209,11 @@ def select_flow(
         by_segment.setdefault(row.segment, []).append(row)
     batches = pack([by_segment[s] for s in sorted(by_segment)], max_items=SELECT_BATCH_ITEMS,
                    max_groups=SELECT_BATCH_SEGMENTS)
-    futures = [select_segments.submit(Payload(batch), strategy, cycle, settings, now) for batch in batches]
     counts: Counter[str] = Counter()
-    for future in futures:
-        counts.update(future.result())
+    with settled() as futures:
+        futures += [select_segments.submit(Payload(batch), strategy, cycle, settings, now) for batch in batches]
+        for future in futures:
+            counts.update(future.result())
     summary = {"queued": sum(counts.values()), **counts,
                "backlog": sum(len(r) for r in by_segment.values()) - sum(counts.values())}
     if summary["queued"]:

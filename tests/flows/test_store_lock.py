@@ -140,3 +140,38 @@ def test_after_a_command_is_killed_holding_the_store_the_next_command_runs(sluic
     assert "waits for the store lock" not in after.stderr
     print(f"the next command ran in {took:.1f} s (its own temporary Prefect server included)")
     assert took < 120
+
+
+def test_a_flow_whose_batch_fails_waits_for_its_other_batches_before_giving_the_store_back(sluice_home, tmp_path):
+    """One batch task fails at once while another is still writing: the flow ends Failed only after the other
+    finished, so nothing writes the store once its lock is released."""
+    from prefect import flow, task
+
+    from flows.common import holds_store_lock, settled
+    from flows.runners import BATCH_RUNNER
+    from store.lock import lock_status
+    from store.settings import get_settings
+
+    marker = tmp_path / "slow-batch-finished"
+    url = get_settings().resolved_database_url
+
+    @task
+    def slow_batch() -> int:
+        time.sleep(1.5)
+        marker.write_text("held" if lock_status(url).held else "released")  # is the store still locked for it?
+        return 1
+
+    @task
+    def failing_batch() -> int:
+        raise RuntimeError("this batch failed")
+
+    @flow(task_runner=BATCH_RUNNER)
+    @holds_store_lock
+    def two_batches(settings=None) -> int:
+        with settled() as futures:
+            futures += [slow_batch.submit(), failing_batch.submit()]
+            return sum(f.result() for f in reversed(futures))  # the failure is seen first
+
+    state = two_batches(return_state=True)
+    assert state.is_failed() and "this batch failed" in state.message
+    assert marker.read_text() == "held"  # the slow batch finished before the flow gave the lock back
