@@ -33,9 +33,11 @@ def make_dataset(n: int, *, seed: int) -> list[dict]:
 
 
 def write_files(directory: Path, records: list[dict]) -> tuple[Path, Path]:
+    """items.jsonl (id, text and the segment when a record has one) and labels.jsonl (id, label) in `directory`."""
     items = directory / "items.jsonl"
     labels = directory / "labels.jsonl"
-    items.write_text("".join(json.dumps({"id": r["id"], "text": r["text"]}) + "\n" for r in records))
+    fields = ("id", "text", "segment")
+    items.write_text("".join(json.dumps({k: r[k] for k in fields if k in r}) + "\n" for r in records))
     labels.write_text("".join(json.dumps({"id": r["id"], "label": r["label"]}) + "\n" for r in records))
     return items, labels
 

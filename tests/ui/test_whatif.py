@@ -12,7 +12,9 @@ from streamlit.testing.v1 import AppTest
 
 from routing.policy import SegmentPolicy
 from routing.whatif import what_if
+from store.vocab import Role
 from tests.flows.conftest import dataset_files  # noqa: F401  (fixture)
+from ui.auth import SESSION_KEY, SignedIn
 from ui.views.whatif import fixed_threshold, whatif_chart
 
 APP = str(Path(__file__).resolve().parents[2] / "ui" / "app.py")
@@ -61,8 +63,9 @@ def test_the_page_shows_the_policy_preview_per_day_and_follows_the_slider(sluice
     inputs = preview_inputs(engine, "default")
     policy, _ = repo.active_policy(engine)
     try:
-        at = AppTest.from_file(APP, default_timeout=120).run()
-        at.switch_page("views/whatif.py").run()
+        at = AppTest.from_file(APP, default_timeout=120)
+        at.session_state[SESSION_KEY] = SignedIn("ops", Role.VIEWER, "password")  # every page needs an account
+        at.run().switch_page("views/whatif.py").run()
         assert not at.exception, [e.value for e in at.exception]
         captions = " ".join(c.value for c in at.caption)
         assert f"{inputs.arrivals.items:,} items arrived in cycles 2–3" in captions

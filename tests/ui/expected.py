@@ -1,0 +1,98 @@
+"""What the console should show, computed beside it: plain SQL over the store and arithmetic here, never through
+`ui`, `store` or `services`, so a wrong query or estimate there cannot hide in the expectation too."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from typing import Any, NamedTuple
+
+from sqlalchemy import Engine, text
+
+AUTOMATED = ("auto_accept", "spot_check")
+# each item's newest routing decision (decisions are append-only, ids increase)
+LATEST = ("(SELECT d.* FROM routing_decisions d JOIN (SELECT max(id) AS id FROM routing_decisions "
+          "GROUP BY item_id) newest ON newest.id = d.id)")
+
+
+def rows(engine: Engine, sql: str, **params: Any) -> list[Any]:
+    with engine.connect() as conn:
+        return list(conn.execute(text(sql), params))
+
+
+def latest_routes(engine: Engine) -> dict[str, Counter[str]]:
+    """Per segment: how many items' newest decision took each route."""
+    counts: dict[str, Counter[str]] = {}
+    for segment, route, n in rows(engine, f"SELECT segment, route, count(*) FROM {LATEST} GROUP BY segment, route"):
+        counts.setdefault(segment, Counter())[route] = n
+    return counts
+
+
+def automated(routes: Counter[str]) -> int:
+    return sum(routes[route] for route in AUTOMATED)
+
+
+class Audit(NamedTuple):
+    segment: str
+    wrong: bool
+    inclusion_probability: float
+
+
+def audits(engine: Engine) -> list[Audit]:
+    """Items automated by their newest decision whose label came from an audit, with the chance they were drawn."""
+    found = rows(engine, f"""
+        SELECT d.segment, d.predicted_label IS NULL OR d.predicted_label != l.label, d.inclusion_probability
+        FROM {LATEST} d JOIN labels l ON l.item_id = d.item_id
+        WHERE d.route IN ('auto_accept', 'spot_check') AND l.selection_reason = 'audit'
+          AND d.inclusion_probability > 0""")
+    return [Audit(segment, bool(wrong), float(p)) for segment, wrong, p in found]
+
+
+def weighted_error(found: list[Audit], population: int) -> float:
+    """Horvitz-Thompson: each audited error weighs 1 / its inclusion probability, over every automated item."""
+    return sum(1.0 / a.inclusion_probability for a in found if a.wrong) / population
+
+
+def open_tasks(engine: Engine) -> dict[str, int]:
+    """Per segment: review tasks not done."""
+    return dict(rows(engine, "SELECT i.segment, count(*) FROM review_tasks t JOIN items i ON i.id = t.item_id "
+                             "WHERE t.state != 'done' GROUP BY i.segment"))
+
+
+def waiting(engine: Engine) -> list[tuple[str, str, int]]:
+    """(segment, queue, tasks not done), in segment and queue order."""
+    return [tuple(r) for r in rows(engine, "SELECT i.segment, t.queue, count(*) FROM review_tasks t JOIN items i "
+                                           "ON i.id = t.item_id WHERE t.state != 'done' GROUP BY i.segment, "
+                                           "t.queue ORDER BY i.segment, t.queue")]
+
+
+def promoted(engine: Engine) -> str:
+    (version,) = [r.version for r in rows(engine, "SELECT version FROM model_versions WHERE status = 'promoted'")]
+    return version
+
+
+def newest_reports(engine: Engine, model_version: str) -> list[Any]:
+    """The newest calibration report of each segment of `model_version`, in segment order."""
+    found = rows(engine, "SELECT * FROM calibration_reports WHERE model_version = :m ORDER BY created_at, id",
+                 m=model_version)
+    newest = {row.segment: row for row in found}  # later rows win
+    return [newest[segment] for segment in sorted(newest)]
+
+
+def newest_reported_model(engine: Engine) -> str:
+    return rows(engine, "SELECT model_version FROM calibration_reports ORDER BY created_at DESC, id DESC LIMIT 1")[0][0]
+
+
+def cycle_reports(engine: Engine) -> list[tuple[int, str, dict[str, Any]]]:
+    """(cycle, model version column, figures) of every cycle report, oldest first."""
+    return [(cycle, model, _json(figures)) for cycle, model, figures in
+            rows(engine, "SELECT cycle, model_version, figures FROM cycle_reports ORDER BY cycle")]
+
+
+def recorded_audit(engine: Engine) -> dict[str, dict[str, Any]]:
+    """The weighted audit estimate per segment that the last cycle recorded when it finished."""
+    return cycle_reports(engine)[-1][2]["audit"]
+
+
+def _json(value: Any) -> Any:
+    return json.loads(value) if isinstance(value, str) else value
