@@ -22,7 +22,7 @@ import numpy as np
 from calibration.intervals import clopper_pearson
 from routing.decide import human_required
 from routing.policy import SegmentPolicy
-from routing.thresholds import default_start_count, guaranteed_threshold
+from routing.thresholds import _as_correct, default_start_count, guaranteed_threshold
 
 __all__ = [
     "CERTIFIED",
@@ -97,15 +97,6 @@ def _as_scores(name: str, values: Any, n_items: int | None = None) -> np.ndarray
         raise ValueError(f"{name} must be finite and in [0, 1]; {int(bad.sum())} bad values, "
                          f"e.g. {array[bad][:5].tolist()}")
     return array
-
-
-def _as_correct(correct: Any, n_items: int) -> np.ndarray:
-    flags = np.asarray(correct)
-    if flags.shape != (n_items,):
-        raise ValueError(f"length mismatch: correct has shape {flags.shape}, expected ({n_items},)")
-    if flags.dtype != bool and not np.isin(flags, (0, 1)).all():
-        raise ValueError(f"correct must be booleans (or 0/1), got values {np.unique(flags)[:5].tolist()}")
-    return flags.astype(bool)
 
 
 def _check_options(rules: Any, arrivals_per_day: float, min_labels: int, interval_confidence: float) -> None:

@@ -338,8 +338,9 @@ def promoted_version(engine: Engine) -> str:
 
 
 def automation_bias(engine: Engine) -> pd.DataFrame:
-    """Per model version: how often annotators accept the suggestion when shown, how often their unseen answer
-    agrees with it when blind, the gap between the two (automation bias) and the override rate when shown."""
+    """Per model version, oldest model first (the last row is the newest model annotators saw): how often
+    annotators accept the suggestion when shown, how often their unseen answer agrees with it when blind, the gap
+    between the two (automation bias) and the override rate when shown."""
     rows = store_figures.suggestion_answers(engine)
     columns = ["model_version", "shown", "shown_accept_rate", "blind", "blind_agreement_rate",
                "automation_bias_gap", "override_rate"]
@@ -352,6 +353,9 @@ def automation_bias(engine: Engine) -> pd.DataFrame:
         accept = shown["agrees"].mean() if len(shown) else math.nan
         agree = blind["agrees"].mean() if len(blind) else math.nan
         out.append([version, len(shown), accept, len(blind), agree, accept - agree, 1.0 - accept])
+    created = {model.version: position for position, model in
+               enumerate(sorted(repo.model_versions(engine), key=lambda m: (m.created_at, m.version)))}
+    out.sort(key=lambda row: (created.get(row[0], -1), str(row[0])))  # versions are hashes: order by creation
     return pd.DataFrame(out, columns=columns)
 
 

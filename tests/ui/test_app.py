@@ -222,9 +222,6 @@ def test_without_a_store_the_console_says_which_command_creates_one(sluice_home,
 
 
 @flows
-@pytest.mark.xfail(strict=True, reason="source bug: ui/data.py:350 groups automation bias by model version sorted as "
-                                       "text and ui/views/overview.py:95 takes the last row, so the overview shows "
-                                       "the version whose name sorts last, not the newest model annotators saw")
 def test_overview_shows_the_automation_bias_of_the_newest_model_annotators_saw(looped_engine, looped_store,
                                                                                streamlit_caches) -> None:
     from ui.display import percent

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable
 from typing import Any
 
 import pandas as pd
@@ -17,7 +18,7 @@ from pydantic import ValidationError
 
 from routing.policy import Policy, approval_segments, policy_diff
 from routing.preview import SegmentPreview
-from services.preview import PreviewInputs, preview_from, preview_inputs
+from services.preview import preview_from
 from store import policy_changes, repo
 from store.vocab import ChangeStatus, Role
 from ui import auth, data, state
@@ -149,22 +150,10 @@ def _review_and_apply(account: auth.SignedIn, active: Policy, edited: Policy) ->
     comment = st.text_area("Why (required)", key="policy-comment")
     label = "Submit for approval" if needs else "Apply"
     if st.button(label, key="policy-apply", type="primary", disabled=not comment.strip()):
-        try:
-            change = policy_changes.propose_change(state.writer(), edited, author=account.username,
-                                                   role=account.role, comment=comment)
-        except policy_changes.PolicyChangeError as error:
-            st.error(str(error))
-            return
-        state.refresh()
-        st.session_state["policy-notice"] = (
-            f"Version `{change.version}` applied: the next route run uses it." if change.status is
-            ChangeStatus.APPLIED else f"Change {change.id} waits for an approver.")
-        st.rerun()
-
-
-@st.cache_data(ttl=state.CACHE_SECONDS, show_spinner=False)
-def _inputs(url: str, segment: str) -> PreviewInputs:
-    return preview_inputs(state.engine(), segment)
+        _change(lambda: policy_changes.propose_change(state.writer(), edited, author=account.username,
+                                                      role=account.role, comment=comment),
+                applied="Version `{version}` applied: the next route run uses it.",
+                pending="Change {id} waits for an approver.")
 
 
 def _preview(active: Policy, edited: Policy, segments: list[str]) -> None:
@@ -177,7 +166,7 @@ def _preview(active: Policy, edited: Policy, segments: list[str]) -> None:
     url = state.database_url()
     rows, gaps, models = [], [], set()
     for segment in shown:
-        inputs = _inputs(url, segment)
+        inputs = state.preview_inputs(url, segment)
         before, after = preview_from(inputs, active), preview_from(inputs, edited)
         for name, preview in (("active", before), ("new", after)):
             rows.append({"segment": segment, "rules": name, **_preview_row(preview)})
@@ -271,17 +260,23 @@ def _history(account: auth.SignedIn, active_version: str) -> None:
         version = st.selectbox("Roll back to version", earlier, key="rollback-version")
         comment = st.text_input("Why (required)", key="rollback-comment")
         if st.form_submit_button("Roll back"):
-            try:
-                change = policy_changes.rollback(state.writer(), version, author=account.username,
-                                                 role=account.role, comment=comment)
-            except policy_changes.PolicyChangeError as error:
-                st.error(str(error))
-                return
-            state.refresh()
-            st.session_state["policy-notice"] = (
-                f"Rolled back to `{version}` as change {change.id}." if change.status is ChangeStatus.APPLIED
-                else f"Rollback {change.id} waits for an approver.")
-            st.rerun()
+            _change(lambda: policy_changes.rollback(state.writer(), version, author=account.username,
+                                                    role=account.role, comment=comment),
+                    applied="Rolled back to `{version}` as change {id}.",
+                    pending="Rollback {id} waits for an approver.")
+
+
+def _change(make: Callable[[], policy_changes.ChangeRecord], *, applied: str, pending: str) -> None:
+    """Make a policy change as the signed-in account; say what became of it on the next run, or why it failed."""
+    try:
+        change = make()
+    except policy_changes.PolicyChangeError as error:
+        st.error(str(error))
+        return
+    state.refresh()
+    notice = applied if change.status is ChangeStatus.APPLIED else pending
+    st.session_state["policy-notice"] = notice.format(version=change.version, id=change.id)
+    st.rerun()
 
 
 if __name__ == "__main__":  # Streamlit runs a page file as __main__; importing it runs nothing
