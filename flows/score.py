@@ -22,7 +22,7 @@ from store.models import Item, ItemState, Label, ModelVersion, Prediction
 from store.repo import UPSTREAM_MODEL, promoted_model
 from store.settings import SluiceSettings, settings_or_environment
 from store.transitions import move_items
-from store.vocab import Split
+from store.vocab import ItemKind, Split
 
 DEFAULT_BATCH_SIZE = 5_000
 MODEL_BATCHES_IN_FLIGHT = 3
@@ -185,16 +185,19 @@ def items_to_score(engine: Engine, model_version: str | None) -> tuple[list[str]
 
     # held-out labelled items are scored whatever their state: they calibrate and evaluate the model
     holdout = exists().where(and_(Label.item_id == Item.id, Label.split == Split.HOLDOUT))
+    # the classifier scores classification items only: outputs of LLM pipelines wait for their own verifier
+    classification = Item.kind == ItemKind.CLASSIFICATION
     with engine.connect() as conn:
         upstream = conn.execute(
             select(Item.id).where(or_(Item.state.in_(RESCORED_STATES), holdout), _has_upstream(),
-                                  lacks(UPSTREAM_MODEL))
+                                  lacks(UPSTREAM_MODEL), classification)
         ).scalars().all()
         if model_version is None:
             return [], list(upstream)
         model = conn.execute(
             select(Item.id).where(
-                or_(and_(Item.state.in_(RESCORED_STATES), ~_has_upstream()), holdout), lacks(model_version)
+                or_(and_(Item.state.in_(RESCORED_STATES), ~_has_upstream()), holdout), lacks(model_version),
+                classification,
             )
         ).scalars().all()
     return list(model), list(upstream)

@@ -27,8 +27,12 @@ CHUNK_SIZE = 20_000
 MAX_TEXT_CHARS = 100_000
 MAX_ID_CHARS = 512
 PROBS_TOLERANCE = 1e-3
-KNOWN_FIELDS = {"id", "text", "features", "segment", "prediction", "confidence", "probs", "metadata"}
-JSON_COLUMNS = ("features", "probs", "metadata")
+KNOWN_FIELDS = {"id", "text", "features", "segment", "prediction", "confidence", "probs", "metadata", "kind",
+                "prompt", "response", "context", "scores", "response_a", "response_b", "preference", "fields"}
+JSON_COLUMNS = ("features", "probs", "metadata", "scores", "fields")
+JSON_WHEN_LIST = ("prompt", "context")  # in CSV: a JSON list (chat messages, documents), else the plain text
+KINDS = ("classification", "generation", "pairwise", "extraction")
+ROLES = frozenset({"system", "user", "assistant", "tool", "developer"})
 _JSON_NUL = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")  # a \u0000 escape, not an escaped backslash + "u0000"
 
 
@@ -138,9 +142,9 @@ def _loads(text: str) -> Any:
 def _csv_value(column: str, value: str) -> Any:
     if value == "":
         return None
-    if column in JSON_COLUMNS:
+    if column in JSON_COLUMNS or (column in JSON_WHEN_LIST and value.lstrip().startswith("[")):
         return json.loads(value)
-    if column == "confidence":
+    if column in ("confidence", "preference"):
         return float(value)
     return value
 
@@ -329,8 +333,107 @@ def _fast_row(value: dict[str, Any], labels: frozenset[str] | None) -> dict[str,
         return None
     return {
         "id": item_id, "segment": segment, "text": text, "features": None, "upstream_prediction": prediction,
-        "upstream_confidence": confidence, "upstream_probs": None, "metadata": None,
+        "upstream_confidence": confidence, "upstream_probs": None, "metadata": None, "kind": "classification",
+        "payload": None,
     }
+
+
+def _short_text(value: Any, reason: str, name: str, *, required: bool = True) -> str | None:
+    """A non-empty, storable string of at most MAX_TEXT_CHARS characters (None when absent and not required)."""
+    if value is None and not required:
+        return None
+    if not isinstance(value, str) or not value.strip():
+        raise RecordError(reason, f"{name} must be a non-empty string, got {_show(value)}")
+    if len(value) > MAX_TEXT_CHARS:
+        raise RecordError("text_too_long", f"{name} has {len(value)} characters, the limit is {MAX_TEXT_CHARS}")
+    return _storable_string(value, reason, name)
+
+
+def _check_prompt(value: Any) -> str | list[dict[str, str]]:
+    """A prompt: a string, or chat messages `[{"role", "content"}, ...]` with known roles."""
+    if isinstance(value, list):
+        if not value or not all(isinstance(m, dict) and m.get("role") in ROLES and isinstance(m.get("content"), str)
+                                for m in value):
+            raise RecordError("prompt_invalid", "prompt messages must be a non-empty list of {role, content} with "
+                                                f"roles in {sorted(ROLES)}")
+        _storable_json(value, "prompt_invalid", "prompt")
+        return [{"role": m["role"], "content": m["content"]} for m in value]
+    return _short_text(value, "missing_prompt", "prompt")  # type: ignore[return-value]
+
+
+def _check_context(value: Any) -> str | list[str] | None:
+    """Documents the pipeline used: a string or a list of strings."""
+    if value is None:
+        return None
+    if isinstance(value, list):
+        if not all(isinstance(document, str) for document in value):
+            raise RecordError("context_invalid", "context must be a string or a list of strings")
+        _storable_json(value, "context_invalid", "context")
+        return value
+    return _short_text(value, "context_invalid", "context")
+
+
+def _check_scores(value: Any) -> dict[str, float] | None:
+    """Upstream scores `{name: number}` (a judge's, a trust score): finite numbers."""
+    if value is None:
+        return None
+    if not isinstance(value, dict) or not value:
+        raise RecordError("scores_invalid", "scores must be an object mapping a name to a number")
+    checked = {}
+    for name, score in value.items():
+        number = _float(score)
+        if number is None or not math.isfinite(number):
+            raise RecordError("scores_invalid", f"score {name!r} must be a finite number, got {_show(score)}")
+        checked[str(name)] = number
+    return checked
+
+
+def _check_fields(value: Any) -> dict[str, dict[str, Any]]:
+    """Extracted fields `{name: {"value", "confidence"}}`, each with its confidence in [0, 1]."""
+    if not isinstance(value, dict) or not value:
+        raise RecordError("missing_fields", "an extraction needs fields: {name: {value, confidence}}")
+    checked = {}
+    for name, field_value in value.items():
+        if not isinstance(field_value, dict) or "value" not in field_value:
+            raise RecordError("field_invalid", f"field {name!r} must be an object with a value and a confidence")
+        if field_value.get("confidence") is None:
+            raise RecordError("field_confidence_missing", f"field {name!r} has no confidence")
+        confidence = _float(field_value["confidence"])
+        if confidence is None or not 0.0 <= confidence <= 1.0:
+            raise RecordError("field_confidence_invalid",
+                              f"field {name!r}: confidence must lie in [0, 1], got {_show(field_value['confidence'])}")
+        checked[_storable_string(str(name), "field_invalid", "field name")] = {
+            "value": field_value["value"], "confidence": confidence}
+    _storable_json(checked, "field_invalid", "fields")
+    return checked
+
+
+def _kind_row(kind: str, value: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """(the item's text, its payload) for a record of an LLM pipeline's `kind`: the text the risk signals and
+    people read first (the response; the prompt of a pair; the document), the payload all the kind carries."""
+    if kind == "generation":
+        prompt, response = _check_prompt(value.get("prompt")), _short_text(value.get("response"),
+                                                                            "missing_response", "response")
+        payload: dict[str, Any] = {"prompt": prompt, "response": response,
+                                   "context": _check_context(value.get("context")),
+                                   "scores": _check_scores(value.get("scores"))}
+        if value.get("confidence") is not None:
+            payload["confidence"] = _number(value["confidence"], "confidence")
+        return str(response), {k: v for k, v in payload.items() if v is not None}
+    if kind == "pairwise":
+        prompt = _check_prompt(value.get("prompt"))
+        a = _short_text(value.get("response_a"), "missing_response", "response_a")
+        b = _short_text(value.get("response_b"), "missing_response", "response_b")
+        if str(a).strip() == str(b).strip():
+            raise RecordError("responses_identical", "response_a and response_b are the same text: nothing to prefer")
+        payload = {"prompt": prompt, "response_a": a, "response_b": b,
+                   "context": _check_context(value.get("context"))}
+        if value.get("preference") is not None:
+            payload["preference"] = _number(value["preference"], "preference")
+        text = prompt if isinstance(prompt, str) else prompt[-1]["content"]
+        return text, {k: v for k, v in payload.items() if v is not None}
+    text = _short_text(value.get("text"), "missing_content", "text")
+    return str(text), {"fields": _check_fields(value.get("fields"))}
 
 
 def validate_record(value: dict[str, Any], *, labels: frozenset[str] | None = None) -> dict[str, Any]:
@@ -338,6 +441,11 @@ def validate_record(value: dict[str, Any], *, labels: frozenset[str] | None = No
     fast = _fast_row(value, labels) if type(value) is dict else None
     if fast is not None:
         return fast
+    kind = value.get("kind") or "classification"
+    if kind not in KINDS:
+        raise RecordError("unknown_kind", f"kind must be one of {list(KINDS)}, got {_show(kind)}")
+    if kind != "classification":
+        return _llm_record(kind, value)
     item_id = _check_id(value)
     text = _check_text(value)
     features = _check_features(value)
@@ -373,17 +481,40 @@ def validate_record(value: dict[str, Any], *, labels: frozenset[str] | None = No
         "upstream_confidence": confidence,
         "upstream_probs": probs,
         "metadata": metadata,
+        "kind": "classification",
+        "payload": None,
     }
+
+
+def _llm_record(kind: str, value: dict[str, Any]) -> dict[str, Any]:
+    """The item row of a generation, pairwise or extraction record (its own checks; classification fields such as
+    `prediction` or `probs` have no meaning here and are refused)."""
+    item_id = _check_id(value)
+    stray = sorted({"prediction", "probs", "features"} & value.keys())
+    if stray:
+        raise RecordError("field_not_for_kind", f"a {kind} record carries no {', '.join(stray)}")
+    text, payload = _kind_row(kind, value)
+    segment = value.get("segment") or "default"
+    if not isinstance(segment, str) or len(segment) > 128:
+        raise RecordError("segment_invalid", f"segment must be a short string, got {_show(segment)}")
+    metadata = value.get("metadata")
+    if metadata is not None and not isinstance(metadata, dict):
+        raise RecordError("metadata_invalid", "metadata must be an object")
+    if metadata is not None:
+        _storable_json(metadata, "metadata_invalid", "metadata")
+    return {"id": item_id, "segment": _storable_string(segment, "segment_invalid", "segment"), "text": text,
+            "features": None, "upstream_prediction": None, "upstream_confidence": None, "upstream_probs": None,
+            "metadata": metadata, "kind": kind, "payload": payload}
 
 
 def _sql_nulls(row: dict[str, Any]) -> dict[str, Any]:
     """Absent JSON fields as SQL NULL: a bare None would be stored as the JSON text 'null', which `IS NULL` misses."""
-    return {name: null() for name in ("features", "upstream_probs", "metadata") if row.get(name) is None}
+    return {name: null() for name in ("features", "upstream_probs", "metadata", "payload") if row.get(name) is None}
 
 
 ITEM_COLUMNS = ("segment", "text", "features", "upstream_prediction", "upstream_confidence", "upstream_probs",
-                "metadata")
-_JSON_ITEM_COLUMNS = frozenset({"features", "upstream_probs", "metadata"})
+                "metadata", "kind", "payload")
+_JSON_ITEM_COLUMNS = frozenset({"features", "upstream_probs", "metadata", "payload"})
 _SQL_NULL = null()
 
 

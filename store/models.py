@@ -31,6 +31,11 @@ class Item(SQLModel, table=True):
     item_metadata: dict[str, Any] | None = Field(default=None, sa_column=Column("metadata", JSON))
     state: str = Field(default=ItemState.received, max_length=32)
     source: str | None = Field(default=None, description="file or batch the item came from")
+    kind: str = Field(default="classification", max_length=16, sa_column_kwargs={"server_default": "classification"},
+                      description="classification, generation, pairwise or extraction (the input contract's kind)")
+    payload: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON),
+                                           description="what a non-classification kind carries: prompt, response, "
+                                                       "context, scores; response_a and _b, preference; fields")
     received_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
 

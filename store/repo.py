@@ -34,7 +34,7 @@ from store.models import (
 )
 from store.policy_changes import record_applied
 from store.settings import PROJECT_ROOT
-from store.vocab import UNBIASED_SELECTIONS, ItemState, ModelStatus, Split
+from store.vocab import UNBIASED_SELECTIONS, ItemKind, ItemState, ModelStatus, Split
 
 __all__ = [
     "DECISION_FIELDS",
@@ -349,9 +349,11 @@ def guard_halts(engine: Engine, *, model_versions: list[str] | None = None) -> l
 
 
 def unlabelled_inputs(engine: Engine, kind: str, *, limit: int) -> list[Any]:
-    """The texts (`kind` "text") or feature vectors of up to `limit` items without a label, in item id order."""
+    """The texts (`kind` "text") or feature vectors of up to `limit` classification items without a label, in item
+    id order."""
     column = Item.text if kind == "text" else Item.features
-    query = (select(column).where(column.is_not(None), Item.id.not_in(select(Label.item_id)))
+    query = (select(column).where(column.is_not(None), Item.kind == ItemKind.CLASSIFICATION,
+                                  Item.id.not_in(select(Label.item_id)))
              .order_by(Item.id).limit(limit))
     with engine.connect() as conn:
         return list(conn.execute(query).scalars().all())

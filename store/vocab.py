@@ -24,6 +24,7 @@ __all__ = [
     "AUTOMATED_ROUTES",
     "EVALUATION_SELECTIONS",
     "HOLDOUT_SELECTIONS",
+    "ItemKind",
     "ItemState",
     "LabelSource",
     "ModelStatus",
@@ -39,6 +40,16 @@ __all__ = [
     "UNBUDGETED_SELECTIONS",
     "split_for",
 ]
+
+
+class ItemKind(StrEnum):
+    """What an item is an output of (the input contract's `kind`): a classifier's label, an LLM pipeline's
+    generated response, a pair of responses to prefer between, or fields extracted from a document."""
+
+    CLASSIFICATION = "classification"
+    GENERATION = "generation"
+    PAIRWISE = "pairwise"
+    EXTRACTION = "extraction"
 
 
 class ItemState(StrEnum):

@@ -282,3 +282,33 @@ def test_audit_share_sized_for_the_interval_width_applies_to_automated_and_revie
             RoutingDecision, RoutingDecision.id == ReviewTask.decision_id).where(
             RoutingDecision.cycle == 2, ReviewTask.selection_reason == "audit")).scalars().all()
     assert audits and set(audits) == {rate}  # review items are audited at the same share: a uniform sample
+
+
+def test_outputs_of_llm_pipelines_are_ingested_and_left_to_their_own_verifier(sluice_home, dataset_files, tmp_path):
+    """The classifier's steps leave generation, pairwise and extraction items alone (no prediction, no route):
+    their score comes from their own verifier, not from a text classifier that never saw such data."""
+    import json as json_module
+
+    from sqlalchemy import select
+
+    from flows.common import engine_for
+    from flows.ingest import ingest_flow
+    from store.models import Item, Prediction, RoutingDecision
+    from tests.flows.seeded import seed_and_route
+    from tests.store.test_ingest import EXTRACTION, GENERATION, PAIRWISE
+
+    items, labels = dataset_files
+    engine, _ = seed_and_route(items, labels)
+    llm = tmp_path / "llm.jsonl"
+    llm.write_text("".join(json_module.dumps(r) + "\n" for r in (GENERATION, PAIRWISE, EXTRACTION)))
+    assert ingest_flow(str(llm))["accepted"] == 3
+    from flows.route import route_flow
+    from flows.score import score_flow
+
+    score_flow()
+    route_flow(cycle=2)
+    ids = ["g1", "p1", "x1"]
+    with engine_for(None).connect() as conn:
+        assert not conn.execute(select(Prediction.id).where(Prediction.item_id.in_(ids))).first()
+        assert not conn.execute(select(RoutingDecision.id).where(RoutingDecision.item_id.in_(ids))).first()
+        assert set(conn.execute(select(Item.state).where(Item.id.in_(ids))).scalars()) == {"received"}

@@ -489,7 +489,8 @@ def test_validate_record_builds_the_item_row():
     row = validate_record({"id": 12, "text": "t", "prediction": "pos", "confidence": 1,
                            "probs": {"pos": 1, "neg": 0}, "metadata": {"a": 1}, "extra": "ignored"})
     assert row == {"id": "12", "segment": "default", "text": "t", "features": None, "upstream_prediction": "pos",
-                   "upstream_confidence": 1.0, "upstream_probs": {"pos": 1.0, "neg": 0.0}, "metadata": {"a": 1}}
+                   "upstream_confidence": 1.0, "upstream_probs": {"pos": 1.0, "neg": 0.0}, "metadata": {"a": 1},
+                   "kind": "classification", "payload": None}
 
 
 @pytest.mark.parametrize("total", [1 - PROBS_TOLERANCE / 2, 1 + PROBS_TOLERANCE / 2])
@@ -603,3 +604,94 @@ def test_absent_json_fields_are_sql_null(engine, tmp_path):
         assert ids_where(ITEMS.c.metadata.is_(None)) == ["bare"]
         assert ids_where(ITEMS.c.upstream_probs.is_not(None)) == ["rich"]
     assert stored_items(engine)["rich"]["metadata"] == {}
+
+
+# ---- outputs of LLM pipelines: generation, pairwise, extraction (the input contract's `kind`)
+
+GENERATION = {"id": "g1", "kind": "generation", "segment": "support",
+              "prompt": [{"role": "system", "content": "Answer from the manual."},
+                         {"role": "user", "content": "How do I reset the router?"}],
+              "response": "Hold the reset button for ten seconds.", "context": ["Manual p.4: hold reset 10 s."],
+              "confidence": 0.82, "scores": {"judge": 4, "trust": 0.9}}
+PAIRWISE = {"id": "p1", "kind": "pairwise", "prompt": "Summarise the report.", "response_a": "Sales rose.",
+            "response_b": "Sales fell slightly in Q3.", "preference": 0.3}
+EXTRACTION = {"id": "x1", "kind": "extraction", "text": "Invoice 17 from ACME, total 120.50 EUR",
+              "fields": {"vendor": {"value": "ACME", "confidence": 0.97}, "total": {"value": 120.5, "confidence": 0.6}}}
+
+
+def test_each_llm_kind_becomes_an_item_with_its_payload():
+    row = validate_record(GENERATION)
+    assert (row["kind"], row["text"], row["segment"]) == ("generation", GENERATION["response"], "support")
+    assert row["payload"] == {"prompt": GENERATION["prompt"], "response": GENERATION["response"],
+                              "context": GENERATION["context"], "confidence": 0.82,
+                              "scores": {"judge": 4.0, "trust": 0.9}}
+    assert row["upstream_confidence"] is None  # never taken for a classifier's confidence
+    pair = validate_record(PAIRWISE)
+    assert pair["kind"] == "pairwise" and pair["text"] == "Summarise the report."
+    assert pair["payload"]["preference"] == 0.3 and pair["payload"]["response_b"] == "Sales fell slightly in Q3."
+    extraction = validate_record(EXTRACTION)
+    assert extraction["payload"] == {"fields": {"vendor": {"value": "ACME", "confidence": 0.97},
+                                                "total": {"value": 120.5, "confidence": 0.6}}}
+
+
+@pytest.mark.parametrize("record, reason", [
+    ({**GENERATION, "response": "  "}, "missing_response"),
+    ({k: v for k, v in GENERATION.items() if k != "response"}, "missing_response"),
+    ({**GENERATION, "prompt": None}, "missing_prompt"),
+    ({**GENERATION, "prompt": [{"role": "hacker", "content": "x"}]}, "prompt_invalid"),
+    ({**GENERATION, "confidence": 1.5}, "confidence_invalid"),
+    ({**GENERATION, "scores": {"judge": "great"}}, "scores_invalid"),
+    ({**GENERATION, "context": [1, 2]}, "context_invalid"),
+    ({**GENERATION, "prediction": "x"}, "field_not_for_kind"),
+    ({**PAIRWISE, "response_b": "Sales rose. "}, "responses_identical"),
+    ({**PAIRWISE, "response_a": None}, "missing_response"),
+    ({**PAIRWISE, "preference": -0.1}, "preference_invalid"),
+    ({**EXTRACTION, "fields": {"vendor": {"value": "ACME"}}}, "field_confidence_missing"),
+    ({**EXTRACTION, "fields": {"vendor": {"value": "ACME", "confidence": 2}}}, "field_confidence_invalid"),
+    ({**EXTRACTION, "fields": {}}, "missing_fields"),
+    ({**EXTRACTION, "fields": {"vendor": "ACME"}}, "field_invalid"),
+    ({**GENERATION, "kind": "chat"}, "unknown_kind"),
+])
+def test_malformed_llm_records_are_refused_with_a_reason(record, reason):
+    with pytest.raises(RecordError) as error:
+        validate_record(record)
+    assert error.value.reason == reason
+
+
+def test_llm_records_are_ingested_beside_classification_and_the_bad_ones_quarantined(engine, tmp_path):
+    import json as json_module
+
+    from sqlalchemy import select
+
+    from store.models import Item, QuarantinedRecord
+
+    path = tmp_path / "mixed.jsonl"
+    lines = [GENERATION, PAIRWISE, EXTRACTION, {"id": "c1", "text": "plain", "prediction": "x", "confidence": 0.9},
+             {**PAIRWISE, "id": "p2", "response_b": PAIRWISE["response_a"]},
+             {**EXTRACTION, "id": "x2", "fields": {"total": {"value": 3}}}]
+    path.write_text("".join(json_module.dumps(line) + "\n" for line in lines))
+    summary = ingest_file(engine, path)
+    assert summary.accepted == 4
+    assert dict(summary.quarantined) == {"responses_identical": 1, "field_confidence_missing": 1}
+    with engine.connect() as conn:
+        kinds = dict(conn.execute(select(Item.id, Item.kind)).all())
+        payload = conn.execute(select(Item.payload).where(Item.id == "g1")).scalar_one()
+        reasons = sorted(conn.execute(select(QuarantinedRecord.reason)).scalars())
+    assert kinds == {"g1": "generation", "p1": "pairwise", "x1": "extraction", "c1": "classification"}
+    assert payload["prompt"][1]["content"] == "How do I reset the router?" and payload["scores"]["judge"] == 4.0
+    assert reasons == ["field_confidence_missing", "responses_identical"]
+    assert ingest_file(engine, path).accepted == 0  # idempotent on id
+
+
+def test_a_csv_carries_chat_prompts_contexts_and_fields_as_json(engine, tmp_path):
+    import csv as csv_module
+    import json as json_module
+
+    path = tmp_path / "gen.csv"
+    with path.open("w", newline="") as handle:
+        writer = csv_module.writer(handle)
+        writer.writerow(["id", "kind", "prompt", "response", "context", "confidence"])
+        writer.writerow(["g9", "generation", json_module.dumps(GENERATION["prompt"]), "Hold reset.",
+                         "Manual p.4", "0.7"])
+        writer.writerow(["g10", "generation", "A plain question?", "An answer.", "", ""])
+    assert ingest_file(engine, path).accepted == 2
