@@ -23,6 +23,7 @@ from calibration.intervals import clopper_pearson
 from routing.decide import human_required
 from routing.policy import SegmentPolicy
 from routing.thresholds import _as_correct, default_start_count, guaranteed_threshold
+from routing.whatif import _as_unit_array
 
 __all__ = [
     "CERTIFIED",
@@ -84,21 +85,6 @@ class SegmentPreview:
         return self.automation_rate
 
 
-def _as_scores(name: str, values: Any, n_items: int | None = None) -> np.ndarray:
-    try:
-        array = np.asarray(values, dtype=float)
-    except (TypeError, ValueError) as error:
-        raise ValueError(f"{name} must be numeric, got {values!r}") from error
-    if array.ndim != 1 or (n_items is not None and array.shape[0] != n_items):
-        expected = "1-D" if n_items is None else f"shape ({n_items},)"
-        raise ValueError(f"length mismatch: {name} has shape {array.shape}, expected {expected}")
-    bad = ~((array >= 0.0) & (array <= 1.0))  # NaN fails both comparisons
-    if bad.any():
-        raise ValueError(f"{name} must be finite and in [0, 1]; {int(bad.sum())} bad values, "
-                         f"e.g. {array[bad][:5].tolist()}")
-    return array
-
-
 def _check_options(rules: Any, arrivals_per_day: float, min_labels: int, interval_confidence: float) -> None:
     if not isinstance(rules, SegmentPolicy):
         raise TypeError(f"rules must be a routing.policy.SegmentPolicy, got {type(rules).__name__}")
@@ -152,9 +138,9 @@ def preview_segment(
     few certify nothing: everything to review), and people-only rules need no labels at all.
     """
     _check_options(rules, arrivals_per_day, min_labels, interval_confidence)
-    raw = _as_scores("confidence", confidence)
+    raw = _as_unit_array("confidence", confidence)
     right = _as_correct(correct, raw.shape[0])
-    scores = raw if calibrated is None else _as_scores("calibrated", calibrated, raw.shape[0])
+    scores = raw if calibrated is None else _as_unit_array("calibrated", calibrated, raw.shape[0])
     people = _people_only(rules)
     compared = raw  # a target is certified on, and compared with, the raw confidence
     if people is not None:
