@@ -5,8 +5,9 @@ and the human answer read back from an annotation's result (pure: no network).
   (accept / reject), a corrected response (a text area), issue categories (several) and a severity from 0 to 5
   (ordinal, so agreement on it is Krippendorff's alpha for ordinal data).
 - ``pairwise``: the prompt and two responses side by side in Label Studio's ``Pairwise`` tag, with a tie
-  option. Which response is shown on the left is drawn per task and kept in the task data (``left_is``), so an
-  answer is read back as ``a`` or ``b`` whatever the side and position bias can be measured.
+  option. Which response is shown on the left is a fixed fair coin per decision (``routing.draws.a_on_left``),
+  kept in the task data (``left_is``), so an answer is read back as ``a`` or ``b`` whatever the side and
+  position bias can be measured.
 - ``extraction``: the document and, per extracted field, a text area holding the extracted value to confirm or
   correct (the field's confidence shown beside its name).
 """

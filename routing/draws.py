@@ -12,11 +12,13 @@ from collections.abc import Sequence
 import numpy as np
 
 __all__ = [
-    "AUDIT_SALT", "AUDIT_TRAIN_SALT", "BLIND_SALT", "OVERLAP_SALT", "decision_uniform", "drawn",
+    "AUDIT_SALT", "AUDIT_TRAIN_SALT", "BLIND_SALT", "OVERLAP_SALT", "SIDE_SALT", "a_on_left", "decision_uniform",
+    "drawn",
 ]
 
 AUDIT_SALT, BLIND_SALT, OVERLAP_SALT = 0x5A17_A0D1_7D2A_0001, 0xB11D_5EED_0000_0002, 0x0E1A_9000_0000_0003
 AUDIT_TRAIN_SALT = 0x7EAC_0000_0000_0004
+SIDE_SALT = 0x51DE_0000_0000_0005  # which side of a pairwise task shows response a
 
 
 def decision_uniform(decision_ids: Sequence[int], *, salt: int = AUDIT_SALT) -> np.ndarray:
@@ -39,3 +41,9 @@ def drawn(decision_ids: Sequence[int], share: float | np.ndarray, *, salt: int) 
     if not ids or np.all(shares <= 0.0):
         return np.zeros(len(ids), dtype=bool)
     return decision_uniform(ids, salt=salt) < shares
+
+
+def a_on_left(decision_ids: Sequence[int]) -> np.ndarray:
+    """For pairwise tasks: whether response a is shown on the left, a fair coin per decision, the same on every
+    retry, so position bias can be measured (and is balanced over many tasks)."""
+    return decision_uniform(decision_ids, salt=SIDE_SALT) < 0.5

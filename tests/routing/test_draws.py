@@ -29,3 +29,15 @@ def test_drawn_is_a_fixed_mask_per_decision_and_share() -> None:
     assert not drawn(ids, 0.0, salt=AUDIT_SALT).any() and drawn([], 0.5, salt=AUDIT_SALT).shape == (0,)
     per_row = drawn([1, 2, 3], [0.0, 1.0, 0.0], salt=AUDIT_SALT)
     assert per_row.tolist() == [False, True, False]
+
+
+def test_the_pairwise_side_is_a_fair_fixed_coin_per_decision():
+    from scipy.stats import binomtest
+
+    from routing.draws import a_on_left
+
+    ids = list(range(1, 20_001))
+    left = a_on_left(ids)
+    assert (left == a_on_left(ids)).all()  # a retry shows the same side
+    assert binomtest(int(left.sum()), len(ids)).pvalue > 1e-4  # fair: about half each way
+    assert abs(np.corrcoef(left, decision_uniform(ids, salt=_BLIND_SALT) < 0.5)[0, 1]) < 0.05  # not the blind draw
