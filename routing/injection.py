@@ -42,8 +42,8 @@ INSTRUCTION_PATTERNS: dict[str, str] = {
         rf"|\b(?:safety|security){_W}(?:protocols?|checks?|filters?|guidelines){_W}(?:are{_W})?(?:disabled|off|lifted)\b"
         rf"|\bskip{_W}(?:all{_W})?(?:safety|security){_W}checks\b|\byour{_W}real{_W}task{_W}is\b"
     ),
-    # text addressed to the model inside data, or forged system notes: "Note to the bot", "If you are an AI
-    # assistant reading this", "SYSTEM NOTE:", "IMPORTANT for the assistant"
+    # text addressed to the model inside data, or forged system notes: "Note to the bot", a document speaking to
+    # whatever model reads it, "SYSTEM NOTE:", "IMPORTANT for the assistant"
     "addressed_to_model": (
         rf"\bnote{_W}(?:to|for){_W}(?:the{_W})?(?:bot|ai|assistant|model|llm|agent)s?\b"
         rf"|\b(?:if{_W}you{_W}are|attention|dear){_W}(?:an?{_W})?(?:ai|llm|language{_W}model)(?:{_W}(?:assistant|agent|model))?\b"
