@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from typing import Any
-from xml.sax.saxutils import escape, quoteattr
+from xml.sax.saxutils import quoteattr
 
 __all__ = [
     "DEFAULT_ISSUES",
@@ -150,8 +150,7 @@ def extraction_config(fields: Mapping[str, float] | Sequence[str]) -> str:
 def extraction_data(item_id: str, text: str, payload: Mapping[str, Any]) -> dict[str, Any]:
     fields = payload["fields"]
     return {"item_id": item_id, "text": text,
-            "extracted": "; ".join(f"{escape(str(n))} = {escape(str(f['value']))} ({f['confidence']:.2f})"
-                                   for n, f in fields.items())}
+            "extracted": "; ".join(f"{n} = {f['value']} ({f['confidence']:.2f})" for n, f in fields.items())}
 
 
 def extraction_answer(result: Sequence[Mapping[str, Any]], fields: Sequence[str]) -> dict[str, str]:

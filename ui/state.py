@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pandas as pd
 import streamlit as st
 from sqlalchemy import Engine, make_url
@@ -111,6 +113,30 @@ def guard_halts(url: str) -> pd.DataFrame:
 
 
 @st.cache_data(ttl=CACHE_SECONDS, show_spinner=False)
+def segments_seen(url: str) -> list[str]:
+    """Every segment with items (a scan of the items: once per cache period, not once per widget change)."""
+    from store.repo import segments_seen as read
+
+    return sorted(read(_engine_for(url)))
+
+
+@st.cache_data(ttl=CACHE_SECONDS, show_spinner=False)
+def decision_export(url: str, start: Any, end: Any, segments: tuple[str, ...], routes: tuple[str, ...], fmt: str,
+                    limit: int) -> tuple[bytes, int, bool]:
+    """The filtered decision trail written as `fmt` (at most `limit` decisions): (file bytes, count, cut short)."""
+    import io
+
+    from store.audit import write_trail
+    from store.repo import decision_trail
+
+    records = list(decision_trail(_engine_for(url), since=start, until=end, segments=segments, routes=routes,
+                                  limit=limit + 1))
+    handle = io.StringIO()
+    count = write_trail(records[:limit], handle, fmt=fmt)
+    return handle.getvalue().encode(), count, len(records) > limit
+
+
+@st.cache_data(ttl=CACHE_SECONDS, show_spinner=False)
 def calibration_flags(url: str) -> list[data.SegmentFlag]:
     return data.calibration_flags(_engine_for(url))
 
@@ -132,5 +158,5 @@ def refresh() -> None:
     for reader in (active_policy, segment_figures, audit_overview, preview_inputs, latest_calibration,
                    promoted_version, model_history, cycle_history,
                    automation_bias, annotator_accuracy, agreement_tables, guard_halts, calibration_flags,
-                   segment_trends, queue_age):
+                   segment_trends, queue_age, segments_seen, decision_export):
         reader.clear()

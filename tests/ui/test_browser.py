@@ -33,35 +33,20 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="module")
 def filled_home(tmp_path_factory, prefect_harness) -> Iterator[Path]:
-    """A store brought through a routed cycle by real flow runs, with three accounts."""
+    """A store brought through a routed cycle by real flow runs, with two accounts."""
     from store.accounts import add_account
-    from store.db import dispose_engines
-    from store.settings import get_settings
     from tests.flows.conftest import make_dataset, write_files
     from tests.flows.seeded import seed_and_route
+    from tests.ui.conftest import sluice_environment
 
     home = tmp_path_factory.mktemp("console-home")
-    saved = {key: os.environ.get(key) for key in ("SLUICE_HOME", "SLUICE_DATABASE_URL")}
-    os.environ["SLUICE_HOME"] = str(home)
-    os.environ.pop("SLUICE_DATABASE_URL", None)
-    get_settings.cache_clear()
-    dispose_engines()
-    try:
+    with sluice_environment(home):
         items, labels = write_files(home, make_dataset(900, seed=3))
         # 200 held-out seed labels: enough for Learn-then-Test to certify a threshold for a loose target
         engine, _ = seed_and_route(items, labels, seed_count=400)
         for name, role in (("ana", "operator"), ("vic", "viewer")):
             add_account(engine, name, role=role, password=PASSWORD)
-        dispose_engines()
-        yield home
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-        get_settings.cache_clear()
-        dispose_engines()
+    yield home
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,6 @@ tasks, every human answer, the resolved label), and a filtered export of the dec
 
 from __future__ import annotations
 
-import io
 from datetime import date, datetime, time, timedelta, timezone
 from typing import Any
 
@@ -11,8 +10,7 @@ import pandas as pd
 import streamlit as st
 
 from routing.decide import Route
-from store import repo
-from store.audit import item_history, write_trail
+from store.audit import item_history
 from ui import state
 
 EMPTY_TRAIL = "No routing decisions yet: `sluice route` (or `sluice cycle`) makes them."
@@ -30,7 +28,7 @@ def render() -> None:
     engine = state.engine()
     _item_story(engine)
     st.divider()
-    _export(engine)
+    _export()
 
 
 def _table(rows: list[dict[str, Any]], columns: list[str] | None = None) -> None:
@@ -92,9 +90,10 @@ def _item_story(engine) -> None:
                     f"{label.get('agreement') if label.get('agreement') is not None else '—'}")
 
 
-def _export(engine) -> None:
+def _export() -> None:
     st.subheader("Export decisions")
-    segments = sorted(repo.segments_seen(engine))
+    url = state.database_url()
+    segments = state.segments_seen(url)
     if not segments:
         st.info(EMPTY_TRAIL)
         return
@@ -111,17 +110,14 @@ def _export(engine) -> None:
     start = datetime.combine(since, time.min, tzinfo=timezone.utc)
     end = datetime.combine(until, time.min, tzinfo=timezone.utc) + timedelta(days=1)
     fmt = st.radio("Format", ("csv", "jsonl"), horizontal=True, key="audit-format")
-    records = list(repo.decision_trail(engine, since=start, until=end, segments=chosen_segments,
-                                       routes=chosen_routes, limit=EXPORT_LIMIT + 1))
-    if len(records) > EXPORT_LIMIT:
+    content, count, cut = state.decision_export(url, start, end, tuple(chosen_segments), tuple(chosen_routes), fmt,
+                                                EXPORT_LIMIT)
+    if cut:
         st.warning(f"More than {EXPORT_LIMIT:,} decisions match: narrow the filters, or use "
                    "`sluice audit export` for all of them.")
-        records = records[:EXPORT_LIMIT]
-    handle = io.StringIO()
-    count = write_trail(records, handle, fmt=fmt)
     st.caption(f"{count:,} decisions match, each with its policy, model and calibrator versions and the "
                "threshold evidence behind it.")
-    st.download_button(f"Download {count:,} decisions", handle.getvalue().encode(), key="audit-download",
+    st.download_button(f"Download {count:,} decisions", content, key="audit-download",
                        file_name=f"sluice-decisions-{since:%Y%m%d}-{until:%Y%m%d}.{fmt}",
                        mime="text/csv" if fmt == "csv" else "application/x-ndjson", disabled=not count)
 

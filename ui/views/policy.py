@@ -19,7 +19,7 @@ from pydantic import ValidationError
 from routing.policy import Policy, approval_segments, policy_diff
 from routing.preview import SegmentPreview
 from services.preview import preview_from
-from store import policy_changes, repo
+from store import policy_changes
 from store.vocab import ChangeStatus, Role
 from ui import auth, data, state
 from ui.display import MISSING, percent
@@ -56,7 +56,7 @@ def render() -> None:
 
 def _editor(policy: Policy, version: str, *, editable: bool) -> Policy | None:
     """Widgets for one segment's rules, filled with its effective values; the edited policy, or None."""
-    seen = set(repo.segments_seen(state.engine()))  # segments with items, named in the policy or not
+    seen = set(state.segments_seen(state.database_url()))  # segments with items, in the policy or not
     choices = ["defaults", *sorted(set(policy.segments) | seen), NEW_SEGMENT]
     segment = st.selectbox("Segment", choices, key="policy-segment",
                            help="`defaults` apply to every segment that does not override them")
@@ -159,7 +159,7 @@ def _review_and_apply(account: auth.SignedIn, active: Policy, edited: Policy) ->
 def _preview(active: Policy, edited: Policy, segments: list[str]) -> None:
     """What the active and the edited rules would do, on held-out labels and the real arrival rate."""
     st.subheader("Preview")
-    shown = [s for s in segments if s != "defaults"] or sorted(repo.segments_seen(state.engine()))
+    shown = [s for s in segments if s != "defaults"] or state.segments_seen(state.database_url())
     if not shown:
         st.info("No segment has items yet: `sluice ingest` and `sluice cycle` give the preview its data.")
         return
