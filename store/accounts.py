@@ -13,13 +13,13 @@ import hashlib
 import hmac
 import re
 import secrets
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import NamedTuple
 
 from sqlalchemy import Engine, delete, select, update
 
 from store.db import write_transaction
-from store.models import Account
+from store.models import Account, as_utc, utcnow
 from store.vocab import Role
 
 __all__ = ["AccountRecord", "AccountError", "add_account", "authenticate", "find_account", "list_accounts",
@@ -65,8 +65,8 @@ def password_matches(password: str, stored: str) -> bool:
 
 
 def _record(row) -> AccountRecord:
-    created = row.created_at if row.created_at.tzinfo else row.created_at.replace(tzinfo=timezone.utc)
-    return AccountRecord(row.username, Role(row.role), row.display_name, row.password_hash is not None, created,
+    return AccountRecord(row.username, Role(row.role), row.display_name, row.password_hash is not None,
+                         as_utc(row.created_at),
                          bool(row.disabled))
 
 
@@ -90,7 +90,7 @@ def add_account(engine: Engine, username: str, *, role: str, password: str | Non
         raise AccountError(f"account {username!r} exists already (`sluice user passwd` or `sluice user role`)")
     row = {"username": username, "role": checked.value, "display_name": display_name, "disabled": False,
            "password_hash": hash_password(password) if password is not None else None,
-           "created_at": datetime.now(timezone.utc)}
+           "created_at": utcnow()}
     with write_transaction(engine) as conn:
         conn.execute(Account.__table__.insert().values(**row))
     record = find_account(engine, username)

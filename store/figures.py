@@ -10,12 +10,22 @@ in that cycle. Rows come back as named tuples, read by attribute.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any, NamedTuple
 
 from sqlalchemy import Engine, String, Subquery, cast, func, insert, select, update
 
-from store.models import Annotation, CycleReport, Item, Label, Prediction, ReviewTask, RoutingDecision, utcnow
+from store.models import (
+    Annotation,
+    CycleReport,
+    Item,
+    Label,
+    Prediction,
+    ReviewTask,
+    RoutingDecision,
+    as_utc,
+    utcnow,
+)
 from store.vocab import AUTOMATED_ROUTES, UNBIASED_SELECTIONS, LabelSource, Selection, Split, TaskState
 
 __all__ = [
@@ -406,11 +416,8 @@ def waiting_tasks(engine: Engine) -> list[WaitingTasks]:
              .where(ReviewTask.state != TaskState.DONE)
              .group_by(Item.segment, ReviewTask.queue).order_by(Item.segment, ReviewTask.queue))
     with engine.connect() as conn:
-        return [WaitingTasks(segment, queue, n, _aware(oldest)) for segment, queue, n, oldest in conn.execute(query)]
-
-
-def _aware(moment: datetime) -> datetime:
-    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+        return [WaitingTasks(segment, queue, n, as_utc(oldest))
+                for segment, queue, n, oldest in conn.execute(query)]
 
 
 class CycleBacklog(NamedTuple):

@@ -37,7 +37,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 
 import psutil
@@ -45,7 +45,7 @@ from sqlalchemy import Connection, Engine, create_engine, delete, make_url, sele
 from sqlalchemy.exc import OperationalError, ProgrammingError
 from sqlalchemy.pool import NullPool
 
-from store.models import StoreLockHolder
+from store.models import StoreLockHolder, as_utc, utcnow
 from store.settings import masked_url
 
 __all__ = [
@@ -318,9 +318,8 @@ def _read_holder(engine: Engine, name: str) -> Holder | None:
         return None
     if row is None:
         return None
-    acquired = row.acquired_at if row.acquired_at.tzinfo else row.acquired_at.replace(tzinfo=timezone.utc)
     return Holder(flow=row.flow, flow_run_id=row.flow_run_id, pid=row.pid, host=row.host,
-                  process_started=row.process_started, backend_pid=row.backend_pid, acquired_at=acquired,
+                  process_started=row.process_started, backend_pid=row.backend_pid, acquired_at=as_utc(row.acquired_at),
                   namespace=row.namespace)
 
 
@@ -376,7 +375,7 @@ def hold_store_lock(database_url: str, *, flow: str, flow_run_id: str | None = N
         me = psutil.Process()
         holder = Holder(flow=flow, flow_run_id=flow_run_id, pid=me.pid, host=socket.gethostname(),
                         process_started=me.create_time(), backend_pid=medium.backend_pid,
-                        acquired_at=datetime.now(timezone.utc), namespace=_process_namespace())
+                        acquired_at=utcnow(), namespace=_process_namespace())
         _write_holder(engine, HOLDER_ROW, holder)
         try:
             yield holder

@@ -15,6 +15,12 @@ def utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
 
+def as_utc(moment: datetime | None) -> datetime | None:
+    """A time read back from the store, made timezone-aware: SQLite hands back naive datetimes, and everything
+    Sluice writes is UTC."""
+    return moment if moment is None or moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+
+
 class Item(SQLModel, table=True):
     """One producer output, as ingested; the producer's id is the key, so ingest is idempotent."""
 

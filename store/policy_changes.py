@@ -10,7 +10,7 @@ another change is applied over its base meanwhile, it is superseded and must be 
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import NamedTuple
 
 from sqlalchemy import Connection, Engine, select, update
@@ -18,7 +18,7 @@ from sqlalchemy import Connection, Engine, select, update
 from routing.policy import Policy, approval_segments
 from store.bulk import insert_ignore
 from store.db import write_transaction
-from store.models import AuditEvent, PolicyChange, PolicyVersion
+from store.models import AuditEvent, PolicyChange, PolicyVersion, as_utc, utcnow
 from store.vocab import ChangeKind, ChangeStatus, Role
 
 __all__ = ["ChangeRecord", "PolicyChangeError", "approve_change", "change", "pending_changes", "policy_history",
@@ -44,18 +44,10 @@ class ChangeRecord(NamedTuple):
     decided_at: datetime | None
 
 
-def _utc(moment: datetime | None) -> datetime | None:
-    return moment if moment is None or moment.tzinfo else moment.replace(tzinfo=timezone.utc)
-
-
-def _now() -> datetime:
-    return datetime.now(timezone.utc)
-
-
 def _record(row) -> ChangeRecord:
     return ChangeRecord(row.id, ChangeKind(row.kind), row.version, row.base_version, row.author, row.comment,
                         ChangeStatus(row.status), list(row.approval_segments or []), row.approver,
-                        row.decision_comment, _utc(row.created_at), _utc(row.decided_at))
+                        row.decision_comment, as_utc(row.created_at), as_utc(row.decided_at))
 
 
 def _active_version(conn: Connection) -> str | None:
@@ -81,7 +73,7 @@ def _activate(conn: Connection, version: str) -> None:
 
 
 def _event(conn: Connection, kind: str, payload: dict, actor: str) -> None:
-    conn.execute(AuditEvent.__table__.insert().values(kind=kind, actor=actor, payload=payload, created_at=_now()))
+    conn.execute(AuditEvent.__table__.insert().values(kind=kind, actor=actor, payload=payload, created_at=utcnow()))
 
 
 def record_applied(conn: Connection, version: str, *, author: str, comment: str,
@@ -92,7 +84,7 @@ def record_applied(conn: Connection, version: str, *, author: str, comment: str,
     if base == version:
         return
     _activate(conn, version)
-    now = _now()
+    now = utcnow()
     conn.execute(PolicyChange.__table__.insert().values(
         kind=kind.value, version=version, base_version=base, author=author, comment=comment,
         status=ChangeStatus.APPLIED.value, approval_segments=[], created_at=now, decided_at=now))
@@ -116,9 +108,9 @@ def propose_change(engine: Engine, policy: Policy, *, author: str, role: Role, c
         needs = approval_segments(None if old_document is None else Policy.from_yaml(old_document), policy)
         insert_ignore(conn, PolicyVersion.__table__, [{
             "version": version, "name": policy.name, "document": policy.to_yaml(), "author": author,
-            "comment": comment, "active": False, "created_at": _now()}])
+            "comment": comment, "active": False, "created_at": utcnow()}])
         status = ChangeStatus.PENDING if needs else ChangeStatus.APPLIED
-        now = _now()
+        now = utcnow()
         change_id = conn.execute(PolicyChange.__table__.insert().values(
             kind=kind.value, version=version, base_version=base, author=author, comment=comment,
             status=status.value, approval_segments=needs, created_at=now,
@@ -163,7 +155,7 @@ def _decide(engine: Engine, change_id: int, *, approver: str, role: Role, commen
         if approve:
             status = ChangeStatus.APPLIED if _active_version(conn) == row.base_version else ChangeStatus.SUPERSEDED
         conn.execute(update(table).where(table.c.id == change_id).values(
-            status=status.value, approver=approver, decision_comment=comment, decided_at=_now()))
+            status=status.value, approver=approver, decision_comment=comment, decided_at=utcnow()))
         if status is ChangeStatus.APPLIED:
             _activate(conn, row.version)
         _event(conn, f"policy_change_{status.value}", {"change": change_id, "version": row.version,
