@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from datetime import datetime, timedelta
-from functools import lru_cache
+from functools import lru_cache, partial
 from typing import Any
 
 from prefect import flow, get_run_logger, task
@@ -12,6 +12,7 @@ from prefect.cache_policies import NO_CACHE
 from sqlalchemy import Engine
 
 from flows.common import StepFailed, engine_for, holds_store_lock, resolution_rules, utcnow
+from labeling import kinds
 from labeling.client import LabelStudioQueue, TaskSpec
 from labeling.errors import LabelStudioApiError, LabelStudioError
 from labeling.resolve import HumanAnswer, resolve_items, upsert_annotations
@@ -20,8 +21,9 @@ from store.db import refresh_statistics
 from store.models import ReviewTask
 from store.outbox import outbox_batch
 from store.repo import active_policy, get_watermark, known_items, promoted_model, record_event, set_watermark
+from routing.draws import a_on_left as a_on_left_draw
 from store.settings import SluiceSettings, settings_or_environment
-from store.vocab import Queue
+from store.vocab import ItemKind, Queue
 
 PUSH_CHUNK = 1000  # tasks per batch and per import request: fewer round trips, a retry stays small
 PULL_OVERLAP = timedelta(seconds=2)
@@ -38,21 +40,36 @@ def project_labels(engine: Engine) -> list[str]:
     return list(model.classes)
 
 
-def project_title(settings: SluiceSettings, queue_name: str) -> str:
-    """The Label Studio project of a queue: the configured one for review, `<it> (expert)` for experts."""
+def _has_label_set(engine: Engine) -> bool:
+    try:
+        return bool(project_labels(engine))
+    except ValueError:
+        return False
+
+
+def project_title(settings: SluiceSettings, queue_name: str, kind: str = ItemKind.CLASSIFICATION) -> str:
+    """The Label Studio project of a queue and item kind: the configured one for the review of classifications,
+    `<it>: generation` (pairwise, extraction) for the outputs of LLM pipelines, with ` (expert)` for experts."""
     if queue_name not in QUEUES:
         raise ValueError(f"queue must be one of {QUEUES}, got {queue_name!r}")
-    base = settings.labelstudio_project
+    if kind not in tuple(ItemKind):
+        raise ValueError(f"kind must be one of {[k.value for k in ItemKind]}, got {kind!r}")
+    base = settings.labelstudio_project if kind == ItemKind.CLASSIFICATION else f"{settings.labelstudio_project}: {kind}"
     return base if queue_name == Queue.REVIEW else f"{base} (expert)"
 
 
 def open_queue(engine: Engine, settings: SluiceSettings | None = None, *, retries: int = 4,
-               queue_name: str = Queue.REVIEW) -> tuple[LabelStudioQueue, int]:
-    """The client of the settings' Label Studio (the environment's when None) and the id of the queue's project
-    in it, created with the store's labels if missing."""
+               queue_name: str = Queue.REVIEW, kind: str = ItemKind.CLASSIFICATION) -> tuple[LabelStudioQueue, int]:
+    """The client of the settings' Label Studio (the environment's when None) and the id of the project of the
+    queue and item kind in it, created if missing: the store's labels for classifications, the kind's own
+    config otherwise (`labeling.kinds`)."""
     settings = settings_or_environment(settings)
     queue = queue_client(settings, retries=retries)
-    return queue, queue.ensure_project(project_title(settings, queue_name), project_labels(engine))
+    title = project_title(settings, queue_name, kind)
+    if kind == ItemKind.CLASSIFICATION:
+        return queue, queue.ensure_project(title, project_labels(engine))
+    fields = outbox.extraction_fields(engine) if kind == ItemKind.EXTRACTION else ()
+    return queue, queue.ensure_project(title, config=kinds.queue_config(kind, fields=fields))
 
 
 def queue_client(settings: SluiceSettings, *, retries: int = 4) -> LabelStudioQueue:
@@ -71,12 +88,21 @@ def assign_batch_keys(engine: Engine, *, chunk: int = PUSH_CHUNK) -> None:
     outbox.assign_batch_keys(engine, chunk=chunk, queues=QUEUES)
 
 
-def _spec(row: ReviewTask, text: str | None, features: Any) -> TaskSpec:
+def _spec(row: ReviewTask, text: str | None, features: Any, kind: str = ItemKind.CLASSIFICATION,
+          payload: Any = None, threshold: float | None = None) -> TaskSpec:
+    shown = row.predicted_label if not row.blind else None
+    data = suggested = None
+    if kind != ItemKind.CLASSIFICATION:
+        # the pairwise side: a fixed fair coin per decision, so a retried push shows the pair the same way
+        a_on_left = bool(a_on_left_draw([row.decision_id if row.decision_id is not None else row.id or 0])[0])
+        data = kinds.task_data(kind, row.item_id, text or "", payload or {}, a_on_left=a_on_left,
+                               threshold=threshold)
+        suggested = kinds.suggestion(kind, data, shown) if shown else None
     return TaskSpec(
         item_id=row.item_id, text=text if text is not None else json.dumps(features), batch_key=row.batch_key or "",
         priority=row.priority, selection_reason=row.selection_reason,
-        model_version=row.model_version if row.predicted_label and not row.blind else None,
-        predicted_label=None if row.blind else row.predicted_label, score=None if row.blind else row.score,
+        model_version=row.model_version if shown else None,
+        predicted_label=shown, score=None if row.blind else row.score, data=data, suggestion=suggested,
     )
 
 
@@ -94,7 +120,7 @@ def push_batch(batch_key: str, project_id: int, settings: SluiceSettings) -> int
     outbox.count_push_attempt(engine, batch_key)
     missing = [r for r in rows if r.task.item_id not in arrived]
     try:
-        ids = queue.import_tasks(project_id, [_spec(r.task, r.text, r.features) for r in missing],
+        ids = queue.import_tasks(project_id, [_spec(*r) for r in missing],
                                  chunk_size=PUSH_CHUNK)
     except LabelStudioError as error:
         outbox.record_push_error(engine, batch_key, str(error))
@@ -138,17 +164,17 @@ def push_flow(settings: SluiceSettings | None = None) -> dict[str, Any]:
     if not keys:
         return {"pushed": 0, "pending": 0}
     pushed, failed, errors, project_id = 0, 0, [], None
-    for queue_name in QUEUES:
-        batches = sorted(k.batch_key for k in keys if k.queue == queue_name)
+    for queue_name, kind in [(q, k) for q in QUEUES for k in ItemKind]:
+        batches = sorted(b.batch_key for b in keys if b.queue == queue_name and b.kind == kind)
         if not batches:
             continue
         try:
-            _, queue_project = open_queue(engine, settings, queue_name=queue_name)
+            _, queue_project = open_queue(engine, settings, queue_name=queue_name, kind=kind)
         except LabelStudioError as error:
             record_event(engine, "push_failed", {"pushed": pushed, "pending": len(keys), "error": str(error)})
             raise StepFailed(f"push: Label Studio is unavailable, {len(keys)} batch(es) stay queued: {error}") \
                 from error
-        if queue_name == Queue.REVIEW:
+        if queue_name == Queue.REVIEW and kind == ItemKind.CLASSIFICATION:
             project_id = queue_project
         for key in batches:
             try:
@@ -181,9 +207,15 @@ def pull_flow(cycle: int | None = None, settings: SluiceSettings | None = None) 
     rules = resolution_rules(engine)
     summary: dict[str, Any] = {"pulled": 0, "new": 0, "updated": 0, "resolved": 0, "escalated": 0, "waiting": 0,
                                "unknown_items": 0}
-    for queue_name in QUEUES if expert_tasks else QUEUES[:1]:
+    # the review of classifications is read whenever the store has labels to give (annotations made in Label
+    # Studio directly count); the other projects once a task went to them
+    always = [(Queue.REVIEW, ItemKind.CLASSIFICATION)] if _has_label_set(engine) else []
+    projects = dict.fromkeys([*always, *outbox.queue_kinds(engine)])
+    for queue_name, kind in projects:
+        if queue_name == Queue.EXPERT and not expert_tasks:
+            continue
         try:
-            pulled = pull_queue(engine, settings, queue_name, cycle, rules)
+            pulled = pull_queue(engine, settings, queue_name, cycle, rules, kind=kind)
         except LabelStudioError as error:
             record_event(engine, "pull_failed", {**summary, "queue": queue_name, "error": str(error)})
             raise StepFailed(f"pull: Label Studio is unavailable; the {queue_name} watermark stays: {error}") \
@@ -198,22 +230,23 @@ def pull_flow(cycle: int | None = None, settings: SluiceSettings | None = None) 
 
 
 def pull_queue(engine: Engine, settings: SluiceSettings, queue_name: str, cycle: int | None,
-               rules: Any) -> dict[str, int]:
+               rules: Any, *, kind: str = ItemKind.CLASSIFICATION) -> dict[str, int]:
     """Pull one queue's project page by page: each page's annotations are stored before the next is read; then
     everything pulled is resolved in one pass (Dawid-Skene on the whole fit), and only then does the watermark
     move. A pull stopped half-way leaves complete pages of annotations and no label made on a partial fit; the
     next one reads from the same watermark and upserts on annotation id, so nothing is lost or doubled."""
-    queue, project_id = open_queue(engine, settings, queue_name=queue_name)
+    queue, project_id = open_queue(engine, settings, queue_name=queue_name, kind=kind)
+    read = None if kind == ItemKind.CLASSIFICATION else partial(kinds.read_answer, kind)
     key = f"labelstudio:{project_id}:updated_at"
     mark = get_watermark(engine, key)
     since = datetime.fromisoformat(mark) - PULL_OVERLAP if mark else None
     counts = {"pulled": 0, "new": 0, "updated": 0, "unknown_items": 0}
     latest, touched = None, []
-    for page in queue.annotation_pages(project_id, since=since):
+    for page in queue.annotation_pages(project_id, since=since, read=read):
         answers = [
             HumanAnswer(source="labelstudio", external_id=a.annotation_id, item_id=a.item_id, label=a.label,
                         annotator=a.annotator, was_cancelled=a.was_cancelled, updated_at=a.updated_at,
-                        task_id=a.task_id)
+                        task_id=a.task_id, answer=a.answer)
             for a in page
         ]
         known = known_items(engine, [a.item_id for a in answers])

@@ -152,9 +152,18 @@ def score_upstream_batch(item_ids: list[str], settings: SluiceSettings) -> int:
     engine = engine_for(settings)
     with engine.connect() as conn:
         rows = conn.execute(
-            select(Item.id, Item.upstream_prediction, Item.upstream_confidence, Item.upstream_probs)
+            select(Item.id, Item.kind, Item.upstream_prediction, Item.upstream_confidence, Item.upstream_probs)
             .where(Item.id.in_(bindparam("ids", expanding=True))), {"ids": list(item_ids)}
         ).all()
+    # each kind on its own: a classifier's confidence is spread over its own labels, never over the answers of a
+    # generated response or a pair
+    by_kind: dict[str, list[Any]] = {}
+    for row in rows:
+        by_kind.setdefault(row.kind, []).append(row)
+    return sum(_pass_through(engine, group) for group in by_kind.values())
+
+
+def _pass_through(engine: Engine, rows: list[Any]) -> int:
     scores = upstream_scores([r.upstream_prediction for r in rows], [r.upstream_confidence for r in rows],
                              [r.upstream_probs for r in rows])
     complete = scores.has_upstream & np.isfinite(scores.probs).all(axis=1)
@@ -185,12 +194,13 @@ def items_to_score(engine: Engine, model_version: str | None) -> tuple[list[str]
 
     # held-out labelled items are scored whatever their state: they calibrate and evaluate the model
     holdout = exists().where(and_(Label.item_id == Item.id, Label.split == Split.HOLDOUT))
-    # the classifier scores classification items only: outputs of LLM pipelines wait for their own verifier
+    # upstream scores pass through for every kind (an LLM item's own score is mapped onto its answers at ingest);
+    # the classifier scores classification items only: outputs of LLM pipelines without one wait for a verifier
     classification = Item.kind == ItemKind.CLASSIFICATION
     with engine.connect() as conn:
         upstream = conn.execute(
             select(Item.id).where(or_(Item.state.in_(RESCORED_STATES), holdout), _has_upstream(),
-                                  lacks(UPSTREAM_MODEL), classification)
+                                  lacks(UPSTREAM_MODEL))
         ).scalars().all()
         if model_version is None:
             return [], list(upstream)

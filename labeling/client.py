@@ -42,6 +42,7 @@ from store.settings import SluiceSettings, masked_service_url
 
 __all__ = [
     "FROM_NAME",
+    "AnswerReader",
     "SAMPLING",
     "TO_NAME",
     "LabelStudioQueue",
@@ -78,6 +79,8 @@ class TaskSpec:
     model_version: str | None = None
     predicted_label: str | None = None
     score: float | None = None
+    data: Mapping[str, Any] | None = None  # an LLM kind's task data (`labeling.kinds`), beside Sluice's own keys
+    suggestion: Sequence[Mapping[str, Any]] | None = None  # its pre-annotation result, when not the `label` choice
 
     def __post_init__(self) -> None:
         if not self.item_id:
@@ -106,6 +109,11 @@ class PulledAnnotation:
     was_cancelled: bool
     created_at: datetime
     updated_at: datetime
+    answer: dict[str, Any] | None = None  # what an LLM kind's answer holds beyond its label (`labeling.kinds`)
+
+
+#: How the answer of an annotation is read from its task's data and its result: (label, answer beyond it).
+AnswerReader = Callable[[Mapping[str, Any], Sequence[Mapping[str, Any]]], tuple[str | None, dict[str, Any] | None]]
 
 
 # ---------------------------------------------------------------------- pure mapping (no network)
@@ -147,6 +155,7 @@ def task_payload(spec: TaskSpec) -> dict[str, Any]:
     payload: dict[str, Any] = {
         "data": {
             "text": spec.text,
+            **(spec.data or {}),
             "item_id": spec.item_id,
             "batch_key": spec.batch_key,
             "priority": spec.priority,
@@ -156,7 +165,7 @@ def task_payload(spec: TaskSpec) -> dict[str, Any]:
     if spec.predicted_label is not None:
         prediction: dict[str, Any] = {
             "model_version": spec.model_version,
-            "result": choice_result(spec.predicted_label),
+            "result": list(spec.suggestion) if spec.suggestion is not None else choice_result(spec.predicted_label),
         }
         if spec.score is not None:
             prediction["score"] = spec.score
@@ -171,14 +180,21 @@ def datetime_filter_value(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime(DATETIME_FILTER_FORMAT)
 
 
-def parse_annotation(task: Mapping[str, Any], annotation: Mapping[str, Any]) -> PulledAnnotation:
-    """Map one annotation dict of a `tasks.list(fields="all")` task to a `PulledAnnotation`."""
+def parse_annotation(task: Mapping[str, Any], annotation: Mapping[str, Any], *,
+                     read: AnswerReader | None = None) -> PulledAnnotation:
+    """Map one annotation dict of a `tasks.list(fields="all")` task to a `PulledAnnotation`; `read` reads the
+    answer of a project of an LLM kind (the `label` choice when None)."""
     was_cancelled = bool(annotation.get("was_cancelled"))
+    label, answer = None, None
+    if not was_cancelled:
+        result = annotation.get("result") or []
+        label, answer = read(task.get("data") or {}, result) if read is not None else (_chosen_label(result), None)
     return PulledAnnotation(
         annotation_id=int(annotation["id"]),
         task_id=int(task["id"]),
         item_id=str(task["data"]["item_id"]),
-        label=None if was_cancelled else _chosen_label(annotation.get("result") or []),
+        label=label,
+        answer=answer,
         annotator=_annotator(annotation.get("completed_by")),
         was_cancelled=was_cancelled,
         created_at=_parse_datetime(annotation["created_at"]),
@@ -244,12 +260,25 @@ class LabelStudioQueue:
 
     # ------------------------------------------------------------------ projects
 
-    def ensure_project(self, title: str, labels: Sequence[str]) -> int:
-        """The id of the project called exactly `title`, created with a generated config if absent."""
+    def ensure_project(self, title: str, labels: Sequence[str] | None = None, *, config: str | None = None) -> int:
+        """The id of the project called exactly `title`, created with a generated config if absent: one question
+        over `labels`, or the given `config` (a queue of an LLM kind, `labeling.kinds`), which an existing
+        project is brought up to (an extraction queue grows a text area per new field)."""
         if len(title.strip()) < 3:
             raise ValueError(f"project title must have at least 3 characters, got {title!r}")
-        config = labeling_config(labels)
+        if (labels is None) == (config is None):
+            raise ValueError("give the project's labels or its config, not both")
         existing = self._find_project(title)
+        if config is not None:
+            if existing is None:
+                return self._create_project(title, config)
+            project_id, existing_config = existing
+            if existing_config != config:
+                self._call(f"update the labeling config of project {project_id}", self._sdk.projects.update,
+                           project_id, label_config=config)
+            return project_id
+        assert labels is not None
+        config = labeling_config(labels)
         if existing is not None:
             project_id, existing_config = existing
             if config_labels(existing_config) != list(labels):
@@ -258,6 +287,9 @@ class LabelStudioQueue:
                     f"{config_labels(existing_config)!r}, not {list(labels)!r}"
                 )
             return project_id
+        return self._create_project(title, config)
+
+    def _create_project(self, title: str, config: str) -> int:
         project = self._call(
             f"create project {title!r}",
             self._sdk.projects.create,
@@ -391,9 +423,10 @@ class LabelStudioQueue:
         pulled = [a for page in self.annotation_pages(project_id, since=since) for a in page]
         return sorted(pulled, key=lambda item: (item.task_id, item.annotation_id))
 
-    def annotation_pages(self, project_id: int, *, since: datetime | None) -> Iterator[list[PulledAnnotation]]:
+    def annotation_pages(self, project_id: int, *, since: datetime | None,
+                         read: AnswerReader | None = None) -> Iterator[list[PulledAnnotation]]:
         """`pull_annotations` one page of tasks at a time (every annotation of a task is in the same page), so
-        that a caller can store each page before asking for the next."""
+        that a caller can store each page before asking for the next; `read` reads an LLM kind's answers."""
         if since is None:
             # cancelled (skipped) annotations are counted apart from total_annotations
             query = _filter_query(
@@ -433,7 +466,7 @@ class LabelStudioQueue:
                     )
                     continue
                 for annotation in task.get("annotations") or []:
-                    item = parse_annotation(task, _as_dict(annotation))
+                    item = parse_annotation(task, _as_dict(annotation), read=read)
                     if since is None or item.updated_at > since:
                         pulled.append(item)
             yield pulled
@@ -499,14 +532,18 @@ class LabelStudioQueue:
             None,
         )
 
-    def annotate(self, task_id: int, label: str, *, annotator_id: int, lead_time: float | None = None) -> int:
-        """Record `annotator_id`'s answer `label` for a task through the API; returns the annotation id."""
+    def annotate(self, task_id: int, label: str | None, *, annotator_id: int, lead_time: float | None = None,
+                 result: Sequence[Mapping[str, Any]] | None = None) -> int:
+        """Record `annotator_id`'s answer for a task through the API: the choice `label`, or a whole `result` (an
+        LLM kind's answer, `labeling.kinds`); returns the annotation id."""
+        if (label is None) == (result is None):
+            raise ValueError("give the answer's label or its result, not both")
         options: dict[str, Any] = {} if lead_time is None else {"lead_time": lead_time}
         annotation = self._call(
             f"annotate task {task_id}",
             self._sdk.annotations.create,
             task_id,
-            result=choice_result(label),
+            result=list(result) if result is not None else choice_result(label or ""),
             completed_by=annotator_id,
             **options,
         )

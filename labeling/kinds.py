@@ -14,21 +14,28 @@ and the human answer read back from an annotation's result (pure: no network).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 from xml.sax.saxutils import quoteattr
 
 __all__ = [
     "DEFAULT_ISSUES",
+    "answer_result",
     "extraction_answer",
     "extraction_config",
     "extraction_data",
+    "fields_to_review",
     "generation_answer",
     "generation_config",
     "generation_data",
     "pairwise_answer",
     "pairwise_config",
     "pairwise_data",
+    "queue_config",
+    "read_answer",
+    "suggestion",
+    "task_data",
 ]
 
 DEFAULT_ISSUES = ("factual_error", "unsupported_by_context", "incomplete", "unsafe", "off_topic", "format", "tone")
@@ -162,3 +169,122 @@ def extraction_answer(result: Sequence[Mapping[str, Any]], fields: Sequence[str]
         if text:
             answers[name] = "\n".join(text).strip()
     return answers
+
+
+# ---------------------------------------------------------------------- one queue per kind: task in, answer out
+
+
+def fields_to_review(fields: Mapping[str, Mapping[str, Any]], threshold: float | None) -> list[str]:
+    """The fields of an extraction that need people, least confident first: the fewest whose review leaves the
+    others' joint confidence (the product, the score the document was routed on) at or above `threshold`; every
+    field when there is no threshold (nothing certified yet: people check the whole document)."""
+    order = sorted(fields, key=lambda name: (float(fields[name]["confidence"]), name))
+    if threshold is None:
+        return order
+    rest = math.prod(float(fields[name]["confidence"]) for name in order)
+    needed = []
+    for name in order:
+        if rest >= threshold:
+            break
+        needed.append(name)
+        rest /= max(float(fields[name]["confidence"]), 1e-12)
+    return needed
+
+
+def queue_config(kind: str, *, fields: Sequence[str] = (), issues: Sequence[str] = DEFAULT_ISSUES) -> str:
+    """The labeling config of the queue of `kind` (an extraction queue: a text area for each of `fields`)."""
+    if kind == "generation":
+        return generation_config(issues)
+    if kind == "pairwise":
+        return pairwise_config()
+    if kind == "extraction":
+        return extraction_config(fields)
+    raise ValueError(f"no queue of its own for kind {kind!r}")
+
+
+def task_data(kind: str, item_id: str, text: str, payload: Mapping[str, Any], *, a_on_left: bool,
+              threshold: float | None = None) -> dict[str, Any]:
+    """The task data of an item of `kind` (an extraction's also names the fields that need people)."""
+    if kind == "generation":
+        return generation_data(item_id, payload)
+    if kind == "pairwise":
+        return pairwise_data(item_id, payload, a_on_left=a_on_left)
+    if kind == "extraction":
+        fields = payload["fields"]
+        review = fields_to_review(fields, threshold)
+        data = extraction_data(item_id, text, payload)
+        data["extracted"] = "; ".join(
+            f"{'[check] ' if name in review else ''}{name} = {field['value']} ({field['confidence']:.2f})"
+            for name, field in sorted(fields.items(), key=lambda kv: (kv[1]["confidence"], kv[0])))
+        return {**data, "values": {name: str(field["value"]) for name, field in fields.items()},
+                "review_fields": review}
+    raise ValueError(f"no queue of its own for kind {kind!r}")
+
+
+def suggestion(kind: str, data: Mapping[str, Any], predicted_label: str) -> list[dict[str, Any]]:
+    """The model's suggestion as a Label Studio pre-annotation of the queue of `kind`: the predicted verdict, the
+    side of the predicted response, the extracted values to confirm or correct."""
+    if kind == "generation":
+        return [{"from_name": "verdict", "to_name": "response", "type": "choices",
+                 "value": {"choices": [predicted_label]}}]
+    if kind == "pairwise":
+        if predicted_label not in ("a", "b"):
+            return []
+        side = "left" if data["left_is"] == predicted_label else "right"
+        return [{"from_name": "preference", "to_name": "left,right", "type": "pairwise", "value": {"selected": side}}]
+    if kind == "extraction":
+        return [{"from_name": _field_name(name), "to_name": "text", "type": "textarea", "value": {"text": [value]}}
+                for name, value in data["values"].items()]
+    raise ValueError(f"no queue of its own for kind {kind!r}")
+
+
+def read_answer(kind: str, data: Mapping[str, Any],
+                result: Sequence[Mapping[str, Any]]) -> tuple[str | None, dict[str, Any] | None]:
+    """(label, answer beyond it) of an annotation in the queue of `kind`: the verdict with the correction, issues
+    and severity; the preferred response with the side it was shown on; ``corrected`` or ``confirmed`` with the
+    fields as people left them. The label is None for a result that answers nothing."""
+    if kind == "generation":
+        answer = generation_answer(result)
+        label = answer.pop("label")
+        return label, answer
+    if kind == "pairwise":
+        left_is = str(data.get("left_is", "a"))
+        answer = pairwise_answer(result, left_is=left_is)
+        return answer["label"], {"side": answer["side"], "left_is": left_is}
+    if kind == "extraction":
+        values = dict(data.get("values") or {})
+        answers = extraction_answer(result, list(values))
+        if not answers:
+            return None, None
+        corrected = sorted(name for name, value in answers.items() if value != values.get(name))
+        return ("corrected" if corrected else "confirmed"), {"fields": answers, "corrected": corrected,
+                                                           "review_fields": list(data.get("review_fields") or [])}
+    raise ValueError(f"no queue of its own for kind {kind!r}")
+
+
+def answer_result(kind: str, data: Mapping[str, Any], answer: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The Label Studio result an annotator's UI makes for `answer` (the form `read_answer` reads back): how the
+    simulated annotators and the tests answer a queue through the API."""
+    if kind == "generation":
+        result = [{"from_name": "verdict", "to_name": "response", "type": "choices",
+                   "value": {"choices": [answer["label"]]}}]
+        if answer.get("correction"):
+            result.append({"from_name": "correction", "to_name": "response", "type": "textarea",
+                           "value": {"text": [answer["correction"]]}})
+        if answer.get("issues"):
+            result.append({"from_name": "issues", "to_name": "response", "type": "choices",
+                           "value": {"choices": list(answer["issues"])}})
+        if answer.get("severity") is not None:
+            result.append({"from_name": "severity", "to_name": "response", "type": "choices",
+                           "value": {"choices": [str(answer["severity"])]}})
+        return result
+    if kind == "pairwise":
+        if answer["label"] == "tie":
+            return [{"from_name": "tie", "to_name": "prompt", "type": "choices",
+                     "value": {"choices": ["the two are equally good"]}}]
+        side = "left" if data["left_is"] == answer["label"] else "right"
+        return [{"from_name": "preference", "to_name": "left,right", "type": "pairwise", "value": {"selected": side}}]
+    if kind == "extraction":
+        return [{"from_name": _field_name(name), "to_name": "text", "type": "textarea", "value": {"text": [str(value)]}}
+                for name, value in answer["fields"].items()]
+    raise ValueError(f"no queue of its own for kind {kind!r}")

@@ -37,6 +37,7 @@ class HumanAnswer:
     was_cancelled: bool
     updated_at: datetime
     task_id: int | None = None
+    answer: dict[str, Any] | None = None  # beyond the label, by kind (`labeling.kinds`): a correction, fields, ...
 
 
 def _utc(moment: datetime | None) -> datetime | None:
@@ -68,7 +69,7 @@ def upsert_annotations(engine: Engine, answers: Sequence[HumanAnswer]) -> tuple[
                     update(Annotation)
                     .where(Annotation.source == source, Annotation.external_id == a.external_id)
                     .values(label=a.label, was_cancelled=a.was_cancelled, external_updated_at=a.updated_at,
-                            annotator=a.annotator, pulled_at=now)
+                            annotator=a.annotator, answer=a.answer, pulled_at=now)
                 )
             new, updated = new + len(fresh), updated + len(changed)
     return new, updated
@@ -79,6 +80,7 @@ def _annotation_row(answer: HumanAnswer, now: datetime) -> dict[str, Any]:
         "source": answer.source, "external_id": answer.external_id, "ls_task_id": answer.task_id,
         "item_id": answer.item_id, "label": answer.label, "annotator": answer.annotator,
         "was_cancelled": answer.was_cancelled, "external_updated_at": answer.updated_at, "pulled_at": now,
+        "answer": answer.answer,
     }
 
 
@@ -156,7 +158,7 @@ def _resolve_chunk(conn: Any, part: list[str], rule_of: Callable[[str], Resoluti
                    now: datetime) -> Resolved:
     rows = conn.execute(
         select(Annotation.item_id, Annotation.label, Annotation.was_cancelled, Annotation.external_updated_at,
-               Annotation.annotator, Annotation.id, Annotation.ls_task_id)
+               Annotation.annotator, Annotation.id, Annotation.ls_task_id, Annotation.answer)
         .where(Annotation.item_id.in_(part))
     ).all()
     tasks = {t.item_id: t for t in conn.execute(select(ReviewTask).where(ReviewTask.item_id.in_(part)))}
@@ -227,7 +229,16 @@ def _resolve_chunk(conn: Any, part: list[str], rule_of: Callable[[str], Resoluti
 
 
 #: What a resolution decides; a label whose columns all match what is stored is not re-resolved.
-_RESOLUTION_COLUMNS = ("label", "annotator", "resolution", "agreement", "annotator_count", "annotation_id")
+_RESOLUTION_COLUMNS = ("label", "annotator", "resolution", "agreement", "annotator_count", "annotation_id",
+                       "answer")
+
+
+def _answer_of(label: str, annotations: list) -> dict[str, Any] | None:
+    """The answer beyond the label that goes with a resolved label: that of the latest annotation giving it."""
+    giving = [a for a in annotations if a.label == label and getattr(a, "answer", None) is not None]
+    if not giving:
+        return None
+    return max(giving, key=lambda a: (_utc(a.external_updated_at) or _EPOCH, a.id)).answer
 
 
 _EPOCH = datetime.min.replace(tzinfo=timezone.utc)
@@ -282,6 +293,6 @@ def _label_row(item_id: str, label: str, annotations: list, task: Any, cycle: in
         "model_version": task.model_version if task is not None else None,
         "policy_version": task.policy_version if task is not None else None,
         "resolution": resolution, "agreement": agreement, "annotator_count": len(annotators),
-        "annotation_id": max(a.id for a in annotations), "cycle": cycle if cycle is not None else (
+        "annotation_id": max(a.id for a in annotations), "answer": _answer_of(label, annotations), "cycle": cycle if cycle is not None else (
             task.cycle if task is not None else None), "created_at": now,
     }

@@ -502,9 +502,31 @@ def _llm_record(kind: str, value: dict[str, Any]) -> dict[str, Any]:
         raise RecordError("metadata_invalid", "metadata must be an object")
     if metadata is not None:
         _storable_json(metadata, "metadata_invalid", "metadata")
+    prediction, confidence, probs = _kind_upstream(kind, payload)
     return {"id": item_id, "segment": _storable_string(segment, "segment_invalid", "segment"), "text": text,
-            "features": None, "upstream_prediction": None, "upstream_confidence": None, "upstream_probs": None,
-            "metadata": metadata, "kind": kind, "payload": payload}
+            "features": None, "upstream_prediction": prediction, "upstream_confidence": confidence,
+            "upstream_probs": probs, "metadata": metadata, "kind": kind, "payload": payload}
+
+
+def _kind_upstream(kind: str, payload: dict[str, Any]) -> tuple[str | None, float | None, dict[str, float] | None]:
+    """The pipeline's own score of an LLM item as an upstream prediction over the kind's answers
+    (`store.vocab.KIND_LABELS`), so it is calibrated, certified and routed like a classifier's.
+
+    A response is predicted ``accept`` with its `confidence` (the probability people accept it), an extraction
+    ``confirmed`` with the product of its fields' confidences (every field right, the fields taken as
+    independent: calibration on people's answers corrects what that assumption gets wrong). Both are the
+    pipeline's output put forward as it is, so the prediction stays even below 0.5 (a low score sends it to
+    people, it never turns it into a rejection), and no probabilities go with it. A pair is predicted the side
+    its `preference` favours, with both probabilities. None when the pipeline sent no such score (the item waits
+    for a verifier)."""
+    if kind == "generation" and "confidence" in payload:
+        return "accept", float(payload["confidence"]), None
+    if kind == "pairwise" and "preference" in payload:
+        a = float(payload["preference"])
+        return ("a" if a >= 0.5 else "b"), max(a, 1.0 - a), {"a": a, "b": 1.0 - a}
+    if kind == "extraction":
+        return "confirmed", math.prod(float(field["confidence"]) for field in payload["fields"].values()), None
+    return None, None, None
 
 
 def _sql_nulls(row: dict[str, Any]) -> dict[str, Any]:

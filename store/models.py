@@ -254,6 +254,9 @@ class Annotation(SQLModel, table=True):
     annotator: str = Field(max_length=128)
     was_cancelled: bool = False
     external_updated_at: datetime | None = None
+    answer: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON(none_as_null=True)),
+                                          description="what the answer holds beyond its label, by kind: correction, "
+                                                      "issues, severity; side and left_is; fields")
     pulled_at: datetime = Field(default_factory=utcnow)
 
 
@@ -278,6 +281,9 @@ class Label(SQLModel, table=True):
     agreement: float | None = Field(default=None, description="share of the annotators who gave the resolved label")
     annotator_count: int | None = None
     annotation_id: int | None = Field(default=None, foreign_key="annotations.id")
+    answer: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON(none_as_null=True)),
+                                          description="the resolved answer beyond its label (a correction, issues, "
+                                                      "severity, corrected fields), from the annotation it names")
     cycle: int | None = None
     created_at: datetime = Field(default_factory=utcnow)
 

@@ -15,8 +15,8 @@ from sqlalchemy import Engine, bindparam, select, update
 from sqlmodel import Session
 
 from store.bulk import chunked
-from store.models import Item, ReviewTask
-from store.vocab import Queue, TaskState
+from store.models import Item, ReviewTask, RoutingDecision
+from store.vocab import ItemKind, Queue, TaskState
 
 __all__ = [
     "OutboxRow",
@@ -25,57 +25,91 @@ __all__ = [
     "PushedTask",
     "assign_batch_keys",
     "count_push_attempt",
+    "extraction_fields",
     "has_expert_tasks",
     "mark_pushed",
     "outbox_batch",
     "pending_batches",
     "pending_tasks",
     "pushed_tasks",
+    "queue_kinds",
     "record_push_error",
 ]
 
 
 def assign_batch_keys(engine: Engine, *, chunk: int, queues: Iterable[str] = (Queue.REVIEW, Queue.EXPERT)) -> None:
-    """Give every pending task without one a batch key, `chunk` tasks a batch, each batch of one queue, in
-    priority order (highest first); committed before anything is sent."""
+    """Give every pending task without one a batch key, `chunk` tasks a batch, each batch of one queue and one
+    item kind (each kind has its own Label Studio project), in priority order (highest first); committed before
+    anything is sent."""
     with engine.begin() as conn:
         rows = conn.execute(
-            select(ReviewTask.id, ReviewTask.queue)
+            select(ReviewTask.id, ReviewTask.queue, Item.kind).join(Item, Item.id == ReviewTask.item_id)
             .where(ReviewTask.state == TaskState.PENDING, ReviewTask.batch_key.is_(None))
             .order_by(ReviewTask.priority.desc(), ReviewTask.id)
         ).all()
         for queue_name in queues:
-            ids = [r.id for r in rows if r.queue == queue_name]
-            for part in chunked(ids, chunk):
-                conn.execute(update(ReviewTask).where(ReviewTask.id.in_(part)).values(batch_key=uuid.uuid4().hex))
+            for kind in sorted({r.kind for r in rows}):
+                ids = [r.id for r in rows if r.queue == queue_name and r.kind == kind]
+                for part in chunked(ids, chunk):
+                    conn.execute(update(ReviewTask).where(ReviewTask.id.in_(part))
+                                 .values(batch_key=uuid.uuid4().hex))
 
 
 class PendingBatch(NamedTuple):
     batch_key: str | None
     queue: str
+    kind: str = ItemKind.CLASSIFICATION
 
 
 def pending_batches(engine: Engine) -> list[PendingBatch]:
-    """The distinct (batch key, queue) of the pending tasks."""
-    query = select(ReviewTask.batch_key, ReviewTask.queue).where(ReviewTask.state == TaskState.PENDING).distinct()
+    """The distinct (batch key, queue, item kind) of the pending tasks."""
+    query = (select(ReviewTask.batch_key, ReviewTask.queue, Item.kind).join(Item, Item.id == ReviewTask.item_id)
+             .where(ReviewTask.state == TaskState.PENDING).distinct())
     with engine.connect() as conn:
-        return [PendingBatch(row.batch_key, row.queue) for row in conn.execute(query)]
+        return [PendingBatch(row.batch_key, row.queue, row.kind) for row in conn.execute(query)]
+
+
+def queue_kinds(engine: Engine) -> list[tuple[str, str]]:
+    """The (queue, item kind) pairs that ever had a task: the Label Studio projects there is something to pull
+    from."""
+    query = (select(ReviewTask.queue, Item.kind).join(Item, Item.id == ReviewTask.item_id).distinct())
+    with engine.connect() as conn:
+        return sorted((row.queue, row.kind) for row in conn.execute(query))
 
 
 class OutboxRow(NamedTuple):
-    """A pending task of a batch with its item's text and features."""
+    """A pending task of a batch with its item's text and features (an LLM kind's payload, and the threshold
+    its decision routed on, which picks the extraction fields that need people)."""
 
     task: ReviewTask
     text: str | None
     features: Any
+    kind: str = ItemKind.CLASSIFICATION
+    payload: Any = None
+    threshold: float | None = None
 
 
 def outbox_batch(engine: Engine, batch_key: str) -> list[OutboxRow]:
-    """The pending outbox rows of a batch with their items' text and features."""
-    query = (select(ReviewTask, Item.text, Item.features).join(Item, Item.id == ReviewTask.item_id)
+    """The pending outbox rows of a batch with their items' text, features, kind and payload."""
+    query = (select(ReviewTask, Item.text, Item.features, Item.kind, Item.payload, RoutingDecision.threshold)
+             .join(Item, Item.id == ReviewTask.item_id)
+             .outerjoin(RoutingDecision, RoutingDecision.id == ReviewTask.decision_id)
              .where(ReviewTask.batch_key == batch_key, ReviewTask.state == TaskState.PENDING))
     with Session(engine, expire_on_commit=False) as session:
-        return [OutboxRow(row.ReviewTask, row.text, row.features) for row in session.exec(query).all()]
+        return [OutboxRow(row.ReviewTask, row.text, row.features, row.kind, row.payload, row.threshold)
+                for row in session.exec(query).all()]
+
+
+def extraction_fields(engine: Engine) -> list[str]:
+    """Every field name the extraction items sent to people carry, in first-seen order: the text areas of the
+    extraction queue (which only grows)."""
+    query = (select(Item.payload).join(ReviewTask, ReviewTask.item_id == Item.id)
+             .where(Item.kind == ItemKind.EXTRACTION).order_by(ReviewTask.id))
+    names: dict[str, None] = {}
+    with engine.connect() as conn:
+        for payload in conn.execute(query).scalars():
+            names.update(dict.fromkeys((payload or {}).get("fields") or {}))
+    return list(names)
 
 
 def count_push_attempt(engine: Engine, batch_key: str) -> None:

@@ -25,6 +25,7 @@ __all__ = [
     "EVALUATION_SELECTIONS",
     "HOLDOUT_SELECTIONS",
     "ItemKind",
+    "KIND_LABELS",
     "ItemState",
     "LabelSource",
     "ModelStatus",
@@ -50,6 +51,16 @@ class ItemKind(StrEnum):
     GENERATION = "generation"
     PAIRWISE = "pairwise"
     EXTRACTION = "extraction"
+
+
+# The label a person gives an item of each LLM kind, and so the classes its score is calibrated and certified on:
+# a response accepted or rejected; response a or b preferred (a tie counts against whichever side was predicted);
+# an extraction confirmed as extracted or corrected in some field.
+KIND_LABELS: dict[str, tuple[str, ...]] = {
+    ItemKind.GENERATION: ("accept", "reject"),
+    ItemKind.PAIRWISE: ("a", "b", "tie"),
+    ItemKind.EXTRACTION: ("confirmed", "corrected"),
+}
 
 
 class ItemState(StrEnum):

@@ -94,3 +94,46 @@ def test_each_kind_round_trips_through_a_real_label_studio(labelstudio):
         stored_result = stored["result"] if isinstance(stored, dict) else stored.result
         assert task.data["item_id"] == data["item_id"]
         assert check(stored_result), (kind, stored_result)
+
+
+def test_fields_to_review_are_the_fewest_that_lift_the_rest_over_the_threshold():
+    from labeling.kinds import fields_to_review
+
+    fields = {"vendor": {"value": "ACME", "confidence": 0.99}, "total": {"value": 1, "confidence": 0.6},
+              "due": {"value": "2026-01-01", "confidence": 0.9}}
+    assert fields_to_review(fields, None) == ["total", "due", "vendor"]  # nothing certified: the whole document
+    assert fields_to_review(fields, 0.85) == ["total"]  # 0.99 * 0.9 = 0.891 clears 0.85 once total is checked
+    assert fields_to_review(fields, 0.95) == ["total", "due"]
+    assert fields_to_review(fields, 0.5) == []  # 0.99 * 0.6 * 0.9 = 0.53: the document needs nobody
+    assert fields_to_review(fields, 0.999) == ["total", "due", "vendor"]
+
+
+@pytest.mark.parametrize("kind, payload, answer, label", [
+    ("generation", GENERATION, {"label": "reject", "correction": "Hold reset for 10 s.", "issues": ["incomplete"],
+                                "severity": 2}, "reject"),
+    ("generation", GENERATION, {"label": "accept"}, "accept"),
+    ("pairwise", PAIR, {"label": "b"}, "b"),
+    ("pairwise", PAIR, {"label": "tie"}, "tie"),
+    ("extraction", {"fields": FIELDS}, {"fields": {"vendor": "ACME", "total amount": "120.5"}}, "confirmed"),
+    ("extraction", {"fields": FIELDS}, {"fields": {"vendor": "ACME Ltd"}}, "corrected"),
+])
+def test_an_answer_made_as_the_ui_makes_it_reads_back_as_given(kind, payload, answer, label):
+    from labeling.kinds import answer_result, read_answer, suggestion, task_data
+
+    for a_on_left in (True, False):
+        data = task_data(kind, "item-1", "Invoice 17 from ACME, total 120.50 EUR", payload, a_on_left=a_on_left)
+        read_label, rest = read_answer(kind, data, answer_result(kind, data, answer))
+        assert read_label == label
+        if kind == "generation":
+            assert rest == {"correction": answer.get("correction"), "issues": answer.get("issues", []),
+                            "severity": answer.get("severity")}
+        elif kind == "pairwise":
+            assert rest["left_is"] == ("a" if a_on_left else "b")
+            if label == "b":
+                assert rest["side"] == ("right" if a_on_left else "left")
+        else:
+            assert rest["fields"] == answer["fields"]
+            assert rest["corrected"] == (["vendor"] if label == "corrected" else [])
+        # the model's suggestion, accepted as it is, reads back as the prediction
+        predicted = {"generation": "accept", "pairwise": "a", "extraction": "confirmed"}[kind]
+        assert read_answer(kind, data, suggestion(kind, data, predicted))[0] == predicted

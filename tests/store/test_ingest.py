@@ -625,13 +625,21 @@ def test_each_llm_kind_becomes_an_item_with_its_payload():
     assert row["payload"] == {"prompt": GENERATION["prompt"], "response": GENERATION["response"],
                               "context": GENERATION["context"], "confidence": 0.82,
                               "scores": {"judge": 4.0, "trust": 0.9}}
-    assert row["upstream_confidence"] is None  # never taken for a classifier's confidence
+    # the pipeline's own score becomes an upstream prediction over the kind's answers, to be calibrated on them
+    assert (row["upstream_prediction"], row["upstream_confidence"]) == ("accept", 0.82)
+    assert row["upstream_probs"] is None  # the response put forward as it is: no probability of the other answer
+    assert validate_record({k: v for k, v in GENERATION.items() if k != "confidence"})["upstream_prediction"] is None
     pair = validate_record(PAIRWISE)
     assert pair["kind"] == "pairwise" and pair["text"] == "Summarise the report."
     assert pair["payload"]["preference"] == 0.3 and pair["payload"]["response_b"] == "Sales fell slightly in Q3."
+    assert (pair["upstream_prediction"], pair["upstream_confidence"]) == ("b", pytest.approx(0.7))
+    assert pair["upstream_probs"] == pytest.approx({"a": 0.3, "b": 0.7})
     extraction = validate_record(EXTRACTION)
     assert extraction["payload"] == {"fields": {"vendor": {"value": "ACME", "confidence": 0.97},
                                                 "total": {"value": 120.5, "confidence": 0.6}}}
+    # every field right: the product of the fields' confidences
+    assert (extraction["upstream_prediction"], extraction["upstream_confidence"]) == ("confirmed",
+                                                                                      pytest.approx(0.97 * 0.6))
 
 
 @pytest.mark.parametrize("record, reason", [
