@@ -29,6 +29,8 @@ labelstudio_app = typer.Typer(help="Run the local open-source Label Studio (its 
                               no_args_is_help=True)
 policy_app = typer.Typer(help="Show and change the versioned routing policy.", no_args_is_help=True)
 audit_app = typer.Typer(help="The audit trail of routing decisions.", no_args_is_help=True)
+export_app = typer.Typer(help="Training data out of people's answers on LLM-pipeline items, with provenance.",
+                         no_args_is_help=True)
 user_app = typer.Typer(help="Console accounts: who signs in to `sluice ui`, with which role.", no_args_is_help=True)
 lock_app = typer.Typer(help="The store's lock: one flow at a time on a store, freed when its holder dies.",
                        no_args_is_help=True)
@@ -37,6 +39,7 @@ app.add_typer(policy_app, name="policy")
 app.add_typer(audit_app, name="audit")
 app.add_typer(lock_app, name="lock")
 app.add_typer(user_app, name="user")
+app.add_typer(export_app, name="export")
 console = Console(width=None if sys.stdout.isatty() else 160)
 
 DatabaseOption = typer.Option(None, "--database-url",
@@ -529,6 +532,69 @@ def audit_export(
 
     count = export_decisions(engine_for(command_settings(database_url)), out, since=since)
     console.print(f"wrote {count:,} decisions to {out}")
+
+
+def _export(form: str, out: Path, since: str | None, database_url: str | None) -> None:
+    from flows.audit import parse_since
+    from flows.common import engine_for
+    from labeling.export import export_training_data
+
+    try:
+        moment = parse_since(since)
+        engine = engine_for(command_settings(database_url))
+        if sys.stderr.isatty():
+            from rich.progress import Progress, SpinnerColumn, TextColumn
+
+            with Progress(SpinnerColumn(), TextColumn("{task.description} {task.completed:,} answers"),
+                          console=Console(stderr=True), transient=True) as bar:
+                task = bar.add_task(f"export {form}")
+
+                def tick(records):
+                    for record in records:
+                        bar.advance(task)
+                        yield record
+
+                result = export_training_data(engine, form, out, since=moment, progress=tick)
+        else:
+            result = export_training_data(engine, form, out, since=moment)
+    except ValueError as error:
+        fail(str(error))
+    console.print(f"{out}: {result.written:,} new record(s) appended; {result.known:,} already there; "
+                  f"{result.no_record:,} answer(s) make no {form} record", markup=False)
+
+
+@export_app.command("sft")
+def export_sft(
+    out: Path = typer.Argument(..., dir_okay=False, help="JSON lines file to append to (created if missing)."),
+    since: str | None = typer.Option(None, help="ISO date or time: only answers resolved at or after it."),
+    database_url: str | None = DatabaseOption,
+) -> None:
+    """Supervised fine-tuning records: the prompt as chat messages and the response people accepted, or their
+    correction of one they rejected, with provenance in `metadata`. Incremental: a second run adds only new
+    answers."""
+    _export("sft", out, since, database_url)
+
+
+@export_app.command("dpo")
+def export_dpo(
+    out: Path = typer.Argument(..., dir_okay=False, help="JSON lines file to append to (created if missing)."),
+    since: str | None = typer.Option(None, help="ISO date or time: only answers resolved at or after it."),
+    database_url: str | None = DatabaseOption,
+) -> None:
+    """Preference records {prompt, chosen, rejected}: from pairwise answers (a tie gives none) and from
+    corrections (the correction chosen over the response it corrects). Incremental."""
+    _export("dpo", out, since, database_url)
+
+
+@export_app.command("extraction")
+def export_extraction(
+    out: Path = typer.Argument(..., dir_okay=False, help="JSON lines file to append to (created if missing)."),
+    since: str | None = typer.Option(None, help="ISO date or time: only answers resolved at or after it."),
+    database_url: str | None = DatabaseOption,
+) -> None:
+    """Documents with their fields as people confirmed or corrected them, naming which were corrected,
+    confirmed or not reviewed. Incremental."""
+    _export("extraction", out, since, database_url)
 
 
 @app.command()

@@ -128,3 +128,17 @@ def test_each_kind_goes_to_its_queue_and_its_answers_come_back(kinds_env):
         assert extraction.answer["review_fields"][0] == "total"
     # the side each preferred response was shown on is kept (position bias), and it follows the task's draw
     assert {sides[f"pair-{i}"] for i in range(3)} <= {"left", "right"} and sides["pair-3"] is None
+    # and out as training data, through the commands
+    from typer.testing import CliRunner
+
+    from flows.cli import app
+
+    out = kinds_env.parent
+    for form, expected in (("sft", 4), ("dpo", 7), ("extraction", 4)):
+        result = CliRunner().invoke(app, ["export", form, str(out / f"{form}.jsonl")], catch_exceptions=False)
+        assert result.exit_code == 0 and f"{expected} new record(s) appended" in result.output, result.output
+        again = CliRunner().invoke(app, ["export", form, str(out / f"{form}.jsonl")], catch_exceptions=False)
+        assert "0 new record(s) appended" in again.output
+    sft = [json.loads(line) for line in (out / "sft.jsonl").read_text().splitlines()]
+    assert {r["messages"][-1]["content"] for r in sft} == {right for _, right, _ in QUESTIONS}
+    assert all(r["metadata"]["route"] == "review" and r["metadata"]["annotators"] for r in sft)
