@@ -276,17 +276,31 @@ def cycle(strategy: str = typer.Option("margin"), database_url: str | None = Dat
 def demo(
     cycles: int = typer.Option(5, min=1),
     batch_size: int = typer.Option(300, min=1, help="Production items arriving per cycle."),
-    seed_labels: int = typer.Option(200, min=10, help="Labelled items the first model starts from."),
+    seed_labels: int | None = typer.Option(None, min=10, help="Labelled items the first model starts from (200), "
+                                                           "or a pilot labels before the score is trusted (400)."),
     annotator_error: float = typer.Option(0.03, min=0.0, max=1.0, help="Share of wrong simulated answers."),
     seed: int = typer.Option(0),
     home: Path = typer.Option(Path(".sluice/demo"), help="State folder of the demo (recreated)."),
+    kind: str = typer.Option("classification", help="classification (BBC News topics), or the outputs of an LLM "
+                                                    "pipeline: generation or pairwise (SEMI-SYNTHETIC data)"),
 ) -> None:
-    """The main job: BBC News through the whole loop, with simulated annotators answering in Label Studio."""
+    """The main job: BBC News through the whole loop, with simulated annotators answering in Label Studio
+    (`--kind generation|pairwise`: generated responses or preference pairs in their own queues)."""
+    if kind != "classification":
+        from flows.demo_kinds import DEMO_KINDS, run_kind_demo
+
+        if kind not in DEMO_KINDS:
+            fail(f"--kind must be classification, {' or '.join(DEMO_KINDS)}, got {kind!r}")
+        with prefect_quietly():
+            run_kind_demo(kind=kind, cycles=cycles, batch_size=batch_size, pilot_labels=seed_labels or 400,
+                          annotator_error=annotator_error, seed=seed, home=home, console=console,
+                          settings=command_settings())
+        return
     from flows.demo import run_demo
 
     with prefect_quietly():
-        run_demo(cycles=cycles, batch_size=batch_size, seed_labels=seed_labels, annotator_error=annotator_error,
-                 seed=seed, home=home, console=console, settings=command_settings())
+        run_demo(cycles=cycles, batch_size=batch_size, seed_labels=seed_labels or 200,
+                 annotator_error=annotator_error, seed=seed, home=home, console=console, settings=command_settings())
 
 
 @app.command()

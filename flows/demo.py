@@ -30,7 +30,11 @@ DEMO_ACCOUNTS = (("ops", "operator"), ("lead", "approver"), ("guest", "viewer"))
 DEMO_PASSWORD = "sluice-demo-pass"
 
 
-def _ensure_labelstudio(settings: SluiceSettings, console: Console) -> str:
+def ensure_labelstudio(settings: SluiceSettings, console: Console) -> str:
+    """The Label Studio the demo uses: a configured one (SLUICE_LABELSTUDIO_URL) as it is, else the local one,
+    started if it is not running."""
+    if settings.labelstudio_url:
+        return settings.shown_labelstudio_url
     server = LabelStudioServer(settings)
     status = server.status()
     if not status.running:
@@ -55,7 +59,7 @@ def run_demo(*, cycles: int, batch_size: int, seed_labels: int, annotator_error:
     settings = settings_for_home(home, base).variant(
         labelstudio_home=base.labelstudio_data_dir,
         labelstudio_project=f"Sluice demo {time.strftime('%Y-%m-%d %H:%M:%S')}")
-    url = _ensure_labelstudio(settings, console)
+    url = ensure_labelstudio(settings, console)
 
     data = load_bbc_news().sample(frac=1.0, random_state=seed).reset_index(drop=True)
     truth = dict(zip(data["id"], data["label"]))

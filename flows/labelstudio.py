@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from datetime import datetime, timedelta
 from functools import lru_cache, partial
@@ -27,6 +28,7 @@ from store.vocab import ItemKind, Queue
 
 PUSH_CHUNK = 1000  # tasks per batch and per import request: fewer round trips, a retry stays small
 PULL_OVERLAP = timedelta(seconds=2)
+TITLE_LIMIT = 50  # characters of a Label Studio project title
 QUEUES = (Queue.REVIEW, Queue.EXPERT)  # each a Label Studio project; disagreements escalate from the first to the second
 
 
@@ -54,8 +56,13 @@ def project_title(settings: SluiceSettings, queue_name: str, kind: str = ItemKin
         raise ValueError(f"queue must be one of {QUEUES}, got {queue_name!r}")
     if kind not in tuple(ItemKind):
         raise ValueError(f"kind must be one of {[k.value for k in ItemKind]}, got {kind!r}")
-    base = settings.labelstudio_project if kind == ItemKind.CLASSIFICATION else f"{settings.labelstudio_project}: {kind}"
-    return base if queue_name == Queue.REVIEW else f"{base} (expert)"
+    suffix = ("" if kind == ItemKind.CLASSIFICATION else f": {kind}") + (
+        "" if queue_name == Queue.REVIEW else " (expert)")
+    base = settings.labelstudio_project
+    if len(base) + len(suffix) > TITLE_LIMIT:  # Label Studio refuses longer titles: shorten, keep it unique
+        digest = hashlib.sha256(base.encode()).hexdigest()[:6]
+        base = f"{base[:TITLE_LIMIT - len(suffix) - len(digest) - 1]}~{digest}"
+    return base + suffix
 
 
 def open_queue(engine: Engine, settings: SluiceSettings | None = None, *, retries: int = 4,

@@ -24,7 +24,7 @@ from flows.cycle import Annotate, run_cycle
 from flows.ingest import ingest_flow, read_labels, seed_labels
 from flows.retrain import retrain_flow
 from labeling.resolve import HumanAnswer, resolve_items, upsert_annotations
-from labeling.simulate import SimulatedAnnotators
+from labeling.simulate import KindAnnotators, SimulatedAnnotators
 from routing.policy import Policy, budget_window
 from store.ingest import reader_for
 from store.figures import automated_predictions
@@ -114,6 +114,30 @@ class LabelStudioAnnotators:
     def __call__(self, cycle: int) -> dict[str, Any]:
         tasks = pushed_tasks(self.engine)
         return {"answered": self.people.annotate([t.ls_task_id for t in tasks], [t.item_id for t in tasks])}
+
+
+class LabelStudioKindAnnotators:
+    """Simulated annotators answering this cycle's pushed tasks of an LLM kind's queues through Label Studio's
+    API (`labeling.simulate.KindAnnotators`)."""
+
+    def __init__(self, engine: Engine, settings: SluiceSettings, kind: str, true_answers: dict[str, dict],
+                 error_rate: float, rng: np.random.Generator, n_annotators: int = 2) -> None:
+        from flows.labelstudio import open_queue
+
+        self.engine, self.settings, self.kind = engine, settings, kind
+        queue, _ = open_queue(engine, settings, kind=kind)
+        self.people = KindAnnotators(queue=queue, kind=kind, true_answers=true_answers, error_rate=error_rate,
+                                     rng=rng, n_annotators=n_annotators)
+
+    def __call__(self, cycle: int) -> dict[str, Any]:
+        from flows.labelstudio import open_queue
+
+        tasks = pushed_tasks(self.engine)
+        if not tasks:
+            return {"answered": 0}
+        projects = [open_queue(self.engine, self.settings, queue_name=name, kind=self.kind)[1]
+                    for name in ("review", "expert")]
+        return {"answered": self.people.annotate(projects, [t.ls_task_id for t in tasks])}
 
 
 def auto_error_rate(engine: Engine, cycle: int, truth: dict[str, str]) -> float | None:

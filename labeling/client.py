@@ -384,13 +384,17 @@ class LabelStudioQueue:
 
     def item_ids_of_tasks(self, project_id: int, task_ids: Sequence[int]) -> dict[int, str]:
         """task id -> item_id for the given tasks of a project (ids not in the project are absent)."""
-        found: dict[int, str] = {}
+        return {task_id: str(data.get("item_id")) for task_id, data in self.task_data(project_id, task_ids).items()}
+
+    def task_data(self, project_id: int, task_ids: Sequence[int]) -> dict[int, dict[str, Any]]:
+        """task id -> the task's data for the given tasks of a project (ids not in the project are absent)."""
+        found: dict[int, dict[str, Any]] = {}
         unique_ids = list(dict.fromkeys(int(task_id) for task_id in task_ids))
         for start in range(0, len(unique_ids), PAGE_SIZE):
             selected = {"all": False, "included": unique_ids[start : start + PAGE_SIZE]}
             query = json.dumps({"selectedItems": selected, "ordering": ["tasks:id"]})
             for task in self._tasks(project_id, query=query, fields="task_only"):
-                found[int(task["id"])] = str(task["data"].get("item_id"))
+                found[int(task["id"])] = dict(task["data"])
         return found
 
     def next_task(self, project_id: int) -> int | None:

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
-__all__ = ["AnnotationQueue", "SimulatedAnnotators"]
+__all__ = ["AnnotationQueue", "KindAnnotators", "SimulatedAnnotators"]
 
 
 class AnnotationQueue(Protocol):
@@ -144,6 +144,67 @@ class SimulatedAnnotators:
         if not self._annotator_ids:
             self._annotator_ids = [
                 self.queue.ensure_annotator(f"sim-annotator-{k}@sluice.local", self.password)
+                for k in range(self.n_annotators)
+            ]
+        return self._annotator_ids
+
+
+@dataclass
+class KindAnnotators:
+    """Simulated annotators for the queue of an LLM pipeline's kind (`labeling.kinds`), answering through the
+    real Label Studio API as its UI would. Each item's true answer (`true_answers[item]`, the kind's answer form:
+    a verdict with its correction, a preferred side, the right field values) is given, or with probability
+    `error_rate` a wrong one: the other verdict (with no correction), the other response, the extracted values
+    confirmed as they were. Not people: a benchmark's and the demo's stand-in."""
+
+    queue: Any
+    kind: str
+    true_answers: Mapping[str, Mapping[str, Any]]
+    error_rate: float
+    rng: np.random.Generator
+    n_annotators: int = 1
+    password: str = "sluice-sim-annotator-pass"
+    _annotator_ids: list[int] = field(default_factory=list, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.error_rate <= 1.0:
+            raise ValueError(f"error_rate must be in [0, 1], got {self.error_rate!r}")
+        if self.kind not in ("generation", "pairwise", "extraction"):
+            raise ValueError(f"kind must be generation, pairwise or extraction, got {self.kind!r}")
+
+    def wrong(self, answer: Mapping[str, Any], data: Mapping[str, Any]) -> dict[str, Any]:
+        if self.kind == "generation":
+            return {"label": "reject" if answer["label"] == "accept" else "accept"}
+        if self.kind == "pairwise":
+            return {"label": {"a": "b", "b": "a"}.get(answer["label"], "a")}
+        return {"fields": dict(data.get("values") or {})}
+
+    def annotate(self, project_ids: Sequence[int], task_ids: Sequence[int]) -> int:
+        """Answer the tasks `task_ids` (of the projects `project_ids`: a queue and its expert twin) once each,
+        round-robin over the annotators; returns how many answers were made."""
+        from labeling.kinds import answer_result
+
+        data: dict[int, dict[str, Any]] = {}
+        for project_id in project_ids:
+            data.update(self.queue.task_data(project_id, task_ids))
+        people = self._annotators()
+        made = 0
+        for k, task_id in enumerate(task_ids):
+            task = data.get(int(task_id))
+            if task is None or task.get("item_id") not in self.true_answers:
+                continue
+            answer = dict(self.true_answers[task["item_id"]])
+            if self.rng.random() < self.error_rate:
+                answer = self.wrong(answer, task)
+            self.queue.annotate(task_id, None, annotator_id=people[k % len(people)],
+                                result=answer_result(self.kind, task, answer))
+            made += 1
+        return made
+
+    def _annotators(self) -> list[int]:
+        if not self._annotator_ids:
+            self._annotator_ids = [
+                self.queue.ensure_annotator(f"sim-{self.kind}-{k}@sluice.local", self.password)
                 for k in range(self.n_annotators)
             ]
         return self._annotator_ids

@@ -536,12 +536,14 @@ class LabelledItem(NamedTuple):
     features: list[float] | None
 
 
-def labelled_items(engine: Engine, *, split: str, reasons: frozenset[str] | None = None) -> list[LabelledItem]:
-    """The labelled items of `split` (chosen for one of `reasons` only, when given), in item id order."""
+def labelled_items(engine: Engine, *, split: str, reasons: frozenset[str] | None = None,
+                   kind: str = ItemKind.CLASSIFICATION) -> list[LabelledItem]:
+    """The labelled items of `kind` in `split` (chosen for one of `reasons` only, when given), in item id order:
+    a classifier learns from classifications only, never from the verdicts on generated responses."""
     query = (
         select(Label.item_id, Label.label, Item.text, Item.features)
         .join(Item, Item.id == Label.item_id)
-        .where(Label.split == split)
+        .where(Label.split == split, Item.kind == kind)
         .order_by(Label.item_id)
     )
     if reasons is not None:
