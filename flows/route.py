@@ -30,20 +30,24 @@ from flows.common import (
 from flows.risk import batch_risk_flags, check_live_guards, training_segments
 from flows.runners import BATCH_RUNNER
 from routing.decide import REASON_LIVE_GUARD_HALTED, Route, route
+from routing.injection import item_injection_signals
 from routing.policy import Policy, SegmentPolicy
 from routing.pools import POOL_PREFIX, calibration_group, groups_in_use
-from routing.signals import RiskFlags
+from routing.signals import RiskFlags, combine_signals, fold_flags
 from services.certify import Labelled, derived_threshold
 from store.bulk import chunked, insert_ignore_columns
 from store.db import refresh_statistics, write_transaction
 from store.models import CalibrationReportRow, ItemState, RoutingDecision
 from store.repo import (
+    LlmInputs,
     ScoredItem,
     active_policy,
     held_out_labels,
+    llm_inputs,
     previous_decisions,
     promoted_model,
     scored_items,
+    scored_llm_item_ids,
 )
 from store.settings import SluiceSettings, settings_or_environment
 from store.transitions import move_items
@@ -173,8 +177,25 @@ def _certified(engine: Engine, context: BatchContext, model_version: str, group:
     return context.certified[key]
 
 
-def risk_flags_by_group(engine: Engine, groups: list[list[tuple]], context: BatchContext) -> list[RiskFlags]:
-    """Risk flags of every group, computed once per (segment rules, model version) over all its items."""
+def with_injection_signals(flags: RiskFlags, item_ids: list[str], llm: LlmInputs,
+                           rules: SegmentPolicy) -> RiskFlags:
+    """`flags` of `item_ids` with the prompt-injection signals of the outputs of LLM pipelines among them, sent
+    where the segment's rules say (``prompt_injection``, ``context_injection``)."""
+    row_of = {item_id: row for row, item_id in enumerate(llm.item_ids)}
+    positions = [position for position, item_id in enumerate(item_ids) if item_id in row_of]
+    if not positions:
+        return flags
+    rows = [row_of[item_ids[position]] for position in positions]
+    signals = item_injection_signals([llm.kinds[r] for r in rows], [llm.texts[r] for r in rows],
+                                     [llm.payloads[r] for r in rows], prompt_action=rules.prompt_injection,
+                                     context_action=rules.context_injection)
+    return fold_flags(flags, combine_signals(signals, len(rows)), positions)
+
+
+def risk_flags_by_group(engine: Engine, groups: list[list[tuple]], context: BatchContext,
+                        llm: LlmInputs | None = None) -> list[RiskFlags]:
+    """Risk flags of every group, computed once per (segment rules, model version) over all its items; `llm`
+    holds the batch's outputs of LLM pipelines, whose prompts and context documents are checked for injection."""
     shared: dict[tuple[SegmentPolicy, str], list[int]] = {}
     for index, rows in enumerate(groups):
         shared.setdefault((context.policy.for_segment(rows[0].segment), rows[0].model_version), []).append(index)
@@ -183,6 +204,8 @@ def risk_flags_by_group(engine: Engine, groups: list[list[tuple]], context: Batc
         item_ids = [r.item_id for index in indexes for r in groups[index]]
         found = batch_risk_flags(engine, item_ids, rules, model_version=model_version, training=context.training,
                                  group_of=lambda s, m=model_version: context.group_for(m, s))
+        if llm is not None and llm.item_ids:
+            found = with_injection_signals(found, item_ids, llm, rules)
         start = 0
         for index in indexes:
             end = start + len(groups[index])
@@ -231,13 +254,15 @@ def decide_group(engine: Engine, rows: list[tuple], cycle: int | None, context: 
 @takes_payloads
 def route_batch(
     groups: list[list[ScoredItem]], cycle: int | None, settings: SluiceSettings,
-    halted: dict[str, str], labels: dict[str, ModelLabels],
+    halted: dict[str, str], labels: dict[str, ModelLabels], llm_ids: list[str] | None = None,
 ) -> Counter[str]:
     """Route a batch of (segment, model version) groups of scored items and write their decisions at once;
-    `labels` holds each model's held-out labels the batch's segments use, read once by the flow."""
+    `labels` holds each model's held-out labels the batch's segments use, read once by the flow, and `llm_ids`
+    the batch's outputs of LLM pipelines (none: the batch reads and checks nothing more)."""
     engine = engine_for(settings)
     context = _context(engine, groups, halted, labels)
-    flags = risk_flags_by_group(engine, groups, context)
+    llm = llm_inputs(engine, llm_ids) if llm_ids else None  # one query for the batch's payloads
+    flags = risk_flags_by_group(engine, groups, context, llm)
     decided = [decide_group(engine, rows, cycle, context, f) for rows, f in zip(groups, flags)]
     columns = {key: [v for d in decided for v in d[key]] for key in decided[0]}
     with write_transaction(engine) as conn:
@@ -276,14 +301,17 @@ def route_flow(cycle: int | None = None, settings: SluiceSettings | None = None)
     for segment, model in groups:
         segments_of.setdefault(model, []).append(segment)
     labels = {model: model_labels(engine, policy, model, segments) for model, segments in segments_of.items()}
+    llm = set(scored_llm_item_ids(engine))
     counts: Counter[str] = Counter()
     with settled() as futures:
         for batch in pack([groups[key] for key in sorted(groups)], max_items=BATCH_ITEMS, max_groups=BATCH_GROUPS):
             mine = {model: labels[model].for_segments(policy, [rows[0].segment for rows in batch
                                                                if rows[0].model_version == model])
                     for model in {rows[0].model_version for rows in batch}}
+            llm_ids = [r.item_id for rows in batch for r in rows if r.item_id in llm] if llm else []
             # Payload(): Prefect would otherwise walk every row of every group looking for futures (s per 100k)
-            futures.append(route_batch.submit(Payload(batch), cycle, settings, Payload(halted), Payload(mine)))
+            futures.append(route_batch.submit(Payload(batch), cycle, settings, Payload(halted), Payload(mine),
+                                              Payload(llm_ids)))
         for future in futures:
             counts.update(future.result())
     summary = {"routed": sum(counts.values()), **{r.value: counts.get(r.value, 0) for r in Route},

@@ -18,13 +18,16 @@ never a verdict. `bench/bench_injection.py` measures it on data it was not writt
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
+from routing.policy import InjectionAction
 from routing.signals import Action, Signal, TextBatch, encoded_payload, zero_width_or_bidi
 
-__all__ = ["INSTRUCTION_PATTERNS", "injection_signals", "instruction_like"]
+__all__ = ["INSTRUCTION_PATTERNS", "injection_signals", "injection_texts", "instruction_like",
+           "item_injection_signals"]
 
 _W = r"[^\S\x00]+"  # whitespace within one item (the batch joins items with NUL)
 _ANY = r"[^\x00]{0,40}?"  # a few words, never across items
@@ -141,6 +144,16 @@ def _contexts(contexts: Sequence[str | Sequence[str] | None]) -> list[str | None
     return joined
 
 
+def _side_signals(texts: Sequence[str | None] | TextBatch, side: str, action: Action) -> list[Signal]:
+    """Instruction-like text, zero-width or bidirectional characters and long encoded payloads, coded per side."""
+    batch = TextBatch.from_texts(texts)
+    return [
+        instruction_like(batch, code=f"{side}_instruction_like", action=action),
+        _renamed(zero_width_or_bidi(batch), f"{side}_zero_width_or_bidi", action),
+        _renamed(encoded_payload(batch), f"{side}_encoded_payload", action),
+    ]
+
+
 def injection_signals(prompts: Sequence[str | None], contexts: Sequence[str | Sequence[str] | None] | None = None,
                       *, prompt_action: Action = "review", context_action: Action = "escalate") -> list[Signal]:
     """The prompt-injection signals of a batch of LLM-pipeline items, prompt and context apart: instruction-like
@@ -148,20 +161,67 @@ def injection_signals(prompts: Sequence[str | None], contexts: Sequence[str | Se
     documents a pipeline retrieved escalate by default (an indirect injection), in a user's own prompt they go to
     review."""
     prompt_batch = TextBatch.from_texts(prompts)
-    signals = [
-        instruction_like(prompt_batch, code="prompt_instruction_like", action=prompt_action),
-        _renamed(zero_width_or_bidi(prompt_batch), "prompt_zero_width_or_bidi", prompt_action),
-        _renamed(encoded_payload(prompt_batch), "prompt_encoded_payload", prompt_action),
-    ]
+    signals = _side_signals(prompt_batch, "prompt", prompt_action)
     if contexts is not None:
         if len(contexts) != len(prompt_batch):
             raise ValueError(f"length mismatch: {len(prompt_batch)} prompts but {len(contexts)} contexts")
-        context_batch = TextBatch.from_texts(_contexts(contexts))
-        signals += [
-            instruction_like(context_batch, code="context_instruction_like", action=context_action),
-            _renamed(zero_width_or_bidi(context_batch), "context_zero_width_or_bidi", context_action),
-            _renamed(encoded_payload(context_batch), "context_encoded_payload", context_action),
-        ]
+        signals += _side_signals(_contexts(contexts), "context", context_action)
+    return signals
+
+
+def _user_text(prompt: Any) -> str | None:
+    """What a user wrote: a plain prompt, or the user messages of a chat prompt. System and developer messages are
+    the pipeline's own instructions (they read as instructions by design), assistant messages the model's turns."""
+    if prompt is None or isinstance(prompt, str):
+        return prompt
+    return "\n\n".join(str(m.get("content", "")) for m in prompt if m.get("role") == "user")
+
+
+def _fed_documents(payload: Mapping[str, Any]) -> str | None:
+    """The data a pipeline fed its model: the context documents and the output of any tool call in the prompt."""
+    context, prompt = payload.get("context"), payload.get("prompt")
+    documents = [context] if isinstance(context, str) else list(context or ())
+    if isinstance(prompt, list):
+        documents += [str(m.get("content", "")) for m in prompt if m.get("role") == "tool"]
+    return "\n\n".join(map(str, documents)) if documents else None
+
+
+def injection_texts(kinds: Sequence[str], texts: Sequence[str | None],
+                    payloads: Sequence[Mapping[str, Any] | None]) -> tuple[list[str | None], list[str | None]]:
+    """(prompt text, context text) of each LLM-pipeline item, for :func:`item_injection_signals`.
+
+    A ``generation`` or ``pairwise`` item's prompt text is what its user wrote, its context the documents the
+    pipeline used and its tools' output. An ``extraction`` item has no prompt; its document (the item's text) is
+    its context: data a model reads, in which instructions are as unexpected as in a retrieved page.
+    """
+    if not len(kinds) == len(texts) == len(payloads):
+        raise ValueError(f"length mismatch: {len(kinds)} kinds, {len(texts)} texts, {len(payloads)} payloads")
+    unknown = sorted(set(kinds) - {"generation", "pairwise", "extraction"})
+    if unknown:
+        raise ValueError(f"injection signals read outputs of LLM pipelines only, got kinds {unknown}")
+    missing = [i for i, (kind, payload) in enumerate(zip(kinds, payloads))
+               if payload is None and kind != "extraction"]
+    if missing:
+        raise ValueError(f"items {missing[:5]} of a prompted kind have no payload")
+    prompts = [None if kind == "extraction" else _user_text(payload["prompt"])  # type: ignore[index]
+               for kind, payload in zip(kinds, payloads)]
+    contexts = [text if kind == "extraction" else _fed_documents(payload)  # type: ignore[arg-type]
+                for kind, text, payload in zip(kinds, texts, payloads)]
+    return prompts, contexts
+
+
+def item_injection_signals(kinds: Sequence[str], texts: Sequence[str | None],
+                           payloads: Sequence[Mapping[str, Any] | None], *, prompt_action: InjectionAction,
+                           context_action: InjectionAction) -> list[Signal]:
+    """The prompt-injection signals of LLM-pipeline items read from their kind, text and payload (see
+    :func:`injection_texts`), with the actions a policy gives each side; a side whose action is ``off`` is not
+    scanned and yields no signal."""
+    prompts, contexts = injection_texts(kinds, texts, payloads)
+    signals: list[Signal] = []
+    if prompt_action != "off":
+        signals += _side_signals(prompts, "prompt", prompt_action)
+    if context_action != "off":
+        signals += _side_signals(contexts, "context", context_action)
     return signals
 
 

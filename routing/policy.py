@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 __all__ = [
     "FieldChange",
+    "InjectionAction",
     "approval_segments",
     "budget_window",
     "policy_diff",
@@ -34,6 +35,7 @@ Resolution = Literal["majority", "dawid_skene"]
 SmallSegment = Literal["pool", "review"]
 RuleOp = Literal[">", ">=", "<", "<=", "==", "contains", "regex"]
 RuleAction = Literal["escalate", "review"]
+InjectionAction = Literal["escalate", "review", "off"]
 HASH_LENGTH = 16
 DEFAULT_SECONDS_PER_ITEM = 30.0
 
@@ -56,6 +58,8 @@ _ADDED_FIELD_DEFAULTS: dict[str, Any] = {
     "small_segment": "pool",
     "audit_interval_width": None,
     "budget_window_hours": 1.0,
+    "prompt_injection": "review",
+    "context_injection": "escalate",
 }
 _NUMERIC_OPS = frozenset({">", ">=", "<", "<="})
 _FIELD_PATTERN = re.compile(r"^(text|metadata(\.[A-Za-z0-9_\-]+)+)$")
@@ -84,6 +88,11 @@ def _share(name: str):
 _rate, _blind_share, _gold_share = _share("spot_check_rate"), _share("blind_share"), _share("gold_share")
 _overlap_share, _min_agreement = _share("overlap_share"), _share("min_agreement")
 _audit_train_share = _share("audit_train_share")
+
+
+def _injection_action(value: Any) -> Any:
+    """YAML 1.1 reads a bare ``off`` as false: take it as the action ``off`` it was written as."""
+    return "off" if value is False else value
 
 
 def _overlap_annotators(value: int | None) -> int | None:
@@ -271,6 +280,12 @@ class SegmentPolicy(BaseModel):
     seconds_per_item: float = DEFAULT_SECONDS_PER_ITEM
     calibration: CalibrationLimits = Field(default_factory=CalibrationLimits)
     risk_rules: tuple[RiskRule, ...] = ()
+    # where prompt-injection signals send an item of an LLM pipeline (routing.injection): instructions, smuggled
+    # characters or encoded payloads in the prompt a user wrote, and, apart, in the documents the pipeline fed its
+    # model or the document an extraction read (indirect injection: nobody expects orders inside data); off leaves
+    # that side's detectors out
+    prompt_injection: InjectionAction = "review"
+    context_injection: InjectionAction = "escalate"
 
     _check_threshold = field_validator("auto_accept_threshold")(_threshold)
     _check_max_auto_error = field_validator("max_auto_error")(_open_unit("max_auto_error"))
@@ -287,6 +302,7 @@ class SegmentPolicy(BaseModel):
     _check_budget = field_validator("review_budget")(_budget)
     _check_window = field_validator("budget_window_hours")(_window)
     _check_seconds = field_validator("seconds_per_item")(_seconds)
+    _read_injection = field_validator("prompt_injection", "context_injection", mode="before")(_injection_action)
 
     @model_validator(mode="after")
     def _consistent(self) -> SegmentPolicy:
@@ -338,6 +354,8 @@ class SegmentOverride(BaseModel):
     seconds_per_item: float | None = None
     calibration: CalibrationOverride | None = None
     risk_rules: tuple[RiskRule, ...] | None = None
+    prompt_injection: InjectionAction | None = None
+    context_injection: InjectionAction | None = None
 
     _check_threshold = field_validator("auto_accept_threshold")(_threshold)
     _check_max_auto_error = field_validator("max_auto_error")(_open_unit("max_auto_error"))
@@ -354,6 +372,7 @@ class SegmentOverride(BaseModel):
     _check_budget = field_validator("review_budget")(_budget)
     _check_window = field_validator("budget_window_hours")(_window)
     _check_seconds = field_validator("seconds_per_item")(_seconds)
+    _read_injection = field_validator("prompt_injection", "context_injection", mode="before")(_injection_action)
 
 
 def _merge(defaults: SegmentPolicy, override: SegmentOverride) -> SegmentPolicy:

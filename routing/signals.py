@@ -28,6 +28,7 @@ __all__ = [
     "TextBatch",
     "combine_signals",
     "encoded_payload",
+    "fold_flags",
     "mixed_scripts",
     "rule_hits",
     "text_lengths",
@@ -494,3 +495,22 @@ def combine_signals(signals: Sequence[Signal], n_items: int) -> RiskFlags:
         review=(matrix & ~escalating).any(axis=1),
         reasons=tuple(codes[inverse.reshape(-1)].tolist()),
     )
+
+
+def fold_flags(flags: RiskFlags, extra: RiskFlags, positions: Sequence[int] | np.ndarray) -> RiskFlags:
+    """``flags`` with ``extra``, the flags of the items at ``positions`` (a subset, such as the outputs of LLM
+    pipelines in a batch), folded in: an item escalates or goes to review if either says so, and its reasons are
+    its own followed by those ``extra`` gives it."""
+    at = np.asarray(positions, dtype=np.int64).reshape(-1)
+    n_items = flags.escalate.shape[0]
+    if at.shape[0] != len(extra.reasons):
+        raise ValueError(f"length mismatch: {at.shape[0]} positions for {len(extra.reasons)} flagged items")
+    if at.size and (at.min() < 0 or at.max() >= n_items or np.unique(at).size != at.size):
+        raise ValueError(f"positions must be distinct and in [0, {n_items}), got {at[:5].tolist()}...")
+    escalate, review = flags.escalate.copy(), flags.review.copy()
+    escalate[at] |= extra.escalate
+    review[at] |= extra.review
+    reasons = list(flags.reasons)
+    for index in np.flatnonzero(extra.escalate | extra.review).tolist():  # the hits only, a handful
+        reasons[at[index]] = (*reasons[at[index]], *extra.reasons[index])
+    return RiskFlags(escalate, review, tuple(reasons))

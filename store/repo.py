@@ -45,6 +45,7 @@ __all__ = [
     "HeldOut",
     "ItemInputs",
     "LabelledItem",
+    "LlmInputs",
     "PolicyRecord",
     "ScoredItem",
     "StoredCalibration",
@@ -58,6 +59,7 @@ __all__ = [
     "item_inputs",
     "known_items",
     "labelled_items",
+    "llm_inputs",
     "latest_calibration_method",
     "latest_ece",
     "model_for_data",
@@ -78,6 +80,7 @@ __all__ = [
     "save_policy",
     "save_threshold_evidence",
     "scored_items",
+    "scored_llm_item_ids",
     "segments_seen",
     "selection_probabilities",
     "set_watermark",
@@ -455,6 +458,41 @@ def item_inputs(engine: Engine, item_ids: list[str]) -> dict[str, ItemInputs]:
             found.update((r.id, ItemInputs(r.text, r.item_metadata, r.features, r.segment))
                          for r in conn.execute(query, {"ids": list(part)}))
     return found
+
+
+LLM_KINDS = (ItemKind.GENERATION, ItemKind.PAIRWISE, ItemKind.EXTRACTION)
+# ids per query of the LLM-pipeline reads: a route batch's worth (20,000), within SQLite's 32,766 and PostgreSQL's
+# 65,535 bound parameters, so a batch reads its payloads in one query
+LLM_READ_CHUNK = 20_000
+
+
+def scored_llm_item_ids(engine: Engine) -> list[str]:
+    """Ids of the scored items that are outputs of LLM pipelines (generation, pairwise, extraction), in id order."""
+    query = (select(Item.id).where(Item.state == ItemState.scored, Item.kind.in_(LLM_KINDS)).order_by(Item.id))
+    with engine.connect() as conn:
+        return list(conn.execute(query).scalars())
+
+
+class LlmInputs(NamedTuple):
+    """Columns of outputs of LLM pipelines, one entry per item: what their prompt-injection signals read."""
+
+    item_ids: list[str]
+    kinds: list[str]
+    texts: list[str | None]
+    payloads: list[dict[str, Any] | None]
+
+
+def llm_inputs(engine: Engine, item_ids: Sequence[str]) -> LlmInputs:
+    """The kind, text and payload of those of `item_ids` that are outputs of LLM pipelines (a classification item
+    is left out), in columns; one query per 20,000 ids."""
+    query = (select(Item.id, Item.kind, Item.text, Item.payload)
+             .where(Item.id.in_(bindparam("ids", expanding=True)), Item.kind.in_(LLM_KINDS)))
+    with engine.connect() as conn:
+        rows = [tuple(row) for part in chunked(list(item_ids), LLM_READ_CHUNK)
+                for row in conn.execute(query, {"ids": list(part)})]
+    if not rows:
+        return LlmInputs([], [], [], [])
+    return LlmInputs(*(list(column) for column in zip(*rows)))
 
 
 class StoredCalibration(NamedTuple):

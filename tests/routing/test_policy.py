@@ -8,6 +8,7 @@ import pytest
 from pydantic import ValidationError
 
 from routing import Policy, SegmentPolicy
+from routing.policy import policy_diff
 
 DEFAULT_POLICY = Path(__file__).resolve().parents[2] / "policies" / "default.yaml"
 
@@ -201,6 +202,8 @@ def test_target_review_threshold_and_rules_load_and_merge() -> None:
         ("name: x\nsegments: {a: {overlap_annotators: 50}}", "overlap_annotators", "50"),
         ("name: x\ndefaults: {resolution: vote}", "resolution", "vote"),
         ("name: x\ndefaults: {min_agreement: -0.1}", "min_agreement", "-0.1"),
+        ("name: x\ndefaults: {prompt_injection: ignore}", "prompt_injection", "ignore"),
+        ("name: x\nsegments: {a: {context_injection: true}}", "context_injection", "True"),
     ],
 )
 def test_invalid_new_fields_name_field_and_value(yaml_text: str, field: str, value: str) -> None:
@@ -314,3 +317,23 @@ def test_with_segment_rules_keeps_only_what_differs_from_the_defaults():
     targeted = Policy.model_validate({"name": "p", "defaults": {"max_auto_error": 0.05, "confidence": 0.9}})
     with pytest.raises(ValueError, match="cannot drop it"):
         targeted.with_segment_rules("sport", {"max_auto_error": None, "confidence": None})
+
+
+def test_injection_actions_default_per_side_merge_per_segment_and_keep_old_hashes() -> None:
+    policy = Policy.from_yaml("name: x\ndefaults: {prompt_injection: escalate}\n"
+                              "segments: {rag: {context_injection: off}, chat: {prompt_injection: review}}")
+    assert (SegmentPolicy().prompt_injection, SegmentPolicy().context_injection) == ("review", "escalate")
+    assert (policy.defaults.prompt_injection, policy.defaults.context_injection) == ("escalate", "escalate")
+    assert (policy.for_segment("rag").prompt_injection, policy.for_segment("rag").context_injection) == (
+        "escalate", "off")
+    assert policy.for_segment("chat").prompt_injection == "review"
+    assert Policy.from_yaml(policy.to_yaml()) == policy
+    # a bare off, which YAML reads as false, is the action off, as written; quoted, the same policy
+    assert Policy.from_yaml("name: x\ndefaults: {prompt_injection: escalate}\nsegments: {rag: {context_injection: "
+                            "'off'}, chat: {prompt_injection: review}}").content_hash() == policy.content_hash()
+    spelled_out = Policy.from_yaml("name: x\ndefaults: {review_budget: 10, prompt_injection: review, "
+                                   "context_injection: escalate}")
+    assert spelled_out.content_hash() == Policy.from_yaml("name: x\ndefaults: {review_budget: 10}").content_hash()
+    assert Policy.load(DEFAULT_POLICY).defaults.context_injection == "escalate"
+    changes = {(c.segment, c.field, c.old, c.new) for c in policy_diff(Policy(name="x"), policy)}
+    assert ("rag", "context_injection", "escalate", "off") in changes

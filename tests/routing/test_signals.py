@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from routing import SegmentPolicy, route
 from routing.policy import RiskRule
@@ -14,6 +16,7 @@ from routing.signals import (
     TextBatch,
     combine_signals,
     encoded_payload,
+    fold_flags,
     mixed_scripts,
     rule_hits,
     text_lengths,
@@ -170,3 +173,48 @@ def test_combined_signals_drive_route_reasons() -> None:
     with pytest.raises(ValueError, match="length mismatch"):
         combine_signals([Signal(np.zeros(3, bool), "x")], 4)
     assert combine_signals([], 2).reasons == ((), ())
+
+
+def test_flags_of_a_subset_fold_into_the_batch_at_their_positions() -> None:
+    base = combine_signals([Signal(np.array([True, False, False, True]), "zero_width_or_bidi", "escalate")], 4)
+    extra = combine_signals([Signal(np.array([True, False, True]), "prompt_instruction_like", "review"),
+                             Signal(np.array([False, False, True]), "context_instruction_like", "escalate")], 3)
+    folded = fold_flags(base, extra, [3, 0, 2])  # the subset is items 3, 0 and 2 of the batch
+    assert folded.escalate.tolist() == [True, False, True, True]
+    assert folded.review.tolist() == [False, False, True, True]
+    assert folded.reasons == (("zero_width_or_bidi",), (), ("prompt_instruction_like", "context_instruction_like"),
+                              ("zero_width_or_bidi", "prompt_instruction_like"))
+    assert base.reasons == (("zero_width_or_bidi",), (), (), ("zero_width_or_bidi",))  # not changed in place
+    assert fold_flags(base, combine_signals([], 0), []).reasons == base.reasons
+    with pytest.raises(ValueError, match="length mismatch"):
+        fold_flags(base, extra, [0, 1])
+    with pytest.raises(ValueError, match="distinct"):
+        fold_flags(base, extra, [0, 0, 1])
+    with pytest.raises(ValueError, match="in \\[0, 4\\)"):
+        fold_flags(base, extra, [0, 1, 4])
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.integers(1, 12).flatmap(lambda n: st.tuples(
+    st.just(n), st.lists(st.lists(st.booleans(), min_size=n, max_size=n), max_size=3),
+    st.sets(st.integers(0, n - 1)), st.lists(st.sampled_from(["escalate", "review"]), min_size=3, max_size=3),
+    st.randoms())))
+def test_folding_a_subsets_flags_equals_combining_its_signals_over_the_batch(case) -> None:
+    """Signals of a subset, folded in after the batch's own, route and explain every item as if they had been
+    computed over the whole batch (hitting nothing outside the subset)."""
+    n, own, subset, actions, random = case
+    positions = sorted(subset)
+    random.shuffle(positions)
+    rng = np.random.default_rng(random.randrange(2**32))
+    own_signals = [Signal(np.array(h, dtype=bool), f"own_{j}", actions[j]) for j, h in enumerate(own)]
+    sub_signals = [Signal(rng.random(len(positions)) < 0.5, f"sub_{j}", actions[j]) for j in range(2)]
+    scattered = []
+    for signal in sub_signals:
+        hits = np.zeros(n, dtype=bool)
+        hits[positions] = signal.hits
+        scattered.append(Signal(hits, signal.code, signal.action))
+    expected = combine_signals([*own_signals, *scattered], n)
+    folded = fold_flags(combine_signals(own_signals, n), combine_signals(sub_signals, len(positions)), positions)
+    assert folded.escalate.tolist() == expected.escalate.tolist()
+    assert folded.review.tolist() == expected.review.tolist()
+    assert folded.reasons == expected.reasons

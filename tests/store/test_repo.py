@@ -95,3 +95,26 @@ def test_the_training_fingerprint_follows_content_not_count(engine) -> None:
         conn.execute(delete(Label).where(Label.item_id == "t2"))
     _labelled(engine, [("t3", "s", "margin", "train", 0.6, "x", "x")])
     assert repo.training_fingerprint(engine) != first
+
+
+def test_llm_reads_return_the_scored_outputs_of_llm_pipelines_and_their_payloads_in_columns(engine) -> None:
+    now = utcnow()
+    generation = {"prompt": [{"role": "user", "content": "When is the next train to Lyon?"}],
+                  "response": "At 14:05.", "context": ["Departures to Lyon: 12:05, 14:05, 16:05."]}
+    rows = [("c1", "classification", "scored", "a news text", None),
+            ("g1", "generation", "scored", "At 14:05.", generation),
+            ("p1", "pairwise", "scored", "Which is shorter?", {"prompt": "Which is shorter?", "response_a": "A",
+                                                               "response_b": "B"}),
+            ("x1", "extraction", "scored", "Invoice 7, total 12.00", {"fields": {"total": {"value": "12.00",
+                                                                                         "confidence": 0.9}}}),
+            ("x2", "extraction", "received", "Invoice 8, total 3.00", {"fields": {}})]
+    with engine.begin() as conn:
+        conn.execute(Item.__table__.insert(), [
+            {"id": i, "kind": kind, "state": state, "text": text, "payload": payload, "segment": "s",
+             "received_at": now, "updated_at": now} for i, kind, state, text, payload in rows])
+    assert repo.scored_llm_item_ids(engine) == ["g1", "p1", "x1"]  # not the classification, not the unscored
+    read = repo.llm_inputs(engine, ["x1", "c1", "g1", "missing"])
+    found = dict(zip(read.item_ids, zip(read.kinds, read.texts, read.payloads)))
+    assert found == {"g1": ("generation", "At 14:05.", generation),
+                     "x1": ("extraction", "Invoice 7, total 12.00", rows[3][4])}
+    assert repo.llm_inputs(engine, ["c1"]) == repo.LlmInputs([], [], [], [])
