@@ -14,6 +14,8 @@ from typing import Literal
 
 import numpy as np
 
+from calibration.intervals import clopper_pearson
+
 MISSING = -1
 AlphaMetric = Literal["nominal", "ordinal", "interval"]
 ALPHA_METRICS: tuple[str, ...] = ("nominal", "ordinal", "interval")
@@ -192,7 +194,7 @@ def position_bias(left_chosen: np.ndarray, *, confidence: float = 0.95) -> Posit
 
     `left_chosen` holds one entry per answer that preferred a side (ties left out beforehand): True or 1 when
     the left response was chosen, False or 0 when the right one was."""
-    from scipy.stats import beta, binomtest
+    from scipy.stats import binomtest
 
     if not 0.0 < confidence < 1.0:  # also rejects NaN
         raise ValueError(f"confidence must lie in (0, 1), got {confidence!r}")
@@ -205,9 +207,7 @@ def position_bias(left_chosen: np.ndarray, *, confidence: float = 0.95) -> Posit
             raise ValueError(f"left_chosen must hold booleans or 0/1 (ties excluded), got {bad.tolist()!r}")
         chosen = chosen.astype(bool)
     n, n_left = int(chosen.size), int(chosen.sum())
-    tail = (1.0 - confidence) / 2.0
-    ci_low = 0.0 if n_left == 0 else float(beta.ppf(tail, n_left, n - n_left + 1))
-    ci_high = 1.0 if n_left == n else float(beta.ppf(1.0 - tail, n_left + 1, n - n_left))
+    ci_low, ci_high = (float(end) for end in clopper_pearson(n_left, n, confidence=confidence))
     p_value = float(binomtest(n_left, n, 0.5, alternative="two-sided").pvalue)
     return PositionBias(n=n, n_left=n_left, left_share=n_left / n, ci_low=ci_low, ci_high=ci_high,
                         p_value=p_value, confidence=confidence)
