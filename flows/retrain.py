@@ -5,7 +5,9 @@ The regression set (``store.regression.corrected_items``) holds every labelled i
 the prediction that routed it, from both splits: a correction in the training split is a fixed failure the
 candidate was trained on (getting it wrong is forgetting it), a held-out one (an audit) a known failure neither
 model trained on. Per segment with at least ``regression_min_items`` of them, a candidate that gets fewer right
-than the promoted model by more than ``floor(regression_tolerance * n)`` items is not promoted.
+than the promoted model by more than ``floor(regression_tolerance * n)`` items is not promoted. The counts are
+net: training-split corrections newer than the promoted model are ones it never learnt, which favours the
+candidate; that never refuses a candidate unfairly, and each segment's counts are recorded for review.
 """
 
 from __future__ import annotations
@@ -150,6 +152,18 @@ def _held_out(engine: Engine, candidate: ScoringModel, incumbent: ScoringModel |
     return metrics, evaluate(incumbent, evaluation, eval_labels), comparison
 
 
+def judge_candidate(engine: Engine, kind: str, candidate: ScoringModel, incumbent: ScoringModel | None, *,
+                    alpha: float, tolerance: float, min_items: int) -> dict[str, Any]:
+    """The gate's figures and its reasons to keep the candidate out (none without a promoted model to beat)."""
+    metrics, incumbent_metrics, comparison = _held_out(engine, candidate, incumbent, alpha)
+    regression = None if incumbent is None else check_regression_set(
+        engine, kind, candidate, incumbent, tolerance=tolerance, min_items=min_items)
+    return {"metrics": metrics, "incumbent_metrics": incumbent_metrics, "comparison": comparison,
+            "regression": None if regression is None else [s._asdict() for s in regression],
+            "regression_tolerance": tolerance, "regression_min_items": min_items,
+            "gate_reasons": [] if regression is None else gate_reasons(comparison, regression, alpha=alpha)}
+
+
 @flow(name="retrain", log_prints=True)
 @holds_store_lock
 def retrain_flow(seed: int = 0, alpha: float = 0.05, regression_tolerance: float = 0.05,
@@ -171,23 +185,14 @@ def retrain_flow(seed: int = 0, alpha: float = 0.05, regression_tolerance: float
     if seen is not None:
         return {"status": "unchanged", "version": seen, "promoted": incumbent.version if incumbent else None}
     candidate = train_candidate(kind, inputs, labels, seed)
-    incumbent_model = load_scoring_model(incumbent) if incumbent is not None else None
-    metrics, incumbent_metrics, comparison = _held_out(engine, candidate, incumbent_model, alpha)
-    regression = None if incumbent_model is None else check_regression_set(
-        engine, kind, candidate, incumbent_model, tolerance=regression_tolerance, min_items=regression_min_items)
-    reasons = [] if regression is None else gate_reasons(comparison, regression, alpha=alpha)
-    gate = {"regression": None if regression is None else [s._asdict() for s in regression],
-            "regression_tolerance": regression_tolerance, "regression_min_items": regression_min_items,
-            "gate_reasons": reasons}
-    version = _register(engine, settings.models_dir, candidate, {**(metrics or {}), **gate}, len(labels),
+    judged = judge_candidate(engine, kind, candidate, load_scoring_model(incumbent) if incumbent else None,
+                             alpha=alpha, tolerance=regression_tolerance, min_items=regression_min_items)
+    gate = {k: v for k, v in judged.items() if k not in ("metrics", "incumbent_metrics", "comparison")}
+    version = _register(engine, settings.models_dir, candidate, {**(judged["metrics"] or {}), **gate}, len(labels),
                         data_hash, incumbent.version if incumbent else None)
-    if reasons:
-        reject_model(engine, version)
-    else:
-        promote_model(engine, version)
-    summary = {"status": "rejected" if reasons else "promoted", "version": version, "metrics": metrics,
-               "incumbent": incumbent.version if incumbent else None, "incumbent_metrics": incumbent_metrics,
-               "comparison": comparison, "train_size": len(labels), **gate}
+    (reject_model if judged["gate_reasons"] else promote_model)(engine, version)
+    summary = {"status": "rejected" if judged["gate_reasons"] else "promoted", "version": version, **judged,
+               "incumbent": incumbent.version if incumbent else None, "train_size": len(labels)}
     record_event(engine, "retrain", summary)
     logger.info("retrain: %s", {k: summary[k] for k in ("status", "version", "train_size", "gate_reasons")})
     return summary
