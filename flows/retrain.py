@@ -1,9 +1,20 @@
-"""Retrain flow: a candidate from the training set, judged on the fixed held-out set, promoted if not worse."""
+"""Retrain flow: a candidate from the training set, judged on the fixed held-out set and on the regression set of
+corrected items, promoted if neither shows it worse than the promoted model.
+
+The regression set (``store.regression.corrected_items``) holds every labelled item whose human label corrected
+the prediction that routed it, from both splits: a correction in the training split is a fixed failure the
+candidate was trained on (getting it wrong is forgetting it), a held-out one (an audit) a known failure neither
+model trained on. Per segment with at least ``regression_min_items`` of them, a candidate that gets fewer right
+than the promoted model by more than ``floor(regression_tolerance * n)`` items is not promoted. The counts are
+net: training-split corrections newer than the promoted model are ones it never learnt, which favours the
+candidate; that never refuses a candidate unfairly, and each segment's counts are recorded for review.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from prefect import flow, get_run_logger, task
@@ -14,6 +25,7 @@ from flows.common import engine_for, holds_store_lock, load_scoring_model, utcno
 from scoring.models import ScoringModel, evaluate, paired_comparison, train_model
 from scoring.registry import save_model
 from store.bulk import fingerprint
+from store.regression import corrected_items
 from store.repo import (
     labelled_items,
     model_for_data,
@@ -55,12 +67,112 @@ def _register(engine: Engine, models_dir: Path, model: ScoringModel, metrics: di
     return saved.version
 
 
+class SegmentRegression(NamedTuple):
+    """How the candidate and the promoted model do on one segment's corrected items.
+
+    ``allowed_loss`` is how many fewer the candidate may get right (the tolerance); a segment with fewer than the
+    minimum items is reported but not ``judged``; ``regressed`` says the candidate lost more than allowed."""
+
+    segment: str
+    n: int
+    candidate_right: int
+    incumbent_right: int
+    allowed_loss: int
+    judged: bool
+    regressed: bool
+
+
+def regression_verdicts(segments: Sequence[str], candidate_correct: Sequence[bool],
+                        incumbent_correct: Sequence[bool], *, tolerance: float,
+                        min_items: int) -> list[SegmentRegression]:
+    """Per segment, in name order: does the candidate get more than ``floor(tolerance * n)`` fewer of the segment's
+    `n` corrected items right than the promoted model? Only segments with at least `min_items` are judged."""
+    if not 0.0 <= tolerance < 1.0:  # also rejects NaN
+        raise ValueError(f"tolerance must lie in [0, 1), got {tolerance!r}")
+    if min_items < 1:
+        raise ValueError(f"min_items must be at least 1, got {min_items!r}")
+    names = np.asarray(segments, dtype=str)
+    candidate, incumbent = np.asarray(candidate_correct, dtype=bool), np.asarray(incumbent_correct, dtype=bool)
+    if {names.ndim, candidate.ndim, incumbent.ndim} != {1} or len({names.size, candidate.size, incumbent.size}) > 1:
+        raise ValueError(f"need three equal-length 1-D sequences, got shapes {names.shape}, {candidate.shape} "
+                         f"and {incumbent.shape}")
+    found, index = np.unique(names, return_inverse=True)
+    n = np.bincount(index, minlength=found.size)
+    candidate_right = np.bincount(index, weights=candidate, minlength=found.size).astype(int)
+    incumbent_right = np.bincount(index, weights=incumbent, minlength=found.size).astype(int)
+    allowed = np.floor(tolerance * n + 1e-9).astype(int)  # 0.29 * 100 is 28.999...; it allows 29
+    judged = n >= min_items
+    regressed = judged & (candidate_right < incumbent_right - allowed)
+    return [SegmentRegression(str(name), int(count), int(c), int(i), int(a), bool(j), bool(r))
+            for name, count, c, i, a, j, r in zip(found, n, candidate_right, incumbent_right, allowed, judged, regressed)]
+
+
+def check_regression_set(engine: Engine, kind: str, candidate: ScoringModel, incumbent: ScoringModel, *,
+                         tolerance: float, min_items: int) -> list[SegmentRegression]:
+    """Both models on the corrected items that have the training set's kind of input (text or features)."""
+    corrected = [c for c in corrected_items(engine) if getattr(c, kind) is not None]
+    if not corrected:
+        return []
+    inputs = _as_inputs(kind, [getattr(c, kind) for c in corrected])
+    truth = np.asarray([c.label for c in corrected]).astype(str)
+    return regression_verdicts([c.segment for c in corrected], candidate.predict(inputs) == truth,
+                               incumbent.predict(inputs) == truth, tolerance=tolerance, min_items=min_items)
+
+
+def gate_reasons(comparison: dict[str, Any] | None, regression: list[SegmentRegression], *,
+                 alpha: float) -> list[str]:
+    """Why a candidate with a promoted model to beat is kept out; empty when it may be promoted."""
+    if comparison is None:
+        reasons = ["no held-out evaluation labels to compare the candidate with the promoted model on"]
+    elif comparison["worse"]:
+        reasons = [f"held-out labels: worse than the promoted model (sign test p = {comparison['p_value']:.3g} "
+                   f"< {alpha})"]
+    else:
+        reasons = []
+    return reasons + [
+        f"regression set of segment {s.segment!r}: {s.candidate_right} of {s.n} corrected items right, the "
+        f"promoted model {s.incumbent_right} (at most {s.allowed_loss} fewer allowed)"
+        for s in regression if s.regressed
+    ]
+
+
+def _held_out(engine: Engine, candidate: ScoringModel, incumbent: ScoringModel | None,
+              alpha: float) -> tuple[dict | None, dict | None, dict | None]:
+    """(candidate metrics, incumbent metrics, paired comparison) on the held-out evaluation labels."""
+    eval_kind, eval_inputs, eval_labels = labelled_inputs(engine, split=Split.HOLDOUT, reasons=EVALUATION_SELECTIONS)
+    if not eval_labels:
+        return None, None, None
+    evaluation = _as_inputs(eval_kind, eval_inputs)
+    metrics = evaluate(candidate, evaluation, eval_labels)
+    if incumbent is None:
+        return metrics, None, None
+    truth = np.asarray(eval_labels).astype(str)
+    comparison = paired_comparison(candidate.predict(evaluation) == truth, incumbent.predict(evaluation) == truth,
+                                   alpha=alpha)
+    return metrics, evaluate(incumbent, evaluation, eval_labels), comparison
+
+
+def judge_candidate(engine: Engine, kind: str, candidate: ScoringModel, incumbent: ScoringModel | None, *,
+                    alpha: float, tolerance: float, min_items: int) -> dict[str, Any]:
+    """The gate's figures and its reasons to keep the candidate out (none without a promoted model to beat)."""
+    metrics, incumbent_metrics, comparison = _held_out(engine, candidate, incumbent, alpha)
+    regression = None if incumbent is None else check_regression_set(
+        engine, kind, candidate, incumbent, tolerance=tolerance, min_items=min_items)
+    return {"metrics": metrics, "incumbent_metrics": incumbent_metrics, "comparison": comparison,
+            "regression": None if regression is None else [s._asdict() for s in regression],
+            "regression_tolerance": tolerance, "regression_min_items": min_items,
+            "gate_reasons": [] if regression is None else gate_reasons(comparison, regression, alpha=alpha)}
+
+
 @flow(name="retrain", log_prints=True)
 @holds_store_lock
-def retrain_flow(seed: int = 0, alpha: float = 0.05, settings: SluiceSettings | None = None) -> dict[str, Any]:
+def retrain_flow(seed: int = 0, alpha: float = 0.05, regression_tolerance: float = 0.05,
+                 regression_min_items: int = 5, settings: SluiceSettings | None = None) -> dict[str, Any]:
     """Train on the current training set; promote unless the held-out set shows the candidate is worse than the
-    incumbent (a one-sided paired sign test at level `alpha`: see `scoring.models.paired_comparison`). The
-    candidate's artifact goes to the settings' models folder."""
+    incumbent (a one-sided paired sign test at level `alpha`: see `scoring.models.paired_comparison`) or a
+    segment's regression set shows it forgot corrected items (see the module docstring). The candidate's
+    artifact goes to the settings' models folder; the gate's figures and reasons go into its metrics and the
+    ``retrain`` audit event."""
     logger = get_run_logger()
     settings = settings_or_environment(settings)
     engine = engine_for(settings)
@@ -72,27 +184,15 @@ def retrain_flow(seed: int = 0, alpha: float = 0.05, settings: SluiceSettings | 
     incumbent = promoted_model(engine)
     if seen is not None:
         return {"status": "unchanged", "version": seen, "promoted": incumbent.version if incumbent else None}
-    eval_kind, eval_inputs, eval_labels = labelled_inputs(engine, split=Split.HOLDOUT, reasons=EVALUATION_SELECTIONS)
     candidate = train_candidate(kind, inputs, labels, seed)
-    evaluation = _as_inputs(eval_kind, eval_inputs)
-    metrics = evaluate(candidate, evaluation, eval_labels) if eval_labels else None
-    incumbent_metrics, comparison = None, None
-    if incumbent is not None and eval_labels:
-        incumbent_model = load_scoring_model(incumbent)
-        incumbent_metrics = evaluate(incumbent_model, evaluation, eval_labels)
-        truth = np.asarray(eval_labels).astype(str)
-        comparison = paired_comparison(candidate.predict(evaluation) == truth,
-                                       incumbent_model.predict(evaluation) == truth, alpha=alpha)
-    version = _register(engine, settings.models_dir, candidate, metrics or {}, len(labels), data_hash,
-                        incumbent.version if incumbent else None)
-    promoted = incumbent is None or (comparison is not None and not comparison["worse"])
-    if promoted:
-        promote_model(engine, version)
-    else:
-        reject_model(engine, version)
-    summary = {"status": "promoted" if promoted else "rejected", "version": version, "metrics": metrics,
-               "incumbent": incumbent.version if incumbent else None, "incumbent_metrics": incumbent_metrics,
-               "comparison": comparison, "train_size": len(labels)}
+    judged = judge_candidate(engine, kind, candidate, load_scoring_model(incumbent) if incumbent else None,
+                             alpha=alpha, tolerance=regression_tolerance, min_items=regression_min_items)
+    gate = {k: v for k, v in judged.items() if k not in ("metrics", "incumbent_metrics", "comparison")}
+    version = _register(engine, settings.models_dir, candidate, {**(judged["metrics"] or {}), **gate}, len(labels),
+                        data_hash, incumbent.version if incumbent else None)
+    (reject_model if judged["gate_reasons"] else promote_model)(engine, version)
+    summary = {"status": "rejected" if judged["gate_reasons"] else "promoted", "version": version, **judged,
+               "incumbent": incumbent.version if incumbent else None, "train_size": len(labels)}
     record_event(engine, "retrain", summary)
-    logger.info("retrain: %s", {k: summary[k] for k in ("status", "version", "train_size")})
+    logger.info("retrain: %s", {k: summary[k] for k in ("status", "version", "train_size", "gate_reasons")})
     return summary

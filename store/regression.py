@@ -1,0 +1,54 @@
+"""The regression suite: labelled items whose human label corrected the prediction that routed them.
+
+An item is *corrected* when people labelled it and their label differs from the ``predicted_label`` of its latest
+routing decision (the model that routed it to them, or auto-accepted it before an audit). A decision without a
+predicted label corrects nothing. A labelled item is resolved and is not routed again, so its latest decision is
+the one in force when it was labelled. The retrain gate checks every candidate on these items, per segment, so
+that a model which forgets a fixed failure is not promoted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import NamedTuple
+
+from sqlalchemy import Engine, func, select
+
+from store.models import Item, Label, RoutingDecision
+from store.vocab import Split
+
+__all__ = ["CorrectedItem", "corrected_items"]
+
+
+class CorrectedItem(NamedTuple):
+    """A corrected item: its inputs, the label people gave and the prediction it corrected."""
+
+    item_id: str
+    segment: str
+    split: str
+    label: str
+    predicted_label: str
+    routing_model: str
+    text: str | None
+    features: list[float] | None
+
+
+def corrected_items(engine: Engine, *, splits: Iterable[str] = (Split.TRAIN, Split.HOLDOUT)) -> list[CorrectedItem]:
+    """The corrected items whose label is in one of `splits` (both by default), in item id order."""
+    wanted = sorted({str(split) for split in splits})
+    unknown = set(wanted) - {s.value for s in Split}
+    if not wanted or unknown:
+        raise ValueError(f"splits must be a non-empty selection of {[s.value for s in Split]}, got {wanted!r}")
+    latest = select(func.max(RoutingDecision.id).label("id")).group_by(RoutingDecision.item_id).subquery()
+    query = (
+        select(Label.item_id, Item.segment, Label.split, Label.label, RoutingDecision.predicted_label,
+               RoutingDecision.model_version, Item.text, Item.features)
+        .join(RoutingDecision, RoutingDecision.item_id == Label.item_id)
+        .join(latest, latest.c.id == RoutingDecision.id)
+        .join(Item, Item.id == Label.item_id)
+        .where(Label.split.in_(wanted), RoutingDecision.predicted_label.is_not(None),
+               RoutingDecision.predicted_label != Label.label)
+        .order_by(Label.item_id)
+    )
+    with engine.connect() as conn:
+        return [CorrectedItem(*row) for row in conn.execute(query)]

@@ -1,0 +1,51 @@
+"""store.regression on both databases: which labelled items corrected the prediction that routed them."""
+
+from __future__ import annotations
+
+import pytest
+
+from store.models import Item, Label, PolicyVersion, RoutingDecision, utcnow
+from store.regression import CorrectedItem, corrected_items
+
+NOW = utcnow()
+
+
+def _record(engine) -> None:
+    """c1 routed 'x', labelled 'y' (train): corrected. c2 first routed 'y', re-routed 'x' under a newer model, labelled
+    'y' (holdout): corrected, by its latest decision. k1 routed 'x', labelled 'x': confirmed. k2 first routed 'x',
+    re-routed 'y', labelled 'y': its latest decision was right. n1 routed without a prediction: nothing to correct.
+    u1 routed 'x', never labelled. s1 labelled without any decision."""
+    items = [("c1", "s"), ("c2", "t"), ("k1", "s"), ("k2", "s"), ("n1", "t"), ("u1", "s"), ("s1", "s")]
+    decisions = [("c1", "x", "m1"), ("c2", "y", "m1"), ("k1", "x", "m1"), ("k2", "x", "m1"), ("n1", None, "m1"),
+                 ("u1", "x", "m1"), ("c2", "x", "m2"), ("k2", "y", "m2")]  # ids increase in this order
+    labels = [("c1", "y", "train"), ("c2", "y", "holdout"), ("k1", "x", "train"), ("k2", "y", "train"),
+              ("n1", "y", "holdout"), ("s1", "y", "train")]
+    with engine.begin() as conn:
+        conn.execute(PolicyVersion.__table__.insert(), [{"version": "p1", "name": "p", "document": "",
+                                                         "created_at": NOW}])
+        conn.execute(Item.__table__.insert(), [
+            {"id": i, "segment": s, "state": "resolved", "text": f"text of {i}", "received_at": NOW,
+             "updated_at": NOW} for i, s in items])
+        conn.execute(RoutingDecision.__table__.insert(), [
+            {"item_id": i, "segment": dict(items)[i], "route": "review", "predicted_label": p, "model_version": m,
+             "policy_version": "p1", "reasons": [], "created_at": NOW} for i, p, m in decisions])
+        conn.execute(Label.__table__.insert(), [
+            {"item_id": i, "label": label, "split": split, "source": "annotation", "selection_reason": "margin",
+             "created_at": NOW} for i, label, split in labels])
+
+
+def test_corrected_items_are_the_labels_that_differ_from_the_latest_routing_prediction(engine) -> None:
+    _record(engine)
+    assert corrected_items(engine) == [
+        CorrectedItem("c1", "s", "train", "y", "x", "m1", "text of c1", None),
+        CorrectedItem("c2", "t", "holdout", "y", "x", "m2", "text of c2", None),
+    ]
+    assert [c.item_id for c in corrected_items(engine, splits=["train"])] == ["c1"]
+    assert [c.item_id for c in corrected_items(engine, splits=["holdout"])] == ["c2"]
+
+
+def test_corrected_items_names_a_bad_split(engine) -> None:
+    with pytest.raises(ValueError, match="splits must be"):
+        corrected_items(engine, splits=["test"])
+    with pytest.raises(ValueError, match="splits must be"):
+        corrected_items(engine, splits=[])
