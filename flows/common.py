@@ -172,7 +172,7 @@ def resolution_rules(engine: Engine) -> Callable[[str], ResolutionRule]:
     def rule(segment: str) -> ResolutionRule:
         rules = policy.for_segment(segment)
         return ResolutionRule(method=rules.resolution, min_agreement=rules.min_agreement,
-                              audit_train_share=rules.audit_train_share)
+                              audit_train_share=rules.audit_train_share, expert_issues=frozenset(rules.expert_issues))
 
     return rule
 

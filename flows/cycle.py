@@ -114,8 +114,8 @@ def run_cycle(
     figures["target_error"] = policy.defaults.max_auto_error
     figures["halted_segments"] = steps["route"].get("halted_segments", [])
     report = agreement_report(engine)
-    figures["agreement"] = {"segments": [asdict(r) for r in report["segments"]],
-                            "pairs": [asdict(r) for r in report["pairs"]]}
+    figures["agreement"] = {name: [asdict(r) for r in report[name]]
+                            for name in ("segments", "pairs", "severity", "position")}
     store_figures.finish_cycle(engine, cycle, figures)
     return {"cycle": cycle, "figures": figures, "steps": steps}
 

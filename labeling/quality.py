@@ -13,11 +13,21 @@ from itertools import combinations
 import numpy as np
 from sqlalchemy import Engine, and_, or_, select
 
-from labeling.agreement import MISSING, cohen_kappa, fleiss_kappa, krippendorff_alpha
+from labeling.agreement import MISSING, cohen_kappa, fleiss_kappa, krippendorff_alpha, position_bias
 from store.models import Annotation, Item, ReviewTask
 from store.vocab import Queue
 
-__all__ = ["PairAgreement", "SegmentAgreement", "agreement_report", "review_answers"]
+__all__ = [
+    "PairAgreement",
+    "SegmentAgreement",
+    "SegmentPositionBias",
+    "SeverityAgreement",
+    "agreement_report",
+    "position_biases",
+    "review_answer_details",
+    "review_answers",
+    "severity_agreement",
+]
 
 
 @dataclass(frozen=True)
@@ -73,8 +83,98 @@ def review_answers(engine: Engine) -> list[ReviewAnswer]:
     return [ReviewAnswer(r.segment, r.item_id, r.annotator, r.label) for r in latest.values()]
 
 
+@dataclass(frozen=True)
+class SeverityAgreement:
+    """Krippendorff's alpha for ordinal data over the severities (0-5) annotators gave one segment's generated
+    responses, over its items with two or more severities."""
+
+    segment: str
+    items: int
+    answers: int
+    krippendorff_alpha: float | None
+
+
+@dataclass(frozen=True)
+class SegmentPositionBias:
+    """How often one segment's pairwise answers chose the response shown on the left (ties left out): the side
+    is a fair coin per task, so a share away from 0.5 is bias in the answers (`labeling.agreement.position_bias`)."""
+
+    segment: str
+    n: int
+    n_left: int
+    left_share: float
+    ci_low: float
+    ci_high: float
+    p_value: float
+
+
+class AnswerDetail(NamedTuple):
+    segment: str
+    item_id: str
+    annotator: str
+    answer: dict
+
+
+def review_answer_details(engine: Engine) -> list[AnswerDetail]:
+    """Each annotator's latest review-round answer beyond its label (an LLM kind's), per item."""
+    expert_answer = and_(ReviewTask.queue == Queue.EXPERT, ReviewTask.ls_task_id.is_not(None),
+                         Annotation.ls_task_id.is_not(None), Annotation.ls_task_id == ReviewTask.ls_task_id)
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(Item.segment, Annotation.item_id, Annotation.annotator, Annotation.answer)
+            .join(Item, Item.id == Annotation.item_id)
+            .join(ReviewTask, ReviewTask.item_id == Annotation.item_id, isouter=True)
+            .where(Annotation.answer.is_not(None), Annotation.was_cancelled.is_(False),
+                   or_(ReviewTask.id.is_(None), ~expert_answer))
+            .order_by(Annotation.external_updated_at, Annotation.id)
+        ).all()
+    latest = {(r.item_id, r.annotator): r for r in rows}
+    return [AnswerDetail(r.segment, r.item_id, r.annotator, r.answer) for r in latest.values()]
+
+
+def severity_agreement(details: list[AnswerDetail]) -> list[SeverityAgreement]:
+    """Per segment with any, the ordinal Krippendorff's alpha of the severities given (None below two items)."""
+    rated = [d for d in details if isinstance(d.answer.get("severity"), int)]
+    out = []
+    for segment in sorted({d.segment for d in rated}):
+        mine = [d for d in rated if d.segment == segment]
+        counts: dict[str, int] = {}
+        for d in mine:
+            counts[d.item_id] = counts.get(d.item_id, 0) + 1
+        multi = [d for d in mine if counts[d.item_id] >= 2]
+        items = sorted({d.item_id for d in multi})
+        people = sorted({d.annotator for d in multi})
+        matrix = np.full((len(items), len(people)), MISSING, dtype=np.int64)
+        row_of, col_of = {v: i for i, v in enumerate(items)}, {v: i for i, v in enumerate(people)}
+        for d in multi:
+            matrix[row_of[d.item_id], col_of[d.annotator]] = int(d.answer["severity"])
+        alpha = float(krippendorff_alpha(matrix, n_classes=6, metric="ordinal")) if len(items) >= 2 else None
+        out.append(SeverityAgreement(segment=segment, items=len(items), answers=len(multi), krippendorff_alpha=alpha))
+    return out
+
+
+def position_biases(details: list[AnswerDetail]) -> list[SegmentPositionBias]:
+    """Per segment with pairwise answers that chose a side, the share that chose the left one."""
+    sided = [d for d in details if d.answer.get("side") in ("left", "right")]
+    out = []
+    for segment in sorted({d.segment for d in sided}):
+        bias = position_bias(np.array([d.answer["side"] == "left" for d in sided if d.segment == segment]))
+        out.append(SegmentPositionBias(segment=segment, n=bias.n, n_left=bias.n_left, left_share=bias.left_share,
+                                       ci_low=bias.ci_low, ci_high=bias.ci_high, p_value=bias.p_value))
+    return out
+
+
 def agreement_report(engine: Engine) -> dict[str, list]:
-    """{"segments": [SegmentAgreement], "pairs": [PairAgreement]} over the store's multiply-answered items."""
+    """{"segments": [SegmentAgreement], "pairs": [PairAgreement], "severity": [SeverityAgreement], "position":
+    [SegmentPositionBias]} over the store's answers (the first three over multiply-answered items)."""
+    details = review_answer_details(engine)
+    report = _label_agreement(engine)
+    report["severity"] = severity_agreement(details)
+    report["position"] = position_biases(details)
+    return report
+
+
+def _label_agreement(engine: Engine) -> dict[str, list]:
     answers = review_answers(engine)
     counts: dict[str, int] = {}
     for _, item_id, _, _ in answers:

@@ -104,6 +104,7 @@ class ResolutionRule:
     method: str = "majority"
     min_agreement: float = 0.6
     audit_train_share: float = 0.0
+    expert_issues: frozenset[str] = frozenset()  # an answer naming one of these sends the item to an expert
 
     def __post_init__(self) -> None:
         if self.method not in RESOLUTION_METHODS:
@@ -184,6 +185,11 @@ def _resolve_chunk(conn: Any, part: list[str], rule_of: Callable[[str], Resoluti
             latest = max(expert, key=lambda a: (_utc(a.external_updated_at) or _EPOCH, a.id))
             labels.append(_label_row(item_id, latest.label, expert, task, cycle, now, resolution="expert",
                                      agreement=None, rule=rule_of(segments.get(item_id, ""))))
+            continue
+        rule = rule_of(segments.get(item_id, ""))
+        if task is not None and rule.expert_issues and any(
+                set((a.answer or {}).get("issues") or ()) & rule.expert_issues for a in valid):
+            escalate.append(item_id)  # an issue the policy wants an expert to settle (e.g. unsafe)
             continue
         annotators = {a.annotator for a in valid}
         if not valid or (task is not None and len(annotators) < task.overlap):

@@ -60,6 +60,7 @@ _ADDED_FIELD_DEFAULTS: dict[str, Any] = {
     "budget_window_hours": 1.0,
     "prompt_injection": "review",
     "context_injection": "escalate",
+    "expert_issues": [],
 }
 _NUMERIC_OPS = frozenset({">", ">=", "<", "<="})
 _FIELD_PATTERN = re.compile(r"^(text|metadata(\.[A-Za-z0-9_\-]+)+)$")
@@ -93,6 +94,16 @@ _audit_train_share = _share("audit_train_share")
 def _injection_action(value: Any) -> Any:
     """YAML 1.1 reads a bare ``off`` as false: take it as the action ``off`` it was written as."""
     return "off" if value is False else value
+
+
+def _issue_codes(codes: tuple[str, ...] | None) -> tuple[str, ...] | None:
+    if codes is None:
+        return codes
+    bad = [c for c in codes if not _CODE_PATTERN.match(c)]
+    if bad or len(set(codes)) != len(codes):
+        raise ValueError(f"expert_issues must be distinct issue categories (lower case letters, digits, _ . : -), "
+                         f"got {list(codes)!r}")
+    return codes
 
 
 def _overlap_annotators(value: int | None) -> int | None:
@@ -286,6 +297,9 @@ class SegmentPolicy(BaseModel):
     # that side's detectors out
     prompt_injection: InjectionAction = "review"
     context_injection: InjectionAction = "escalate"
+    # issue categories that send a reviewed response to an expert whenever an annotator names one (e.g. unsafe):
+    # the item's label then comes from the expert, not from the review round
+    expert_issues: tuple[str, ...] = ()
 
     _check_threshold = field_validator("auto_accept_threshold")(_threshold)
     _check_max_auto_error = field_validator("max_auto_error")(_open_unit("max_auto_error"))
@@ -303,6 +317,7 @@ class SegmentPolicy(BaseModel):
     _check_window = field_validator("budget_window_hours")(_window)
     _check_seconds = field_validator("seconds_per_item")(_seconds)
     _read_injection = field_validator("prompt_injection", "context_injection", mode="before")(_injection_action)
+    _check_issues = field_validator("expert_issues")(_issue_codes)
 
     @model_validator(mode="after")
     def _consistent(self) -> SegmentPolicy:
@@ -356,6 +371,7 @@ class SegmentOverride(BaseModel):
     risk_rules: tuple[RiskRule, ...] | None = None
     prompt_injection: InjectionAction | None = None
     context_injection: InjectionAction | None = None
+    expert_issues: tuple[str, ...] | None = None
 
     _check_threshold = field_validator("auto_accept_threshold")(_threshold)
     _check_max_auto_error = field_validator("max_auto_error")(_open_unit("max_auto_error"))
@@ -373,6 +389,7 @@ class SegmentOverride(BaseModel):
     _check_window = field_validator("budget_window_hours")(_window)
     _check_seconds = field_validator("seconds_per_item")(_seconds)
     _read_injection = field_validator("prompt_injection", "context_injection", mode="before")(_injection_action)
+    _check_issues = field_validator("expert_issues")(_issue_codes)
 
 
 def _merge(defaults: SegmentPolicy, override: SegmentOverride) -> SegmentPolicy:

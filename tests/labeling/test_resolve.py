@@ -206,3 +206,63 @@ def test_audit_labels_train_with_the_policy_share_and_the_rest_stay_held_out():
     assert label_split("gold", 3, half) == "holdout" and label_split("margin", 3, half) == "train"
     with pytest.raises(ValueError, match="audit_train_share"):
         ResolutionRule(audit_train_share=1.5)
+
+
+def test_an_issue_the_policy_names_sends_a_response_to_the_expert_with_its_answer_kept(engine):
+    add_items(engine, ["unsafe", "fine"])
+    rule = ResolutionRule("majority", 0.6, expert_issues=frozenset({"unsafe"}))
+    for item_id, issues in (("unsafe", ["unsafe", "tone"]), ("fine", ["tone"])):
+        upsert_annotations(engine, [HumanAnswer(
+            source="labelstudio", external_id=next(_next_id), item_id=item_id, label="reject", annotator="ann1",
+            was_cancelled=False, updated_at=T0, answer={"correction": "Better.", "issues": issues, "severity": 4})])
+    outcome = resolve_items(engine, ["unsafe", "fine"], rules=lambda segment: rule)
+    assert (outcome.resolved, outcome.escalated) == (1, 1)
+    assert "unsafe" not in labels(engine) and tasks(engine)["unsafe"].queue == "expert"
+    fine = labels(engine)["fine"]
+    assert (fine.label, fine.answer) == ("reject", {"correction": "Better.", "issues": ["tone"], "severity": 4})
+    # without the rule, the same answer is a label like any other
+    add_items(engine, ["unsafe-2"])
+    upsert_annotations(engine, [HumanAnswer(
+        source="labelstudio", external_id=next(_next_id), item_id="unsafe-2", label="reject", annotator="ann1",
+        was_cancelled=False, updated_at=T0, answer={"issues": ["unsafe"]})])
+    assert resolve_items(engine, ["unsafe-2"]).resolved == 1
+    # the expert's answer settles the escalated one
+    from sqlalchemy import update
+
+    with engine.begin() as conn:
+        conn.execute(update(ReviewTask).where(ReviewTask.item_id == "unsafe").values(state="pushed", ls_task_id=777))
+    upsert_annotations(engine, [HumanAnswer(
+        source="labelstudio", external_id=next(_next_id), item_id="unsafe", label="reject", annotator="expert1",
+        was_cancelled=False, updated_at=T0 + timedelta(minutes=3), task_id=777,
+        answer={"correction": "A safe answer.", "issues": ["unsafe"], "severity": 5})])
+    assert resolve_items(engine, ["unsafe"], rules=lambda segment: rule).resolved == 1
+    expert = labels(engine)["unsafe"]
+    assert (expert.resolution, expert.answer["correction"]) == ("expert", "A safe answer.")
+
+
+def test_severity_agreement_is_ordinal_alpha_and_position_bias_counts_sides(engine):
+    from labeling.agreement import krippendorff_alpha, position_bias
+
+    add_items(engine, ["g1", "g2", "g3", "g4"], overlap=2, segment="answers")
+    add_items(engine, [f"pair{k}" for k in range(10)], segment="pairs")
+    severities = {"g1": (0, 0), "g2": (1, 2), "g3": (4, 5), "g4": (5, 3)}
+    for item_id, given in severities.items():
+        for who, level in zip(("ann1", "ann2"), given):
+            upsert_annotations(engine, [HumanAnswer(
+                source="labelstudio", external_id=next(_next_id), item_id=item_id, label="reject", annotator=who,
+                was_cancelled=False, updated_at=T0, answer={"correction": None, "issues": [], "severity": level})])
+    sides = ["left"] * 7 + ["right"] * 2 + [None]  # a tie chose no side
+    for k, side in enumerate(sides):
+        upsert_annotations(engine, [HumanAnswer(
+            source="labelstudio", external_id=next(_next_id), item_id=f"pair{k}", annotator="ann3",
+            label="tie" if side is None else "a", was_cancelled=False, updated_at=T0,
+            answer={"side": side, "left_is": "a"})])
+    report = agreement_report(engine)
+    (severity,) = report["severity"]
+    assert (severity.segment, severity.items, severity.answers) == ("answers", 4, 8)
+    expected = krippendorff_alpha(np.array([[0, 0], [1, 2], [4, 5], [5, 3]]), n_classes=6, metric="ordinal")
+    assert severity.krippendorff_alpha == pytest.approx(expected)
+    assert severity.krippendorff_alpha > krippendorff_alpha(np.array([[0, 0], [1, 2], [4, 5], [5, 3]]), n_classes=6)
+    (position,) = report["position"]
+    assert (position.segment, position.n, position.n_left) == ("pairs", 9, 7)
+    assert position.p_value == pytest.approx(position_bias(np.array([True] * 7 + [False] * 2)).p_value)
