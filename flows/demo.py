@@ -47,29 +47,39 @@ def ensure_labelstudio(settings: SluiceSettings, console: Console) -> str:
     return status.url
 
 
-def run_demo(*, cycles: int, batch_size: int, seed_labels: int, annotator_error: float, seed: int, home: Path,
-             console: Console, settings: SluiceSettings | None = None) -> list[dict]:
-    """Seed a model on a few labels, then stream the rest of BBC News in batches through `cycles` cycles. The
-    demo's state lives under `home` (recreated); Label Studio keeps the data folder of `settings` (the
-    environment's when None), with a fresh project per run."""
-    started = time.perf_counter()
+def fresh_demo(home: Path, settings: SluiceSettings | None, console: Console) -> tuple[SluiceSettings, str]:
+    """(the demo's settings, Label Studio's address): a state folder `home` made anew, Label Studio kept in the
+    data folder of `settings` (the environment's when None) and running, a fresh project per run."""
     base = settings_or_environment(settings)
     if home.exists():
         shutil.rmtree(home)
     settings = settings_for_home(home, base).variant(
         labelstudio_home=base.labelstudio_data_dir,
         labelstudio_project=f"Sluice demo {time.strftime('%Y-%m-%d %H:%M:%S')}")
-    url = ensure_labelstudio(settings, console)
+    return settings, ensure_labelstudio(settings, console)
 
+
+def start_store(engine, policy: Path, comment: str) -> None:
+    """The demo store's policy and its console accounts."""
+    save_policy(engine, Policy.load(policy), comment=comment)
+    for username, role in DEMO_ACCOUNTS:
+        add_account(engine, username, role=role, password=DEMO_PASSWORD)
+
+
+def run_demo(*, cycles: int, batch_size: int, seed_labels: int, annotator_error: float, seed: int, home: Path,
+             console: Console, settings: SluiceSettings | None = None) -> list[dict]:
+    """Seed a model on a few labels, then stream the rest of BBC News in batches through `cycles` cycles. The
+    demo's state lives under `home` (recreated); Label Studio keeps the data folder of `settings` (the
+    environment's when None), with a fresh project per run."""
+    started = time.perf_counter()
+    settings, url = fresh_demo(home, settings, console)
     data = load_bbc_news().sample(frac=1.0, random_state=seed).reset_index(drop=True)
     truth = dict(zip(data["id"], data["label"]))
     records = [{"id": i, "text": t, "segment": "news"} for i, t in zip(data["id"], data["text"])]
     console.print(f"BBC News: {len(records):,} articles, {data['label'].nunique()} topics; "
                   f"seeding with {seed_labels} labels, then {cycles} cycles of {batch_size} items")
     engine = engine_for(settings)
-    save_policy(engine, Policy.load(DEMO_POLICY), comment="demo policy")
-    for username, role in DEMO_ACCOUNTS:
-        add_account(engine, username, role=role, password=DEMO_PASSWORD)
+    start_store(engine, DEMO_POLICY, "demo policy")
     seed_items, stream = records[:seed_labels], records[seed_labels:]
     ingest_flow(str(write_jsonl(home / "seed-items.jsonl", seed_items)), settings=settings)
     seed_labels_summary = seed_labels_into(engine, seed_items, truth, seed)

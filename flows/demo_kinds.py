@@ -13,7 +13,6 @@ score at all; then batches arrive cycle by cycle.
 
 from __future__ import annotations
 
-import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -23,14 +22,11 @@ import pandas as pd
 from rich.console import Console
 
 from flows.common import engine_for
-from flows.demo import DEMO_ACCOUNTS, DEMO_PASSWORD, ensure_labelstudio
+from flows.demo import fresh_demo, start_store
 from flows.ingest import ingest_flow, seed_labels
-from flows.simulate import LabelStudioKindAnnotators, cycle_table, run_loop, settings_for_home, write_jsonl
-from routing.policy import Policy
+from flows.simulate import LabelStudioKindAnnotators, cycle_table, run_loop, write_jsonl
 from scoring.datasets import semi_synthetic_generation
-from store.accounts import add_account
-from store.repo import save_policy
-from store.settings import PROJECT_ROOT, SluiceSettings, settings_or_environment
+from store.settings import PROJECT_ROOT, SluiceSettings
 
 KIND_POLICY = PROJECT_ROOT / "policies" / "llm-review.yaml"
 DEMO_KINDS = ("generation", "pairwise")
@@ -90,13 +86,7 @@ def run_kind_demo(*, kind: str, cycles: int, batch_size: int, pilot_labels: int,
     if kind not in DEMO_KINDS:
         raise ValueError(f"--kind must be one of {DEMO_KINDS} (or classification, the default demo), got {kind!r}")
     started = time.perf_counter()
-    base = settings_or_environment(settings)
-    if home.exists():
-        shutil.rmtree(home)
-    settings = settings_for_home(home, base).variant(
-        labelstudio_home=base.labelstudio_data_dir,
-        labelstudio_project=f"Sluice demo {time.strftime('%Y-%m-%d %H:%M:%S')}")
-    url = ensure_labelstudio(settings, console)
+    settings, url = fresh_demo(home, settings, console)
     build = generation_records if kind == "generation" else pairwise_records
     records, answers = build(pilot_labels + cycles * batch_size, seed)
     truth = {item_id: answer["label"] for item_id, answer in answers.items()}
@@ -104,9 +94,7 @@ def run_kind_demo(*, kind: str, cycles: int, batch_size: int, pilot_labels: int,
                   f"SIMULATED (an overconfident judge); a pilot labels {pilot_labels}, then {cycles} cycles of "
                   f"{batch_size}")
     engine = engine_for(settings)
-    save_policy(engine, Policy.load(KIND_POLICY), comment="LLM-output demo policy")
-    for username, role in DEMO_ACCOUNTS:
-        add_account(engine, username, role=role, password=DEMO_PASSWORD)
+    start_store(engine, KIND_POLICY, "LLM-output demo policy")
     pilot, stream = records[:pilot_labels], records[pilot_labels:]
     ingest_flow(str(write_jsonl(home / "pilot-items.jsonl", pilot)), settings=settings)
     seed_labels(engine, [(r["id"], truth[r["id"]]) for r in pilot], holdout_share=0.5, seed=seed)

@@ -7,13 +7,13 @@ Each annotator's latest answer per item is used; skipped (cancelled) answers are
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Any, NamedTuple
 from itertools import combinations
 
 import numpy as np
 from sqlalchemy import Engine, and_, or_, select
 
-from labeling.agreement import MISSING, cohen_kappa, fleiss_kappa, krippendorff_alpha, position_bias
+from labeling.agreement import MISSING, PositionBias, cohen_kappa, fleiss_kappa, krippendorff_alpha, position_bias
 from store.models import Annotation, Item, ReviewTask
 from store.vocab import Queue
 
@@ -65,22 +65,27 @@ class ReviewAnswer(NamedTuple):
     label: str
 
 
-def review_answers(engine: Engine) -> list[ReviewAnswer]:
-    """Each annotator's latest review-round answer per item."""
+def _latest_review_round(engine: Engine, column: Any) -> list[Any]:
+    """(segment, item_id, annotator, `column`) of each annotator's latest review-round answer per item whose
+    `column` is set."""
     # every part not-null, so that the negation below is true (not NULL) for everything but an expert's answer
     expert_answer = and_(ReviewTask.queue == Queue.EXPERT, ReviewTask.ls_task_id.is_not(None),
                          Annotation.ls_task_id.is_not(None), Annotation.ls_task_id == ReviewTask.ls_task_id)
     with engine.connect() as conn:
         rows = conn.execute(
-            select(Item.segment, Annotation.item_id, Annotation.annotator, Annotation.label)
+            select(Item.segment, Annotation.item_id, Annotation.annotator, column)
             .join(Item, Item.id == Annotation.item_id)
             .join(ReviewTask, ReviewTask.item_id == Annotation.item_id, isouter=True)
-            .where(Annotation.label.is_not(None), Annotation.was_cancelled.is_(False),
+            .where(column.is_not(None), Annotation.was_cancelled.is_(False),
                    or_(ReviewTask.id.is_(None), ~expert_answer))
             .order_by(Annotation.external_updated_at, Annotation.id)
         ).all()
-    latest = {(r.item_id, r.annotator): r for r in rows}  # in update order: the latest answer wins
-    return [ReviewAnswer(r.segment, r.item_id, r.annotator, r.label) for r in latest.values()]
+    return list({(r.item_id, r.annotator): r for r in rows}.values())  # in update order: the latest answer wins
+
+
+def review_answers(engine: Engine) -> list[ReviewAnswer]:
+    """Each annotator's latest review-round answer per item."""
+    return [ReviewAnswer(*row) for row in _latest_review_round(engine, Annotation.label)]
 
 
 @dataclass(frozen=True)
@@ -100,12 +105,7 @@ class SegmentPositionBias:
     is a fair coin per task, so a share away from 0.5 is bias in the answers (`labeling.agreement.position_bias`)."""
 
     segment: str
-    n: int
-    n_left: int
-    left_share: float
-    ci_low: float
-    ci_high: float
-    p_value: float
+    bias: PositionBias
 
 
 class AnswerDetail(NamedTuple):
@@ -117,19 +117,7 @@ class AnswerDetail(NamedTuple):
 
 def review_answer_details(engine: Engine) -> list[AnswerDetail]:
     """Each annotator's latest review-round answer beyond its label (an LLM kind's), per item."""
-    expert_answer = and_(ReviewTask.queue == Queue.EXPERT, ReviewTask.ls_task_id.is_not(None),
-                         Annotation.ls_task_id.is_not(None), Annotation.ls_task_id == ReviewTask.ls_task_id)
-    with engine.connect() as conn:
-        rows = conn.execute(
-            select(Item.segment, Annotation.item_id, Annotation.annotator, Annotation.answer)
-            .join(Item, Item.id == Annotation.item_id)
-            .join(ReviewTask, ReviewTask.item_id == Annotation.item_id, isouter=True)
-            .where(Annotation.answer.is_not(None), Annotation.was_cancelled.is_(False),
-                   or_(ReviewTask.id.is_(None), ~expert_answer))
-            .order_by(Annotation.external_updated_at, Annotation.id)
-        ).all()
-    latest = {(r.item_id, r.annotator): r for r in rows}
-    return [AnswerDetail(r.segment, r.item_id, r.annotator, r.answer) for r in latest.values()]
+    return [AnswerDetail(*row) for row in _latest_review_round(engine, Annotation.answer)]
 
 
 def severity_agreement(details: list[AnswerDetail]) -> list[SeverityAgreement]:
@@ -158,9 +146,8 @@ def position_biases(details: list[AnswerDetail]) -> list[SegmentPositionBias]:
     sided = [d for d in details if d.answer.get("side") in ("left", "right")]
     out = []
     for segment in sorted({d.segment for d in sided}):
-        bias = position_bias(np.array([d.answer["side"] == "left" for d in sided if d.segment == segment]))
-        out.append(SegmentPositionBias(segment=segment, n=bias.n, n_left=bias.n_left, left_share=bias.left_share,
-                                       ci_low=bias.ci_low, ci_high=bias.ci_high, p_value=bias.p_value))
+        out.append(SegmentPositionBias(segment, position_bias(
+            np.array([d.answer["side"] == "left" for d in sided if d.segment == segment]))))
     return out
 
 

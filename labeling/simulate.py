@@ -142,11 +142,13 @@ class SimulatedAnnotators:
 
     def _annotators(self) -> list[int]:
         if not self._annotator_ids:
-            self._annotator_ids = [
-                self.queue.ensure_annotator(f"sim-annotator-{k}@sluice.local", self.password)
-                for k in range(self.n_annotators)
-            ]
+            self._annotator_ids = simulated_users(self.queue, "sim-annotator", self.n_annotators, self.password)
         return self._annotator_ids
+
+
+def simulated_users(queue: Any, prefix: str, count: int, password: str) -> list[int]:
+    """The Label Studio user ids of `count` simulated annotators `<prefix>-<k>@sluice.local`, created if missing."""
+    return [queue.ensure_annotator(f"{prefix}-{k}@sluice.local", password) for k in range(count)]
 
 
 @dataclass
@@ -203,8 +205,5 @@ class KindAnnotators:
 
     def _annotators(self) -> list[int]:
         if not self._annotator_ids:
-            self._annotator_ids = [
-                self.queue.ensure_annotator(f"sim-{self.kind}-{k}@sluice.local", self.password)
-                for k in range(self.n_annotators)
-            ]
+            self._annotator_ids = simulated_users(self.queue, f"sim-{self.kind}", self.n_annotators, self.password)
         return self._annotator_ids
