@@ -179,6 +179,12 @@ def ingest(
     """Stream a file of items into the store (idempotent on id; bad records are quarantined with a reason)."""
     from flows.ingest import ingest_flow
 
+    from store.ingest import check_file
+
+    try:
+        check_file(path)
+    except ValueError as error:  # a file that cannot be read as items at all: nothing is stored
+        fail(f"cannot ingest {path}: {error}")
     with prefect_quietly():
         summary = ingest_flow(str(path), settings=command_settings(database_url),
                               show_progress=sys.stderr.isatty())

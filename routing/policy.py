@@ -106,6 +106,44 @@ def _issue_codes(codes: tuple[str, ...] | None) -> tuple[str, ...] | None:
     return codes
 
 
+MAX_POLICY_BYTES = 1_000_000  # a policy is a page of settings; anything near this size is a mistake or an attack
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """Safe YAML that refuses a key given twice in one mapping (the later one would silently win: a regulated,
+    high-stakes segment could become a low-stakes one), naming both lines."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            line = key_node.start_mark.line + 1
+            if key in seen:
+                raise ValueError(f"the key {key!r} is given twice in one mapping: lines {seen[key]} and {line}")
+            seen[key] = line
+        return super().construct_mapping(node, deep=deep)
+
+
+def read_policy_yaml(text: str) -> Any:
+    """The document of a policy's YAML text, or a one-line ValueError: more than `MAX_POLICY_BYTES`, YAML that
+    does not parse (with its line and column), anchors or aliases (a policy needs none, and nested aliases expand
+    exponentially: a few hundred bytes can ask for gigabytes), or a key given twice."""
+    if len(text.encode("utf-8", errors="replace")) > MAX_POLICY_BYTES:
+        raise ValueError(f"a policy is at most {MAX_POLICY_BYTES:,} bytes; this one is larger")
+    try:
+        for event in yaml.parse(text, Loader=yaml.SafeLoader):  # events only: nothing is expanded yet
+            if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None):
+                raise ValueError(f"anchors and aliases (& and *) are not allowed in a policy: line "
+                                 f"{event.start_mark.line + 1}")
+        return yaml.load(text, Loader=_StrictLoader)  # noqa: S506 (a SafeLoader)
+    except yaml.MarkedYAMLError as error:
+        mark = error.problem_mark or error.context_mark
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        raise ValueError(f"not valid YAML{where}: {error.problem or error.context}") from None
+    except yaml.YAMLError as error:
+        raise ValueError(f"not valid YAML: {error}") from None
+
+
 def _overlap_annotators(value: int | None) -> int | None:
     if value is not None and not 2 <= value <= 20:
         raise ValueError(f"overlap_annotators must be between 2 and 20 annotators per task, got {value!r}")
@@ -431,7 +469,7 @@ class Policy(BaseModel):
 
     @classmethod
     def from_yaml(cls, text: str) -> Policy:
-        document = yaml.safe_load(text)
+        document = read_policy_yaml(text)
         if not isinstance(document, dict):
             raise ValueError(f"a policy YAML document must be a mapping, got {type(document).__name__}")
         return cls.model_validate(document)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import itertools
 import json
 import math
 import re
@@ -149,22 +150,83 @@ def _csv_value(column: str, value: str) -> Any:
     return value
 
 
+class _Lines:
+    """The physical lines of a file for `csv.reader`, numbered, keeping those of the record being read so that a
+    broken record can be set aside and the lines after its first read again."""
+
+    def __init__(self, lines: Iterator[str], start: int = 1) -> None:
+        self.lines, self.next_number, self.pending = lines, start, []
+
+    def __iter__(self) -> _Lines:
+        return self
+
+    def __next__(self) -> str:
+        line = next(self.lines)
+        self.pending.append(line)
+        self.next_number += 1
+        return line
+
+    def record_start(self) -> int:
+        return self.next_number - len(self.pending)
+
+
 def read_csv(path: Path) -> Iterator[RawRecord]:
+    """The records of a CSV file with a header row naming its columns (one must be `id`). A record that breaks
+    CSV's quoting (an unterminated quote would swallow every row after it) is quarantined by its first line and
+    reading goes on from the next line; a row with more or fewer fields than the header is quarantined, never
+    read into the wrong columns. Records are numbered by the line they start on."""
     csv.field_size_limit(2**31 - 1)
     with path.open("r", encoding="utf-8-sig", errors="surrogateescape", newline="") as handle:
-        reader = csv.DictReader(handle)
-        for number, row in enumerate(reader, start=2):
-            raw = ",".join(v or "" for v in row.values() if isinstance(v, str))
-            if any(isinstance(v, str) and _has_surrogates(v) for v in row.values()):
-                yield RawRecord(number, None, _clip(raw.encode("utf-8", "surrogateescape")),
+        lines = _Lines(iter(handle))
+        header: list[str] | None = None
+        reader = csv.reader(lines, strict=True)
+        while True:
+            lines.pending = []
+            try:
+                row = next(reader)
+            except StopIteration:
+                return
+            except csv.Error as exc:
+                start, (first, *rest) = lines.record_start(), lines.pending
+                if header is None:
+                    raise ValueError(f"{path.name}: the header row is not valid CSV ({exc})") from None
+                yield RawRecord(start, None, _clip(first), RecordError("csv_quoting", f"{exc}: from line {start}, "
+                                                                       "reading went on at the next line"))
+                lines = _Lines(itertools.chain(rest, lines.lines), start + 1)
+                reader = csv.reader(lines, strict=True)
+                continue
+            start, raw = lines.record_start(), "".join(lines.pending).rstrip("\r\n")
+            if not row:
+                continue  # a blank line
+            if header is None:
+                header = [name.strip() for name in row]
+                if "id" not in header:
+                    raise ValueError(f"{path.name}: the first line must name the columns, one of them `id`; it is "
+                                     f"{_clip(raw)!r} (a file without a header row?)")
+                continue
+            if len(row) != len(header):
+                reason = "extra_columns" if len(row) > len(header) else "missing_columns"
+                yield RawRecord(start, None, _clip(raw), RecordError(
+                    reason, f"{len(row)} fields where the header names {len(header)} columns"))
+                continue
+            if any(_has_surrogates(v) for v in row):
+                yield RawRecord(start, None, _clip(raw.encode("utf-8", "surrogateescape")),
                                 RecordError("undecodable_text", "bytes that are not UTF-8"))
                 continue
             try:
-                value = {k: _csv_value(k, v) for k, v in row.items() if k is not None and v is not None}
+                value = {k: _csv_value(k, v) for k, v in zip(header, row)}
             except (ValueError, RecursionError) as exc:  # includes json.JSONDecodeError
-                yield RawRecord(number, None, _clip(raw), RecordError("invalid_field", str(exc)))
+                yield RawRecord(start, None, _clip(raw), RecordError("invalid_field", str(exc)))
                 continue
-            yield RawRecord(number, value, raw)
+            yield RawRecord(start, {k: v for k, v in value.items() if v is not None or k == "id"}, raw)
+
+
+def check_file(path: Path) -> None:
+    """Raise a one-line ValueError for a file that cannot be read as items at all (an unknown suffix, a CSV
+    without a header naming `id`), before anything starts: a bad record is quarantined, a bad file refused."""
+    read = reader_for(path)
+    if read is read_csv:
+        next(iter(read_csv(path)), None)
 
 
 def read_parquet(path: Path) -> Iterator[RawRecord]:

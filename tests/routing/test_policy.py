@@ -337,3 +337,29 @@ def test_injection_actions_default_per_side_merge_per_segment_and_keep_old_hashe
     assert Policy.load(DEFAULT_POLICY).defaults.context_injection == "escalate"
     changes = {(c.segment, c.field, c.old, c.new) for c in policy_diff(Policy(name="x"), policy)}
     assert ("rag", "context_injection", "escalate", "off") in changes
+
+
+# --- hardening: what a careless operator or an attacker can hand `policy set` -------------------------------------
+
+def test_a_key_given_twice_is_refused_with_both_lines():
+    text = "name: dup\nsegments:\n  finance: {stakes: high, regulated: true}\n  retail: {}\n  finance: {stakes: low}\n"
+    with pytest.raises(ValueError, match=r"'finance' is given twice in one mapping: lines 3 and 5"):
+        Policy.from_yaml(text)
+    with pytest.raises(ValueError, match="'stakes' is given twice"):
+        Policy.from_yaml("name: x\ndefaults:\n  stakes: high\n  stakes: low\n")
+
+
+def test_anchors_aliases_and_oversized_documents_are_refused_before_anything_expands():
+    # nine levels of nine aliases: 9**9 (387 million) strings if expanded
+    levels = ["l0: &l0 [x, x, x, x, x, x, x, x, x]"] + [
+        f"l{k}: &l{k} [{', '.join([f'*l{k - 1}'] * 9)}]" for k in range(1, 9)]
+    with pytest.raises(ValueError, match=r"anchors and aliases .* line 1"):
+        Policy.from_yaml("\n".join(levels) + "\nname: bomb\n")
+    with pytest.raises(ValueError, match="at most 1,000,000 bytes"):
+        Policy.from_yaml("name: big\n# " + "x" * 1_000_001 + "\n")
+
+
+def test_yaml_that_does_not_parse_is_one_line_naming_where():
+    with pytest.raises(ValueError, match=r"not valid YAML at line 3, column 1") as caught:
+        Policy.from_yaml("name: x\ndefaults: {stakes: [\n")
+    assert "\n" not in str(caught.value)

@@ -703,3 +703,42 @@ def test_a_csv_carries_chat_prompts_contexts_and_fields_as_json(engine, tmp_path
                          "Manual p.4", "0.7"])
         writer.writerow(["g10", "generation", "A plain question?", "An answer.", "", ""])
     assert ingest_file(engine, path).accepted == 2
+
+
+# --- hardening: CSV that breaks its own quoting or columns ---------------------------------------------------------
+
+def test_an_unterminated_quote_is_quarantined_and_the_rows_after_it_are_read(engine, tmp_path):
+    path = tmp_path / "quotes.csv"
+    path.write_text('id,text,segment\na1,"good one",s\na2,"broken quote,s\na3,fine,s\na4,also fine,s\n'
+                    'a5,"ok",s\na6,"a quoted\nline break is text",s\n')
+    summary = ingest_file(engine, path)
+    assert (summary.accepted, summary.quarantined) == (5, {"csv_quoting": 1})
+    assert [(n, r) for n, r, _ in stored_quarantine(engine)] == [(3, "csv_quoting")]
+    items = stored_items(engine)
+    assert sorted(items) == ["a1", "a3", "a4", "a5", "a6"]
+    assert (items["a3"]["text"], items["a6"]["text"]) == ("fine", "a quoted\nline break is text")
+    # the quote left open to the end of the file: the rows after it are still read
+    tail = tmp_path / "tail.csv"
+    tail.write_text('id,text\nb1,"never closed\nb2,two\nb3,three\n')
+    assert ingest_file(engine, tail).accepted == 2 and {"b2", "b3"} <= set(stored_items(engine))
+
+
+def test_rows_with_more_or_fewer_fields_than_the_header_are_quarantined(engine, tmp_path):
+    path = tmp_path / "columns.csv"
+    path.write_text("id,text\nc1,one,EXTRA\nc2\nc3,three\n\nc4,four\n")
+    summary = ingest_file(engine, path)
+    assert (summary.accepted, summary.quarantined) == (2, {"extra_columns": 1, "missing_columns": 1})
+    assert [(n, r) for n, r, _ in stored_quarantine(engine)] == [(2, "extra_columns"), (3, "missing_columns")]
+    assert sorted(stored_items(engine)) == ["c3", "c4"]
+
+
+def test_a_csv_without_a_header_naming_id_is_refused_whole(engine, tmp_path):
+    from store.ingest import check_file
+
+    path = tmp_path / "no-header.csv"
+    path.write_text("doc-1,hello world\ndoc-2,more\n")
+    with pytest.raises(ValueError, match="without a header row"):
+        check_file(path)
+    with pytest.raises(ValueError, match="must name the columns"):
+        ingest_file(engine, path)
+    assert stored_items(engine) == {} and stored_quarantine(engine) == []
