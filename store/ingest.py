@@ -371,6 +371,10 @@ def _check_probs(value: dict[str, Any], labels: frozenset[str] | None) -> dict[s
 _FAST_FIELDS = frozenset({"id", "text", "prediction", "confidence", "segment"})
 
 
+# how far below the largest probability the predicted label's may lie (ties and rounding): the passthrough's own
+ARGMAX_TOLERANCE = 1e-9
+
+
 def _fast_row(value: dict[str, Any], labels: frozenset[str] | None) -> dict[str, Any] | None:
     """The item row of the common well-formed record (string id, text, prediction and segment, float
     confidence), checked with a few type tests; None sends the record through `validate_record`'s full checks,
@@ -387,6 +391,8 @@ def _fast_row(value: dict[str, Any], labels: frozenset[str] | None) -> dict[str,
     prediction = value.get("prediction")
     if prediction is not None and (type(prediction) is not str or (labels is not None and prediction not in labels)):
         return None
+    if confidence is not None and prediction is None:
+        return None  # refused by validate_record
     segment = value.get("segment") or "default"
     if type(segment) is not str or len(segment) > 128:
         return None
@@ -525,6 +531,13 @@ def validate_record(value: dict[str, Any], *, labels: frozenset[str] | None = No
         prediction = _storable_string(str(prediction), "prediction_invalid", "prediction")
         if labels is not None and prediction not in labels:
             raise RecordError("unknown_label", f"prediction {prediction!r} is not in the label set")
+        if probs is not None and probs.get(prediction, 0.0) < max(probs.values()) - ARGMAX_TOLERANCE:
+            raise RecordError("prediction_not_argmax", f"prediction {prediction!r} has probability "
+                                                       f"{probs.get(prediction, 0.0):.6g}, below the largest of its "
+                                                       f"probs ({max(probs.values()):.6g})")
+    elif confidence is not None and probs is None:
+        # a confidence is the confidence in a prediction: alone it scores nothing (and the model would skip it)
+        raise RecordError("prediction_missing", "confidence is given without the prediction it is the confidence of")
     segment = value.get("segment") or "default"
     if not isinstance(segment, str) or len(segment) > 128:
         raise RecordError("segment_invalid", f"segment must be a short string, got {_show(segment)}")

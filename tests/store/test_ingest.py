@@ -461,7 +461,7 @@ def test_a_file_bigger_than_one_chunk(engine, tmp_path):
     path = tmp_path / "big.jsonl"
     with path.open("w", encoding="utf-8") as handle:
         for i in range(n):
-            handle.write(f'{{"id": "big-{i}", "text": "text {i}", "confidence": {(i % 100) / 100}}}\n')
+            handle.write(f'{{"id": "big-{i}", "text": "text {i}", "prediction": "pos", "confidence": {(i % 100) / 100}}}\n')
     progress: list[int] = []
 
     summary = ingest_file(engine, path, on_progress=progress.append)
@@ -742,3 +742,19 @@ def test_a_csv_without_a_header_naming_id_is_refused_whole(engine, tmp_path):
     with pytest.raises(ValueError, match="must name the columns"):
         ingest_file(engine, path)
     assert stored_items(engine) == {} and stored_quarantine(engine) == []
+
+
+@pytest.mark.parametrize("record, reason", [
+    ({"id": "r1", "text": "t", "prediction": "neg", "probs": {"pos": 0.8, "neg": 0.2}}, "prediction_not_argmax"),
+    ({"id": "r2", "text": "t", "prediction": "neu", "probs": {"pos": 0.8, "neg": 0.2}}, "prediction_not_argmax"),
+    ({"id": "r3", "text": "t", "confidence": 0.8}, "prediction_missing"),
+])
+def test_records_the_passthrough_could_never_score_are_quarantined_at_ingest(record, reason):
+    with pytest.raises(RecordError) as caught:
+        validate_record(record)
+    assert caught.value.reason == reason
+
+
+def test_a_tie_at_the_top_or_probs_alone_still_score(engine, tmp_path):
+    assert validate_record({"id": "t1", "text": "t", "prediction": "neg", "probs": {"pos": 0.5, "neg": 0.5}})
+    assert validate_record({"id": "t2", "text": "t", "probs": {"pos": 0.3, "neg": 0.7}})["upstream_prediction"] is None
