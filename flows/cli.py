@@ -550,7 +550,12 @@ def audit_export(
     from flows.audit import export_decisions
     from flows.common import engine_for
 
-    count = export_decisions(engine_for(command_settings(database_url)), out, since=since)
+    try:
+        count = export_decisions(engine_for(command_settings(database_url)), out, since=since)
+    except ValueError as error:
+        fail(str(error))
+    except OSError as error:
+        fail(f"cannot write {out}: {error.strerror or error}")
     console.print(f"wrote {count:,} decisions to {out}")
 
 
@@ -579,6 +584,8 @@ def _export(form: str, out: Path, since: str | None, database_url: str | None) -
             result = export_training_data(engine, form, out, since=moment)
     except ValueError as error:
         fail(str(error))
+    except OSError as error:
+        fail(f"cannot write {out}: {error.strerror or error}")
     console.print(f"{out}: {result.written:,} new record(s) appended; {result.known:,} already there; "
                   f"{result.no_record:,} answer(s) make no {form} record", markup=False)
 

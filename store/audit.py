@@ -59,9 +59,22 @@ def item_history(engine: Engine, item_id: str) -> ItemHistory | None:
     return ItemHistory(item, decisions, calibrators, tasks, answers, labels[0] if labels else None)
 
 
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_cell(value: Any) -> Any:
+    """A value as a spreadsheet opens it safely: text that starts like a formula (=, +, -, @, tab, carriage
+    return) gets a leading apostrophe, so a segment or an item id such as `=HYPERLINK(...)` stays text (OWASP's
+    CSV injection advice); numbers are left as they are."""
+    if isinstance(value, str) and value.startswith(_FORMULA_STARTS):
+        return "'" + value
+    return value
+
+
 def write_trail(records: Iterable[dict[str, Any]], handle: IO[str], *, fmt: str) -> int:
-    """Write decision records (`decision_trail`) as `jsonl` or `csv` (lists as JSON); returns how many. The CLI's
-    `sluice audit export` and the console's export both write through here."""
+    """Write decision records (`decision_trail`) as `jsonl` or `csv` (lists as JSON, text that starts like a
+    formula escaped: `csv_cell`); returns how many. The CLI's `sluice audit export` and the console's export both
+    write through here."""
     if fmt not in ("jsonl", "csv"):
         raise ValueError(f"the audit trail is written as jsonl or csv, not {fmt!r}")
     writer = csv.writer(handle) if fmt == "csv" else None
@@ -70,7 +83,7 @@ def write_trail(records: Iterable[dict[str, Any]], handle: IO[str], *, fmt: str)
     count = 0
     for record in records:
         if writer:
-            writer.writerow([json.dumps(v) if isinstance(v, list) else v for v in record.values()])
+            writer.writerow([csv_cell(json.dumps(v) if isinstance(v, list) else v) for v in record.values()])
         else:
             handle.write(json.dumps(record, default=str) + "\n")
         count += 1

@@ -168,3 +168,17 @@ def test_user_commands_create_list_and_change_accounts(sluice_home):
     assert invoke("user", "role", "ana@ops.example", "approver").exit_code == 0
     assert "approver" in invoke("user", "list").output.split("ana@ops.example")[1].splitlines()[0]
     assert invoke("user", "remove", "nobody").exit_code == 1
+
+
+@pytest.mark.parametrize("args, message", [
+    (("audit", "export", "OUT.csv", "--since", "yesterday"), "--since must be an ISO date"),
+    (("export", "sft", "OUT.jsonl", "--since", "yesterday"), "--since must be an ISO date"),
+    (("audit", "export", "/proc/no-such-dir/a.csv"), "cannot write /proc/no-such-dir/a.csv"),
+    (("export", "dpo", "/proc/no-such-dir/a.jsonl"), "cannot write /proc/no-such-dir/a.jsonl"),
+    (("export", "sft", "OUT.csv"), "give a .jsonl file"),
+])
+def test_export_mistakes_are_one_line_errors(sluice_home, tmp_path, args, message):
+    args = tuple(str(tmp_path / a) if a.startswith("OUT") else a for a in args)
+    result = invoke(*args)
+    assert result.exit_code == 1
+    assert message in result.output and "Traceback" not in result.output
