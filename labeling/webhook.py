@@ -61,7 +61,7 @@ class WebhookReceiver:
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
-                status = receiver._accept(self.headers, self.rfile, int(self.headers.get("Content-Length") or 0))
+                status = receiver._accept(self.headers, self.rfile, _content_length(self.headers))
                 self.send_response(status)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
@@ -92,9 +92,11 @@ class WebhookReceiver:
         """Block until no pull is queued or running; False if `timeout` seconds pass first."""
         return self._idle.wait(timeout)
 
-    def _accept(self, headers: Any, body: Any, length: int) -> int:
+    def _accept(self, headers: Any, body: Any, length: int | None) -> int:
         if self.token is not None and not hmac.compare_digest(headers.get(TOKEN_HEADER) or "", self.token):
             return 403
+        if length is None:
+            return 400  # a negative or unreadable Content-Length: reading "to the end" would wait on the client
         if length > _MAX_BODY:
             return 413
         try:
@@ -125,3 +127,9 @@ class WebhookReceiver:
             with self._lock:
                 if not self._dirty.is_set():
                     self._idle.set()
+
+
+def _content_length(headers: Any) -> int | None:
+    """The request's Content-Length (0 when absent), None when it is not a non-negative whole number."""
+    value = (headers.get("Content-Length") or "0").strip()
+    return int(value) if value.isdigit() else None

@@ -86,3 +86,23 @@ def test_a_failing_pull_is_counted_and_the_receiver_goes_on():
         assert receiver.errors == 2 and receiver.runs == 0
     finally:
         receiver.stop()
+
+
+@pytest.mark.parametrize("length", ["-1", "abc", "1e3", " -5"])
+def test_a_content_length_that_is_not_a_count_is_refused_at_once(slow_pull_receiver, length):
+    """Content-Length -1 once made the receiver read to the end of the connection, which the client keeps open."""
+    import http.client
+    from urllib.parse import urlparse
+
+    receiver, url, calls, release = slow_pull_receiver
+    release.set()
+    parsed = urlparse(url)
+    connection = http.client.HTTPConnection(parsed.hostname, parsed.port, timeout=5)
+    connection.putrequest("POST", parsed.path or "/")
+    connection.putheader(TOKEN_HEADER, "s3cret")
+    connection.putheader("Content-Length", length)
+    connection.endheaders()
+    connection.send(b'{"action": "ANNOTATION_CREATED"}')  # and the connection stays open
+    assert connection.getresponse().status == 400
+    connection.close()
+    assert receiver.events == 0
