@@ -76,8 +76,8 @@ def template_dir(settings) -> Path | None:
     cache = Path(os.environ.get("SLUICE_TEST_CACHE") or PROJECT_ROOT / ".cache" / "test")
     template = cache / TEMPLATE_NAME
     site = sorted(Path(settings.labelstudio_venv).glob("lib/python*/site-packages/label_studio-*.dist-info"))
-    wanted = {"username": settings.labelstudio_username, "password": settings.labelstudio_password,
-              "token": settings.labelstudio_token, "label_studio": site[-1].name if site else "unknown"}
+    wanted = {"username": settings.labelstudio_username, "password": settings.labelstudio_password or "generated",
+              "token": settings.labelstudio_token or "generated", "label_studio": site[-1].name if site else "unknown"}
     try:
         return template if json.loads((template / TEMPLATE_MARKER).read_text()) == wanted else None
     except (OSError, ValueError):
@@ -115,7 +115,7 @@ def sluice_settings(server, home: Path, project: str, database: Path):
 
     return get_settings().with_home(home).variant(
         database_url=f"sqlite:///{database}", labelstudio_url=server.url, labelstudio_port=server.port,
-        labelstudio_project=project, labelstudio_token=server.settings.labelstudio_token)
+        labelstudio_project=project, labelstudio_token=server.settings.labelstudio_credentials().token)
 
 
 # ---------------------------------------------------------------------- the data
@@ -211,7 +211,7 @@ def prepare_store(settings, home: Path, repeat: int, ids: list[str], texts: list
 def raw_client(server):
     from label_studio_sdk.client import LabelStudio
 
-    return LabelStudio(base_url=server.url, api_key=server.settings.labelstudio_token, timeout=RAW_TIMEOUT_S)
+    return LabelStudio(base_url=server.url, api_key=server.settings.labelstudio_credentials().token, timeout=RAW_TIMEOUT_S)
 
 
 def raw_import(server, specs: Sequence, title: str) -> float:
@@ -277,7 +277,7 @@ def annotate_all(server, project_id: int, tasks: Sequence[tuple[int, str]], trut
     from labeling.simulate import SimulatedAnnotators
 
     def queue() -> LabelStudioQueue:
-        return LabelStudioQueue(server.url, server.settings.labelstudio_token, timeout=120.0)
+        return LabelStudioQueue(server.url, server.settings.labelstudio_credentials().token, timeout=120.0)
 
     first = SimulatedAnnotators(queue=queue(), project_id=project_id, true_labels=truth, labels=LABELS,
                                 error_rate=ANNOTATION_ERROR_RATE, rng=np.random.default_rng(0),

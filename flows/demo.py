@@ -22,7 +22,7 @@ from routing.policy import Policy
 from scoring.datasets import load_bbc_news
 from store.accounts import add_account
 from store.repo import save_policy
-from store.settings import PROJECT_ROOT, SluiceSettings, settings_or_environment
+from store.settings import CREDENTIALS_FILE, PROJECT_ROOT, SluiceSettings, settings_or_environment
 
 DEMO_POLICY = PROJECT_ROOT / "policies" / "bbc-news.yaml"
 # The demo store's console accounts (a local store on 127.0.0.1 only; a real store gets its own, `sluice user add`)
@@ -57,6 +57,14 @@ def fresh_demo(home: Path, settings: SluiceSettings | None, console: Console) ->
         labelstudio_home=base.labelstudio_data_dir,
         labelstudio_project=f"Sluice demo {time.strftime('%Y-%m-%d %H:%M:%S')}")
     return settings, ensure_labelstudio(settings, console)
+
+
+def password_hint(settings: SluiceSettings) -> str:
+    """Where the local Label Studio's admin password is (never the password itself: a terminal log is not a
+    vault)."""
+    if settings.labelstudio_url or settings.labelstudio_password:
+        return "your own password"
+    return f"password in {settings.labelstudio_data_dir / CREDENTIALS_FILE}"
 
 
 def start_store(engine, policy: Path, comment: str) -> None:
@@ -100,7 +108,7 @@ def run_demo(*, cycles: int, batch_size: int, seed_labels: int, annotator_error:
     console.print(cycle_table(rows, title="Sluice demo: BBC News, simulated annotators in Label Studio",
                               accuracy_label="held-out accuracy"))
     console.print(f"finished in {time.perf_counter() - started:.0f} s")
-    console.print(f"Label Studio: {url}  (user {settings.labelstudio_username}, "
+    console.print(f"Label Studio: {url}  (user {settings.labelstudio_username}, {password_hint(settings)}, "
                   f"project {settings.labelstudio_project!r}); stop it with `sluice labelstudio stop`")
     console.print(f"Console: SLUICE_HOME={home} sluice ui  →  http://127.0.0.1:8501  (sign in as ops, lead or guest: "
                   f"operator, approver, viewer; password {DEMO_PASSWORD})")

@@ -22,7 +22,7 @@ import pandas as pd
 from rich.console import Console
 
 from flows.common import engine_for
-from flows.demo import fresh_demo, start_store
+from flows.demo import fresh_demo, password_hint, start_store
 from flows.ingest import ingest_flow, seed_labels
 from flows.simulate import LabelStudioKindAnnotators, cycle_table, run_loop, write_jsonl
 from scoring.datasets import semi_synthetic_generation
@@ -110,7 +110,7 @@ def run_kind_demo(*, kind: str, cycles: int, batch_size: int, pilot_labels: int,
                                           "Studio", accuracy_label="accuracy"))
     export = "sft" if kind == "generation" else "dpo"
     console.print(f"finished in {time.perf_counter() - started:.0f} s")
-    console.print(f"Label Studio: {url}  (user {settings.labelstudio_username}, project "
+    console.print(f"Label Studio: {url}  (user {settings.labelstudio_username}, {password_hint(settings)}, project "
                   f"{settings.labelstudio_project + ': ' + kind!r})")
     console.print(f"Training data: SLUICE_HOME={home} sluice export {export} {home / (export + '.jsonl')}")
     return rows

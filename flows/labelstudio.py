@@ -81,7 +81,7 @@ def open_queue(engine: Engine, settings: SluiceSettings | None = None, *, retrie
 
 def queue_client(settings: SluiceSettings, *, retries: int = 4) -> LabelStudioQueue:
     """One API client per Label Studio address, token and retry count, so that its connection pool is reused."""
-    return _client(settings.resolved_labelstudio_url, settings.labelstudio_token, retries)
+    return _client(settings.resolved_labelstudio_url, settings.labelstudio_credentials().token, retries)
 
 
 @lru_cache(maxsize=8)

@@ -256,7 +256,7 @@ class LabelStudioQueue:
     @classmethod
     def from_settings(cls, settings: SluiceSettings, **options: Any) -> LabelStudioQueue:
         """The queue at `settings.resolved_labelstudio_url` (the local server unless a URL is configured)."""
-        return cls(settings.resolved_labelstudio_url, settings.labelstudio_token, **options)
+        return cls(settings.resolved_labelstudio_url, settings.labelstudio_credentials().token, **options)
 
     # ------------------------------------------------------------------ projects
 

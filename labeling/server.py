@@ -99,6 +99,7 @@ class StopResult:
 def labelstudio_env(settings: SluiceSettings, base: Mapping[str, str] | None = None) -> dict[str, str]:
     """The child environment for `label-studio start`: inherited variables scrubbed, then the headless set added."""
     inherited = os.environ if base is None else base
+    credentials = settings.labelstudio_credentials()
     env = {
         name: value
         for name, value in inherited.items()
@@ -109,8 +110,8 @@ def labelstudio_env(settings: SluiceSettings, base: Mapping[str, str] | None = N
             "LABEL_STUDIO_BASE_DATA_DIR": str(settings.labelstudio_data_dir),
             "DJANGO_DB": "sqlite",
             "LABEL_STUDIO_USERNAME": settings.labelstudio_username,
-            "LABEL_STUDIO_PASSWORD": settings.labelstudio_password,
-            "LABEL_STUDIO_USER_TOKEN": settings.labelstudio_token,
+            "LABEL_STUDIO_PASSWORD": credentials.password,
+            "LABEL_STUDIO_USER_TOKEN": credentials.token,
             # read only when the organisation is created (first start of a data dir)
             "LABEL_STUDIO_ENABLE_LEGACY_API_TOKEN": "true",
             "LABEL_STUDIO_DISABLE_SIGNUP_WITHOUT_LINK": "true",
@@ -247,7 +248,7 @@ class LabelStudioServer:
                     f"Label Studio (PID {pid}) exited during start-up on {self.url}. "
                     f"Last lines of {self.log_file}:\n{self._log_tail(log_offset)}"
                 )
-            code, _ = _http_get(whoami, token=self.settings.labelstudio_token)
+            code, _ = _http_get(whoami, token=self.settings.labelstudio_credentials().token)
             if code == 200 and (not owned or _pid_listens_on(pid, self.port)):
                 return
             if code in (401, 403):
@@ -294,7 +295,7 @@ class LabelStudioServer:
         return True
 
     def _version(self) -> str | None:
-        code, body = _http_get(f"{self.url}/api/version", token=self.settings.labelstudio_token)
+        code, body = _http_get(f"{self.url}/api/version", token=self.settings.labelstudio_credentials().token)
         if code != 200 or body is None:
             return None
         try:

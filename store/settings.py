@@ -13,9 +13,12 @@ worker's own environment.
 
 from __future__ import annotations
 
+import json
+import os
+import secrets
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from pydantic import Field, field_serializer, field_validator
@@ -95,11 +98,15 @@ class SluiceSettings(BaseSettings):
                                      description="SQLAlchemy URL; SQLite under `home` when unset")
     labelstudio_url: str | None = Field(default=None, repr=False,
                                         description="an existing Label Studio; the local one when unset")
-    labelstudio_token: str = Field(default="sluice-local-token-7f3a9c2e1b", max_length=40, min_length=6, repr=False)
+    labelstudio_token: str | None = Field(
+        default=None, max_length=40, min_length=6, repr=False,
+        description="the API token; for the local server, generated per installation when unset; required for a "
+                    "server elsewhere")
     labelstudio_port: int = 18080
     labelstudio_venv: Path = PROJECT_ROOT / ".venv-labelstudio"
     labelstudio_username: str = "admin@sluice.local"
-    labelstudio_password: str = Field(default="sluice-admin-pass", repr=False)
+    labelstudio_password: str | None = Field(
+        default=None, repr=False, description="the local server's admin password; generated per installation")
     labelstudio_project: str = "Sluice review queue"
     labelstudio_home: Path | None = Field(default=None, description="Label Studio's data; `home`/labelstudio when unset")
     task_runner: Literal["threads", "dask"] = Field(
@@ -112,7 +119,7 @@ class SluiceSettings(BaseSettings):
 
     @field_validator("labelstudio_token", "labelstudio_password")
     @classmethod
-    def _not_masked(cls, value: str) -> str:
+    def _not_masked(cls, value: str | None) -> str | None:
         if value == MASK:
             raise ValueError("is the masked form of a secret (as Prefect stores a settings parameter), not the "
                              "secret itself: set it in the environment of the process that runs the flow")
@@ -150,8 +157,8 @@ class SluiceSettings(BaseSettings):
             yield "dask_address", masked_service_url(self.dask_address)
 
     @field_serializer("labelstudio_token", "labelstudio_password", when_used="json")
-    def _mask(self, value: str) -> str:
-        return MASK
+    def _mask(self, value: str | None) -> str | None:
+        return None if value is None else MASK
 
     @field_serializer("database_url", when_used="json")
     def _mask_url(self, value: str | None) -> str | None:
@@ -199,6 +206,22 @@ class SluiceSettings(BaseSettings):
     def resolved_labelstudio_url(self) -> str:
         return self.labelstudio_url or f"http://127.0.0.1:{self.labelstudio_port}"
 
+    def labelstudio_credentials(self) -> LabelStudioCredentials:
+        """The Label Studio admin token and password Sluice uses: the configured ones (SLUICE_LABELSTUDIO_TOKEN,
+        SLUICE_LABELSTUDIO_PASSWORD); else, for the local server, those of its data folder, generated at first use
+        and kept there readable by this user only (`labelstudio_secrets`). A server elsewhere (a URL that is not
+        this machine's) needs an explicit token: nothing built in is ever sent to it."""
+        if self.labelstudio_url and self.labelstudio_token:  # a server of its own: its token is all Sluice sends
+            return LabelStudioCredentials(self.labelstudio_token, self.labelstudio_password or "")
+        if self.labelstudio_url and not is_local_url(self.labelstudio_url):
+            raise ValueError(f"SLUICE_LABELSTUDIO_TOKEN is required for the Label Studio at "
+                             f"{masked_service_url(self.labelstudio_url)}: give the API token of an account there")
+        if self.labelstudio_token and self.labelstudio_password:
+            return LabelStudioCredentials(self.labelstudio_token, self.labelstudio_password)
+        stored = labelstudio_secrets(self.labelstudio_data_dir)
+        return LabelStudioCredentials(self.labelstudio_token or stored.token,
+                                      self.labelstudio_password or stored.password)
+
     @property
     def models_dir(self) -> Path:
         return self.resolved_home / "models"
@@ -206,6 +229,51 @@ class SluiceSettings(BaseSettings):
     @property
     def reports_dir(self) -> Path:
         return self.resolved_home / "reports"
+
+
+class LabelStudioCredentials(NamedTuple):
+    token: str
+    password: str
+
+
+CREDENTIALS_FILE = "sluice-credentials.json"
+# What every local server was created with before credentials were generated per installation: a data folder that
+# already holds Label Studio's database and no credentials file keeps them (its admin user was made with them).
+LEGACY_CREDENTIALS = LabelStudioCredentials("sluice-local-token-7f3a9c2e1b", "sluice-admin-pass")
+
+
+def is_local_url(url: str) -> bool:
+    """Whether `url` names this machine (loopback), where the local server's own credentials may go."""
+    host = (urlsplit(url).hostname or "").lower()
+    return host in ("localhost", "::1") or host.startswith("127.")
+
+
+def labelstudio_secrets(data_dir: Path) -> LabelStudioCredentials:
+    """The local Label Studio's admin token and password, kept in `data_dir`/sluice-credentials.json (mode 0600):
+    read, or generated once (40 hex characters of token, a random password) and written atomically, so two
+    processes starting at once agree. A data folder created before this file existed keeps `LEGACY_CREDENTIALS`."""
+    path = data_dir / CREDENTIALS_FILE
+    for _ in range(2):
+        try:
+            stored = json.loads(path.read_text(encoding="utf-8"))
+            return LabelStudioCredentials(str(stored["token"]), str(stored["password"]))
+        except FileNotFoundError:
+            pass
+        except (ValueError, KeyError, TypeError) as error:
+            raise ValueError(f"{path} is not a Sluice credentials file ({error}); remove it only together with the "
+                             "Label Studio data beside it") from None
+        legacy = (data_dir / "label_studio.sqlite3").exists()
+        fresh = LEGACY_CREDENTIALS if legacy else LabelStudioCredentials(secrets.token_hex(20),
+                                                                          secrets.token_urlsafe(24))
+        data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        try:
+            handle = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            continue  # another process wrote it first: read theirs
+        with os.fdopen(handle, "w", encoding="utf-8") as out:
+            json.dump(fresh._asdict(), out)
+        return fresh
+    raise ValueError(f"cannot read or create {path}")
 
 
 @lru_cache(maxsize=1)

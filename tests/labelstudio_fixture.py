@@ -77,8 +77,8 @@ def _fingerprint(base: SluiceSettings) -> dict[str, str]:
     site = sorted(Path(base.labelstudio_venv).glob("lib/python*/site-packages/label_studio-*.dist-info"))
     return {
         "username": base.labelstudio_username,
-        "password": base.labelstudio_password,
-        "token": base.labelstudio_token,
+        "password": base.labelstudio_password or "generated per installation",
+        "token": base.labelstudio_token or "generated per installation",
         "label_studio": site[-1].name if site else "unknown",
     }
 
@@ -146,7 +146,7 @@ def labelstudio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabelStudi
     assert status.running and status.pid is not None, status
     instance = LabelStudioInstance(
         url=status.url,
-        token=settings.labelstudio_token,
+        token=settings.labelstudio_credentials().token,
         pid=status.pid,
         settings=settings,
         server=server,

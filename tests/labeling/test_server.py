@@ -74,10 +74,11 @@ def test_env_is_scrubbed_of_leaking_names_and_sets_the_headless_options(tmp_path
     ):
         assert leaked not in env
     assert env["PATH"] == "/usr/bin" and env["HOME"] == "/root"
-    assert env["LABEL_STUDIO_USER_TOKEN"] == settings.labelstudio_token
+    credentials = settings.labelstudio_credentials()
+    assert env["LABEL_STUDIO_USER_TOKEN"] == credentials.token
     assert env["LABEL_STUDIO_BASE_DATA_DIR"] == str(settings.labelstudio_data_dir)
     assert env["LABEL_STUDIO_USERNAME"] == settings.labelstudio_username
-    assert env["LABEL_STUDIO_PASSWORD"] == settings.labelstudio_password
+    assert env["LABEL_STUDIO_PASSWORD"] == credentials.password
     assert env["LABEL_STUDIO_ENABLE_LEGACY_API_TOKEN"] == "true"
     assert env["LABEL_STUDIO_DISABLE_SIGNUP_WITHOUT_LINK"] == "true"
     assert env["SENTRY_DSN"] == "" and env["FRONTEND_SENTRY_DSN"] == ""

@@ -123,3 +123,38 @@ def test_the_json_form_is_refused_as_settings(settings):
 ])
 def test_service_urls_are_shown_without_credentials(url, shown):
     assert masked_service_url(url) == shown
+
+
+# --- Label Studio credentials: generated per installation, never a built-in one sent elsewhere --------------------
+
+def test_the_local_server_gets_credentials_of_its_own_kept_readable_by_this_user_only(tmp_path):
+    import stat
+
+    from store.settings import CREDENTIALS_FILE, LEGACY_CREDENTIALS
+
+    first = SluiceSettings(home=tmp_path / "a").labelstudio_credentials()
+    again = SluiceSettings(home=tmp_path / "a").labelstudio_credentials()
+    other = SluiceSettings(home=tmp_path / "b").labelstudio_credentials()
+    assert first == again and first.token != other.token and first.password != other.password
+    assert len(first.token) == 40 and first.token not in (LEGACY_CREDENTIALS.token,)
+    path = tmp_path / "a" / "labelstudio" / CREDENTIALS_FILE
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    # a configured token and password win; a data folder made before the file existed keeps what it was made with
+    given = SluiceSettings(home=tmp_path / "a", labelstudio_token="tok-given-1", labelstudio_password="pw-given-1")
+    assert given.labelstudio_credentials() == ("tok-given-1", "pw-given-1")
+    old = tmp_path / "old" / "labelstudio"
+    old.mkdir(parents=True)
+    (old / "label_studio.sqlite3").write_bytes(b"")
+    assert SluiceSettings(home=tmp_path / "old").labelstudio_credentials() == LEGACY_CREDENTIALS
+
+
+def test_a_server_elsewhere_needs_an_explicit_token_and_gets_only_that(tmp_path):
+    remote = SluiceSettings(home=tmp_path, labelstudio_url="https://labels.example.org")
+    with pytest.raises(ValueError, match="SLUICE_LABELSTUDIO_TOKEN is required for the Label Studio at "
+                                         "https://labels.example.org"):
+        remote.labelstudio_credentials()
+    assert not (tmp_path / "labelstudio").exists()  # nothing generated for it either
+    given = remote.variant(labelstudio_token="their-token-1")
+    assert given.labelstudio_credentials().token == "their-token-1"
+    local = SluiceSettings(home=tmp_path, labelstudio_url="http://127.0.0.1:18099")
+    assert len(local.labelstudio_credentials().token) == 40  # this machine: the local data folder's own
