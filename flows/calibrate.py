@@ -39,6 +39,7 @@ from store.repo import (
     calibration_report_for,
     held_out_labels,
     predicted_model_versions,
+    promoted_family_versions,
     promoted_model,
     recent_confidences,
     save_calibration_report,
@@ -166,10 +167,13 @@ def inclusion_weights(engine: Engine, item_ids: list[str]) -> np.ndarray:
 
 
 def models_in_use(engine: Engine) -> list[str]:
+    """The versions whose predictions route: the upstream passthrough (once it scored anything), the promoted
+    classifier and the promoted model of each family of outputs of LLM pipelines (verifier, preference model)."""
     promoted = promoted_model(engine)
     keep = {UPSTREAM_MODEL} & predicted_model_versions(engine)
     if promoted is not None:
         keep.add(promoted.version)
+    keep.update(promoted_family_versions(engine).values())
     return sorted(keep)
 
 

@@ -23,12 +23,15 @@ from sqlalchemy import Engine
 from labeling.resolve import ResolutionRule
 from routing.policy import Policy
 from scoring.models import ScoringModel
-from scoring.registry import load_model
+from scoring.preference import PreferenceModel
+from scoring.registry import load_model, load_preference_model, load_verifier
+from scoring.verifier import Verifier
 from store.db import get_engine
 from store.lock import LockStatus, StoreLockTimeout, hold_store_lock, lock_name
 from store.models import ModelVersion
 from store.repo import active_policy
 from store.settings import SluiceSettings, settings_or_environment
+from store.vocab import ModelFamily
 
 
 class StepFailed(RuntimeError):
@@ -186,6 +189,21 @@ def load_scoring_model(version: ModelVersion) -> ScoringModel:
     if not version.artifact_path or not version.sha256:
         raise ValueError(f"model {version.version} has no artifact to load")
     return _load(version.artifact_path, version.sha256)
+
+
+@lru_cache(maxsize=4)
+def _load_family(path: str, sha256: str, family: str) -> Verifier | PreferenceModel:
+    loader = {ModelFamily.VERIFIER: load_verifier, ModelFamily.PREFERENCE: load_preference_model}[ModelFamily(family)]
+    return loader(Path(path), sha256=sha256)
+
+
+def load_family_model(version: ModelVersion) -> Verifier | PreferenceModel:
+    """The verifier or preference model of a registered version (its `kind` names the family), hash-checked."""
+    if version.kind not in set(ModelFamily):
+        raise ValueError(f"model {version.version} is a {version.kind!r} model, not a verifier or preference model")
+    if not version.artifact_path or not version.sha256:
+        raise ValueError(f"model {version.version} has no artifact to load")
+    return _load_family(version.artifact_path, version.sha256, version.kind)
 
 
 def pack(groups: Sequence[Sequence[Any]], *, max_items: int, max_groups: int) -> list[list[Sequence[Any]]]:

@@ -45,6 +45,7 @@ from store.repo import (
     held_out_labels,
     llm_inputs,
     previous_decisions,
+    promoted_family_versions,
     promoted_model,
     scored_items,
     scored_llm_item_ids,
@@ -293,7 +294,8 @@ def route_flow(cycle: int | None = None, settings: SluiceSettings | None = None)
     guards = check_live_guards(engine, policy)
     halted = {segment: g["halted_model"] for segment, g in guards.items() if g.get("halted_model")}
     version = promoted_model(engine)
-    rows = scored_items(engine, version.version if version else None)
+    rows = scored_items(engine, version.version if version else None,
+                        family_versions=promoted_family_versions(engine))
     groups: dict[tuple[str, str], list] = {}
     for row in rows:
         groups.setdefault((row.segment, row.model_version), []).append(row)

@@ -1,4 +1,9 @@
-"""Score flow: predictions for new items, for the review backlog after a promotion, and for held-out labels."""
+"""Score flow: predictions for new items, for the review backlog after a promotion, and for held-out labels.
+
+An item that carries its producer's score passes it through (``upstream``). The promoted classifier scores the
+other classification items; an output of an LLM pipeline that came without a score of its own is scored by the
+promoted model of its kind's family (``store.vocab.ModelFamily``): a generated response by the verifier, a pair by
+the preference model. After a promotion, the new model scores the unresolved items it routes again."""
 
 from __future__ import annotations
 
@@ -13,16 +18,26 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from sqlalchemy import Engine, and_, bindparam, exists, or_, select
 
-from flows.common import Payload, engine_for, holds_store_lock, load_scoring_model, settled, takes_payloads, utcnow
+from flows.common import (
+    Payload,
+    engine_for,
+    holds_store_lock,
+    load_family_model,
+    load_scoring_model,
+    settled,
+    takes_payloads,
+    utcnow,
+)
 from flows.runners import BATCH_RUNNER
+from scoring.families import FamilyPredictions, family_data, family_predictions
 from scoring.passthrough import upstream_scores
 from store.bulk import chunked, insert_ignore, insert_ignore_columns
 from store.db import refresh_statistics, write_transaction
 from store.models import Item, ItemState, Label, ModelVersion, Prediction
-from store.repo import UPSTREAM_MODEL, promoted_model
+from store.repo import UPSTREAM_MODEL, promoted_family_model, promoted_model
 from store.settings import SluiceSettings, settings_or_environment
 from store.transitions import move_items
-from store.vocab import ItemKind, Split
+from store.vocab import FAMILY_ITEM_KIND, ItemKind, ModelFamily, Split
 
 DEFAULT_BATCH_SIZE = 5_000
 MODEL_BATCHES_IN_FLIGHT = 3
@@ -183,6 +198,40 @@ def _pass_through(engine: Engine, rows: list[Any]) -> int:
     return int(keep.size) + len(written)
 
 
+def _write_family_predictions(engine: Engine, item_ids: list[str], predicted: FamilyPredictions,
+                              model_version: str) -> None:
+    n = len(item_ids)
+    columns = {
+        "item_id": item_ids, "model_version": [model_version] * n, "label": predicted.labels,
+        "confidence": predicted.confidence.tolist(),
+        "margin": [None] * n if predicted.margin is None else predicted.margin.tolist(),
+        "probs": [None] * n if predicted.probs is None else probs_json(np.asarray(predicted.classes), predicted.probs),
+        "created_at": [utcnow()] * n,
+    }
+    with write_transaction(engine) as conn:
+        insert_ignore_columns(conn, Prediction.__table__, columns, encoded_json=("probs",))
+        _mark_scored(conn, item_ids)
+
+
+@task(name="score-family-batch", cache_policy=NO_CACHE)
+@takes_payloads
+def score_family_batch(item_ids: list[str], version: ModelVersion, settings: SluiceSettings) -> int:
+    """Score a batch of outputs of LLM pipelines with the verifier or preference model of `version`; an item its
+    model cannot read (no response) is left unscored."""
+    engine = engine_for(settings)
+    model = load_family_model(version)
+    with engine.connect() as conn:
+        found = dict(conn.execute(select(Item.id, Item.payload).where(Item.id.in_(bindparam("ids", expanding=True))),
+                                  {"ids": list(item_ids)}).all())
+    ids = [i for i in item_ids if i in found]
+    data = family_data(version.kind, ids, [found[i] for i in ids])
+    if not len(data):
+        return 0
+    predicted = family_predictions(version.kind, model.predict_proba(data.examples))
+    _write_family_predictions(engine, data.item_ids, predicted, version.version)
+    return len(data)
+
+
 def _has_upstream():
     return or_(Item.upstream_confidence.is_not(None), Item.upstream_probs.is_not(None))
 
@@ -195,7 +244,8 @@ def items_to_score(engine: Engine, model_version: str | None) -> tuple[list[str]
     # held-out labelled items are scored whatever their state: they calibrate and evaluate the model
     holdout = exists().where(and_(Label.item_id == Item.id, Label.split == Split.HOLDOUT))
     # upstream scores pass through for every kind (an LLM item's own score is mapped onto its answers at ingest);
-    # the classifier scores classification items only: outputs of LLM pipelines without one wait for a verifier
+    # the classifier scores classification items only: outputs of LLM pipelines without one are their family
+    # model's (`family_items_to_score`)
     classification = Item.kind == ItemKind.CLASSIFICATION
     with engine.connect() as conn:
         upstream = conn.execute(
@@ -211,6 +261,35 @@ def items_to_score(engine: Engine, model_version: str | None) -> tuple[list[str]
             )
         ).scalars().all()
     return list(model), list(upstream)
+
+
+def family_items_to_score(engine: Engine, family: ModelFamily, model_version: str) -> list[str]:
+    """Ids of the items of the family's kind that `model_version` should score and has not: those without a score
+    of their pipeline's own waiting to be routed (again, after a promotion), and every held-out labelled one (they
+    calibrate and evaluate the model)."""
+    holdout = exists().where(and_(Label.item_id == Item.id, Label.split == Split.HOLDOUT))
+    lacks = ~exists().where(and_(Prediction.item_id == Item.id, Prediction.model_version == model_version))
+    with engine.connect() as conn:
+        return list(conn.execute(
+            select(Item.id).where(Item.kind == FAMILY_ITEM_KIND[family], lacks,
+                                  or_(and_(Item.state.in_(RESCORED_STATES), ~_has_upstream()), holdout))
+            .order_by(Item.id)
+        ).scalars())
+
+
+def submit_family_batches(engine: Engine, settings: SluiceSettings, batch_size: int) -> tuple[list, dict[str, Any]]:
+    """Submit the score batches of every family with a promoted model; (futures, per family its version and how
+    many items it was given)."""
+    futures, given = [], {}
+    for family in ModelFamily:
+        version = promoted_family_model(engine, family)
+        if version is None:
+            continue
+        ids = family_items_to_score(engine, family, version.version)
+        futures += [score_family_batch.submit(Payload(list(part)), version, settings)
+                    for part in chunked(ids, batch_size)]
+        given[family.value] = {"model_version": version.version, "items": len(ids)}
+    return futures, given
 
 
 @flow(name="score", log_prints=True, task_runner=BATCH_RUNNER)
@@ -234,6 +313,8 @@ def score_flow(
         # Payload(): Prefect would otherwise walk every id of every batch looking for futures (seconds per million)
         futures += [score_upstream_batch.submit(Payload(list(part)), settings)
                     for part in chunked(upstream_ids, max(batch_size, UPSTREAM_BATCH_SIZE))]
+        family_futures, families = submit_family_batches(engine, settings, batch_size)
+        futures += family_futures
         if version is not None and workers > 1 and model_ids:
             futures.append(score_model_batches_in_processes.submit(Payload(model_ids), version, settings,
                                                                    batch_size, workers))
@@ -255,6 +336,7 @@ def score_flow(
         "scored": scored,
         "upstream": len(upstream_ids),
         "waiting_for_a_model": 0 if version else _count_waiting(engine),
+        "families": families,
     }
     if scored:
         refresh_statistics(engine, "items", "predictions")

@@ -1,4 +1,5 @@
-"""Scoring: Sluice's own models, upstream-score passthrough, model artifacts and demo data loaders."""
+"""Scoring: Sluice's own models (classifiers, the verifier, the preference model and their families), upstream-score
+passthrough, model artifacts and demo data loaders."""
 
 from __future__ import annotations
 
@@ -15,7 +16,14 @@ from scoring.models import (
     train_model,
 )
 from scoring.passthrough import UpstreamScores, upstream_scores
-from scoring.registry import SavedArtifact, file_sha256, load_model, save_model
+from scoring.registry import (
+    SavedArtifact,
+    file_sha256,
+    load_model,
+    load_preference_model,
+    load_verifier,
+    save_model,
+)
 
 __all__ = [
     "MODEL_KINDS",
@@ -33,6 +41,8 @@ __all__ = [
     "is_not_worse",
     "load_bbc_news",
     "load_model",
+    "load_preference_model",
+    "load_verifier",
     "load_rotten_tomatoes",
     "save_model",
     "train_model",

@@ -15,13 +15,21 @@ import re
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import joblib
+from sklearn.base import BaseEstimator
 
 from scoring.errors import ArtifactIntegrityError
 from scoring.models import ScoringModel
+from scoring.preference import PreferenceModel
+from scoring.verifier import Verifier
 
-__all__ = ["SavedArtifact", "file_sha256", "load_model", "save_model"]
+__all__ = ["SavedArtifact", "file_sha256", "load_model", "load_preference_model", "load_verifier", "save_model"]
+
+# What the registry stores: a classifier, the verifier of generated responses, the preference model of pairs.
+SAVED_TYPES = (ScoringModel, Verifier, PreferenceModel)
+Saved = TypeVar("Saved", ScoringModel, Verifier, PreferenceModel)
 
 _VERSION_HEX_DIGITS = 12
 _SHA256_PATTERN = re.compile(r"[0-9a-f]{64}")
@@ -39,13 +47,21 @@ class SavedArtifact:
     size_bytes: int
 
 
-def save_model(model: ScoringModel, models_dir: Path) -> SavedArtifact:
-    """Write ``model`` to ``<models_dir>/<version>.joblib`` through a temp file and an atomic rename."""
-    if not isinstance(model, ScoringModel):
-        raise TypeError(f"save_model takes a ScoringModel, got {type(model).__name__}")
+def save_model(model: ScoringModel | Verifier | PreferenceModel, models_dir: Path) -> SavedArtifact:
+    """Write ``model`` (a fitted classifier, verifier or preference model) to ``<models_dir>/<version>.joblib``
+    through a temp file and an atomic rename."""
+    if not isinstance(model, SAVED_TYPES):
+        raise TypeError(f"save_model takes one of {[t.__name__ for t in SAVED_TYPES]}, got {type(model).__name__}")
+    if not isinstance(model, ScoringModel) and not hasattr(model, "model_"):
+        raise ValueError(f"this {type(model).__name__} is not fitted: there is nothing to save")
     models_dir = Path(models_dir)
     models_dir.mkdir(parents=True, exist_ok=True)
-    _drop_volatile_caches(model.pipeline)
+    if isinstance(model, ScoringModel):
+        _drop_volatile_caches(model.pipeline)
+    else:  # the verifier's and the preference model's TF-IDF vectorizers
+        for part in vars(model).values():
+            if isinstance(part, BaseEstimator):
+                _drop_volatile_caches(part)
     handle, temp_name = tempfile.mkstemp(dir=models_dir, prefix=".saving-", suffix=".joblib.tmp")
     temp_path = Path(temp_name)
     try:
@@ -71,7 +87,21 @@ def save_model(model: ScoringModel, models_dir: Path) -> SavedArtifact:
 
 
 def load_model(path: Path, *, sha256: str) -> ScoringModel:
-    """Load the model at ``path`` only if the file's sha256 equals ``sha256`` (the registry's record)."""
+    """Load the classifier at ``path`` only if the file's sha256 equals ``sha256`` (the registry's record)."""
+    return _load_checked(path, sha256, ScoringModel)
+
+
+def load_verifier(path: Path, *, sha256: str) -> Verifier:
+    """Load the verifier at ``path`` only if the file's sha256 equals ``sha256`` (the registry's record)."""
+    return _load_checked(path, sha256, Verifier)
+
+
+def load_preference_model(path: Path, *, sha256: str) -> PreferenceModel:
+    """Load the preference model at ``path`` only if the file's sha256 equals ``sha256`` (the registry's record)."""
+    return _load_checked(path, sha256, PreferenceModel)
+
+
+def _load_checked(path: Path, sha256: str, expected_type: type[Saved]) -> Saved:
     expected = str(sha256).lower()
     if not _SHA256_PATTERN.fullmatch(expected):
         raise ValueError(f"sha256 must be 64 hex digits, got {sha256!r}")
@@ -85,8 +115,8 @@ def load_model(path: Path, *, sha256: str) -> ScoringModel:
     # outside the pickle stream and need joblib's reader; everything newer is a plain pickle, which loads
     # about 40x faster than through joblib.
     model = joblib.load(path) if _JOBLIB_MARKER in data else pickle.loads(data)
-    if not isinstance(model, ScoringModel):
-        raise ArtifactIntegrityError(f"{path} holds a {type(model).__name__}, not a ScoringModel")
+    if not isinstance(model, expected_type):
+        raise ArtifactIntegrityError(f"{path} holds a {type(model).__name__}, not a {expected_type.__name__}")
     return model
 
 

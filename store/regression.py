@@ -10,18 +10,19 @@ that a model which forgets a fixed failure is not promoted.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from sqlalchemy import Engine, func, select
 
 from store.models import Item, Label, RoutingDecision
-from store.vocab import Split
+from store.vocab import ItemKind, Split
 
 __all__ = ["CorrectedItem", "corrected_items"]
 
 
 class CorrectedItem(NamedTuple):
-    """A corrected item: its inputs, the label people gave and the prediction it corrected."""
+    """A corrected item: its inputs (the payload of an output of an LLM pipeline), the label people gave and the
+    prediction it corrected."""
 
     item_id: str
     segment: str
@@ -31,18 +32,25 @@ class CorrectedItem(NamedTuple):
     routing_model: str
     text: str | None
     features: list[float] | None
+    kind: str = ItemKind.CLASSIFICATION
+    payload: dict[str, Any] | None = None
 
 
-def corrected_items(engine: Engine, *, splits: Iterable[str] = (Split.TRAIN, Split.HOLDOUT)) -> list[CorrectedItem]:
-    """The corrected items whose label is in one of `splits` (both by default), in item id order."""
+def corrected_items(engine: Engine, *, splits: Iterable[str] = (Split.TRAIN, Split.HOLDOUT),
+                    kinds: Iterable[str] | None = None) -> list[CorrectedItem]:
+    """The corrected items whose label is in one of `splits` (both by default), of one of `kinds` of item only when
+    given (a model is judged on the items it scores: a verifier on generated responses), in item id order."""
     wanted = sorted({str(split) for split in splits})
     unknown = set(wanted) - {s.value for s in Split}
     if not wanted or unknown:
         raise ValueError(f"splits must be a non-empty selection of {[s.value for s in Split]}, got {wanted!r}")
+    of_kinds = None if kinds is None else sorted({str(kind) for kind in kinds})
+    if of_kinds is not None and (not of_kinds or set(of_kinds) - {k.value for k in ItemKind}):
+        raise ValueError(f"kinds must be a non-empty selection of {[k.value for k in ItemKind]}, got {of_kinds!r}")
     latest = select(func.max(RoutingDecision.id).label("id")).group_by(RoutingDecision.item_id).subquery()
     query = (
         select(Label.item_id, Item.segment, Label.split, Label.label, RoutingDecision.predicted_label,
-               RoutingDecision.model_version, Item.text, Item.features)
+               RoutingDecision.model_version, Item.text, Item.features, Item.kind, Item.payload)
         .join(RoutingDecision, RoutingDecision.item_id == Label.item_id)
         .join(latest, latest.c.id == RoutingDecision.id)
         .join(Item, Item.id == Label.item_id)
@@ -50,5 +58,7 @@ def corrected_items(engine: Engine, *, splits: Iterable[str] = (Split.TRAIN, Spl
                RoutingDecision.predicted_label != Label.label)
         .order_by(Label.item_id)
     )
+    if of_kinds is not None:
+        query = query.where(Item.kind.in_(of_kinds))
     with engine.connect() as conn:
         return [CorrectedItem(*row) for row in conn.execute(query)]

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 from datetime import datetime, timezone
 from pathlib import Path
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -34,7 +34,7 @@ from store.models import (
 )
 from store.policy_changes import record_applied
 from store.settings import PROJECT_ROOT
-from store.vocab import UNBIASED_SELECTIONS, ItemKind, ItemState, ModelStatus, Split
+from store.vocab import FAMILY_ITEM_KIND, UNBIASED_SELECTIONS, ItemKind, ItemState, ModelFamily, ModelStatus, Split
 
 __all__ = [
     "DECISION_FIELDS",
@@ -65,6 +65,8 @@ __all__ = [
     "model_for_data",
     "model_versions",
     "promote_model",
+    "promoted_family_model",
+    "promoted_family_versions",
     "promoted_model",
     "promoted_version",
     "promoted_versions",
@@ -159,16 +161,36 @@ def active_policy(engine: Engine, *, default: Path = DEFAULT_POLICY_PATH) -> tup
     return record.policy, record.version
 
 
-def promoted_model(engine: Engine) -> ModelVersion | None:
-    """The most recently promoted model, or None while none is."""
+_FAMILY_KINDS = sorted(family.value for family in ModelFamily)
+
+
+def _newest_promoted(engine: Engine, in_family: Any) -> ModelVersion | None:
     query = (
         select(ModelVersion)
-        .where(ModelVersion.status == ModelStatus.PROMOTED)
+        .where(ModelVersion.status == ModelStatus.PROMOTED, in_family)
         .order_by(ModelVersion.promoted_at.desc(), ModelVersion.version.desc())
         .limit(1)
     )
     with Session(engine, expire_on_commit=False) as session:
         return session.exec(query).scalars().first()
+
+
+def promoted_model(engine: Engine) -> ModelVersion | None:
+    """The most recently promoted classifier (the model of classification items), or None while none is; the
+    models of outputs of LLM pipelines are `promoted_family_model`'s."""
+    return _newest_promoted(engine, ModelVersion.kind.not_in(_FAMILY_KINDS))
+
+
+def promoted_family_model(engine: Engine, family: ModelFamily | str) -> ModelVersion | None:
+    """The most recently promoted model of `family` (``store.vocab.ModelFamily``), or None while none is."""
+    return _newest_promoted(engine, ModelVersion.kind == ModelFamily(family).value)
+
+
+def promoted_family_versions(engine: Engine) -> dict[str, str]:
+    """Per item kind whose family has a promoted model (generation, pairwise): that model's version, which scores
+    and routes the items of the kind that arrive without a score of their pipeline's own."""
+    found = {FAMILY_ITEM_KIND[family].value: promoted_family_model(engine, family) for family in ModelFamily}
+    return {kind: model.version for kind, model in found.items() if model is not None}
 
 
 def promoted_version(engine: Engine) -> str:
@@ -286,12 +308,15 @@ class ScoredItem(NamedTuple):
     label: str | None
 
 
-def scored_items(engine: Engine, model_version: str | None) -> list[ScoredItem]:
-    """Items in state ``scored`` with the prediction that routes each: the upstream passthrough's for an item that
-    carries upstream scores, else `model_version`'s; in item id order."""
-    versions = [UPSTREAM_MODEL] + ([model_version] if model_version else [])
+def scored_items(engine: Engine, model_version: str | None, *,
+                 family_versions: Mapping[str, str] | None = None) -> list[ScoredItem]:
+    """Items in state ``scored`` with the prediction that routes each, in item id order: the upstream passthrough's
+    for an item that carries upstream scores; else, for an output of an LLM pipeline, the version
+    `family_versions` names for its kind (`promoted_family_versions`), and `model_version`'s for the rest."""
+    families = dict(family_versions or {})
+    versions = sorted({UPSTREAM_MODEL, *families.values()} | ({model_version} if model_version else set()))
     query = (
-        select(Item.id, Item.segment, Prediction.model_version, Prediction.confidence, Prediction.label,
+        select(Item.id, Item.segment, Item.kind, Prediction.model_version, Prediction.confidence, Prediction.label,
                (Item.upstream_confidence.is_not(None) | Item.upstream_probs.is_not(None)).label("upstream"))
         .join(Prediction, and_(Prediction.item_id == Item.id, Prediction.model_version.in_(versions)))
         .where(Item.state == ItemState.scored)
@@ -300,7 +325,11 @@ def scored_items(engine: Engine, model_version: str | None) -> list[ScoredItem]:
     wanted: dict[str, ScoredItem] = {}
     with engine.connect() as conn:
         for row in conn.execute(query):
-            if (row.model_version == UPSTREAM_MODEL) == bool(row.upstream):
+            if row.upstream:
+                routes = UPSTREAM_MODEL
+            else:  # the classifier's predictions never route an output of an LLM pipeline
+                routes = model_version if row.kind == ItemKind.CLASSIFICATION else families.get(row.kind)
+            if row.model_version == routes:
                 wanted[row.id] = ScoredItem(row.id, row.segment, row.model_version, row.confidence, row.label)
     return list(wanted.values())
 
@@ -566,12 +595,13 @@ def predicted_model_versions(engine: Engine) -> set[str]:
 
 
 class LabelledItem(NamedTuple):
-    """A labelled item's inputs (text, features) and its label."""
+    """A labelled item's inputs (text, features; the payload of an output of an LLM pipeline) and its label."""
 
     item_id: str
     label: str
     text: str | None
     features: list[float] | None
+    payload: dict[str, Any] | None = None
 
 
 def labelled_items(engine: Engine, *, split: str, reasons: frozenset[str] | None = None,
@@ -579,7 +609,7 @@ def labelled_items(engine: Engine, *, split: str, reasons: frozenset[str] | None
     """The labelled items of `kind` in `split` (chosen for one of `reasons` only, when given), in item id order:
     a classifier learns from classifications only, never from the verdicts on generated responses."""
     query = (
-        select(Label.item_id, Label.label, Item.text, Item.features)
+        select(Label.item_id, Label.label, Item.text, Item.features, Item.payload)
         .join(Item, Item.id == Label.item_id)
         .where(Label.split == split, Item.kind == kind)
         .order_by(Label.item_id)
@@ -587,7 +617,7 @@ def labelled_items(engine: Engine, *, split: str, reasons: frozenset[str] | None
     if reasons is not None:
         query = query.where(Label.selection_reason.in_(sorted(reasons)))
     with engine.connect() as conn:
-        return [LabelledItem(r.item_id, r.label, r.text, r.features) for r in conn.execute(query)]
+        return [LabelledItem(r.item_id, r.label, r.text, r.features, r.payload) for r in conn.execute(query)]
 
 
 def model_for_data(engine: Engine, data_hash: str) -> str | None:
@@ -603,10 +633,15 @@ def register_model(engine: Engine, row: dict[str, Any]) -> None:
 
 
 def promote_model(engine: Engine, version: str) -> None:
-    """Make `version` the promoted model; any other promoted one retires."""
+    """Make `version` the promoted model of its family; any other promoted one of the family retires (a verifier's
+    promotion leaves the classifier and the preference model as they are)."""
     with engine.begin() as conn:
+        kind = conn.execute(select(ModelVersion.kind).where(ModelVersion.version == version)).scalar()
+        if kind is None:
+            raise ValueError(f"no registered model version {version!r} to promote")
+        same_family = (ModelVersion.kind == kind) if kind in _FAMILY_KINDS else ModelVersion.kind.not_in(_FAMILY_KINDS)
         conn.execute(update(ModelVersion)
-                     .where(ModelVersion.status == ModelStatus.PROMOTED, ModelVersion.version != version)
+                     .where(ModelVersion.status == ModelStatus.PROMOTED, ModelVersion.version != version, same_family)
                      .values(status=ModelStatus.RETIRED))
         conn.execute(update(ModelVersion).where(ModelVersion.version == version)
                      .values(status=ModelStatus.PROMOTED, promoted_at=_utcnow()))

@@ -28,6 +28,8 @@ __all__ = [
     "KIND_LABELS",
     "ItemState",
     "LabelSource",
+    "FAMILY_ITEM_KIND",
+    "ModelFamily",
     "ModelStatus",
     "ChangeKind",
     "ChangeStatus",
@@ -120,6 +122,22 @@ class LabelSource(StrEnum):
     SEED = "seed"
     ANNOTATION = "annotation"
     DIRECT = "direct"
+
+
+class ModelFamily(StrEnum):
+    """The model that scores outputs of LLM pipelines of one kind when the pipeline sends no score, stored as its
+    ``ModelVersion.kind``: Sluice's verifier for generated responses, its preference model for pairs. A classifier
+    (kind ``text`` or ``features``, its input) is the model of classification items, as it always was."""
+
+    VERIFIER = "verifier"
+    PREFERENCE = "preference"
+
+
+# The item kind each family scores, learns from and is judged on.
+FAMILY_ITEM_KIND: dict[ModelFamily, ItemKind] = {
+    ModelFamily.VERIFIER: ItemKind.GENERATION,
+    ModelFamily.PREFERENCE: ItemKind.PAIRWISE,
+}
 
 
 class ModelStatus(StrEnum):

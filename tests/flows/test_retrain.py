@@ -1,4 +1,5 @@
-"""The retrain gate's decisions, without a store: the regression verdict per segment and the reasons it gives."""
+"""The retrain gate's decisions: the regression verdict per segment and the reasons it gives (without a store), and the
+regression set of a family model's kind (on a real store)."""
 
 from __future__ import annotations
 
@@ -75,3 +76,50 @@ def test_gate_reasons_name_each_failed_check():
     assert len(worse) == 1 and worse[0].startswith("held-out labels: worse") and "p = 0.001" in worse[0]
     assert gate_reasons(None, [], alpha=0.05)[0].startswith("no held-out evaluation labels")
     assert len(gate_reasons({"worse": True, "p_value": 0.01}, [forgot], alpha=0.05)) == 2
+
+
+def _corrected_generation(engine, n: int) -> None:
+    """`n` SEMI-SYNTHETIC wrong responses routed as "accept" and rejected by people (corrections), and one
+    classification item corrected in the same segment."""
+    from scoring.datasets import semi_synthetic_generation
+    from store.models import Item, Label, PolicyVersion, RoutingDecision, utcnow
+
+    data = semi_synthetic_generation(2 * n, seed=31)
+    wrong = data[~data["accepted"]].head(n)
+    now = utcnow()
+    items = [{"id": r.id, "segment": "answers", "state": "resolved", "kind": "generation", "text": r.response,
+              "payload": {"prompt": r.prompt, "response": r.response, "context": r.context}, "received_at": now,
+              "updated_at": now} for r in wrong.itertuples()]
+    items.append({"id": "c1", "segment": "answers", "state": "resolved", "kind": "classification",
+                  "text": "a match report", "payload": None, "received_at": now, "updated_at": now})
+    with engine.begin() as conn:
+        conn.execute(PolicyVersion.__table__.insert(), [{"version": "p1", "name": "p", "document": "",
+                                                         "created_at": now}])
+        conn.execute(Item.__table__.insert(), items)
+        conn.execute(RoutingDecision.__table__.insert(), [
+            {"item_id": i["id"], "segment": "answers", "route": "auto_accept", "model_version": "v0",
+             "predicted_label": "sport" if i["id"] == "c1" else "accept", "policy_version": "p1", "reasons": [],
+             "created_at": now} for i in items])
+        conn.execute(Label.__table__.insert(), [
+            {"item_id": i["id"], "label": "weather" if i["id"] == "c1" else "reject", "split": "holdout",
+             "source": "annotation", "selection_reason": "audit", "created_at": now} for i in items])
+
+
+def test_a_verifier_that_accepts_rejected_responses_again_regresses(engine):
+    from flows.retrain import GateSettings, family_regression
+    from scoring.datasets import semi_synthetic_generation
+    from scoring.verifier import GenerationExample, Verifier
+    from store.vocab import ModelFamily
+
+    _corrected_generation(engine, 30)
+    train = semi_synthetic_generation(200, seed=32)
+    examples = [GenerationExample(r.prompt, r.response, r.context) for r in train.itertuples()]
+    right = Verifier().fit(examples, train["accepted"].to_numpy())
+    backwards = Verifier().fit(examples, ~train["accepted"].to_numpy())  # learnt the verdicts the wrong way round
+    gate = GateSettings(alpha=0.05, tolerance=0.05, min_items=5)
+    [forgets] = family_regression(engine, ModelFamily.VERIFIER, backwards, right, gate=gate)
+    assert forgets.segment == "answers" and forgets.n == 30  # the classification correction is not the verifier's
+    assert forgets.regressed and forgets.incumbent_right >= 28 and forgets.candidate_right <= 2
+    [keeps] = family_regression(engine, ModelFamily.VERIFIER, right, backwards, gate=gate)
+    assert not keeps.regressed and keeps.candidate_right >= 28
+    assert family_regression(engine, ModelFamily.PREFERENCE, right, right, gate=gate) == []  # no pairs corrected

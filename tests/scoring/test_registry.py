@@ -124,3 +124,50 @@ def test_artifact_written_by_joblib_still_loads(text_model, text_data, tmp_path)
     loaded = load_model(path, sha256=hashlib.sha256(path.read_bytes()).hexdigest())
     texts = text_data["test_texts"]
     np.testing.assert_allclose(loaded.predict_proba(texts), text_model.predict_proba(texts))
+
+
+def _family_models():
+    """A verifier and a preference model fitted on a few SEMI-SYNTHETIC-style examples, with their inputs."""
+    from scoring.preference import PairwiseExample, PreferenceModel
+    from scoring.verifier import GenerationExample, Verifier
+
+    context = "On Tuesday the central bank raised interest rates by 25 basis points, citing inflation."
+    quoted = "The central bank raised interest rates by 25 basis points."
+    invented = ["The bank cut rates by 75 points after a strike.", "Shares fell by 40 percent in 1999."]
+    responses = [quoted if k % 2 else invented[k % 4 // 2] for k in range(20)]
+    examples = [GenerationExample("What did the bank do?", r, context) for r in responses]
+    verifier = Verifier().fit(examples, [k % 2 == 1 for k in range(20)])
+    pairs = [PairwiseExample("What did the bank do?", r, invented[0] if r == quoted else quoted, context)
+             for r in responses]
+    preference = PreferenceModel().fit(pairs, ["a" if r == quoted else "b" for r in responses])
+    return verifier, examples, preference, pairs
+
+
+def test_family_models_round_trip_with_the_same_checks(tmp_path):
+    from scoring.registry import load_preference_model, load_verifier
+
+    verifier, examples, preference, pairs = _family_models()
+    saved = save_model(verifier, tmp_path)
+    verifier.predict_proba(examples)  # predicting leaves the version as it is
+    assert save_model(verifier, tmp_path) == saved
+    np.testing.assert_allclose(load_verifier(saved.path, sha256=saved.sha256).predict_proba(examples),
+                               verifier.predict_proba(examples))
+    saved_pairs = save_model(preference, tmp_path)
+    np.testing.assert_allclose(load_preference_model(saved_pairs.path, sha256=saved_pairs.sha256).predict_proba(pairs),
+                               preference.predict_proba(pairs))
+    # a verifier is not loaded as a classifier, nor a preference model as a verifier
+    with pytest.raises(ArtifactIntegrityError, match="holds a Verifier, not a ScoringModel"):
+        load_model(saved.path, sha256=saved.sha256)
+    with pytest.raises(ArtifactIntegrityError, match="holds a PreferenceModel, not a Verifier"):
+        load_verifier(saved_pairs.path, sha256=saved_pairs.sha256)
+    saved.path.write_bytes(saved.path.read_bytes() + b"\0")
+    with pytest.raises(ArtifactIntegrityError, match="refusing to load"):
+        load_verifier(saved.path, sha256=saved.sha256)
+
+
+def test_an_unfitted_family_model_is_not_saved(tmp_path):
+    from scoring.verifier import Verifier
+
+    with pytest.raises(ValueError, match="Verifier is not fitted"):
+        save_model(Verifier(), tmp_path)
+    assert list(tmp_path.iterdir()) == []

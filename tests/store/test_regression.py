@@ -49,3 +49,26 @@ def test_corrected_items_names_a_bad_split(engine) -> None:
         corrected_items(engine, splits=["test"])
     with pytest.raises(ValueError, match="splits must be"):
         corrected_items(engine, splits=[])
+
+
+def test_corrected_items_of_some_kinds_carry_their_kind_and_payload(engine) -> None:
+    _record(engine)
+    payload = {"prompt": "q", "response": "an invented answer"}
+    with engine.begin() as conn:
+        conn.execute(Item.__table__.insert(), [
+            {"id": "g1", "segment": "s", "state": "resolved", "kind": "generation", "payload": payload,
+             "received_at": NOW, "updated_at": NOW}])
+        conn.execute(RoutingDecision.__table__.insert(), [
+            {"item_id": "g1", "segment": "s", "route": "review", "predicted_label": "accept", "model_version": "v1",
+             "policy_version": "p1", "reasons": [], "created_at": NOW}])
+        conn.execute(Label.__table__.insert(), [
+            {"item_id": "g1", "label": "reject", "split": "train", "source": "annotation",
+             "selection_reason": "margin", "created_at": NOW}])
+    assert corrected_items(engine, kinds=["generation"]) == [
+        CorrectedItem("g1", "s", "train", "reject", "accept", "v1", None, None, "generation", payload)]
+    assert [c.item_id for c in corrected_items(engine, kinds=["classification"])] == ["c1", "c2"]
+    assert [c.item_id for c in corrected_items(engine)] == ["c1", "c2", "g1"]
+    with pytest.raises(ValueError, match="kinds must be"):
+        corrected_items(engine, kinds=["chat"])
+    with pytest.raises(ValueError, match="kinds must be"):
+        corrected_items(engine, kinds=[])

@@ -118,3 +118,69 @@ def test_llm_reads_return_the_scored_outputs_of_llm_pipelines_and_their_payloads
     assert found == {"g1": ("generation", "At 14:05.", generation),
                      "x1": ("extraction", "Invoice 7, total 12.00", rows[3][4])}
     assert repo.llm_inputs(engine, ["c1"]) == repo.LlmInputs([], [], [], [])
+
+
+def _models(engine, rows: list[tuple[str, str]]) -> None:
+    """(version, kind) registered as candidates, in this order."""
+    for version, kind in rows:
+        repo.register_model(engine, {"version": version, "kind": kind, "created_at": utcnow()})
+
+
+def test_each_family_has_its_own_promoted_model_and_the_classifier_stays_promoted_model(engine) -> None:
+    _models(engine, [("c1", "text"), ("v1", "verifier"), ("v2", "verifier"), ("p1", "preference")])
+    repo.promote_model(engine, "c1")
+    repo.promote_model(engine, "v1")
+    assert repo.promoted_model(engine).version == "c1"  # a verifier never becomes the classifier
+    assert repo.promoted_family_model(engine, "verifier").version == "v1"
+    assert repo.promoted_family_model(engine, "preference") is None
+    assert repo.promoted_family_versions(engine) == {"generation": "v1"}
+    repo.promote_model(engine, "v2")  # retires v1 only
+    repo.promote_model(engine, "p1")
+    with engine.connect() as conn:
+        statuses = dict(conn.execute(ModelVersion.__table__.select().with_only_columns(
+            ModelVersion.version, ModelVersion.status)).all())
+    assert statuses == {"c1": "promoted", "v1": "retired", "v2": "promoted", "p1": "promoted"}
+    assert repo.promoted_family_versions(engine) == {"generation": "v2", "pairwise": "p1"}
+    assert repo.promoted_version(engine) == "c1"
+    with pytest.raises(ValueError, match="no registered model version 'nope'"):
+        repo.promote_model(engine, "nope")
+    with pytest.raises(ValueError, match="'judge'"):
+        repo.promoted_family_model(engine, "judge")
+
+
+def test_scored_items_route_each_kind_on_its_own_model(engine) -> None:
+    """A classification item on the classifier's prediction, an LLM output without a score of its own on its
+    family model's, one with a score on the passthrough; predictions of other models are not the routing ones."""
+    now = utcnow()
+    items = [("c", "classification", None), ("g", "generation", None), ("g-up", "generation", 0.9),
+             ("p", "pairwise", None), ("x", "extraction", 0.5)]
+    predictions = [("c", "clf"), ("c", "v1"), ("g", "clf"), ("g", "v1"), ("g", "v0"), ("g-up", "upstream"),
+                   ("g-up", "v1"), ("p", "p1"), ("x", "upstream")]
+    with engine.begin() as conn:
+        conn.execute(Item.__table__.insert(), [
+            {"id": i, "segment": "s", "state": "scored", "kind": k, "upstream_confidence": u, "received_at": now,
+             "updated_at": now} for i, k, u in items])
+        conn.execute(Prediction.__table__.insert(), [
+            {"item_id": i, "model_version": m, "confidence": 0.7, "label": "accept", "created_at": now}
+            for i, m in predictions])
+    routed = repo.scored_items(engine, "clf", family_versions={"generation": "v1", "pairwise": "p1"})
+    assert [(r.item_id, r.model_version) for r in routed] == [
+        ("c", "clf"), ("g", "v1"), ("g-up", "upstream"), ("p", "p1"), ("x", "upstream")]
+    # without a promoted family model an LLM output without a score of its own has nothing to route on
+    assert [(r.item_id, r.model_version) for r in repo.scored_items(engine, "clf")] == [
+        ("c", "clf"), ("g-up", "upstream"), ("x", "upstream")]
+
+
+def test_labelled_items_carry_the_payload_of_an_llm_output(engine) -> None:
+    now = utcnow()
+    payload = {"prompt": "q", "response": "r"}
+    with engine.begin() as conn:
+        conn.execute(Item.__table__.insert(), [
+            {"id": "g1", "segment": "s", "state": "resolved", "kind": "generation", "payload": payload,
+             "received_at": now, "updated_at": now}])
+        conn.execute(Label.__table__.insert(), [
+            {"item_id": "g1", "label": "reject", "split": "train", "source": "seed", "selection_reason": "seed",
+             "created_at": now}])
+    assert repo.labelled_items(engine, split="train", kind="generation") == [
+        repo.LabelledItem("g1", "reject", None, None, payload)]
+    assert repo.labelled_items(engine, split="train") == []  # a classifier never learns from it
