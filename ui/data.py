@@ -251,17 +251,19 @@ def _curve(report: dict[str, Any] | None) -> ReliabilityCurve | None:
 
 
 def latest_calibration(engine: Engine) -> list[CalibrationView]:
-    """Newest report per segment of one model, in segment order: the promoted one when it has reports, else the
-    model of the newest report (a model just promoted has none until the next calibrate run scores and calibrates
-    it); empty without reports."""
+    """Newest report per segment, in segment order, of a model that routes now: a promoted one (the classifier,
+    or the verifier or preference model of LLM items) or the pipelines' own scores (upstream); where none of
+    those has a report yet, of the model of the globally newest report (a model just promoted has none until the
+    next calibrate run scores and calibrates it); empty without reports."""
     rows = repo.calibration_reports(engine)  # one row per report, not per item; already newest first
     if not rows:
         return []
-    promoted = set(repo.promoted_versions(engine))
-    shown = next((row.model_version for row in rows if row.model_version in promoted), rows[0].model_version)
+    in_use = set(repo.promoted_versions(engine)) | {repo.UPSTREAM_MODEL}
+    if not any(row.model_version in in_use for row in rows):
+        in_use = {rows[0].model_version}
     newest: dict[str, Any] = {}
     for row in rows:
-        if row.model_version == shown:
+        if row.model_version in in_use:
             newest.setdefault(row.segment, row)
     return [_calibration_view(newest[segment]) for segment in sorted(newest)]
 
