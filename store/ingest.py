@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import hashlib
 import itertools
 import json
 import math
@@ -661,11 +662,13 @@ def _write_chunk(
     summary.duplicate += present_count
 
 
-def _raw_text(record: RawRecord) -> str:
+def _raw_text(record: RawRecord, *, clip: bool = True) -> str:
     if record.raw:
-        return _clip(record.raw)
+        raw = record.raw if isinstance(record.raw, str) else record.raw.decode("utf-8", "replace")
+        return _clip(raw) if clip else raw
     try:
-        return _clip(json.dumps(record.value, default=str))
+        text = json.dumps(record.value, default=str)
+        return _clip(text) if clip else text
     except (ValueError, RecursionError):  # huge ints, deep nesting
         return _show(record.value, 2_000)
 
@@ -674,9 +677,11 @@ def _quarantine_row(source: str, record: RawRecord, exc: RecordError) -> dict[st
     record_id = record.value.get("id") if isinstance(record.value, dict) else None
     if record_id is not None and not isinstance(record_id, str):
         record_id = _show(record_id, MAX_ID_CHARS)
+    raw = _raw_text(record, clip=False)
     return {
         "source": source, "record_number": record.number, "reason": exc.reason,
-        "detail": _clip(exc.detail, 500), "raw": _raw_text(record),
+        "fingerprint": hashlib.sha256(raw.encode("utf-8", "surrogatepass")).hexdigest(),
+        "detail": _clip(exc.detail, 500), "raw": _clip(raw),
         "record_id": None if record_id is None else _clip(record_id, MAX_ID_CHARS),
     }
 

@@ -304,11 +304,14 @@ class QuarantinedRecord(SQLModel, table=True):
     """An input record that broke the contract, kept with a machine-readable reason."""
 
     __tablename__ = "quarantine"
-    __table_args__ = (UniqueConstraint("source", "record_number", name="uq_quarantine_record"),)
+    __table_args__ = (UniqueConstraint("source", "record_number", "fingerprint", name="uq_quarantine_record_content"),)
 
     id: int | None = Field(default=None, primary_key=True)
     source: str = Field(max_length=512)
     record_number: int
+    fingerprint: str | None = Field(default=None, max_length=64,
+                                    description="sha256 of the record as read: the same line of a file overwritten "
+                                                "with other content is another record")
     record_id: str | None = Field(default=None, max_length=512)
     reason: str = Field(max_length=64, index=True)
     detail: str = ""

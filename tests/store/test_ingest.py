@@ -758,3 +758,17 @@ def test_records_the_passthrough_could_never_score_are_quarantined_at_ingest(rec
 def test_a_tie_at_the_top_or_probs_alone_still_score(engine, tmp_path):
     assert validate_record({"id": "t1", "text": "t", "prediction": "neg", "probs": {"pos": 0.5, "neg": 0.5}})
     assert validate_record({"id": "t2", "text": "t", "probs": {"pos": 0.3, "neg": 0.7}})["upstream_prediction"] is None
+
+
+def test_the_same_line_of_an_overwritten_file_with_another_bad_record_is_kept_too(engine, tmp_path):
+    path = tmp_path / "batch.jsonl"
+    path.write_text('{"id": "ok-1", "text": "fine"}\n{"id": "bad", "text": 5}\n')
+    first = ingest_file(engine, path)
+    path.write_text('{"id": "ok-2", "text": "fine"}\n{"id": "bad-2"}\n')
+    second = ingest_file(engine, path)
+    assert (dict(first.quarantined), dict(second.quarantined)) == ({"text_invalid": 1}, {"missing_content": 1})
+    assert [(n, r, i) for n, r, i in stored_quarantine(engine)] == [(2, "missing_content", "bad-2"),
+                                                                   (2, "text_invalid", "bad")]
+    # the same file read again adds nothing: the record is known by its line and its content
+    ingest_file(engine, path)
+    assert len(stored_quarantine(engine)) == 2
