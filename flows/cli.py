@@ -31,6 +31,7 @@ policy_app = typer.Typer(help="Show and change the versioned routing policy.", n
 audit_app = typer.Typer(help="The audit trail of routing decisions.", no_args_is_help=True)
 export_app = typer.Typer(help="Training data out of people's answers on LLM-pipeline items, with provenance.",
                          no_args_is_help=True)
+models_app = typer.Typer(help="The model registry's artifacts.", no_args_is_help=True)
 user_app = typer.Typer(help="Console accounts: who signs in to `sluice ui`, with which role.", no_args_is_help=True)
 lock_app = typer.Typer(help="The store's lock: one flow at a time on a store, freed when its holder dies.",
                        no_args_is_help=True)
@@ -40,6 +41,7 @@ app.add_typer(audit_app, name="audit")
 app.add_typer(lock_app, name="lock")
 app.add_typer(user_app, name="user")
 app.add_typer(export_app, name="export")
+app.add_typer(models_app, name="models")
 console = Console(width=None if sys.stdout.isatty() else 160)
 
 DatabaseOption = typer.Option(None, "--database-url",
@@ -622,6 +624,30 @@ def export_extraction(
     """Documents with their fields as people confirmed or corrected them, naming which were corrected,
     confirmed or not reviewed. Incremental."""
     _export("extraction", out, since, database_url)
+
+
+@models_app.command("sign")
+def models_sign(database_url: str | None = DatabaseOption) -> None:
+    """Trust the store's registered model artifacts whose bytes match the registry: sign them with this
+    installation's key (artifacts saved before signing, or after the key changed). A file whose sha256 differs
+    from the registry's is reported and left unsigned."""
+    from flows.common import engine_for
+    from scoring.errors import ArtifactIntegrityError
+    from scoring.registry import sign_artifact
+    from store.repo import model_artifacts
+
+    signed, refused = 0, []
+    for artifact in model_artifacts(engine_for(command_settings(database_url))):
+        try:
+            sign_artifact(Path(artifact.artifact_path), sha256=artifact.sha256)
+            signed += 1
+        except (ArtifactIntegrityError, OSError) as error:
+            refused.append(f"{artifact.version}: {error}")
+    for line in refused:
+        console.print(f"not signed: {line}", markup=False)
+    console.print(f"{signed} artifact(s) signed, {len(refused)} refused")
+    if refused:
+        raise typer.Exit(1)
 
 
 @app.command()

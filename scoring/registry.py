@@ -3,12 +3,16 @@
 A model's version is derived from its bytes (``"m-"`` + the first 12 hex digits of their sha256), so saving
 the same model twice writes nothing new and returns the same version. The registry rows (which version is
 live, its metrics) belong to the store; this module only writes and verifies files. A file is hashed before it
-is unpickled, because unpickling an altered file would run whatever code it holds.
+is unpickled, because unpickling an altered file would run whatever code it holds; and it must carry an
+HMAC-SHA256 signature (``<file>.sig``) made with the installation's key, which lives outside every store
+(``store.settings.signing_key``): someone who can write the store can replace a file and its recorded hash
+together, but cannot sign it.
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import os
 import pickle
 import re
@@ -24,8 +28,18 @@ from scoring.errors import ArtifactIntegrityError
 from scoring.models import ScoringModel
 from scoring.preference import PreferenceModel
 from scoring.verifier import Verifier
+from store.settings import signing_key
 
-__all__ = ["SavedArtifact", "file_sha256", "load_model", "load_preference_model", "load_verifier", "save_model"]
+__all__ = [
+    "SavedArtifact",
+    "file_sha256",
+    "load_model",
+    "load_preference_model",
+    "load_verifier",
+    "save_model",
+    "sign_artifact",
+    "signature_path",
+]
 
 # What the registry stores: a classifier, the verifier of generated responses, the preference model of pairs.
 SAVED_TYPES = (ScoringModel, Verifier, PreferenceModel)
@@ -47,9 +61,10 @@ class SavedArtifact:
     size_bytes: int
 
 
-def save_model(model: ScoringModel | Verifier | PreferenceModel, models_dir: Path) -> SavedArtifact:
+def save_model(model: ScoringModel | Verifier | PreferenceModel, models_dir: Path, *,
+               key: bytes | None = None) -> SavedArtifact:
     """Write ``model`` (a fitted classifier, verifier or preference model) to ``<models_dir>/<version>.joblib``
-    through a temp file and an atomic rename."""
+    through a temp file and an atomic rename, signed with the installation's key (or ``key``) beside it."""
     if not isinstance(model, SAVED_TYPES):
         raise TypeError(f"save_model takes one of {[t.__name__ for t in SAVED_TYPES]}, got {type(model).__name__}")
     if not isinstance(model, ScoringModel) and not hasattr(model, "model_"):
@@ -79,11 +94,54 @@ def save_model(model: ScoringModel | Verifier | PreferenceModel, models_dir: Pat
             _check_existing(final_path, digest)
         else:
             os.replace(temp_path, final_path)
+        sign_artifact(final_path, sha256=digest, key=key)
     finally:
         temp_path.unlink(missing_ok=True)
     return SavedArtifact(
         version=version, path=final_path, sha256=digest, size_bytes=final_path.stat().st_size
     )
+
+
+SIGNATURE_SUFFIX = ".sig"
+_SIGNATURE_PREFIX = "hmac-sha256:"
+
+
+def signature_path(path: Path) -> Path:
+    """The signature file that goes with an artifact (it travels with it)."""
+    return Path(path).with_name(Path(path).name + SIGNATURE_SUFFIX)
+
+
+def _signature(digest: str, key: bytes) -> str:
+    return _SIGNATURE_PREFIX + hmac.new(key, digest.encode("ascii"), hashlib.sha256).hexdigest()
+
+
+def sign_artifact(path: Path, *, sha256: str, key: bytes | None = None) -> Path:
+    """Sign the artifact at ``path`` with the installation's key (``store.settings.signing_key``) once its bytes
+    are checked against ``sha256``: only what this installation wrote, or an operator chose to trust
+    (`sluice models sign`), loads."""
+    expected = _checked_sha(sha256)
+    actual = file_sha256(path)
+    if actual != expected:
+        raise ArtifactIntegrityError(f"refusing to sign {path}: its sha256 is {actual}, the registry expects {expected}")
+    target = signature_path(path)
+    handle, temp_name = tempfile.mkstemp(dir=target.parent, prefix=".signing-", suffix=".tmp")
+    with os.fdopen(handle, "w") as out:
+        out.write(_signature(expected, signing_key() if key is None else key) + "\n")
+    os.replace(temp_name, target)
+    return target
+
+
+def _check_signature(path: Path, digest: str, key: bytes | None) -> None:
+    try:
+        given = signature_path(path).read_text().strip()
+    except FileNotFoundError:
+        raise ArtifactIntegrityError(
+            f"refusing to load {path}: it carries no signature of this installation (an artifact from before "
+            "signing: `sluice models sign` trusts the registered ones whose bytes match the registry)") from None
+    if not hmac.compare_digest(given, _signature(digest, signing_key() if key is None else key)):
+        raise ArtifactIntegrityError(
+            f"refusing to load {path}: its signature is not this installation's (the file, or its signature, was "
+            "replaced: loading it could run code someone else wrote)")
 
 
 def load_model(path: Path, *, sha256: str) -> ScoringModel:
@@ -101,16 +159,24 @@ def load_preference_model(path: Path, *, sha256: str) -> PreferenceModel:
     return _load_checked(path, sha256, PreferenceModel)
 
 
-def _load_checked(path: Path, sha256: str, expected_type: type[Saved]) -> Saved:
+def _checked_sha(sha256: str) -> str:
     expected = str(sha256).lower()
     if not _SHA256_PATTERN.fullmatch(expected):
         raise ValueError(f"sha256 must be 64 hex digits, got {sha256!r}")
+    return expected
+
+
+def _load_checked(path: Path, sha256: str, expected_type: type[Saved], key: bytes | None = None) -> Saved:
+    expected = _checked_sha(sha256)
     data = Path(path).read_bytes()
     actual = hashlib.sha256(data).hexdigest()
     if actual != expected:
         raise ArtifactIntegrityError(
             f"refusing to load {path}: its sha256 is {actual}, the registry expects {expected}"
         )
+    # the hash catches corruption; the signature (a key outside the store) catches a file replaced together with
+    # the registry's hash, before anything is unpickled
+    _check_signature(Path(path), expected, key)
     # Files written by joblib.dump (artifacts saved before the switch to the C pickler) embed numpy arrays
     # outside the pickle stream and need joblib's reader; everything newer is a plain pickle, which loads
     # about 40x faster than through joblib.

@@ -70,6 +70,7 @@ __all__ = [
     "promoted_model",
     "promoted_version",
     "promoted_versions",
+    "model_artifacts",
     "predicted_model_versions",
     "previous_decisions",
     "recent_confidences",
@@ -624,6 +625,21 @@ def model_for_data(engine: Engine, data_hash: str) -> str | None:
     """The version of a model already trained on the training set fingerprinted `data_hash`, if any."""
     with engine.connect() as conn:
         return conn.execute(select(ModelVersion.version).where(ModelVersion.data_hash == data_hash)).scalar()
+
+
+class ModelArtifact(NamedTuple):
+    version: str
+    artifact_path: str
+    sha256: str
+
+
+def model_artifacts(engine: Engine) -> list[ModelArtifact]:
+    """Every registered model version that has an artifact file, oldest first."""
+    query = (select(ModelVersion.version, ModelVersion.artifact_path, ModelVersion.sha256)
+             .where(ModelVersion.artifact_path.is_not(None), ModelVersion.sha256.is_not(None))
+             .order_by(ModelVersion.created_at, ModelVersion.version))
+    with engine.connect() as conn:
+        return [ModelArtifact(*row) for row in conn.execute(query)]
 
 
 def register_model(engine: Engine, row: dict[str, Any]) -> None:

@@ -276,6 +276,52 @@ def labelstudio_secrets(data_dir: Path) -> LabelStudioCredentials:
     raise ValueError(f"cannot read or create {path}")
 
 
+def signing_key_path() -> Path:
+    """Where the model-signing key lives: SLUICE_SIGNING_KEY_FILE, else sluice/signing.key under the user's config
+    folder (XDG_CONFIG_HOME or ~/.config): outside every store, so write access to a store is not enough to
+    sign a model."""
+    named = os.environ.get("SLUICE_SIGNING_KEY_FILE")
+    if named:
+        return Path(named).expanduser()
+    config = Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config").expanduser()
+    return config / "sluice" / "signing.key"
+
+
+def signing_key() -> bytes:
+    """The key that signs model artifacts (HMAC-SHA256): SLUICE_SIGNING_KEY (at least 64 hex digits, for workers
+    that share one), else the key file (`signing_key_path`), made with 32 random bytes and mode 0600 at first use.
+    A key file others may read is refused: with the key, anyone could sign a model that runs code."""
+    given = os.environ.get("SLUICE_SIGNING_KEY")
+    if given:
+        try:
+            key = bytes.fromhex(given.strip())
+        except ValueError:
+            key = b""
+        if len(key) < 32:
+            raise ValueError("SLUICE_SIGNING_KEY must be at least 64 hex digits (32 bytes)")
+        return key
+    path = signing_key_path()
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        try:
+            handle = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            pass  # another process made it first
+        else:
+            with os.fdopen(handle, "w") as out:
+                out.write(secrets.token_hex(32) + "\n")
+    if path.stat().st_mode & 0o077:
+        raise ValueError(f"the model-signing key {path} may be read by others: chmod 600 it (or make a new one "
+                         "and run `sluice models sign`)")
+    try:
+        key = bytes.fromhex(path.read_text().strip())
+    except ValueError:
+        key = b""
+    if len(key) < 32:
+        raise ValueError(f"{path} is not a model-signing key (64 or more hex digits)")
+    return key
+
+
 @lru_cache(maxsize=1)
 def get_settings() -> SluiceSettings:
     """The settings of this process's environment, read once."""

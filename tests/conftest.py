@@ -7,6 +7,11 @@ import os
 os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+if "SLUICE_SIGNING_KEY_FILE" not in os.environ and "SLUICE_SIGNING_KEY" not in os.environ:
+    # the tests' own model-signing key (children inherit it), never the user's ~/.config/sluice/signing.key
+    import tempfile as _tempfile
+
+    os.environ["SLUICE_SIGNING_KEY_FILE"] = os.path.join(_tempfile.mkdtemp(prefix="sluice-test-key-"), "signing.key")
 
 import pytest  # noqa: E402
 

@@ -182,3 +182,29 @@ def test_export_mistakes_are_one_line_errors(sluice_home, tmp_path, args, messag
     result = invoke(*args)
     assert result.exit_code == 1
     assert message in result.output and "Traceback" not in result.output
+
+
+def test_models_sign_trusts_registered_artifacts_whose_bytes_match_and_refuses_the_rest(sluice_home, tmp_path):
+    import hashlib
+
+    from flows.common import engine_for
+    from scoring.models import train_model
+    from scoring.registry import load_model, save_model, signature_path
+    from store.repo import register_model
+
+    engine = engine_for(None)
+    model = train_model(["good match", "bad weather", "good goal", "rainy weather"] * 3,
+                        ["sport", "weather", "sport", "weather"] * 3, kind="text")
+    saved = save_model(model, tmp_path / "models")
+    register_model(engine, {"version": saved.version, "kind": "text", "artifact_path": str(saved.path),
+                            "sha256": saved.sha256, "classes": ["sport", "weather"], "metrics": {}, "train_size": 12})
+    signature_path(saved.path).unlink()  # an artifact from before signing
+    result = invoke("models", "sign")
+    assert result.exit_code == 0 and "1 artifact(s) signed, 0 refused" in result.output
+    assert load_model(saved.path, sha256=saved.sha256).classes_.tolist() == ["sport", "weather"]
+    saved.path.write_bytes(saved.path.read_bytes() + b"\0")  # altered since it was registered
+    signature_path(saved.path).unlink()
+    refused = invoke("models", "sign")
+    assert refused.exit_code == 1 and f"not signed: {saved.version}" in refused.output
+    assert not signature_path(saved.path).exists()
+    assert hashlib.sha256(saved.path.read_bytes()).hexdigest() != saved.sha256

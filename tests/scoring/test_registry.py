@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from scoring.errors import ArtifactIntegrityError
-from scoring.registry import SavedArtifact, load_model, save_model
+from scoring.registry import SavedArtifact, load_model, save_model, sign_artifact, signature_path
 
 
 def test_round_trip(text_model, text_data, tmp_path):
@@ -34,7 +34,8 @@ def test_save_is_idempotent(text_model, tmp_path):
     second = save_model(text_model, tmp_path)
     assert second == first
     assert first.path.stat().st_mtime_ns == mtime
-    assert sorted(p.name for p in tmp_path.iterdir()) == [first.path.name]  # no temp files left behind
+    # no temp files left behind: the artifact and its signature
+    assert sorted(p.name for p in tmp_path.iterdir()) == [first.path.name, signature_path(first.path).name]
 
 
 def test_same_training_gives_same_version(text_data, tmp_path):
@@ -104,8 +105,10 @@ def test_file_that_is_not_a_model(tmp_path):
 
     path = tmp_path / "other.joblib"
     joblib.dump({"not": "a model"}, path)
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    sign_artifact(path, sha256=digest)
     with pytest.raises(ArtifactIntegrityError, match="not a ScoringModel"):
-        load_model(path, sha256=hashlib.sha256(path.read_bytes()).hexdigest())
+        load_model(path, sha256=digest)
 
 
 def test_save_rejects_non_models(tmp_path):
@@ -121,7 +124,9 @@ def test_artifact_written_by_joblib_still_loads(text_model, text_data, tmp_path)
     path = tmp_path / "old.joblib"
     joblib.dump(text_model, path)
     assert b"joblib.numpy_pickle" in path.read_bytes()
-    loaded = load_model(path, sha256=hashlib.sha256(path.read_bytes()).hexdigest())
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    sign_artifact(path, sha256=digest)  # as `sluice models sign` trusts it
+    loaded = load_model(path, sha256=digest)
     texts = text_data["test_texts"]
     np.testing.assert_allclose(loaded.predict_proba(texts), text_model.predict_proba(texts))
 
@@ -171,3 +176,49 @@ def test_an_unfitted_family_model_is_not_saved(tmp_path):
     with pytest.raises(ValueError, match="Verifier is not fitted"):
         save_model(Verifier(), tmp_path)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_model_replaced_with_its_recorded_hash_does_not_load_without_this_installations_signature(
+        text_model, tmp_path, monkeypatch):
+    """The attack: someone who can write the store swaps the model file for a pickle that runs code and updates
+    `model_versions.sha256` to match. The hash matches; the signature, made with a key outside the store, does not."""
+    import pickle
+
+    artifact = save_model(text_model, tmp_path)
+    ran = tmp_path / "payload-ran"
+
+    class Payload:
+        def __reduce__(self):
+            return (ran.touch, ())
+
+    artifact.path.write_bytes(pickle.dumps(Payload()))
+    forged = hashlib.sha256(artifact.path.read_bytes()).hexdigest()  # the registry row rewritten to match
+    with pytest.raises(ArtifactIntegrityError, match="signature is not this installation's"):
+        load_model(artifact.path, sha256=forged)
+    signature_path(artifact.path).unlink()  # nor does removing the signature help
+    with pytest.raises(ArtifactIntegrityError, match="carries no signature"):
+        load_model(artifact.path, sha256=forged)
+    assert not ran.exists()
+    # another installation's key cannot sign for this one
+    other_key = tmp_path / "other.key"
+    monkeypatch.setenv("SLUICE_SIGNING_KEY_FILE", str(other_key))
+    sign_artifact(artifact.path, sha256=forged)
+    monkeypatch.undo()
+    with pytest.raises(ArtifactIntegrityError, match="signature is not this installation's"):
+        load_model(artifact.path, sha256=forged)
+    assert not ran.exists()
+
+
+def test_a_signing_key_others_can_read_is_refused(tmp_path, monkeypatch):
+    from store.settings import signing_key
+
+    key = tmp_path / "k" / "signing.key"
+    monkeypatch.setenv("SLUICE_SIGNING_KEY_FILE", str(key))
+    first = signing_key()
+    assert len(first) == 32 and signing_key() == first and (key.stat().st_mode & 0o777) == 0o600
+    key.chmod(0o644)
+    with pytest.raises(ValueError, match="may be read by others"):
+        signing_key()
+    monkeypatch.setenv("SLUICE_SIGNING_KEY", "ab" * 8)
+    with pytest.raises(ValueError, match="at least 64 hex digits"):
+        signing_key()
