@@ -631,15 +631,16 @@ def models_sign(database_url: str | None = DatabaseOption) -> None:
     """Trust the store's registered model artifacts whose bytes match the registry: sign them with this
     installation's key (artifacts saved before signing, or after the key changed). A file whose sha256 differs
     from the registry's is reported and left unsigned."""
-    from flows.common import engine_for
+    from flows.common import artifact_file, engine_for
     from scoring.errors import ArtifactIntegrityError
     from scoring.registry import sign_artifact
     from store.repo import model_artifacts
 
+    settings = command_settings(database_url)
     signed, refused = 0, []
-    for artifact in model_artifacts(engine_for(command_settings(database_url))):
+    for artifact in model_artifacts(engine_for(settings)):
         try:
-            sign_artifact(Path(artifact.artifact_path), sha256=artifact.sha256)
+            sign_artifact(artifact_file(artifact, settings), sha256=artifact.sha256)
             signed += 1
         except (ArtifactIntegrityError, OSError) as error:
             refused.append(f"{artifact.version}: {error}")

@@ -29,7 +29,7 @@ from scoring.verifier import Verifier
 from store.db import get_engine
 from store.lock import LockStatus, StoreLockTimeout, hold_store_lock, lock_name
 from store.models import ModelVersion
-from store.repo import active_policy
+from store.repo import ModelArtifact, active_policy
 from store.settings import SluiceSettings, settings_or_environment
 from store.vocab import ModelFamily
 
@@ -185,10 +185,23 @@ def _load(path: str, sha256: str) -> ScoringModel:
     return load_model(Path(path), sha256=sha256)
 
 
-def load_scoring_model(version: ModelVersion) -> ScoringModel:
+def artifact_file(version: ModelVersion | ModelArtifact, settings: SluiceSettings | None = None) -> Path:
+    """Where a registered model's file is for `settings` (the environment's when None): a path recorded relative
+    (the file's name) is in the settings' models folder; an absolute one (recorded before) is taken from that
+    folder too when a copy of it is there, so a store copied with its home loads its own files, not the
+    original's."""
     if not version.artifact_path or not version.sha256:
         raise ValueError(f"model {version.version} has no artifact to load")
-    return _load(version.artifact_path, version.sha256)
+    recorded = Path(version.artifact_path)
+    models_dir = settings_or_environment(settings).models_dir
+    if not recorded.is_absolute():
+        return models_dir / recorded
+    local = models_dir / recorded.name
+    return local if local.exists() else recorded
+
+
+def load_scoring_model(version: ModelVersion, settings: SluiceSettings | None = None) -> ScoringModel:
+    return _load(str(artifact_file(version, settings)), version.sha256)
 
 
 @lru_cache(maxsize=4)
@@ -197,13 +210,11 @@ def _load_family(path: str, sha256: str, family: str) -> Verifier | PreferenceMo
     return loader(Path(path), sha256=sha256)
 
 
-def load_family_model(version: ModelVersion) -> Verifier | PreferenceModel:
+def load_family_model(version: ModelVersion, settings: SluiceSettings | None = None) -> Verifier | PreferenceModel:
     """The verifier or preference model of a registered version (its `kind` names the family), hash-checked."""
     if version.kind not in set(ModelFamily):
         raise ValueError(f"model {version.version} is a {version.kind!r} model, not a verifier or preference model")
-    if not version.artifact_path or not version.sha256:
-        raise ValueError(f"model {version.version} has no artifact to load")
-    return _load_family(version.artifact_path, version.sha256, version.kind)
+    return _load_family(str(artifact_file(version, settings)), version.sha256, version.kind)
 
 
 def pack(groups: Sequence[Sequence[Any]], *, max_items: int, max_groups: int) -> list[list[Sequence[Any]]]:

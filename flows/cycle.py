@@ -61,7 +61,8 @@ def cycle_figures(engine: Engine, cycle: int, routing_model: str | None) -> dict
 STOPPING_SAMPLE = 500
 
 
-def stopping_signal(engine: Engine, cycle: int, previous: ModelVersion | None) -> dict[str, Any]:
+def stopping_signal(engine: Engine, cycle: int, previous: ModelVersion | None,
+                    settings: SluiceSettings | None = None) -> dict[str, Any]:
     """Is the flywheel still paying? Held-out accuracy gained per 100 new labels since the last cycle, and the
     share of unlabelled items on which the new model agrees with the one it replaced (near 1: little changes)."""
     current = promoted_model(engine)
@@ -77,7 +78,8 @@ def stopping_signal(engine: Engine, cycle: int, previous: ModelVersion | None) -
         sample = unlabelled_inputs(engine, current.kind, limit=STOPPING_SAMPLE)
         if sample:
             inputs = np.asarray(sample, dtype=float) if current.kind == "features" else sample
-            old, new = load_scoring_model(previous).predict(inputs), load_scoring_model(current).predict(inputs)
+            old = load_scoring_model(previous, settings).predict(inputs)
+            new = load_scoring_model(current, settings).predict(inputs)
             signal["model_agreement"] = model_agreement(old, new)
     elif previous is not None and current is not None:
         signal["model_agreement"] = 1.0
@@ -108,7 +110,7 @@ def run_cycle(
         steps["pull"] = pull_flow(cycle=cycle, settings=settings)
     steps["retrain"] = retrain_flow(settings=settings)
     figures = cycle_figures(engine, cycle, routing_model.version if routing_model else None)
-    figures.update(stopping_signal(engine, cycle, routing_model))
+    figures.update(stopping_signal(engine, cycle, routing_model, settings))
     figures["audit"] = audit_estimates(engine)
     policy, _ = active_policy(engine)
     figures["target_error"] = policy.defaults.max_auto_error

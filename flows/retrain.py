@@ -90,7 +90,7 @@ def _register(engine: Engine, models_dir: Path, model: ScoringModel | FamilyMode
               classes: Sequence[str], metrics: dict, train_size: int, data_hash: str, parent: str | None) -> str:
     saved = save_model(model, models_dir)
     register_model(engine, {
-        "version": saved.version, "kind": kind, "artifact_path": str(saved.path), "sha256": saved.sha256,
+        "version": saved.version, "kind": kind, "artifact_path": saved.path.name, "sha256": saved.sha256,
         "classes": [str(c) for c in classes], "metrics": metrics, "train_size": train_size,
         "status": ModelStatus.CANDIDATE, "data_hash": data_hash, "parent_version": parent, "created_at": utcnow(),
     })
@@ -221,7 +221,7 @@ def retrain_classifier(engine: Engine, settings: SluiceSettings, *, seed: int, g
     if seen is not None:
         return {"status": "unchanged", "version": seen, "promoted": incumbent.version if incumbent else None}
     candidate = train_candidate(kind, inputs, labels, seed)
-    judged = judge_candidate(engine, kind, candidate, load_scoring_model(incumbent) if incumbent else None,
+    judged = judge_candidate(engine, kind, candidate, load_scoring_model(incumbent, settings) if incumbent else None,
                              alpha=gate.alpha, tolerance=gate.tolerance, min_items=gate.min_items)
     return settle_candidate(engine, settings, candidate, judged, kind=candidate.kind, classes=candidate.classes_,
                             train_size=len(labels), data_hash=data_hash,
@@ -292,7 +292,7 @@ def retrain_family(engine: Engine, settings: SluiceSettings, family: ModelFamily
         return {"family": family.value, "status": "unchanged", "version": seen,
                 "promoted": incumbent.version if incumbent else None}
     candidate = train_family_candidate(family, data)
-    judged = judge_family_candidate(engine, family, candidate, load_family_model(incumbent) if incumbent else None,
+    judged = judge_family_candidate(engine, family, candidate, load_family_model(incumbent, settings) if incumbent else None,
                                     gate=gate)
     return settle_candidate(engine, settings, candidate, judged, kind=family.value, classes=FAMILY_OUTCOMES[family],
                             train_size=len(data), data_hash=data_hash,

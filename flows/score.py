@@ -22,6 +22,7 @@ from flows.common import (
     Payload,
     engine_for,
     holds_store_lock,
+    artifact_file,
     load_family_model,
     load_scoring_model,
     settled,
@@ -106,7 +107,7 @@ def _write_predictions(engine: Engine, rows: list[dict]) -> None:
 @takes_payloads
 def score_model_batch(item_ids: list[str], version: ModelVersion, settings: SluiceSettings) -> int:
     engine = engine_for(settings)
-    model = load_scoring_model(version)
+    model = load_scoring_model(version, settings)
     column = Item.text if model.kind == "text" else Item.features
     with engine.connect() as conn:
         found = dict(conn.execute(select(Item.id, column).where(Item.id.in_(item_ids))).all())
@@ -143,9 +144,8 @@ def score_model_batches_in_processes(
     """Score batches in `workers` processes (TF-IDF holds the GIL, threads would take turns); this process
     reads the inputs and writes the predictions while the workers compute."""
     engine = engine_for(settings)
-    if not version.artifact_path or not version.sha256:
-        raise ValueError(f"model {version.version} has no artifact to load")
-    classes = load_scoring_model(version).classes_
+    path = str(artifact_file(version, settings))
+    classes = load_scoring_model(version, settings).classes_
     scored = 0
     context = multiprocessing.get_context("spawn")  # no fork of a process that runs Prefect's threads
     with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
@@ -153,7 +153,7 @@ def score_model_batches_in_processes(
         for part in chunked(item_ids, batch_size):
             usable, inputs = _model_inputs(engine, list(part), version.kind)
             if usable:
-                pending.append((usable, pool.submit(_predict_in_worker, version.artifact_path, version.sha256,
+                pending.append((usable, pool.submit(_predict_in_worker, path, version.sha256,
                                                     version.kind, inputs)))
         for usable, future in pending:
             _write_prediction_columns(engine, usable, classes, future.result(), version.version)
@@ -219,7 +219,7 @@ def score_family_batch(item_ids: list[str], version: ModelVersion, settings: Slu
     """Score a batch of outputs of LLM pipelines with the verifier or preference model of `version`; an item its
     model cannot read (no response) is left unscored."""
     engine = engine_for(settings)
-    model = load_family_model(version)
+    model = load_family_model(version, settings)
     with engine.connect() as conn:
         found = dict(conn.execute(select(Item.id, Item.payload).where(Item.id.in_(bindparam("ids", expanding=True))),
                                   {"ids": list(item_ids)}).all())

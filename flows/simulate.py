@@ -153,11 +153,12 @@ def auto_errors(engine: Engine, cycle: int, truth: dict[str, str]) -> int:
     return int(sum(truth.get(row.item_id) != row.predicted_label for row in automated_predictions(engine, cycle)))
 
 
-def test_accuracy(engine: Engine, test_records: list[dict[str, Any]], truth: dict[str, str]) -> float | None:
+def test_accuracy(engine: Engine, test_records: list[dict[str, Any]], truth: dict[str, str],
+                  settings: SluiceSettings | None = None) -> float | None:
     model_row = promoted_model(engine)
     if model_row is None or not test_records:
         return None
-    model = load_scoring_model(model_row)
+    model = load_scoring_model(model_row, settings)
     key = "text" if model.kind == "text" else "features"
     inputs = [r.get(key) for r in test_records]
     predicted = model.predict(np.asarray(inputs, dtype=float) if key == "features" else inputs)
@@ -272,7 +273,7 @@ def run_simulation(config: SimulationConfig, *, settings: SluiceSettings | None 
     rows = run_loop(
         engine=engine, settings=settings, stream=stream, cycles=config.cycles, batch_size=config.batch_size, strategy=config.strategy,
         annotate=annotate, push=config.annotator == "labelstudio", truth=truth, work=home,
-        accuracy=lambda: test_accuracy(engine, test, truth),
+        accuracy=lambda: test_accuracy(engine, test, truth, settings),
         on_cycle=lambda row: console.print(f"cycle {row['cycle']}: accuracy {_cell(row['accuracy'])}, "
                                            f"labels {row['labels_total']}"),
     )

@@ -37,6 +37,7 @@ from store.settings import PROJECT_ROOT
 from store.vocab import FAMILY_ITEM_KIND, UNBIASED_SELECTIONS, ItemKind, ItemState, ModelFamily, ModelStatus, Split
 
 __all__ = [
+    "ModelArtifact",
     "DECISION_FIELDS",
     "DEFAULT_POLICY_PATH",
     "EVIDENCE_FIELDS",

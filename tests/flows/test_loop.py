@@ -116,3 +116,27 @@ def test_cycle_report_is_stored(sluice_home, dataset_files):
     assert {"gain_per_100_labels", "model_agreement"} <= set(stored)
     if result["steps"]["retrain"]["status"] == "promoted":
         assert 0.0 <= stored["model_agreement"] <= 1.0
+
+
+def test_a_store_copied_with_its_home_loads_its_own_models(sluice_home, dataset_files, tmp_path):
+    """A home copied elsewhere (a backup restored, a store moved) scores with the models in its own folder, not
+    with files at the original's paths: those may be gone, or belong to another store."""
+    import shutil
+
+    from flows.common import artifact_file, engine_for, load_scoring_model
+    from flows.score import score_flow
+    from store.repo import promoted_model
+    from store.settings import get_settings
+    from tests.flows.seeded import seed_and_route
+
+    if get_settings().database_url:
+        pytest.skip("a PostgreSQL store does not live in its home folder")
+    seed_and_route(*dataset_files)
+    copy = tmp_path / "copied-home"
+    shutil.copytree(sluice_home, copy)
+    shutil.rmtree(sluice_home / "models")  # the original's files are gone
+    settings = get_settings().with_home(copy)
+    version = promoted_model(engine_for(settings))
+    assert artifact_file(version, settings) == copy.resolve() / "models" / f"{version.version}.joblib"
+    assert load_scoring_model(version, settings).classes_.tolist() == ["finance", "sport", "weather"]
+    assert score_flow(settings=settings)["model_version"] == version.version
