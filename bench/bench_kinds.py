@@ -291,11 +291,13 @@ def _median_iqr(values: np.ndarray, digits: int = 2) -> str:
 
 
 def summarise_active_learning(rows: list[dict], kinds: list[str]) -> list[str]:
+    from scipy.stats import binomtest
+
     lines = ["(a) Active learning against random (same seed labels), over a fixed label budget: shortfall = mean over "
              "the budget of (full-pool AUC - test AUC), zero above it; ratio below 1 favours active learning:", "",
              "| kind | sizes | seeds | full-pool AUC (median) | seed labels' AUC (median) | budget (labels) | "
              "shortfall active, random (medians) | per-seed shortfall ratio active/random, median (IQR) | "
-             "per-seed mean-AUC difference active - random, median (IQR) | seeds active ahead |",
+             "per-seed mean-AUC difference active - random, median (IQR) | seeds active ahead (two-sided sign test) |",
              "|---|---|---|---|---|---|---|---|---|---|"]
     gap_lines = ["", f"(a') Labels to close {GAP_SHARE:.0%} of the gap between the seed labels' test AUC and the "
                  "full-pool AUC (a seed whose arm never gets there counts at one batch past its budget):", "",
@@ -309,11 +311,13 @@ def summarise_active_learning(rows: list[dict], kinds: list[str]) -> list[str]:
         m = {key: np.array([seed_measures(r)[key] for r in mine]) for key in seed_measures(mine[0])}
         ratio = m["active_shortfall"] / np.maximum(m["random_shortfall"], 1e-12)
         difference = m["active_mean_auc"] - m["random_mean_auc"]
+        ahead = int((difference > 0).sum())
+        sign_p = binomtest(ahead, int((difference != 0).sum()), 0.5).pvalue if (difference != 0).any() else 1.0
         lines.append(f"| {kind} | pool {size['pool']}, test {size['test']}, start {size['start']}, batch "
                      f"{size['step']}, last round {size['most']} | {len(mine)} | {np.median(m['ceiling']):.3f} | "
                      f"{np.median(m['start_auc']):.3f} | {np.median(m['last']):.0f} | "
                      f"{np.median(m['active_shortfall']):.4f}, {np.median(m['random_shortfall']):.4f} | "
-                     f"{_median_iqr(ratio)} | {_median_iqr(difference, 4)} | {int((difference > 0).sum())}/{len(mine)} |")
+                     f"{_median_iqr(ratio)} | {_median_iqr(difference, 4)} | {ahead}/{len(mine)} (p {sign_p:.2g}) |")
         step = np.median([np.diff([c[0] for c in r["al"]["curves"]["random"]]).mean() for r in mine])
         censored = {arm: np.where(np.isfinite(m[f"{arm}_to_gap"]), m[f"{arm}_to_gap"], m["last"] + step)
                     for arm in ("active", "random")}
@@ -330,7 +334,7 @@ def summarise(rows: list[dict], kinds: list[str]) -> str:
              f"confidence {1 - DELTA:g} (delta {DELTA:g}), alpha per kind in the table.", "",
              *summarise_active_learning(rows, kinds)]
     lines += ["", "Labels are what people give: responses, pairs (ties included), fields (a chosen document costs all "
-              "its fields). Pool, test, start and batch are in responses, pairs and documents.", "",
+              "its fields). Pool, test, start, batch and last round are in responses, pairs and documents; the budget in labels.", "",
               "(b) Realised rejected share among auto-accepted fresh items, threshold certified by Learn-then-Test on "
               "uniform labels:", "",
               "| kind | alpha | sizes | seeds | certified | median threshold | median coverage | median realised error | "
