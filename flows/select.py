@@ -109,8 +109,7 @@ def kind_batch(reviews: list[BacklogRow], llm: LlmCandidates) -> KindBatch | Non
     prefer the predicted side)): the pipeline's raw score may be one-sided or skewed, and closeness of a raw 0.9 to
     0.5 says nothing when people accept half of the 0.9s. Where no calibration applied the route flow stored the raw
     score as the calibrated one. An extraction's fields are taken at the confidences its payload gives them."""
-    position = llm.by_decision()
-    at = [position.get(r.decision_id) for r in reviews]
+    at = llm.positions([r.decision_id for r in reviews])
     if all(p is None for p in at):
         return None
     kinds = tuple(CLASSIFICATION if p is None else llm.kinds[p] for p in at)

@@ -46,7 +46,9 @@ def test_llm_candidates_leave_classifications_out_and_carry_kind_payload_and_cal
     assert by_id[ids["x#m3"]] == ("extraction", PAYLOADS["x"], None)
     assert by_id[ids["g2#m4"]][2] == 0.3 and by_id[ids["g2#m5"]][2] is None
     assert ids["c#m0"] not in by_id
-    assert found.by_decision()[ids["p#m2"]] == found.decision_ids.index(ids["p#m2"])
+    assert found.positions([ids["p#m2"], ids["c#m0"], ids["g#m1"], 10**9]) == [
+        found.decision_ids.index(ids["p#m2"]), None, found.decision_ids.index(ids["g#m1"]), None]
+    assert LlmCandidates([], [], [], []).positions([1, 2]) == [None, None]
     assert llm_candidates(engine, [ids["c#m0"]]) == LlmCandidates([], [], [], [])
     assert llm_candidates(engine, []) == LlmCandidates([], [], [], [])
 
