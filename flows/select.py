@@ -26,9 +26,20 @@ from flows.runners import BATCH_RUNNER
 from routing.decide import Route
 from routing.draws import AUDIT_SALT, BLIND_SALT, OVERLAP_SALT, drawn
 from routing.policy import budget_window
-from routing.sampling import STRATEGIES, entropy, least_confidence, margin, probability_matrix, select_batch
+from routing.kind_selection import CLASSIFICATION, KindBatch, select_by_kind, usefulness
+from routing.sampling import (
+    STRATEGIES,
+    Selection as Chosen,
+    entropy,
+    least_confidence,
+    margin,
+    probability_matrix,
+    select_batch,
+)
+from scoring.preference import PairwiseExample, pair_description
 from store.bulk import chunked, insert_ignore
 from store.db import refresh_statistics
+from store.kinds import LlmCandidates, llm_candidates
 from store.models import Item, ItemState, Label, ReviewTask
 from store.repo import BacklogRow, active_policy, review_backlog
 from store.settings import SluiceSettings, settings_or_environment
@@ -76,6 +87,61 @@ def audit_draw(rows: list[BacklogRow], *, rate: float | np.ndarray) -> tuple[lis
     return [r for r, d in zip(rows, mask) if d], [r for r, d in zip(rows, mask) if not d]
 
 
+def _plain_text(value: str | list[Any] | None) -> str:
+    """A prompt (a string or chat messages) or context (a string or documents) as one text."""
+    if value is None or isinstance(value, str):
+        return value or ""
+    return "\n\n".join(part["content"] if isinstance(part, dict) else str(part) for part in value)
+
+
+def pair_features(payloads: list[dict[str, Any]]) -> np.ndarray:
+    """An order-free description of each pair from its texts (``scoring.preference.pair_description``), each
+    column standardised over the pairs, so that no one feature's scale decides the diversity clusters."""
+    description = pair_description([PairwiseExample(_plain_text(p["prompt"]), p["response_a"], p["response_b"],
+                                                    _plain_text(p.get("context"))) for p in payloads])
+    return (description - description.mean(axis=0)) / (description.std(axis=0) + 1e-9)
+
+
+def kind_batch(reviews: list[BacklogRow], llm: LlmCandidates) -> KindBatch | None:
+    """What the kind selectors read of `reviews`, or None when none of them is an output of an LLM pipeline.
+
+    A response's and a pair's outcome probability is the decision's calibrated confidence (P(people accept), P(people
+    prefer the predicted side)): the pipeline's raw score may be one-sided or skewed, and closeness of a raw 0.9 to
+    0.5 says nothing when people accept half of the 0.9s. Where no calibration applied the route flow stored the raw
+    score as the calibrated one. An extraction's fields are taken at the confidences its payload gives them."""
+    at = llm.positions([r.decision_id for r in reviews])
+    if all(p is None for p in at):
+        return None
+    kinds = tuple(CLASSIFICATION if p is None else llm.kinds[p] for p in at)
+    plain = [r for r, p in zip(reviews, at) if p is None]
+    class_probs = (probability_matrix([r.probs for r in plain], [r.predicted_label for r in plain],
+                                      [r.raw_confidence for r in plain]) if plain else np.empty((0, 2)))
+    p_outcome = np.array([np.nan if p is None or kind == "extraction" or llm.calibrated_confidences[p] is None
+                          else llm.calibrated_confidences[p] for p, kind in zip(at, kinds)], dtype=float)
+    pairs = [llm.payloads[p] or {} for p, kind in zip(at, kinds) if kind == "pairwise"]
+    fields = [(row, field["confidence"]) for row, (p, kind) in enumerate(zip(at, kinds)) if kind == "extraction"
+              for field in ((llm.payloads[p] or {}).get("fields") or {}).values()]
+    return KindBatch(kinds=kinds, class_probs=class_probs, p_outcome=p_outcome,
+                     pair_features=pair_features(pairs) if pairs else np.empty((0, 1)),
+                     field_confidence=np.array([c for _, c in fields], dtype=float),
+                     field_owner=np.array([row for row, _ in fields], dtype=np.intp))
+
+
+def choose_reviews(reviews: list[BacklogRow], llm: LlmCandidates, *, strategy: str, budget: int,
+                   rng: np.random.Generator) -> tuple[Chosen, np.ndarray]:
+    """(the review items to send, most useful first; every candidate's usefulness, its task priority). A batch of
+    classifications alone is chosen as it always was, by `strategy` over class probabilities; one holding outputs of
+    LLM pipelines shares the budget out by usefulness and lets each kind spend its share by its own uncertainty
+    (``routing.kind_selection.select_by_kind``)."""
+    batch = kind_batch(reviews, llm)
+    if batch is None:
+        probs = probability_matrix([r.probs for r in reviews], [r.predicted_label for r in reviews],
+                                   [r.raw_confidence for r in reviews])
+        return (select_batch(probs, budget=budget, strategy=strategy, rng=rng),
+                UNCERTAINTY.get(strategy, margin)(probs))
+    return select_by_kind(batch, budget=budget, strategy=strategy, rng=rng), usefulness(batch, strategy=strategy)
+
+
 def spent_budget(engine: Engine, segments: list[str], window: tuple[datetime, datetime]) -> dict[str, int]:
     """Review tasks each segment already sent in its budget `window` ([start, end)), in any cycle or in none;
     audits and gold are not budgeted. What one select spent, the next in the same window cannot spend again."""
@@ -95,7 +161,7 @@ def spent_budget(engine: Engine, segments: list[str], window: tuple[datetime, da
 def select_segment(
     engine: Engine, rows: list[BacklogRow], budget: int, audit_rate: float, strategy: str, cycle: int | None,
     blind_share: float = 0.0, gold_share: float = 0.0, overlap_share: float = 0.0, overlap_annotators: int = 3,
-    *, spent: int = 0, now: datetime | None = None,
+    *, spent: int = 0, now: datetime | None = None, llm: LlmCandidates | None = None,
 ) -> list[dict[str, Any]]:
     """Queue all audit samples, then escalations, then the most useful review items up to `budget`.
 
@@ -106,7 +172,9 @@ def select_segment(
     of the budgeted review tasks goes out blind too, so that the console can compare how often annotators
     accept a shown suggestion with how often they agree with it unseen (the automation-bias gap). An
     `overlap_share` of all but gold tasks goes to `overlap_annotators` annotators each, to measure agreement.
-    `spent` is what the segment's budget window already took. Returns the task rows to write (gold included)."""
+    `spent` is what the segment's budget window already took; `llm` holds what the outputs of LLM pipelines
+    among the rows carry (their review is chosen by their kind's uncertainty, see `choose_reviews`). Returns the
+    task rows to write (gold included)."""
     now = now or utcnow()
     tasks = [_task_row(r, Selection.AUDIT, r.inclusion_probability if r.inclusion_probability is not None else 1.0,
                        0.0, cycle, now, blind=True)
@@ -120,14 +188,12 @@ def select_segment(
               for r, rate in zip(audited, audit_rates(audited, audit_rate).tolist())]
     remaining = max(budget - len(escalations), 0)
     if reviews and remaining:
-        probs = probability_matrix([r.probs for r in reviews], [r.predicted_label for r in reviews],
-                                   [r.raw_confidence for r in reviews])
         rng = derive_rng("select", strategy, cycle, [r.item_id for r in reviews])
-        chosen = select_batch(probs, budget=remaining, strategy=strategy, rng=rng)
-        usefulness = UNCERTAINTY.get(strategy, margin)(probs)
+        chosen, useful = choose_reviews(reviews, llm or LlmCandidates([], [], [], []), strategy=strategy,
+                                        budget=remaining, rng=rng)
         for index, reason, probability in zip(chosen.indices, chosen.reasons, chosen.probabilities):
             row = reviews[index]
-            tasks.append(_task_row(row, reason, probability, float(usefulness[index]), cycle, now,
+            tasks.append(_task_row(row, reason, probability, float(useful[index]), cycle, now,
                                    blind=blind_draw(row.decision_id, blind_share)))
     assign_overlap(tasks, overlap_share, overlap_annotators)
     budgeted = sum(t["selection_reason"] not in (Selection.AUDIT, Selection.ESCALATION) for t in tasks)
@@ -153,11 +219,12 @@ def select_segments(segments: list[list[BacklogRow]], strategy: str, cycle: int 
         window = budget_window(now, policy.for_segment(rows[0].segment).budget_window_hours)
         by_window.setdefault(window, []).append(rows[0].segment)
     spent = {s: n for window, names in by_window.items() for s, n in spent_budget(engine, names, window).items()}
+    llm = llm_candidates(engine, [r.decision_id for rows in segments for r in rows if r.route == Route.REVIEW])
     for rows in segments:
         rules = policy.for_segment(rows[0].segment)
         tasks += select_segment(engine, rows, rules.review_budget, rules.spot_check_rate, strategy, cycle,
                                 rules.blind_share, rules.gold_share, rules.overlap_share, rules.overlap_annotators,
-                                spent=spent.get(rows[0].segment, 0), now=now)
+                                spent=spent.get(rows[0].segment, 0), now=now, llm=llm)
     queued = {t["item_id"]: ItemState.queued.value for t in tasks if t["selection_reason"] != Selection.GOLD}
     with engine.begin() as conn:
         insert_ignore(conn, ReviewTask.__table__, tasks)

@@ -10,17 +10,31 @@ most useful first, ties broken by the explicit ``rng``:
   since people review a document's fields together; the selection's indices are document numbers.
 
 The uncertainty of a binary outcome is ``1 - |2p - 1|``: 1 at p = 0.5, 0 at p = 0 or 1.
+
+``select_by_kind`` spends one review budget over a batch that mixes kinds (a segment may hold classifications and
+outputs of LLM pipelines): the budget is shared out by one usefulness on the strategy's scale (a classification's
+``strategy`` utility of its class probabilities; an LLM item's, of the binary outcome at its kind's uncertainty),
+then each kind spends its share with its own selector above, classifications with ``routing.sampling.select_batch``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from routing.sampling import Selection, diverse_top
+from routing.sampling import STRATEGIES, Selection, diverse_top, margin, select_batch
 
 __all__ = [
+    "CLASSIFICATION",
+    "KIND_REASONS",
+    "KindBatch",
+    "allot_budget",
+    "kind_uncertainty",
+    "select_by_kind",
+    "usefulness",
     "GENERATION_REASON",
     "EXTRACTION_REASON",
     "PAIRWISE_REASON",
@@ -34,6 +48,8 @@ __all__ = [
 GENERATION_REASON = "verifier_uncertainty"
 PAIRWISE_REASON = "preference_uncertainty"
 EXTRACTION_REASON = "field_uncertainty"
+KIND_REASONS = {"generation": GENERATION_REASON, "pairwise": PAIRWISE_REASON, "extraction": EXTRACTION_REASON}
+CLASSIFICATION = "classification"
 
 
 def binary_uncertainty(probability: Any) -> np.ndarray:
@@ -116,3 +132,147 @@ def select_documents(p_field_right: Any, document: Any, *, budget: int, rng: np.
     per_document = document_uncertainty(p_field_right, document, n_documents=n_documents)
     take = _take(budget, per_document.shape[0])
     return _selection(_most_uncertain(per_document, take, rng), EXTRACTION_REASON)
+
+
+def _floats(values: Any, name: str) -> np.ndarray:
+    array = np.asarray(values, dtype=float)
+    if array.ndim != 1:
+        raise ValueError(f"{name} must be 1-D, got shape {array.shape}")
+    return array
+
+
+@dataclass(frozen=True, eq=False)
+class KindBatch:
+    """What the kind selectors read of a batch of review candidates of mixed kinds.
+
+    ``kinds`` names each candidate's kind; ``class_probs`` holds one row of class probabilities per classification
+    candidate, in candidate order; ``p_outcome`` per candidate the probability of its binary outcome (P(people
+    accept) for a response, P(people prefer the predicted side) for a pair; NaN for other kinds); ``pair_features``
+    one order-free row per pairwise candidate, in candidate order; ``field_confidence`` P(value is right) per
+    extracted field and ``field_owner`` the candidate index that field belongs to."""
+
+    kinds: tuple[str, ...]
+    class_probs: np.ndarray
+    p_outcome: np.ndarray
+    pair_features: np.ndarray = field(default_factory=lambda: np.empty((0, 1)))
+    field_confidence: np.ndarray = field(default_factory=lambda: np.empty(0))
+    field_owner: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.intp))
+
+    def __post_init__(self) -> None:
+        unknown = sorted(set(self.kinds) - {CLASSIFICATION, *KIND_REASONS})
+        if unknown:
+            raise ValueError(f"unknown kinds {unknown}; expected {CLASSIFICATION!r} or one of {sorted(KIND_REASONS)}")
+        n = len(self.kinds)
+        if _floats(self.p_outcome, "p_outcome").shape[0] != n:
+            raise ValueError(f"p_outcome holds {np.shape(self.p_outcome)[0]} values for {n} candidates")
+        counts = {kind: self.kinds.count(kind) for kind in (CLASSIFICATION, "pairwise")}
+        if np.shape(self.class_probs)[0] != counts[CLASSIFICATION]:
+            raise ValueError(f"class_probs holds {np.shape(self.class_probs)[0]} rows for {counts[CLASSIFICATION]} "
+                             "classification candidates")
+        if np.shape(self.pair_features)[0] != counts["pairwise"]:
+            raise ValueError(f"pair_features holds {np.shape(self.pair_features)[0]} rows for "
+                             f"{counts['pairwise']} pairwise candidates")
+        if np.shape(self.field_confidence) != np.shape(self.field_owner):
+            raise ValueError(f"field_confidence {np.shape(self.field_confidence)} and field_owner "
+                             f"{np.shape(self.field_owner)} must have one entry per field")
+
+    def rows(self, kind: str) -> np.ndarray:
+        """Candidate indices of ``kind``, in order."""
+        return np.flatnonzero(np.asarray(self.kinds, dtype=object) == kind)
+
+
+def kind_uncertainty(batch: KindBatch) -> np.ndarray:
+    """Per candidate, its kind's uncertainty in [0, 1] (``binary_uncertainty`` of ``p_outcome`` for a response or
+    a pair; of its most uncertain field for an extraction); NaN for a classification."""
+    out = np.full(len(batch.kinds), np.nan)
+    for kind in ("generation", "pairwise"):
+        rows = batch.rows(kind)
+        out[rows] = binary_uncertainty(np.asarray(batch.p_outcome, dtype=float)[rows])
+    rows = batch.rows("extraction")
+    if rows.size:
+        owners = np.asarray(batch.field_owner)
+        local = np.searchsorted(rows, owners)
+        if owners.size and (local.max() >= rows.size or not np.array_equal(rows[np.minimum(local, rows.size - 1)],
+                                                                            owners)):
+            raise ValueError("field_owner must name extraction candidates only")
+        out[rows] = document_uncertainty(batch.field_confidence, local.astype(np.intp), n_documents=rows.size)
+    return out
+
+
+def usefulness(batch: KindBatch, *, strategy: str) -> np.ndarray:
+    """Per candidate, on one scale: ``strategy``'s utility of a classification's class probabilities, and of the
+    binary outcome whose ``binary_uncertainty`` is the kind's uncertainty for the others (so margin, entropy and
+    least confidence all rank an LLM kind's candidates by its own uncertainty). "random" ranks by margin."""
+    if strategy not in STRATEGIES:
+        raise ValueError(f"unknown strategy {strategy!r}; valid strategies are {sorted(STRATEGIES)}")
+    utility = STRATEGIES[strategy] or margin
+    out = kind_uncertainty(batch)
+    llm = np.flatnonzero(np.isfinite(out))
+    if llm.size:
+        closeness = out[llm] / 2.0  # the smaller probability of the binary outcome with this uncertainty
+        out[llm] = utility(np.column_stack([1.0 - closeness, closeness]))
+    classification = batch.rows(CLASSIFICATION)
+    if classification.size:
+        out[classification] = utility(batch.class_probs)
+    return out
+
+
+def allot_budget(useful: Any, kinds: Sequence[str], *, budget: int, rng: np.random.Generator) -> dict[str, int]:
+    """How much of ``budget`` each kind spends: how many of its candidates are among the ``budget`` most useful
+    of all by ``useful`` (ties broken by ``rng``). Every kind present gets an entry."""
+    values = _floats(useful, "useful")
+    if values.shape[0] != len(kinds) or np.isnan(values).any():
+        raise ValueError(f"useful must hold one number per candidate: {values.shape[0]} for {len(kinds)}, "
+                         f"{int(np.isnan(values).sum())} NaN")
+    top = _most_uncertain(values, _take(budget, values.shape[0]), rng)
+    names = np.asarray(kinds, dtype=object)
+    return {str(kind): int((names[top] == kind).sum()) for kind in sorted(set(kinds))}
+
+
+def _spend(batch: KindBatch, kind: str, take: int, strategy: str, rng: np.random.Generator) -> Selection:
+    """``take`` candidates of ``kind`` by its own selector; indices are the kind's local row numbers."""
+    rows = batch.rows(kind)
+    if kind == CLASSIFICATION:
+        return select_batch(batch.class_probs, budget=take, strategy=strategy, rng=rng)
+    if kind == "generation":
+        return select_responses(np.asarray(batch.p_outcome, dtype=float)[rows], budget=take, rng=rng)
+    if kind == "pairwise":
+        return select_pairs(np.asarray(batch.p_outcome, dtype=float)[rows], batch.pair_features, budget=take,
+                            rng=rng)
+    local = np.searchsorted(rows, np.asarray(batch.field_owner)).astype(np.intp)
+    return select_documents(batch.field_confidence, local, budget=take, rng=rng, n_documents=rows.size)
+
+
+def select_by_kind(batch: KindBatch, *, budget: int, strategy: str, rng: np.random.Generator) -> Selection:
+    """Up to ``budget`` candidates of a mixed batch, most useful first: the budget is shared out over the kinds by
+    ``usefulness`` (``allot_budget``), then each kind spends its share with its own selector (classification with
+    ``select_batch`` and ``strategy``; a response by the verifier's, a pair by the preference's uncertainty with
+    the diversity term, a document by its most uncertain field). With ``strategy="random"`` the whole batch is a
+    uniform sample, whatever the kinds. Reasons are the strategy's for classifications, the kind's otherwise."""
+    if strategy not in STRATEGIES:
+        raise ValueError(f"unknown strategy {strategy!r}; valid strategies are {sorted(STRATEGIES)}")
+    n = len(batch.kinds)
+    take = _take(budget, n)
+    if strategy == "random":
+        picks = rng.choice(n, size=take, replace=False) if take else np.empty(0, dtype=np.intp)
+        return Selection(indices=np.asarray(picks, dtype=np.intp), reasons=(strategy,) * take,
+                         probabilities=np.full(take, take / n if n else 1.0))
+    useful = usefulness(batch, strategy=strategy)
+    present = sorted(set(batch.kinds))
+    shares = ({present[0]: take} if len(present) == 1  # one kind spends it all, as its own selector would
+              else allot_budget(useful, batch.kinds, budget=take, rng=rng))
+    indices: list[np.ndarray] = []
+    reasons: list[str] = []
+    probabilities: list[np.ndarray] = []
+    for kind, share in shares.items():
+        if share:
+            chosen = _spend(batch, kind, share, strategy, rng)
+            indices.append(batch.rows(kind)[chosen.indices])
+            reasons += chosen.reasons
+            probabilities.append(chosen.probabilities)
+    if not indices:
+        return Selection(indices=np.empty(0, dtype=np.intp), reasons=(), probabilities=np.empty(0))
+    merged = np.concatenate(indices)
+    order = np.argsort(-useful[merged], kind="stable")
+    return Selection(indices=merged[order], reasons=tuple(reasons[i] for i in order),
+                     probabilities=np.concatenate(probabilities)[order])

@@ -113,6 +113,10 @@ class Selection(StrEnum):
     LEAST_CONFIDENCE = "least_confidence"
     RANDOM = "random"
     DIVERSE = "diverse"
+    # an output of an LLM pipeline chosen by its kind's uncertainty (routing.kind_selection.KIND_REASONS)
+    VERIFIER_UNCERTAINTY = "verifier_uncertainty"
+    PREFERENCE_UNCERTAINTY = "preference_uncertainty"
+    FIELD_UNCERTAINTY = "field_uncertainty"
     UNSOLICITED = "unsolicited"
 
 

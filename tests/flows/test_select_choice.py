@@ -1,0 +1,56 @@
+"""flows.select's choice of review items over plain rows (no store): what the kind selectors read of a backlog,
+and a backlog of classifications chosen exactly as before."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from flows.select import choose_reviews, kind_batch, pair_features
+from routing.sampling import probability_matrix, select_batch
+from store.kinds import LlmCandidates
+from store.repo import BacklogRow
+
+NONE = LlmCandidates([], [], [], [])
+
+
+def row(decision_id: int, label: str | None, raw: float | None, probs: dict | None = None) -> BacklogRow:
+    return BacklogRow(decision_id, f"item-{decision_id}", "s", "review", None, "m", "p1", label, raw, probs, None)
+
+
+def test_a_backlog_of_classifications_is_chosen_as_select_batch_chooses_it():
+    rng = np.random.default_rng(0)
+    rows = [row(k, "x", None, dict(zip("xyz", rng.dirichlet(np.ones(3))))) for k in range(50)]
+    probs = probability_matrix([r.probs for r in rows], [r.predicted_label for r in rows], [None] * 50)
+    for strategy in ("margin", "entropy", "least_confidence", "random", "diverse"):
+        chosen, _ = choose_reviews(rows, NONE, strategy=strategy, budget=8, rng=np.random.default_rng(4))
+        expected = select_batch(probs, budget=8, strategy=strategy, rng=np.random.default_rng(4))
+        assert chosen.indices.tolist() == expected.indices.tolist() and chosen.reasons == expected.reasons
+
+
+def test_kind_batch_reads_calibrated_confidence_fields_and_pair_texts():
+    rows = [row(1, "x", 0.7, {"x": 0.7, "y": 0.3}), row(2, "accept", 0.9), row(3, "a", 0.8, {"a": 0.8, "b": 0.2}),
+            row(4, "confirmed", 0.4), row(5, "b", 0.6, {"a": 0.4, "b": 0.6})]
+    pair = {"prompt": [{"role": "user", "content": "Which is right?"}], "response_a": "Two years.",
+            "response_b": "Five years, according to nothing at all.", "context": ["Warranty: two years."]}
+    llm = LlmCandidates([2, 3, 4, 5], ["generation", "pairwise", "extraction", "pairwise"],
+                        [{"response": "r", "confidence": 0.9}, pair,
+                         {"fields": {"a": {"value": 1, "confidence": 0.9}, "b": {"value": 2, "confidence": 0.6}}},
+                         {**pair, "response_a": "Ten years."}],
+                        [0.52, 0.7, 0.4, 0.55])
+    batch = kind_batch(rows, llm)
+    assert batch is not None
+    assert batch.kinds == ("classification", "generation", "pairwise", "extraction", "pairwise")
+    np.testing.assert_allclose(batch.class_probs, [[0.7, 0.3]])
+    # the decision's calibrated confidence, not the raw 0.9 of the generation row
+    np.testing.assert_allclose(batch.p_outcome, [np.nan, 0.52, 0.7, np.nan, 0.55])
+    np.testing.assert_allclose(batch.field_confidence, [0.9, 0.6])
+    assert batch.field_owner.tolist() == [3, 3] and batch.pair_features.shape[0] == 2
+    np.testing.assert_allclose(batch.pair_features, pair_features([pair, {**pair, "response_a": "Ten years."}]))
+    assert kind_batch(rows[:1], llm) is None
+
+
+def test_pair_features_do_not_depend_on_which_response_is_a():
+    pairs = [{"prompt": "Q?", "response_a": "Short.", "response_b": "A much longer answer with 3 numbers 4 5."},
+             {"prompt": "Q2?", "response_a": "Yes.", "response_b": "No, see the manual.", "context": "Manual: no."}]
+    swapped = [{**p, "response_a": p["response_b"], "response_b": p["response_a"]} for p in pairs]
+    np.testing.assert_allclose(pair_features(pairs), pair_features(swapped))
