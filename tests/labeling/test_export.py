@@ -14,6 +14,8 @@ from store.db import get_engine
 from store.models import Item, Label, utcnow
 
 NOW = utcnow()
+REASONS = {"generation": "verifier_uncertainty", "pairwise": "preference_uncertainty",
+           "extraction": "field_uncertainty"}
 PROMPT = [{"role": "system", "content": "Answer from the manual."}, {"role": "user", "content": "Warranty?"}]
 ITEMS = [
     ("g-ok", "generation", {"prompt": PROMPT, "response": "Two years."}, "accept", None),
@@ -40,9 +42,9 @@ def engine(tmp_path):
              "state": "resolved", "received_at": NOW, "updated_at": NOW} for i, k, p, _, _ in ITEMS])
         conn.execute(Label.__table__.insert(), [
             {"item_id": i, "label": label, "answer": a, "split": "train", "source": "annotation",
-             "annotator": "7,9", "selection_reason": "margin", "selection_probability": 1.0, "model_version": "m1",
+             "annotator": "7,9", "selection_reason": REASONS[k], "selection_probability": 1.0, "model_version": "m1",
              "policy_version": "p1", "resolution": "majority", "agreement": 1.0, "annotator_count": 2,
-             "created_at": NOW} for i, _, _, label, a in ITEMS])
+             "created_at": NOW} for i, k, _, label, a in ITEMS])
     yield engine
     engine.dispose()
 
@@ -60,7 +62,7 @@ def test_each_form_makes_the_records_the_contract_names(engine, tmp_path):
     meta = records["g-fixed"]["metadata"]
     assert (meta["target"], meta["annotators"], meta["agreement"], meta["policy_version"], meta["model_version"],
             meta["selection_reason"], meta["selection_probability"]) == ("corrected", ["7", "9"], 1.0, "p1", "m1",
-                                                                         "margin", 1.0)
+                                                                         "verifier_uncertainty", 1.0)
     assert export_training_data(engine, "dpo", dpo).written == 2  # the pair and the correction; a tie gives none
     pairs = {r["metadata"]["item_id"]: r for r in lines(dpo)}
     assert (pairs["p-a"]["chosen"], pairs["p-a"]["rejected"], pairs["p-a"]["metadata"]["shown_left"]) == (
