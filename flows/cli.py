@@ -459,6 +459,43 @@ def labelstudio_status() -> None:
         raise typer.Exit(code=3)
 
 
+@labelstudio_app.command("queue")
+def labelstudio_queue(database_url: str | None = DatabaseOption) -> None:
+    """Tasks waiting for people, per Label Studio project: by why they were chosen, how many, and the age of the
+    oldest; in the order annotators get them (escalations, audits and gold, then reviews). Read from the store: no
+    call to Label Studio."""
+    from datetime import datetime, timezone
+
+    from flows.common import engine_for
+    from flows.labelstudio import project_title
+    from labeling.queue import tier
+    from store.outbox import waiting_by_reason
+
+    settings = command_settings(database_url)
+    groups = waiting_by_reason(engine_for(settings))
+    if not groups:
+        console.print("no task is waiting for people")
+        return
+    now = datetime.now(timezone.utc)
+    table = Table(title="tasks waiting for people")
+    for column in ("project", "reason", "state", "tasks", "oldest"):
+        table.add_column(column, justify="right" if column == "tasks" else "left")
+    order = sorted(groups, key=lambda g: (g.queue, g.kind, tier(g.queue, g.selection_reason), g.selection_reason))
+    for group in order:
+        age = "" if group.oldest is None else _age(now - group.oldest)
+        table.add_row(project_title(settings, group.queue, group.kind), group.selection_reason,
+                      "in Label Studio" if group.state == "pushed" else "not pushed yet", f"{group.tasks:,}", age)
+    console.print(table)
+
+
+def _age(delta) -> str:
+    seconds = max(int(delta.total_seconds()), 0)
+    for unit, size in (("d", 86_400), ("h", 3_600), ("min", 60)):
+        if seconds >= size:
+            return f"{seconds // size} {unit}"
+    return f"{seconds} s"
+
+
 def _password(stdin: bool) -> str:
     if stdin:
         return sys.stdin.readline().rstrip("\n")

@@ -15,6 +15,7 @@ from sqlalchemy import Engine
 from flows.common import StepFailed, engine_for, holds_store_lock, resolution_rules, utcnow
 from labeling import kinds
 from labeling.client import LabelStudioQueue, TaskSpec
+from labeling.queue import QUEUE_MODEL_VERSION, project_instructions, queue_score, task_note
 from labeling.errors import LabelStudioApiError, LabelStudioError
 from labeling.resolve import HumanAnswer, resolve_items, upsert_annotations
 from store import outbox
@@ -73,10 +74,14 @@ def open_queue(engine: Engine, settings: SluiceSettings | None = None, *, retrie
     settings = settings_or_environment(settings)
     queue = queue_client(settings, retries=retries)
     title = project_title(settings, queue_name, kind)
+    policy, _ = active_policy(engine)
+    instructions = project_instructions(kind, target=policy.defaults.max_auto_error,
+                                        expert_issues=policy.defaults.expert_issues)
     if kind == ItemKind.CLASSIFICATION:
-        return queue, queue.ensure_project(title, project_labels(engine))
+        return queue, queue.ensure_project(title, project_labels(engine), instructions=instructions)
     fields = outbox.extraction_fields(engine) if kind == ItemKind.EXTRACTION else ()
-    return queue, queue.ensure_project(title, config=kinds.queue_config(kind, fields=fields))
+    return queue, queue.ensure_project(title, config=kinds.queue_config(kind, fields=fields),
+                                       instructions=instructions)
 
 
 def queue_client(settings: SluiceSettings, *, retries: int = 4) -> LabelStudioQueue:
@@ -96,7 +101,8 @@ def assign_batch_keys(engine: Engine, *, chunk: int = PUSH_CHUNK) -> None:
 
 
 def _spec(row: ReviewTask, text: str | None, features: Any, kind: str = ItemKind.CLASSIFICATION,
-          payload: Any = None, threshold: float | None = None) -> TaskSpec:
+          payload: Any = None, threshold: float | None = None, calibrated: float | None = None,
+          reasons: Any = None) -> TaskSpec:
     shown = row.predicted_label if not row.blind else None
     data = suggested = None
     if kind != ItemKind.CLASSIFICATION:
@@ -110,6 +116,9 @@ def _spec(row: ReviewTask, text: str | None, features: Any, kind: str = ItemKind
         priority=row.priority, selection_reason=row.selection_reason,
         model_version=row.model_version if shown else None,
         predicted_label=shown, score=None if row.blind else row.score, data=data, suggestion=suggested,
+        queue_score=queue_score(row.queue, row.selection_reason, row.priority),
+        note=task_note(row.selection_reason, calibrated_confidence=calibrated, reasons=list(reasons or ()),
+                       blind=row.blind),
     )
 
 
@@ -142,21 +151,20 @@ def push_batch(batch_key: str, project_id: int, settings: SluiceSettings) -> int
     return len(arrived)
 
 
-def keep_model_version_current(engine: Engine, queue: LabelStudioQueue, project_id: int) -> None:
-    """Label Studio's uncertainty sampling follows project.model_version, which it never updates itself."""
-    model = promoted_model(engine)
-    if model is None:
-        return
+def keep_queue_order(engine: Engine, queue: LabelStudioQueue, project_id: int) -> None:
+    """Make the project's label stream serve Sluice's order: its uncertainty sampling follows the predictions of
+    project.model_version, which every pushed task carries as `QUEUE_MODEL_VERSION` (`labeling.queue`), whatever
+    model scored it. Set once per project."""
     key = f"labelstudio:{project_id}:model_version"
-    if get_watermark(engine, key) == model.version:
+    if get_watermark(engine, key) == QUEUE_MODEL_VERSION:
         return
     try:
-        queue.set_model_version(project_id, model.version)
+        queue.set_model_version(project_id, QUEUE_MODEL_VERSION)
     except LabelStudioApiError as error:
         # Label Studio accepts only a version some task already has predictions from
         get_run_logger().warning("push: Label Studio kept its model_version: %s", error)
         return
-    set_watermark(engine, key, model.version)
+    set_watermark(engine, key, QUEUE_MODEL_VERSION)
 
 
 @flow(name="push", log_prints=True)
@@ -170,7 +178,7 @@ def push_flow(settings: SluiceSettings | None = None) -> dict[str, Any]:
     keys = outbox.pending_batches(engine)
     if not keys:
         return {"pushed": 0, "pending": 0}
-    pushed, failed, errors, project_id = 0, 0, [], None
+    pushed, failed, errors, project_id, ordered = 0, 0, [], None, []
     for queue_name, kind in [(q, k) for q in QUEUES for k in ItemKind]:
         batches = sorted(b.batch_key for b in keys if b.queue == queue_name and b.kind == kind)
         if not batches:
@@ -186,11 +194,12 @@ def push_flow(settings: SluiceSettings | None = None) -> dict[str, Any]:
         for key in batches:
             try:
                 pushed += push_batch(key, queue_project, settings)
+                ordered.append(queue_project)
             except LabelStudioError as error:
                 failed += 1
                 errors.append(str(error))
-    if pushed and project_id is not None:
-        keep_model_version_current(engine, queue_client(settings), project_id)
+    for pushed_to in dict.fromkeys(ordered):
+        keep_queue_order(engine, queue_client(settings), pushed_to)
     summary = {"pushed": pushed, "failed_batches": failed, "project_id": project_id}
     if errors:
         summary["error"] = errors[0]

@@ -38,6 +38,7 @@ from labeling.errors import (
     LabelStudioError,
     LabelStudioUnavailable,
 )
+from labeling.queue import QUEUE_MODEL_VERSION
 from store.settings import SluiceSettings, masked_service_url
 
 __all__ = [
@@ -81,6 +82,10 @@ class TaskSpec:
     score: float | None = None
     data: Mapping[str, Any] | None = None  # an LLM kind's task data (`labeling.kinds`), beside Sluice's own keys
     suggestion: Sequence[Mapping[str, Any]] | None = None  # its pre-annotation result, when not the `label` choice
+    # the task's place in Sluice's order (`labeling.queue.queue_score`): when set, the task carries one prediction
+    # under `QUEUE_MODEL_VERSION` with this score, holding the suggestion (or nothing, on a blind task)
+    queue_score: float | None = None
+    note: str = ""  # what the panel says above the item: why it is here, calibrated confidence, risk codes
 
     def __post_init__(self) -> None:
         if not self.item_id:
@@ -95,6 +100,8 @@ class TaskSpec:
             raise ValueError(f"TaskSpec {self.item_id!r} has predicted_label but no model_version")
         if self.score is not None and not math.isfinite(self.score):
             raise ValueError(f"TaskSpec.score must be finite, got {self.score!r} (item {self.item_id!r})")
+        if self.queue_score is not None and not math.isfinite(self.queue_score):
+            raise ValueError(f"TaskSpec.queue_score must be finite, got {self.queue_score!r} (item {self.item_id!r})")
 
 
 @dataclass(frozen=True)
@@ -131,7 +138,7 @@ def labeling_config(labels: Sequence[str]) -> str:
         raise ValueError(f"labels must be unique, duplicated: {duplicates!r}")
     choices = "".join(f"<Choice value={quoteattr(label)}/>" for label in labels)
     return (
-        f'<View><Text name="{TO_NAME}" value="$text"/>'
+        f'<View><Text name="note" value="$note"/><Text name="{TO_NAME}" value="$text"/>'
         f'<Choices name="{FROM_NAME}" toName="{TO_NAME}" choice="single" showInline="true">{choices}</Choices></View>'
     )
 
@@ -160,9 +167,16 @@ def task_payload(spec: TaskSpec) -> dict[str, Any]:
             "batch_key": spec.batch_key,
             "priority": spec.priority,
             "selection_reason": spec.selection_reason,
+            "note": spec.note,
         }
     }
-    if spec.predicted_label is not None:
+    if spec.queue_score is not None:
+        shown: list[Any] = []
+        if spec.predicted_label is not None:
+            shown = list(spec.suggestion) if spec.suggestion is not None else choice_result(spec.predicted_label)
+        payload["data"]["model_version"] = spec.model_version
+        payload["predictions"] = [{"model_version": QUEUE_MODEL_VERSION, "score": spec.queue_score, "result": shown}]
+    elif spec.predicted_label is not None:
         prediction: dict[str, Any] = {
             "model_version": spec.model_version,
             "result": list(spec.suggestion) if spec.suggestion is not None else choice_result(spec.predicted_label),
@@ -260,42 +274,50 @@ class LabelStudioQueue:
 
     # ------------------------------------------------------------------ projects
 
-    def ensure_project(self, title: str, labels: Sequence[str] | None = None, *, config: str | None = None) -> int:
+    def ensure_project(self, title: str, labels: Sequence[str] | None = None, *, config: str | None = None,
+                       instructions: str | None = None) -> int:
         """The id of the project called exactly `title`, created with a generated config if absent: one question
         over `labels`, or the given `config` (a queue of an LLM kind, `labeling.kinds`), which an existing
-        project is brought up to (an extraction queue grows a text area per new field)."""
+        project is brought up to (an extraction queue grows a text area per new field). `instructions` (HTML)
+        are shown to annotators before they start, and kept up to date."""
         if len(title.strip()) < 3:
             raise ValueError(f"project title must have at least 3 characters, got {title!r}")
         if (labels is None) == (config is None):
             raise ValueError("give the project's labels or its config, not both")
         existing = self._find_project(title)
-        if config is not None:
-            if existing is None:
-                return self._create_project(title, config)
-            project_id, existing_config = existing
-            if existing_config != config:
-                self._call(f"update the labeling config of project {project_id}", self._sdk.projects.update,
-                           project_id, label_config=config)
-            return project_id
-        assert labels is not None
-        config = labeling_config(labels)
-        if existing is not None:
-            project_id, existing_config = existing
-            if config_labels(existing_config) != list(labels):
+        if config is None:
+            assert labels is not None
+            config = labeling_config(labels)
+            if existing is not None and config_labels(existing[1]) != list(labels):
                 raise LabelStudioError(
-                    f"Label Studio project {title!r} (id {project_id}) exists with labels "
-                    f"{config_labels(existing_config)!r}, not {list(labels)!r}"
+                    f"Label Studio project {title!r} (id {existing[0]}) exists with labels "
+                    f"{config_labels(existing[1])!r}, not {list(labels)!r}"
                 )
-            return project_id
-        return self._create_project(title, config)
+            update_config = False  # a classification project keeps the config it was made with
+        else:
+            update_config = existing is not None and existing[1] != config
+        if existing is None:
+            return self._create_project(title, config, instructions)
+        project_id, _, shown = existing
+        changes: dict[str, Any] = {}
+        if update_config:
+            changes["label_config"] = config
+        if instructions is not None and shown != instructions:
+            changes.update(expert_instruction=instructions, show_instruction=True)
+        if changes:
+            self._call(f"update project {project_id}", self._sdk.projects.update, project_id, **changes)
+        return project_id
 
-    def _create_project(self, title: str, config: str) -> int:
+    def _create_project(self, title: str, config: str, instructions: str | None = None) -> int:
+        extra: dict[str, Any] = {} if instructions is None else {"expert_instruction": instructions,
+                                                                  "show_instruction": True}
         project = self._call(
             f"create project {title!r}",
             self._sdk.projects.create,
             title=title,
             label_config=config,
             sampling=SAMPLING,
+            **extra,
         )
         return _required_id(project, "created project")
 
@@ -308,12 +330,13 @@ class LabelStudioQueue:
             model_version=model_version,
         )
 
-    def _find_project(self, title: str) -> tuple[int, str] | None:
-        matches: list[tuple[int, str]] = []
+    def _find_project(self, title: str) -> tuple[int, str, str] | None:
+        matches: list[tuple[int, str, str]] = []
         for page in self._pages(f"list projects titled {title!r}", self._sdk.projects.list, title=title):
             for project in page:
                 if project.title == title:
-                    matches.append((int(project.id), project.label_config or ""))
+                    matches.append((int(project.id), project.label_config or "",
+                                    getattr(project, "expert_instruction", None) or ""))
         return min(matches) if matches else None
 
     # ------------------------------------------------------------------ tasks

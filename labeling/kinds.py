@@ -66,7 +66,7 @@ def generation_config(issues: Sequence[str] = DEFAULT_ISSUES) -> str:
     choices = "".join(f"<Choice value={quoteattr(issue)}/>" for issue in issues)
     severities = "".join(f'<Choice value="{level}"/>' for level in SEVERITIES)
     return (
-        '<View>'
+        '<View><Text name="note" value="$note"/>'
         '<Header value="Prompt"/><Text name="prompt" value="$prompt"/>'
         '<Collapse><Panel value="Context the pipeline used"><Text name="context" value="$context"/></Panel></Collapse>'
         '<Header value="Response"/><Text name="response" value="$response"/>'
@@ -104,7 +104,7 @@ def generation_answer(result: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
 def pairwise_config() -> str:
     """Two responses to one prompt, one to prefer, or a tie."""
     return (
-        '<View>'
+        '<View><Text name="note" value="$note"/>'
         '<Header value="Prompt"/><Text name="prompt" value="$prompt"/>'
         '<Pairwise name="preference" toName="left,right" selectionStyle="background-color: #eef5ff"/>'
         '<Text name="left" value="$left"/><Text name="right" value="$right"/>'
@@ -150,7 +150,8 @@ def extraction_config(fields: Mapping[str, float] | Sequence[str]) -> str:
         f'<Header value={quoteattr(f"{name}: confirm or correct the extracted value")}/>'
         f'<TextArea name="{_field_name(name)}" toName="text" editable="true" maxSubmissions="1" rows="1"/>'
         for name in names)
-    return (f'<View><Text name="text" value="$text"/><Header value="Extracted (value, confidence)"/>'
+    return (f'<View><Text name="note" value="$note"/><Text name="text" value="$text"/>'
+            f'<Header value="Extracted (value, confidence)"/>'
             f'<Text name="extracted" value="$extracted"/>{areas}</View>')
 
 

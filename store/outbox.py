@@ -11,11 +11,11 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any, NamedTuple
 
-from sqlalchemy import Engine, bindparam, select, update
+from sqlalchemy import Engine, bindparam, func, select, update
 from sqlmodel import Session
 
 from store.bulk import chunked
-from store.models import Item, ReviewTask, RoutingDecision
+from store.models import Item, ReviewTask, RoutingDecision, as_utc
 from store.vocab import ItemKind, Queue, TaskState
 
 __all__ = [
@@ -23,6 +23,7 @@ __all__ = [
     "OutboxTask",
     "PendingBatch",
     "PushedTask",
+    "WaitingGroup",
     "assign_batch_keys",
     "count_push_attempt",
     "extraction_fields",
@@ -33,6 +34,7 @@ __all__ = [
     "pending_tasks",
     "pushed_tasks",
     "queue_kinds",
+    "waiting_by_reason",
     "record_push_error",
 ]
 
@@ -87,17 +89,21 @@ class OutboxRow(NamedTuple):
     kind: str = ItemKind.CLASSIFICATION
     payload: Any = None
     threshold: float | None = None
+    calibrated_confidence: float | None = None
+    reasons: Any = None
 
 
 def outbox_batch(engine: Engine, batch_key: str) -> list[OutboxRow]:
-    """The pending outbox rows of a batch with their items' text, features, kind and payload."""
-    query = (select(ReviewTask, Item.text, Item.features, Item.kind, Item.payload, RoutingDecision.threshold)
+    """The pending outbox rows of a batch with their items' text, features, kind and payload, and what their
+    routing decision said (threshold, calibrated confidence, reasons)."""
+    query = (select(ReviewTask, Item.text, Item.features, Item.kind, Item.payload, RoutingDecision.threshold,
+                    RoutingDecision.calibrated_confidence, RoutingDecision.reasons)
              .join(Item, Item.id == ReviewTask.item_id)
              .outerjoin(RoutingDecision, RoutingDecision.id == ReviewTask.decision_id)
              .where(ReviewTask.batch_key == batch_key, ReviewTask.state == TaskState.PENDING))
     with Session(engine, expire_on_commit=False) as session:
-        return [OutboxRow(row.ReviewTask, row.text, row.features, row.kind, row.payload, row.threshold)
-                for row in session.exec(query).all()]
+        return [OutboxRow(row.ReviewTask, row.text, row.features, row.kind, row.payload, row.threshold,
+                          row.calibrated_confidence, row.reasons) for row in session.exec(query).all()]
 
 
 def extraction_fields(engine: Engine) -> list[str]:
@@ -144,6 +150,30 @@ def has_expert_tasks(engine: Engine) -> bool:
     """Whether any task was ever sent to the expert queue."""
     with engine.connect() as conn:
         return conn.execute(select(ReviewTask.id).where(ReviewTask.queue == Queue.EXPERT).limit(1)).first() is not None
+
+
+class WaitingGroup(NamedTuple):
+    """Tasks not answered yet of one queue, item kind, state and selection reason, with the oldest one's age."""
+
+    queue: str
+    kind: str
+    state: str
+    selection_reason: str
+    tasks: int
+    oldest: datetime | None
+
+
+def waiting_by_reason(engine: Engine) -> list[WaitingGroup]:
+    """Every group of unanswered tasks (pending: not in Label Studio yet; pushed: waiting for people), by queue,
+    item kind, state and selection reason, with when the oldest was written."""
+    query = (select(ReviewTask.queue, Item.kind, ReviewTask.state, ReviewTask.selection_reason,
+                    func.count(), func.min(ReviewTask.created_at))
+             .join(Item, Item.id == ReviewTask.item_id)
+             .where(ReviewTask.state != TaskState.DONE)
+             .group_by(ReviewTask.queue, Item.kind, ReviewTask.state, ReviewTask.selection_reason)
+             .order_by(ReviewTask.queue, Item.kind, ReviewTask.state, ReviewTask.selection_reason))
+    with engine.connect() as conn:
+        return [WaitingGroup(q, k, st, r, n, as_utc(oldest)) for q, k, st, r, n, oldest in conn.execute(query)]
 
 
 class OutboxTask(NamedTuple):

@@ -208,3 +208,16 @@ def test_models_sign_trusts_registered_artifacts_whose_bytes_match_and_refuses_t
     assert refused.exit_code == 1 and f"not signed: {saved.version}" in refused.output
     assert not signature_path(saved.path).exists()
     assert hashlib.sha256(saved.path.read_bytes()).hexdigest() != saved.sha256
+
+
+def test_labelstudio_queue_lists_waiting_tasks_by_project_reason_and_age(sluice_home, dataset_files):
+    from tests.flows.seeded import seed_and_route
+
+    seed_and_route(*dataset_files)
+    result = invoke("labelstudio", "queue")
+    assert result.exit_code == 0, result.output
+    assert "Sluice review queue" in result.output and "not pushed yet" in result.output
+    lines = [line for line in result.output.splitlines() if "│" in line and "not pushed yet" in line]
+    reasons = [line.split("│")[2].strip() for line in lines]
+    assert "audit" in reasons and "margin" in reasons
+    assert reasons.index("audit") < reasons.index("margin")  # in the order annotators get them

@@ -47,9 +47,10 @@ def spec(item_id: str = "a1", **overrides: Any) -> TaskSpec:
 
 def test_labeling_config_has_one_choice_per_label_and_single_choice() -> None:
     root = ET.fromstring(labeling_config(LABELS))
-    text = root.find("Text")
+    texts = [t.attrib for t in root.iter("Text")]
     choices = root.find("Choices")
-    assert text is not None and text.attrib == {"name": "text", "value": "$text"}
+    # the panel's note (why the item is here, calibrated confidence, risk codes) above the item's text
+    assert texts == [{"name": "note", "value": "$note"}, {"name": "text", "value": "$text"}]
     assert choices is not None
     assert (choices.get("name"), choices.get("toName"), choices.get("choice")) == ("label", "text", "single")
     assert [choice.get("value") for choice in choices.iter("Choice")] == LABELS
@@ -81,8 +82,21 @@ def test_task_payload_without_prediction_carries_our_ids_in_data() -> None:
             "batch_key": "b-1",
             "priority": 2.5,
             "selection_reason": "uncertainty",
+            "note": "",
         }
     }
+
+
+def test_a_task_with_a_queue_place_carries_one_prediction_under_the_queue_version() -> None:
+    from labeling.queue import QUEUE_MODEL_VERSION
+
+    shown = task_payload(spec(model_version="clf-v3", predicted_label="negative", score=0.61, queue_score=2.4,
+                              note="Why this item: ..."))
+    assert shown["predictions"] == [
+        {"model_version": QUEUE_MODEL_VERSION, "score": 2.4, "result": choice_result("negative")}]
+    assert (shown["data"]["model_version"], shown["data"]["note"]) == ("clf-v3", "Why this item: ...")
+    blind = task_payload(spec(queue_score=1.3))  # a blind audit keeps its place and shows nothing
+    assert blind["predictions"] == [{"model_version": QUEUE_MODEL_VERSION, "score": 1.3, "result": []}]
 
 
 def test_task_payload_attaches_the_prediction_as_pre_annotation() -> None:
