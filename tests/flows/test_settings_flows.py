@@ -62,7 +62,12 @@ def test_flows_write_where_their_settings_say_and_prefect_stores_no_secret(sluic
 
     # the model and the reliability diagrams are under the settings' home, nothing under the environment's
     model = promoted_model(engine)
-    assert model is not None and model.artifact_path.startswith(str(settings.models_dir))
+    from flows.common import artifact_file
+
+    # recorded relative to the models folder (a copied home loads its own), and found in the settings' folder
+    assert model is not None and model.artifact_path == f"{model.version}.joblib"
+    assert artifact_file(model, settings) == settings.models_dir / model.artifact_path
+    assert (settings.models_dir / model.artifact_path).is_file()
     assert list(settings.reports_dir.glob("calibration-*.png"))
     assert not (environment.models_dir.exists() and any(environment.models_dir.iterdir()))
     assert not (environment.reports_dir.exists() and any(environment.reports_dir.iterdir()))
