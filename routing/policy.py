@@ -270,12 +270,32 @@ class RiskRule(BaseModel):
             raise ValueError(f"value of a {self.op!r} rule must be a non-empty string, got {self.value!r}")
         if self.op == "regex":
             try:
-                re.compile(str(self.value))
-            except re.error as error:
-                raise ValueError(
-                    f"value of a 'regex' rule is not a regular expression: {self.value!r} ({error})"
-                )
+                linear_regex(str(self.value))
+            except ValueError as error:
+                raise ValueError(f"value of a 'regex' rule: {error}") from None
         return self
+
+
+_RE2_OPTIONS: Any = None
+
+
+def linear_regex(pattern: str) -> Any:
+    """`pattern` compiled by RE2, whose matching time grows linearly with the text whatever the pattern (Python's
+    `re` backtracks: `^(a+)+$` on a long line of a's takes exponential time, so one risk rule could stall every
+    route run). RE2 has no backreferences or lookaround; a pattern that needs them is refused with RE2's reason."""
+    import re2
+
+    global _RE2_OPTIONS
+    if _RE2_OPTIONS is None:
+        _RE2_OPTIONS = re2.Options()
+        _RE2_OPTIONS.log_errors = False  # the error is raised, not printed to stderr
+    try:
+        return re2.compile(pattern, options=_RE2_OPTIONS)
+    except re2.error as error:
+        reason = error.args[0].decode(errors="replace") if error.args and isinstance(error.args[0], bytes) \
+            else str(error)
+        raise ValueError(f"{pattern!r} is not a regular expression this policy can run in linear time "
+                         f"({reason}; backreferences and lookaround are not supported)") from None
 
 
 def _target_complete(max_auto_error: float | None, confidence: float | None) -> None:

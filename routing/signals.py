@@ -18,7 +18,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from routing.policy import RiskRule
+from routing.policy import RiskRule, linear_regex
 
 __all__ = [
     "LengthOutlier",
@@ -427,7 +427,7 @@ def _text_rule(texts: Sequence[str | None] | TextBatch, rule: RiskRule) -> np.nd
     if rule.op == "contains":
         return _contains(texts, str(rule.value))
     if rule.op == "regex":  # per item: a pattern may hold anchors or '.', which must not span items
-        pattern = re.compile(str(rule.value))
+        pattern = linear_regex(str(rule.value))  # RE2: linear time, whatever the pattern
         strings = _strings(texts)
         return np.fromiter((pattern.search(t) is not None for t in strings), dtype=bool, count=len(strings))
     if rule.op == "==":
@@ -453,7 +453,8 @@ def rule_hits(
     """One signal per configured risk rule (the policy's ``risk_rules``), with the rule's code and action.
 
     Numeric operators compare numbers; a metadata value that is present but not a number hits (fail closed), a
-    missing one does not. ``contains`` is case-insensitive; ``regex`` uses Python syntax as written.
+    missing one does not. ``contains`` is case-insensitive; ``regex`` is RE2 syntax (Python's, less backreferences
+    and lookaround), matched in linear time.
     """
     if len(metadata_list) != len(texts):
         raise ValueError(f"length mismatch: {len(metadata_list)} metadata entries, {len(texts)} texts")

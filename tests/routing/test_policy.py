@@ -363,3 +363,18 @@ def test_yaml_that_does_not_parse_is_one_line_naming_where():
     with pytest.raises(ValueError, match=r"not valid YAML at line 3, column 1") as caught:
         Policy.from_yaml("name: x\ndefaults: {stakes: [\n")
     assert "\n" not in str(caught.value)
+
+
+def test_a_risk_rules_regex_runs_in_linear_time_and_backtracking_only_patterns_are_refused():
+    import time
+
+    from routing.policy import RiskRule
+    from routing.signals import rule_hits
+
+    rule = RiskRule(field="text", op="regex", value="^(a+)+$", action="review", code="aaa")
+    started = time.perf_counter()
+    hits = rule_hits([None, None, None], ["a" * 30 + "b", "a" * 100_000 + "!", "aaaa"], [rule])
+    assert time.perf_counter() - started < 5.0  # Python's backtracking `re` would not finish the first in hours
+    assert [bool(h) for h in hits[0].hits] == [False, False, True]
+    with pytest.raises(ValueError, match="linear time.*backreferences"):
+        RiskRule(field="text", op="regex", value=r"(\w+) \1", action="review", code="repeat")
