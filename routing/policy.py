@@ -495,6 +495,18 @@ class Policy(BaseModel):
         return cls.model_validate(document)
 
     @classmethod
+    def from_stored(cls, version: str, document: str) -> Policy:
+        """A stored policy version, refused when its document no longer hashes to its version: someone altered it
+        in the database after it was saved, and acting on it would follow rules nobody saved or approved."""
+        policy = cls.from_yaml(document)
+        actual = policy.content_hash()
+        if actual != version:
+            raise ValueError(f"stored policy version {version} does not match its document (which hashes to "
+                             f"{actual}): it was altered after it was saved; restore it, or save the intended "
+                             "policy again with `sluice policy set`")
+        return policy
+
+    @classmethod
     def load(cls, path: str | Path) -> Policy:
         return cls.from_yaml(Path(path).read_text(encoding="utf-8"))
 

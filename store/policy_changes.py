@@ -63,7 +63,7 @@ def stored_version(engine: Engine, version: str) -> Policy:
         document = conn.execute(select(table.c.document).where(table.c.version == version)).scalar()
     if document is None:
         raise PolicyChangeError(f"no stored policy version {version!r}")
-    return Policy.from_yaml(document)
+    return Policy.from_stored(version, document)
 
 
 def _activate(conn: Connection, version: str) -> None:
@@ -105,7 +105,7 @@ def propose_change(engine: Engine, policy: Policy, *, author: str, role: Role, c
             raise PolicyChangeError(f"version {version} is the active policy already: nothing to change")
         old_document = None if base is None else conn.execute(
             select(PolicyVersion.__table__.c.document).where(PolicyVersion.__table__.c.version == base)).scalar()
-        needs = approval_segments(None if old_document is None else Policy.from_yaml(old_document), policy)
+        needs = approval_segments(None if old_document is None else Policy.from_stored(base, old_document), policy)
         insert_ignore(conn, PolicyVersion.__table__, [{
             "version": version, "name": policy.name, "document": policy.to_yaml(), "author": author,
             "comment": comment, "active": False, "created_at": utcnow()}])

@@ -150,7 +150,8 @@ def stored_policy(engine: Engine) -> PolicyRecord | None:
         row = conn.execute(query).first()
     if row is None:
         return None
-    return PolicyRecord(row.version, row.name, row.author, row.comment, row.created_at, Policy.from_yaml(row.document))
+    return PolicyRecord(row.version, row.name, row.author, row.comment, row.created_at,
+                        Policy.from_stored(row.version, row.document))
 
 
 def active_policy(engine: Engine, *, default: Path = DEFAULT_POLICY_PATH) -> tuple[Policy, str]:

@@ -184,3 +184,23 @@ def test_labelled_items_carry_the_payload_of_an_llm_output(engine) -> None:
     assert repo.labelled_items(engine, split="train", kind="generation") == [
         repo.LabelledItem("g1", "reject", None, None, payload)]
     assert repo.labelled_items(engine, split="train") == []  # a classifier never learns from it
+
+
+def test_a_policy_altered_in_the_database_after_it_was_saved_is_refused(tmp_path):
+    from sqlalchemy import update
+
+    from routing.policy import Policy
+    from store.db import get_engine
+    from store.models import PolicyVersion
+    from store.repo import active_policy, save_policy
+
+    engine = get_engine(f"sqlite:///{tmp_path / 'store.db'}")
+    version = save_policy(engine, Policy.from_yaml(
+        "name: p\nsegments:\n  finance: {stakes: high, regulated: true}\n"), comment="regulated finance")
+    assert active_policy(engine)[1] == version
+    with engine.begin() as conn:  # someone with write access lowers the stakes behind everyone's back
+        conn.execute(update(PolicyVersion).where(PolicyVersion.version == version).values(
+            document="name: p\nsegments:\n  finance: {stakes: low}\n"))
+    with pytest.raises(ValueError, match=f"stored policy version {version} does not match its document"):
+        active_policy(engine)
+    engine.dispose()
