@@ -95,9 +95,33 @@ def _show(value: Any, limit: int = 80) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+# A record is its text (at most MAX_TEXT_CHARS, a few bytes a character), a payload and metadata: a line beyond
+# this is refused unread rather than loaded whole (a 50 MB line would be parsed into memory before any check).
+MAX_LINE_BYTES = 4_000_000
+
+
+def _lines(handle: Any, limit: int) -> Iterator[tuple[bytes, bool]]:
+    """(line, whole) per line of a binary file, never holding more than `limit` + 1 bytes of one: the start of an
+    oversized line with whole=False, the rest of it skipped in chunks."""
+    while True:
+        line = handle.readline(limit + 1)
+        if not line:
+            return
+        if len(line) <= limit or line.endswith(b"\n"):
+            yield line, True
+            continue
+        yield line[:200], False
+        while line and not line.endswith(b"\n"):
+            line = handle.readline(limit + 1)
+
+
 def read_jsonl(path: Path) -> Iterator[RawRecord]:
     with path.open("rb") as handle:
-        for number, line in enumerate(handle, start=1):
+        for number, (line, whole) in enumerate(_lines(handle, MAX_LINE_BYTES), start=1):
+            if not whole:
+                yield RawRecord(number, None, _clip(line), RecordError(
+                    "record_too_large", f"the line is longer than {MAX_LINE_BYTES:,} bytes; not read"))
+                continue
             if not line.strip():
                 continue
             try:

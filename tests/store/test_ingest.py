@@ -772,3 +772,16 @@ def test_the_same_line_of_an_overwritten_file_with_another_bad_record_is_kept_to
     # the same file read again adds nothing: the record is known by its line and its content
     ingest_file(engine, path)
     assert len(stored_quarantine(engine)) == 2
+
+
+def test_an_oversized_line_is_quarantined_unread_and_the_next_lines_are_read(engine, tmp_path, monkeypatch):
+    import store.ingest as ingest_module
+
+    monkeypatch.setattr(ingest_module, "MAX_LINE_BYTES", 1_000)  # the same logic as at 4 MB, on a small file
+    path = tmp_path / "big-line.jsonl"
+    huge = json.dumps({"id": "huge", "text": "t", "metadata": {"blob": "x" * 5_000}})
+    path.write_text('{"id": "before", "text": "a"}\n' + huge + '\n{"id": "after", "text": "b"}\n')
+    summary = ingest_file(engine, path)
+    assert (summary.accepted, dict(summary.quarantined)) == (2, {"record_too_large": 1})
+    assert sorted(stored_items(engine)) == ["after", "before"]
+    assert [(n, r) for n, r, _ in stored_quarantine(engine)] == [(2, "record_too_large")]
