@@ -9,15 +9,15 @@ import json
 import math
 import re
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, null
+from sqlalchemy import Engine, null, select
 
-from store.bulk import existing_keys, insert_ignore, insert_ignore_columns
+from store.bulk import chunked, existing_keys, insert_ignore, insert_ignore_columns
 
 try:  # a fast JSON parser when present (Prefect brings it); json stays the reference for every edge case
     from orjson import loads as _fast_loads
@@ -655,22 +655,29 @@ def _item_columns(rows: list[dict[str, Any]], source: str, now: datetime) -> dic
 
 
 def _write_chunk(
-    engine: Engine, source: str, rows: list[dict[str, Any]], bad: list[dict[str, Any]], summary: IngestSummary
+    engine: Engine, source: str, rows: list[dict[str, Any]], records: list[RawRecord], bad: list[dict[str, Any]],
+    summary: IngestSummary,
 ) -> None:
     now = datetime.now(timezone.utc)
     unique: dict[str, dict[str, Any]] = {}
-    for row in rows:
-        if row["id"] in unique:
+    record_of: dict[str, RawRecord] = {}
+    conflicts: list[tuple[RawRecord, str]] = []
+    for row, record in zip(rows, records):
+        first = unique.get(row["id"])
+        if first is None:
+            unique[row["id"]], record_of[row["id"]] = row, record
+        elif _content(first) == _content(row):
             summary.duplicate += 1
         else:
-            unique[row["id"]] = row
+            conflicts.append((record, "the same file gave this id other content earlier"))
     with engine.begin() as conn:
         if conn.dialect.name == "sqlite" and unique:
             # One executemany; the rows SQLite ignored as already present are the duplicates, so no look-up.
             accepted = insert_ignore_columns(conn, Item.__table__, _item_columns(list(unique.values()), source, now))
             present_count = len(unique) - accepted
+            present = _stored_before(conn, list(unique), now) if present_count else {}
         else:
-            present = existing_keys(conn, Item.__table__.c.id, unique)
+            present = _stored_rows(conn, list(unique)) if unique else {}
             fresh = [
                 {**row, **_sql_nulls(row), "state": ItemState.received.value, "source": source,
                  "received_at": now, "updated_at": now}
@@ -679,11 +686,44 @@ def _write_chunk(
             ]
             insert_ignore(conn, Item.__table__, fresh)
             accepted, present_count = len(fresh), len(present)
+        for item_id, stored in present.items():
+            if _content(stored) != _content(unique[item_id]):
+                present_count -= 1
+                conflicts.append((record_of[item_id], f"stored earlier with other content (from {stored['source']})"))
+        for record, where in conflicts:
+            summary.quarantined["id_conflict"] += 1
+            bad.append(_quarantine_row(source, record, RecordError(
+                "id_conflict", f"id {record.value.get('id')!r} was {where}: the first is kept, this one set aside")))
         for row in bad:
             row["created_at"] = now
         insert_ignore(conn, QuarantinedRecord.__table__, bad)
     summary.accepted += accepted
     summary.duplicate += present_count
+
+
+def _content(row: Mapping[str, Any]) -> tuple[Any, ...]:
+    """What an item says (not when or from where it came), comparable between a record and a stored row."""
+    return tuple(json.dumps(row.get(name), sort_keys=True, default=str) for name in ITEM_COLUMNS)
+
+
+def _stored_rows(conn: Any, ids: list[str]) -> dict[str, dict[str, Any]]:
+    table = Item.__table__
+    found: dict[str, dict[str, Any]] = {}
+    for part in chunked(ids, 10_000):
+        query = select(table.c.id, table.c.source, table.c.received_at,
+                       *(table.c[name] for name in ITEM_COLUMNS)).where(table.c.id.in_(part))
+        found.update({row["id"]: dict(row) for row in conn.execute(query).mappings()})
+    return found
+
+
+def _stored_before(conn: Any, ids: list[str], now: datetime) -> dict[str, dict[str, Any]]:
+    """Of `ids`, the items that were in the store before this chunk's insert (received at another moment)."""
+    return {item_id: row for item_id, row in _stored_rows(conn, ids).items()
+            if _as_aware(row["received_at"]) != now}
+
+
+def _as_aware(moment: datetime) -> datetime:
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
 
 
 def _raw_text(record: RawRecord, *, clip: bool = True) -> str:
@@ -726,22 +766,26 @@ def ingest_file(
     source = str(path.resolve())
     summary = IngestSummary(source=source)
     rows: list[dict[str, Any]] = []
+    records: list[RawRecord] = []
     bad: list[dict[str, Any]] = []
     for record in read(path):
         try:
             if record.error is not None:
                 raise record.error
             rows.append(validate_record(record.value or {}, labels=labels))
+            records.append(record)
         except RecordError as exc:
             summary.quarantined[exc.reason] += 1
             bad.append(_quarantine_row(source, record, exc))
         if len(rows) + len(bad) >= chunk_size:
-            _write_chunk(engine, source, rows, bad, summary)
+            done = len(rows) + len(bad)
+            _write_chunk(engine, source, rows, records, bad, summary)
             if on_progress:
-                on_progress(len(rows) + len(bad))
-            rows, bad = [], []
+                on_progress(done)
+            rows, records, bad = [], [], []
     if rows or bad:
-        _write_chunk(engine, source, rows, bad, summary)
+        done = len(rows) + len(bad)
+        _write_chunk(engine, source, rows, records, bad, summary)
         if on_progress:
-            on_progress(len(rows) + len(bad))
+            on_progress(done)
     return summary

@@ -202,14 +202,17 @@ def test_duplicate_ids_within_a_file_count_as_duplicates_and_the_first_wins(engi
 
     summary = ingest_file(engine, path)
 
-    assert (summary.accepted, summary.duplicate, summary.total) == (6, 3, 9)
+    # exact copies are duplicates; a copy with other content is reported (quarantined), never silently dropped
+    assert (summary.accepted, summary.duplicate, summary.total) == (6, 2, 9)
+    assert summary.quarantined == {"id_conflict": 1}
     assert stored_items(engine)["item-2"]["text"] == records[2]["text"]
 
 
 def test_integer_ids_are_stored_as_strings(engine, tmp_path):
-    path = write_jsonl(tmp_path / "ints.jsonl", [{"id": 7, "text": "seven"}, {"id": "7", "text": "dup"}])
+    path = write_jsonl(tmp_path / "ints.jsonl", [{"id": 7, "text": "seven"}, {"id": "7", "text": "seven"},
+                                                 {"id": "7", "text": "other"}])
     summary = ingest_file(engine, path)
-    assert (summary.accepted, summary.duplicate) == (1, 1)
+    assert (summary.accepted, summary.duplicate, dict(summary.quarantined)) == (1, 1, {"id_conflict": 1})
     assert list(stored_items(engine)) == ["7"]
 
 
@@ -785,3 +788,21 @@ def test_an_oversized_line_is_quarantined_unread_and_the_next_lines_are_read(eng
     assert (summary.accepted, dict(summary.quarantined)) == (2, {"record_too_large": 1})
     assert sorted(stored_items(engine)) == ["after", "before"]
     assert [(n, r) for n, r, _ in stored_quarantine(engine)] == [(2, "record_too_large")]
+
+
+def test_the_same_id_with_other_content_is_reported_not_silently_dropped(engine, tmp_path):
+    first = tmp_path / "first.jsonl"
+    first.write_text('{"id": "x1", "text": "the original"}\n{"id": "x2", "text": "same"}\n'
+                     '{"id": "x3", "text": "twice in one file"}\n{"id": "x3", "text": "twice, changed"}\n'
+                     '{"id": "x4", "text": "exact copy"}\n{"id": "x4", "text": "exact copy"}\n')
+    one = ingest_file(engine, first)
+    assert (one.accepted, one.duplicate, dict(one.quarantined)) == (4, 1, {"id_conflict": 1})
+    second = tmp_path / "second.jsonl"
+    second.write_text('{"id": "x1", "text": "a different text"}\n{"id": "x2", "text": "same"}\n')
+    two = ingest_file(engine, second)
+    assert (two.accepted, two.duplicate, dict(two.quarantined)) == (0, 1, {"id_conflict": 1})
+    assert stored_items(engine)["x1"]["text"] == "the original"  # the first is kept
+    conflicts = [(n, r, i) for n, r, i in stored_quarantine(engine)]
+    assert sorted(conflicts) == [(1, "id_conflict", "x1"), (4, "id_conflict", "x3")]
+    again = ingest_file(engine, second)  # the same file again: the same conflict, recorded once
+    assert again.quarantined == {"id_conflict": 1} and len(stored_quarantine(engine)) == 2
