@@ -48,6 +48,7 @@ from store.regression import corrected_items
 from store.repo import (
     labelled_items,
     model_for_data,
+    model_row,
     promote_model,
     promoted_family_model,
     promoted_model,
@@ -210,6 +211,22 @@ def judge_candidate(engine: Engine, kind: str, candidate: ScoringModel, incumben
             "gate_reasons": [] if regression is None else gate_reasons(comparison, regression, alpha=alpha)}
 
 
+def resume_candidate(engine: Engine, version: str, incumbent: str | None) -> dict[str, Any] | None:
+    """A candidate registered but never promoted or rejected (its run died in between) is settled by the verdict
+    it was registered with; None when `version` was settled already."""
+    row = model_row(engine, version)
+    if row is None or row.status != ModelStatus.CANDIDATE:
+        return None
+    reasons = (row.metrics or {}).get("gate_reasons")
+    if reasons is None:
+        reasons = ["registered without the gate's verdict: judged again by the next training set"]
+    (reject_model if reasons else promote_model)(engine, version)
+    summary = {"status": "rejected" if reasons else "promoted", "version": version, "resumed": True,
+               "gate_reasons": reasons, "incumbent": incumbent}
+    record_event(engine, "retrain", summary)
+    return summary
+
+
 def retrain_classifier(engine: Engine, settings: SluiceSettings, *, seed: int, gate: GateSettings) -> dict[str, Any]:
     """Train, judge and promote or reject a classifier on the classification labels of the training split."""
     kind, inputs, labels = labelled_inputs(engine, split=Split.TRAIN)
@@ -219,7 +236,8 @@ def retrain_classifier(engine: Engine, settings: SluiceSettings, *, seed: int, g
     seen = model_for_data(engine, data_hash)
     incumbent = promoted_model(engine)
     if seen is not None:
-        return {"status": "unchanged", "version": seen, "promoted": incumbent.version if incumbent else None}
+        return resume_candidate(engine, seen, incumbent.version if incumbent else None) or {
+            "status": "unchanged", "version": seen, "promoted": incumbent.version if incumbent else None}
     candidate = train_candidate(kind, inputs, labels, seed)
     judged = judge_candidate(engine, kind, candidate, load_scoring_model(incumbent, settings) if incumbent else None,
                              alpha=gate.alpha, tolerance=gate.tolerance, min_items=gate.min_items)
@@ -289,8 +307,10 @@ def retrain_family(engine: Engine, settings: SluiceSettings, family: ModelFamily
     seen = model_for_data(engine, data_hash)
     incumbent = promoted_family_model(engine, family)
     if seen is not None:
-        return {"family": family.value, "status": "unchanged", "version": seen,
-                "promoted": incumbent.version if incumbent else None}
+        resumed = resume_candidate(engine, seen, incumbent.version if incumbent else None)
+        return {"family": family.value, **resumed} if resumed else {
+            "family": family.value, "status": "unchanged", "version": seen,
+            "promoted": incumbent.version if incumbent else None}
     candidate = train_family_candidate(family, data)
     judged = judge_family_candidate(engine, family, candidate, load_family_model(incumbent, settings) if incumbent else None,
                                     gate=gate)

@@ -64,6 +64,7 @@ __all__ = [
     "latest_calibration_method",
     "latest_ece",
     "model_for_data",
+    "model_row",
     "model_versions",
     "promote_model",
     "promoted_family_model",
@@ -621,6 +622,12 @@ def labelled_items(engine: Engine, *, split: str, reasons: frozenset[str] | None
         query = query.where(Label.selection_reason.in_(sorted(reasons)))
     with engine.connect() as conn:
         return [LabelledItem(r.item_id, r.label, r.text, r.features, r.payload) for r in conn.execute(query)]
+
+
+def model_row(engine: Engine, version: str) -> ModelVersion | None:
+    """The registry row of one model version."""
+    with Session(engine, expire_on_commit=False) as session:
+        return session.get(ModelVersion, version)
 
 
 def model_for_data(engine: Engine, data_hash: str) -> str | None:

@@ -135,3 +135,34 @@ def test_a_candidate_that_forgets_corrected_items_is_refused_and_one_that_keeps_
     assert rows[forgot["version"]].metrics["gate_reasons"] == forgot["gate_reasons"]
     assert rows[forgot["version"]].metrics["regression"][0]["regressed"] is True
     assert event["version"] == forgot["version"] and event["gate_reasons"] == forgot["gate_reasons"]
+
+
+def test_a_candidate_left_unsettled_by_a_crash_is_settled_by_the_next_run(sluice_home, dataset_files, monkeypatch):
+    """The run dies after registering its candidate and before promoting it (here: promote raises, as a process
+    killed at that line would leave it); the next retrain on the same labels settles it by the verdict it was
+    registered with, instead of calling it unchanged for ever."""
+    import flows.retrain as retrain_module
+    from flows.common import engine_for
+    from flows.ingest import ingest_flow, read_labels, seed_labels
+    from flows.retrain import retrain_flow
+    from store.repo import model_row, promoted_model
+
+    items, labels = dataset_files
+    engine = engine_for(None)
+    ingest_flow(str(items))
+    seed_labels(engine, list(dict(read_labels(labels)).items())[:300], holdout_share=0.4)
+
+    def killed(*_args, **_kwargs):
+        raise RuntimeError("killed between registering and promoting")
+
+    monkeypatch.setattr(retrain_module, "promote_model", killed)
+    crashed = retrain_flow(return_state=True)
+    assert crashed.is_failed()
+    with engine.connect() as conn:
+        (candidate,) = conn.execute(select(ModelVersion.version)).scalars().all()
+    assert model_row(engine, candidate).status == "candidate" and promoted_model(engine) is None
+    monkeypatch.undo()
+    resumed = retrain_flow()
+    assert (resumed["status"], resumed["version"], resumed.get("resumed")) == ("promoted", candidate, True)
+    assert promoted_model(engine).version == candidate
+    assert retrain_flow()["status"] == "unchanged"  # settled: nothing left to do
