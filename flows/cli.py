@@ -703,11 +703,15 @@ def ui(
         env["SLUICE_DATABASE_URL"] = database_url
     app_path = Path(__file__).resolve().parents[1] / "ui" / "app.py"
     options = ["--server.headless", "true", "--server.address", "127.0.0.1", "--server.port", str(port),
+               "--server.enableXsrfProtection", "true", "--server.enableCORS", "true",
                "--browser.gatherUsageStats", "false", "--client.toolbarMode", "minimal"]
     if secrets is not None:
         options += ["--secrets.files", str(secrets.resolve())]
     console.print(f"console at http://127.0.0.1:{port}")
-    raise typer.Exit(subprocess.call([sys.executable, "-m", "streamlit", "run", str(app_path), *options], env=env))
+    sys.stdout.flush()
+    # Streamlit replaces this process (same pid): a SIGTERM or Ctrl-C sent to `sluice ui` reaches the server itself
+    # and leaves nothing behind, as a child process would
+    os.execve(sys.executable, [sys.executable, "-m", "streamlit", "run", str(app_path), *options], env)
 
 
 if __name__ == "__main__":

@@ -247,9 +247,25 @@ def read_csv(path: Path) -> Iterator[RawRecord]:
 
 
 def check_file(path: Path) -> None:
-    """Raise a one-line ValueError for a file that cannot be read as items at all (an unknown suffix, a CSV
-    without a header naming `id`), before anything starts: a bad record is quarantined, a bad file refused."""
+    """Raise a one-line ValueError for a file that cannot be read as items at all, before anything starts (a bad
+    record is quarantined, a bad file refused): not a regular file (a FIFO would block), an unknown suffix, text
+    in UTF-16 or UTF-32 (every line would be quarantined as undecodable), a `.parquet` that is not Parquet, a CSV
+    without a header naming `id`."""
+    if not path.is_file():
+        raise ValueError(f"{path} is not a regular file")
     read = reader_for(path)
+    with path.open("rb") as handle:
+        start = handle.read(4)
+    if read is not read_parquet and start.startswith((b"\xff\xfe", b"\xfe\xff", b"\x00\x00\xfe\xff")):
+        raise ValueError(f"{path.name} is UTF-16 or UTF-32 text: save it as UTF-8 (for example `iconv -f UTF-16 -t "
+                         "UTF-8`)")
+    if read is read_parquet:
+        import pyarrow.parquet as pq
+
+        try:
+            pq.ParquetFile(path)
+        except Exception as error:  # pyarrow raises its own ArrowInvalid and OSError variants
+            raise ValueError(f"{path.name} is not a Parquet file ({str(error).splitlines()[0]})") from None
     if read is read_csv:
         next(iter(read_csv(path)), None)
 

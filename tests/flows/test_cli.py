@@ -221,3 +221,40 @@ def test_labelstudio_queue_lists_waiting_tasks_by_project_reason_and_age(sluice_
     reasons = [line.split("│")[2].strip() for line in lines]
     assert "audit" in reasons and "margin" in reasons
     assert reasons.index("audit") < reasons.index("margin")  # in the order annotators get them
+
+
+@pytest.mark.integration
+def test_sigterm_to_sluice_ui_leaves_no_streamlit_behind(tmp_path):
+    """`sluice ui` becomes the Streamlit server (same pid): SIGTERM stops the server itself, and the port is free."""
+    import os
+    import signal
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    from tests.labelstudio_fixture import free_port
+
+    port = free_port()
+    env = {**os.environ, "SLUICE_HOME": str(tmp_path / "home")}
+    server = subprocess.Popen([sys.executable, "-m", "flows.cli", "ui", "--port", str(port)], cwd=ROOT, env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            with socket.socket() as probe:
+                if probe.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            time.sleep(0.5)
+        else:
+            pytest.fail("the console never listened")
+        os.kill(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)
+        time.sleep(0.5)
+        with socket.socket() as probe:
+            assert probe.connect_ex(("127.0.0.1", port)) != 0, "something still listens on the console's port"
+        leftover = subprocess.run(["pgrep", "-f", f"server.port {port}"], capture_output=True, text=True).stdout
+        assert leftover.strip() == ""
+    finally:
+        if server.poll() is None:
+            os.killpg(server.pid, signal.SIGKILL)

@@ -806,3 +806,26 @@ def test_the_same_id_with_other_content_is_reported_not_silently_dropped(engine,
     assert sorted(conflicts) == [(1, "id_conflict", "x1"), (4, "id_conflict", "x3")]
     again = ingest_file(engine, second)  # the same file again: the same conflict, recorded once
     assert again.quarantined == {"id_conflict": 1} and len(stored_quarantine(engine)) == 2
+
+
+def test_files_that_cannot_be_read_as_items_are_refused_whole_in_one_line(tmp_path):
+    import os
+
+    from store.ingest import check_file
+
+    utf16 = tmp_path / "u16.jsonl"
+    utf16.write_bytes('{"id": "a", "text": "x"}\n'.encode("utf-16"))
+    not_parquet = tmp_path / "fake.parquet"
+    not_parquet.write_text("id,text\na,b\n")
+    fifo = tmp_path / "pipe.jsonl"
+    os.mkfifo(fifo)
+    unknown = tmp_path / "x.txt"
+    unknown.write_text("hello\n")
+    for path, message in ((utf16, "UTF-16 or UTF-32"), (not_parquet, "not a Parquet file"),
+                          (fifo, "not a regular file"), (unknown, "cannot read")):
+        with pytest.raises(ValueError, match=message) as caught:
+            check_file(path)
+        assert "\n" not in str(caught.value)
+    good = tmp_path / "good.jsonl"
+    good.write_text('{"id": "a", "text": "x"}\n')
+    check_file(good)
