@@ -216,8 +216,13 @@ def _run_step(name: str, database_url: str | None, **kwargs: Any) -> None:
         "select": select.select_flow, "push": labelstudio.push_flow, "pull": labelstudio.pull_flow,
         "retrain": retrain.retrain_flow,
     }[name]
-    with prefect_quietly():
-        result = step(settings=command_settings(database_url), **kwargs)
+    from flows.common import StepFailed
+
+    try:
+        with prefect_quietly():
+            result = step(settings=command_settings(database_url), **kwargs)
+    except StepFailed as error:  # the step said why (Label Studio down or refusing the token, the store busy)
+        fail(str(error))
     if isinstance(result, list):
         if not result:
             console.print(f"{name}: nothing to do (no predictions of the models in use on held-out labels yet; "

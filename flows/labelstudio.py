@@ -185,10 +185,14 @@ def push_flow(settings: SluiceSettings | None = None) -> dict[str, Any]:
             continue
         try:
             _, queue_project = open_queue(engine, settings, queue_name=queue_name, kind=kind)
-        except LabelStudioError as error:
+        except LabelStudioError as error:  # unreachable or refusing the token: nothing can go
             record_event(engine, "push_failed", {"pushed": pushed, "pending": len(keys), "error": str(error)})
             raise StepFailed(f"push: Label Studio is unavailable, {len(keys)} batch(es) stay queued: {error}") \
                 from error
+        except ValueError as error:  # this queue cannot be made (no label set to ask about): the others go on
+            failed += len(batches)
+            errors.append(f"the {queue_name} queue of {kind} items: {error}")
+            continue
         if queue_name == Queue.REVIEW and kind == ItemKind.CLASSIFICATION:
             project_id = queue_project
         for key in batches:
