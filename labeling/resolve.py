@@ -14,6 +14,7 @@ from sqlalchemy import Engine, delete, func, select, update
 from labeling.agreement import MISSING, dawid_skene
 from routing.draws import AUDIT_TRAIN_SALT, decision_uniform
 from store.bulk import chunked, insert_ignore, set_column
+from store.history import keep_history
 from store.models import Annotation, Item, ItemState, Label, ReviewTask
 from store.transitions import move_items
 from store.vocab import LabelSource, Queue, Selection, TaskState, split_for
@@ -64,6 +65,9 @@ def upsert_annotations(engine: Engine, answers: Sequence[HumanAnswer]) -> tuple[
             changed = [a for key, a in latest.items()
                        if key in stored and (stored[key] is None or _utc(stored[key]) < _utc(a.updated_at))]
             insert_ignore(conn, Annotation.__table__, [_annotation_row(a, now) for a in fresh])
+            if changed:  # the earlier versions stay readable: history is append-only
+                keep_history(conn, Annotation.__table__, "external_id", [a.external_id for a in changed],
+                             reason="updated", at=now, where=Annotation.source == source)
             for a in changed:
                 conn.execute(
                     update(Annotation)
@@ -215,6 +219,7 @@ def _resolve_chunk(conn: Any, part: list[str], rule_of: Callable[[str], Resoluti
         conn.execute(update(ReviewTask).where(ReviewTask.item_id.in_(escalate), ReviewTask.queue == Queue.REVIEW)
                      .values(queue=Queue.EXPERT, state=TaskState.PENDING, batch_key=None, attempts=0, ls_task_id=None,
                              project_id=None, pushed_at=None, priority=3.0))
+        keep_history(conn, Label.__table__, "item_id", escalate, reason="withdrawn", at=now)
         conn.execute(delete(Label).where(Label.item_id.in_(escalate)))
         move_items(conn, dict.fromkeys(escalate, ItemState.queued), by="resolve")
     stored = {r.item_id: r for r in conn.execute(
@@ -223,6 +228,8 @@ def _resolve_chunk(conn: Any, part: list[str], rule_of: Callable[[str], Resoluti
     insert_ignore(conn, Label.__table__, [r for r in labels if r["item_id"] not in stored])
     changed = [r for r in labels if r["item_id"] in stored
                and any(getattr(stored[r["item_id"]], c) != r[c] for c in _RESOLUTION_COLUMNS)]
+    if changed:
+        keep_history(conn, Label.__table__, "item_id", [r["item_id"] for r in changed], reason="updated", at=now)
     for row in changed:  # a re-read of the same answers rewrites nothing and counts nothing
         conn.execute(update(Label).where(Label.item_id == row["item_id"]).values(
             **{c: row[c] for c in _RESOLUTION_COLUMNS}, created_at=now))

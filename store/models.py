@@ -288,6 +288,21 @@ class Label(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow)
 
 
+class RowHistory(SQLModel, table=True):
+    """What an annotation or a label was before it changed or was withdrawn: the old row, whole, with when and why.
+    Their tables hold the current answer and label; this one keeps every earlier version (append-only)."""
+
+    __tablename__ = "row_history"
+    __table_args__ = (Index("ix_row_history_key", "table_name", "row_key"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    table_name: str = Field(max_length=32)
+    row_key: str = Field(max_length=512, description="the annotation's id, or the label's item id")
+    old: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    reason: str = Field(max_length=64, description="updated (a newer answer or resolution) or withdrawn")
+    replaced_at: datetime = Field(default_factory=utcnow)
+
+
 class AuditEvent(SQLModel, table=True):
     """Something that happened: a flow step, a promotion, a policy change."""
 

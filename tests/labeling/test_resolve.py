@@ -265,3 +265,31 @@ def test_severity_agreement_is_ordinal_alpha_and_position_bias_counts_sides(engi
     assert severity.krippendorff_alpha > krippendorff_alpha(np.array([[0, 0], [1, 2], [4, 5], [5, 3]]), n_classes=6)
     (position,) = report["position"]
     assert (position.segment, position.bias) == ("pairs", position_bias(np.array([True] * 7 + [False] * 2)))
+
+
+def test_changed_answers_and_labels_keep_their_earlier_versions(engine):
+    from store.models import RowHistory
+
+    add_items(engine, ["h"], overlap=1)
+    add_items(engine, ["w"], overlap=2)
+    upsert_annotations(engine, [HumanAnswer(source="labelstudio", external_id=9001, item_id="h", label="a",
+                                            annotator="ann1", was_cancelled=False, updated_at=T0)])
+    resolve_items(engine, ["h"])
+    # the annotator changes their mind: the annotation and the label move on, the old ones are kept
+    upsert_annotations(engine, [HumanAnswer(source="labelstudio", external_id=9001, item_id="h", label="b",
+                                            annotator="ann1", was_cancelled=False,
+                                            updated_at=T0 + timedelta(minutes=5))])
+    resolve_items(engine, ["h"])
+    assert labels(engine)["h"].label == "b"
+    # a disagreement withdraws a label to the expert: the withdrawn label is kept too
+    for who, label in (("ann1", "a"), ("ann2", "b")):
+        answer(engine, "w", who, label)
+    with engine.begin() as conn:
+        conn.execute(insert(Label).values(item_id="w", label="a", split="train", source="annotation",
+                                          selection_reason="margin"))
+    resolve_items(engine, ["w"], rules=lambda segment: ResolutionRule("majority", 0.6))
+    with engine.connect() as conn:
+        history = [(r.table_name, r.row_key, r.reason, r.old.get("label")) for r in
+                   conn.execute(select(RowHistory).order_by(RowHistory.id))]
+    assert history == [("annotations", "9001", "updated", "a"), ("labels", "h", "updated", "a"),
+                       ("labels", "w", "withdrawn", "a")]
