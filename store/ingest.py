@@ -8,6 +8,7 @@ import itertools
 import json
 import math
 import re
+import unicodedata
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -361,6 +362,13 @@ def _check_id(value: dict[str, Any]) -> str:
     item_id = str(item_id)
     if len(item_id) > MAX_ID_CHARS:
         raise RecordError("invalid_id", f"id longer than {MAX_ID_CHARS} characters")
+    if item_id != item_id.strip():
+        # "a1 " and "a1" would be two items that look the same everywhere they are shown
+        raise RecordError("invalid_id", f"id {_show(item_id)} starts or ends with whitespace")
+    if not item_id.isascii() and not _has_surrogates(item_id) and \
+            unicodedata.normalize("NFC", item_id) != item_id:
+        # the same visible id in composed (NFC) and decomposed (NFD) form would be two items
+        raise RecordError("invalid_id", f"id {_show(item_id)} is not in Unicode normal form NFC: send it composed")
     return _storable_string(item_id, "invalid_id", "id")
 
 
@@ -424,7 +432,7 @@ def _fast_row(value: dict[str, Any], labels: frozenset[str] | None) -> dict[str,
         return None
     item_id, text = value.get("id"), value.get("text")
     if type(item_id) is not str or type(text) is not str or not item_id or len(item_id) > MAX_ID_CHARS \
-            or len(text) > MAX_TEXT_CHARS:
+            or len(text) > MAX_TEXT_CHARS or not item_id.isascii() or item_id != item_id.strip():
         return None
     confidence = value.get("confidence")
     if confidence is not None and (type(confidence) is not float or not 0.0 <= confidence <= 1.0):

@@ -829,3 +829,13 @@ def test_files_that_cannot_be_read_as_items_are_refused_whole_in_one_line(tmp_pa
     good = tmp_path / "good.jsonl"
     good.write_text('{"id": "a", "text": "x"}\n')
     check_file(good)
+
+
+@pytest.mark.parametrize("item_id, message", [
+    ("a1 ", "whitespace"), (" a1", "whitespace"), ("caf\u0065\u0301", "NFC"),
+])
+def test_ids_that_would_look_the_same_as_another_are_refused(item_id, message):
+    with pytest.raises(RecordError, match=message) as caught:
+        validate_record({"id": item_id, "text": "t"})
+    assert caught.value.reason == "invalid_id"
+    assert validate_record({"id": "caf\u00e9", "text": "t"})["id"] == "caf\u00e9"  # composed: fine
