@@ -77,3 +77,14 @@ def verdict(name: str, ratio: float, target: float, *, strict: bool = False) -> 
     met = ratio < target if strict else ratio <= target
     print(f"{'PASS' if met else 'MISS'}: {name} ratio {ratio:.2f}× {'<' if strict else '≤'} {target:g}×")
     return met
+
+
+def read_results(paths: list[Path]) -> list[dict]:
+    """The JSON-lines records of the result files that exist (a resumable benchmark's runs so far)."""
+    import json
+
+    rows = []
+    for path in paths:
+        if path.exists():
+            rows += [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return rows

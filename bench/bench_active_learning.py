@@ -32,6 +32,7 @@ import os  # noqa: E402
 
 os.environ.setdefault("PREFECT_LOGGING_LEVEL", "ERROR")
 import flows  # noqa: E402,F401  (Prefect's offline defaults)
+from _common import read_results  # noqa: E402
 
 STRATEGIES = ("margin", "entropy", "diverse", "random")
 TARGET_SHARE = 0.98
@@ -94,14 +95,6 @@ def params_for(dataset: str, args: argparse.Namespace) -> dict:
         if getattr(args, key) is not None:
             chosen[key] = getattr(args, key)
     return chosen
-
-
-def read_results(paths: list[Path]) -> list[dict]:
-    rows = []
-    for path in paths:
-        if path.exists():
-            rows += [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    return rows
 
 
 def run(args: argparse.Namespace) -> None:

@@ -43,6 +43,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from _common import read_results  # noqa: E402
 from routing.kind_selection import select_documents, select_pairs, select_responses  # noqa: E402
 from routing.thresholds import guaranteed_threshold  # noqa: E402
 
@@ -363,14 +364,6 @@ def summarise(rows: list[dict], kinds: list[str]) -> str:
     text = "\n".join(lines)
     print(text)
     return text
-
-
-def read_results(paths: list[Path]) -> list[dict]:
-    rows = []
-    for path in paths:
-        if path.exists():
-            rows += [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    return rows
 
 
 def run(args: argparse.Namespace, sizes: dict) -> None:
