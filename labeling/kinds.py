@@ -10,6 +10,9 @@ and the human answer read back from an annotation's result (pure: no network).
   position bias can be measured.
 - ``extraction``: the document and, per extracted field, a text area holding the extracted value to confirm or
   correct (the field's confidence shown beside its name).
+
+Every config shows the task's `note` above the item (why it was chosen, the calibrated confidence, risk codes:
+`labeling.queue.task_note`); the task data of each kind always carries the key, which Label Studio requires.
 """
 
 from __future__ import annotations
@@ -83,7 +86,7 @@ def generation_config(issues: Sequence[str] = DEFAULT_ISSUES) -> str:
 
 def generation_data(item_id: str, payload: Mapping[str, Any]) -> dict[str, Any]:
     return {"item_id": item_id, "prompt": _prompt_text(payload["prompt"]), "response": payload["response"],
-            "context": _context_text(payload.get("context"))}
+            "context": _context_text(payload.get("context")), "note": ""}
 
 
 def _by_name(result: Sequence[Mapping[str, Any]]) -> dict[str, Mapping[str, Any]]:
@@ -119,7 +122,7 @@ def pairwise_data(item_id: str, payload: Mapping[str, Any], *, a_on_left: bool) 
     left, right = (payload["response_a"], payload["response_b"]) if a_on_left else (payload["response_b"],
                                                                                        payload["response_a"])
     return {"item_id": item_id, "prompt": _prompt_text(payload["prompt"]), "left": left, "right": right,
-            "left_is": "a" if a_on_left else "b"}
+            "left_is": "a" if a_on_left else "b", "note": ""}
 
 
 def pairwise_answer(result: Sequence[Mapping[str, Any]], *, left_is: str) -> dict[str, Any]:
@@ -157,7 +160,7 @@ def extraction_config(fields: Mapping[str, float] | Sequence[str]) -> str:
 
 def extraction_data(item_id: str, text: str, payload: Mapping[str, Any]) -> dict[str, Any]:
     fields = payload["fields"]
-    return {"item_id": item_id, "text": text,
+    return {"item_id": item_id, "text": text, "note": "",
             "extracted": "; ".join(f"{n} = {f['value']} ({f['confidence']:.2f})" for n, f in fields.items())}
 
 

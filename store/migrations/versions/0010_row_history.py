@@ -26,7 +26,7 @@ def upgrade() -> None:
         sa.Column("row_key", sqlmodel.sql.sqltypes.AutoString(length=512), nullable=False),
         sa.Column("old", sa.JSON(), nullable=False),
         sa.Column("reason", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
-        sa.Column("replaced_at", sa.DateTime(), nullable=False),
+        sa.Column("replaced_at", sqlmodel.sql.sqltypes.UTCDateTime(), nullable=False),
         sa.PrimaryKeyConstraint("id"),
     )
     op.create_index("ix_row_history_key", "row_history", ["table_name", "row_key"])
