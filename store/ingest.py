@@ -24,7 +24,7 @@ try:  # a fast JSON parser when present (Prefect brings it); json stays the refe
     from orjson import loads as _fast_loads
 except ImportError:  # pragma: no cover
     _fast_loads = None
-from store.models import Item, ItemState, QuarantinedRecord
+from store.models import Item, ItemState, QuarantinedRecord, as_utc
 
 CHUNK_SIZE = 20_000
 MAX_TEXT_CHARS = 100_000
@@ -743,11 +743,7 @@ def _stored_rows(conn: Any, ids: list[str]) -> dict[str, dict[str, Any]]:
 def _stored_before(conn: Any, ids: list[str], now: datetime) -> dict[str, dict[str, Any]]:
     """Of `ids`, the items that were in the store before this chunk's insert (received at another moment)."""
     return {item_id: row for item_id, row in _stored_rows(conn, ids).items()
-            if _as_aware(row["received_at"]) != now}
-
-
-def _as_aware(moment: datetime) -> datetime:
-    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+            if as_utc(row["received_at"]) != now}
 
 
 def _raw_text(record: RawRecord, *, clip: bool = True) -> str:

@@ -6,16 +6,17 @@ batch is pushed, so a retried push finds the same batch and reconciles it instea
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any, NamedTuple
 
-from sqlalchemy import Engine, bindparam, func, select, update
+from sqlalchemy import Engine, bindparam, func, insert, select, update
 from sqlmodel import Session
 
 from store.bulk import chunked
-from store.models import Item, ReviewTask, RoutingDecision, as_utc
+from store.models import Item, ReviewTask, RoutingDecision, Watermark, as_utc, utcnow
 from store.vocab import ItemKind, Queue, TaskState
 
 __all__ = [
@@ -106,15 +107,31 @@ def outbox_batch(engine: Engine, batch_key: str) -> list[OutboxRow]:
                           row.calibrated_confidence, row.reasons) for row in session.exec(query).all()]
 
 
+_FIELDS_MARK = "outbox:extraction_fields"
+
+
 def extraction_fields(engine: Engine) -> list[str]:
     """Every field name the extraction items sent to people carry, in first-seen order: the text areas of the
-    extraction queue (which only grows)."""
-    query = (select(Item.payload).join(ReviewTask, ReviewTask.item_id == Item.id)
-             .where(Item.kind == ItemKind.EXTRACTION).order_by(ReviewTask.id))
-    names: dict[str, None] = {}
-    with engine.connect() as conn:
-        for payload in conn.execute(query).scalars():
-            names.update(dict.fromkeys((payload or {}).get("fields") or {}))
+    extraction queue (which only grows). Kept in a watermark with the last task read, so each call reads only the
+    extraction tasks written since, not every payload ever queued."""
+    with engine.begin() as conn:
+        mark = conn.execute(select(Watermark.value).where(Watermark.name == _FIELDS_MARK)).scalar()
+        known = json.loads(mark) if mark else {"last_task": 0, "fields": []}
+        rows = conn.execute(
+            select(ReviewTask.id, Item.payload).join(Item, Item.id == ReviewTask.item_id)
+            .where(Item.kind == ItemKind.EXTRACTION, ReviewTask.id > known["last_task"]).order_by(ReviewTask.id)
+        ).all()
+        if not rows:
+            return list(known["fields"])
+        names = dict.fromkeys(known["fields"])
+        for row in rows:
+            names.update(dict.fromkeys((row.payload or {}).get("fields") or {}))
+        value = json.dumps({"last_task": rows[-1].id, "fields": list(names)})
+        if mark is None:
+            conn.execute(insert(Watermark).values(name=_FIELDS_MARK, value=value, updated_at=utcnow()))
+        else:
+            conn.execute(update(Watermark).where(Watermark.name == _FIELDS_MARK).values(value=value,
+                                                                                        updated_at=utcnow()))
     return list(names)
 
 

@@ -59,3 +59,31 @@ def test_llm_candidates_read_past_one_chunk_of_ids(engine):
     assert everything.index(ids["g#m1"]) > LOOKUP_CHUNK  # the LLM outputs' decisions are in the second chunk
     found = llm_candidates(engine, everything + everything[:3])  # repeated ids are read once
     assert found.kinds == ["generation", "pairwise", "extraction", "generation", "generation"]
+
+
+def test_extraction_fields_grow_with_new_tasks_and_read_only_those(tmp_path):
+    from sqlalchemy import insert
+
+    from store.db import get_engine
+    from store.models import Item, ReviewTask
+    from store.outbox import extraction_fields
+
+    engine = get_engine(f"sqlite:///{tmp_path / 'store.db'}")
+
+    def queue(item_id: str, fields: list[str]) -> None:
+        with engine.begin() as conn:
+            conn.execute(insert(Item).values(id=item_id, kind="extraction", text="doc", state="queued",
+                                             payload={"fields": {f: {"value": "v", "confidence": 0.5}
+                                                                 for f in fields}}))
+            conn.execute(insert(ReviewTask).values(item_id=item_id, selection_reason="field_uncertainty"))
+
+    assert extraction_fields(engine) == []
+    queue("d1", ["total", "vendor"])
+    assert extraction_fields(engine) == ["total", "vendor"]
+    queue("d2", ["vendor", "due"])
+    assert extraction_fields(engine) == ["total", "vendor", "due"]
+    # what was read is not read again: a payload changed afterwards does not count, only new tasks do
+    with engine.begin() as conn:
+        conn.execute(Item.__table__.update().where(Item.id == "d1").values(payload={"fields": {"other": {}}}))
+    assert extraction_fields(engine) == ["total", "vendor", "due"]
+    engine.dispose()
