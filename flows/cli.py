@@ -98,12 +98,14 @@ def _with_flags(base: SluiceSettings | None, **flags: Any) -> SluiceSettings:
 
     from store.settings import settings_or_environment
 
-    settings = settings_or_environment(base)
     given = {name: value for name, value in flags.items() if value is not None}
     try:
+        settings = settings_or_environment(base)
         return settings.variant(**given) if given else settings
     except ValidationError as error:
-        fail(f"invalid settings: {error}")
+        fail("invalid settings: " + "; ".join(
+            f"SLUICE_{'_'.join(map(str, problem['loc'])).upper()}: {problem['msg'].removeprefix('Value error, ')}"
+            for problem in error.errors()))
         raise
 
 
@@ -203,6 +205,13 @@ def seed_labels(
     """Add known labels for ingested items (the seed of the training and held-out sets)."""
     from flows.ingest import seed_labels_flow
 
+    from flows.ingest import iter_labels
+
+    try:  # the whole file is checked before anything is stored: a malformed line is named and nothing is added
+        for _ in iter_labels(path):
+            pass
+    except ValueError as error:
+        fail(f"{error}; nothing was stored")
     with prefect_quietly():
         show("seed labels", seed_labels_flow(str(path), holdout_share=holdout, seed=seed,
                                              settings=command_settings(database_url)))
@@ -693,6 +702,18 @@ def models_sign(database_url: str | None = DatabaseOption) -> None:
         raise typer.Exit(1)
 
 
+def console_command(port: int, secrets: Path | None = None) -> list[str]:
+    """The command line that serves the console on 127.0.0.1:`port`: `ui/serve.py` (the pages of `ui/app.py` behind
+    a Host allow-list) with XSRF protection on."""
+    serve = Path(__file__).resolve().parents[1] / "ui" / "serve.py"
+    options = ["--server.headless", "true", "--server.address", "127.0.0.1", "--server.port", str(port),
+               "--server.enableXsrfProtection", "true", "--server.enableCORS", "true",
+               "--browser.gatherUsageStats", "false", "--client.toolbarMode", "minimal"]
+    if secrets is not None:
+        options += ["--secrets.files", str(secrets.resolve())]
+    return [sys.executable, "-m", "streamlit", "run", str(serve), *options]
+
+
 @app.command()
 def ui(
     port: int = typer.Option(8501),
@@ -703,20 +724,16 @@ def ui(
     database_url: str | None = DatabaseOption,
 ) -> None:
     """Serve the ops console on 127.0.0.1 (every page needs a signed-in account: `sluice user add`)."""
+    command_settings(database_url)  # a malformed setting (SLUICE_UI_ALLOWED_HOSTS, ...) is a one-line error here
     env = dict(os.environ)
     if database_url:
         env["SLUICE_DATABASE_URL"] = database_url
-    app_path = Path(__file__).resolve().parents[1] / "ui" / "app.py"
-    options = ["--server.headless", "true", "--server.address", "127.0.0.1", "--server.port", str(port),
-               "--server.enableXsrfProtection", "true", "--server.enableCORS", "true",
-               "--browser.gatherUsageStats", "false", "--client.toolbarMode", "minimal"]
-    if secrets is not None:
-        options += ["--secrets.files", str(secrets.resolve())]
+    command = console_command(port, secrets)
     console.print(f"console at http://127.0.0.1:{port}")
     sys.stdout.flush()
     # Streamlit replaces this process (same pid): a SIGTERM or Ctrl-C sent to `sluice ui` reaches the server itself
     # and leaves nothing behind, as a child process would
-    os.execve(sys.executable, [sys.executable, "-m", "streamlit", "run", str(app_path), *options], env)
+    os.execve(sys.executable, command, env)
 
 
 if __name__ == "__main__":

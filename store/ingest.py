@@ -101,7 +101,7 @@ def _show(value: Any, limit: int = 80) -> str:
 MAX_LINE_BYTES = 4_000_000
 
 
-def _lines(handle: Any, limit: int) -> Iterator[tuple[bytes, bool]]:
+def bounded_lines(handle: Any, limit: int) -> Iterator[tuple[bytes, bool]]:
     """(line, whole) per line of a binary file, never holding more than `limit` + 1 bytes of one: the start of an
     oversized line with whole=False, the rest of it skipped in chunks."""
     while True:
@@ -118,7 +118,7 @@ def _lines(handle: Any, limit: int) -> Iterator[tuple[bytes, bool]]:
 
 def read_jsonl(path: Path) -> Iterator[RawRecord]:
     with path.open("rb") as handle:
-        for number, (line, whole) in enumerate(_lines(handle, MAX_LINE_BYTES), start=1):
+        for number, (line, whole) in enumerate(bounded_lines(handle, MAX_LINE_BYTES), start=1):
             if not whole:
                 yield RawRecord(number, None, _clip(line), RecordError(
                     "record_too_large", f"the line is longer than {MAX_LINE_BYTES:,} bytes; not read"))

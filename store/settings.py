@@ -87,6 +87,13 @@ def _holds_masked_credential(url: str) -> bool:
     return URL_PASSWORD_MASK in userinfo.split(":") or URL_PASSWORD_MASK in values
 
 
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+
+
+def _host_list(text: str) -> list[str]:
+    return [name.strip().lower() for name in text.split(",") if name.strip()]
+
+
 class SluiceSettings(BaseSettings):
     """Settings from `SLUICE_*` environment variables; every field has a working local default. Frozen: a
     variant is a new object (`variant`, `with_home`)."""
@@ -116,6 +123,9 @@ class SluiceSettings(BaseSettings):
     dask_workers: int = Field(default=2, ge=1, le=64, description="worker processes of the local Dask cluster")
     store_lock_timeout: float = Field(default=900.0, gt=0,
                                       description="seconds a flow waits for another one to release the store")
+    ui_allowed_hosts: str = Field(
+        default="", description="host names the console answers besides the loopback ones (comma-separated, "
+                                "`*.example.com` patterns allowed): the names a reverse proxy in front of it forwards")
 
     @field_validator("labelstudio_token", "labelstudio_password")
     @classmethod
@@ -124,6 +134,20 @@ class SluiceSettings(BaseSettings):
             raise ValueError("is the masked form of a secret (as Prefect stores a settings parameter), not the "
                              "secret itself: set it in the environment of the process that runs the flow")
         return value
+
+    @field_validator("ui_allowed_hosts")
+    @classmethod
+    def _host_names(cls, value: str) -> str:
+        for name in _host_list(value):
+            if name == "*" or "*" in name[1:] or (name.startswith("*") and not name.startswith("*.")) \
+                    or any(c in name for c in "/@: "):
+                raise ValueError(f"{name!r} is not a host name or a `*.example.com` pattern")
+        return value
+
+    @property
+    def console_hosts(self) -> list[str]:
+        """The Host names the console answers: the loopback ones, then `ui_allowed_hosts`."""
+        return list(dict.fromkeys([*LOOPBACK_HOSTS, *_host_list(self.ui_allowed_hosts)]))
 
     @field_validator("database_url")
     @classmethod

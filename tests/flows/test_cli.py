@@ -224,19 +224,31 @@ def test_labelstudio_queue_lists_waiting_tasks_by_project_reason_and_age(sluice_
 
 
 @pytest.mark.integration
-def test_sigterm_to_sluice_ui_leaves_no_streamlit_behind(tmp_path):
-    """`sluice ui` becomes the Streamlit server (same pid): SIGTERM stops the server itself, and the port is free."""
+def test_sluice_ui_answers_only_its_own_host_names_and_sigterm_leaves_nothing_behind(tmp_path):
+    """`sluice ui` refuses a request naming another host (DNS rebinding) before Streamlit sees it: pages, API and the
+    websocket; the loopback names and SLUICE_UI_ALLOWED_HOSTS are served. It becomes the Streamlit server (same
+    pid): SIGTERM stops the server itself, and the port is free."""
     import os
     import signal
     import socket
     import subprocess
     import sys
     import time
+    import urllib.error
+    import urllib.request
 
     from tests.labelstudio_fixture import free_port
 
+    def status(path: str, host: str, **headers: str) -> int:
+        request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", headers={"Host": host, **headers})
+        try:
+            with urllib.request.urlopen(request, timeout=10) as answer:
+                return answer.status
+        except urllib.error.HTTPError as error:
+            return error.code
+
     port = free_port()
-    env = {**os.environ, "SLUICE_HOME": str(tmp_path / "home")}
+    env = {**os.environ, "SLUICE_HOME": str(tmp_path / "home"), "SLUICE_UI_ALLOWED_HOSTS": "console.example.org"}
     server = subprocess.Popen([sys.executable, "-m", "flows.cli", "ui", "--port", str(port)], cwd=ROOT, env=env,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
@@ -248,6 +260,17 @@ def test_sigterm_to_sluice_ui_leaves_no_streamlit_behind(tmp_path):
             time.sleep(0.5)
         else:
             pytest.fail("the console never listened")
+        deadline = time.monotonic() + 30
+        while status("/_stcore/health", f"127.0.0.1:{port}") != 200 and time.monotonic() < deadline:
+            time.sleep(0.5)
+        served = {host: status("/_stcore/health", host)
+                  for host in (f"127.0.0.1:{port}", f"localhost:{port}", "console.example.org")}
+        assert served == dict.fromkeys(served, 200)
+        refused = {path: status(path, "rebound.example.net") for path in ("/", "/_stcore/health", "/overview")}
+        assert refused == dict.fromkeys(refused, 400)
+        upgrade = {"Connection": "Upgrade", "Upgrade": "websocket", "Sec-WebSocket-Version": "13",
+                   "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ=="}
+        assert status("/_stcore/stream", "rebound.example.net", **upgrade) == 400
         os.kill(server.pid, signal.SIGTERM)
         server.wait(timeout=30)
         time.sleep(0.5)
@@ -258,3 +281,23 @@ def test_sigterm_to_sluice_ui_leaves_no_streamlit_behind(tmp_path):
     finally:
         if server.poll() is None:
             os.killpg(server.pid, signal.SIGKILL)
+
+
+def test_a_malformed_console_host_name_is_a_one_line_error(monkeypatch):
+    monkeypatch.setenv("SLUICE_UI_ALLOWED_HOSTS", "ok.example.org, http://x/")
+    result = invoke("ui", "--port", "1")
+    assert result.exit_code != 0 and "not a host name" in result.output and "Traceback" not in result.output
+
+
+@pytest.mark.parametrize(("content", "message"), [
+    (b'{"id": "a", "label": "x"}\n{"id": \n', "bad.jsonl:2: not a JSON object"),
+    (b'{"id": "a", "label": "' + b"y" * 70_000 + b'"}\n', "bad.jsonl:1: a label line longer than 65,536 bytes"),
+    ("id,label\na,x\n".encode("utf-16"), "bad.jsonl:1: not UTF-8 text"),
+])
+def test_a_bad_labels_file_is_a_one_line_error_and_stores_nothing(sluice_home, tmp_path, content, message):
+    path = tmp_path / "bad.jsonl"
+    path.write_bytes(content)
+    result = invoke("seed-labels", str(path))
+    output = " ".join(result.output.split())
+    assert result.exit_code == 1 and message in output and output.endswith("nothing was stored")
+    assert "Traceback" not in output

@@ -158,3 +158,14 @@ def test_a_server_elsewhere_needs_an_explicit_token_and_gets_only_that(tmp_path)
     assert given.labelstudio_credentials().token == "their-token-1"
     local = SluiceSettings(home=tmp_path, labelstudio_url="http://127.0.0.1:18099")
     assert len(local.labelstudio_credentials().token) == 40  # this machine: the local data folder's own
+
+
+def test_the_console_answers_loopback_names_and_the_allowed_ones_only():
+    from store.settings import SluiceSettings
+
+    assert SluiceSettings(ui_allowed_hosts="").console_hosts == ["127.0.0.1", "localhost", "::1"]
+    given = SluiceSettings(ui_allowed_hosts=" Console.Example.org, *.corp.example ,localhost")
+    assert given.console_hosts == ["127.0.0.1", "localhost", "::1", "console.example.org", "*.corp.example"]
+    for bad in ("*", "a*.example", "*example.org", "http://x", "user@host", "host:8501", "two words"):
+        with pytest.raises(ValueError, match="not a host name"):
+            SluiceSettings(ui_allowed_hosts=bad)

@@ -1,5 +1,5 @@
 """The console in a real browser: Playwright drives Debian's Chromium (/usr/bin/chromium, `make chromium`) against
-`streamlit run ui/app.py` on 127.0.0.1, over a store the real flows filled. What a person does: sign in, edit a
+the console as `sluice ui` serves it on 127.0.0.1, over a store the real flows filled. What a person does: sign in, edit a
 segment's target, see the change and its preview, apply with a comment, find the new version in the history,
 roll back, and, as a viewer, find nothing to edit. Waits are Playwright's `expect`, never sleeps."""
 
@@ -51,14 +51,14 @@ def filled_home(tmp_path_factory, prefect_harness) -> Iterator[Path]:
 
 @pytest.fixture(scope="module")
 def console(filled_home) -> Iterator[str]:
-    """`streamlit run ui/app.py` on a free 127.0.0.1 port, as `sluice ui` starts it; stopped by its pid."""
+    """The console on a free 127.0.0.1 port, started by the command `sluice ui` runs; stopped by its pid."""
+    from flows.cli import console_command
+
     port = _free_port()
     env = {**os.environ, "SLUICE_HOME": str(filled_home)}
     env.pop("SLUICE_DATABASE_URL", None)
-    process = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", str(ROOT / "ui" / "app.py"), "--server.headless", "true",
-         "--server.address", "127.0.0.1", "--server.port", str(port), "--browser.gatherUsageStats", "false",
-         "--client.toolbarMode", "minimal"], env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    process = subprocess.Popen(console_command(port), env=env, cwd=ROOT, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
     while True:
