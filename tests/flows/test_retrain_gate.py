@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
 import numpy as np
 import pytest
 from sqlalchemy import delete, select, update
 
 from store.models import AuditEvent, Label, ModelVersion
 
+ROOT = Path(__file__).resolve().parents[2]
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("prefect_harness")]
 
 
@@ -137,32 +145,49 @@ def test_a_candidate_that_forgets_corrected_items_is_refused_and_one_that_keeps_
     assert event["version"] == forgot["version"] and event["gate_reasons"] == forgot["gate_reasons"]
 
 
-def test_a_candidate_left_unsettled_by_a_crash_is_settled_by_the_next_run(sluice_home, dataset_files, monkeypatch):
-    """The run dies after registering its candidate and before promoting it (here: promote raises, as a process
-    killed at that line would leave it); the next retrain on the same labels settles it by the verdict it was
-    registered with, instead of calling it unchanged for ever."""
-    import flows.retrain as retrain_module
+# A retrain whose process is SIGKILLed at the line between registering its candidate and promoting it: no
+# exception, no `finally`, no Prefect state change, exactly as a power cut or the OOM killer would leave it
+KILLED_BETWEEN_REGISTER_AND_PROMOTE = textwrap.dedent("""
+    import os, signal
+    import flows.retrain
+    from flows.retrain import retrain_flow
+
+    def killed(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    flows.retrain.promote_model = killed
+    retrain_flow()
+""")
+
+
+def test_a_candidate_left_unsettled_by_sigkill_is_settled_by_the_next_run(sluice_home, dataset_files):
+    """The process running retrain is SIGKILLed after registering its candidate and before promoting it; the next
+    retrain on the same labels settles it by the verdict it was registered with (instead of calling it unchanged
+    for ever), the store is not left locked, and there is one model version, not two."""
+    from prefect.settings import PREFECT_API_URL
+
     from flows.common import engine_for
     from flows.ingest import ingest_flow, read_labels, seed_labels
     from flows.retrain import retrain_flow
+    from store.lock import lock_status
     from store.repo import model_row, promoted_model
+    from store.settings import get_settings
 
     items, labels = dataset_files
     engine = engine_for(None)
     ingest_flow(str(items))
     seed_labels(engine, list(dict(read_labels(labels)).items())[:300], holdout_share=0.4)
-
-    def killed(*_args, **_kwargs):
-        raise RuntimeError("killed between registering and promoting")
-
-    monkeypatch.setattr(retrain_module, "promote_model", killed)
-    crashed = retrain_flow(return_state=True)
-    assert crashed.is_failed()
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "PREFECT_API_URL": PREFECT_API_URL.value()}
+    crashed = subprocess.run([sys.executable, "-c", KILLED_BETWEEN_REGISTER_AND_PROMOTE], cwd=ROOT, env=env,
+                             capture_output=True, text=True, timeout=300)
+    assert crashed.returncode == -signal.SIGKILL, crashed.stderr[-2000:]
     with engine.connect() as conn:
         (candidate,) = conn.execute(select(ModelVersion.version)).scalars().all()
     assert model_row(engine, candidate).status == "candidate" and promoted_model(engine) is None
-    monkeypatch.undo()
+    assert not lock_status(get_settings().resolved_database_url).held
     resumed = retrain_flow()
     assert (resumed["status"], resumed["version"], resumed.get("resumed")) == ("promoted", candidate, True)
     assert promoted_model(engine).version == candidate
     assert retrain_flow()["status"] == "unchanged"  # settled: nothing left to do
+    with engine.connect() as conn:
+        assert conn.execute(select(ModelVersion.version)).scalars().all() == [candidate]
