@@ -59,7 +59,9 @@ class ThresholdResult:
     ``coverage`` is the share of calibration items at or above the threshold (0.0 when there is none),
     ``error_upper_bound`` the Clopper-Pearson bound at the threshold (None when there is none), ``tested`` how many
     candidate thresholds the fixed sequence tested (the last one failed unless the grid ran out), ``n_errors`` the
-    wrong items among the ``n_accepted`` at the threshold.
+    wrong items among the ``n_accepted`` at the threshold. ``estimator`` names what tested each candidate
+    (``clopper_pearson`` on uniform labels here; ``weighted`` or ``doubly_robust`` from ``routing.active_inference``,
+    where ``n`` and ``n_accepted`` count routed items and ``n_labelled`` the labels at the threshold).
     """
 
     threshold: float | None
@@ -72,6 +74,8 @@ class ThresholdResult:
     delta: float
     empirical_error: float | None = None
     n_errors: int = 0
+    estimator: str = "clopper_pearson"
+    n_labelled: int | None = None
 
 
 def _as_confidence(confidence: Any) -> np.ndarray:
