@@ -40,8 +40,10 @@ from calibration.intervals import clopper_pearson_upper
 __all__ = [
     "DEFAULT_GRID_SIZE",
     "ThresholdResult",
+    "candidate_thresholds",
     "clopper_pearson_upper",
     "default_start_count",
+    "fixed_sequence",
     "guaranteed_threshold",
     "minimum_count",
     "naive_threshold",
@@ -57,7 +59,9 @@ class ThresholdResult:
     ``coverage`` is the share of calibration items at or above the threshold (0.0 when there is none),
     ``error_upper_bound`` the Clopper-Pearson bound at the threshold (None when there is none), ``tested`` how many
     candidate thresholds the fixed sequence tested (the last one failed unless the grid ran out), ``n_errors`` the
-    wrong items among the ``n_accepted`` at the threshold.
+    wrong items among the ``n_accepted`` at the threshold. ``estimator`` names what tested each candidate
+    (``clopper_pearson`` on uniform labels here; ``weighted`` or ``doubly_robust`` from ``routing.active_inference``,
+    where ``n`` and ``n_accepted`` count routed items and ``n_labelled`` the labels at the threshold).
     """
 
     threshold: float | None
@@ -70,6 +74,8 @@ class ThresholdResult:
     delta: float
     empirical_error: float | None = None
     n_errors: int = 0
+    estimator: str = "clopper_pearson"
+    n_labelled: int | None = None
 
 
 def _as_confidence(confidence: Any) -> np.ndarray:
@@ -124,7 +130,9 @@ def default_start_count(*, alpha: float, delta: float) -> int:
     return max(START_COUNT_FLOOR, 2 * minimum_count(alpha=alpha, delta=delta))
 
 
-def _candidates(grid: Any, sorted_confidence: np.ndarray, grid_size: int) -> np.ndarray:
+def candidate_thresholds(grid: Any, sorted_confidence: np.ndarray, grid_size: int) -> np.ndarray:
+    """The candidate thresholds in the order the fixed sequence tests them (descending): ``grid`` when given, else
+    ``grid_size`` quantiles of the ascending ``sorted_confidence`` (never the errors)."""
     if grid is None:
         candidates = _default_grid(sorted_confidence, grid_size)
     else:
@@ -132,6 +140,13 @@ def _candidates(grid: Any, sorted_confidence: np.ndarray, grid_size: int) -> np.
         if candidates.ndim != 1 or candidates.size == 0 or not np.isfinite(candidates).all():
             raise ValueError(f"grid must be a non-empty 1-D array of finite thresholds, got {grid!r}")
     return np.unique(candidates)[::-1]  # descending: the fixed sequence walks down
+
+
+def fixed_sequence(passed: np.ndarray) -> tuple[int, int]:
+    """(how many leading hypotheses were rejected, how many were tested) by a fixed-sequence walk over ``passed``
+    (one flag per hypothesis, in test order): the walk stops at the first hypothesis it cannot reject."""
+    n_passed = int(np.argmin(passed)) if not passed.all() else int(passed.shape[0])
+    return n_passed, min(n_passed + 1, int(passed.shape[0]))
 
 
 class _SortedScores:
@@ -178,13 +193,11 @@ def guaranteed_threshold(
     if n_items == 0:
         return ThresholdResult(None, 0.0, None, 0, 0, 0, alpha, delta)
     scores = _SortedScores(values, flags)
-    candidates = _candidates(grid, scores.all, grid_size)
+    candidates = candidate_thresholds(grid, scores.all, grid_size)
     accepted, errors = scores.counts(candidates)
     start = int(np.argmax(accepted >= need)) if (accepted >= need).any() else candidates.shape[0]
     bounds = clopper_pearson_upper(errors[start:], accepted[start:], delta=delta)
-    passed = bounds <= alpha
-    n_passed = int(np.argmin(passed)) if not passed.all() else passed.shape[0]
-    tested = min(n_passed + 1, passed.shape[0])
+    n_passed, tested = fixed_sequence(bounds <= alpha)
     if n_passed == 0:
         return ThresholdResult(None, 0.0, None, n_items, 0, tested, alpha, delta)
     last = start + n_passed - 1
