@@ -260,8 +260,25 @@ def route(database_url: str | None = DatabaseOption) -> None:
     _run_step("route", database_url)
 
 
+STRATEGY_HELP = ("How review items are chosen within each budget: margin, entropy, least_confidence, diverse, random "
+                 "(most useful first), or active (each drawn with a known probability growing with its uncertainty, "
+                 "at least the policy's min_review_probability: every such label can be weighted into unbiased "
+                 "estimates).")
+
+
+def _strategy(value: str) -> str:
+    from flows.select import SELECT_STRATEGIES
+
+    if value not in SELECT_STRATEGIES:
+        raise typer.BadParameter(f"{value!r} is not one of {', '.join(SELECT_STRATEGIES)}")
+    return value
+
+
+StrategyOption = typer.Option("margin", "--strategy", help=STRATEGY_HELP, callback=_strategy)
+
+
 @app.command()
-def select(strategy: str = typer.Option("margin"), database_url: str | None = DatabaseOption) -> None:
+def select(strategy: str = StrategyOption, database_url: str | None = DatabaseOption) -> None:
     """Choose this cycle's review tasks within each segment's budget (plus every audit sample)."""
     _run_step("select", database_url, strategy=strategy)
 
@@ -285,7 +302,7 @@ def retrain(seed: int = typer.Option(0), database_url: str | None = DatabaseOpti
 
 
 @app.command()
-def cycle(strategy: str = typer.Option("margin"), database_url: str | None = DatabaseOption) -> None:
+def cycle(strategy: str = StrategyOption, database_url: str | None = DatabaseOption) -> None:
     """Run one full cycle: score, calibrate, route, select, push, pull, retrain."""
     from flows.cycle import cycle_flow
 
@@ -333,7 +350,7 @@ def simulate(
     cycles: int = typer.Option(5, min=1),
     batch_size: int = typer.Option(500, min=1),
     budget: int = typer.Option(50, min=0),
-    strategy: str = typer.Option("margin", help="margin, entropy, least_confidence or random"),
+    strategy: str = StrategyOption,
     annotator: str = typer.Option("direct", help="direct (answers from the labels file) or labelstudio"),
     annotator_error: float = typer.Option(0.0, min=0.0, max=1.0),
     test_share: float = typer.Option(0.2, min=0.01, max=0.9, help="Fixed held-out test split."),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from datetime import datetime
 from typing import Any
@@ -24,9 +25,10 @@ from flows.common import (
 )
 from flows.runners import BATCH_RUNNER
 from routing.decide import Route
-from routing.draws import AUDIT_SALT, BLIND_SALT, OVERLAP_SALT, drawn
+from routing.draws import AUDIT_SALT, BLIND_SALT, OVERLAP_SALT, REVIEW_CAP_SALT, REVIEW_SALT, decision_uniform, drawn
 from routing.policy import budget_window
 from routing.kind_selection import CLASSIFICATION, KindBatch, select_by_kind, usefulness
+from routing.probabilistic_review import draw_for_review, inclusion_probabilities
 from routing.sampling import (
     STRATEGIES,
     Selection as Chosen,
@@ -37,16 +39,21 @@ from routing.sampling import (
     select_batch,
 )
 from scoring.preference import PairwiseExample, pair_description
-from store.bulk import chunked, insert_ignore
+from store.bulk import chunked, existing_keys, insert_ignore
 from store.db import refresh_statistics
 from store.kinds import LlmCandidates, llm_candidates
-from store.models import Item, ItemState, Label, ReviewTask
+from store.models import Item, ItemState, Label, ReviewDraw, ReviewTask
 from store.repo import BacklogRow, active_policy, review_backlog
 from store.settings import SluiceSettings, settings_or_environment
 from store.transitions import move_items
 from store.vocab import UNBUDGETED_SELECTIONS, LabelSource, Queue, Selection, Split, TaskState
 
 UNCERTAINTY = {"margin": margin, "entropy": entropy, "least_confidence": least_confidence}
+# Draws every review item with a known probability that grows with its margin uncertainty (routing.probabilistic_review)
+ACTIVE = "active"
+SELECT_STRATEGIES = (*sorted(STRATEGIES), ACTIVE)
+# The floor of the active draw takes at most this share of a segment's remaining budget
+FLOOR_BUDGET_SHARE = 0.5
 
 
 def _task_row(
@@ -142,6 +149,49 @@ def choose_reviews(reviews: list[BacklogRow], llm: LlmCandidates, *, strategy: s
     return select_by_kind(batch, budget=budget, strategy=strategy, rng=rng), usefulness(batch, strategy=strategy)
 
 
+def review_usefulness(reviews: list[BacklogRow], llm: LlmCandidates, *, strategy: str = "margin") -> np.ndarray:
+    """Each review candidate's usefulness in [0, 1]: `strategy`'s uncertainty over its class probabilities, or its
+    kind's (``routing.kind_selection.usefulness``) for an output of an LLM pipeline."""
+    batch = kind_batch(reviews, llm)
+    if batch is None:
+        probs = probability_matrix([r.probs for r in reviews], [r.predicted_label for r in reviews],
+                                   [r.raw_confidence for r in reviews])
+        return UNCERTAINTY.get(strategy, margin)(probs)
+    return usefulness(batch, strategy=strategy)
+
+
+def review_cap(budget: int) -> int:
+    """The most reviews one active draw sends: its expected count (the budget) plus four standard deviations of a
+    Poisson count of that mean, so the cap binds rarely (``routing.probabilistic_review.overflow_bound``)."""
+    return budget + math.ceil(4 * math.sqrt(budget))
+
+
+def draw_reviews(reviews: list[BacklogRow], llm: LlmCandidates, *, budget: int, floor: float, cycle: int | None,
+                 now: datetime) -> tuple[list[tuple[BacklogRow, float, float]], list[dict[str, Any]]]:
+    """The active strategy: every review candidate is drawn independently with a known probability that grows with
+    its usefulness, sized so that the expected number drawn is `budget` (``routing.probabilistic_review``).
+
+    The policy's `min_review_probability` is the floor that lets every candidate be drawn, but the floor takes at
+    most FLOOR_BUDGET_SHARE of the budget (with a backlog far larger than the budget, a fixed floor would spend it
+    all uniformly): the floor applied is stored with each draw. A drawn candidate beyond ``review_cap(budget)`` is
+    recorded as drawn but not sent (a missing label to the estimators). The draw of a decision is a fixed number
+    per decision, so a retried select draws the same. Returns (drawn and sent: row, probability, usefulness, most
+    useful first) and the draw rows of every candidate."""
+    if not reviews or budget <= 0:
+        return [], []
+    useful = review_usefulness(reviews, llm)
+    floor = min(floor, FLOOR_BUDGET_SHARE * budget / len(reviews))
+    probability = inclusion_probabilities(useful, budget=budget, floor=floor)
+    ids = [r.decision_id for r in reviews]
+    draw = draw_for_review(probability, cap=review_cap(budget), uniforms=decision_uniform(ids, salt=REVIEW_SALT),
+                           cap_order=decision_uniform(ids, salt=REVIEW_CAP_SALT))
+    rows = [{"decision_id": r.decision_id, "item_id": r.item_id, "probability": float(p), "drawn": bool(d),
+             "labelled": bool(sent), "cycle": cycle, "created_at": now}
+            for r, p, d, sent in zip(reviews, probability, draw.drawn, draw.labelled)]
+    sent = sorted(np.flatnonzero(draw.labelled), key=lambda i: -useful[i])
+    return [(reviews[i], float(probability[i]), float(useful[i])) for i in sent], rows
+
+
 def spent_budget(engine: Engine, segments: list[str], window: tuple[datetime, datetime]) -> dict[str, int]:
     """Review tasks each segment already sent in its budget `window` ([start, end)), in any cycle or in none;
     audits and gold are not budgeted. What one select spent, the next in the same window cannot spend again."""
@@ -162,7 +212,8 @@ def select_segment(
     engine: Engine, rows: list[BacklogRow], budget: int, audit_rate: float, strategy: str, cycle: int | None,
     blind_share: float = 0.0, gold_share: float = 0.0, overlap_share: float = 0.0, overlap_annotators: int = 3,
     *, spent: int = 0, now: datetime | None = None, llm: LlmCandidates | None = None,
-) -> list[dict[str, Any]]:
+    min_review_probability: float = 0.01, drawn_already: set[int] | None = None,
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Queue all audit samples, then escalations, then the most useful review items up to `budget`.
 
     Routing draws the spot-check share of auto-accepted items; the same share of review items is drawn here
@@ -173,9 +224,13 @@ def select_segment(
     accept a shown suggestion with how often they agree with it unseen (the automation-bias gap). An
     `overlap_share` of all but gold tasks goes to `overlap_annotators` annotators each, to measure agreement.
     `spent` is what the segment's budget window already took; `llm` holds what the outputs of LLM pipelines
-    among the rows carry (their review is chosen by their kind's uncertainty, see `choose_reviews`). Returns the
-    task rows to write (gold included)."""
+    among the rows carry (their review is chosen by their kind's uncertainty, see `choose_reviews`).
+
+    With the `active` strategy the review items are drawn with known probabilities instead (`draw_reviews`, floor
+    `min_review_probability`); decisions in `drawn_already` were drawn by an earlier select and are not drawn again.
+    Returns the task rows to write (gold included) and the draw rows (active strategy only)."""
     now = now or utcnow()
+    draws: list[dict[str, Any]] = []
     tasks = [_task_row(r, Selection.AUDIT, r.inclusion_probability if r.inclusion_probability is not None else 1.0,
                        0.0, cycle, now, blind=True)
              for r in rows if r.route == Route.SPOT_CHECK]
@@ -187,7 +242,14 @@ def select_segment(
     tasks += [_task_row(r, Selection.AUDIT, rate, 0.0, cycle, now, blind=True)
               for r, rate in zip(audited, audit_rates(audited, audit_rate).tolist())]
     remaining = max(budget - len(escalations), 0)
-    if reviews and remaining:
+    if strategy == ACTIVE:
+        fresh = [r for r in reviews if r.decision_id not in (drawn_already or set())]  # a decision is drawn once
+        picks, draws = draw_reviews(fresh, llm or LlmCandidates([], [], [], []), budget=remaining,
+                                    floor=min_review_probability, cycle=cycle, now=now)
+        for row, probability, useful in picks:
+            tasks.append(_task_row(row, Selection.ACTIVE, probability, useful, cycle, now,
+                                   blind=blind_draw(row.decision_id, blind_share)))
+    elif reviews and remaining:
         rng = derive_rng("select", strategy, cycle, [r.item_id for r in reviews])
         chosen, useful = choose_reviews(reviews, llm or LlmCandidates([], [], [], []), strategy=strategy,
                                         budget=remaining, rng=rng)
@@ -197,8 +259,8 @@ def select_segment(
                                    blind=blind_draw(row.decision_id, blind_share)))
     assign_overlap(tasks, overlap_share, overlap_annotators)
     budgeted = sum(t["selection_reason"] not in (Selection.AUDIT, Selection.ESCALATION) for t in tasks)
-    return tasks + gold_tasks(engine, rows[0].segment, round(gold_share * budgeted), rows[0].policy_version, cycle,
-                              now)
+    tasks += gold_tasks(engine, rows[0].segment, round(gold_share * budgeted), rows[0].policy_version, cycle, now)
+    return tasks, draws
 
 
 # Segments per select task: a segment is a user's grouping, so their number must not multiply Prefect tasks.
@@ -219,14 +281,24 @@ def select_segments(segments: list[list[BacklogRow]], strategy: str, cycle: int 
         window = budget_window(now, policy.for_segment(rows[0].segment).budget_window_hours)
         by_window.setdefault(window, []).append(rows[0].segment)
     spent = {s: n for window, names in by_window.items() for s, n in spent_budget(engine, names, window).items()}
-    llm = llm_candidates(engine, [r.decision_id for rows in segments for r in rows if r.route == Route.REVIEW])
+    review_ids = [r.decision_id for rows in segments for r in rows if r.route == Route.REVIEW]
+    llm = llm_candidates(engine, review_ids)
+    drawn_already: set[int] = set()
+    if strategy == ACTIVE:
+        with engine.connect() as conn:
+            drawn_already = existing_keys(conn, ReviewDraw.__table__.c.decision_id, review_ids)
+    draws: list[dict[str, Any]] = []
     for rows in segments:
         rules = policy.for_segment(rows[0].segment)
-        tasks += select_segment(engine, rows, rules.review_budget, rules.spot_check_rate, strategy, cycle,
-                                rules.blind_share, rules.gold_share, rules.overlap_share, rules.overlap_annotators,
-                                spent=spent.get(rows[0].segment, 0), now=now, llm=llm)
+        planned, drawn_rows = select_segment(
+            engine, rows, rules.review_budget, rules.spot_check_rate, strategy, cycle, rules.blind_share,
+            rules.gold_share, rules.overlap_share, rules.overlap_annotators, spent=spent.get(rows[0].segment, 0),
+            now=now, llm=llm, min_review_probability=rules.min_review_probability, drawn_already=drawn_already)
+        tasks += planned
+        draws += drawn_rows
     queued = {t["item_id"]: ItemState.queued.value for t in tasks if t["selection_reason"] != Selection.GOLD}
-    with engine.begin() as conn:
+    with engine.begin() as conn:  # the draws, the tasks and the state move are one transaction
+        insert_ignore(conn, ReviewDraw.__table__, draws)
         insert_ignore(conn, ReviewTask.__table__, tasks)
         move_items(conn, queued, by="select")
     return Counter(t["selection_reason"] for t in tasks)
@@ -265,8 +337,8 @@ def select_flow(
     """Write the outbox of review tasks (pushed to Label Studio by the push flow). Each segment spends at most its
     `review_budget` per budget window, counted over every select in that window with or without a cycle. `as_of`
     (default: now) is the moment the tasks are dated and the window taken from; simulations pass their clock."""
-    if strategy not in STRATEGIES:
-        raise ValueError(f"unknown strategy {strategy!r}; expected one of {sorted(STRATEGIES)}")
+    if strategy not in SELECT_STRATEGIES:
+        raise ValueError(f"unknown strategy {strategy!r}; expected one of {list(SELECT_STRATEGIES)}")
     logger = get_run_logger()
     settings = settings_or_environment(settings)
     engine = engine_for(settings)

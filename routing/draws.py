@@ -12,13 +12,16 @@ from collections.abc import Sequence
 import numpy as np
 
 __all__ = [
-    "AUDIT_SALT", "AUDIT_TRAIN_SALT", "BLIND_SALT", "OVERLAP_SALT", "SIDE_SALT", "a_on_left", "decision_uniform",
+    "AUDIT_SALT", "AUDIT_TRAIN_SALT", "BLIND_SALT", "OVERLAP_SALT", "REVIEW_CAP_SALT", "REVIEW_SALT", "SIDE_SALT",
+    "a_on_left", "decision_uniform",
     "drawn",
 ]
 
 AUDIT_SALT, BLIND_SALT, OVERLAP_SALT = 0x5A17_A0D1_7D2A_0001, 0xB11D_5EED_0000_0002, 0x0E1A_9000_0000_0003
 AUDIT_TRAIN_SALT = 0x7EAC_0000_0000_0004
 SIDE_SALT = 0x51DE_0000_0000_0005  # which side of a pairwise task shows response a
+# the probabilistic review draw (routing.probabilistic_review), and which drawn items a binding review cap keeps
+REVIEW_SALT, REVIEW_CAP_SALT = 0x4E71_E000_0000_0006, 0xCA90_0000_0000_0007
 
 
 def decision_uniform(decision_ids: Sequence[int], *, salt: int = AUDIT_SALT) -> np.ndarray:

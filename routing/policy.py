@@ -38,6 +38,9 @@ RuleAction = Literal["escalate", "review"]
 InjectionAction = Literal["escalate", "review", "off"]
 HASH_LENGTH = 16
 DEFAULT_SECONDS_PER_ITEM = 30.0
+# The probabilistic review strategy's floor: every item routed to review is drawn with at least this probability
+# (at most half the segment's budget goes to the floor; see flows/select.py)
+MIN_REVIEW_PROBABILITY = 0.01
 
 # Fields added after policies were first stored: left out of the canonical form while they hold their default,
 # so the content hash (the version) of every policy written before them is unchanged.
@@ -61,6 +64,7 @@ _ADDED_FIELD_DEFAULTS: dict[str, Any] = {
     "prompt_injection": "review",
     "context_injection": "escalate",
     "expert_issues": [],
+    "min_review_probability": MIN_REVIEW_PROBABILITY,
 }
 _NUMERIC_OPS = frozenset({">", ">=", "<", "<="})
 _FIELD_PATTERN = re.compile(r"^(text|metadata(\.[A-Za-z0-9_\-]+)+)$")
@@ -89,6 +93,7 @@ def _share(name: str):
 _rate, _blind_share, _gold_share = _share("spot_check_rate"), _share("blind_share"), _share("gold_share")
 _overlap_share, _min_agreement = _share("overlap_share"), _share("min_agreement")
 _audit_train_share = _share("audit_train_share")
+_min_review_probability = _share("min_review_probability")
 
 
 def _injection_action(value: Any) -> Any:
@@ -346,6 +351,9 @@ class SegmentPolicy(BaseModel):
     # midnight UTC, 1: each clock hour); escalations count against it, audits and gold do not
     review_budget: int = 50
     budget_window_hours: float = 1.0
+    # the `active` review strategy draws every review item with a known probability that grows with the model's
+    # uncertainty and is never below this floor, so that every review label can be weighted into unbiased estimates
+    min_review_probability: float = MIN_REVIEW_PROBABILITY
     seconds_per_item: float = DEFAULT_SECONDS_PER_ITEM
     calibration: CalibrationLimits = Field(default_factory=CalibrationLimits)
     risk_rules: tuple[RiskRule, ...] = ()
@@ -371,6 +379,7 @@ class SegmentPolicy(BaseModel):
     _check_annotators = field_validator("overlap_annotators")(_overlap_annotators)
     _check_agreement = field_validator("min_agreement")(_min_agreement)
     _check_audit_train = field_validator("audit_train_share")(_audit_train_share)
+    _check_review_floor = field_validator("min_review_probability")(_min_review_probability)
     _check_budget = field_validator("review_budget")(_budget)
     _check_window = field_validator("budget_window_hours")(_window)
     _check_seconds = field_validator("seconds_per_item")(_seconds)
@@ -424,6 +433,7 @@ class SegmentOverride(BaseModel):
     small_segment: SmallSegment | None = None
     review_budget: int | None = None
     budget_window_hours: float | None = None
+    min_review_probability: float | None = None
     seconds_per_item: float | None = None
     calibration: CalibrationOverride | None = None
     risk_rules: tuple[RiskRule, ...] | None = None
@@ -443,6 +453,7 @@ class SegmentOverride(BaseModel):
     _check_annotators = field_validator("overlap_annotators")(_overlap_annotators)
     _check_agreement = field_validator("min_agreement")(_min_agreement)
     _check_audit_train = field_validator("audit_train_share")(_audit_train_share)
+    _check_review_floor = field_validator("min_review_probability")(_min_review_probability)
     _check_budget = field_validator("review_budget")(_budget)
     _check_window = field_validator("budget_window_hours")(_window)
     _check_seconds = field_validator("seconds_per_item")(_seconds)

@@ -145,19 +145,30 @@ def overflow_bound(inclusion_probability: Any, cap: int | None) -> float:
     return float(math.exp(-mu + k * (1.0 + math.log(mu / k)))) if mu > 0.0 else 0.0
 
 
-def draw_for_review(inclusion_probability: Any, *, cap: int | None, rng: np.random.Generator) -> ReviewDraw:
+def draw_for_review(inclusion_probability: Any, *, cap: int | None, rng: np.random.Generator | None = None,
+                    uniforms: Any = None, cap_order: Any = None) -> ReviewDraw:
     """An independent (Poisson) draw of each item with its probability, and at most ``cap`` of the drawn items
     labelled (a uniformly random ``cap`` when more are drawn; see the module docstring on why the probabilities
-    stay exact). ``rng`` makes the draw deterministic: the flows derive it from the decision ids."""
+    stay exact). The draw is ``uniforms < pi`` and the cap keeps the drawn items lowest in ``cap_order``, both
+    independent uniforms per item; the flows pass fixed numbers per routing decision (``routing.draws``) so that a
+    retried step draws the same. Without them, ``rng`` draws both."""
     probability = np.asarray(inclusion_probability, dtype=float)
     if probability.ndim != 1 or not ((probability >= 0.0) & (probability <= 1.0)).all():
         raise ValueError(f"inclusion_probability must be a 1-D array in [0, 1], got {probability[:5].tolist()}")
     if cap is not None and (isinstance(cap, bool) or cap < 0):
         raise ValueError(f"cap must be None or an integer >= 0, got {cap!r}")
     bound = overflow_bound(probability, cap)
-    drawn = rng.random(probability.shape[0]) < probability
+    if uniforms is None or cap_order is None:
+        if rng is None:
+            raise ValueError("give rng, or both uniforms and cap_order")
+        uniforms, cap_order = rng.random(probability.shape[0]), rng.random(probability.shape[0])
+    uniforms, cap_order = np.asarray(uniforms, dtype=float), np.asarray(cap_order, dtype=float)
+    if uniforms.shape != probability.shape or cap_order.shape != probability.shape:
+        raise ValueError("uniforms and cap_order need one number per item")
+    drawn = uniforms < probability
     labelled = drawn.copy()
     if cap is not None and int(drawn.sum()) > cap:
-        dropped = rng.permutation(np.flatnonzero(drawn))[cap:]
+        chosen = np.flatnonzero(drawn)
+        dropped = chosen[np.argsort(cap_order[chosen], kind="stable")][cap:]
         labelled[dropped] = False
     return ReviewDraw(probability, drawn, labelled, cap, bound)

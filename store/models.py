@@ -239,6 +239,22 @@ class ReviewTask(SQLModel, table=True):
     pushed_at: datetime | None = None
 
 
+class ReviewDraw(SQLModel, table=True):
+    """One routing decision's draw for review under the probabilistic strategy: the probability it was drawn with
+    (known before the draw), whether it was drawn, and whether it went to people (a drawn item beyond the review
+    cap did not: the estimators count it as a missing label). One per decision, ever: a decision is drawn once."""
+
+    __tablename__ = "review_draws"
+
+    decision_id: int = Field(primary_key=True, foreign_key="routing_decisions.id", sa_column_kwargs={"autoincrement": False})
+    item_id: str = Field(foreign_key="items.id", max_length=512, index=True)
+    probability: float
+    drawn: bool
+    labelled: bool
+    cycle: int | None = None
+    created_at: datetime = Field(default_factory=utcnow)
+
+
 class Annotation(SQLModel, table=True):
     """One human answer as pulled from Label Studio; unique on Label Studio's annotation id."""
 

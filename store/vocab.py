@@ -118,6 +118,8 @@ class Selection(StrEnum):
     PREFERENCE_UNCERTAINTY = "preference_uncertainty"
     FIELD_UNCERTAINTY = "field_uncertainty"
     UNSOLICITED = "unsolicited"
+    # drawn by the probabilistic strategy with a known probability (review_draws): weighted, it estimates without bias
+    ACTIVE = "active"
 
 
 class LabelSource(StrEnum):

@@ -53,7 +53,7 @@ def ingest_seed_and_train(settings, items: Path, labels: Path, *, seed_count: in
 
 
 def seed_then_loop(settings, items: Path, labels: Path, work: Path, *, seed_count: int = 200, cycles: int = 3,
-                   batch_size: int = 150):
+                   batch_size: int = 150, strategy: str = "margin"):
     """Ingest only the first `seed_count` items, seed their labels (half held out) and train, then run `cycles`
     cycles of the loop with direct (simulated, never wrong) annotators, each ingesting the next `batch_size` items
     just before it starts, as production traffic arrives; returns the engine."""
@@ -71,5 +71,5 @@ def seed_then_loop(settings, items: Path, labels: Path, work: Path, *, seed_coun
     retrain_flow(settings=settings)
     annotate = DirectAnnotators(engine, truth, sorted(set(truth.values())), 0.0, np.random.default_rng(1))
     run_loop(engine=engine, settings=settings, stream=records[seed_count:], cycles=cycles, batch_size=batch_size,
-             strategy="margin", annotate=annotate, push=False, truth=truth, work=work, accuracy=lambda: None)
+             strategy=strategy, annotate=annotate, push=False, truth=truth, work=work, accuracy=lambda: None)
     return engine

@@ -54,3 +54,34 @@ def test_pair_features_do_not_depend_on_which_response_is_a():
              {"prompt": "Q2?", "response_a": "Yes.", "response_b": "No, see the manual.", "context": "Manual: no."}]
     swapped = [{**p, "response_a": p["response_b"], "response_b": p["response_a"]} for p in pairs]
     np.testing.assert_allclose(pair_features(pairs), pair_features(swapped))
+
+
+def test_the_active_draw_has_known_probabilities_sized_to_the_budget_with_a_floor_and_is_fixed_per_decision():
+    from datetime import datetime, timezone
+
+    from flows.select import FLOOR_BUDGET_SHARE, draw_reviews, review_cap, review_usefulness
+
+    now = datetime(2026, 12, 5, tzinfo=timezone.utc)
+    rng = np.random.default_rng(1)
+    rows = [row(k, "x", None, dict(zip("xy", (p, 1 - p)))) for k, p in enumerate(rng.uniform(0.5, 1.0, 400))]
+    picks, draws = draw_reviews(rows, NONE, budget=40, floor=0.01, cycle=3, now=now)
+    probability = np.array([d["probability"] for d in draws])
+    useful = review_usefulness(rows, NONE)
+    assert len(draws) == 400 and abs(probability.sum() - 40) < 1e-6 and probability.min() >= 0.01 - 1e-12
+    assert np.corrcoef(probability, useful)[0, 1] > 0.9  # the more uncertain, the likelier drawn
+    sent = [d for d in draws if d["labelled"]]
+    assert [p[0].decision_id for p in picks] == sorted((d["decision_id"] for d in sent),
+                                                       key=lambda k: -useful[k])  # most useful first
+    assert len(sent) <= review_cap(40) and all(d["drawn"] for d in sent) and {d["cycle"] for d in draws} == {3}
+    assert {p[0].decision_id: p[1] for p in picks} == {d["decision_id"]: d["probability"] for d in sent}
+    again, _ = draw_reviews(list(reversed(rows)), NONE, budget=40, floor=0.01, cycle=3, now=now)
+    assert sorted(p[0].decision_id for p in again) == sorted(p[0].decision_id for p in picks)  # fixed per decision
+    # over many decisions the share drawn matches the stated probabilities (a calibration check of the draw)
+    many = [row(k, "x", None, {"x": 0.8, "y": 0.2}) for k in range(20_000)]
+    _, flat = draw_reviews(many, NONE, budget=2_000, floor=0.0, cycle=None, now=now)
+    assert abs(np.mean([d["drawn"] for d in flat]) - 0.1) < 0.006
+    # a backlog far beyond the budget: the floor gives way so it takes at most its share of the budget
+    _, crowded = draw_reviews(rows, NONE, budget=2, floor=0.05, cycle=None, now=now)
+    floor_seen = min(d["probability"] for d in crowded)
+    assert floor_seen == FLOOR_BUDGET_SHARE * 2 / 400 and abs(sum(d["probability"] for d in crowded) - 2) < 1e-6
+    assert draw_reviews(rows, NONE, budget=0, floor=0.01, cycle=None, now=now) == ([], [])

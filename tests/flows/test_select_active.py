@@ -1,0 +1,57 @@
+"""The active review strategy in real flow runs: every review candidate is drawn once, with a known probability that
+is stored with its decision and carried by the task and the label its answer becomes."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import select
+
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("prefect_harness")]
+
+
+def test_active_select_draws_each_review_decision_once_with_a_stored_probability(sluice_home, dataset_files):
+    from flows.common import engine_for
+    from flows.select import select_flow
+    from store.models import ReviewDraw, ReviewTask, RoutingDecision
+    from tests.flows.seeded import ingest_seed_and_train
+    from flows.calibrate import calibrate_flow
+    from flows.route import route_flow
+    from flows.score import score_flow
+
+    items, labels = dataset_files
+    engine, _ = ingest_seed_and_train(None, items, labels)
+    score_flow()
+    calibrate_flow()
+    route_flow(cycle=1)
+    first = select_flow(strategy="active", cycle=1)
+    with engine.connect() as conn:
+        draws = {d.decision_id: d for d in conn.execute(select(ReviewDraw)).all()}
+        tasks = conn.execute(select(ReviewTask)).all()
+        review = set(conn.execute(select(RoutingDecision.id).where(RoutingDecision.route == "review")).scalars())
+    audited = {t.decision_id for t in tasks if t.selection_reason == "audit"}
+    active = [t for t in tasks if t.selection_reason == "active"]
+    assert set(draws) == review - audited  # every review candidate not drawn for audit, once
+    assert first["active"] == len(active) > 0
+    assert {t.decision_id for t in active} == {k for k, d in draws.items() if d.labelled}
+    assert all(t.selection_probability == draws[t.decision_id].probability for t in active)
+    assert abs(sum(d.probability for d in draws.values()) - 50) < 1e-6  # the default policy's budget, expected
+    assert min(d.probability for d in draws.values()) > 0
+    again = select_flow(strategy="active", cycle=1)  # nothing is drawn twice (and the window's budget is spent)
+    with engine.connect() as conn:
+        assert conn.execute(select(ReviewDraw)).all().__len__() == len(draws)
+    assert again.get("active", 0) == 0
+
+
+def test_labels_from_the_active_draw_carry_their_probability_through_the_loop(sluice_home, dataset_files, tmp_path):
+    from store.models import Label, ReviewDraw
+    from tests.flows.seeded import seed_then_loop
+
+    items, labels = dataset_files
+    engine = seed_then_loop(None, items, labels, tmp_path, cycles=2, strategy="active")
+    with engine.connect() as conn:
+        drawn = dict(conn.execute(select(ReviewDraw.item_id, ReviewDraw.probability)
+                                  .where(ReviewDraw.labelled)).all())
+        answered = dict(conn.execute(select(Label.item_id, Label.selection_probability)
+                                     .where(Label.selection_reason == "active")).all())
+    assert answered and set(answered) <= set(drawn)
+    assert all(answered[i] == pytest.approx(drawn[i]) for i in answered)
