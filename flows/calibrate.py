@@ -183,12 +183,19 @@ def _drift_cell(drift: dict[str, Any]) -> str:
     return f"{drift['psi']:.3f}{' **stale**' if drift.get('stale') else ''}"
 
 
+ARTIFACT_ROWS, ARTIFACT_DIAGRAMS = 500, 50  # the artifact's size must not grow with the number of segments
+
+
 def _markdown(results: list[dict[str, Any]]) -> str:
+    """The calibration report as a Prefect artifact: failing and refitted groups first, at most `ARTIFACT_ROWS`
+    rows and `ARTIFACT_DIAGRAMS` diagrams (the console's Calibration page shows every group)."""
+    shown = sorted(results, key=lambda r: (r["status"] != "fitted" or bool(r.get("passed")), r["model_version"],
+                                           r["segment"]))[:ARTIFACT_ROWS]
     lines = [
         "| model | segment | method | n | ECE | ECE upper | gate | reasons | drift PSI | diagram |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for r in results:
+    for r in shown:
         diagram = f"[{Path(r['diagram']).name}]({Path(r['diagram']).as_uri()})"
         if r["status"] == "fitted":
             lines.append(
@@ -199,8 +206,11 @@ def _markdown(results: list[dict[str, Any]]) -> str:
         else:
             lines.append(f"| {r['model_version']} | {r['segment']} | (unchanged) | | | | | | "
                          f"{_drift_cell(r['drift'])} | {diagram} |")
+    if len(results) > len(shown):
+        lines += ["", f"{len(results) - len(shown)} more group(s) not shown: the console's Calibration page has them."]
     lines += ["", "Reliability diagrams (PNG):", ""]
-    lines += [f"![{r['model_version']} / {r['segment']}]({Path(r['diagram']).as_uri()})" for r in results]
+    lines += [f"![{r['model_version']} / {r['segment']}]({Path(r['diagram']).as_uri()})"
+              for r in shown[:ARTIFACT_DIAGRAMS]]
     return "\n".join(lines)
 
 

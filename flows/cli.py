@@ -236,10 +236,33 @@ def _run_step(name: str, database_url: str | None, **kwargs: Any) -> None:
         if not result:
             console.print(f"{name}: nothing to do (no predictions of the models in use on held-out labels yet; "
                           "`sluice score` makes them)")
-        for row in result:
+        elif len(result) > SHOW_EACH:
+            show(name, calibration_summary(result))
+        for row in result if len(result) <= SHOW_EACH else ():
             show(name, row)
     else:
         show(name, result)
+
+
+SHOW_EACH = 10  # calibration groups printed one table each; more are summed up in one table
+
+
+def calibration_summary(results: list[dict[str, Any]], *, named: int = 10) -> dict[str, Any]:
+    """One table for many calibration groups (ten thousand segments must not print ten thousand tables): how many
+    were refitted and passed the gate, and the first groups that failed it."""
+    fitted = [r for r in results if r.get("status") == "fitted"]
+    failed = [r for r in fitted if not r.get("passed")]
+    stale = [r for r in results if (r.get("drift") or {}).get("stale")]
+    summary: dict[str, Any] = {
+        "groups": len(results), "models": sorted({r["model_version"] for r in results}), "refitted": len(fitted),
+        "unchanged": len(results) - len(fitted), "passed": len(fitted) - len(failed), "failed": len(failed),
+        "drift_stale": len(stale),
+    }
+    if failed:
+        summary["first_failed"] = [f"{r['model_version']}/{r['segment']}: {', '.join(r.get('reasons') or [])}"
+                                   for r in failed[:named]]
+    summary["details"] = "each group's report: the console's Calibration page, or Prefect's calibration-report artifact"
+    return summary
 
 
 @app.command()

@@ -26,7 +26,7 @@ from scoring.models import ScoringModel
 from scoring.preference import PreferenceModel
 from scoring.registry import load_model, load_preference_model, load_verifier
 from scoring.verifier import Verifier
-from store.db import get_engine
+from store.db import get_engine, pool_size_for
 from store.lock import LockStatus, StoreLockTimeout, hold_store_lock, lock_name
 from store.models import ModelVersion
 from store.repo import ModelArtifact, active_policy
@@ -154,8 +154,10 @@ def as_utc(moment: datetime | None) -> datetime | None:
 
 
 def engine_for(settings: SluiceSettings | None = None) -> Engine:
-    """The engine of the settings' store (the environment's when None), migrated on first use."""
-    return get_engine(settings_or_environment(settings).resolved_database_url)
+    """The engine of the settings' store (the environment's when None), migrated on first use, with a connection
+    for each of the settings' `batch_threads` and the flow's own (`store.db.pool_size_for`)."""
+    settings = settings_or_environment(settings)
+    return get_engine(settings.resolved_database_url, pool_size=pool_size_for(settings.batch_threads))
 
 
 def derive_rng(*parts: Any) -> np.random.Generator:

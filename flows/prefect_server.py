@@ -115,9 +115,23 @@ def temporary_api() -> Iterator[str | None]:
     process, url = start_server()
     try:
         with temporary_settings(updates={PREFECT_API_URL: url}):
-            yield url
+            try:
+                yield url
+            finally:
+                _send_logs()
     finally:
         _stop(process)
+
+
+def _send_logs(timeout: float = 10.0) -> None:
+    """Send the run logs still queued for the API (`sluice -v`) while the temporary server still answers: sent
+    after it stopped, Prefect's log worker retried a refused connection for 75 s at exit, then dropped them."""
+    try:
+        from prefect.logging.handlers import APILogWorker
+
+        APILogWorker.drain_all(timeout=timeout)
+    except Exception:  # noqa: BLE001 - a log that cannot be sent must not fail the command
+        pass
 
 
 def _die_with_parent(parent: int, *, death_signal: bool = True) -> None:

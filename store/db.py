@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event, make_url
 from sqlmodel import Session
 
 from store.settings import get_settings
@@ -28,16 +28,34 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
     cursor.close()
 
 
-def make_engine(url: str) -> Engine:
-    """A new engine for `url`; SQLite files get their folder created and the pragmas Sluice relies on."""
+# Connections a process uses besides its batch tasks' (one each, one at a time): the flow's own reads and writes,
+# and the store lock's holder row.
+SPARE_CONNECTIONS = 2
+# Beyond the pool's steady size, a few more may open for a burst (the console, a bench) and close after use.
+OVERFLOW_CONNECTIONS = 4
+
+
+def pool_size_for(batch_threads: int) -> int:
+    """Connections kept open for a process whose flows run `batch_threads` batch tasks at once: one per task
+    (a task holds one connection at a time) and the flow's own, so no task waits for a connection."""
+    return batch_threads + SPARE_CONNECTIONS
+
+
+def make_engine(url: str, *, pool_size: int | None = None) -> Engine:
+    """A new engine for `url`, its pool holding `pool_size` connections (default: enough for the settings'
+    `batch_threads`); SQLite files get their folder created and the pragmas Sluice relies on."""
+    size = pool_size or pool_size_for(get_settings().batch_threads)
+    pool = {"pool_size": size, "max_overflow": OVERFLOW_CONNECTIONS, "pool_timeout": 60}
     if url.startswith("sqlite"):
         path = url.split("///", 1)[-1]
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+        if make_url(url).database in (None, "", ":memory:"):
+            pool = {}  # an in-memory database: SQLAlchemy's pool of one connection per thread, not a QueuePool
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30}, **pool)
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
-    return create_engine(url, pool_pre_ping=True)
+    return create_engine(url, pool_pre_ping=True, **pool)
 
 
 class StoreNotReady(RuntimeError):
@@ -104,16 +122,20 @@ def migrate(url: str) -> None:
     command.upgrade(_alembic_config(url), "head")
 
 
-def get_engine(url: str | None = None, *, migrate_first: bool = True) -> Engine:
-    """The process-wide engine for `url` (default: the settings' database), migrated on first use."""
+def get_engine(url: str | None = None, *, migrate_first: bool = True, pool_size: int | None = None) -> Engine:
+    """The process-wide engine for `url` (default: the settings' database), migrated on first use, its pool
+    holding at least `pool_size` connections (default: enough for the settings' `batch_threads`). A call asking
+    for a larger pool than the engine has gets a new engine (the old one stays usable by those holding it)."""
     url = url or get_settings().resolved_database_url
     with _lock:
         if migrate_first and url not in _migrated:
             migrate(url)
             _migrated.add(url)
-        if url not in _engines:
-            _engines[url] = make_engine(url)
-        return _engines[url]
+        engine = _engines.get(url)
+        size = getattr(engine.pool, "size", None) if engine is not None else None
+        if engine is None or (pool_size is not None and callable(size) and size() < pool_size):
+            engine = _engines[url] = make_engine(url, pool_size=pool_size)
+        return engine
 
 
 def dispose_engines() -> None:

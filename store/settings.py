@@ -121,6 +121,10 @@ class SluiceSettings(BaseSettings):
     dask_address: str | None = Field(default=None, repr=False,
                                      description="a Dask scheduler; a local cluster when unset")
     dask_workers: int = Field(default=2, ge=1, le=64, description="worker processes of the local Dask cluster")
+    batch_threads: int = Field(
+        default=4, ge=1, le=64,
+        description="batch tasks a flow runs at once in threads (task_runner threads); each uses one database "
+                    "connection at a time, and the store's connection pool holds that many plus the flow's own")
     store_lock_timeout: float = Field(default=900.0, gt=0,
                                       description="seconds a flow waits for another one to release the store")
     ui_allowed_hosts: str = Field(

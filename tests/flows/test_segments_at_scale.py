@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import logging
+import threading
 import time
+from contextlib import contextmanager
 
 import numpy as np
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 
 from store.models import CalibrationReportRow, ReviewTask, RoutingDecision, ThresholdEvidence
 
@@ -26,13 +29,38 @@ def upstream_records(rng: np.random.Generator) -> list[dict]:
             for i, (c, ok) in enumerate(zip(confidence, right))]
 
 
-def test_a_cycle_over_ten_thousand_segments(sluice_home, tmp_path):
+@contextmanager
+def connection_watch(engine):
+    """The most connections of `engine` checked out at once, and by any one thread at once."""
+    seen, held, lock = {"at_once": 0, "per_thread": 0}, {}, threading.Lock()
+
+    def checkout(*_):
+        with lock:
+            held[threading.get_ident()] = held.get(threading.get_ident(), 0) + 1
+            seen["at_once"] = max(seen["at_once"], sum(held.values()))
+            seen["per_thread"] = max(seen["per_thread"], held[threading.get_ident()])
+
+    def checkin(*_):
+        with lock:
+            held[threading.get_ident()] = held.get(threading.get_ident(), 1) - 1
+
+    event.listen(engine, "checkout", checkout)
+    event.listen(engine, "checkin", checkin)
+    try:
+        yield seen
+    finally:
+        event.remove(engine, "checkout", checkout)
+        event.remove(engine, "checkin", checkin)
+
+
+def test_a_cycle_over_ten_thousand_segments(sluice_home, tmp_path, caplog):
     from flows.calibrate import calibrate_flow
     from flows.common import engine_for
     from flows.ingest import ingest_flow, seed_labels
     from flows.route import route_flow
     from flows.score import score_flow
     from flows.select import select_flow
+    from store.settings import get_settings
 
     engine = engine_for(None)
     records = upstream_records(np.random.default_rng(5))
@@ -40,12 +68,28 @@ def test_a_cycle_over_ten_thousand_segments(sluice_home, tmp_path):
     path.write_text("".join(json.dumps({k: v for k, v in r.items() if k != "truth"}) + "\n" for r in records))
     ingest_flow(str(path))
     seed_labels(engine, [(r["id"], r["truth"]) for r in records[::7]], holdout_share=0.5)
-    seconds = {}
-    for name, step in (("score", score_flow), ("calibrate", calibrate_flow), ("route", lambda: route_flow(cycle=1)),
-                       ("select", lambda: select_flow(cycle=1))):
-        started = time.perf_counter()
-        seconds[name] = (step(), time.perf_counter() - started)
-    print("\n10,000 segments, seconds per step:", {k: round(v[1], 1) for k, v in seconds.items()})
+    seconds, logs = {}, {}
+    # every run-logger record at INFO and above, whatever PREFECT_LOGGING_LEVEL says (the issue's route logged 536k
+    # lines), and every warning of any logger
+    caplog.set_level(logging.INFO, logger="prefect")
+    with connection_watch(engine) as connections:
+        for name, step in (("score", score_flow), ("calibrate", calibrate_flow),
+                           ("route", lambda: route_flow(cycle=1)), ("select", lambda: select_flow(cycle=1))):
+            caplog.clear()
+            started = time.perf_counter()
+            seconds[name] = (step(), time.perf_counter() - started)
+            logs[name] = list(caplog.records)
+    print("\n10,000 segments, seconds per step:", {k: round(v[1], 1) for k, v in seconds.items()},
+          "log records:", {k: len(v) for k, v in logs.items()}, "connections:", connections)
+    # logging does not grow with segments: a summary per flow and a line per batch task (1,000 segments each)
+    for name, logged in logs.items():
+        assert len(logged) <= 40, (name, len(logged), [r.getMessage()[:120] for r in logged[:5]])
+        assert not [r for r in logged if r.levelno >= logging.WARNING], name
+        assert not [r for r in logged if "QueuePool" in r.getMessage() or "TimeoutError" in r.getMessage()]
+    # a batch task holds one connection at a time, and the pool has one for each task the runner runs at once
+    settings = get_settings()
+    assert connections["per_thread"] == 1
+    assert connections["at_once"] <= settings.batch_threads + 1 <= engine.pool.size()
     reports, summary, queued = (seconds[k][0] for k in ("calibrate", "route", "select"))
     # every product has ~0.14 unbiased labels: none stands alone, all pool into the default group
     assert [r["segment"] for r in reports] == ["@default"]
