@@ -1,4 +1,5 @@
-"""A step killed with SIGKILL half-way, then run again, leaves no duplicate and loses nothing.
+"""A step killed with SIGKILL half-way, then run again, leaves no duplicate and loses nothing; two ingests of
+overlapping files at once add up.
 
 Each step (ingest, score, route) runs in a process of its own against the test's store, with the session's
 Prefect API, on a data set big enough that it commits in several batches (60,000 items with upstream scores
@@ -32,6 +33,27 @@ STEP_SCRIPTS = {
     "score": "from flows.score import score_flow\nscore_flow()\n",
     "route": "from flows.route import route_flow\nroute_flow(cycle=1)\n",
 }
+# The whole ingest flow, stopped at one point only: once its task is about to read the file, it says "ready"
+# and waits for "go" on stdin, so that two of them write the store at the same moment (the Prefect API
+# serialises the start of flow and task runs: two flows started together reached their first write 2 s apart).
+CONCURRENT_INGEST = """
+import json, sys
+import flows.ingest
+from flows.ingest import ingest_flow
+
+read_and_write = flows.ingest.ingest_file
+
+def ingest_file_on_go(*args, **kwargs):
+    sys.__stdout__.write("ready\\n")
+    sys.__stdout__.flush()
+    assert sys.stdin.readline().strip() == "go"
+    return read_and_write(*args, **kwargs)
+
+flows.ingest.ingest_file = ingest_file_on_go
+sys.__stdout__.write("SUMMARY " + json.dumps(ingest_flow(sys.argv[1])) + "\\n")
+"""
+
+
 def upstream_record(i: int, confidence: float) -> dict:
     return {"id": f"kill-{i:06d}", "segment": f"seg-{i % N_SEGMENTS:02d}", "text": f"order number {i}",
             "prediction": "good" if i % 3 else "bad", "confidence": confidence}
@@ -117,6 +139,11 @@ def assert_lock_free_soon(url: str) -> float:
     return time.monotonic() - started
 
 
+def failure(output: str) -> str:
+    """A dead process's last traceback, clipped (a database error names every row it was given)."""
+    return output[output.rfind("Traceback"):][:3000]
+
+
 def duplicates(url: str, table: str, key: str, where: str = "") -> int:
     """How many keys occur more than once in `table`."""
     return scalar(url, f"select count(*) from (select {key} from {table} {where} group by {key} "
@@ -199,3 +226,61 @@ def test_route_killed_half_way_then_run_again(sluice_home, big_items):
     assert scalar(url, "select count(*) from quarantine") == quarantined == N_BAD
     print(f"\nroute killed after {ran:.1f} s with {stored:,} of {N_ITEMS:,} decisions stored; lock free "
           f"after {waited:.2f} s; test {time.monotonic() - clock:.1f} s (ingest and score not counted)")
+
+
+def test_two_ingests_of_overlapping_files_at_once_add_up(sluice_home, tmp_path):
+    """Two processes ingest two files that share a third of their ids at the same moment (the shared records
+    open both files, in another order in each, so that both first chunks write them together): every id once,
+    and the two summaries add up (what one accepted, the other counted as a duplicate)."""
+    from flows.common import engine_for
+    from prefect.settings import PREFECT_API_URL
+
+    shared, own = 15_000, 30_000
+    confidence = np.random.default_rng(11).uniform(0.5, 1.0, shared + 2 * own)
+    records = [upstream_record(i, float(c)) for i, c in enumerate(confidence)]
+    in_other_order = [records[i] for i in np.random.default_rng(12).permutation(shared)]
+    files = {"a": records[:shared + own], "b": in_other_order + records[shared + own:]}
+    paths = {}
+    for name, rows in files.items():
+        paths[name] = tmp_path / f"{name}.jsonl"
+        paths[name].write_text("".join(json.dumps(r) + "\n" for r in rows))
+    union = shared + 2 * own
+    url = database_url()
+    engine_for(None)  # migrated once, before either process starts
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "PREFECT_API_URL": PREFECT_API_URL.value()}
+    clock = time.monotonic()
+    processes = {name: subprocess.Popen([sys.executable, "-c", CONCURRENT_INGEST, str(path)], cwd=ROOT,
+                                        env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                        stderr=subprocess.STDOUT, text=True)
+                 for name, path in paths.items()}
+    outputs = dict.fromkeys(processes, "")
+    try:
+        for name, process in processes.items():
+            while (line := process.stdout.readline()) and line.strip() != "ready":
+                outputs[name] += line
+            assert line, f"ingest {name} ended before it was ready:\n{failure(outputs[name])}"
+        for process in processes.values():
+            process.stdin.write("go\n")
+            process.stdin.flush()
+        for name, process in processes.items():
+            outputs[name] += process.communicate(timeout=300)[0]
+    finally:
+        for process in processes.values():
+            if process.poll() is None:
+                process.kill()
+                process.wait(10)
+    summaries = {}
+    for name, process in processes.items():
+        assert process.returncode == 0, failure(outputs[name])
+        (line,) = [line for line in outputs[name].splitlines() if line.startswith("SUMMARY ")]
+        summaries[name] = json.loads(line.removeprefix("SUMMARY "))
+    a, b = summaries["a"], summaries["b"]
+    assert a["total"] == b["total"] == shared + own and not a["quarantined"] and not b["quarantined"]
+    assert scalar(url, "select count(*) from items") == union
+    assert scalar(url, "select count(distinct id) from items") == union
+    assert duplicates(url, "items", "id") == 0
+    assert a["accepted"] + b["accepted"] == union, summaries
+    assert a["duplicate"] + b["duplicate"] == shared, summaries
+    assert scalar(url, "select count(*) from quarantine") == 0
+    print(f"\ntwo ingests at once: a {a['accepted']:,} accepted / {a['duplicate']:,} duplicate, b "
+          f"{b['accepted']:,} / {b['duplicate']:,}; test {time.monotonic() - clock:.1f} s")
