@@ -16,7 +16,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, null, select
+from sqlalchemy import ARRAY, Engine, String, any_, bindparam, null, select
 
 from store.bulk import chunked, existing_keys, insert_ignore, insert_ignore_columns
 
@@ -702,14 +702,21 @@ def _write_chunk(
             present = _stored_before(conn, list(unique), now) if present_count else {}
         else:
             present = _stored_rows(conn, list(unique)) if unique else {}
+            # In id order: two ingests writing overlapping ids at once then wait on each other's rows in one order,
+            # never in a cycle (a deadlock, which PostgreSQL breaks by failing one of them).
             fresh = [
                 {**row, **_sql_nulls(row), "state": ItemState.received.value, "source": source,
                  "received_at": now, "updated_at": now}
-                for item_id, row in unique.items()
+                for item_id, row in sorted(unique.items())
                 if item_id not in present
             ]
             insert_ignore(conn, Item.__table__, fresh)
-            accepted, present_count = len(fresh), len(present)
+            # Ids another ingest wrote meanwhile, committed while this one waited on them (received at its own
+            # moment): ON CONFLICT skipped them, so they were present (a duplicate or a conflict), not accepted.
+            raced = _received_elsewhere(conn, [row["id"] for row in fresh], now)
+            if raced:
+                present.update(_stored_rows(conn, raced))
+            accepted, present_count = len(fresh) - len(raced), len(present)
         for item_id, stored in present.items():
             if _content(stored) != _content(unique[item_id]):
                 present_count -= 1
@@ -738,6 +745,15 @@ def _stored_rows(conn: Any, ids: list[str]) -> dict[str, dict[str, Any]]:
                        *(table.c[name] for name in ITEM_COLUMNS)).where(table.c.id.in_(part))
         found.update({row["id"]: dict(row) for row in conn.execute(query).mappings()})
     return found
+
+
+def _received_elsewhere(conn: Any, ids: list[str], now: datetime) -> list[str]:
+    """Of `ids`, those stored at another moment than `now` (PostgreSQL: one array parameter per 50,000 ids, not
+    one parameter per id)."""
+    table = Item.__table__
+    query = select(table.c.id).where(table.c.id == any_(bindparam("ids", type_=ARRAY(String))),
+                                     table.c.received_at != now)
+    return [item_id for part in chunked(ids, 50_000) for item_id in conn.execute(query, {"ids": list(part)}).scalars()]
 
 
 def _stored_before(conn: Any, ids: list[str], now: datetime) -> dict[str, dict[str, Any]]:
