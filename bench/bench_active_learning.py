@@ -34,7 +34,7 @@ os.environ.setdefault("PREFECT_LOGGING_LEVEL", "ERROR")
 import flows  # noqa: E402,F401  (Prefect's offline defaults)
 from _common import read_results  # noqa: E402
 
-STRATEGIES = ("margin", "entropy", "diverse", "random")
+STRATEGIES = ("margin", "entropy", "diverse", "random", "active")
 TARGET_SHARE = 0.98
 
 

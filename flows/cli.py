@@ -405,10 +405,19 @@ def policy_show(database_url: str | None = DatabaseOption) -> None:
     from flows.common import engine_for
     from store.repo import active_policy
 
-    policy, version = active_policy(engine_for(command_settings(database_url)))
+    from store.budget import window_split
+
+    engine = engine_for(command_settings(database_url))
+    policy, version = active_policy(engine)
     console.print(f"# version {version}")
     for line in policy.guarantee_lines():
         console.print(f"# {line}", markup=False)
+    for line in policy.budget_lines():
+        console.print(f"# budget {line}", markup=False)
+    for segment, split in window_split(engine, policy).items():
+        parts = ", ".join(f"{reason} {n}" for reason, n in split.items() if reason not in ("total", "budget"))
+        console.print(f"# this window, {segment}: {split['total']} of {split['budget']} labels asked ({parts})",
+                      markup=False)
     console.print(policy.to_yaml(), markup=False)
 
 

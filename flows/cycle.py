@@ -22,6 +22,7 @@ from labeling.quality import agreement_report
 from routing.stopping import gain_per_100_labels, model_agreement, pooled_ece
 from services.audit import audit_estimates
 from store import figures as store_figures
+from store.budget import cycle_split
 from store.models import ModelVersion
 from store.repo import active_policy, latest_ece, promoted_model, unlabelled_inputs
 from store.vocab import Route
@@ -48,12 +49,23 @@ def cycle_figures(engine: Engine, cycle: int, routing_model: str | None) -> dict
         "review_tasks": counts.review_tasks, "labels_gained": counts.labels_gained,
         "labels_total": counts.labels_total, "labels_train": counts.labels_train, "auto_accepted": automated,
         "labels_spent": store_figures.human_labels(engine, since=counts.started_at),
+        "labels_asked": labels_asked_in(engine, cycle),
         "labels_spent_total": store_figures.human_labels(engine),
         "model_version": model.version if model else None,
         "holdout_accuracy": (model.metrics or {}).get("accuracy") if model else None,
         "routing_model_version": routing_model,
         "ece": pooled_ece(latest_ece(engine, routing_model).values()) if routing_model else None,
     }
+
+
+def labels_asked_in(engine: Engine, cycle: int) -> dict[str, int]:
+    """What the cycle's tasks asked people for, over every segment, by what the labels paid for (the budget covers
+    all of it: audits, escalations, reviews, gold and overlap extras)."""
+    totals: dict[str, int] = {}
+    for split in cycle_split(engine, cycle).values():
+        for key, value in split.items():
+            totals[key] = totals.get(key, 0) + value
+    return totals
 
 
 # Agreement on 500 items has a standard error under 0.008 near 0.97; a larger sample only costs two
@@ -100,7 +112,7 @@ def run_cycle(
     routing_model = promoted_model(engine)
     steps: dict[str, Any] = {"score": score_flow(settings=settings)}
     steps["calibrate"] = calibrate_flow(settings=settings)
-    steps["route"] = route_flow(cycle=cycle, settings=settings)
+    steps["route"] = route_flow(cycle=cycle, settings=settings, as_of=as_of)
     steps["select"] = select_flow(strategy=strategy, cycle=cycle, settings=settings, as_of=as_of)
     if push:
         steps["push"] = push_flow(settings=settings)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections import Counter
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import numpy as np
@@ -31,10 +32,11 @@ from flows.risk import batch_risk_flags, check_live_guards, training_segments
 from flows.runners import BATCH_RUNNER
 from routing.decide import REASON_LIVE_GUARD_HALTED, Route, route
 from routing.injection import item_injection_signals
-from routing.policy import Policy, SegmentPolicy
+from routing.policy import Policy, SegmentPolicy, budget_window
 from routing.pools import POOL_PREFIX, calibration_group, groups_in_use
 from routing.signals import RiskFlags, combine_signals, fold_flags
 from services.certify import Labelled, derived_threshold
+from store.budget import labels_spent
 from store.bulk import chunked, insert_ignore_columns
 from store.db import refresh_statistics, write_transaction
 from store.models import CalibrationReportRow, ItemState, RoutingDecision
@@ -109,6 +111,8 @@ class BatchContext:
     training: dict[str, int]
     previous: dict[str, tuple[int, str]]
     halted: dict[str, str]
+    # what is left of each segment's label budget in its window, for this run's audits (used up group by group)
+    audit_allowance: dict[str, float] = field(default_factory=dict)
     calibrators: dict[int, Any] = field(default_factory=dict)  # parsed once per batch, by report id
     certified: dict[tuple, tuple[Any, int | None]] = field(default_factory=dict)
 
@@ -141,8 +145,17 @@ def model_labels(engine: Engine, policy: Policy, model_version: str, segments: l
                        {job.segment: len(job.item_ids) for job in jobs if not job.segment.startswith(POOL_PREFIX)})
 
 
+def audit_allowances(engine: Engine, policy: Policy, segments: list[str], now: datetime) -> dict[str, float]:
+    """What is left of each segment's label budget in its current window (``store.budget``): its audits' share."""
+    by_window: dict[tuple[datetime, datetime], list[str]] = {}
+    for segment in segments:
+        by_window.setdefault(budget_window(now, policy.for_segment(segment).budget_window_hours), []).append(segment)
+    spent = {s: n for window, names in by_window.items() for s, n in labels_spent(engine, names, window).items()}
+    return {s: float(max(policy.for_segment(s).review_budget - spent.get(s, 0), 0)) for s in segments}
+
+
 def _context(engine: Engine, groups: list[list[tuple]], halted: dict[str, str],
-             labels: dict[str, ModelLabels]) -> BatchContext:
+             labels: dict[str, ModelLabels], now: datetime) -> BatchContext:
     policy, policy_version = active_policy(engine)
     by_model: dict[str, list[str]] = {}
     for rows in groups:
@@ -154,8 +167,9 @@ def _context(engine: Engine, groups: list[list[tuple]], halted: dict[str, str],
         used = sorted(set(group_of[model].values()))
         reports.update(((model, key), row) for key, row in latest_calibrations(engine, model, used).items())
     previous = previous_decisions(engine, [r.item_id for rows in groups for r in rows])
+    allowance = audit_allowances(engine, policy, sorted({rows[0].segment for rows in groups}), now)
     return BatchContext(policy, policy_version, reports, labelled, group_of, label_counts,
-                        training_segments(engine), previous, halted)
+                        training_segments(engine), previous, halted, allowance)
 
 
 def _calibrator(context: BatchContext, report_row: CalibrationReportRow | None) -> Any | None:
@@ -236,7 +250,11 @@ def decide_group(engine: Engine, rows: list[tuple], cycle: int | None, context: 
                    risk_escalate=flags.escalate, risk_review=flags.review, risk_reasons=flags.reasons,
                    threshold=threshold, threshold_scores=raw if segment_policy.has_target else None,
                    halt_reasons=(REASON_LIVE_GUARD_HALTED,) if halted and segment_policy.has_target else (),
-                   rerouted=np.array([e is not None and e[1] in PEOPLE_ROUTES for e in earlier], dtype=bool))
+                   rerouted=np.array([e is not None and e[1] in PEOPLE_ROUTES for e in earlier], dtype=bool),
+                   max_audits=context.audit_allowance.get(segment))
+    if segment in context.audit_allowance:  # the audits this group is expected to send use the allowance up
+        audited = np.isin(result.routes, [Route.AUTO_ACCEPT, Route.SPOT_CHECK, Route.REVIEW])
+        context.audit_allowance[segment] -= result.audit_rate * int(audited.sum())
     n = len(item_ids)
     return {
         "item_id": item_ids, "segment": [segment] * n, "route": [str(r) for r in result.routes.tolist()],
@@ -256,12 +274,13 @@ def decide_group(engine: Engine, rows: list[tuple], cycle: int | None, context: 
 def route_batch(
     groups: list[list[ScoredItem]], cycle: int | None, settings: SluiceSettings,
     halted: dict[str, str], labels: dict[str, ModelLabels], llm_ids: list[str] | None = None,
+    now: datetime | None = None,
 ) -> Counter[str]:
     """Route a batch of (segment, model version) groups of scored items and write their decisions at once;
     `labels` holds each model's held-out labels the batch's segments use, read once by the flow, and `llm_ids`
     the batch's outputs of LLM pipelines (none: the batch reads and checks nothing more)."""
     engine = engine_for(settings)
-    context = _context(engine, groups, halted, labels)
+    context = _context(engine, groups, halted, labels, now or utcnow())
     llm = llm_inputs(engine, llm_ids) if llm_ids else None  # one query for the batch's payloads
     flags = risk_flags_by_group(engine, groups, context, llm)
     decided = [decide_group(engine, rows, cycle, context, f) for rows, f in zip(groups, flags)]
@@ -284,11 +303,14 @@ def _reasons_json(reasons: tuple[tuple[str, ...], ...]) -> list[str]:
 
 @flow(name="route", log_prints=True, task_runner=BATCH_RUNNER)
 @holds_store_lock
-def route_flow(cycle: int | None = None, settings: SluiceSettings | None = None) -> dict[str, Any]:
+def route_flow(cycle: int | None = None, settings: SluiceSettings | None = None,
+               as_of: datetime | None = None) -> dict[str, Any]:
     """Route every scored item under the active policy, per segment and model version, in batches of segments;
-    first run every target segment's live guard on the audits that came in since the last route."""
+    first run every target segment's live guard on the audits that came in since the last route. `as_of` (default:
+    now) picks the budget window whose remaining labels size the audits; simulations pass their clock."""
     logger = get_run_logger()
     settings = settings_or_environment(settings)
+    now = as_utc(as_of) or utcnow()
     engine = engine_for(settings)
     policy, _ = active_policy(engine)
     guards = check_live_guards(engine, policy)
@@ -313,7 +335,7 @@ def route_flow(cycle: int | None = None, settings: SluiceSettings | None = None)
             llm_ids = [r.item_id for rows in batch for r in rows if r.item_id in llm] if llm else []
             # Payload(): Prefect would otherwise walk every row of every group looking for futures (s per 100k)
             futures.append(route_batch.submit(Payload(batch), cycle, settings, Payload(halted), Payload(mine),
-                                              Payload(llm_ids)))
+                                              Payload(llm_ids), now))
         for future in futures:
             counts.update(future.result())
     summary = {"routed": sum(counts.values()), **{r.value: counts.get(r.value, 0) for r in Route},

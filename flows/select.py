@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, select
 
 from flows.common import (
     Payload,
@@ -39,14 +39,15 @@ from routing.sampling import (
     select_batch,
 )
 from scoring.preference import PairwiseExample, pair_description
-from store.bulk import chunked, existing_keys, insert_ignore
+from store.budget import labels_spent
+from store.bulk import existing_keys, insert_ignore
 from store.db import refresh_statistics
 from store.kinds import LlmCandidates, llm_candidates
 from store.models import Item, ItemState, Label, ReviewDraw, ReviewTask
 from store.repo import BacklogRow, active_policy, review_backlog
 from store.settings import SluiceSettings, settings_or_environment
 from store.transitions import move_items
-from store.vocab import UNBUDGETED_SELECTIONS, LabelSource, Queue, Selection, Split, TaskState
+from store.vocab import LabelSource, Queue, Selection, Split, TaskState
 
 UNCERTAINTY = {"margin": margin, "entropy": entropy, "least_confidence": least_confidence}
 # Draws every review item with a known probability that grows with its margin uncertainty (routing.probabilistic_review)
@@ -192,75 +193,82 @@ def draw_reviews(reviews: list[BacklogRow], llm: LlmCandidates, *, budget: int, 
     return [(reviews[i], float(probability[i]), float(useful[i])) for i in sent], rows
 
 
-def spent_budget(engine: Engine, segments: list[str], window: tuple[datetime, datetime]) -> dict[str, int]:
-    """Review tasks each segment already sent in its budget `window` ([start, end)), in any cycle or in none;
-    audits and gold are not budgeted. What one select spent, the next in the same window cannot spend again."""
-    spent: dict[str, int] = {}
-    query = (
-        select(Item.segment, func.count()).select_from(ReviewTask).join(Item, Item.id == ReviewTask.item_id)
-        .where(ReviewTask.created_at >= window[0], ReviewTask.created_at < window[1],
-               ReviewTask.selection_reason.not_in(sorted(UNBUDGETED_SELECTIONS)))
-        .group_by(Item.segment)
-    )
-    with engine.connect() as conn:
-        for part in chunked(segments, 5_000):
-            spent.update(conn.execute(query.where(Item.segment.in_(part))).all())
-    return spent
-
-
 def select_segment(
     engine: Engine, rows: list[BacklogRow], budget: int, audit_rate: float, strategy: str, cycle: int | None,
     blind_share: float = 0.0, gold_share: float = 0.0, overlap_share: float = 0.0, overlap_annotators: int = 3,
     *, spent: int = 0, now: datetime | None = None, llm: LlmCandidates | None = None,
     min_review_probability: float = 0.01, drawn_already: set[int] | None = None,
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """Queue all audit samples, then escalations, then the most useful review items up to `budget`.
+    """Queue all audit samples, then escalations, then the most useful review items, within `budget` labels.
 
     Routing draws the spot-check share of auto-accepted items; the same share of review items is drawn here
     for audit too, so that audited items are a uniform random sample of everything routed: the only labels
-    that may calibrate a model and certify its thresholds. Audits do not count against the budget, and go out
-    blind: a suggestion shown to the auditor would bias the error estimate towards the model. A `blind_share`
-    of the budgeted review tasks goes out blind too, so that the console can compare how often annotators
-    accept a shown suggestion with how often they agree with it unseen (the automation-bias gap). An
-    `overlap_share` of all but gold tasks goes to `overlap_annotators` annotators each, to measure agreement.
-    `spent` is what the segment's budget window already took; `llm` holds what the outputs of LLM pipelines
-    among the rows carry (their review is chosen by their kind's uncertainty, see `choose_reviews`).
+    that may calibrate a model and certify its thresholds. Audits go out blind: a suggestion shown to the auditor
+    would bias the error estimate towards the model. A `blind_share` of the budgeted review tasks goes out blind
+    too, so that the console can compare how often annotators accept a shown suggestion with how often they agree
+    with it unseen (the automation-bias gap). An `overlap_share` of all but gold tasks goes to `overlap_annotators`
+    annotators each, to measure agreement. `llm` holds what the outputs of LLM pipelines among the rows carry
+    (their review is chosen by their kind's uncertainty, see `choose_reviews`).
+
+    One budget: `budget` is every label the segment asks people for in its window, and `spent` what the window's
+    tasks already ask for (``store.budget.labels_spent``). Audits come first (the route flow sized them to what
+    was left of the window), then escalations, then reviews with their gold and overlap: a review costs its
+    overlap, and each brings `gold_share` gold tasks. What the audits and escalations leave is split so the
+    whole stays within the budget; an escalation that does not fit waits in the backlog for the next window.
 
     With the `active` strategy the review items are drawn with known probabilities instead (`draw_reviews`, floor
-    `min_review_probability`); decisions in `drawn_already` were drawn by an earlier select and are not drawn again.
-    Returns the task rows to write (gold included) and the draw rows (active strategy only)."""
+    `min_review_probability`), the expected labels meeting what is left; decisions in `drawn_already` were drawn by
+    an earlier select and are not drawn again. Returns the task rows to write (gold included) and the draw rows
+    (active strategy only)."""
     now = now or utcnow()
+    llm = llm or LlmCandidates([], [], [], [])
     draws: list[dict[str, Any]] = []
+    left = max(budget - spent, 0)
     tasks = [_task_row(r, Selection.AUDIT, r.inclusion_probability if r.inclusion_probability is not None else 1.0,
                        0.0, cycle, now, blind=True)
              for r in rows if r.route == Route.SPOT_CHECK]
-    budget = max(budget - spent, 0)
-    escalations = [r for r in rows if r.route == Route.ESCALATE][:budget]
-    tasks += [_task_row(r, Selection.ESCALATION, 1.0, 2.0, cycle, now) for r in escalations]
     reviews = [r for r in rows if r.route == Route.REVIEW]
     audited, reviews = audit_draw(reviews, rate=audit_rates(reviews, audit_rate))
     tasks += [_task_row(r, Selection.AUDIT, rate, 0.0, cycle, now, blind=True)
               for r, rate in zip(audited, audit_rates(audited, audit_rate).tolist())]
-    remaining = max(budget - len(escalations), 0)
+    assign_overlap(tasks, overlap_share, overlap_annotators)
+    left -= labels_asked(tasks)
+    for row in (r for r in rows if r.route == Route.ESCALATE):
+        escalation = _task_row(row, Selection.ESCALATION, 1.0, 2.0, cycle, now)
+        assign_overlap([escalation], overlap_share, overlap_annotators)
+        if escalation["overlap"] > left:
+            break
+        tasks.append(escalation)
+        left -= escalation["overlap"]
+    per_review = 1.0 + gold_share + overlap_share * (overlap_annotators - 1)  # as routing.policy.review_cost
+    review_labels = max(left, 0) / per_review
+    chosen_tasks: list[dict[str, Any]] = []
     if strategy == ACTIVE:
         fresh = [r for r in reviews if r.decision_id not in (drawn_already or set())]  # a decision is drawn once
-        picks, draws = draw_reviews(fresh, llm or LlmCandidates([], [], [], []), budget=remaining,
-                                    floor=min_review_probability, cycle=cycle, now=now)
-        for row, probability, useful in picks:
-            tasks.append(_task_row(row, Selection.ACTIVE, probability, useful, cycle, now,
-                                   blind=blind_draw(row.decision_id, blind_share)))
-    elif reviews and remaining:
+        picks, draws = draw_reviews(fresh, llm, budget=int(review_labels), floor=min_review_probability,
+                                    cycle=cycle, now=now)
+        chosen_tasks = [_task_row(row, Selection.ACTIVE, probability, useful, cycle, now,
+                                  blind=blind_draw(row.decision_id, blind_share)) for row, probability, useful in picks]
+        assign_overlap(chosen_tasks, overlap_share, overlap_annotators)
+    elif reviews and int(review_labels):
         rng = derive_rng("select", strategy, cycle, [r.item_id for r in reviews])
-        chosen, useful = choose_reviews(reviews, llm or LlmCandidates([], [], [], []), strategy=strategy,
-                                        budget=remaining, rng=rng)
-        for index, reason, probability in zip(chosen.indices, chosen.reasons, chosen.probabilities):
-            row = reviews[index]
-            tasks.append(_task_row(row, reason, probability, float(useful[index]), cycle, now,
-                                   blind=blind_draw(row.decision_id, blind_share)))
-    assign_overlap(tasks, overlap_share, overlap_annotators)
-    budgeted = sum(t["selection_reason"] not in (Selection.AUDIT, Selection.ESCALATION) for t in tasks)
-    tasks += gold_tasks(engine, rows[0].segment, round(gold_share * budgeted), rows[0].policy_version, cycle, now)
+        chosen, useful = choose_reviews(reviews, llm, strategy=strategy, budget=math.ceil(review_labels), rng=rng)
+        chosen_tasks = [_task_row(reviews[index], reason, probability, float(useful[index]), cycle, now,
+                                  blind=blind_draw(reviews[index].decision_id, blind_share))
+                        for index, reason, probability in zip(chosen.indices, chosen.reasons, chosen.probabilities)]
+        assign_overlap(chosen_tasks, overlap_share, overlap_annotators)
+        # the least useful go first until the reviews, their overlap and their gold fit what is left
+        while chosen_tasks and labels_asked(chosen_tasks) + round(gold_share * len(chosen_tasks)) > left:
+            chosen_tasks.pop()
+    tasks += chosen_tasks
+    tasks += gold_tasks(engine, rows[0].segment, round(gold_share * len(chosen_tasks)), rows[0].policy_version,
+                        cycle, now)
     return tasks, draws
+
+
+def labels_asked(tasks: list[dict[str, Any]]) -> int:
+    """The labels `tasks` ask people for: each task's overlap (how many annotators answer it)."""
+    return sum(int(t["overlap"]) for t in tasks)
 
 
 # Segments per select task: a segment is a user's grouping, so their number must not multiply Prefect tasks.
@@ -280,7 +288,7 @@ def select_segments(segments: list[list[BacklogRow]], strategy: str, cycle: int 
     for rows in segments:
         window = budget_window(now, policy.for_segment(rows[0].segment).budget_window_hours)
         by_window.setdefault(window, []).append(rows[0].segment)
-    spent = {s: n for window, names in by_window.items() for s, n in spent_budget(engine, names, window).items()}
+    spent = {s: n for window, names in by_window.items() for s, n in labels_spent(engine, names, window).items()}
     review_ids = [r.decision_id for rows in segments for r in rows if r.route == Route.REVIEW]
     llm = llm_candidates(engine, review_ids)
     drawn_already: set[int] = set()

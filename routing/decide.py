@@ -174,6 +174,7 @@ def route(
     threshold_scores: Any = None,
     halt_reasons: Sequence[str] = (),
     rerouted: np.ndarray | None = None,
+    max_audits: float | None = None,
 ) -> RoutingResult:
     """Route every item by the first rule that applies: invalid confidence -> escalate, risk hit -> escalate
     (``risk_escalate``) or review (``risk_review``), failed or missing calibration gate -> review, human required
@@ -196,6 +197,11 @@ def route(
     ``audit_interval_width`` the spot-check share of this batch is sized for the live estimate from the number of
     items that clear every rule (``routing.audit.sized_audit_rate``); ``RoutingResult.audit_rate`` holds the share
     applied, so review items can be audited at the same share.
+
+    ``max_audits`` is what is left of the segment's label budget in its window (the budget covers audits too): the
+    share is lowered so that the audits expected of this batch (the automated items here, and the review items the
+    select flow audits at the same share) fit it, but never below the policy's ``min_review_probability``, the floor
+    that keeps every automated item drawable for the audit estimate.
 
     One uniform draw per item is taken whatever the other items hold, so for a fixed rng state the routes are
     monotone in confidence. An empty batch gives an empty result.
@@ -237,6 +243,10 @@ def route(
     rate = sized_audit_rate(policy.audit_interval_width, n_automated=int(automated.sum()),
                             expected_error=policy.max_auto_error or DEFAULT_EXPECTED_ERROR,
                             floor=policy.spot_check_rate)
+    if max_audits is not None:
+        candidates = int(automated.sum()) + int((_ROUTE_OF_RULE[rule] == Route.REVIEW).sum())
+        if candidates:
+            rate = min(rate, max(max(max_audits, 0.0) / candidates, policy.min_review_probability))
     rule = np.where(automated & (audit_draw < rate), _SPOT_CHECK_RULE, rule)
     return RoutingResult(
         routes=_ROUTE_OF_RULE[rule],

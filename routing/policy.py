@@ -568,6 +568,12 @@ class Policy(BaseModel):
                 for name, rules in [("defaults", self.defaults),
                                     *((name, self.for_segment(name)) for name in sorted(self.segments))]]
 
+    def budget_lines(self) -> list[str]:
+        """One line for the defaults and each named segment: what its label budget covers and how it splits."""
+        return [f"{name}: {_budget_text(rules)}"
+                for name, rules in [("defaults", self.defaults),
+                                    *((name, self.for_segment(name)) for name in sorted(self.segments))]]
+
     def content_hash(self) -> str:
         """First 16 hex digits of the sha256 of the policy's canonical, key-sorted JSON."""
         canonical = json.dumps(self._canonical(), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
@@ -595,6 +601,21 @@ class Policy(BaseModel):
             if field in defaults and defaults[field] == default:
                 del defaults[field]
         return document
+
+
+def review_cost(rules: SegmentPolicy) -> float:
+    """Labels one budgeted review costs, expected: itself, its share of gold tasks and its overlap's extra answers."""
+    return 1.0 + rules.gold_share + rules.overlap_share * (rules.overlap_annotators - 1)
+
+
+def _budget_text(rules: SegmentPolicy) -> str:
+    window = f"{rules.budget_window_hours:g} h" if rules.budget_window_hours != 1 else "hour"
+    cost = review_cost(rules)
+    return (f"{rules.review_budget} human labels per {window}, covering every label asked for: audits first "
+            f"(spot_check_rate {rules.spot_check_rate:g} of automated and review items, lowered to fit what is left, "
+            f"never below min_review_probability {rules.min_review_probability:g}), then escalations, then reviews "
+            f"at {cost:g} labels each (gold {rules.gold_share:g}, overlap {rules.overlap_share:g} x "
+            f"{rules.overlap_annotators - 1} extra answers)")
 
 
 def _guarantee_text(rules: SegmentPolicy) -> str:

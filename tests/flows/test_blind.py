@@ -41,7 +41,7 @@ def test_blind_share_and_blind_audits(sluice_home, dataset_files):
     audits = [blind for reason, blind in tasks if reason == "audit"]
     budgeted = [blind for reason, blind in tasks if reason not in ("audit", "escalation")]
     assert audits and all(audits)
-    assert len(budgeted) == 120
+    assert len(tasks) == 120 and len(budgeted) > 20  # one budget: audits first, the rest reviewed
     assert 0.3 < sum(budgeted) / len(budgeted) < 0.7
 
 
@@ -69,7 +69,7 @@ def test_gold_items_measure_annotators_and_keep_their_label(sluice_home, dataset
     with engine.connect() as conn:
         first = dict(conn.execute(select(ReviewTask.selection_reason, func.count())
                                   .group_by(ReviewTask.selection_reason)).all())
-    assert first["gold"] == 15 and first["margin"] == 60
+    assert first["gold"] == 12 and first["margin"] == 48  # one budget of 60: 48 reviews and their 12 gold
     assert select_flow(cycle=1, as_of=AS_OF)["queued"] == 0  # re-run: no budget left, no more gold
     with engine.connect() as conn:
         gold_ids = conn.execute(select(ReviewTask.item_id).where(ReviewTask.selection_reason == "gold")).scalars().all()
@@ -83,7 +83,7 @@ def test_gold_items_measure_annotators_and_keep_their_label(sluice_home, dataset
         done = set(conn.execute(select(ReviewTask.state).where(ReviewTask.item_id.in_(gold_ids))).scalars())
     assert after == before and states == {"resolved"} and done == {"done"}
     accuracy = annotator_accuracy(engine)
-    assert accuracy["gold_answered"].sum() == 15 and (accuracy["gold_accuracy"] == 0.0).all()
+    assert accuracy["gold_answered"].sum() == 12 and (accuracy["gold_accuracy"] == 0.0).all()
 
 
 @pytest.mark.integration

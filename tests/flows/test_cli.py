@@ -54,6 +54,7 @@ def test_init_and_policy_commands(sluice_home, tmp_path):
     shown = invoke("policy", "show")
     assert "name: default" in shown.output
     assert "# defaults: target: error among auto-accepted items <= 0.05 with confidence 0.9" in shown.output
+    assert "# budget defaults: 50 human labels per hour, covering every label asked for" in shown.output
     bad = tmp_path / "bad.yaml"
     bad.write_text("name: x\ndefaults: {spot_check_rate: 1.5}\n")
     result = invoke("policy", "set", str(bad))

@@ -25,7 +25,7 @@ POLICY = """
 name: queue-at-scale
 defaults:
   auto_accept_threshold: 1.0
-  review_budget: 1950
+  review_budget: 2900  # labels: a task answered by three annotators costs three
   spot_check_rate: 0.02
   gold_share: 0.02
   blind_share: 0.2

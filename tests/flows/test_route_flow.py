@@ -257,8 +257,11 @@ def test_audit_share_sized_for_the_interval_width_applies_to_automated_and_revie
     from store.repo import save_policy
 
     engine, _ = routed
+    # a budget that holds the sized audits (the budget covers audits: a smaller one lowers the share, see
+    # tests/routing/test_decide.py)
     sized = POLICY.replace("targeted: {max_auto_error: 0.1, confidence: 0.9}",
-                           "targeted: {max_auto_error: 0.1, confidence: 0.9, audit_interval_width: 0.2}")
+                           "targeted: {max_auto_error: 0.1, confidence: 0.9, audit_interval_width: 0.2, "
+                           "review_budget: 1000}")
     save_policy(engine, Policy.from_yaml(sized), comment="size the audits")
     fresh = upstream_items(np.random.default_rng(13), 400, "targeted", prefix="sized-")
     path = tmp_path / "sized.jsonl"

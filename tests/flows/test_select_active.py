@@ -34,8 +34,15 @@ def test_active_select_draws_each_review_decision_once_with_a_stored_probability
     assert first["active"] == len(active) > 0
     assert {t.decision_id for t in active} == {k for k, d in draws.items() if d.labelled}
     assert all(t.selection_probability == draws[t.decision_id].probability for t in active)
-    assert abs(sum(d.probability for d in draws.values()) - 50) < 1e-6  # the default policy's budget, expected
+    # the default policy's budget of 50 labels covers the audits too: the draw expects what they left
+    assert abs(sum(d.probability for d in draws.values()) - (50 - len(audited))) < 1e-6
     assert min(d.probability for d in draws.values()) > 0
+    from store.budget import window_split
+    from store.repo import active_policy
+
+    split = window_split(engine, active_policy(engine)[0])
+    assert [(s["total"], s["audit"], s["review"], s["budget"]) for s in split.values()] == [
+        (len(tasks), len(audited), len(active), 50)]
     again = select_flow(strategy="active", cycle=1)  # nothing is drawn twice (and the window's budget is spent)
     with engine.connect() as conn:
         assert conn.execute(select(ReviewDraw)).all().__len__() == len(draws)
@@ -48,6 +55,12 @@ def test_labels_from_the_active_draw_carry_their_probability_through_the_loop(sl
 
     items, labels = dataset_files
     engine = seed_then_loop(None, items, labels, tmp_path, cycles=2, strategy="active")
+    from store.figures import cycle_report_figures
+
+    for cycle in (1, 2):  # the report says what the budget paid for; the draw meets it in expectation
+        asked = cycle_report_figures(engine, cycle)["labels_asked"]
+        assert asked["total"] == sum(asked[k] for k in ("audit", "escalation", "review", "gold", "overlap_extra"))
+        assert asked["audit"] > 0 and asked["review"] > 0 and asked["total"] <= 50 + 4 * 50 ** 0.5
     with engine.connect() as conn:
         drawn = dict(conn.execute(select(ReviewDraw.item_id, ReviewDraw.probability)
                                   .where(ReviewDraw.labelled)).all())

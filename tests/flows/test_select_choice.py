@@ -4,6 +4,7 @@ and a backlog of classifications chosen exactly as before."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from flows.select import choose_reviews, kind_batch, pair_features
 from routing.sampling import probability_matrix, select_batch
@@ -85,3 +86,32 @@ def test_the_active_draw_has_known_probabilities_sized_to_the_budget_with_a_floo
     floor_seen = min(d["probability"] for d in crowded)
     assert floor_seen == FLOOR_BUDGET_SHARE * 2 / 400 and abs(sum(d["probability"] for d in crowded) - 2) < 1e-6
     assert draw_reviews(rows, NONE, budget=0, floor=0.01, cycle=None, now=now) == ([], [])
+
+
+def _routed(decision_id: int, route: str, p: float = 0.7) -> BacklogRow:
+    return BacklogRow(decision_id, f"item-{decision_id}", "s", route, 0.05 if route == "spot_check" else None, "m",
+                      "p1", "x", p, {"x": p, "y": 1 - p}, 0.05)
+
+
+@pytest.mark.parametrize("strategy", ["margin", "random", "active"])
+def test_one_budget_covers_audits_escalations_reviews_gold_and_overlap(strategy):
+    """Every label the select asks for counts against the segment's budget: audits first, then escalations, then
+    reviews with their overlap and gold (`active` meets it in expectation: its draw count is random)."""
+    from flows.select import labels_asked, select_segment
+
+    rng = np.random.default_rng(2)
+    rows = ([_routed(k, "spot_check") for k in range(12)] + [_routed(100 + k, "escalate") for k in range(6)]
+            + [_routed(200 + k, "review", p) for k, p in enumerate(rng.uniform(0.5, 1.0, 200))])
+    tasks, _ = select_segment(None, rows, 60, 0.05, strategy, 1, overlap_share=0.3, overlap_annotators=3,
+                              spent=4)
+    reasons = [t["selection_reason"] for t in tasks]
+    audits = [t for t in tasks if t["selection_reason"] == "audit"]
+    assert reasons[:len(audits)] == ["audit"] * len(audits) and len(audits) >= 12  # audits first, all of them
+    assert reasons.count("escalation") == 6
+    total = labels_asked(tasks)
+    if strategy == "active":
+        assert total <= 56 + 4 * 60 ** 0.5 * 3  # the expected count meets the budget; the hard cap bounds it
+    else:
+        assert total <= 56 and total >= 56 - 3  # within what the window had left, and spending it
+    crowded, _ = select_segment(None, rows[:18], 10, 0.05, strategy, 1, spent=0)
+    assert [t["selection_reason"] for t in crowded].count("escalation") < 6  # what does not fit waits

@@ -370,3 +370,21 @@ def test_audit_share_sized_from_the_items_that_clear_every_rule() -> None:
     assert automated.sum() == 1600 and np.all(result.inclusion_probability[automated] == result.audit_rate)
     assert abs((result.routes == "spot_check").sum() - 1600 * result.audit_rate) < 4 * np.sqrt(1600 * 0.05)
     assert _route([0.95, 0.5]).audit_rate == 0.0  # no width: the policy's spot-check rate
+
+
+def test_audits_fit_what_is_left_of_the_label_budget_but_never_fall_below_the_floor() -> None:
+    """The budget covers audits: the spot-check share is lowered so the audits expected of the automated items
+    and of the review items (audited at the same share by select) fit `max_audits`, down to the policy's
+    min_review_probability, which keeps every automated item drawable."""
+    policy = SegmentPolicy(auto_accept_threshold=0.5, spot_check_rate=0.2, min_review_probability=0.01)
+    confidence = np.r_[np.full(3_000, 0.8), np.full(1_000, 0.3)]  # 3,000 automated, 1,000 to review
+    roomy = route(confidence, policy=policy, calibration=PASSING_GATE, rng=np.random.default_rng(1),
+                  max_audits=10_000)
+    assert roomy.audit_rate == 0.2
+    tight = route(confidence, policy=policy, calibration=PASSING_GATE, rng=np.random.default_rng(1), max_audits=100)
+    assert tight.audit_rate == pytest.approx(100 / 4_000)
+    assert (tight.routes == "spot_check").sum() == pytest.approx(0.025 * 3_000, abs=25)
+    np.testing.assert_array_equal(tight.inclusion_probability[:3_000], 100 / 4_000)
+    spent = route(confidence, policy=policy, calibration=PASSING_GATE, rng=np.random.default_rng(1), max_audits=0)
+    assert spent.audit_rate == 0.01  # the floor: the audit estimate needs every automated item drawable
+    assert _route(np.full(10, 0.8), policy=policy).audit_rate == 0.2  # no allowance given: the policy's share

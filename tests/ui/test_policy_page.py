@@ -99,7 +99,7 @@ def test_an_operator_applies_a_change_with_a_comment_and_history_records_it(stor
     at = policy_page(app("ana"))
     at.selectbox(key="policy-segment").set_value("+ new segment").run()
     at.text_input(key="policy-new-segment").input("sport").run()
-    number(at, "Review budget (tasks per window)").set_value(20).run()
+    number(at, "Label budget (per window)").set_value(20).run()
     ok(at)
     diff = at.table[0].value  # the change table, above the history
     assert diff.to_dict("records") == [{"segment": "sport", "field": "review_budget", "active": "50", "new": "20"}]

@@ -100,8 +100,11 @@ def _editor(policy: Policy, version: str, *, editable: bool) -> Policy | None:
             format="%.3f", key=f"{key}-spot", disabled=not editable,
             help="share of auto-accepted items drawn for a random audit")
         changes["review_budget"] = int(st.number_input(
-            "Review budget (tasks per window)", min_value=0, value=rules.review_budget, step=5, key=f"{key}-budget",
-            disabled=not editable, help=f"per {rules.budget_window_hours:g} h window; audits and gold aside"))
+            "Label budget (per window)", min_value=0, value=rules.review_budget, step=5, key=f"{key}-budget",
+            disabled=not editable,
+            help=f"every human label asked for per {rules.budget_window_hours:g} h window: audits first (their "
+                 "rate lowered to fit, never below the review floor), then escalations, then reviews with their "
+                 "gold and overlap; the Models & cycles page shows how each cycle's labels split"))
         for field, label in (("blind_share", "Blind share"), ("gold_share", "Gold share"),
                              ("overlap_share", "Overlap share")):
             changes[field] = st.number_input(label, min_value=0.0, max_value=1.0, value=getattr(rules, field),

@@ -1,0 +1,92 @@
+"""What a segment's label budget has paid for in a budget window: every human label its tasks ask for.
+
+A policy's `review_budget` covers every label it asks people for in a window: audits (spot checks and the audit
+share of review items), escalations, budgeted reviews, gold tasks and the extra answers of overlapped tasks (a task
+answered by three annotators costs three labels). The route flow sizes the window's audits by what is left of it,
+the select flow the rest (see `flows/select.py`).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from typing import Any
+
+from sqlalchemy import Engine, func, select
+
+from routing.policy import Policy, budget_window
+from store.bulk import chunked
+from store.models import Item, ReviewTask, utcnow
+from store.vocab import Selection
+
+# How the cycle report and `policy show` name what a task's labels paid for
+_SPLIT_OF = {Selection.AUDIT: "audit", Selection.ESCALATION: "escalation", Selection.GOLD: "gold"}
+
+__all__ = ["cycle_split", "labels_spent", "spent_by_reason", "window_split"]
+
+
+def labels_spent(engine: Engine, segments: list[str], window: tuple[datetime, datetime]) -> dict[str, int]:
+    """Labels the review tasks each segment created in `window` ([start, end)) ask for (a task counts its overlap),
+    whatever their reason, in any cycle or in none. What one step spent, the next in the same window cannot."""
+    return {segment: sum(by_reason.values())
+            for segment, by_reason in spent_by_reason(engine, segments, window).items()}
+
+
+def spent_by_reason(engine: Engine, segments: list[str] | None,
+                    window: tuple[datetime, datetime]) -> dict[str, dict[str, int]]:
+    """Per segment (every segment with tasks when `segments` is None), the labels its tasks created in `window`
+    ask for, by selection reason."""
+    return {segment: {reason: labels for reason, (labels, _) in by_reason.items()}
+            for segment, by_reason in _asked(engine, segments, ReviewTask.created_at >= window[0],
+                                             ReviewTask.created_at < window[1]).items()}
+
+
+def _asked(engine: Engine, segments: list[str] | None, *where: Any) -> dict[str, dict[str, tuple[int, int]]]:
+    """Per segment and selection reason: (labels asked, tasks) of the tasks matching `where`."""
+    query = (
+        select(Item.segment, ReviewTask.selection_reason, func.sum(ReviewTask.overlap), func.count())
+        .select_from(ReviewTask).join(Item, Item.id == ReviewTask.item_id).where(*where)
+        .group_by(Item.segment, ReviewTask.selection_reason)
+    )
+    found: dict[str, dict[str, tuple[int, int]]] = {}
+    with engine.connect() as conn:
+        parts = [conn.execute(query).all()] if segments is None else [
+            conn.execute(query.where(Item.segment.in_(part))).all() for part in chunked(segments, 5_000)]
+        for rows in parts:
+            for segment, reason, labels, tasks in rows:
+                found.setdefault(segment, {})[reason] = (int(labels or 0), int(tasks))
+    return found
+
+
+def _split(by_reason: dict[str, tuple[int, int]]) -> dict[str, int]:
+    """Labels asked by what they paid for: audit, escalation, review (every budgeted pick), gold, and the extra
+    answers of overlapped tasks apart; with the total."""
+    split = dict.fromkeys(("audit", "escalation", "review", "gold", "overlap_extra"), 0)
+    for reason, (labels, tasks) in by_reason.items():
+        split[_SPLIT_OF.get(reason, "review")] += tasks
+        split["overlap_extra"] += labels - tasks
+    split["total"] = sum(split.values())
+    return split
+
+
+def cycle_split(engine: Engine, cycle: int) -> dict[str, dict[str, int]]:
+    """Per segment, the labels the cycle's tasks asked for, split by what they paid for (see `_split`)."""
+    return {segment: _split(by_reason)
+            for segment, by_reason in _asked(engine, None, ReviewTask.cycle == cycle).items()}
+
+
+def window_split(engine: Engine, policy: Policy, now: datetime | None = None) -> dict[str, dict[str, int]]:
+    """Per segment with tasks in its current budget window, the labels asked so far by what they paid for, and
+    its budget."""
+    now = now or utcnow()
+    hours = sorted({policy.defaults.budget_window_hours,
+                    *(policy.for_segment(s).budget_window_hours for s in policy.segments)})
+    split: dict[str, dict[str, int]] = {}
+    for length in hours:  # one read per window length; each segment keeps the one its policy names
+        window = budget_window(now, length)
+        for segment, by_reason in _asked(engine, None, ReviewTask.created_at >= window[0],
+                                         ReviewTask.created_at < window[1]).items():
+            rules = policy.for_segment(segment)
+            if rules.budget_window_hours == length:
+                split[segment] = {**_split(by_reason), "budget": rules.review_budget}
+    return dict(sorted(split.items()))
