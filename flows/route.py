@@ -28,7 +28,7 @@ from flows.common import (
     takes_payloads,
     utcnow,
 )
-from flows.risk import batch_risk_flags, check_live_guards, training_segments
+from flows.risk import batch_risk_flags, training_segments
 from flows.runners import BATCH_RUNNER
 from routing.decide import REASON_LIVE_GUARD_HALTED, Route, route
 from routing.injection import item_injection_signals
@@ -36,6 +36,7 @@ from routing.policy import Policy, SegmentPolicy, budget_window
 from routing.pools import POOL_PREFIX, calibration_group, groups_in_use
 from routing.signals import RiskFlags, combine_signals, fold_flags
 from services.certify import Labelled, derived_threshold
+from services.guard import check_live_guards
 from store.budget import labels_spent
 from store.bulk import chunked, insert_ignore_columns
 from store.db import refresh_statistics, write_transaction

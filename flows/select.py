@@ -55,6 +55,8 @@ ACTIVE = "active"
 SELECT_STRATEGIES = (*sorted(STRATEGIES), ACTIVE)
 # The floor of the active draw takes at most this share of a segment's remaining budget
 FLOOR_BUDGET_SHARE = 0.5
+# The active draw's probabilities grow as usefulness ** REVIEW_POWER (above the floor): 1 is proportional
+REVIEW_POWER = 1.0
 
 
 def _task_row(
@@ -182,7 +184,7 @@ def draw_reviews(reviews: list[BacklogRow], llm: LlmCandidates, *, budget: int, 
         return [], []
     useful = review_usefulness(reviews, llm)
     floor = min(floor, FLOOR_BUDGET_SHARE * budget / len(reviews))
-    probability = inclusion_probabilities(useful, budget=budget, floor=floor)
+    probability = inclusion_probabilities(useful, budget=budget, floor=floor, power=REVIEW_POWER)
     ids = [r.decision_id for r in reviews]
     draw = draw_for_review(probability, cap=review_cap(budget), uniforms=decision_uniform(ids, salt=REVIEW_SALT),
                            cap_order=decision_uniform(ids, salt=REVIEW_CAP_SALT))

@@ -53,7 +53,7 @@ class Prediction(SQLModel, table=True):
     __table_args__ = (UniqueConstraint("item_id", "model_version", name="uq_prediction_item_model"),)
 
     id: int | None = Field(default=None, primary_key=True)
-    item_id: str = Field(foreign_key="items.id", index=True, max_length=512)
+    item_id: str = Field(foreign_key="items.id", max_length=512)  # uq_prediction_item_model leads with it
     model_version: str = Field(max_length=64, index=True)
     label: str | None = None
     confidence: float | None = None
@@ -131,7 +131,7 @@ class RoutingDecision(SQLModel, table=True):
     )
 
     id: int | None = Field(default=None, primary_key=True)
-    item_id: str = Field(foreign_key="items.id", index=True, max_length=512)
+    item_id: str = Field(foreign_key="items.id", max_length=512)  # uq_decision_item_versions leads with it
     segment: str = Field(max_length=128)
     route: str = Field(max_length=16)
     reasons: list[str] = Field(default_factory=list, sa_column=Column(JSON))

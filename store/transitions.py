@@ -1,4 +1,4 @@
-"""Item state transitions: the lifecycle of DESIGN.md as data, and the one function that moves items along it.
+"""Item state transitions: the lifecycle of docs/architecture.md as data, and the one function that moves items along it.
 
 `received -> scored -> routed -> (auto_accepted | queued -> annotated -> resolved)`, with the loop's returns
 (a routed item a newer model rescores goes back to scored; an item whose annotators disagreed goes back to the

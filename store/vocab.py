@@ -66,7 +66,7 @@ KIND_LABELS: dict[str, tuple[str, ...]] = {
 
 
 class ItemState(StrEnum):
-    """An item's place in its lifecycle (DESIGN.md, *Item lifecycle*)."""
+    """An item's place in its lifecycle (docs/architecture.md, *Item lifecycle*)."""
 
     received = "received"
     scored = "scored"

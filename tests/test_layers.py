@@ -1,4 +1,4 @@
-"""The layering of DESIGN.md, enforced: every import (module level or inside a function) of every package module
+"""The layering of docs/architecture.md, enforced: every import (module level or inside a function) of every package module
 points down the list ui, flows, services, labeling, scoring, store, routing, calibration, within the table's exceptions,
 and
 the few third-party packages that belong to one module stay there.
@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-# What each package may import of the others (DESIGN.md, "Layout"). Arrows only point down the list.
+# What each package may import of the others (docs/architecture.md). Arrows only point down the list.
 ALLOWED: dict[str, frozenset[str]] = {
     "ui": frozenset({"services", "labeling", "scoring", "store", "routing", "calibration"}),  # flows: by deployment
     "flows": frozenset({"services", "labeling", "scoring", "store", "routing", "calibration"}),

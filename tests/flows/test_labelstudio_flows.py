@@ -114,6 +114,24 @@ def test_labelstudio_down_during_push_keeps_items_queued(queued, monkeypatch, ls
     assert len(counts) == waiting and set(counts.values()) == {1}
 
 
+def test_a_token_label_studio_refuses_fails_sluice_push_and_keeps_every_task_queued(queued, monkeypatch):
+    """`sluice push` with a token the server refuses exits 1 with the reason on one line (it exited 0 before);
+    nothing leaves the outbox."""
+    from typer.testing import CliRunner
+
+    from flows.cli import app
+    from store.settings import get_settings
+
+    engine, _ = queued
+    waiting = pending_count(engine)
+    monkeypatch.setenv("SLUICE_LABELSTUDIO_TOKEN", "not-the-token-0123456789")
+    get_settings.cache_clear()
+    result = CliRunner().invoke(app, ["push"], catch_exceptions=False)
+    output = " ".join(result.output.split())
+    assert result.exit_code == 1 and "push: Label Studio is unavailable" in output and "stay queued" in output
+    assert "Traceback" not in output and pending_count(engine) == waiting
+
+
 def test_crash_after_labelstudio_accepted_a_batch_creates_no_duplicates(queued):
     """Label Studio took the batch, then the process died before the store recorded it."""
     from flows.labelstudio import _spec, assign_batch_keys, open_queue, outbox_batch, push_flow

@@ -53,7 +53,7 @@ def test_the_label_stream_serves_sluices_order_whatever_the_model_version(labels
     monkeypatch.setenv("SLUICE_LABELSTUDIO_PROJECT", f"order {uuid.uuid4().hex[:8]}")
     get_settings.cache_clear()
     policy = ("name: ordered\nlabels: [finance, sport, weather]\ndefaults:\n  auto_accept_threshold: 0.7\n"
-              "  spot_check_rate: 0.3\n  review_budget: 60\n  gold_share: 0.25\n"
+              "  spot_check_rate: 0.3\n  review_budget: 200\n  gold_share: 0.25\n"  # the budget covers the audits too
               "  risk_rules: [{field: text, op: contains, value: thunder, action: escalate, code: thunder}]\n")
     engine, _ = seed_and_route(*write_files(tmp_path, make_dataset(500, seed=5)), policy_yaml=policy)
     assert push_flow()["pushed"] > 0
