@@ -12,7 +12,7 @@ from routing.policy import SegmentPolicy
 from routing.thresholds import guaranteed_threshold
 from store.bulk import fingerprint
 from store.models import utcnow
-from store.repo import HeldOut, held_out_labels, save_threshold_evidence
+from store.repo import HeldOut, held_out_labels, labels_by_reason, save_threshold_evidence
 
 __all__ = ["Labelled", "derived_threshold"]
 
@@ -50,6 +50,6 @@ def derived_threshold(
         "n_accepted": result.n_accepted, "n_errors": result.n_errors,
         "coverage": result.coverage, "error_upper_bound": result.error_upper_bound, "alpha": result.alpha,
         "delta": result.delta, "tested": result.tested, "pool": pool or segment, "calibration_id": calibration_id,
-        "created_at": utcnow(),
+        "estimator": result.estimator, "labels_by_reason": labels_by_reason(engine, ids), "created_at": utcnow(),
     }
     return result.threshold, save_threshold_evidence(engine, evidence)

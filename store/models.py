@@ -181,6 +181,13 @@ class ThresholdEvidence(SQLModel, table=True):
     delta: float
     tested: int = 0
     pool: str = Field(default="segment", max_length=128, description="whose labels certified it")
+    estimator: str = Field(default="clopper_pearson", max_length=32,
+                           sa_column_kwargs={"server_default": "clopper_pearson"},
+                           description="the test behind each candidate: exact binomial (Clopper-Pearson) bounds on "
+                                       "labels drawn uniformly, in a fixed sequence (Learn-then-Test)")
+    labels_by_reason: dict[str, int] | None = Field(
+        default=None, sa_column=Column(JSON, nullable=True),
+        description="the labels that certified it, by why each was drawn (seed, audit, gold)")
     calibration_id: int | None = Field(default=None, foreign_key="calibration_reports.id")
     created_at: datetime = Field(default_factory=utcnow)
 

@@ -18,7 +18,7 @@ from sqlalchemy import Engine, and_, bindparam, func, insert, select, update
 from sqlmodel import Session
 
 from routing.policy import Policy
-from store.bulk import chunked, existing_keys, insert_ignore
+from store.bulk import LOOKUP_CHUNK, chunked, existing_keys, insert_ignore
 from store.models import (
     AuditEvent,
     CalibrationReportRow,
@@ -57,6 +57,7 @@ __all__ = [
     "get_watermark",
     "guard_halts",
     "held_out_labels",
+    "labels_by_reason",
     "item_inputs",
     "known_items",
     "labelled_items",
@@ -431,6 +432,18 @@ def latest_calibration_method(engine: Engine, model_version: str, segment: str) 
         return conn.execute(query).scalar()
 
 
+def labels_by_reason(engine: Engine, item_ids: Sequence[str]) -> dict[str, int]:
+    """How many of the labels of `item_ids` were drawn for each reason (seed, audit, gold, ...)."""
+    counts: dict[str, int] = {}
+    query = (select(Label.selection_reason, func.count()).where(Label.item_id.in_(bindparam("ids", expanding=True)))
+             .group_by(Label.selection_reason))
+    with engine.connect() as conn:
+        for part in chunked(list(item_ids), LOOKUP_CHUNK):
+            for reason, count in conn.execute(query, {"ids": list(part)}):
+                counts[reason] = counts.get(reason, 0) + int(count)
+    return dict(sorted(counts.items()))
+
+
 def save_threshold_evidence(engine: Engine, evidence: dict[str, Any]) -> int:
     """Insert a certification's evidence row unless the same one (model, segment, policy version, label set) is
     stored already; its id either way."""
@@ -690,7 +703,7 @@ DECISION_FIELDS = ("id", "item_id", "segment", "route", "reasons", "policy_versi
                    "calibration_id", "threshold", "raw_confidence", "calibrated_confidence", "predicted_label",
                    "inclusion_probability", "cycle", "supersedes_id", "created_at", "evidence_id")
 EVIDENCE_FIELDS = ("scale", "calibrated_threshold", "n", "n_accepted", "n_errors", "coverage", "error_upper_bound",
-                   "alpha", "delta", "tested", "pool", "label_fingerprint")
+                   "alpha", "delta", "tested", "pool", "label_fingerprint", "estimator", "labels_by_reason")
 
 
 def decision_trail(engine: Engine, *, since: datetime | None = None, until: datetime | None = None,

@@ -91,6 +91,9 @@ def test_a_target_derives_a_guaranteed_threshold_from_unbiased_labels(sluice_hom
         evidence = conn.execute(select(ThresholdEvidence).where(ThresholdEvidence.id == evidence_id)).one()
     assert evidence.error_upper_bound <= 0.1 and evidence.n > 1000 and evidence.scale == "raw"
     assert evidence.threshold == threshold and evidence.alpha == 0.1 and evidence.pool == "targeted"
+    # which test and which labels stood behind it: here the held-out seed labels
+    assert evidence.estimator == "clopper_pearson" and sum(evidence.labels_by_reason.values()) == evidence.n
+    assert set(evidence.labels_by_reason) <= {"seed", "audit", "gold"} and evidence.labels_by_reason.get("seed")
     # the route run stored the same certification and every targeted decision points at it
     targeted = [d for d in decisions.values() if d.segment == "targeted"]
     assert targeted and {d.evidence_id for d in targeted} == {evidence_id}

@@ -20,7 +20,8 @@ DECISION_COLUMNS = ["id", "created_at", "cycle", "route", "reasons", "predicted_
                     "calibration_id", "evidence_id", "supersedes_id"]
 EVIDENCE_COLUMNS = ["id", "evidence_scale", "evidence_n", "evidence_n_accepted", "evidence_n_errors",
                     "evidence_coverage", "evidence_error_upper_bound", "evidence_alpha", "evidence_delta",
-                    "evidence_tested", "evidence_pool", "evidence_label_fingerprint"]
+                    "evidence_tested", "evidence_pool", "evidence_estimator", "evidence_labels_by_reason",
+                    "evidence_label_fingerprint"]
 
 
 def render() -> None:
