@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import lru_cache, partial
 from typing import Any
@@ -167,6 +168,43 @@ def keep_queue_order(engine: Engine, queue: LabelStudioQueue, project_id: int) -
     set_watermark(engine, key, QUEUE_MODEL_VERSION)
 
 
+@dataclass
+class PushTally:
+    """What one push run did so far: tasks pushed, batches failed and why, the projects in the order batches went
+    (their queue order is refreshed after), and the classification review project."""
+
+    pushed: int = 0
+    failed: int = 0
+    errors: list[str] = field(default_factory=list)
+    projects: list[int] = field(default_factory=list)
+    project_id: int | None = None
+
+
+def push_queue(engine: Engine, settings: SluiceSettings, queue_name: str, kind: str, batches: list[str],
+               tally: PushTally, *, pending: int) -> None:
+    """Push the batches of one queue and item kind. A queue that cannot be made (no label set to ask about) counts
+    its batches failed and the others go on; Label Studio unreachable or refusing the token fails the whole push,
+    everything staying queued."""
+    try:
+        _, queue_project = open_queue(engine, settings, queue_name=queue_name, kind=kind)
+    except LabelStudioError as error:
+        record_event(engine, "push_failed", {"pushed": tally.pushed, "pending": pending, "error": str(error)})
+        raise StepFailed(f"push: Label Studio is unavailable, {pending} batch(es) stay queued: {error}") from error
+    except ValueError as error:
+        tally.failed += len(batches)
+        tally.errors.append(f"the {queue_name} queue of {kind} items: {error}")
+        return
+    if queue_name == Queue.REVIEW and kind == ItemKind.CLASSIFICATION:
+        tally.project_id = queue_project
+    for key in batches:
+        try:
+            tally.pushed += push_batch(key, queue_project, settings)
+            tally.projects.append(queue_project)
+        except LabelStudioError as error:
+            tally.failed += 1
+            tally.errors.append(str(error))
+
+
 @flow(name="push", log_prints=True)
 @holds_store_lock
 def push_flow(settings: SluiceSettings | None = None) -> dict[str, Any]:
@@ -178,39 +216,20 @@ def push_flow(settings: SluiceSettings | None = None) -> dict[str, Any]:
     keys = outbox.pending_batches(engine)
     if not keys:
         return {"pushed": 0, "pending": 0}
-    pushed, failed, errors, project_id, ordered = 0, 0, [], None, []
+    tally = PushTally()
     for queue_name, kind in [(q, k) for q in QUEUES for k in ItemKind]:
         batches = sorted(b.batch_key for b in keys if b.queue == queue_name and b.kind == kind)
-        if not batches:
-            continue
-        try:
-            _, queue_project = open_queue(engine, settings, queue_name=queue_name, kind=kind)
-        except LabelStudioError as error:  # unreachable or refusing the token: nothing can go
-            record_event(engine, "push_failed", {"pushed": pushed, "pending": len(keys), "error": str(error)})
-            raise StepFailed(f"push: Label Studio is unavailable, {len(keys)} batch(es) stay queued: {error}") \
-                from error
-        except ValueError as error:  # this queue cannot be made (no label set to ask about): the others go on
-            failed += len(batches)
-            errors.append(f"the {queue_name} queue of {kind} items: {error}")
-            continue
-        if queue_name == Queue.REVIEW and kind == ItemKind.CLASSIFICATION:
-            project_id = queue_project
-        for key in batches:
-            try:
-                pushed += push_batch(key, queue_project, settings)
-                ordered.append(queue_project)
-            except LabelStudioError as error:
-                failed += 1
-                errors.append(str(error))
-    for pushed_to in dict.fromkeys(ordered):
+        if batches:
+            push_queue(engine, settings, queue_name, kind, batches, tally, pending=len(keys))
+    for pushed_to in dict.fromkeys(tally.projects):
         keep_queue_order(engine, queue_client(settings), pushed_to)
-    summary = {"pushed": pushed, "failed_batches": failed, "project_id": project_id}
-    if errors:
-        summary["error"] = errors[0]
-    record_event(engine, "push" if not errors else "push_failed", summary)
-    if errors:
-        raise StepFailed(f"push: {failed} batch(es) failed and stay queued for the next run ({pushed} task(s) "
-                         f"pushed): {errors[0]}")
+    summary = {"pushed": tally.pushed, "failed_batches": tally.failed, "project_id": tally.project_id}
+    if tally.errors:
+        summary["error"] = tally.errors[0]
+    record_event(engine, "push" if not tally.errors else "push_failed", summary)
+    if tally.errors:
+        raise StepFailed(f"push: {tally.failed} batch(es) failed and stay queued for the next run ({tally.pushed} "
+                         f"task(s) pushed): {tally.errors[0]}")
     logger.info("push: %s", summary)
     return summary
 
@@ -223,17 +242,10 @@ def pull_flow(cycle: int | None = None, settings: SluiceSettings | None = None) 
     logger = get_run_logger()
     settings = settings_or_environment(settings)
     engine = engine_for(settings)
-    expert_tasks = outbox.has_expert_tasks(engine)
     rules = resolution_rules(engine)
     summary: dict[str, Any] = {"pulled": 0, "new": 0, "updated": 0, "resolved": 0, "escalated": 0, "waiting": 0,
                                "unknown_items": 0}
-    # the review of classifications is read whenever the store has labels to give (annotations made in Label
-    # Studio directly count); the other projects once a task went to them
-    always = [(Queue.REVIEW, ItemKind.CLASSIFICATION)] if _has_label_set(engine) else []
-    projects = dict.fromkeys([*always, *outbox.queue_kinds(engine)])
-    for queue_name, kind in projects:
-        if queue_name == Queue.EXPERT and not expert_tasks:
-            continue
+    for queue_name, kind in projects_to_pull(engine):
         try:
             pulled = pull_queue(engine, settings, queue_name, cycle, rules, kind=kind)
         except LabelStudioError as error:
@@ -247,6 +259,16 @@ def pull_flow(cycle: int | None = None, settings: SluiceSettings | None = None) 
     record_event(engine, "pull", summary)
     logger.info("pull: %s", summary)
     return summary
+
+
+def projects_to_pull(engine: Engine) -> list[tuple[str, str]]:
+    """(queue, item kind) of every project to read: the review of classifications whenever the store has labels to
+    give (annotations made in Label Studio directly count), the others once a task went to them (the expert queues
+    only while the store has expert tasks)."""
+    always = [(Queue.REVIEW, ItemKind.CLASSIFICATION)] if _has_label_set(engine) else []
+    expert_tasks = outbox.has_expert_tasks(engine)
+    return [(queue_name, kind) for queue_name, kind in dict.fromkeys([*always, *outbox.queue_kinds(engine)])
+            if queue_name != Queue.EXPERT or expert_tasks]
 
 
 def pull_queue(engine: Engine, settings: SluiceSettings, queue_name: str, cycle: int | None,

@@ -302,6 +302,32 @@ def _reasons_json(reasons: tuple[tuple[str, ...], ...]) -> list[str]:
     return [encoded.get(r) or encoded.setdefault(r, json.dumps(list(r))) for r in reasons]
 
 
+def submit_route_batches(futures: list, engine: Engine, settings: SluiceSettings, policy: Policy,
+                         halted: dict[str, str], cycle: int | None, now: datetime) -> None:
+    """Read the scored items once, group them by (segment, model version), and submit one route task per batch of
+    groups with the held-out labels its segments use, each added to `futures` as it is submitted (the caller's
+    `settled()` then waits for every one, even when a later submission fails)."""
+    version = promoted_model(engine)
+    rows = scored_items(engine, version.version if version else None,
+                        family_versions=promoted_family_versions(engine))
+    groups: dict[tuple[str, str], list] = {}
+    for row in rows:
+        groups.setdefault((row.segment, row.model_version), []).append(row)
+    segments_of: dict[str, list[str]] = {}
+    for segment, model in groups:
+        segments_of.setdefault(model, []).append(segment)
+    labels = {model: model_labels(engine, policy, model, segments) for model, segments in segments_of.items()}
+    llm = set(scored_llm_item_ids(engine))
+    for batch in pack([groups[key] for key in sorted(groups)], max_items=BATCH_ITEMS, max_groups=BATCH_GROUPS):
+        mine = {model: labels[model].for_segments(policy, [rows[0].segment for rows in batch
+                                                           if rows[0].model_version == model])
+                for model in {rows[0].model_version for rows in batch}}
+        llm_ids = [r.item_id for rows in batch for r in rows if r.item_id in llm] if llm else []
+        # Payload(): Prefect would otherwise walk every row of every group looking for futures (s per 100k)
+        futures.append(route_batch.submit(Payload(batch), cycle, settings, Payload(halted), Payload(mine),
+                                          Payload(llm_ids), now))
+
+
 @flow(name="route", log_prints=True, task_runner=BATCH_RUNNER)
 @holds_store_lock
 def route_flow(cycle: int | None = None, settings: SluiceSettings | None = None,
@@ -316,27 +342,9 @@ def route_flow(cycle: int | None = None, settings: SluiceSettings | None = None,
     policy, _ = active_policy(engine)
     guards = check_live_guards(engine, policy)
     halted = {segment: g["halted_model"] for segment, g in guards.items() if g.get("halted_model")}
-    version = promoted_model(engine)
-    rows = scored_items(engine, version.version if version else None,
-                        family_versions=promoted_family_versions(engine))
-    groups: dict[tuple[str, str], list] = {}
-    for row in rows:
-        groups.setdefault((row.segment, row.model_version), []).append(row)
-    segments_of: dict[str, list[str]] = {}
-    for segment, model in groups:
-        segments_of.setdefault(model, []).append(segment)
-    labels = {model: model_labels(engine, policy, model, segments) for model, segments in segments_of.items()}
-    llm = set(scored_llm_item_ids(engine))
     counts: Counter[str] = Counter()
     with settled() as futures:
-        for batch in pack([groups[key] for key in sorted(groups)], max_items=BATCH_ITEMS, max_groups=BATCH_GROUPS):
-            mine = {model: labels[model].for_segments(policy, [rows[0].segment for rows in batch
-                                                               if rows[0].model_version == model])
-                    for model in {rows[0].model_version for rows in batch}}
-            llm_ids = [r.item_id for rows in batch for r in rows if r.item_id in llm] if llm else []
-            # Payload(): Prefect would otherwise walk every row of every group looking for futures (s per 100k)
-            futures.append(route_batch.submit(Payload(batch), cycle, settings, Payload(halted), Payload(mine),
-                                              Payload(llm_ids), now))
+        submit_route_batches(futures, engine, settings, policy, halted, cycle, now)
         for future in futures:
             counts.update(future.result())
     summary = {"routed": sum(counts.values()), **{r.value: counts.get(r.value, 0) for r in Route},

@@ -308,7 +308,6 @@ def score_flow(
     engine = engine_for(settings)
     version = promoted_model(engine)
     model_ids, upstream_ids = items_to_score(engine, version.version if version else None)
-    scored = 0
     with settled() as futures:
         # Payload(): Prefect would otherwise walk every id of every batch looking for futures (seconds per million)
         futures += [score_upstream_batch.submit(Payload(list(part)), settings)
@@ -319,29 +318,30 @@ def score_flow(
             futures.append(score_model_batches_in_processes.submit(Payload(model_ids), version, settings,
                                                                    batch_size, workers))
         waiting = list(futures)  # not yet counted
-        if version is not None and workers == 1:
-            # A bounded window of batches in flight: model scoring holds the GIL, so hundreds of concurrent batch
-            # threads only take turns, and hold pooled connections long enough to exhaust the pool.
-            in_flight: deque = deque()
-            for part in chunked(model_ids, batch_size):
-                if len(in_flight) >= MODEL_BATCHES_IN_FLIGHT:
-                    scored += in_flight.popleft().result()
-                future = score_model_batch.submit(Payload(list(part)), version, settings)
-                futures.append(future)
-                in_flight.append(future)
-            waiting += in_flight
-        scored += sum(f.result() for f in waiting)
-    summary = {
-        "model_version": version.version if version else None,
-        "scored": scored,
-        "upstream": len(upstream_ids),
-        "waiting_for_a_model": 0 if version else _count_waiting(engine),
-        "families": families,
-    }
+        scored, in_flight = _model_batches(futures, model_ids, version, settings, batch_size) \
+            if version is not None and workers == 1 else (0, [])
+        scored += sum(f.result() for f in waiting + in_flight)
     if scored:
         refresh_statistics(engine, "items", "predictions")
+    summary = {"model_version": version.version if version else None, "scored": scored, "upstream": len(upstream_ids),
+               "waiting_for_a_model": 0 if version else _count_waiting(engine), "families": families}
     logger.info("score: %s", summary)
     return summary
+
+
+def _model_batches(futures: list, model_ids: list[str], version: ModelVersion, settings: SluiceSettings,
+                   batch_size: int) -> tuple[int, list]:
+    """Submit the model's batches with a bounded window in flight: model scoring holds the GIL, so hundreds of
+    concurrent batch threads only take turns, and hold pooled connections long enough to exhaust the pool.
+    Returns (items scored by the batches already waited for, the futures still in flight)."""
+    scored, in_flight = 0, deque()
+    for part in chunked(model_ids, batch_size):
+        if len(in_flight) >= MODEL_BATCHES_IN_FLIGHT:
+            scored += in_flight.popleft().result()
+        future = score_model_batch.submit(Payload(list(part)), version, settings)
+        futures.append(future)
+        in_flight.append(future)
+    return scored, list(in_flight)
 
 
 def _count_waiting(engine: Engine) -> int:
