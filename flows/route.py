@@ -37,7 +37,7 @@ from routing.pools import POOL_PREFIX, calibration_group, groups_in_use
 from routing.signals import RiskFlags, combine_signals, fold_flags
 from services.certify import Labelled, derived_threshold
 from services.guard import check_live_guards
-from store.budget import labels_spent
+from store.budget import spent_by_reason
 from store.bulk import chunked, insert_ignore_columns
 from store.db import refresh_statistics, write_transaction
 from store.models import CalibrationReportRow, ItemState, RoutingDecision
@@ -55,6 +55,7 @@ from store.repo import (
 )
 from store.settings import SluiceSettings, settings_or_environment
 from store.transitions import move_items
+from store.vocab import Selection
 
 STATE_AFTER = {
     Route.AUTO_ACCEPT.value: ItemState.auto_accepted.value,
@@ -147,12 +148,21 @@ def model_labels(engine: Engine, policy: Policy, model_version: str, segments: l
 
 
 def audit_allowances(engine: Engine, policy: Policy, segments: list[str], now: datetime) -> dict[str, float]:
-    """What is left of each segment's label budget in its current window (``store.budget``): its audits' share."""
+    """What each segment's audits may still take of its label budget in the current window (``store.budget``):
+    at most `audit_budget_share` of the budget, less the audits the window already asked for, and never more than
+    the budget has left (the rest is the reviews')."""
     by_window: dict[tuple[datetime, datetime], list[str]] = {}
     for segment in segments:
         by_window.setdefault(budget_window(now, policy.for_segment(segment).budget_window_hours), []).append(segment)
-    spent = {s: n for window, names in by_window.items() for s, n in labels_spent(engine, names, window).items()}
-    return {s: float(max(policy.for_segment(s).review_budget - spent.get(s, 0), 0)) for s in segments}
+    spent = {s: by_reason for window, names in by_window.items()
+             for s, by_reason in spent_by_reason(engine, names, window).items()}
+    allowance = {}
+    for segment in segments:
+        rules, asked = policy.for_segment(segment), spent.get(segment, {})
+        left = rules.review_budget - sum(asked.values())
+        audits_left = rules.audit_budget_share * rules.review_budget - asked.get(Selection.AUDIT, 0)
+        allowance[segment] = float(max(min(left, audits_left), 0))
+    return allowance
 
 
 def _context(engine: Engine, groups: list[list[tuple]], halted: dict[str, str],

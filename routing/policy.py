@@ -41,6 +41,8 @@ DEFAULT_SECONDS_PER_ITEM = 30.0
 # The probabilistic review strategy's floor: every item routed to review is drawn with at least this probability
 # (at most half the segment's budget goes to the floor; see flows/select.py)
 MIN_REVIEW_PROBABILITY = 0.01
+# The most of a segment's label budget its audits may take in a window (the rest is for reviews)
+AUDIT_BUDGET_SHARE = 0.5
 
 # Fields added after policies were first stored: left out of the canonical form while they hold their default,
 # so the content hash (the version) of every policy written before them is unchanged.
@@ -65,6 +67,7 @@ _ADDED_FIELD_DEFAULTS: dict[str, Any] = {
     "context_injection": "escalate",
     "expert_issues": [],
     "min_review_probability": MIN_REVIEW_PROBABILITY,
+    "audit_budget_share": AUDIT_BUDGET_SHARE,
 }
 _NUMERIC_OPS = frozenset({">", ">=", "<", "<="})
 _FIELD_PATTERN = re.compile(r"^(text|metadata(\.[A-Za-z0-9_\-]+)+)$")
@@ -94,6 +97,7 @@ _rate, _blind_share, _gold_share = _share("spot_check_rate"), _share("blind_shar
 _overlap_share, _min_agreement = _share("overlap_share"), _share("min_agreement")
 _audit_train_share = _share("audit_train_share")
 _min_review_probability = _share("min_review_probability")
+_audit_budget_share = _share("audit_budget_share")
 
 
 def _injection_action(value: Any) -> Any:
@@ -354,6 +358,8 @@ class SegmentPolicy(BaseModel):
     # the `active` review strategy draws every review item with a known probability that grows with the model's
     # uncertainty and is never below this floor, so that every review label can be weighted into unbiased estimates
     min_review_probability: float = MIN_REVIEW_PROBABILITY
+    # the most of the label budget audits may take in a window (their share is lowered to fit), the rest reviews'
+    audit_budget_share: float = AUDIT_BUDGET_SHARE
     seconds_per_item: float = DEFAULT_SECONDS_PER_ITEM
     calibration: CalibrationLimits = Field(default_factory=CalibrationLimits)
     risk_rules: tuple[RiskRule, ...] = ()
@@ -380,6 +386,7 @@ class SegmentPolicy(BaseModel):
     _check_agreement = field_validator("min_agreement")(_min_agreement)
     _check_audit_train = field_validator("audit_train_share")(_audit_train_share)
     _check_review_floor = field_validator("min_review_probability")(_min_review_probability)
+    _check_audit_share = field_validator("audit_budget_share")(_audit_budget_share)
     _check_budget = field_validator("review_budget")(_budget)
     _check_window = field_validator("budget_window_hours")(_window)
     _check_seconds = field_validator("seconds_per_item")(_seconds)
@@ -434,6 +441,7 @@ class SegmentOverride(BaseModel):
     review_budget: int | None = None
     budget_window_hours: float | None = None
     min_review_probability: float | None = None
+    audit_budget_share: float | None = None
     seconds_per_item: float | None = None
     calibration: CalibrationOverride | None = None
     risk_rules: tuple[RiskRule, ...] | None = None
@@ -454,6 +462,7 @@ class SegmentOverride(BaseModel):
     _check_agreement = field_validator("min_agreement")(_min_agreement)
     _check_audit_train = field_validator("audit_train_share")(_audit_train_share)
     _check_review_floor = field_validator("min_review_probability")(_min_review_probability)
+    _check_audit_share = field_validator("audit_budget_share")(_audit_budget_share)
     _check_budget = field_validator("review_budget")(_budget)
     _check_window = field_validator("budget_window_hours")(_window)
     _check_seconds = field_validator("seconds_per_item")(_seconds)
@@ -612,8 +621,9 @@ def _budget_text(rules: SegmentPolicy) -> str:
     window = f"{rules.budget_window_hours:g} h" if rules.budget_window_hours != 1 else "hour"
     cost = review_cost(rules)
     return (f"{rules.review_budget} human labels per {window}, covering every label asked for: audits first "
-            f"(spot_check_rate {rules.spot_check_rate:g} of automated and review items, lowered to fit what is left, "
-            f"never below min_review_probability {rules.min_review_probability:g}), then escalations, then reviews "
+            f"(spot_check_rate {rules.spot_check_rate:g} of automated and review items, lowered to fit "
+            f"audit_budget_share {rules.audit_budget_share:g} of the budget, never below min_review_probability "
+            f"{rules.min_review_probability:g}), then escalations, then reviews "
             f"at {cost:g} labels each (gold {rules.gold_share:g}, overlap {rules.overlap_share:g} x "
             f"{rules.overlap_annotators - 1} extra answers)")
 

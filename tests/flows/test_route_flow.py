@@ -17,6 +17,7 @@ name: guarded
 defaults:
   auto_accept_threshold: 0.5
   spot_check_rate: 0.2
+  review_budget: 200  # the label budget covers audits: room for a 0.2 spot check of 300 live items
   calibration: {min_samples: 50, max_ece: 0.5}
   risk_rules:
     - {field: metadata.amount, op: ">", value: 10000, action: escalate, code: amount_over_limit}
@@ -173,7 +174,7 @@ def test_live_guard_halts_a_segment_whose_audits_show_excess_error(sluice_home, 
             select(ReviewTask.id, ReviewTask.item_id).join(Item, Item.id == ReviewTask.item_id)
             .where(ReviewTask.selection_reason == "audit", Item.segment == "targeted")).all()
     automated = [i for i, _ in audits if decisions[_].route == "spot_check"]
-    assert len(automated) >= 10, "the targeted segment auto-accepted and spot-checked items"
+    assert len(automated) >= 5, "the targeted segment auto-accepted and spot-checked items"
     # the live traffic turned bad: every audited automated item is wrong (the people answer "b", the model said "a")
     upsert_annotations(engine, [HumanAnswer(source="direct", external_id=task_id, item_id=item_id, label="b",
                                             annotator="t", was_cancelled=False, updated_at=utcnow())
