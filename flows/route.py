@@ -32,12 +32,12 @@ from flows.risk import batch_risk_flags, training_segments
 from flows.runners import BATCH_RUNNER
 from routing.decide import REASON_LIVE_GUARD_HALTED, Route, route
 from routing.injection import item_injection_signals
-from routing.policy import Policy, SegmentPolicy, budget_window
+from routing.policy import Policy, SegmentPolicy
 from routing.pools import POOL_PREFIX, calibration_group, groups_in_use
 from routing.signals import RiskFlags, combine_signals, fold_flags
 from services.certify import Labelled, derived_threshold
 from services.guard import check_live_guards
-from store.budget import spent_by_reason
+from store.budget import spent_this_window
 from store.bulk import chunked, insert_ignore_columns
 from store.db import refresh_statistics, write_transaction
 from store.models import CalibrationReportRow, ItemState, RoutingDecision
@@ -151,11 +151,7 @@ def audit_allowances(engine: Engine, policy: Policy, segments: list[str], now: d
     """What each segment's audits may still take of its label budget in the current window (``store.budget``):
     at most `audit_budget_share` of the budget, less the audits the window already asked for, and never more than
     the budget has left (the rest is the reviews')."""
-    by_window: dict[tuple[datetime, datetime], list[str]] = {}
-    for segment in segments:
-        by_window.setdefault(budget_window(now, policy.for_segment(segment).budget_window_hours), []).append(segment)
-    spent = {s: by_reason for window, names in by_window.items()
-             for s, by_reason in spent_by_reason(engine, names, window).items()}
+    spent = spent_this_window(engine, policy, segments, now)
     allowance = {}
     for segment in segments:
         rules, asked = policy.for_segment(segment), spent.get(segment, {})

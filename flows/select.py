@@ -26,8 +26,8 @@ from flows.common import (
 from flows.runners import BATCH_RUNNER
 from routing.decide import Route
 from routing.draws import AUDIT_SALT, BLIND_SALT, OVERLAP_SALT, REVIEW_CAP_SALT, REVIEW_SALT, decision_uniform, drawn
-from routing.policy import budget_window
 from routing.kind_selection import CLASSIFICATION, KindBatch, select_by_kind, usefulness
+from routing.policy import review_cost
 from routing.probabilistic_review import draw_for_review, inclusion_probabilities
 from routing.sampling import (
     STRATEGIES,
@@ -39,7 +39,7 @@ from routing.sampling import (
     select_batch,
 )
 from scoring.preference import PairwiseExample, pair_description
-from store.budget import labels_spent
+from store.budget import spent_this_window
 from store.bulk import existing_keys, insert_ignore
 from store.db import refresh_statistics
 from store.kinds import LlmCandidates, llm_candidates
@@ -112,6 +112,13 @@ def pair_features(payloads: list[dict[str, Any]]) -> np.ndarray:
     return (description - description.mean(axis=0)) / (description.std(axis=0) + 1e-9)
 
 
+def class_probabilities(rows: list[BacklogRow]) -> np.ndarray:
+    """The (n, k) class probabilities of classification rows: their own, or rebuilt from prediction and confidence
+    (``routing.sampling.probability_matrix``)."""
+    return probability_matrix([r.probs for r in rows], [r.predicted_label for r in rows],
+                              [r.raw_confidence for r in rows])
+
+
 def kind_batch(reviews: list[BacklogRow], llm: LlmCandidates) -> KindBatch | None:
     """What the kind selectors read of `reviews`, or None when none of them is an output of an LLM pipeline.
 
@@ -124,8 +131,7 @@ def kind_batch(reviews: list[BacklogRow], llm: LlmCandidates) -> KindBatch | Non
         return None
     kinds = tuple(CLASSIFICATION if p is None else llm.kinds[p] for p in at)
     plain = [r for r, p in zip(reviews, at) if p is None]
-    class_probs = (probability_matrix([r.probs for r in plain], [r.predicted_label for r in plain],
-                                      [r.raw_confidence for r in plain]) if plain else np.empty((0, 2)))
+    class_probs = class_probabilities(plain) if plain else np.empty((0, 2))
     p_outcome = np.array([np.nan if p is None or kind == "extraction" or llm.calibrated_confidences[p] is None
                           else llm.calibrated_confidences[p] for p, kind in zip(at, kinds)], dtype=float)
     pairs = [llm.payloads[p] or {} for p, kind in zip(at, kinds) if kind == "pairwise"]
@@ -145,8 +151,7 @@ def choose_reviews(reviews: list[BacklogRow], llm: LlmCandidates, *, strategy: s
     (``routing.kind_selection.select_by_kind``)."""
     batch = kind_batch(reviews, llm)
     if batch is None:
-        probs = probability_matrix([r.probs for r in reviews], [r.predicted_label for r in reviews],
-                                   [r.raw_confidence for r in reviews])
+        probs = class_probabilities(reviews)
         return (select_batch(probs, budget=budget, strategy=strategy, rng=rng),
                 UNCERTAINTY.get(strategy, margin)(probs))
     return select_by_kind(batch, budget=budget, strategy=strategy, rng=rng), usefulness(batch, strategy=strategy)
@@ -157,8 +162,7 @@ def review_usefulness(reviews: list[BacklogRow], llm: LlmCandidates, *, strategy
     kind's (``routing.kind_selection.usefulness``) for an output of an LLM pipeline."""
     batch = kind_batch(reviews, llm)
     if batch is None:
-        probs = probability_matrix([r.probs for r in reviews], [r.predicted_label for r in reviews],
-                                   [r.raw_confidence for r in reviews])
+        probs = class_probabilities(reviews)
         return UNCERTAINTY.get(strategy, margin)(probs)
     return usefulness(batch, strategy=strategy)
 
@@ -213,7 +217,7 @@ def select_segment(
     (their review is chosen by their kind's uncertainty, see `choose_reviews`).
 
     One budget: `budget` is every label the segment asks people for in its window, and `spent` what the window's
-    tasks already ask for (``store.budget.labels_spent``). Audits come first (the route flow sized them to what
+    tasks already ask for (``store.budget.spent_this_window``). Audits come first (the route flow sized them to what
     was left of the window), then escalations, then reviews with their gold and overlap: a review costs its
     overlap, and each brings `gold_share` gold tasks. What the audits and escalations leave is split so the
     whole stays within the budget; an escalation that does not fit waits in the backlog for the next window.
@@ -242,8 +246,7 @@ def select_segment(
             break
         tasks.append(escalation)
         left -= escalation["overlap"]
-    per_review = 1.0 + gold_share + overlap_share * (overlap_annotators - 1)  # as routing.policy.review_cost
-    review_labels = max(left, 0) / per_review
+    review_labels = max(left, 0) / review_cost(gold_share, overlap_share, overlap_annotators)
     chosen_tasks: list[dict[str, Any]] = []
     if strategy == ACTIVE:
         fresh = [r for r in reviews if r.decision_id not in (drawn_already or set())]  # a decision is drawn once
@@ -286,11 +289,8 @@ def select_segments(segments: list[list[BacklogRow]], strategy: str, cycle: int 
     engine = engine_for(settings)
     policy, _ = active_policy(engine)
     tasks: list[dict[str, Any]] = []
-    by_window: dict[tuple[datetime, datetime], list[str]] = {}
-    for rows in segments:
-        window = budget_window(now, policy.for_segment(rows[0].segment).budget_window_hours)
-        by_window.setdefault(window, []).append(rows[0].segment)
-    spent = {s: n for window, names in by_window.items() for s, n in labels_spent(engine, names, window).items()}
+    spent = {segment: sum(by_reason.values()) for segment, by_reason in
+             spent_this_window(engine, policy, [rows[0].segment for rows in segments], now).items()}
     review_ids = [r.decision_id for rows in segments for r in rows if r.route == Route.REVIEW]
     llm = llm_candidates(engine, review_ids)
     drawn_already: set[int] = set()

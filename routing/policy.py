@@ -612,14 +612,14 @@ class Policy(BaseModel):
         return document
 
 
-def review_cost(rules: SegmentPolicy) -> float:
+def review_cost(gold_share: float, overlap_share: float, overlap_annotators: int) -> float:
     """Labels one budgeted review costs, expected: itself, its share of gold tasks and its overlap's extra answers."""
-    return 1.0 + rules.gold_share + rules.overlap_share * (rules.overlap_annotators - 1)
+    return 1.0 + gold_share + overlap_share * (overlap_annotators - 1)
 
 
 def _budget_text(rules: SegmentPolicy) -> str:
     window = f"{rules.budget_window_hours:g} h" if rules.budget_window_hours != 1 else "hour"
-    cost = review_cost(rules)
+    cost = review_cost(rules.gold_share, rules.overlap_share, rules.overlap_annotators)
     return (f"{rules.review_budget} human labels per {window}, covering every label asked for: audits first "
             f"(spot_check_rate {rules.spot_check_rate:g} of automated and review items, lowered to fit "
             f"audit_budget_share {rules.audit_budget_share:g} of the budget, never below min_review_probability "

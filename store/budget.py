@@ -22,14 +22,19 @@ from store.vocab import Selection
 # How the cycle report and `policy show` name what a task's labels paid for
 _SPLIT_OF = {Selection.AUDIT: "audit", Selection.ESCALATION: "escalation", Selection.GOLD: "gold"}
 
-__all__ = ["cycle_split", "labels_spent", "spent_by_reason", "window_split"]
+__all__ = ["cycle_split", "spent_by_reason", "spent_this_window", "window_split"]
 
 
-def labels_spent(engine: Engine, segments: list[str], window: tuple[datetime, datetime]) -> dict[str, int]:
-    """Labels the review tasks each segment created in `window` ([start, end)) ask for (a task counts its overlap),
-    whatever their reason, in any cycle or in none. What one step spent, the next in the same window cannot."""
-    return {segment: sum(by_reason.values())
-            for segment, by_reason in spent_by_reason(engine, segments, window).items()}
+def spent_this_window(engine: Engine, policy: Policy, segments: list[str],
+                      now: datetime) -> dict[str, dict[str, int]]:
+    """Per segment, the labels the tasks of its current budget window (its policy's `budget_window_hours` around
+    `now`) ask for, by selection reason (a task counts its overlap), in any cycle or in none: what one step spent,
+    the next in the same window cannot. One read per distinct window."""
+    by_window: dict[tuple[datetime, datetime], list[str]] = {}
+    for segment in segments:
+        by_window.setdefault(budget_window(now, policy.for_segment(segment).budget_window_hours), []).append(segment)
+    return {segment: by_reason for window, names in by_window.items()
+            for segment, by_reason in spent_by_reason(engine, names, window).items()}
 
 
 def spent_by_reason(engine: Engine, segments: list[str] | None,
