@@ -35,6 +35,7 @@ from routing.injection import item_injection_signals
 from routing.policy import Policy, SegmentPolicy
 from routing.pools import POOL_PREFIX, calibration_group, groups_in_use
 from routing.signals import RiskFlags, combine_signals, fold_flags
+from services.backlog import backlog_certificate
 from services.certify import Labelled, derived_threshold
 from services.guard import check_live_guards
 from store.budget import spent_this_window
@@ -252,28 +253,52 @@ def decide_group(engine: Engine, rows: list[tuple], cycle: int | None, context: 
                                         report_row)
     halted = context.halted.get(segment) == model_version
     earlier = [context.previous.get(item_id) for item_id in item_ids]
+    rerouted = np.array([e is not None and e[1] in PEOPLE_ROUTES for e in earlier], dtype=bool)
+    backlog, backlog_evidence = backlog_thresholds(engine, segment, model_version, segment_policy, earlier,
+                                                   rerouted, context.policy_version)
     rng = derive_rng("route", context.policy_version, model_version, segment, item_ids)
     result = route(calibrated, policy=segment_policy, calibration=gate_now(report_row, segment_policy), rng=rng,
                    risk_escalate=flags.escalate, risk_review=flags.review, risk_reasons=flags.reasons,
                    threshold=threshold, threshold_scores=raw if segment_policy.has_target else None,
                    halt_reasons=(REASON_LIVE_GUARD_HALTED,) if halted and segment_policy.has_target else (),
-                   rerouted=np.array([e is not None and e[1] in PEOPLE_ROUTES for e in earlier], dtype=bool),
-                   max_audits=context.audit_allowance.get(segment))
+                   rerouted=rerouted, max_audits=context.audit_allowance.get(segment), backlog_threshold=backlog)
     if segment in context.audit_allowance:  # the audits this group is expected to send use the allowance up
         audited = np.isin(result.routes, [Route.AUTO_ACCEPT, Route.SPOT_CHECK, Route.REVIEW])
         context.audit_allowance[segment] -= result.audit_rate * int(audited.sum())
     n = len(item_ids)
+    settled = np.isin(result.routes, [Route.AUTO_ACCEPT, Route.SPOT_CHECK]) & rerouted  # by the backlog's own
     return {
         "item_id": item_ids, "segment": [segment] * n, "route": [str(r) for r in result.routes.tolist()],
         "reasons": _reasons_json(result.reasons), "policy_version": [context.policy_version] * n,
         "model_version": [model_version] * n, "calibration_id": [report_row.id if report_row else None] * n,
-        "threshold": [result.threshold] * n, "raw_confidence": _floats_or_none(raw),
+        "threshold": _floats_or_none(np.where(settled, backlog, np.nan if result.threshold is None
+                                              else result.threshold)),
+        "raw_confidence": _floats_or_none(raw),
         "calibrated_confidence": _floats_or_none(calibrated), "predicted_label": [r.label for r in rows],
         "inclusion_probability": _floats_or_none(result.inclusion_probability), "cycle": [cycle] * n,
         "audit_rate": [result.audit_rate] * n,
-        "supersedes_id": [None if e is None else e[0] for e in earlier], "evidence_id": [evidence_id] * n,
+        "supersedes_id": [None if e is None else e[0] for e in earlier],
+        "evidence_id": [backlog_evidence if s else evidence_id for s in settled.tolist()],
         "created_at": [utcnow()] * n,
     }
+
+
+def backlog_thresholds(engine: Engine, segment: str, model_version: str, rules: SegmentPolicy,
+                       earlier: list[tuple[int, str] | None], rerouted: np.ndarray,
+                       policy_version: str) -> tuple[np.ndarray, int | None]:
+    """Each item's backlog threshold (NaN for an item no certified backlog covers) and the evidence behind it:
+    the rerouted items of the select run's population that left them waiting (``services.backlog``)."""
+    thresholds = np.full(rerouted.shape[0], np.nan)
+    if not rerouted.any() or not rules.has_target:
+        return thresholds, None
+    certificate = backlog_certificate(engine, segment, model_version, rules,
+                                      [e[0] for e, r in zip(earlier, rerouted.tolist()) if r and e is not None],
+                                      policy_version=policy_version)
+    if certificate.threshold is None:
+        return thresholds, certificate.evidence_id
+    covered = np.array([r and e is not None and e[0] in certificate.decision_ids
+                        for e, r in zip(earlier, rerouted.tolist())], dtype=bool)
+    return np.where(covered, certificate.threshold, np.nan), certificate.evidence_id
 
 
 @task(name="route-batch", cache_policy=NO_CACHE)

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import math
+import uuid
 from collections import Counter
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from prefect import flow, get_run_logger, task
@@ -43,7 +44,7 @@ from store.budget import spent_this_window
 from store.bulk import existing_keys, insert_ignore
 from store.db import refresh_statistics
 from store.kinds import LlmCandidates, llm_candidates
-from store.models import Item, ItemState, Label, ReviewDraw, ReviewTask
+from store.models import BacklogDraw, Item, ItemState, Label, ReviewDraw, ReviewTask
 from store.repo import BacklogRow, active_policy, review_backlog
 from store.settings import SluiceSettings, settings_or_environment
 from store.transitions import move_items
@@ -199,12 +200,22 @@ def draw_reviews(reviews: list[BacklogRow], llm: LlmCandidates, *, budget: int, 
     return [(reviews[i], float(probability[i]), float(useful[i])) for i in sent], rows
 
 
+class Selected(NamedTuple):
+    """What select plans for one segment: the task rows (gold included), the active draw's rows, and the review
+    items its strategy left waiting, with their audit draw (the backlog population of this run,
+    ``routing.backlog``)."""
+
+    tasks: list[dict[str, Any]]
+    draws: list[dict[str, Any]]
+    population: list[dict[str, Any]]
+
+
 def select_segment(
     engine: Engine, rows: list[BacklogRow], budget: int, audit_rate: float, strategy: str, cycle: int | None,
     blind_share: float = 0.0, gold_share: float = 0.0, overlap_share: float = 0.0, overlap_annotators: int = 3,
     *, spent: int = 0, now: datetime | None = None, llm: LlmCandidates | None = None,
-    min_review_probability: float = 0.01, drawn_already: set[int] | None = None,
-) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    min_review_probability: float = 0.01, drawn_already: set[int] | None = None, run: str | None = None,
+) -> Selected:
     """Queue all audit samples, then escalations, then the most useful review items, within `budget` labels.
 
     Routing draws the spot-check share of auto-accepted items; the same share of review items is drawn here
@@ -224,8 +235,13 @@ def select_segment(
 
     With the `active` strategy the review items are drawn with known probabilities instead (`draw_reviews`, floor
     `min_review_probability`), the expected labels meeting what is left; decisions in `drawn_already` were drawn by
-    an earlier select and are not drawn again. Returns the task rows to write (gold included) and the draw rows
-    (active strategy only)."""
+    an earlier select and are not drawn again.
+
+    The strategy chooses from every review item, the audited ones too (a pick the audit took goes out as its
+    audit), so the items it leaves waiting are fixed before the audit draw. With a select `run` id they are
+    returned with their audit rate and whether the audit took them: a population whose audits certify what is
+    left of it under a later model (``routing.backlog``). Returns the task rows to write (gold included), the draw
+    rows (active strategy only) and those population rows."""
     now = now or utcnow()
     llm = llm or LlmCandidates([], [], [], [])
     draws: list[dict[str, Any]] = []
@@ -234,7 +250,9 @@ def select_segment(
                        0.0, cycle, now, blind=True)
              for r in rows if r.route == Route.SPOT_CHECK]
     reviews = [r for r in rows if r.route == Route.REVIEW]
-    audited, reviews = audit_draw(reviews, rate=audit_rates(reviews, audit_rate))
+    rates = audit_rates(reviews, audit_rate)
+    audited, _ = audit_draw(reviews, rate=rates)
+    audited_ids = {r.decision_id for r in audited}
     tasks += [_task_row(r, Selection.AUDIT, rate, 0.0, cycle, now, blind=True)
               for r, rate in zip(audited, audit_rates(audited, audit_rate).tolist())]
     assign_overlap(tasks, overlap_share, overlap_annotators)
@@ -248,19 +266,26 @@ def select_segment(
         left -= escalation["overlap"]
     review_labels = max(left, 0) / review_cost(gold_share, overlap_share, overlap_annotators)
     chosen_tasks: list[dict[str, Any]] = []
+    # The strategy chooses from every review item, audited or not, so that what it leaves waiting does not depend
+    # on the audit draw (``routing.backlog``); a pick the audit took goes out as its audit.
+    picked = set(drawn_already or set()) & {r.decision_id for r in reviews}
     if strategy == ACTIVE:
-        fresh = [r for r in reviews if r.decision_id not in (drawn_already or set())]  # a decision is drawn once
+        fresh = [r for r in reviews if r.decision_id not in picked]  # a decision is drawn once
         picks, draws = draw_reviews(fresh, llm, budget=int(review_labels), floor=min_review_probability,
                                     cycle=cycle, now=now)
+        picked |= {d["decision_id"] for d in draws if d["drawn"]}
         chosen_tasks = [_task_row(row, Selection.ACTIVE, probability, useful, cycle, now,
-                                  blind=blind_draw(row.decision_id, blind_share)) for row, probability, useful in picks]
+                                  blind=blind_draw(row.decision_id, blind_share))
+                        for row, probability, useful in picks if row.decision_id not in audited_ids]
         assign_overlap(chosen_tasks, overlap_share, overlap_annotators)
     elif reviews and int(review_labels):
         rng = derive_rng("select", strategy, cycle, [r.item_id for r in reviews])
         chosen, useful = choose_reviews(reviews, llm, strategy=strategy, budget=math.ceil(review_labels), rng=rng)
+        picked |= {reviews[index].decision_id for index in chosen.indices}
         chosen_tasks = [_task_row(reviews[index], reason, probability, float(useful[index]), cycle, now,
                                   blind=blind_draw(reviews[index].decision_id, blind_share))
-                        for index, reason, probability in zip(chosen.indices, chosen.reasons, chosen.probabilities)]
+                        for index, reason, probability in zip(chosen.indices, chosen.reasons, chosen.probabilities)
+                        if reviews[index].decision_id not in audited_ids]
         assign_overlap(chosen_tasks, overlap_share, overlap_annotators)
         # the least useful go first until the reviews, their overlap and their gold fit what is left
         while chosen_tasks and labels_asked(chosen_tasks) + round(gold_share * len(chosen_tasks)) > left:
@@ -268,7 +293,11 @@ def select_segment(
     tasks += chosen_tasks
     tasks += gold_tasks(engine, rows[0].segment, round(gold_share * len(chosen_tasks)), rows[0].policy_version,
                         cycle, now)
-    return tasks, draws
+    population = [{"decision_id": r.decision_id, "item_id": r.item_id, "segment": r.segment, "run": run,
+                   "audit_probability": float(rate), "audited": r.decision_id in audited_ids, "cycle": cycle,
+                   "created_at": now}
+                  for r, rate in zip(reviews, rates.tolist()) if r.decision_id not in picked] if run else []
+    return Selected(tasks, draws, population)
 
 
 def labels_asked(tasks: list[dict[str, Any]]) -> int:
@@ -283,9 +312,9 @@ SELECT_BATCH_ITEMS, SELECT_BATCH_SEGMENTS = 20_000, 1_000
 @task(name="select-segments", cache_policy=NO_CACHE)
 @takes_payloads
 def select_segments(segments: list[list[BacklogRow]], strategy: str, cycle: int | None,
-                    settings: SluiceSettings, now: datetime) -> Counter[str]:
+                    settings: SluiceSettings, now: datetime, run: str | None = None) -> Counter[str]:
     """Plan the review tasks of a batch of segments (each under its own policy and budget window) and write them
-    at once."""
+    at once, with the review items each segment's strategy left waiting (the backlog population of select `run`)."""
     engine = engine_for(settings)
     policy, _ = active_policy(engine)
     tasks: list[dict[str, Any]] = []
@@ -298,17 +327,21 @@ def select_segments(segments: list[list[BacklogRow]], strategy: str, cycle: int 
         with engine.connect() as conn:
             drawn_already = existing_keys(conn, ReviewDraw.__table__.c.decision_id, review_ids)
     draws: list[dict[str, Any]] = []
+    population: list[dict[str, Any]] = []
     for rows in segments:
         rules = policy.for_segment(rows[0].segment)
-        planned, drawn_rows = select_segment(
+        planned = select_segment(
             engine, rows, rules.review_budget, rules.spot_check_rate, strategy, cycle, rules.blind_share,
             rules.gold_share, rules.overlap_share, rules.overlap_annotators, spent=spent.get(rows[0].segment, 0),
-            now=now, llm=llm, min_review_probability=rules.min_review_probability, drawn_already=drawn_already)
-        tasks += planned
-        draws += drawn_rows
+            now=now, llm=llm, min_review_probability=rules.min_review_probability, drawn_already=drawn_already,
+            run=run)
+        tasks += planned.tasks
+        draws += planned.draws
+        population += planned.population
     queued = {t["item_id"]: ItemState.queued.value for t in tasks if t["selection_reason"] != Selection.GOLD}
     with engine.begin() as conn:  # the draws, the tasks and the state move are one transaction
         insert_ignore(conn, ReviewDraw.__table__, draws)
+        insert_ignore(conn, BacklogDraw.__table__, population)
         insert_ignore(conn, ReviewTask.__table__, tasks)
         move_items(conn, queued, by="select")
     return Counter(t["selection_reason"] for t in tasks)
@@ -360,7 +393,8 @@ def select_flow(
                    max_groups=SELECT_BATCH_SEGMENTS)
     counts: Counter[str] = Counter()
     with settled() as futures:
-        futures += [select_segments.submit(Payload(batch), strategy, cycle, settings, now) for batch in batches]
+        run = uuid.uuid4().hex  # what each segment's strategy leaves waiting is one population (routing.backlog)
+        futures += [select_segments.submit(Payload(batch), strategy, cycle, settings, now, run) for batch in batches]
         for future in futures:
             counts.update(future.result())
     summary = {"queued": sum(counts.values()), **counts,

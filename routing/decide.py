@@ -175,6 +175,7 @@ def route(
     halt_reasons: Sequence[str] = (),
     rerouted: np.ndarray | None = None,
     max_audits: float | None = None,
+    backlog_threshold: np.ndarray | None = None,
 ) -> RoutingResult:
     """Route every item by the first rule that applies: invalid confidence -> escalate, risk hit -> escalate
     (``risk_escalate``) or review (``risk_review``), failed or missing calibration gate -> review, human required
@@ -193,7 +194,9 @@ def route(
     passes those: the auto-accepted set is then exactly the set whose error was tested. ``halt_reasons``, when not
     empty, send the whole segment to review with those reasons (the live guard halted it). ``rerouted`` marks items
     that people already had in their backlog under an earlier decision: they are a selected population that no
-    certification stands for, so they are never auto-accepted (reason ``rerouted_backlog``). With the policy's
+    certification of the segment stands for, so they are auto-accepted only above their own ``backlog_threshold``
+    (one per item, NaN where no certified backlog covers it: ``routing.backlog``), else reviewed (reason
+    ``rerouted_backlog``). With the policy's
     ``audit_interval_width`` the spot-check share of this batch is sized for the live estimate from the number of
     items that clear every rule (``routing.audit.sized_audit_rate``); ``RoutingResult.audit_rate`` holds the share
     applied, so review items can be audited at the same share.
@@ -222,6 +225,7 @@ def route(
     invalid = ~np.isfinite(confidence) | (confidence < 0.0) | (confidence > 1.0)
     with np.errstate(invalid="ignore"):
         above = ~invalid & (scores >= (np.inf if applied is None else applied))
+        settled = earlier & ~invalid & (scores >= _as_thresholds(backlog_threshold, n_items))
     floor = -np.inf if policy.review_threshold is None else policy.review_threshold
     rule = np.select(
         [
@@ -231,8 +235,8 @@ def route(
             np.full(n_items, bool(gate_reasons)),
             np.full(n_items, human_required(policy)),
             np.full(n_items, bool(halted)),
-            above & earlier,
-            above,
+            above & earlier & ~settled,
+            above | settled,
             confidence < floor,
             np.full(n_items, applied is None),
         ],
@@ -255,6 +259,16 @@ def route(
         inclusion_probability=np.where(automated, rate, np.nan),
         audit_rate=rate,
     )
+
+
+def _as_thresholds(values: np.ndarray | None, n_items: int) -> np.ndarray:
+    """Per-item thresholds (NaN: none, which nothing clears)."""
+    if values is None:
+        return np.full(n_items, np.inf)
+    thresholds = np.asarray(values, dtype=float)
+    if thresholds.shape != (n_items,):
+        raise ValueError(f"length mismatch: backlog_threshold has shape {thresholds.shape}, expected ({n_items},)")
+    return np.where(np.isnan(thresholds), np.inf, thresholds)
 
 
 def _item_reasons(

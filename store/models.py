@@ -262,6 +262,24 @@ class ReviewDraw(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow)
 
 
+class BacklogDraw(SQLModel, table=True):
+    """A review item a select run left waiting (its strategy did not pick it), with the audit rate it was drawn at
+    and whether the audit took it. One select run's rows of a segment are a population whose audits at the
+    smallest rate are a uniform sample of it: they certify the backlog under a later model (``routing.backlog``)."""
+
+    __tablename__ = "backlog_draws"
+    __table_args__ = (Index("ix_backlog_draws_run", "run", "segment"),)
+
+    decision_id: int = Field(primary_key=True, foreign_key="routing_decisions.id", sa_column_kwargs={"autoincrement": False})
+    item_id: str = Field(foreign_key="items.id", max_length=512)
+    segment: str = Field(max_length=128)
+    run: str = Field(max_length=32, description="the select run that left these items waiting")
+    audit_probability: float
+    audited: bool
+    cycle: int | None = None
+    created_at: datetime = Field(default_factory=utcnow)
+
+
 class Annotation(SQLModel, table=True):
     """One human answer as pulled from Label Studio; unique on Label Studio's annotation id."""
 
