@@ -356,6 +356,24 @@ def test_rerouted_backlog_items_are_never_auto_accepted() -> None:
     assert np.isnan(result.inclusion_probability[0]) and result.inclusion_probability[1] == 1.0
 
 
+def test_rerouted_items_are_auto_accepted_only_above_their_own_certified_backlog_threshold() -> None:
+    policy = SegmentPolicy(auto_accept_threshold=0.9, spot_check_rate=0.0)
+    confidence = np.array([0.99, 0.8, 0.99, 0.8, 0.7])
+    rerouted = np.array([True, True, True, False, True])
+    # the first two belong to a certified backlog (threshold 0.75); the third to none; the fourth is new traffic
+    backlog = np.array([0.75, 0.75, np.nan, 0.75, 0.75])
+    result = route(confidence, policy=policy, calibration=PASSING_GATE, rng=np.random.default_rng(0),
+                   rerouted=rerouted, backlog_threshold=backlog)
+    assert result.routes.tolist() == ["auto_accept", "auto_accept", "review", "review", "review"]
+    assert result.reasons[2] == ("rerouted_backlog",)
+    halted = route(confidence, policy=policy, calibration=PASSING_GATE, rng=np.random.default_rng(0),
+                   rerouted=rerouted, backlog_threshold=backlog, halt_reasons=("live_guard_halted",))
+    assert set(halted.routes.tolist()) == {"review"}  # the halt still comes first
+    with pytest.raises(ValueError, match="backlog_threshold"):
+        route(confidence, policy=policy, calibration=PASSING_GATE, rng=np.random.default_rng(0),
+              rerouted=rerouted, backlog_threshold=backlog[:2])
+
+
 def test_audit_share_sized_from_the_items_that_clear_every_rule() -> None:
     from routing.audit import audits_for_width
 
