@@ -168,6 +168,27 @@ def review_usefulness(reviews: list[BacklogRow], llm: LlmCandidates, *, strategy
     return usefulness(batch, strategy=strategy)
 
 
+# Strategies that rank every candidate once and take a prefix: a larger budget takes more of the same ranking
+NESTED_STRATEGIES = frozenset({"margin", "entropy", "least_confidence"})
+
+
+def _choose_around_audits(reviews: list[BacklogRow], llm: LlmCandidates, strategy: str, budget: int,
+                          audited: set[int], cycle: int | None) -> tuple[Chosen, np.ndarray]:
+    """`choose_reviews` over every review item, audited or not. A pick the audit took goes out as its audit, so
+    a ranking strategy takes one more of its ranking for each such pick until `budget` reviews are left: whether
+    it goes on looks only at the audit draw of items it has already taken, so what it leaves waiting is still
+    fixed before the audit draw of those items (``routing.backlog``). Other strategies pick once."""
+    take = budget
+    while True:
+        rng = derive_rng("select", strategy, cycle, [r.item_id for r in reviews])
+        chosen, useful = choose_reviews(reviews, llm, strategy=strategy, budget=take, rng=rng)
+        wanted = budget + sum(reviews[i].decision_id in audited for i in chosen.indices)
+        if strategy not in NESTED_STRATEGIES or kind_batch(reviews, llm) is not None or take >= wanted \
+                or take >= len(reviews):
+            return chosen, useful
+        take = wanted
+
+
 def review_cap(budget: int) -> int:
     """The most reviews one active draw sends: its expected count (the budget) plus four standard deviations of a
     Poisson count of that mean, so the cap binds rarely (``routing.probabilistic_review.overflow_bound``)."""
@@ -279,8 +300,7 @@ def select_segment(
                         for row, probability, useful in picks if row.decision_id not in audited_ids]
         assign_overlap(chosen_tasks, overlap_share, overlap_annotators)
     elif reviews and int(review_labels):
-        rng = derive_rng("select", strategy, cycle, [r.item_id for r in reviews])
-        chosen, useful = choose_reviews(reviews, llm, strategy=strategy, budget=math.ceil(review_labels), rng=rng)
+        chosen, useful = _choose_around_audits(reviews, llm, strategy, math.ceil(review_labels), audited_ids, cycle)
         picked |= {reviews[index].decision_id for index in chosen.indices}
         chosen_tasks = [_task_row(reviews[index], reason, probability, float(useful[index]), cycle, now,
                                   blind=blind_draw(reviews[index].decision_id, blind_share))

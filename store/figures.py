@@ -15,6 +15,7 @@ from typing import Any, NamedTuple
 
 from sqlalchemy import Engine, String, Subquery, cast, func, insert, select, update
 
+from routing.backlog import ESTIMATOR as BACKLOG_ESTIMATOR
 from store.models import (
     Annotation,
     CycleReport,
@@ -23,6 +24,7 @@ from store.models import (
     Prediction,
     ReviewTask,
     RoutingDecision,
+    ThresholdEvidence,
     as_utc,
     utcnow,
 )
@@ -109,6 +111,26 @@ def cycle_route_counts(engine: Engine, cycle: int) -> dict[str, int]:
              .group_by(RoutingDecision.route))
     with engine.connect() as conn:
         return {row.route: row.n for row in conn.execute(query)}
+
+
+def cycle_backlog_certified(engine: Engine, cycle: int) -> dict[str, dict[str, Any]]:
+    """Per segment: the re-routed backlog items `cycle` auto-accepted on a certification of their own population
+    (``routing.backlog``), the threshold and error bound behind them, and the labels that certified it."""
+    counts = (
+        select(RoutingDecision.segment, RoutingDecision.evidence_id, func.count().label("settled"))
+        .join(ThresholdEvidence, ThresholdEvidence.id == RoutingDecision.evidence_id)
+        .where(RoutingDecision.cycle == cycle, ThresholdEvidence.estimator == BACKLOG_ESTIMATOR,
+               RoutingDecision.route.in_([r.value for r in AUTOMATED_ROUTES]))
+        .group_by(RoutingDecision.segment, RoutingDecision.evidence_id)
+    )
+    found: dict[str, dict[str, Any]] = {}
+    with engine.connect() as conn:
+        for row in conn.execute(counts).all():
+            evidence = conn.execute(select(ThresholdEvidence).where(ThresholdEvidence.id == row.evidence_id)).one()
+            found[row.segment] = {"auto_accepted": int(row.settled), "threshold": evidence.threshold,
+                                  "error_upper_bound": evidence.error_upper_bound, "population": int(evidence.n),
+                                  "labels": sum((evidence.labels_by_reason or {}).values())}
+    return found
 
 
 class AuditedItem(NamedTuple):

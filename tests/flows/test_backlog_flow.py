@@ -74,6 +74,11 @@ def test_a_backlog_is_certified_on_its_own_audits_and_drains_under_the_guarantee
     for decision in settled:
         assert decision.supersedes_id in members and decision.evidence_id == backlog_evidence.id
         assert decision.raw_confidence >= backlog_evidence.threshold == decision.threshold
+    from store.figures import cycle_report_figures
+
+    report = cycle_report_figures(engine, 2)["backlog_certified"]["default"]  # the cycle report says so too
+    assert report["auto_accepted"] == len(settled) and report["threshold"] == backlog_evidence.threshold
+    assert report["labels"] == backlog_evidence.labels_by_reason["audit"]
     wrong = sum(truth[d.item_id] != d.predicted_label for d in settled)
     assert wrong <= 0.25 * len(settled) + 3  # the target, with room for one run's chance
 

@@ -115,3 +115,26 @@ def test_one_budget_covers_audits_escalations_reviews_gold_and_overlap(strategy)
         assert total <= 56 and total >= 56 - 3  # within what the window had left, and spending it
     crowded, _, _ = select_segment(None, rows[:18], 10, 0.05, strategy, 1, spent=0)
     assert [t["selection_reason"] for t in crowded].count("escalation") < 6  # what does not fit waits
+
+
+def test_margin_picks_from_every_review_item_and_takes_the_next_of_its_ranking_for_each_pick_the_audit_took():
+    """What select leaves waiting is a prefix's complement of the ranking: it depends on the audit draw only of
+    the items it took (routing.backlog), and the budget is still spent on reviews."""
+    from flows.select import select_segment
+
+    rng = np.random.default_rng(5)
+    rows = [_routed(k, "review", p) for k, p in enumerate(rng.uniform(0.4, 1.0, 300))]
+    tasks, _, population = select_segment(None, rows, 40, 0.2, "margin", 1, run="r1")
+    audits = {t["decision_id"] for t in tasks if t["selection_reason"] == "audit"}
+    reviews = [t["decision_id"] for t in tasks if t["selection_reason"] == "margin"]
+    assert len(reviews) + len(audits) == 40 and not set(reviews) & audits  # the budget is spent
+    waiting = {p["decision_id"] for p in population}
+    assert waiting.isdisjoint(reviews)  # the population is what margin left, audited or not
+    assert {p["decision_id"] for p in population if p["audited"]} == audits - (
+        {r.decision_id for r in rows} - waiting)  # every audit outside the picks is in the population
+    from flows.common import derive_rng
+
+    ranking = choose_reviews(rows, NONE, strategy="margin", budget=len(rows),
+                             rng=derive_rng("select", "margin", 1, [r.item_id for r in rows]))[0].indices.tolist()
+    taken = [rows[i].decision_id for i in ranking[:len(rows) - len(waiting)]]
+    assert set(taken) == {r.decision_id for r in rows} - waiting  # a prefix of margin's ranking
