@@ -52,7 +52,8 @@ def arm_policy(arm: str, work: Path) -> Path | None:
 def run(args: argparse.Namespace, params: dict) -> None:
     from rich.console import Console
 
-    from flows.simulate import SimulationConfig, run_simulation
+    from flows.ingest import read_labels
+    from flows.simulate import SimulationConfig, read_records, run_simulation, split_dataset
 
     work = Path(tempfile.mkdtemp(prefix="sluice-backlog-"))
     done = {(r["dataset"], r["seed"], r["arm"]) for r in read_results([args.results]) if r["params"] == params}
@@ -67,13 +68,15 @@ def run(args: argparse.Namespace, params: dict) -> None:
                 config = SimulationConfig(items=items, labels=labels, annotator="direct", seed=seed,
                                           policy=arm_policy(arm, work), home=work / f"{dataset}-{arm}-{seed}",
                                           **params)
+                test, seeded, stream = split_dataset(read_records(items), dict(read_labels(labels)), config)
                 cycles = run_simulation(config, console=Console(quiet=True))["cycles"]
                 seconds = time.perf_counter() - started
                 with args.results.open("a", encoding="utf-8") as handle:
                     handle.write(json.dumps({"dataset": dataset, "seed": seed, "arm": arm, "params": params,
-                                             "cycles": cycles, "seconds": seconds}) + "\n")
+                                             "pool": len(stream), "cycles": cycles, "seconds": seconds}) + "\n")
                 print(f"{dataset} seed {seed} {arm:8s} automation by cycle "
-                      f"{[round(c['automation_rate'], 2) for c in cycles]}, {seconds:.0f} s", flush=True)
+                      f"{[None if c['automation_rate'] is None else round(c['automation_rate'], 2) for c in cycles]}, "
+                      f"{seconds:.0f} s", flush=True)
 
 
 def summarise(rows: list[dict], datasets: list[str], params: dict) -> str:
@@ -81,9 +84,11 @@ def summarise(rows: list[dict], datasets: list[str], params: dict) -> str:
              f"at once, {params['cycles']} cycles, label budget {params['budget']} a cycle."]
     for dataset in datasets:
         runs: dict = {}
+        pools: dict = {}
         for r in rows:
             if r["dataset"] == dataset and r["params"] == params:
                 runs.setdefault(r["arm"], {})[r["seed"]] = r["cycles"]
+                pools[(r["arm"], r["seed"])] = r["pool"]
         if not runs:
             continue
         seeds = sorted(set.intersection(*(set(v) for v in runs.values())))
@@ -94,12 +99,21 @@ def summarise(rows: list[dict], datasets: list[str], params: dict) -> str:
         automation = [header, rule]
         accuracy = [header, rule]
         for arm, by_seed in runs.items():
-            rates = np.array([[c["automation_rate"] for c in cycles] for cycles in by_seed.values()])
+            rates = np.array([[np.nan if c["automation_rate"] is None else c["automation_rate"] for c in cycles]
+                              for cycles in by_seed.values()], dtype=float)
             accs = np.array([[c["accuracy"] or np.nan for c in cycles] for cycles in by_seed.values()])
-            automation.append(f"| {arm} | " + " | ".join(f"{v:.3f}" for v in rates.mean(axis=0)) + " |")
+            automation.append(f"| {arm} | " + " | ".join(f"{v:.3f}" for v in np.nanmean(rates, axis=0)) + " |")
             accuracy.append(f"| {arm} | " + " | ".join(f"{v:.3f}" for v in np.nanmean(accs, axis=0)) + " |")
-        lines += [f"\n### {dataset} ({len(seeds)} seeds)", "",
-                  "Automation (share of what was routed that cycle, backlog included), mean over seeds:", "",
+        drained = ["| arm | share of the pool auto-accepted by the last cycle, per seed | mean | labels spent, mean |",
+                   "|---|---|---|---|"]
+        for arm, by_seed in runs.items():
+            shares = [sum(c["auto_accepted"] for c in cycles) / pools[(arm, seed)] for seed, cycles in by_seed.items()]
+            spent = np.mean([cycles[-1]["labels_spent_total"] for cycles in by_seed.values()])
+            drained.append(f"| {arm} | {', '.join(f'{v:.2f}' for v in shares)} | {np.mean(shares):.2f} | "
+                           f"{spent:.0f} |")
+        lines += [f"\n### {dataset} ({len(seeds)} seeds)", "", *drained, "",
+                  "Automation (share of what was routed that cycle, backlog included), mean over seeds (nan: the "
+                  "backlog was gone, nothing was routed):", "",
                   *automation, "", "Realised error of auto-accepted items against the ground truth:", "",
                   *error_table(runs), "", "Test accuracy:", "", *accuracy]
     text = "\n".join(lines)
