@@ -313,9 +313,12 @@ def select_segment(
     tasks += chosen_tasks
     tasks += gold_tasks(engine, rows[0].segment, round(gold_share * len(chosen_tasks)), rows[0].policy_version,
                         cycle, now)
+    # A run of re-routed items only is a pure backlog: its audits are held out whatever the policy's training
+    # share, so that all of them can certify it (labeling.resolve.label_split)
+    pure_backlog = all(r.rerouted for r in reviews)
     population = [{"decision_id": r.decision_id, "item_id": r.item_id, "segment": r.segment, "run": run,
-                   "audit_probability": float(rate), "audited": r.decision_id in audited_ids, "cycle": cycle,
-                   "created_at": now}
+                   "audit_probability": float(rate), "audited": r.decision_id in audited_ids,
+                   "audit_held_out": pure_backlog, "cycle": cycle, "created_at": now}
                   for r, rate in zip(reviews, rates.tolist()) if r.decision_id not in picked] if run else []
     return Selected(tasks, draws, population)
 

@@ -15,7 +15,7 @@ from labeling.agreement import MISSING, dawid_skene
 from routing.draws import AUDIT_TRAIN_SALT, decision_uniform
 from store.bulk import chunked, insert_ignore, set_column
 from store.history import keep_history
-from store.models import Annotation, Item, ItemState, Label, ReviewTask
+from store.models import Annotation, BacklogDraw, Item, ItemState, Label, ReviewTask
 from store.transitions import move_items
 from store.vocab import LabelSource, Queue, Selection, TaskState, split_for
 
@@ -172,6 +172,9 @@ def _resolve_chunk(conn: Any, part: list[str], rule_of: Callable[[str], Resoluti
     for row in rows:
         grouped.setdefault(row.item_id, []).append(row)
     gold = {i for i, t in tasks.items() if t.selection_reason == Selection.GOLD}
+    audits = [t.decision_id for t in tasks.values() if t.selection_reason == Selection.AUDIT and t.decision_id]
+    held = frozenset(conn.execute(select(BacklogDraw.decision_id).where(
+        BacklogDraw.decision_id.in_(audits), BacklogDraw.audit_held_out)).scalars()) if audits else frozenset()
     outcome = Resolved()
     labels, escalate = [], []
     decided = _dawid_skene_labels(conn, [i for i in grouped if i not in gold
@@ -188,7 +191,7 @@ def _resolve_chunk(conn: Any, part: list[str], rule_of: Callable[[str], Resoluti
                 continue
             latest = max(expert, key=lambda a: (_utc(a.external_updated_at) or _EPOCH, a.id))
             labels.append(_label_row(item_id, latest.label, expert, task, cycle, now, resolution="expert",
-                                     agreement=None, rule=rule_of(segments.get(item_id, ""))))
+                                     agreement=None, rule=rule_of(segments.get(item_id, "")), held_out=held))
             continue
         rule = rule_of(segments.get(item_id, ""))
         if task is not None and rule.expert_issues and any(
@@ -201,7 +204,7 @@ def _resolve_chunk(conn: Any, part: list[str], rule_of: Callable[[str], Resoluti
             continue
         if len(valid) == 1:
             labels.append(_label_row(item_id, valid[0].label, valid, task, cycle, now, resolution="single",
-                                     agreement=None, rule=rule_of(segments.get(item_id, ""))))
+                                     agreement=None, rule=rule_of(segments.get(item_id, "")), held_out=held))
             continue
         rule = rule_of(segments.get(item_id, ""))
         label = decided.get(item_id) if rule.method == "dawid_skene" else None
@@ -212,7 +215,7 @@ def _resolve_chunk(conn: Any, part: list[str], rule_of: Callable[[str], Resoluti
             escalate.append(item_id)
             continue
         labels.append(_label_row(item_id, label, valid, task, cycle, now, resolution=method, agreement=agreement,
-                                 rule=rule))
+                                 rule=rule, held_out=held))
     answered_gold = gold & set(grouped)
     set_column(conn, ReviewTask.__table__, "item_id", "state", dict.fromkeys(answered_gold, TaskState.DONE))
     if escalate:
@@ -286,21 +289,25 @@ def _dawid_skene_labels(conn: Any, item_ids: list[str]) -> dict[str, str]:
     return {item_id: classes[result.labels[row_of[item_id]]] for item_id in item_ids if item_id in row_of}
 
 
-def label_split(reason: str, decision_id: int | None, rule: ResolutionRule) -> str:
+def label_split(reason: str, decision_id: int | None, rule: ResolutionRule, *, held_out: bool = False) -> str:
     """Which set a resolved label joins (`store.vocab.split_for`): uncertainty picks train, gold stays held out,
-    and an audit trains with the segment's ``audit_train_share`` (a fixed draw per routing decision)."""
-    trains = (reason == Selection.AUDIT and decision_id is not None and rule.audit_train_share > 0.0
+    and an audit trains with the segment's ``audit_train_share`` (a fixed draw per routing decision) unless
+    `held_out`: an audit of a pure backlog, which certifies it (``routing.backlog``)."""
+    trains = (reason == Selection.AUDIT and decision_id is not None and not held_out
+              and rule.audit_train_share > 0.0
               and bool(decision_uniform([decision_id], salt=AUDIT_TRAIN_SALT)[0] < rule.audit_train_share))
     return split_for(reason, trains=trains)
 
 
 def _label_row(item_id: str, label: str, annotations: list, task: Any, cycle: int | None, now: datetime, *,
-               resolution: str, agreement: float | None, rule: ResolutionRule) -> dict:
+               resolution: str, agreement: float | None, rule: ResolutionRule,
+               held_out: frozenset[int] = frozenset()) -> dict:
     reason = task.selection_reason if task is not None else Selection.UNSOLICITED
     annotators = sorted({a.annotator for a in annotations})
     return {
         "item_id": item_id, "label": label,
-        "split": label_split(reason, task.decision_id if task is not None else None, rule),
+        "split": label_split(reason, task.decision_id if task is not None else None, rule,
+                             held_out=task is not None and task.decision_id in held_out),
         "source": LabelSource.ANNOTATION, "annotator": ",".join(annotators)[:128], "selection_reason": reason,
         "selection_probability": task.selection_probability if task is not None else None,
         "model_version": task.model_version if task is not None else None,

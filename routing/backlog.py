@@ -11,7 +11,9 @@ with ``u_i < pi_min`` (the smallest rate in ``B``) are a Bernoulli(``pi_min``) s
 for every item, so given how many there are a simple random sample of ``B`` drawn without regard to any model or
 error. Sampled items whose label trains a model (the policy's ``audit_train_share``, a fixed draw per decision
 independent of the errors) leave the population and the sample alike, which keeps the sample uniform over what is
-left. At the next route run the unlabelled items of ``B`` come back (the backlog) under the model of that moment,
+left. A run whose review items are all re-routed ones (a pure backlog) holds its audits out whatever that share
+(``labeling.resolve.label_split``), so that every one of them can certify it. At the next route run the
+unlabelled items of ``B`` come back (the backlog) under the model of that moment,
 which never saw the sample's labels.
 
 The test
@@ -34,7 +36,9 @@ Assumptions
    uniforms are independent of the items' errors.
 2. The sample's labels are the truth (annotator error is corrected elsewhere) and never trained the model being
    certified: only held-out audit labels are sampled.
-3. One select run's ``B`` is a population. Runs are not pooled: items leave a backlog between runs by review
+3. One select run's ``B`` is a population, as long as no later select picks reviews from it by a model's
+   uncertainty (a second select over the same decisions in a new budget window): the store reads whether one did,
+   and such a population certifies nothing. Runs are not pooled: items leave a backlog between runs by review
    picks that depend on a model's uncertainty, so an older run's sample is not uniform over what is left of it.
 4. Each candidate's test conditions on its own sample size ``n_t`` (as the uniform certification conditions on the
    labels it holds).

@@ -19,7 +19,8 @@ from store.repo import labels_by_reason, save_threshold_evidence
 __all__ = ["BacklogCertificate", "backlog_certificate"]
 
 # why a backlog falls back to review (the evidence row's pool says which population was tried)
-NO_POPULATION, UNSCORED, NO_TARGET, NOT_CERTIFIED = "no_population", "unscored", "no_target", "not_certified"
+NO_POPULATION, PICKED_LATER, UNSCORED = "no_population", "picked_later", "unscored"
+NO_TARGET, NOT_CERTIFIED = "no_target", "not_certified"
 
 
 @dataclass(frozen=True)
@@ -57,6 +58,8 @@ def backlog_certificate(engine: Engine, segment: str, model_version: str, policy
         return BacklogCertificate(None, None, frozenset(), NO_POPULATION)
     population = backlog_population(engine, run, segment, model_version)
     members = frozenset(population.decision_ids)
+    if population.picked_later:
+        return BacklogCertificate(None, None, members, PICKED_LATER)
     stays, sampled, wrong, unlabelled = _sample(population)
     scored = np.isfinite(population.confidence)
     if not scored[unlabelled].all():  # a waiting item the model has not scored cannot be placed

@@ -10,7 +10,7 @@ import numpy as np
 from sqlalchemy import Engine, and_, bindparam, select
 
 from store.bulk import chunked
-from store.models import BacklogDraw, Label, Prediction
+from store.models import BacklogDraw, Label, Prediction, ReviewTask
 from store.vocab import Selection, Split
 
 __all__ = ["BacklogPopulation", "backlog_population", "population_of"]
@@ -19,10 +19,12 @@ LOOKUP_CHUNK = 5_000
 
 
 class BacklogPopulation(NamedTuple):
-    """One select run's review items of a segment, in decision order: ``truth`` is the held-out audit label (None
-    when none came back), ``trained`` whether the item's label joined the training split, ``labelled`` whether any
-    label at all is stored for it, ``confidence`` and ``predicted`` the model's raw confidence and output (NaN and
-    None without a prediction)."""
+    """The review items one select run of a segment left waiting, in decision order: ``truth`` is the held-out
+    audit label (None when none came back), ``trained`` whether the item's label joined the training split,
+    ``labelled`` whether any label at all is stored for it, ``confidence`` and ``predicted`` the model's raw
+    confidence and output (NaN and None without a prediction). ``picked_later`` says a later select (over the same
+    decisions, before they were re-routed) sent some of them for review by its strategy: the population is then
+    thinned by a model's uncertainty and certifies nothing."""
 
     run: str
     decision_ids: list[int]
@@ -34,11 +36,12 @@ class BacklogPopulation(NamedTuple):
     trained: np.ndarray
     confidence: np.ndarray
     predicted: list[str | None]
+    picked_later: bool
 
 
 def population_of(engine: Engine, segment: str, decision_ids: Sequence[int]) -> str | None:
-    """The select run whose review items of `segment` hold most of `decision_ids` (the rerouted items' earlier
-    decisions), or None when no select run saw any of them."""
+    """The select run that left waiting most of `decision_ids` of `segment` (the re-routed items' earlier
+    decisions), or None when no select run left any of them."""
     runs: Counter[str] = Counter()
     query = select(BacklogDraw.run).where(BacklogDraw.segment == segment,
                                           BacklogDraw.decision_id.in_(bindparam("ids", expanding=True)))
@@ -49,7 +52,8 @@ def population_of(engine: Engine, segment: str, decision_ids: Sequence[int]) -> 
 
 
 def backlog_population(engine: Engine, run: str, segment: str, model_version: str) -> BacklogPopulation:
-    """Select `run`'s review items of `segment`, with `model_version`'s prediction on each and their labels."""
+    """The items select `run` left waiting in `segment`, with `model_version`'s prediction on each and their
+    labels."""
     with engine.connect() as conn:
         rows = conn.execute(
             select(BacklogDraw.decision_id, BacklogDraw.item_id, BacklogDraw.audit_probability, BacklogDraw.audited,
@@ -66,6 +70,11 @@ def backlog_population(engine: Engine, run: str, segment: str, model_version: st
         trained: set[str] = set()
         label_query = select(Label.item_id, Label.label, Label.split, Label.selection_reason).where(
             Label.item_id.in_(bindparam("ids", expanding=True)))
+        task_query = select(ReviewTask.decision_id).where(
+            ReviewTask.decision_id.in_(bindparam("ids", expanding=True)),
+            ReviewTask.selection_reason != Selection.AUDIT.value).limit(1)
+        picked = any(conn.execute(task_query, {"ids": list(part)}).first() is not None
+                     for part in chunked([r.decision_id for r in rows], LOOKUP_CHUNK))
         for part in chunked(ids, LOOKUP_CHUNK):
             for label in conn.execute(label_query, {"ids": list(part)}):
                 labelled.add(label.item_id)
@@ -80,5 +89,5 @@ def backlog_population(engine: Engine, run: str, segment: str, model_version: st
         labelled=np.array([i in labelled for i in ids], dtype=bool),
         truth=[truth.get(i) for i in ids], trained=np.array([i in trained for i in ids], dtype=bool),
         confidence=np.array([np.nan if r.confidence is None else r.confidence for r in rows], dtype=float),
-        predicted=[r.label for r in rows],
+        predicted=[r.label for r in rows], picked_later=picked,
     )

@@ -276,6 +276,8 @@ class BacklogDraw(SQLModel, table=True):
     run: str = Field(max_length=32, description="the select run that left these items waiting")
     audit_probability: float
     audited: bool
+    audit_held_out: bool = Field(default=False, sa_column_kwargs={"server_default": false()},
+                                 description="its audit never trains: the run held only re-routed items")
     cycle: int | None = None
     created_at: datetime = Field(default_factory=utcnow)
 

@@ -272,6 +272,7 @@ class BacklogRow(NamedTuple):
     raw_confidence: float | None
     probs: dict[str, float] | None
     audit_rate: float | None
+    rerouted: bool = False  # the decision re-routed an item people already had
 
 
 def review_backlog(engine: Engine) -> list[BacklogRow]:
@@ -281,7 +282,8 @@ def review_backlog(engine: Engine) -> list[BacklogRow]:
         select(RoutingDecision.id, RoutingDecision.item_id, RoutingDecision.segment, RoutingDecision.route,
                RoutingDecision.inclusion_probability, RoutingDecision.model_version,
                RoutingDecision.policy_version, RoutingDecision.predicted_label,
-               RoutingDecision.raw_confidence, Prediction.probs, RoutingDecision.audit_rate)
+               RoutingDecision.raw_confidence, Prediction.probs, RoutingDecision.audit_rate,
+               RoutingDecision.supersedes_id.is_not(None).label("rerouted"))
         .join(latest, latest.c.id == RoutingDecision.id)
         .join(Item, Item.id == RoutingDecision.item_id)
         .join(Prediction, and_(Prediction.item_id == RoutingDecision.item_id,
@@ -290,7 +292,7 @@ def review_backlog(engine: Engine) -> list[BacklogRow]:
         .order_by(RoutingDecision.item_id)
     )
     with engine.connect() as conn:
-        return [BacklogRow(*row) for row in conn.execute(query)]
+        return [BacklogRow(*row[:-1], rerouted=bool(row.rerouted)) for row in conn.execute(query)]
 
 
 def training_fingerprint(engine: Engine) -> str:

@@ -109,3 +109,56 @@ def test_without_its_audit_labels_a_backlog_goes_back_to_review(sluice_home, dat
         tried = session.exec(select(ThresholdEvidence).where(ThresholdEvidence.estimator == "backlog_sample")).all()
     assert rerouted and all(d.route == "review" for d in rerouted)
     assert tried and all(e.threshold is None for e in tried)  # the evidence says it was tried, and failed
+
+
+def test_the_audits_of_a_pure_backlog_are_held_out_whatever_the_training_share(sluice_home, dataset_files):
+    """Cycle 1 routes new arrivals (its audits train at the policy's share); the whole pool arrived at once, so
+    cycle 2's run holds re-routed items only: a pure backlog, whose audits all stay out of training."""
+    from flows.cycle import run_cycle
+    from flows.simulate import DirectAnnotators
+    from routing.policy import Policy
+    from store.models import BacklogDraw, Label, ReviewTask
+    from store.repo import save_policy
+
+    engine, truth = _start(*dataset_files)
+    save_policy(engine, Policy.from_yaml(POLICY.replace("audit_train_share: 0.0", "audit_train_share: 1.0")))
+    annotate = DirectAnnotators(engine, truth, sorted(set(truth.values())), 0.0, np.random.default_rng(1))
+    for hour in range(2):
+        run_cycle(annotate=annotate, push=False, as_of=CLOCK + timedelta(hours=hour))
+    with Session(engine) as session:
+        held = {row.cycle: row.audit_held_out for row in session.exec(select(BacklogDraw)).all()}
+        audits = session.exec(select(BacklogDraw.cycle, Label.split)
+                              .join(ReviewTask, ReviewTask.decision_id == BacklogDraw.decision_id)
+                              .join(Label, Label.item_id == ReviewTask.item_id)
+                              .where(ReviewTask.selection_reason == "audit")).all()
+    assert held == {1: False, 2: True}
+    # the audits of what each run left waiting (its population's sample); audited picks and spot checks of what
+    # was auto-accepted keep the policy's share
+    splits = {cycle: {split for c, split in audits if c == cycle} for cycle in (1, 2)}
+    assert splits == {1: {"train"}, 2: {"holdout"}}
+
+
+def test_a_later_select_picking_from_the_same_decisions_breaks_the_population(sluice_home, dataset_files):
+    """A second select over the same decisions (a new budget window, no re-route between) picks reviews by the
+    model's uncertainty from what the first left waiting: that population no longer certifies anything."""
+    from flows.calibrate import calibrate_flow
+    from flows.route import route_flow
+    from flows.score import score_flow
+    from flows.select import select_flow
+    from store.backlog import backlog_population
+    from store.models import BacklogDraw
+    from store.repo import promoted_model
+
+    engine, _ = _start(*dataset_files)
+    score_flow()
+    calibrate_flow()
+    route_flow(cycle=1, as_of=CLOCK)
+    select_flow(cycle=1, as_of=CLOCK)
+    with Session(engine) as session:
+        run = session.exec(select(BacklogDraw.run)).first()
+    model = promoted_model(engine).version
+    assert not backlog_population(engine, run, "default", model).picked_later
+    select_flow(cycle=1, as_of=CLOCK + timedelta(hours=1))
+    with Session(engine) as session:
+        assert len(set(session.exec(select(BacklogDraw.run)).all())) == 1  # the first run keeps its decisions
+    assert backlog_population(engine, run, "default", model).picked_later

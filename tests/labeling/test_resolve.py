@@ -202,6 +202,9 @@ def test_audit_labels_train_with_the_policy_share_and_the_rest_stay_held_out():
     assert splits == [label_split("audit", decision_id, half) for decision_id in range(1, 4001)]  # fixed draws
     assert {label_split("audit", k, ResolutionRule()) for k in range(100)} == {"holdout"}  # share 0: all held out
     assert {label_split("audit", k, ResolutionRule(audit_train_share=1.0)) for k in range(100)} == {"train"}
+    # an audit of a pure backlog is held out whatever the share: it certifies the backlog (routing.backlog)
+    assert {label_split("audit", k, ResolutionRule(audit_train_share=1.0), held_out=True)
+            for k in range(100)} == {"holdout"}
     assert label_split("audit", None, half) == "holdout"  # no decision to draw for: held out (fail closed)
     assert label_split("gold", 3, half) == "holdout" and label_split("margin", 3, half) == "train"
     with pytest.raises(ValueError, match="audit_train_share"):

@@ -1,5 +1,6 @@
 """backlog_draws: the review items a select run left waiting (its strategy did not pick them), each with the audit
-rate it was drawn at and whether the audit took it: the population and uniform sample that certify a backlog
+rate it was drawn at, whether the audit took it and whether that audit is held out whatever the policy's training
+share (a run of re-routed items only): the population and uniform sample that certify a backlog
 (``routing.backlog``)
 
 Revision ID: 0014
@@ -28,6 +29,7 @@ def upgrade() -> None:
         sa.Column("run", sqlmodel.sql.sqltypes.AutoString(length=32), nullable=False),
         sa.Column("audit_probability", sa.Float(), nullable=False),
         sa.Column("audited", sa.Boolean(), nullable=False),
+        sa.Column("audit_held_out", sa.Boolean(), nullable=False, server_default=sa.false()),
         sa.Column("cycle", sa.Integer(), nullable=True),
         sa.Column("created_at", sqlmodel.sql.sqltypes.UTCDateTime(), nullable=False),
         sa.ForeignKeyConstraint(["decision_id"], ["routing_decisions.id"]),
