@@ -50,7 +50,7 @@ def cycle_figures(engine: Engine, cycle: int, routing_model: str | None) -> dict
         "labels_total": counts.labels_total, "labels_train": counts.labels_train, "auto_accepted": automated,
         "labels_spent": store_figures.human_labels(engine, since=counts.started_at),
         "labels_asked": labels_asked_in(engine, cycle),
-        "backlog_certified": store_figures.cycle_backlog_certified(engine, cycle),
+        "certification": store_figures.cycle_certifications(engine, cycle),
         "labels_spent_total": store_figures.human_labels(engine),
         "model_version": model.version if model else None,
         "holdout_accuracy": (model.metrics or {}).get("accuracy") if model else None,

@@ -15,7 +15,6 @@ from typing import Any, NamedTuple
 
 from sqlalchemy import Engine, String, Subquery, cast, func, insert, select, update
 
-from routing.backlog import ESTIMATOR as BACKLOG_ESTIMATOR
 from store.models import (
     Annotation,
     CycleReport,
@@ -113,23 +112,34 @@ def cycle_route_counts(engine: Engine, cycle: int) -> dict[str, int]:
         return {row.route: row.n for row in conn.execute(query)}
 
 
-def cycle_backlog_certified(engine: Engine, cycle: int) -> dict[str, dict[str, Any]]:
-    """Per segment: the re-routed backlog items `cycle` auto-accepted on a certification of their own population
-    (``routing.backlog``), the threshold and error bound behind them, and the labels that certified it."""
+def cycle_certifications(engine: Engine, cycle: int) -> dict[str, dict[str, dict[str, Any]]]:
+    """Per segment and test (``estimator``: the segment's threshold on unbiased labels, or ``backlog_sample`` for a
+    re-routed backlog certified on its own audits): what stood behind the decisions `cycle` made with a derived
+    threshold. The threshold, its error bound, the labels of each kind that certified it, how many decisions
+    pointed at it and how many of them were auto-accepted. A segment certified twice by one test in a cycle (two
+    models) keeps the later evidence."""
     counts = (
-        select(RoutingDecision.segment, RoutingDecision.evidence_id, func.count().label("settled"))
-        .join(ThresholdEvidence, ThresholdEvidence.id == RoutingDecision.evidence_id)
-        .where(RoutingDecision.cycle == cycle, ThresholdEvidence.estimator == BACKLOG_ESTIMATOR,
-               RoutingDecision.route.in_([r.value for r in AUTOMATED_ROUTES]))
-        .group_by(RoutingDecision.segment, RoutingDecision.evidence_id)
+        select(RoutingDecision.segment, RoutingDecision.evidence_id, RoutingDecision.route,
+               func.count().label("n"))
+        .where(RoutingDecision.cycle == cycle, RoutingDecision.evidence_id.is_not(None))
+        .group_by(RoutingDecision.segment, RoutingDecision.evidence_id, RoutingDecision.route)
     )
-    found: dict[str, dict[str, Any]] = {}
+    automated = {r.value for r in AUTOMATED_ROUTES}
+    found: dict[str, dict[str, dict[str, Any]]] = {}
     with engine.connect() as conn:
-        for row in conn.execute(counts).all():
-            evidence = conn.execute(select(ThresholdEvidence).where(ThresholdEvidence.id == row.evidence_id)).one()
-            found[row.segment] = {"auto_accepted": int(row.settled), "threshold": evidence.threshold,
-                                  "error_upper_bound": evidence.error_upper_bound, "population": int(evidence.n),
-                                  "labels": sum((evidence.labels_by_reason or {}).values())}
+        rows = conn.execute(counts).all()
+        evidence = {e.id: e for e in conn.execute(select(ThresholdEvidence).where(
+            ThresholdEvidence.id.in_(sorted({r.evidence_id for r in rows}))))} if rows else {}
+    for row in sorted(rows, key=lambda r: r.evidence_id):
+        e = evidence[row.evidence_id]
+        entry = found.setdefault(row.segment, {}).get(e.estimator)
+        if entry is None or entry["evidence_id"] != e.id:
+            entry = found[row.segment][e.estimator] = {
+                "evidence_id": e.id, "threshold": e.threshold, "error_upper_bound": e.error_upper_bound,
+                "population": int(e.n), "labels_by_reason": dict(e.labels_by_reason or {}), "decisions": 0,
+                "auto_accepted": 0}
+        entry["decisions"] += int(row.n)
+        entry["auto_accepted"] += int(row.n) if row.route in automated else 0
     return found
 
 
