@@ -189,6 +189,14 @@ def _choose_around_audits(reviews: list[BacklogRow], llm: LlmCandidates, strateg
         take = wanted
 
 
+def active_budget(review_labels: float, rates: np.ndarray) -> int:
+    """How many reviews the active draw expects to draw so that those it sends meet `review_labels`: a drawn item
+    the audit took goes out as its audit, so the draw is sized up by the audit share (a figure of the design, not
+    of the audit draw's outcome, so what it leaves waiting still does not depend on it)."""
+    share = float(np.mean(rates)) if len(rates) else 0.0
+    return int(review_labels / (1.0 - share)) if share < 1.0 else 0
+
+
 def review_cap(budget: int) -> int:
     """The most reviews one active draw sends: its expected count (the budget) plus four standard deviations of a
     Poisson count of that mean, so the cap binds rarely (``routing.probabilistic_review.overflow_bound``)."""
@@ -292,8 +300,8 @@ def select_segment(
     picked = set(drawn_already or set()) & {r.decision_id for r in reviews}
     if strategy == ACTIVE:
         fresh = [r for r in reviews if r.decision_id not in picked]  # a decision is drawn once
-        picks, draws = draw_reviews(fresh, llm, budget=int(review_labels), floor=min_review_probability,
-                                    cycle=cycle, now=now)
+        picks, draws = draw_reviews(fresh, llm, budget=active_budget(review_labels, audit_rates(fresh, audit_rate)),
+                                    floor=min_review_probability, cycle=cycle, now=now)
         picked |= {d["decision_id"] for d in draws if d["drawn"]}
         chosen_tasks = [_task_row(row, Selection.ACTIVE, probability, useful, cycle, now,
                                   blind=blind_draw(row.decision_id, blind_share))
