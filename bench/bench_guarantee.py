@@ -3,8 +3,8 @@
 Runs the loop (`flows.simulate.run_simulation`, direct simulated annotators answering from the ground truth) with
 the embedded default policy (target: error among auto-accepted items <= 0.05 with confidence 0.9, live guard on)
 on real numeric data sets that install offline, many seeds, streaming arrival (batches smaller than the pool).
-Two arms share everything but the review strategy: `margin` (Sluice's default) and `random` (uniform random review
-at the same budget). Prints, per data set:
+The arms share everything but the review strategy: `margin` (Sluice's default), `random` (uniform random review
+at the same budget) and `active` (each review item drawn with a known probability growing with its uncertainty). Prints, per data set:
 
 - the realised error of auto-accepted items against the ground truth over every (seed, cycle), the share of cases
   above the target, and the share significantly above it (one-sided exact binomial test at 5% against the
@@ -38,7 +38,7 @@ os.environ.setdefault("PREFECT_LOGGING_LEVEL", "ERROR")
 import flows  # noqa: E402,F401  (Prefect's offline defaults)
 from bench_active_learning import TARGET_SHARE, export_dataset, read_results, seed_runs  # noqa: E402
 
-ARMS = ("margin", "random")
+ARMS = ("margin", "random", "active")
 PARAMS = {"seed_labels": 200, "cycles": 10, "batch_size": 400, "budget": 60}
 ALPHA = 0.05  # the default policy's max_auto_error
 SIGNIFICANCE = 0.05
@@ -103,10 +103,11 @@ def automation_table(runs: dict, n_cycles: int) -> list[str]:
         half = 1.96 * per_label.std(axis=0, ddof=1) / np.sqrt(len(per_label)) if len(per_label) > 1 else 0 * mean
         means[arm] = per_label
         lines.append(f"| {arm} | " + " | ".join(f"{m:.3f} ± {h:.3f}" for m, h in zip(mean, half)) + " |")
-    if {"margin", "random"} <= set(means) and len(means["margin"]) == len(means["random"]):
-        with np.errstate(divide="ignore", invalid="ignore"):
-            ratio = means["margin"].mean(axis=0) / means["random"].mean(axis=0)
-        lines.append("| margin / random | " + " | ".join(f"{r:.2f}" for r in ratio) + " |")
+    for arm in (a for a in means if a != "random"):
+        if "random" in means and len(means[arm]) == len(means["random"]):
+            with np.errstate(divide="ignore", invalid="ignore"):
+                ratio = means[arm].mean(axis=0) / means["random"].mean(axis=0)
+            lines.append(f"| {arm} / random | " + " | ".join(f"{r:.2f}" for r in ratio) + " |")
     return lines
 
 
