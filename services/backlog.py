@@ -18,7 +18,7 @@ from store.repo import labels_by_reason, save_threshold_evidence
 
 __all__ = ["BacklogCertificate", "backlog_certificate"]
 
-# why a backlog falls back to review (the evidence row's pool says which population was tried)
+# why a backlog goes back to review (a certificate's reason; the evidence row, when one is stored, says the rest)
 NO_POPULATION, PICKED_LATER, UNSCORED = "no_population", "picked_later", "unscored"
 NO_TARGET, NOT_CERTIFIED = "no_target", "not_certified"
 
