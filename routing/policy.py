@@ -633,7 +633,8 @@ def _guarantee_text(rules: SegmentPolicy) -> str:
         return "people review every item (in the loop, high stakes or regulated): nothing is auto-accepted"
     if rules.has_target:
         return (f"target: error among auto-accepted items <= {rules.max_auto_error:g} with confidence "
-                f"{rules.confidence:g} (threshold derived and certified on unbiased labels; live guard on)")
+                f"{rules.confidence:g} (threshold derived and certified on unbiased labels, a re-routed backlog on "
+                "its own audits; live guard on)")
     return (f"fixed auto_accept_threshold {rules.auto_accept_threshold:g}: carries no guarantee on the error of "
             "auto-accepted items (set max_auto_error and confidence for one)")
 
