@@ -289,7 +289,7 @@ def backlog_thresholds(engine: Engine, segment: str, model_version: str, rules: 
     """Each item's backlog threshold (NaN for an item no certified backlog covers) and the evidence behind it:
     the rerouted items of the select run's population that left them waiting (``services.backlog``)."""
     thresholds = np.full(rerouted.shape[0], np.nan)
-    if not rerouted.any() or not rules.has_target:
+    if not rerouted.any():
         return thresholds, None
     certificate = backlog_certificate(engine, segment, model_version, rules,
                                       [e[0] for e, r in zip(earlier, rerouted.tolist()) if r and e is not None],

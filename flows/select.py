@@ -178,13 +178,14 @@ def _choose_around_audits(reviews: list[BacklogRow], llm: LlmCandidates, strateg
     a ranking strategy takes one more of its ranking for each such pick until `budget` reviews are left: whether
     it goes on looks only at the audit draw of items it has already taken, so what it leaves waiting is still
     fixed before the audit draw of those items (``routing.backlog``). Other strategies pick once."""
+    ranks = strategy in NESTED_STRATEGIES and kind_batch(reviews, llm) is None
+    ids = [r.item_id for r in reviews]
     take = budget
     while True:
-        rng = derive_rng("select", strategy, cycle, [r.item_id for r in reviews])
-        chosen, useful = choose_reviews(reviews, llm, strategy=strategy, budget=take, rng=rng)
+        chosen, useful = choose_reviews(reviews, llm, strategy=strategy, budget=take,
+                                        rng=derive_rng("select", strategy, cycle, ids))  # the same ranking each time
         wanted = budget + sum(reviews[i].decision_id in audited for i in chosen.indices)
-        if strategy not in NESTED_STRATEGIES or kind_batch(reviews, llm) is not None or take >= wanted \
-                or take >= len(reviews):
+        if not ranks or take >= min(wanted, len(reviews)):
             return chosen, useful
         take = wanted
 

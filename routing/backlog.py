@@ -94,10 +94,10 @@ def remainder_upper_bound(n_population: int, n_sampled: int, n_wrong: int, n_unl
     population error count the sample does not refute, over the unlabelled count (None when nothing is left)."""
     if n_unlabelled <= 0:
         return None
+    if not n_sampled:  # no evidence: every error count is plausible
+        return min(1.0, n_population / n_unlabelled)
     most, above = n_wrong, n_population + 1  # the tail decreases in the error count: bisect for the last plausible
-    if not n_sampled:
-        most = n_population
-    while n_sampled and above - most > 1:
+    while above - most > 1:
         middle = (most + above) // 2
         most, above = (middle, above) if hypergeom.cdf(n_wrong, n_population, middle, n_sampled) > delta \
             else (most, middle)
@@ -119,8 +119,9 @@ def _first_passing(big: np.ndarray, sampled: np.ndarray, wrong: np.ndarray, left
         end = min(begin + size, big.shape[0])
         passed = remainder_p_value(big[begin:end], sampled[begin:end], wrong[begin:end], left[begin:end],
                                    alpha) <= delta
-        if (passed if passing else ~passed).any():
-            return begin + int(np.argmax(passed if passing else ~passed))
+        hit = passed if passing else ~passed
+        if hit.any():
+            return begin + int(np.argmax(hit))
         begin, size = end, size * 2
     return int(big.shape[0])
 
@@ -134,7 +135,7 @@ def _walk(big: np.ndarray, sampled: np.ndarray, wrong: np.ndarray, left: np.ndar
 
 def certify_backlog(
     confidence: Any, sampled: Any, wrong: Any, unlabelled: Any, *, alpha: float, delta: float,
-    min_count: int | None = None, grid_size: int = 1000,
+    grid_size: int = 1000,
 ) -> ThresholdResult:
     """The lowest candidate threshold on ``confidence`` (every item of the population, the new model's raw
     confidence) certified by the fixed-sequence hypergeometric test above. ``sampled`` marks the uniform sample
@@ -155,12 +156,9 @@ def certify_backlog(
     candidates = candidate_thresholds(None, np.sort(values), grid_size)
     big, n_sampled, n_wrong, n_left = (_at_or_above(values[mask], candidates)
                                        for mask in (slice(None), sample, sample & errors, left))
-    # the walk starts at the highest candidate whose test could pass with no error at all (or with `min_count`
-    # sampled items): a choice made from counts alone, never the errors, so it leaves the guarantee as it is
-    if min_count is None:
-        start = _first_passing(big, n_sampled, np.zeros_like(n_sampled), n_left, alpha, delta)
-    else:
-        start = int(np.argmax(n_sampled >= min_count)) if (n_sampled >= min_count).any() else candidates.shape[0]
+    # the walk starts at the highest candidate whose test could pass with no error at all: a choice made from
+    # counts alone, never the errors, so it leaves the guarantee as it is
+    start = _first_passing(big, n_sampled, np.zeros_like(n_sampled), n_left, alpha, delta)
     n_passed, tested = _walk(big[start:], n_sampled[start:], n_wrong[start:], n_left[start:], alpha, delta)
     if n_passed == 0:
         return ThresholdResult(None, 0.0, None, int(values.size), 0, tested, alpha, delta, estimator=ESTIMATOR,

@@ -18,21 +18,15 @@ from store.repo import labels_by_reason, save_threshold_evidence
 
 __all__ = ["BacklogCertificate", "backlog_certificate"]
 
-# why a backlog goes back to review (a certificate's reason; the evidence row, when one is stored, says the rest)
-NO_POPULATION, PICKED_LATER, UNSCORED = "no_population", "picked_later", "unscored"
-NO_TARGET, NOT_CERTIFIED = "no_target", "not_certified"
-
-
 @dataclass(frozen=True)
 class BacklogCertificate:
     """What routing needs of a backlog: the certified threshold on the model's raw confidence (None: every waiting
-    item goes back to review), the evidence row behind it, the earlier decisions of the population it covers, and
-    why there is none when there is none."""
+    item goes back to review) and the evidence row behind it (None when nothing was tested), and the earlier
+    decisions of the population it covers."""
 
     threshold: float | None
     evidence_id: int | None
     decision_ids: frozenset[int]
-    reason: str | None = None
 
 
 def _sample(population: BacklogPopulation) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -51,19 +45,19 @@ def backlog_certificate(engine: Engine, segment: str, model_version: str, policy
                         earlier_decisions: list[int], *, policy_version: str) -> BacklogCertificate:
     """Certify the backlog that `earlier_decisions` (the rerouted items' previous decisions) belong to, under
     `model_version`, for the segment's target; store the evidence (estimator ``backlog_sample``)."""
-    if not policy.has_target:
-        return BacklogCertificate(None, None, frozenset(), NO_TARGET)
+    if not policy.has_target:  # no target, no guarantee to certify
+        return BacklogCertificate(None, None, frozenset())
     run = population_of(engine, segment, earlier_decisions)
-    if run is None:
-        return BacklogCertificate(None, None, frozenset(), NO_POPULATION)
+    if run is None:  # no select run left these items waiting
+        return BacklogCertificate(None, None, frozenset())
     population = backlog_population(engine, run, segment, model_version)
     members = frozenset(population.decision_ids)
-    if population.picked_later:
-        return BacklogCertificate(None, None, members, PICKED_LATER)
+    if population.picked_later:  # thinned by a model's uncertainty since: certifies nothing
+        return BacklogCertificate(None, None, members)
     stays, sampled, wrong, unlabelled = _sample(population)
     scored = np.isfinite(population.confidence)
     if not scored[unlabelled].all():  # a waiting item the model has not scored cannot be placed
-        return BacklogCertificate(None, None, members, UNSCORED)
+        return BacklogCertificate(None, None, members)
     # an audited item whose label is not back has no score under this model: it counts at every candidate (a
     # sampled one as an error), which only makes each test harder to pass
     confidence = np.where(scored, population.confidence, 1.0)
@@ -79,5 +73,4 @@ def backlog_certificate(engine: Engine, segment: str, model_version: str, policy
         "tested": result.tested, "pool": f"backlog {run}", "calibration_id": None, "estimator": ESTIMATOR,
         "labels_by_reason": labels_by_reason(engine, sample_ids), "created_at": utcnow(),
     }
-    return BacklogCertificate(result.threshold, save_threshold_evidence(engine, evidence), members,
-                              None if result.threshold is not None else NOT_CERTIFIED)
+    return BacklogCertificate(result.threshold, save_threshold_evidence(engine, evidence), members)

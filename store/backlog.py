@@ -9,13 +9,11 @@ from typing import NamedTuple, Sequence
 import numpy as np
 from sqlalchemy import Engine, and_, bindparam, select
 
-from store.bulk import chunked
+from store.bulk import LOOKUP_CHUNK, chunked
 from store.models import BacklogDraw, Label, Prediction, ReviewTask
 from store.vocab import Selection, Split
 
 __all__ = ["BacklogPopulation", "backlog_population", "population_of"]
-
-LOOKUP_CHUNK = 5_000
 
 
 class BacklogPopulation(NamedTuple):
