@@ -174,7 +174,12 @@ def main() -> int:
     parser.add_argument("--allow-rerouted", action="store_true",
                         help="ablation: let backlog items re-routed under a newer model be auto-accepted (Sluice "
                              "never does); write these runs to their own --results file")
+    parser.add_argument("--retrain-every", type=int, default=1,
+                        help="retrain after every Nth cycle (the same model routes the cycles in between); write "
+                             "these runs to their own --results file")
     args = parser.parse_args()
+    if args.retrain_every > 1:
+        PARAMS["retrain_every"] = args.retrain_every
     if args.allow_rerouted:
         import flows.route
 

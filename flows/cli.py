@@ -383,6 +383,9 @@ def simulate(
     policy: Path | None = typer.Option(None, exists=True, dir_okay=False,
                                        help="Routing policy YAML (default: the embedded default policy); its "
                                             "labels and default review budget are set from the data and --budget."),
+    retrain_every: int = typer.Option(1, min=1, help="Retrain after every Nth cycle (1: every cycle); in between "
+                                                     "the same model keeps routing, as on a retrain schedule of "
+                                                     "its own."),
 ) -> None:
     """The loop over any labelled dataset, for experiments; accuracy is on a fixed split it never labels."""
     from flows.simulate import SimulationConfig, run_simulation
@@ -390,7 +393,7 @@ def simulate(
     config = SimulationConfig(items=items, labels=labels, seed_labels=seed_labels, cycles=cycles,
                               batch_size=batch_size, budget=budget, strategy=strategy, annotator=annotator,
                               annotator_error=annotator_error, test_share=test_share, seed=seed, home=home,
-                              policy=policy)
+                              policy=policy, retrain_every=retrain_every)
     with prefect_quietly():
         result = run_simulation(config, settings=command_settings(), console=console)
     if json_out:

@@ -102,11 +102,12 @@ def stopping_signal(engine: Engine, cycle: int, previous: ModelVersion | None,
 @holds_store_lock
 def run_cycle(
     *, strategy: str = "margin", settings: SluiceSettings | None = None, annotate: Annotate | None = None,
-    push: bool = True, as_of: datetime | None = None,
+    push: bool = True, as_of: datetime | None = None, retrain: bool = True,
 ) -> dict[str, Any]:
     """One full cycle, every step on `settings` (the environment's when None). `annotate(cycle)` stands in for
     people between push and pull, and `as_of` for the clock that dates review tasks and picks their budget
-    window (simulations only)."""
+    window (simulations only). ``retrain=False`` leaves the model as it is (retraining on a schedule of its own,
+    as a deployment may: the next cycle routes with the same model)."""
     settings = settings_or_environment(settings)
     engine = engine_for(settings)
     cycle = start_cycle(engine)
@@ -121,7 +122,7 @@ def run_cycle(
         steps["annotate"] = annotate(cycle)
     if push:
         steps["pull"] = pull_flow(cycle=cycle, settings=settings)
-    steps["retrain"] = retrain_flow(settings=settings)
+    steps["retrain"] = retrain_flow(settings=settings) if retrain else {"status": "skipped"}
     figures = cycle_figures(engine, cycle, routing_model.version if routing_model else None)
     figures.update(stopping_signal(engine, cycle, routing_model, settings))
     figures["audit"] = audit_estimates(engine)

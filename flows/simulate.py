@@ -53,6 +53,7 @@ class SimulationConfig:
     home: Path | None = None
     holdout_share: float = 0.5
     policy: Path | None = None
+    retrain_every: int = 1  # retrain after every Nth cycle; the same model routes the cycles in between
 
 
 def settings_for_home(home: Path, settings: SluiceSettings | None = None) -> SluiceSettings:
@@ -189,10 +190,11 @@ def run_loop(
     *, engine: Engine, settings: SluiceSettings, stream: list[dict[str, Any]], cycles: int, batch_size: int,
     strategy: str, annotate: Annotate, push: bool, truth: dict[str, str], work: Path,
     on_cycle: Callable[[dict[str, Any]], None] | None = None, accuracy: Callable[[], float | None],
+    retrain_every: int = 1,
 ) -> list[dict[str, Any]]:
     """Each cycle: ingest the next batch, run the full cycle with `annotate` between push and pull, measure. The
     simulated clock moves one budget window (the policy's longest) per cycle, so each cycle spends a fresh review
-    budget as an hourly cycle in production does."""
+    budget as an hourly cycle in production does. The model is retrained after every `retrain_every`-th cycle."""
     rows = []
     policy, _ = active_policy(engine)
     window = timedelta(hours=max([policy.defaults.budget_window_hours,
@@ -203,7 +205,7 @@ def run_loop(
         if batch:
             ingest_flow(str(write_jsonl(work / f"batch-{index + 1:03d}.jsonl", batch)), settings=settings)
         result = run_cycle(strategy=strategy, settings=settings, annotate=annotate, push=push,
-                           as_of=clock + index * window)
+                           as_of=clock + index * window, retrain=(index + 1) % retrain_every == 0)
         figures = result["figures"]
         row = {
             "cycle": result["cycle"], "items": len(batch), "labels_total": figures["labels_total"],
@@ -273,6 +275,7 @@ def run_simulation(config: SimulationConfig, *, settings: SluiceSettings | None 
     rows = run_loop(
         engine=engine, settings=settings, stream=stream, cycles=config.cycles, batch_size=config.batch_size, strategy=config.strategy,
         annotate=annotate, push=config.annotator == "labelstudio", truth=truth, work=home,
+        retrain_every=config.retrain_every,
         accuracy=lambda: test_accuracy(engine, test, truth, settings),
         on_cycle=lambda row: console.print(f"cycle {row['cycle']}: accuracy {_cell(row['accuracy'])}, "
                                            f"labels {row['labels_total']}"),
