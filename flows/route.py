@@ -16,7 +16,6 @@ from sqlmodel import Session
 
 from calibration.recalibrators import calibrator_from_dict
 from calibration.report import CalibrationReport, GateResult, calibration_gate, is_stale
-from flows.calibrate import calibration_jobs
 from flows.common import (
     Payload,
     as_utc,
@@ -33,10 +32,10 @@ from flows.runners import BATCH_RUNNER
 from routing.decide import REASON_LIVE_GUARD_HALTED, Route, route
 from routing.injection import item_injection_signals
 from routing.policy import Policy, SegmentPolicy
-from routing.pools import POOL_PREFIX, calibration_group, groups_in_use
+from routing.pools import calibration_group, groups_in_use, pool_members
 from routing.signals import RiskFlags, combine_signals, fold_flags
 from services.backlog import backlog_certificate
-from services.certify import Labelled, derived_threshold
+from services.certify import Labelled, certifying_labels, derived_threshold, merge_labelled
 from services.guard import check_live_guards
 from store.budget import spent_this_window
 from store.bulk import chunked, insert_ignore_columns
@@ -142,10 +141,17 @@ class ModelLabels:
 
 
 def model_labels(engine: Engine, policy: Policy, model_version: str, segments: list[str]) -> ModelLabels:
-    """Read once per route run: every segment's labels, since a small segment's pool reads its members'."""
-    jobs = calibration_jobs(policy, held_out_labels(engine, model_version), seen=segments)
-    return ModelLabels({job.segment: (job.item_ids, job.confidence, job.correct) for job in jobs},
-                       {job.segment: len(job.item_ids) for job in jobs if not job.segment.startswith(POOL_PREFIX)})
+    """Read once per route run: every segment's labels, since a small segment's pool reads its members'. Each
+    segment's held-out count decides its group (as calibration does); a group is certified on the certifying
+    labels of its members (``services.certify.certifying_labels``: held out, or audits of the model's own
+    decisions), a pool on those of every segment that belongs to it (``routing.pools.pool_members``)."""
+    held = held_out_labels(engine, model_version)
+    counts = {segment: len(labels.item_ids) for segment, labels in held.items()}
+    certifying = certifying_labels(engine, model_version, held=held)
+    groups = set(groups_in_use(policy, counts, set(certifying) | set(segments)).values())
+    pools = pool_members(policy, certifying)
+    return ModelLabels({group: merge_labelled([certifying[m] for m in pools.get(group, [group]) if m in certifying])
+                        for group in sorted(groups)}, counts)
 
 
 def audit_allowances(engine: Engine, policy: Policy, segments: list[str], now: datetime) -> dict[str, float]:

@@ -1,5 +1,14 @@
-"""The certified threshold of a segment's target: Learn-then-Test (``routing.thresholds``) on the unbiased
-held-out labels, its evidence stored so every decision can point at it. Routing uses it; a preview shows it."""
+"""The certified threshold of a segment's target: Learn-then-Test (``routing.thresholds``) on the labels that may
+certify the model, its evidence stored so every decision can point at it. Routing uses it; a preview shows it.
+
+The labels that may certify a model (:func:`certifying_labels`) are the ones it could not have trained on, drawn
+without regard to any model's uncertainty: its unbiased held-out labels (seed, audit and gold kept out of
+training, re-scored by the model), and every audit drawn under the model's own first decisions of items
+(``store.certifying``), including the audits that joined the train split: those teach the *next* model, never
+the one whose decisions drew them. Every audit therefore certifies the model it was drawn under, and half of
+them (``audit_train_share``) also teach its successor. Assumption: a model's labels never reach it after it was
+registered; a passthrough model retrained elsewhere on Sluice's exported labels must come back under a new version.
+"""
 
 from __future__ import annotations
 
@@ -12,11 +21,34 @@ from routing.policy import SegmentPolicy
 from routing.thresholds import guaranteed_threshold
 from store.bulk import fingerprint
 from store.models import utcnow
+from store.certifying import own_audit_labels
 from store.repo import HeldOut, held_out_labels, labels_by_reason, save_threshold_evidence
 
-__all__ = ["Labelled", "derived_threshold"]
+__all__ = ["Labelled", "certifying_labels", "derived_threshold", "merge_labelled"]
 
-Labelled = HeldOut  # item ids, raw confidence, correctness: one segment's (or pool's) unbiased held-out labels
+Labelled = HeldOut  # item ids, raw confidence, correctness: one segment's (or pool's) certifying labels
+
+
+def merge_labelled(parts: list[Labelled]) -> Labelled:
+    """The union of label sets in item id order, an item in several parts counted once (its first part's row)."""
+    rows: dict[str, tuple[float, float]] = {}
+    for ids, confidence, correct in parts:
+        for position, item_id in enumerate(ids):
+            rows.setdefault(item_id, (float(confidence[position]), float(correct[position])))
+    ids = sorted(rows)
+    return HeldOut(ids, np.array([rows[i][0] for i in ids], dtype=float),
+                   np.array([rows[i][1] for i in ids], dtype=float))
+
+
+def certifying_labels(engine: Engine, model_version: str, *, segment: str | None = None,
+                      held: dict[str, Labelled] | None = None) -> dict[str, Labelled]:
+    """Per segment (or only `segment`): the labels that may certify `model_version` (see the module docstring):
+    its held-out unbiased labels (`held`, read when not given) and the audits drawn under its own decisions."""
+    if held is None:
+        held = held_out_labels(engine, model_version, segment=segment)
+    own = own_audit_labels(engine, model_version, segment=segment)
+    return {name: merge_labelled([part for part in (held.get(name), own.get(name)) if part is not None])
+            for name in sorted(set(held) | set(own))}
 
 
 def derived_threshold(
@@ -27,7 +59,8 @@ def derived_threshold(
     """The segment's guaranteed threshold when its policy sets a target (`max_auto_error`, `confidence`), and the
     id of the stored evidence behind it.
 
-    Certified on the *raw* confidences of the unbiased held-out labels (seed, audit, gold), never on confidences
+    Certified on the *raw* confidences of the labels that may certify the model (:func:`certifying_labels`; a
+    route passes its segment's or pool's), never on confidences
     passed through a recalibrator fitted to those same labels: a step-function calibrator of those very errors
     would make the candidate grid depend on them. Routing compares the raw confidence with the threshold, so the
     auto-accepted set is exactly the one tested. The calibrated value of the threshold is kept for display.
@@ -36,7 +69,8 @@ def derived_threshold(
     if not policy.has_target:
         return "policy", None
     if labelled is None:
-        labelled = held_out_labels(engine, model_version, segment=segment).get(segment, HeldOut([], np.empty(0), np.empty(0)))
+        labelled = certifying_labels(engine, model_version, segment=segment).get(
+            segment, HeldOut([], np.empty(0), np.empty(0)))
     ids, confidence, correct = labelled  # flows/route.py passes (ids, confidence, correct) tuples too
     result = guaranteed_threshold(confidence, correct, alpha=policy.max_auto_error, delta=policy.delta)
     shown = None

@@ -16,6 +16,7 @@ from sqlalchemy import Engine
 from calibration.report import out_of_fold_confidence
 from routing.policy import Policy
 from routing.preview import SegmentPreview, preview_segment
+from services.certify import certifying_labels
 from store import figures, repo
 
 __all__ = [
@@ -109,10 +110,11 @@ class PreviewInputs:
 
 
 def preview_inputs(engine: Engine, segment: str, *, cycles: int = ARRIVAL_CYCLES) -> PreviewInputs:
-    """The segment's held-out labels under ``held_out_model`` and its arrival rate over the last `cycles`."""
+    """The segment's certifying labels under ``held_out_model`` (``services.certify.certifying_labels``: what route
+    certifies on) and its arrival rate over the last `cycles`."""
     model_version = held_out_model(engine, segment)
     arrivals = arrival_rate(engine, segment, cycles=cycles)
-    held = repo.held_out_labels(engine, model_version, segment=segment).get(segment) if model_version else None
+    held = certifying_labels(engine, model_version, segment=segment).get(segment) if model_version else None
     if held is None:
         return PreviewInputs(segment, model_version, np.empty(0), np.empty(0, dtype=bool), None, arrivals)
     correct = held.correct.astype(bool)

@@ -57,6 +57,7 @@ __all__ = [
     "get_watermark",
     "guard_halts",
     "held_out_labels",
+    "labelled_arrays",
     "labels_by_reason",
     "item_inputs",
     "known_items",
@@ -244,6 +245,12 @@ def held_out_labels(engine: Engine, model_version: str, *, segment: str | None =
     )
     if segment is not None:
         query = query.where(Item.segment == segment)
+    return labelled_arrays(engine, query)
+
+
+def labelled_arrays(engine: Engine, query: Any) -> dict[str, HeldOut]:
+    """Per segment, the :class:`HeldOut` arrays of `query`'s rows (``segment``, ``item_id``, ``confidence``,
+    ``predicted``, ``truth``), in the query's order."""
     grouped: dict[str, list[Any]] = {}
     with engine.connect() as conn:
         for row in conn.execute(query):

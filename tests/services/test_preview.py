@@ -30,6 +30,7 @@ def looped(sluice_home, dataset_files, tmp_path):  # noqa: F811
 
 def test_arrivals_count_first_routings_between_cycle_starts_and_the_preview_reads_them(looped) -> None:
     from routing.preview import preview_segment
+    from services.certify import certifying_labels
     from services.preview import arrival_rate, preview_inputs, preview_policy
     from store import figures, repo
 
@@ -49,7 +50,8 @@ def test_arrivals_count_first_routings_between_cycle_starts_and_the_preview_read
     assert arrival_rate(engine, "elsewhere").per_day == 0.0
 
     inputs = preview_inputs(engine, "default")
-    held = repo.held_out_labels(engine, inputs.model_version, segment="default")["default"]
+    held = certifying_labels(engine, inputs.model_version, segment="default")["default"]  # what route certifies on
+    assert len(held.item_ids) >= len(repo.held_out_labels(engine, inputs.model_version, segment="default")["default"].item_ids)
     np.testing.assert_array_equal(inputs.confidence, held.confidence)
     np.testing.assert_array_equal(inputs.correct, held.correct.astype(bool))
     assert inputs.calibrated is not None and inputs.calibrated.shape == held.confidence.shape  # reports exist
