@@ -116,8 +116,10 @@ def cycle_certifications(engine: Engine, cycle: int) -> dict[str, dict[str, dict
     """Per segment and test (``estimator``: the segment's threshold on unbiased labels, or ``backlog_sample`` for a
     re-routed backlog certified on its own audits): what stood behind the decisions `cycle` made with a derived
     threshold. The threshold, its error bound, ``n`` (the labels a segment's threshold was tested on; the items of a
-    backlog's population), the labels of each kind that certified it, how many decisions pointed at it and how
-    many of them were auto-accepted. A segment certified twice by one test in a cycle (two
+    backlog's population), ``n_accepted`` and ``n_errors`` (the labels at or above the threshold and the wrong ones
+    among them; a backlog's: the items above it and the errors its sample found), the target (``alpha``,
+    ``delta``), the labels of each kind that certified it, how many decisions pointed at it and how many of them
+    were auto-accepted. A segment certified twice by one test in a cycle (two
     models) keeps the later evidence."""
     counts = (
         select(RoutingDecision.segment, RoutingDecision.evidence_id, RoutingDecision.route,
@@ -137,7 +139,8 @@ def cycle_certifications(engine: Engine, cycle: int) -> dict[str, dict[str, dict
         if entry is None or entry["evidence_id"] != e.id:
             entry = found[row.segment][e.estimator] = {
                 "evidence_id": e.id, "threshold": e.threshold, "error_upper_bound": e.error_upper_bound,
-                "n": int(e.n), "labels_by_reason": dict(e.labels_by_reason or {}), "decisions": 0,
+                "n": int(e.n), "n_accepted": int(e.n_accepted), "n_errors": int(e.n_errors), "alpha": e.alpha,
+                "delta": e.delta, "labels_by_reason": dict(e.labels_by_reason or {}), "decisions": 0,
                 "auto_accepted": 0}
         entry["decisions"] += int(row.n)
         entry["auto_accepted"] += int(row.n) if row.route in automated else 0

@@ -32,6 +32,7 @@ from store.vocab import AUTOMATED_ROUTES as _AUTOMATED
 __all__ = [
     "SegmentFlag",
     "calibration_flags",
+    "certifications",
     "queue_age",
     "segment_trends",
     "CalibrationView",
@@ -78,6 +79,10 @@ MODEL_COLUMNS = [
     "promoted_at",
 ]
 CYCLE_COLUMNS = ["cycle", "model_version", "policy_version", "started_at", "finished_at"]
+CERTIFICATION_COLUMNS = ["cycle", "segment", "test", "threshold", "n", "n_accepted", "n_errors", "estimate",
+                         "error_upper_bound", "alpha", "delta", "labels_by_reason", "decisions", "auto_accepted"]
+# what each certification test is, as the console names it (the evidence row's ``estimator``)
+CERTIFICATION_TESTS = {"clopper_pearson": "segment threshold", "backlog_sample": "re-routed backlog"}
 
 
 @dataclass(frozen=True)
@@ -315,6 +320,28 @@ def cycle_history(engine: Engine) -> pd.DataFrame:
     figures = pd.json_normalize([row.figures or {} for row in rows], sep=".")
     figures = figures.drop(columns=[c for c in figures.columns if c in CYCLE_COLUMNS])
     return pd.concat([base, figures], axis=1)
+
+
+def certifications(engine: Engine) -> pd.DataFrame:
+    """Per segment and test, what certified the thresholds of the newest cycle that routed with one (the cycle
+    report's ``certification``, as the route flow recorded it): the threshold, the labels tested (``n``), those
+    at or above the threshold and the wrong ones among them, the point estimate there (a segment threshold's
+    errors over its labels at or above it; NaN for a backlog, whose estimate is over its sample), the one-sided
+    ``1 - delta`` upper bound, the target, the labels of each kind, and the decisions that used it."""
+    for row in reversed(store_figures.cycle_reports(engine)):
+        found = (row.figures or {}).get("certification")
+        if found:
+            records = []
+            for segment, tests in sorted(found.items()):
+                for test, entry in sorted(tests.items()):
+                    estimate = (entry["n_errors"] / entry["n_accepted"]
+                                if test == "clopper_pearson" and entry.get("n_accepted") else math.nan)
+                    records.append({"cycle": row.cycle, "segment": segment,
+                                    "test": CERTIFICATION_TESTS.get(test, test), "estimate": estimate,
+                                    **{k: entry.get(k) for k in CERTIFICATION_COLUMNS
+                                       if k not in ("cycle", "segment", "test", "estimate")}})
+            return pd.DataFrame(records, columns=CERTIFICATION_COLUMNS)
+    return pd.DataFrame(columns=CERTIFICATION_COLUMNS)
 
 
 def curve_frame(curve: ReliabilityCurve) -> pd.DataFrame:

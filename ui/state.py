@@ -147,6 +147,11 @@ def segment_trends(url: str) -> pd.DataFrame:
 
 
 @st.cache_data(ttl=CACHE_SECONDS, show_spinner=False)
+def certifications(url: str) -> pd.DataFrame:
+    return data.certifications(_engine_for(url))
+
+
+@st.cache_data(ttl=CACHE_SECONDS, show_spinner=False)
 def queue_age(url: str) -> pd.DataFrame:
     from datetime import datetime, timezone
 

@@ -31,6 +31,7 @@ def render() -> None:
     _annotator_error_note(gold)
     st.subheader("Per segment")
     st.dataframe(_segment_table(figures), hide_index=True, width="stretch")
+    _certifications(state.certifications(url))
     _review_queue(state.queue_age(url))
     _trends(state.segment_trends(url))
     _people(state.automation_bias(url), state.agreement_tables(url)[0])
@@ -55,6 +56,34 @@ def _calibration_banner(flags: list[data.SegmentFlag]) -> None:
     for flag in flags:
         st.warning(f"**{flag.segment}**: {flag.affected:,} of {flag.routed:,} items routed in cycle {flag.cycle} went "
                    f"to people because {flag.text}.", icon="⚠️")
+
+
+def _certifications(found: pd.DataFrame) -> None:
+    """What stood behind the newest cycle's certified thresholds: the estimate, its one-sided bound and the labels
+    of each kind, as the route flow recorded them in the cycle report."""
+    st.subheader("Certified thresholds")
+    if found.empty:
+        st.caption("No segment with a target (`max_auto_error`, `confidence`) has been routed on a certified "
+                   "threshold yet.")
+        return
+    table = found.assign(
+        threshold=[MISSING if pd.isna(t) else f"{t:.4f}" for t in found["threshold"]],
+        estimate=found["estimate"].map(percent),
+        interval=[MISSING if pd.isna(bound) else f"0 – {percent(bound)}" for bound in found["error_upper_bound"]],
+        target=[f"≤ {percent(a)} at {percent(1 - d)}" for a, d in zip(found["alpha"], found["delta"])],
+        labels=[", ".join(f"{k} {v}" for k, v in sorted((by or {}).items())) or MISSING
+                for by in found["labels_by_reason"]],
+    )
+    st.dataframe(table[["segment", "test", "threshold", "n", "n_accepted", "n_errors", "estimate", "interval",
+                        "target", "labels", "decisions", "auto_accepted"]], hide_index=True, width="stretch")
+    st.caption(
+        f"Cycle {int(found['cycle'].iloc[0])}. A segment threshold is the lowest at which the error among items at "
+        "or above it is certified within the target (Learn-then-Test, exact Clopper-Pearson): `n` labels were "
+        "tested, `n_accepted` of them at or above the threshold, `n_errors` of those wrong; `estimate` is that "
+        "share and `interval` the one-sided bound the guarantee rests on. `labels` says which kinds certified it: "
+        "held-out seed, audit and gold labels, and every audit of the model's own decisions. A re-routed backlog "
+        "is certified on its own audit sample (`n`: the population, `n_accepted`: the items auto-accepted "
+        "above it). No threshold: nothing was certified and those items went to people.")
 
 
 def _review_queue(waiting: pd.DataFrame) -> None:
