@@ -16,7 +16,8 @@ from store.repo import HeldOut, held_out_labels, labels_by_reason, save_threshol
 
 __all__ = ["Labelled", "derived_threshold"]
 
-Labelled = HeldOut  # item ids, raw confidence, correctness: one segment's (or pool's) unbiased held-out labels
+# item ids, raw confidence, correctness: one segment's (or pool's) unbiased held-out labels
+Labelled = HeldOut | tuple[list[str], np.ndarray, np.ndarray]
 
 
 def derived_threshold(
@@ -38,6 +39,7 @@ def derived_threshold(
     if labelled is None:
         labelled = held_out_labels(engine, model_version, segment=segment).get(segment, HeldOut([], np.empty(0), np.empty(0)))
     ids, confidence, correct = labelled  # flows/route.py passes (ids, confidence, correct) tuples too
+    assert policy.max_auto_error is not None and policy.delta is not None  # a target sets both
     result = guaranteed_threshold(confidence, correct, alpha=policy.max_auto_error, delta=policy.delta)
     shown = None
     if result.threshold is not None:
