@@ -224,7 +224,8 @@ def push_flow(settings: SluiceSettings | None = None) -> dict[str, Any]:
             push_queue(engine, settings, queue_name, kind, batches, tally, pending=len(keys))
     for pushed_to in dict.fromkeys(tally.projects):
         keep_queue_order(engine, queue_client(settings), pushed_to)
-    summary: dict[str, Any] = {"pushed": tally.pushed, "failed_batches": tally.failed, "project_id": tally.project_id}
+    summary: dict[str, Any] = {"pushed": tally.pushed, "failed_batches": tally.failed,
+                               "project_id": tally.project_id}
     if tally.errors:
         summary["error"] = tally.errors[0]
     record_event(engine, "push" if not tally.errors else "push_failed", summary)

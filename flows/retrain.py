@@ -100,8 +100,8 @@ def _register(engine: Engine, models_dir: Path, model: ScoringModel | FamilyMode
 
 
 def settle_candidate(engine: Engine, settings: SluiceSettings, candidate: ScoringModel | FamilyModel,
-                     judged: dict[str, Any], *, kind: str, classes: Sequence[str] | np.ndarray, train_size: int,
-                     data_hash: str,
+                     judged: dict[str, Any], *, kind: str, classes: Sequence[str] | np.ndarray,
+                     train_size: int, data_hash: str,
                      incumbent: str | None) -> dict[str, Any]:
     """Register the judged candidate with its metrics and the gate's figures, promote or reject it, and record the
     ``retrain`` audit event; the summary."""

@@ -221,8 +221,9 @@ def score_family_batch(item_ids: list[str], version: ModelVersion, settings: Slu
     engine = engine_for(settings)
     model = load_family_model(version, settings)
     with engine.connect() as conn:
-        found: dict[str, Any] = dict(conn.execute(select(Item.id, Item.payload).where(Item.id.in_(bindparam("ids", expanding=True))),
-                                  {"ids": list(item_ids)}).all())
+        found: dict[str, Any] = dict(conn.execute(
+            select(Item.id, Item.payload).where(Item.id.in_(bindparam("ids", expanding=True))),
+            {"ids": list(item_ids)}).all())
     ids = [i for i in item_ids if i in found]
     data = family_data(version.kind, ids, [found[i] for i in ids])
     if not len(data):

@@ -163,8 +163,8 @@ def resolve_items(
     return total
 
 
-def _resolve_chunk(conn: Any, part: Sequence[str], rule_of: Callable[[str], ResolutionRule], cycle: int | None,
-                   now: datetime) -> Resolved:
+def _resolve_chunk(conn: Any, part: Sequence[str], rule_of: Callable[[str], ResolutionRule],
+                   cycle: int | None, now: datetime) -> Resolved:
     rows = conn.execute(
         select(Annotation.item_id, Annotation.label, Annotation.was_cancelled, Annotation.external_updated_at,
                Annotation.annotator, Annotation.id, Annotation.ls_task_id, Annotation.answer)

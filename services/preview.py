@@ -148,7 +148,7 @@ def preview_from(inputs: PreviewInputs, policy: Policy) -> SegmentPreview:
         more = NO_MODEL if inputs.model_version is None else f"{preview.reason}; each `sluice cycle` adds audits"
         preview = dataclasses.replace(preview, reason=more)
     if inputs.arrivals is None:
-        unknown: dict[str, Any] = dict.fromkeys(("review_per_day", "reviewer_hours_per_day", "over_budget_per_day",
-                                 "arrivals_per_day"), math.nan)
+        unknown: dict[str, Any] = dict.fromkeys(
+            ("review_per_day", "reviewer_hours_per_day", "over_budget_per_day", "arrivals_per_day"), math.nan)
         preview = dataclasses.replace(preview, **unknown, reason="; ".join(filter(None, [preview.reason, NO_ARRIVALS])))
     return preview

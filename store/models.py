@@ -11,8 +11,8 @@ from sqlmodel import Field, SQLModel
 from store.vocab import ItemState, ModelStatus, Queue, TaskState
 
 # A table model's attribute is a column on the class (`Item.segment.in_(...)`, `select(Item.segment)`) and a
-# value on an instance and in the constructor. SQLAlchemy's `Mapped[T]` tells a type checker exactly that; at run
-# time `Mapped[T]` is plain `T`, the annotation SQLModel builds the column from, so the tables are unchanged.
+# value on an instance and in the constructor. SQLAlchemy's `Mapped[T]` tells a type checker exactly that; at
+# run time `Mapped[T]` is plain `T`, the annotation SQLModel builds the column from: the tables are unchanged.
 # `_Table` declares, for the type checker, the `__table__` that SQLAlchemy sets on every table model.
 if TYPE_CHECKING:
     from sqlalchemy.orm import Mapped
