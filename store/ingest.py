@@ -18,7 +18,7 @@ from typing import Any, cast
 
 from sqlalchemy import ARRAY, Engine, String, any_, bindparam, null, select
 
-from store.bulk import chunked, existing_keys, insert_ignore, insert_ignore_columns
+from store.bulk import chunked, insert_ignore, insert_ignore_columns
 from store.models import Item, ItemState, QuarantinedRecord, as_utc
 
 _fast_loads: Callable[[str], Any] | None
