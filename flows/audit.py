@@ -8,7 +8,6 @@ from pathlib import Path
 
 from sqlalchemy import Engine
 
-from store.audit import TRAIL_COLUMNS as COLUMNS
 from store.audit import write_trail
 from store.repo import decision_trail
 

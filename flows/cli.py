@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
+from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
@@ -220,11 +220,12 @@ def seed_labels(
 def _run_step(name: str, database_url: str | None, **kwargs: Any) -> None:
     from flows import calibrate, labelstudio, retrain, route, score, select
 
-    step = {
+    steps: dict[str, Callable[..., Any]] = {
         "score": score.score_flow, "calibrate": calibrate.calibrate_flow, "route": route.route_flow,
         "select": select.select_flow, "push": labelstudio.push_flow, "pull": labelstudio.pull_flow,
         "retrain": retrain.retrain_flow,
-    }[name]
+    }
+    step = steps[name]
     from flows.common import StepFailed
 
     try:

@@ -15,7 +15,7 @@ from contextvars import ContextVar
 from datetime import datetime, timezone
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, ParamSpec, TypeVar, overload
 
 import numpy as np
 from sqlalchemy import Engine
@@ -57,7 +57,7 @@ def _running_flow() -> tuple[str, str | None]:
     from prefect.context import FlowRunContext
 
     context = FlowRunContext.get()
-    if context is None or context.flow_run is None:
+    if context is None or context.flow_run is None or context.flow is None:
         return " ".join([Path(sys.argv[0]).name, *sys.argv[1:2]]) if sys.argv else "python", None
     return context.flow.name, str(context.flow_run.id)
 
@@ -105,12 +105,16 @@ def settled() -> Iterator[list[Any]]:
             wait(submitted)
 
 
-def holds_store_lock(fn: Callable[..., Any]) -> Callable[..., Any]:
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def holds_store_lock(fn: Callable[P, R]) -> Callable[P, R]:
     """Run a flow function under `store_lock` of its `settings` argument (put it beneath `@flow`)."""
     signature = inspect.signature(fn)
 
     @functools.wraps(fn)
-    def locked(*args: Any, **kwargs: Any) -> Any:
+    def locked(*args: P.args, **kwargs: P.kwargs) -> R:
         with store_lock(signature.bind_partial(*args, **kwargs).arguments.get("settings")):
             return fn(*args, **kwargs)
 
@@ -146,6 +150,10 @@ def utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
 
+@overload
+def as_utc(moment: datetime) -> datetime: ...
+@overload
+def as_utc(moment: datetime | None) -> datetime | None: ...
 def as_utc(moment: datetime | None) -> datetime | None:
     """SQLite hands back naive datetimes; everything Sluice writes is UTC."""
     if moment is None or moment.tzinfo is not None:
@@ -208,8 +216,9 @@ def load_scoring_model(version: ModelVersion, settings: SluiceSettings | None = 
 
 @lru_cache(maxsize=4)
 def _load_family(path: str, sha256: str, family: str) -> Verifier | PreferenceModel:
-    loader = {ModelFamily.VERIFIER: load_verifier, ModelFamily.PREFERENCE: load_preference_model}[ModelFamily(family)]
-    return loader(Path(path), sha256=sha256)
+    loaders: dict[ModelFamily, Callable[..., Verifier | PreferenceModel]] = {
+        ModelFamily.VERIFIER: load_verifier, ModelFamily.PREFERENCE: load_preference_model}
+    return loaders[ModelFamily(family)](Path(path), sha256=sha256)
 
 
 def load_family_model(version: ModelVersion, settings: SluiceSettings | None = None) -> Verifier | PreferenceModel:

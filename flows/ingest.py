@@ -136,7 +136,7 @@ def _seed_chunk(engine: Engine, pairs: list[tuple[str, str]], *, holdout_share: 
     fresh = [p for p in pairs if p[0] in known and p[0] not in labelled]
     holdout = derive_rng("seed-split", seed, [p[0] for p in fresh]).random(len(fresh)) < holdout_share
     now = utcnow()
-    rows = [
+    rows: list[dict[str, Any]] = [
         {"item_id": item_id, "label": label, "split": split_for(Selection.SEED, trains=not out),
          "source": LabelSource.SEED, "selection_reason": Selection.SEED, "selection_probability": holdout_share if out else 1 - holdout_share,
          "resolution": "given", "created_at": now}

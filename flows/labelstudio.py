@@ -7,7 +7,7 @@ import json
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import lru_cache, partial
-from typing import Any
+from typing import Any, cast
 
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
@@ -218,12 +218,14 @@ def push_flow(settings: SluiceSettings | None = None) -> dict[str, Any]:
         return {"pushed": 0, "pending": 0}
     tally = PushTally()
     for queue_name, kind in [(q, k) for q in QUEUES for k in ItemKind]:
-        batches = sorted(b.batch_key for b in keys if b.queue == queue_name and b.kind == kind)
+        # every pending task has a batch key by now (assign_batch_keys above)
+        batches = sorted(cast(str, b.batch_key) for b in keys if b.queue == queue_name and b.kind == kind)
         if batches:
             push_queue(engine, settings, queue_name, kind, batches, tally, pending=len(keys))
     for pushed_to in dict.fromkeys(tally.projects):
         keep_queue_order(engine, queue_client(settings), pushed_to)
-    summary = {"pushed": tally.pushed, "failed_batches": tally.failed, "project_id": tally.project_id}
+    summary: dict[str, Any] = {"pushed": tally.pushed, "failed_batches": tally.failed,
+                               "project_id": tally.project_id}
     if tally.errors:
         summary["error"] = tally.errors[0]
     record_event(engine, "push" if not tally.errors else "push_failed", summary)

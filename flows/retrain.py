@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 import numpy as np
 from prefect import flow, get_run_logger, task
@@ -39,7 +39,7 @@ from scoring.families import (
     not_enough_reason,
     train_family_model,
 )
-from scoring.models import ScoringModel, evaluate, paired_comparison, train_model
+from scoring.models import ModelKind, ScoringModel, evaluate, paired_comparison, train_model
 from scoring.preference import PreferenceModel
 from scoring.registry import save_model
 from scoring.verifier import Verifier
@@ -76,7 +76,7 @@ def _as_inputs(kind: str, inputs: list) -> Any:
 
 @task(name="train-candidate", cache_policy=NO_CACHE)
 def train_candidate(kind: str, inputs: list, labels: list, seed: int) -> ScoringModel:
-    return train_model(_as_inputs(kind, inputs), labels, kind=kind, seed=seed)
+    return train_model(_as_inputs(kind, inputs), labels, kind=cast(ModelKind, kind), seed=seed)
 
 
 class GateSettings(NamedTuple):
@@ -88,7 +88,8 @@ class GateSettings(NamedTuple):
 
 
 def _register(engine: Engine, models_dir: Path, model: ScoringModel | FamilyModel, *, kind: str,
-              classes: Sequence[str], metrics: dict, train_size: int, data_hash: str, parent: str | None) -> str:
+              classes: Sequence[str] | np.ndarray, metrics: dict, train_size: int, data_hash: str,
+              parent: str | None) -> str:
     saved = save_model(model, models_dir)
     register_model(engine, {
         "version": saved.version, "kind": kind, "artifact_path": saved.path.name, "sha256": saved.sha256,
@@ -99,7 +100,8 @@ def _register(engine: Engine, models_dir: Path, model: ScoringModel | FamilyMode
 
 
 def settle_candidate(engine: Engine, settings: SluiceSettings, candidate: ScoringModel | FamilyModel,
-                     judged: dict[str, Any], *, kind: str, classes: Sequence[str], train_size: int, data_hash: str,
+                     judged: dict[str, Any], *, kind: str, classes: Sequence[str] | np.ndarray,
+                     train_size: int, data_hash: str,
                      incumbent: str | None) -> dict[str, Any]:
     """Register the judged candidate with its metrics and the gate's figures, promote or reject it, and record the
     ``retrain`` audit event; the summary."""
@@ -129,8 +131,8 @@ class SegmentRegression(NamedTuple):
     regressed: bool
 
 
-def regression_verdicts(segments: Sequence[str], candidate_correct: Sequence[bool],
-                        incumbent_correct: Sequence[bool], *, tolerance: float,
+def regression_verdicts(segments: Sequence[str], candidate_correct: Sequence[bool] | np.ndarray,
+                        incumbent_correct: Sequence[bool] | np.ndarray, *, tolerance: float,
                         min_items: int) -> list[SegmentRegression]:
     """Per segment, in name order: does the candidate get more than ``floor(tolerance * n)`` fewer of the segment's
     `n` corrected items right than the promoted model? Only segments with at least `min_items` are judged."""
@@ -268,6 +270,7 @@ def family_regression(engine: Engine, family: ModelFamily, candidate: FamilyMode
                        labels=[c.label for c in corrected], segments=[c.segment for c in corrected])
     if not len(data):
         return []
+    assert data.positive is not None  # corrected items are answered
     candidate_correct = correct_predictions(candidate.predict_proba(data.examples), data.positive)
     incumbent_correct = correct_predictions(incumbent.predict_proba(data.examples), data.positive)
     return regression_verdicts(data.segments, candidate_correct, incumbent_correct, tolerance=gate.tolerance,
@@ -280,6 +283,7 @@ def judge_family_candidate(engine: Engine, family: ModelFamily, candidate: Famil
     held = family_inputs(engine, family, split=Split.HOLDOUT, reasons=EVALUATION_SELECTIONS)
     metrics = incumbent_metrics = comparison = None
     if len(held):
+        assert held.positive is not None  # held-out items are answered
         p_candidate = candidate.predict_proba(held.examples)
         metrics = family_metrics(p_candidate, held.positive)
         if incumbent is not None:

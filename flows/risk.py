@@ -98,6 +98,7 @@ def batch_risk_flags(
     with_vectors = np.array([v is not None and len(v) == ood.mean_.shape[0] for v in vectors], dtype=bool) \
         if ood is not None else np.zeros(len(item_ids), dtype=bool)
     if with_vectors.any():
+        assert ood is not None  # no vector is usable without it
         far = np.zeros(len(item_ids), dtype=bool)
         far[with_vectors] = ood.predict(np.asarray([v for v, w in zip(vectors, with_vectors) if w])).hits
         signals.append(Signal(far, "out_of_distribution", ood.action))

@@ -6,7 +6,8 @@ import json
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from functools import partial
+from typing import Any, cast
 
 import numpy as np
 from prefect import flow, get_run_logger, task
@@ -85,11 +86,11 @@ def latest_calibrations(engine: Engine, model_version: str, segments: list[str])
     newest: dict[str, CalibrationReportRow] = {}
     with Session(engine, expire_on_commit=False) as session:
         for part in chunked(segments, 5_000):
-            rows = session.exec(
+            rows = session.scalars(
                 select(CalibrationReportRow)
                 .where(CalibrationReportRow.model_version == model_version, CalibrationReportRow.segment.in_(part))
                 .order_by(CalibrationReportRow.created_at, CalibrationReportRow.id)
-            ).scalars().all()
+            ).all()
             newest.update((row.segment, row) for row in rows)  # later rows win
     return newest
 
@@ -168,13 +169,16 @@ def audit_allowances(engine: Engine, policy: Policy, segments: list[str], now: d
     return allowance
 
 
-def _context(engine: Engine, groups: list[list[tuple]], halted: dict[str, str],
+def _context(engine: Engine, groups: list[list[ScoredItem]], halted: dict[str, str],
              labels: dict[str, ModelLabels], now: datetime) -> BatchContext:
     policy, policy_version = active_policy(engine)
     by_model: dict[str, list[str]] = {}
     for rows in groups:
         by_model.setdefault(rows[0].model_version, []).append(rows[0].segment)
-    labelled, group_of, reports, label_counts = {}, {}, {}, {}
+    labelled: dict[str, dict[str, Labelled]] = {}
+    group_of: dict[str, dict[str, str]] = {}
+    reports: dict[tuple[str, str], CalibrationReportRow] = {}
+    label_counts: dict[str, dict[str, int]] = {}
     for model, segments in by_model.items():
         labelled[model], label_counts[model] = labels[model].labelled, labels[model].counts
         group_of[model] = groups_in_use(policy, label_counts[model], segments)
@@ -189,9 +193,10 @@ def _context(engine: Engine, groups: list[list[tuple]], halted: dict[str, str],
 def _calibrator(context: BatchContext, report_row: CalibrationReportRow | None) -> Any | None:
     if report_row is None:
         return None
-    if report_row.id not in context.calibrators:
-        context.calibrators[report_row.id] = calibrator_from_dict(report_row.calibrator)
-    return context.calibrators[report_row.id]
+    report_id = cast(int, report_row.id)  # a stored report has its id
+    if report_id not in context.calibrators:
+        context.calibrators[report_id] = calibrator_from_dict(report_row.calibrator)
+    return context.calibrators[report_id]
 
 
 def _certified(engine: Engine, context: BatchContext, model_version: str, group: str, rules: SegmentPolicy,
@@ -221,7 +226,7 @@ def with_injection_signals(flags: RiskFlags, item_ids: list[str], llm: LlmInputs
     return fold_flags(flags, combine_signals(signals, len(rows)), positions)
 
 
-def risk_flags_by_group(engine: Engine, groups: list[list[tuple]], context: BatchContext,
+def risk_flags_by_group(engine: Engine, groups: list[list[ScoredItem]], context: BatchContext,
                         llm: LlmInputs | None = None) -> list[RiskFlags]:
     """Risk flags of every group, computed once per (segment rules, model version) over all its items; `llm`
     holds the batch's outputs of LLM pipelines, whose prompts and context documents are checked for injection."""
@@ -232,7 +237,7 @@ def risk_flags_by_group(engine: Engine, groups: list[list[tuple]], context: Batc
     for (rules, model_version), indexes in shared.items():
         item_ids = [r.item_id for index in indexes for r in groups[index]]
         found = batch_risk_flags(engine, item_ids, rules, model_version=model_version, training=context.training,
-                                 group_of=lambda s, m=model_version: context.group_for(m, s))
+                                 group_of=partial(context.group_for, model_version))
         if llm is not None and llm.item_ids:
             found = with_injection_signals(found, item_ids, llm, rules)
         start = 0
@@ -243,7 +248,7 @@ def risk_flags_by_group(engine: Engine, groups: list[list[tuple]], context: Batc
     return flags  # type: ignore[return-value]
 
 
-def decide_group(engine: Engine, rows: list[tuple], cycle: int | None, context: BatchContext,
+def decide_group(engine: Engine, rows: list[ScoredItem], cycle: int | None, context: BatchContext,
                  flags: RiskFlags) -> dict[str, list]:
     """The decision columns of one (segment, model version) group of scored items."""
     segment, model_version = rows[0].segment, rows[0].model_version

@@ -23,9 +23,11 @@ from __future__ import annotations
 
 import atexit
 from contextlib import ExitStack
+from types import TracebackType
 from typing import Any
 
 from prefect.context import FlowRunContext
+from prefect.futures import PrefectFuture
 from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 
 from store.settings import SluiceSettings, settings_or_environment
@@ -78,10 +80,10 @@ def close_local_cluster() -> None:
 atexit.register(close_local_cluster)
 
 
-class SettingsTaskRunner(TaskRunner):
+class SettingsTaskRunner(TaskRunner[PrefectFuture[Any]]):
     """Stands in the flow decorator and is never run itself: each flow run's duplicate is a `FlowSettingsRunner`."""
 
-    def duplicate(self) -> TaskRunner:  # type: ignore[override]
+    def duplicate(self) -> TaskRunner[PrefectFuture[Any]]:  # type: ignore[override]
         return FlowSettingsRunner()
 
     def submit(self, *args: Any, **kwargs: Any) -> Any:  # pragma: no cover - duplicate() is what runs
@@ -96,7 +98,7 @@ class SettingsTaskRunner(TaskRunner):
 BATCH_RUNNER = SettingsTaskRunner()
 
 
-class FlowSettingsRunner(TaskRunner):
+class FlowSettingsRunner(TaskRunner[PrefectFuture[Any]]):
     """One flow run's task runner: at the first task submitted, the runner its `settings` parameter names
     (`configured_task_runner`), started then and used for the rest of the run. Prefect enters a flow's runner
     before the run's parameters are in its context, hence the wait; a run that submits nothing starts nothing
@@ -114,6 +116,7 @@ class FlowSettingsRunner(TaskRunner):
         context = FlowRunContext.get()
         if context is None or context.task_runner is not self:
             return None
+        assert context.parameters is not None  # a flow run's context always holds its parameters
         value = context.parameters.get("settings")
         return value if isinstance(value, SluiceSettings) else None
 
@@ -135,7 +138,8 @@ class FlowSettingsRunner(TaskRunner):
         if self._runner is not None and hasattr(self._runner, "cancel_all"):
             self._runner.cancel_all()
 
-    def __exit__(self, exc_type: object, exc_value: object, traceback: object) -> None:
+    def __exit__(self, exc_type: type[BaseException] | None, exc_value: BaseException | None,
+                 traceback: TracebackType | None) -> None:
         try:
             self._stack.__exit__(exc_type, exc_value, traceback)
         finally:

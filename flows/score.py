@@ -128,7 +128,7 @@ def _model_inputs(engine: Engine, item_ids: list[str], kind: str) -> tuple[list[
     return usable, [found[i] for i in usable]
 
 
-def _predict_in_worker(path: str, sha256: str, kind: str, inputs: list[Any]) -> np.ndarray:
+def _predict_in_worker(path: str, sha256: str | None, kind: str, inputs: list[Any]) -> np.ndarray:
     """Runs in a worker process: the artifact is loaded (hash-checked) once per process, then cached."""
     from flows.common import _load
 
@@ -221,8 +221,9 @@ def score_family_batch(item_ids: list[str], version: ModelVersion, settings: Slu
     engine = engine_for(settings)
     model = load_family_model(version, settings)
     with engine.connect() as conn:
-        found = dict(conn.execute(select(Item.id, Item.payload).where(Item.id.in_(bindparam("ids", expanding=True))),
-                                  {"ids": list(item_ids)}).all())
+        found: dict[str, Any] = dict(conn.execute(
+            select(Item.id, Item.payload).where(Item.id.in_(bindparam("ids", expanding=True))),
+            {"ids": list(item_ids)}).all())
     ids = [i for i in item_ids if i in found]
     data = family_data(version.kind, ids, [found[i] for i in ids])
     if not len(data):
@@ -334,7 +335,7 @@ def _model_batches(futures: list, model_ids: list[str], version: ModelVersion, s
     """Submit the model's batches with a bounded window in flight: model scoring holds the GIL, so hundreds of
     concurrent batch threads only take turns, and hold pooled connections long enough to exhaust the pool.
     Returns (items scored by the batches already waited for, the futures still in flight)."""
-    scored, in_flight = 0, deque()
+    scored, in_flight = 0, deque[Any]()
     for part in chunked(model_ids, batch_size):
         if len(in_flight) >= MODEL_BATCHES_IN_FLIGHT:
             scored += in_flight.popleft().result()

@@ -135,8 +135,9 @@ def kind_batch(reviews: list[BacklogRow], llm: LlmCandidates) -> KindBatch | Non
     class_probs = class_probabilities(plain) if plain else np.empty((0, 2))
     p_outcome = np.array([np.nan if p is None or kind == "extraction" or llm.calibrated_confidences[p] is None
                           else llm.calibrated_confidences[p] for p, kind in zip(at, kinds)], dtype=float)
-    pairs = [llm.payloads[p] or {} for p, kind in zip(at, kinds) if kind == "pairwise"]
-    fields = [(row, field["confidence"]) for row, (p, kind) in enumerate(zip(at, kinds)) if kind == "extraction"
+    pairs = [llm.payloads[p] or {} for p, kind in zip(at, kinds) if kind == "pairwise" and p is not None]
+    fields = [(row, field["confidence"]) for row, (p, kind) in enumerate(zip(at, kinds))
+              if kind == "extraction" and p is not None
               for field in ((llm.payloads[p] or {}).get("fields") or {}).values()]
     return KindBatch(kinds=kinds, class_probs=class_probs, p_outcome=p_outcome,
                      pair_features=pair_features(pairs) if pairs else np.empty((0, 1)),

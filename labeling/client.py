@@ -263,7 +263,7 @@ class LabelStudioQueue:
         self.shown_url = masked_service_url(self.url)  # what messages say: no credential
         self.retries = retries
         self.backoff = backoff
-        self._sdk = LabelStudio(base_url=self.url, api_key=token, timeout=timeout)  # type: ignore[no-untyped-call]
+        self._sdk = LabelStudio(base_url=self.url, api_key=token, timeout=timeout)
         # our retry loop is the only one: the SDK's own retries would multiply attempts and hide errors
         self._request_options: RequestOptions = {"max_retries": 0}
 

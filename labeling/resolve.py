@@ -6,7 +6,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, overload
 
 import numpy as np
 from sqlalchemy import Engine, delete, func, select, update
@@ -41,6 +41,10 @@ class HumanAnswer:
     answer: dict[str, Any] | None = None  # beyond the label, by kind (`labeling.kinds`): a correction, fields, ...
 
 
+@overload
+def _utc(moment: datetime) -> datetime: ...
+@overload
+def _utc(moment: datetime | None) -> datetime | None: ...
 def _utc(moment: datetime | None) -> datetime | None:
     if moment is not None and moment.tzinfo is None:
         return moment.replace(tzinfo=timezone.utc)
@@ -63,7 +67,7 @@ def upsert_annotations(engine: Engine, answers: Sequence[HumanAnswer]) -> tuple[
             ).all())
             fresh = [a for key, a in latest.items() if key not in stored]
             changed = [a for key, a in latest.items()
-                       if key in stored and (stored[key] is None or _utc(stored[key]) < _utc(a.updated_at))]
+                       if key in stored and ((at := stored[key]) is None or _utc(at) < _utc(a.updated_at))]
             insert_ignore(conn, Annotation.__table__, [_annotation_row(a, now) for a in fresh])
             if changed:  # the earlier versions stay readable: history is append-only
                 keep_history(conn, Annotation.__table__, "external_id", [a.external_id for a in changed],
@@ -159,8 +163,8 @@ def resolve_items(
     return total
 
 
-def _resolve_chunk(conn: Any, part: list[str], rule_of: Callable[[str], ResolutionRule], cycle: int | None,
-                   now: datetime) -> Resolved:
+def _resolve_chunk(conn: Any, part: Sequence[str], rule_of: Callable[[str], ResolutionRule],
+                   cycle: int | None, now: datetime) -> Resolved:
     rows = conn.execute(
         select(Annotation.item_id, Annotation.label, Annotation.was_cancelled, Annotation.external_updated_at,
                Annotation.annotator, Annotation.id, Annotation.ls_task_id, Annotation.answer)
@@ -210,6 +214,7 @@ def _resolve_chunk(conn: Any, part: list[str], rule_of: Callable[[str], Resoluti
         label = decided.get(item_id) if rule.method == "dawid_skene" else None
         method = "dawid_skene" if label is not None else "majority"
         label = label if label is not None else majority_label([(a.label, a.was_cancelled, a.external_updated_at) for a in valid])
+        assert label is not None  # the valid answers carry labels
         agreement = sum(a.label == label for a in valid) / len(valid)
         if agreement < rule.min_agreement and task is not None:
             escalate.append(item_id)

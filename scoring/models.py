@@ -186,7 +186,8 @@ def is_not_worse(
 
 
 def paired_comparison(
-    candidate_correct: Sequence[bool], incumbent_correct: Sequence[bool], *, alpha: float = 0.05
+    candidate_correct: Sequence[bool] | np.ndarray, incumbent_correct: Sequence[bool] | np.ndarray, *,
+    alpha: float = 0.05
 ) -> dict[str, Any]:
     """Is the candidate significantly worse than the incumbent on the same labelled items?
 

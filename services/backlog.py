@@ -61,6 +61,7 @@ def backlog_certificate(engine: Engine, segment: str, model_version: str, policy
     # an audited item whose label is not back has no score under this model: it counts at every candidate (a
     # sampled one as an error), which only makes each test harder to pass
     confidence = np.where(scored, population.confidence, 1.0)
+    assert policy.max_auto_error is not None and policy.delta is not None  # a target sets both
     result = certify_backlog(confidence[stays], sampled[stays], wrong[stays], unlabelled[stays],
                              alpha=policy.max_auto_error, delta=policy.delta)
     sample_ids = [i for i, s in zip(population.item_ids, sampled.tolist()) if s]

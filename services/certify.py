@@ -35,10 +35,11 @@ from store.repo import HeldOut, held_out_labels, labels_by_reason, save_threshol
 
 __all__ = ["Labelled", "certifying_labels", "derived_threshold", "merge_labelled"]
 
-Labelled = HeldOut  # item ids, raw confidence, correctness: one segment's (or pool's) certifying labels
+# item ids, raw confidence, correctness: one segment's (or pool's) certifying labels
+Labelled = HeldOut | tuple[list[str], np.ndarray, np.ndarray]
 
 
-def merge_labelled(parts: list[Labelled]) -> Labelled:
+def merge_labelled(parts: list[Labelled]) -> HeldOut:
     """The union of label sets in item id order, an item in several parts counted once (its first part's row)."""
     rows: dict[str, tuple[float, float]] = {}
     for ids, confidence, correct in parts:
@@ -50,7 +51,7 @@ def merge_labelled(parts: list[Labelled]) -> Labelled:
 
 
 def certifying_labels(engine: Engine, model_version: str, *, segment: str | None = None,
-                      held: dict[str, Labelled] | None = None) -> dict[str, Labelled]:
+                      held: dict[str, HeldOut] | None = None) -> dict[str, HeldOut]:
     """Per segment (or only `segment`): the labels that may certify `model_version` (see the module docstring):
     its held-out unbiased labels (`held`, read when not given) and the audits drawn under its own decisions."""
     if held is None:
@@ -81,6 +82,7 @@ def derived_threshold(
         labelled = certifying_labels(engine, model_version, segment=segment).get(
             segment, HeldOut([], np.empty(0), np.empty(0)))
     ids, confidence, correct = labelled  # flows/route.py passes (ids, confidence, correct) tuples too
+    assert policy.max_auto_error is not None and policy.delta is not None  # a target sets both
     result = guaranteed_threshold(confidence, correct, alpha=policy.max_auto_error, delta=policy.delta)
     shown = None
     if result.threshold is not None:

@@ -47,9 +47,11 @@ def check_live_guards(engine: Engine, policy: Policy) -> dict[str, dict[str, Any
         state: dict[str, Any] = {"halted_model": previous[-1].model_version if previous else None,
                                  "halts": len(previous)}
         if rules.has_target:
+            assert rules.max_auto_error is not None and rules.delta is not None  # a target sets both
             result = live_error_guard([r.wrong for r in audits], alpha=rules.max_auto_error, delta=rules.delta)
             state.update(result.to_dict())
             if result.halted:
+                assert result.halted_at is not None  # set when halted
                 at = audits[result.halted_at]
                 state["halted_model"] = at.model_version
                 state["halts"] += 1

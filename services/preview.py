@@ -9,6 +9,7 @@ import dataclasses
 import math
 import zlib
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from sqlalchemy import Engine
@@ -115,7 +116,7 @@ def preview_inputs(engine: Engine, segment: str, *, cycles: int = ARRIVAL_CYCLES
     model_version = held_out_model(engine, segment)
     arrivals = arrival_rate(engine, segment, cycles=cycles)
     held = certifying_labels(engine, model_version, segment=segment).get(segment) if model_version else None
-    if held is None:
+    if held is None or model_version is None:
         return PreviewInputs(segment, model_version, np.empty(0), np.empty(0, dtype=bool), None, arrivals)
     correct = held.correct.astype(bool)
     return PreviewInputs(segment, model_version, held.confidence, correct,
@@ -149,7 +150,7 @@ def preview_from(inputs: PreviewInputs, policy: Policy) -> SegmentPreview:
         more = NO_MODEL if inputs.model_version is None else f"{preview.reason}; each `sluice cycle` adds audits"
         preview = dataclasses.replace(preview, reason=more)
     if inputs.arrivals is None:
-        unknown = dict.fromkeys(("review_per_day", "reviewer_hours_per_day", "over_budget_per_day",
-                                 "arrivals_per_day"), math.nan)
+        unknown: dict[str, Any] = dict.fromkeys(
+            ("review_per_day", "reviewer_hours_per_day", "over_budget_per_day", "arrivals_per_day"), math.nan)
         preview = dataclasses.replace(preview, **unknown, reason="; ".join(filter(None, [preview.reason, NO_ARRIVALS])))
     return preview

@@ -48,9 +48,10 @@ def item_history(engine: Engine, item_id: str) -> ItemHistory | None:
     decisions = list(decision_trail(engine, item_id=item_id))
     calibration_ids = sorted({d["calibration_id"] for d in decisions if d["calibration_id"] is not None})
     reports = CalibrationReportRow.__table__
-    calibrators = {row["id"]: {key: row[key] for key in ("model_version", "segment", "method", "n", "ece",
-                                                         "ece_high", "passed", "created_at") if key in row}
-                   for row in _rows(engine, reports, reports.c.id.in_(calibration_ids))} if calibration_ids else {}
+    calibrators: dict[int, dict[str, Any]] = {
+        row["id"]: {key: row[key] for key in ("model_version", "segment", "method", "n", "ece", "ece_high", "passed",
+                                              "created_at") if key in row}
+        for row in _rows(engine, reports, reports.c.id.in_(calibration_ids))} if calibration_ids else {}
     tasks = _rows(engine, ReviewTask.__table__, ReviewTask.__table__.c.item_id == item_id,
                   order=ReviewTask.__table__.c.id)
     answers = _rows(engine, Annotation.__table__, Annotation.__table__.c.item_id == item_id,

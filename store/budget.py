@@ -20,7 +20,8 @@ from store.models import Item, ReviewTask, utcnow
 from store.vocab import Selection
 
 # How the cycle report and `policy show` name what a task's labels paid for
-_SPLIT_OF = {Selection.AUDIT: "audit", Selection.ESCALATION: "escalation", Selection.GOLD: "gold"}
+_SPLIT_OF: dict[str, str] = {
+    Selection.AUDIT: "audit", Selection.ESCALATION: "escalation", Selection.GOLD: "gold"}
 
 __all__ = ["cycle_split", "spent_by_reason", "spent_this_window", "window_split"]
 

@@ -7,10 +7,11 @@ import hashlib
 import json
 from collections import defaultdict
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import Connection, Table, bindparam, null, select, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.sql.schema import ScalarElementColumnDefault
 
 # SQLite allows 32,766 bound parameters per statement; PostgreSQL 65,535. Stay well under both.
 LOOKUP_CHUNK = 5_000
@@ -91,7 +92,7 @@ def insert_ignore_columns(
            f"VALUES ({', '.join('?' * len(names))}) ON CONFLICT DO NOTHING")
     cursor = conn.connection.cursor()
     try:
-        cursor.executemany(sql, zip(*values))
+        cursor.executemany(sql, zip(*values))  # type: ignore[arg-type]  # sqlite3 takes any iterable of rows
         return cursor.rowcount
     finally:
         cursor.close()
@@ -113,7 +114,7 @@ def _scalar_defaults(table: Table, given: Sequence[str]) -> dict[str, Any] | Non
             continue
         if not column.default.is_scalar:
             return None
-        defaults[column.name] = column.default.arg
+        defaults[column.name] = cast(ScalarElementColumnDefault, column.default).arg
     return defaults
 
 
@@ -125,7 +126,7 @@ def _bound(conn: Connection, table: Table, name: str, values: Sequence[Any], enc
     process: Callable[[Any], Any] | None = table.c[name].type._cached_bind_processor(conn.dialect)
     if process is None:
         return values
-    out = []
+    out: list[Any] = []
     append = out.append
     last, last_out = _UNSET, None
     for value in values:

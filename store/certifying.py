@@ -10,7 +10,6 @@ what may certify (seed, audit and gold labels kept out of training).
 from __future__ import annotations
 
 from sqlalchemy import Engine, and_, select
-from sqlmodel import col
 
 from store.models import Item, Label, Prediction, ReviewTask, RoutingDecision
 from store.repo import HeldOut, labelled_arrays
@@ -24,24 +23,24 @@ def own_audit_labels(engine: Engine, model_version: str, *, segment: str | None 
     under its own first decisions of items, whatever split the label joined. Outputs without a confidence are left
     out; the item ids are in order."""
     query = (
-        select(Item.segment, Label.item_id, Prediction.confidence, col(Prediction.label).label("predicted"),
-               col(Label.label).label("truth"))
+        select(Item.segment, Label.item_id, Prediction.confidence, Prediction.label.label("predicted"),
+               Label.label.label("truth"))
         .distinct()
-        .join(ReviewTask, and_(col(ReviewTask.item_id) == Label.item_id,
-                               col(ReviewTask.selection_reason) == Selection.AUDIT.value))
-        .join(RoutingDecision, col(RoutingDecision.id) == ReviewTask.decision_id)
-        .join(Prediction, and_(col(Prediction.item_id) == Label.item_id,
-                               col(Prediction.model_version) == model_version))
-        .join(Item, col(Item.id) == Label.item_id)
+        .join(ReviewTask, and_(ReviewTask.item_id == Label.item_id,
+                               ReviewTask.selection_reason == Selection.AUDIT.value))
+        .join(RoutingDecision, RoutingDecision.id == ReviewTask.decision_id)
+        .join(Prediction, and_(Prediction.item_id == Label.item_id,
+                               Prediction.model_version == model_version))
+        .join(Item, Item.id == Label.item_id)
         .where(
-            col(Label.selection_reason) == Selection.AUDIT.value,
-            col(Label.model_version) == model_version,
-            col(RoutingDecision.model_version) == model_version,
-            col(RoutingDecision.supersedes_id).is_(None),
-            col(Prediction.confidence).is_not(None),
+            Label.selection_reason == Selection.AUDIT.value,
+            Label.model_version == model_version,
+            RoutingDecision.model_version == model_version,
+            RoutingDecision.supersedes_id.is_(None),
+            Prediction.confidence.is_not(None),
         )
         .order_by(Label.item_id)
     )
     if segment is not None:
-        query = query.where(col(Item.segment) == segment)
+        query = query.where(Item.segment == segment)
     return labelled_arrays(engine, query)

@@ -100,8 +100,8 @@ def _alembic_config(url: str | None = None):
     return config
 
 
-def head_revision() -> str:
-    """The newest migration this code knows."""
+def head_revision() -> str | None:
+    """The newest migration this code knows (None only if it knew none)."""
     from alembic.script import ScriptDirectory
 
     return ScriptDirectory.from_config(_alembic_config()).get_current_head()

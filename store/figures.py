@@ -10,6 +10,7 @@ in that cycle. Rows come back as named tuples, read by attribute.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Any, NamedTuple
 
@@ -408,7 +409,8 @@ def routes_by_cycle(engine: Engine) -> list[CycleRoutes]:
              .group_by(RoutingDecision.cycle, RoutingDecision.segment, RoutingDecision.route)
              .order_by(RoutingDecision.cycle, RoutingDecision.segment, RoutingDecision.route))
     with engine.connect() as conn:
-        return [CycleRoutes(*row) for row in conn.execute(query)]
+        rows: Iterable[Any] = conn.execute(query)  # the cycle is not null, by the query
+        return [CycleRoutes(*row) for row in rows]
 
 
 class ReasonCount(NamedTuple):
@@ -432,8 +434,9 @@ def latest_cycle_reasons(engine: Engine) -> list[ReasonCount]:
              .join(latest, (latest.c.segment == RoutingDecision.segment) & (latest.c.cycle == RoutingDecision.cycle))
              .group_by(RoutingDecision.segment, RoutingDecision.cycle, reasons))
     with engine.connect() as conn:
+        rows: Iterable[Any] = conn.execute(query)  # the cycle is not null, by the query
         return [ReasonCount(segment, cycle, tuple(json.loads(text) if text else ()), n)
-                for segment, cycle, text, n in conn.execute(query)]
+                for segment, cycle, text, n in rows]
 
 
 class WaitingTasks(NamedTuple):
@@ -478,6 +481,7 @@ def backlog_by_cycle(engine: Engine) -> list[CycleBacklog]:
     counts: dict[tuple[int, str], list[int]] = {}
     with engine.connect() as conn:
         for column, query in enumerate((created, resolved)):
-            for cycle, segment, n in conn.execute(query):
+            rows: Iterable[Any] = conn.execute(query)  # the cycle is not null, by the query
+            for cycle, segment, n in rows:
                 counts.setdefault((cycle, segment), [0, 0])[column] = n
     return [CycleBacklog(cycle, segment, made, done) for (cycle, segment), (made, done) in sorted(counts.items())]

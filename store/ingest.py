@@ -14,17 +14,18 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import ARRAY, Engine, String, any_, bindparam, null, select
 
-from store.bulk import chunked, existing_keys, insert_ignore, insert_ignore_columns
+from store.bulk import chunked, insert_ignore, insert_ignore_columns
+from store.models import Item, ItemState, QuarantinedRecord, as_utc
 
+_fast_loads: Callable[[str], Any] | None
 try:  # a fast JSON parser when present (Prefect brings it); json stays the reference for every edge case
     from orjson import loads as _fast_loads
 except ImportError:  # pragma: no cover
     _fast_loads = None
-from store.models import Item, ItemState, QuarantinedRecord, as_utc
 
 CHUNK_SIZE = 20_000
 MAX_TEXT_CHARS = 100_000
@@ -181,7 +182,8 @@ class _Lines:
     broken record can be set aside and the lines after its first read again."""
 
     def __init__(self, lines: Iterator[str], start: int = 1) -> None:
-        self.lines, self.next_number, self.pending = lines, start, []
+        self.lines, self.next_number = lines, start
+        self.pending: list[str] = []
 
     def __iter__(self) -> _Lines:
         return self
@@ -549,8 +551,8 @@ def _kind_row(kind: str, value: dict[str, Any]) -> tuple[str, dict[str, Any]]:
             payload["preference"] = _number(value["preference"], "preference")
         text = prompt if isinstance(prompt, str) else prompt[-1]["content"]
         return text, {k: v for k, v in payload.items() if v is not None}
-    text = _short_text(value.get("text"), "missing_content", "text")
-    return str(text), {"fields": _check_fields(value.get("fields"))}
+    short = _short_text(value.get("text"), "missing_content", "text")
+    return str(short), {"fields": _check_fields(value.get("fields"))}
 
 
 def validate_record(value: dict[str, Any], *, labels: frozenset[str] | None = None) -> dict[str, Any]:
@@ -697,7 +699,8 @@ def _write_chunk(
     with engine.begin() as conn:
         if conn.dialect.name == "sqlite" and unique:
             # One executemany; the rows SQLite ignored as already present are the duplicates, so no look-up.
-            accepted = insert_ignore_columns(conn, Item.__table__, _item_columns(list(unique.values()), source, now))
+            accepted = cast(int, insert_ignore_columns(  # SQLite reports the count
+                conn, Item.__table__, _item_columns(list(unique.values()), source, now)))
             present_count = len(unique) - accepted
             present = _stored_before(conn, list(unique), now) if present_count else {}
         else:
@@ -724,7 +727,8 @@ def _write_chunk(
         for record, where in conflicts:
             summary.quarantined["id_conflict"] += 1
             bad.append(_quarantine_row(source, record, RecordError(
-                "id_conflict", f"id {record.value.get('id')!r} was {where}: the first is kept, this one set aside")))
+                "id_conflict",
+                f"id {(record.value or {}).get('id')!r} was {where}: the first is kept, this one set aside")))
         for row in bad:
             row["created_at"] = now
         insert_ignore(conn, QuarantinedRecord.__table__, bad)

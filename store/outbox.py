@@ -103,8 +103,10 @@ def outbox_batch(engine: Engine, batch_key: str) -> list[OutboxRow]:
              .outerjoin(RoutingDecision, RoutingDecision.id == ReviewTask.decision_id)
              .where(ReviewTask.batch_key == batch_key, ReviewTask.state == TaskState.PENDING))
     with Session(engine, expire_on_commit=False) as session:
+        # SQLModel types exec() for its own select() only; a SQLAlchemy select runs as with execute()
+        rows = session.exec(query).all()  # type: ignore[call-overload]
         return [OutboxRow(row.ReviewTask, row.text, row.features, row.kind, row.payload, row.threshold,
-                          row.calibrated_confidence, row.reasons) for row in session.exec(query).all()]
+                          row.calibrated_confidence, row.reasons) for row in rows]
 
 
 _FIELDS_MARK = "outbox:extraction_fields"
@@ -116,7 +118,7 @@ def extraction_fields(engine: Engine) -> list[str]:
     extraction tasks written since, not every payload ever queued."""
     with engine.begin() as conn:
         mark = conn.execute(select(Watermark.value).where(Watermark.name == _FIELDS_MARK)).scalar()
-        known = json.loads(mark) if mark else {"last_task": 0, "fields": []}
+        known: dict[str, Any] = json.loads(mark) if mark else {"last_task": 0, "fields": []}
         rows = conn.execute(
             select(ReviewTask.id, Item.payload).join(Item, Item.id == ReviewTask.item_id)
             .where(Item.kind == ItemKind.EXTRACTION, ReviewTask.id > known["last_task"]).order_by(ReviewTask.id)

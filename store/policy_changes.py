@@ -105,16 +105,19 @@ def propose_change(engine: Engine, policy: Policy, *, author: str, role: Role, c
             raise PolicyChangeError(f"version {version} is the active policy already: nothing to change")
         old_document = None if base is None else conn.execute(
             select(PolicyVersion.__table__.c.document).where(PolicyVersion.__table__.c.version == base)).scalar()
-        needs = approval_segments(None if old_document is None else Policy.from_stored(base, old_document), policy)
+        old = None if base is None or old_document is None else Policy.from_stored(base, old_document)
+        needs = approval_segments(old, policy)
         insert_ignore(conn, PolicyVersion.__table__, [{
             "version": version, "name": policy.name, "document": policy.to_yaml(), "author": author,
             "comment": comment, "active": False, "created_at": utcnow()}])
         status = ChangeStatus.PENDING if needs else ChangeStatus.APPLIED
         now = utcnow()
-        change_id = conn.execute(PolicyChange.__table__.insert().values(
+        inserted = conn.execute(PolicyChange.__table__.insert().values(
             kind=kind.value, version=version, base_version=base, author=author, comment=comment,
             status=status.value, approval_segments=needs, created_at=now,
-            decided_at=None if needs else now)).inserted_primary_key[0]
+            decided_at=None if needs else now)).inserted_primary_key
+        assert inserted is not None  # a single-row insert reports its key
+        change_id = inserted[0]
         if not needs:
             _activate(conn, version)
         _event(conn, f"policy_{kind.value}_{status.value}",

@@ -10,8 +10,8 @@ from __future__ import annotations
 import hashlib
 from datetime import datetime, timezone
 from pathlib import Path
-from collections.abc import Iterator, Mapping, Sequence
-from typing import Any, NamedTuple
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from typing import Any, NamedTuple, cast
 
 import numpy as np
 from sqlalchemy import Engine, and_, bindparam, func, insert, select, update
@@ -178,7 +178,7 @@ def _newest_promoted(engine: Engine, in_family: Any) -> ModelVersion | None:
         .limit(1)
     )
     with Session(engine, expire_on_commit=False) as session:
-        return session.exec(query).scalars().first()
+        return session.scalars(query).first()
 
 
 def promoted_model(engine: Engine) -> ModelVersion | None:
@@ -299,7 +299,8 @@ def review_backlog(engine: Engine) -> list[BacklogRow]:
         .order_by(RoutingDecision.item_id)
     )
     with engine.connect() as conn:
-        return [BacklogRow(*row[:-1], rerouted=bool(row.rerouted)) for row in conn.execute(query)]
+        rows: Iterable[Any] = conn.execute(query)  # rows, unpacked by position
+        return [BacklogRow._make((*row[:-1], bool(row.rerouted))) for row in rows]
 
 
 def training_fingerprint(engine: Engine) -> str:
@@ -308,7 +309,7 @@ def training_fingerprint(engine: Engine) -> str:
     digest = hashlib.sha256()
     with engine.connect() as conn:
         for (label_id,) in conn.execute(select(Label.id).where(Label.split == Split.TRAIN).order_by(Label.id)):
-            digest.update(label_id.to_bytes(8, "little"))
+            digest.update(cast(int, label_id).to_bytes(8, "little"))
     return digest.hexdigest()[:32]
 
 
@@ -337,6 +338,7 @@ def scored_items(engine: Engine, model_version: str | None, *,
         .order_by(Item.id)
     )
     wanted: dict[str, ScoredItem] = {}
+    routes: str | None
     with engine.connect() as conn:
         for row in conn.execute(query):
             if row.upstream:
@@ -409,7 +411,7 @@ def model_versions(engine: Engine) -> list[ModelVersion]:
     """Every registered model version, oldest first."""
     query = select(ModelVersion).order_by(ModelVersion.created_at, ModelVersion.version)
     with Session(engine, expire_on_commit=False) as session:
-        return list(session.exec(query).scalars().all())
+        return list(session.scalars(query).all())
 
 
 def promoted_versions(engine: Engine) -> list[str]:
@@ -426,7 +428,7 @@ def calibration_reports(engine: Engine, *, model_versions: list[str] | None = No
     if model_versions is not None:
         query = query.where(CalibrationReportRow.model_version.in_(model_versions))
     with Session(engine, expire_on_commit=False) as session:
-        return list(session.exec(query).scalars().all())
+        return list(session.scalars(query).all())
 
 
 def latest_calibration_method(engine: Engine, model_version: str, segment: str) -> str | None:
@@ -459,8 +461,8 @@ def save_threshold_evidence(engine: Engine, evidence: dict[str, Any]) -> int:
     key = ("model_version", "segment", "policy_version", "label_fingerprint")
     with engine.begin() as conn:
         insert_ignore(conn, ThresholdEvidence.__table__, [evidence])
-        return conn.execute(select(ThresholdEvidence.id).where(
-            *(getattr(ThresholdEvidence, k) == evidence[k] for k in key))).scalar_one()
+        return cast(int, conn.execute(select(ThresholdEvidence.id).where(
+            *(getattr(ThresholdEvidence, k) == evidence[k] for k in key))).scalar_one())
 
 
 def save_guard_halts(engine: Engine, halts: list[dict[str, Any]]) -> None:
@@ -475,7 +477,7 @@ def training_texts(engine: Engine) -> list[str]:
     query = (select(Item.text).join(Label, Label.item_id == Item.id)
              .where(Label.split == Split.TRAIN, Item.text.is_not(None)))
     with engine.connect() as conn:
-        return list(conn.execute(query).scalars().all())
+        return cast(list[str], list(conn.execute(query).scalars().all()))
 
 
 def training_vectors(engine: Engine) -> list[list[float]]:
@@ -483,7 +485,7 @@ def training_vectors(engine: Engine) -> list[list[float]]:
     query = (select(Item.features).join(Label, Label.item_id == Item.id)
              .where(Label.split == Split.TRAIN, Item.features.is_not(None)))
     with engine.connect() as conn:
-        return list(conn.execute(query).scalars().all())
+        return cast(list[list[float]], list(conn.execute(query).scalars().all()))
 
 
 def training_segments(engine: Engine) -> dict[str, int]:
@@ -670,7 +672,8 @@ def model_artifacts(engine: Engine) -> list[ModelArtifact]:
              .where(ModelVersion.artifact_path.is_not(None), ModelVersion.sha256.is_not(None))
              .order_by(ModelVersion.created_at, ModelVersion.version))
     with engine.connect() as conn:
-        return [ModelArtifact(*row) for row in conn.execute(query)]
+        rows: Iterable[Any] = conn.execute(query)  # the path and hash are not null, by the query
+        return [ModelArtifact(*row) for row in rows]
 
 
 def register_model(engine: Engine, row: dict[str, Any]) -> None:

@@ -18,6 +18,8 @@ def run_migrations() -> None:
         with context.begin_transaction():
             context.run_migrations()
         return
+    if url is None:
+        raise RuntimeError("the Alembic config names no sqlalchemy.url to migrate")
     engine = make_engine(url)
     with engine.connect() as connection:
         context.configure(

@@ -8,7 +8,7 @@ Create Date: 2026-11-27 04:27:53.405050
 from __future__ import annotations
 
 import sqlalchemy as sa
-import sqlmodel
+import sqlmodel.sql.sqltypes
 from alembic import op
 
 

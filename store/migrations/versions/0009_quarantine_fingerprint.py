@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 
 import sqlalchemy as sa
-import sqlmodel
+import sqlmodel.sql.sqltypes
 from alembic import op
 
 revision = "0009"
