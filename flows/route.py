@@ -169,9 +169,8 @@ def audit_allowances(engine: Engine, policy: Policy, segments: list[str], now: d
     return allowance
 
 
-def _context(engine: Engine, groups: list[list[ScoredItem]], halted: dict[str, str],
-             labels: dict[str, ModelLabels], now: datetime) -> BatchContext:
-    policy, policy_version = active_policy(engine)
+def _context(engine: Engine, groups: list[list[ScoredItem]], policy: Policy, policy_version: str,
+             halted: dict[str, str], labels: dict[str, ModelLabels], now: datetime) -> BatchContext:
     by_model: dict[str, list[str]] = {}
     for rows in groups:
         by_model.setdefault(rows[0].model_version, []).append(rows[0].segment)
@@ -315,15 +314,16 @@ def backlog_thresholds(engine: Engine, segment: str, model_version: str, rules: 
 @task(name="route-batch", cache_policy=NO_CACHE)
 @takes_payloads
 def route_batch(
-    groups: list[list[ScoredItem]], cycle: int | None, settings: SluiceSettings,
-    halted: dict[str, str], labels: dict[str, ModelLabels], llm_ids: list[str] | None = None,
+    groups: list[list[ScoredItem]], cycle: int | None, settings: SluiceSettings, policy: Policy,
+    policy_version: str, halted: dict[str, str], labels: dict[str, ModelLabels], llm_ids: list[str] | None = None,
     now: datetime | None = None,
 ) -> Counter[str]:
     """Route a batch of (segment, model version) groups of scored items and write their decisions at once;
-    `labels` holds each model's held-out labels the batch's segments use, read once by the flow, and `llm_ids`
-    the batch's outputs of LLM pipelines (none: the batch reads and checks nothing more)."""
+    `policy` (version `policy_version`) is the one the flow read when it started, `labels` each model's
+    certifying labels the batch's segments use, read once by the flow, and `llm_ids` the batch's outputs of LLM
+    pipelines (none: the batch reads and checks nothing more)."""
     engine = engine_for(settings)
-    context = _context(engine, groups, halted, labels, now or utcnow())
+    context = _context(engine, groups, policy, policy_version, halted, labels, now or utcnow())
     llm = llm_inputs(engine, llm_ids) if llm_ids else None  # one query for the batch's payloads
     flags = risk_flags_by_group(engine, groups, context, llm)
     decided = [decide_group(engine, rows, cycle, context, f) for rows, f in zip(groups, flags)]
@@ -345,7 +345,7 @@ def _reasons_json(reasons: tuple[tuple[str, ...], ...]) -> list[str]:
 
 
 def submit_route_batches(futures: list, engine: Engine, settings: SluiceSettings, policy: Policy,
-                         halted: dict[str, str], cycle: int | None, now: datetime) -> None:
+                         policy_version: str, halted: dict[str, str], cycle: int | None, now: datetime) -> None:
     """Read the scored items once, group them by (segment, model version), and submit one route task per batch of
     groups with the held-out labels its segments use, each added to `futures` as it is submitted (the caller's
     `settled()` then waits for every one, even when a later submission fails)."""
@@ -366,8 +366,8 @@ def submit_route_batches(futures: list, engine: Engine, settings: SluiceSettings
                 for model in {rows[0].model_version for rows in batch}}
         llm_ids = [r.item_id for rows in batch for r in rows if r.item_id in llm] if llm else []
         # Payload(): Prefect would otherwise walk every row of every group looking for futures (s per 100k)
-        futures.append(route_batch.submit(Payload(batch), cycle, settings, Payload(halted), Payload(mine),
-                                          Payload(llm_ids), now))
+        futures.append(route_batch.submit(Payload(batch), cycle, settings, Payload(policy), policy_version,
+                                          Payload(halted), Payload(mine), Payload(llm_ids), now))
 
 
 @flow(name="route", log_prints=True, task_runner=BATCH_RUNNER)
@@ -381,12 +381,12 @@ def route_flow(cycle: int | None = None, settings: SluiceSettings | None = None,
     settings = settings_or_environment(settings)
     now = as_utc(as_of) or utcnow()
     engine = engine_for(settings)
-    policy, _ = active_policy(engine)
+    policy, policy_version = active_policy(engine)  # read once: every batch routes under this version
     guards = check_live_guards(engine, policy)
     halted = {segment: g["halted_model"] for segment, g in guards.items() if g.get("halted_model")}
     counts: Counter[str] = Counter()
     with settled() as futures:
-        submit_route_batches(futures, engine, settings, policy, halted, cycle, now)
+        submit_route_batches(futures, engine, settings, policy, policy_version, halted, cycle, now)
         for future in futures:
             counts.update(future.result())
     summary = {"routed": sum(counts.values()), **{r.value: counts.get(r.value, 0) for r in Route},

@@ -448,3 +448,41 @@ def test_prompt_and_context_injection_in_llm_outputs_route_by_the_policy(sluice_
     for item_id in PROMPT_INJECTED:
         assert decisions[f"{item_id}-again"].route == "review"
         assert decisions[f"{item_id}-again"].reasons == ["prompt_instruction_like"]
+
+
+def test_every_batch_of_a_route_run_routes_under_the_policy_the_run_read_at_its_start(sluice_home, tmp_path,
+                                                                                       monkeypatch):
+    """A policy applied while a route run is under way (here: right after the run read the active version) takes
+    effect at the next run; no batch of this one switches to it half-way."""
+    import flows.route
+    from flows.common import engine_for
+    from flows.ingest import ingest_flow
+    from flows.route import route_flow
+    from flows.score import score_flow
+    from routing.policy import Policy
+    from store.repo import active_policy, save_policy
+
+    engine = engine_for(None)
+    save_policy(engine, Policy.from_yaml(POLICY), comment="first")
+    first = active_policy(engine)[1]
+    rng = np.random.default_rng(3)
+    records = [r for s in ("s1", "s2", "s3") for r in upstream_items(rng, 40, s)]
+    path = tmp_path / "items.jsonl"
+    path.write_text("".join(json.dumps({k: v for k, v in r.items() if k != "truth"}) + "\n" for r in records))
+    ingest_flow(str(path))
+    score_flow()
+    monkeypatch.setattr(flows.route, "BATCH_GROUPS", 1)  # one batch per segment
+    guards = flows.route.check_live_guards
+
+    def guards_then_a_new_policy(engine, policy):
+        found = guards(engine, policy)
+        save_policy(engine, Policy.from_yaml(POLICY.replace("spot_check_rate: 0.2", "spot_check_rate: 0.3")),
+                    comment="second, while the run is under way")
+        return found
+
+    monkeypatch.setattr(flows.route, "check_live_guards", guards_then_a_new_policy)
+    assert route_flow(cycle=1)["routed"] == 120
+    assert active_policy(engine)[1] != first
+    with engine.connect() as conn:
+        versions = set(conn.execute(select(RoutingDecision.policy_version)).scalars())
+    assert versions == {first}
