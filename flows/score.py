@@ -7,7 +7,6 @@ the preference model. After a promotion, the new model scores the unresolved ite
 
 from __future__ import annotations
 
-import json
 import multiprocessing
 from collections import deque
 from concurrent.futures import ProcessPoolExecutor
@@ -31,8 +30,8 @@ from flows.common import (
 )
 from flows.runners import BATCH_RUNNER
 from scoring.families import FamilyPredictions, family_data, family_predictions
-from scoring.passthrough import upstream_scores
-from store.bulk import chunked, insert_ignore, insert_ignore_columns
+from store.passthrough import prediction_columns, probs_json, upstream_prediction_columns
+from store.bulk import LOOKUP_CHUNK, chunked, insert_ignore_columns
 from store.db import refresh_statistics, write_transaction
 from store.models import Item, ItemState, Label, ModelVersion, Prediction
 from store.repo import UPSTREAM_MODEL, promoted_family_model, promoted_model
@@ -46,47 +45,12 @@ UPSTREAM_BATCH_SIZE = 50_000  # passthrough costs microseconds per item: coarser
 RESCORED_STATES = (ItemState.received.value, ItemState.routed.value)
 
 
-def prediction_rows(item_ids: list[str], classes: np.ndarray, probs: np.ndarray, model_version: str) -> list[dict]:
-    """One prediction row per item: top label, its probability, the top-1/top-2 margin and all probabilities."""
-    order = np.argsort(-probs, axis=1)
-    top = probs[np.arange(len(probs)), order[:, 0]]
-    second = probs[np.arange(len(probs)), order[:, 1]] if probs.shape[1] > 1 else np.zeros(len(probs))
-    labels = classes[order[:, 0]]
-    names = [str(c) for c in classes]
-    now = utcnow()
-    return [
-        {
-            "item_id": item_id, "model_version": model_version, "label": str(label), "confidence": float(conf),
-            "margin": float(conf - sec), "probs": dict(zip(names, row.tolist())), "created_at": now,
-        }
-        for item_id, label, conf, sec, row in zip(item_ids, labels, top, second, probs)
-    ]
-
-
-def probs_json(classes: np.ndarray, probs: np.ndarray) -> list[str]:
-    """Each row of `probs` as the JSON text `json.dumps(dict(zip(classes, row)))` gives, built by one format
-    string per row (finite probabilities; anything else goes through json.dumps)."""
-    names = [str(c) for c in classes]
-    if not np.isfinite(probs).all():
-        return [json.dumps(dict(zip(names, row))) for row in probs.tolist()]
-    template = "{" + ", ".join(json.dumps(name).replace("%", "%%") + ": %r" for name in names) + "}"
-    return [template % tuple(row) for row in probs.tolist()]
-
-
 def _write_prediction_columns(
     engine: Engine, item_ids: list[str], classes: np.ndarray, probs: np.ndarray, model_version: str
 ) -> None:
-    """What `_write_predictions(engine, prediction_rows(...))` writes, column by column (no dict per row)."""
-    order = np.argsort(-probs, axis=1)
-    rows = np.arange(len(probs))
-    top = probs[rows, order[:, 0]]
-    second = probs[rows, order[:, 1]] if probs.shape[1] > 1 else np.zeros(len(probs))
-    n = len(item_ids)
-    columns = {
-        "item_id": item_ids, "model_version": [model_version] * n,
-        "label": np.asarray(classes).astype(str)[order[:, 0]].tolist(), "confidence": top.tolist(),
-        "margin": (top - second).tolist(), "probs": probs_json(classes, probs), "created_at": [utcnow()] * n,
-    }
+    """One prediction per item of `model_version` (``store.passthrough.prediction_columns``), written with the
+    items' move to `scored` in one transaction."""
+    columns = prediction_columns(item_ids, classes, probs, model_version=model_version, now=utcnow())
     with write_transaction(engine) as conn:
         insert_ignore_columns(conn, Prediction.__table__, columns, encoded_json=("probs",))
         _mark_scored(conn, item_ids)
@@ -95,12 +59,6 @@ def _write_prediction_columns(
 def _mark_scored(conn, ids: list[str]) -> None:
     """Received or routed items among `ids` become scored (`store.transitions`)."""
     move_items(conn, dict.fromkeys(ids, ItemState.scored), by="score")
-
-
-def _write_predictions(engine: Engine, rows: list[dict]) -> None:
-    with write_transaction(engine) as conn:
-        insert_ignore(conn, Prediction.__table__, rows)
-        _mark_scored(conn, [r["item_id"] for r in rows])
 
 
 @task(name="score-batch", cache_policy=NO_CACHE)
@@ -165,37 +123,25 @@ def score_model_batches_in_processes(
 @takes_payloads
 def score_upstream_batch(item_ids: list[str], settings: SluiceSettings) -> int:
     engine = engine_for(settings)
-    with engine.connect() as conn:
-        rows = conn.execute(
-            select(Item.id, Item.kind, Item.upstream_prediction, Item.upstream_confidence, Item.upstream_probs)
-            .where(Item.id.in_(bindparam("ids", expanding=True))), {"ids": list(item_ids)}
-        ).all()
-    # each kind on its own: a classifier's confidence is spread over its own labels, never over the answers of a
-    # generated response or a pair
-    by_kind: dict[str, list[Any]] = {}
-    for row in rows:
-        by_kind.setdefault(row.kind, []).append(row)
-    return sum(_pass_through(engine, group) for group in by_kind.values())
+    query = (select(Item.id, Item.kind, Item.upstream_prediction, Item.upstream_confidence, Item.upstream_probs)
+             .where(Item.id.in_(bindparam("ids", expanding=True))))
+    with engine.connect() as conn:  # a batch holds more ids than one statement may bind (SQLite: 32,766)
+        rows = [row for part in chunked(item_ids, LOOKUP_CHUNK) for row in conn.execute(query, {"ids": list(part)})]
+    return _pass_through(engine, rows)
 
 
 def _pass_through(engine: Engine, rows: list[Any]) -> int:
-    scores = upstream_scores([r.upstream_prediction for r in rows], [r.upstream_confidence for r in rows],
-                             [r.upstream_probs for r in rows])
-    complete = scores.has_upstream & np.isfinite(scores.probs).all(axis=1)
-    keep = np.flatnonzero(complete)
-    if keep.size:
-        _write_prediction_columns(engine, [rows[i].id for i in keep], scores.classes, scores.probs[keep],
-                                  UPSTREAM_MODEL)
-    # a prediction and confidence with no probabilities to go with them (a single known class): keep the pair
-    now = utcnow()
-    written = [
-        {"item_id": rows[i].id, "model_version": UPSTREAM_MODEL, "label": str(scores.labels[i]),
-         "confidence": float(scores.confidence[i]), "margin": None, "probs": None, "created_at": now}
-        for i in np.flatnonzero(scores.has_upstream & ~complete)
-    ]
-    if written:
-        _write_predictions(engine, written)
-    return int(keep.size) + len(written)
+    """Write the upstream prediction of each of `rows` that carries one, with its move to `scored` (items born
+    before ingest wrote it: ``store.ingest`` writes it with the item now)."""
+    columns = upstream_prediction_columns(
+        [r.id for r in rows], [r.kind for r in rows], [r.upstream_prediction for r in rows],
+        [r.upstream_confidence for r in rows], [r.upstream_probs for r in rows], model_version=UPSTREAM_MODEL,
+        now=utcnow())
+    if columns["item_id"]:
+        with write_transaction(engine) as conn:
+            insert_ignore_columns(conn, Prediction.__table__, columns, encoded_json=("probs",))
+            _mark_scored(conn, columns["item_id"])
+    return len(columns["item_id"])
 
 
 def _write_family_predictions(engine: Engine, item_ids: list[str], predicted: FamilyPredictions,

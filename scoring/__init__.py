@@ -15,7 +15,7 @@ from scoring.models import (
     is_not_worse,
     train_model,
 )
-from scoring.passthrough import UpstreamScores, upstream_scores
+from store.passthrough import UpstreamScores, upstream_scores
 from scoring.registry import (
     SavedArtifact,
     file_sha256,

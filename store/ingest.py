@@ -19,7 +19,8 @@ from typing import Any, cast
 from sqlalchemy import ARRAY, Engine, String, any_, bindparam, null, select
 
 from store.bulk import chunked, insert_ignore, insert_ignore_columns
-from store.models import Item, ItemState, QuarantinedRecord, as_utc
+from store.models import Item, ItemState, Prediction, QuarantinedRecord, as_utc
+from store.passthrough import UPSTREAM_MODEL, upstream_prediction_columns
 
 _fast_loads: Callable[[str], Any] | None
 try:  # a fast JSON parser when present (Prefect brings it); json stays the reference for every edge case
@@ -666,8 +667,9 @@ _JSON_ITEM_COLUMNS = frozenset({"features", "upstream_probs", "metadata", "paylo
 _SQL_NULL = null()
 
 
-def _item_columns(rows: list[dict[str, Any]], source: str, now: datetime) -> dict[str, list[Any]]:
-    """The item rows column by column; absent JSON fields as SQL NULL (see `_sql_nulls`)."""
+def _item_columns(rows: list[dict[str, Any]], source: str, now: datetime, born_scored: set[str]) -> dict[str, list[Any]]:
+    """The item rows column by column; absent JSON fields as SQL NULL (see `_sql_nulls`); the items of
+    `born_scored` in state scored, the rest received."""
     columns: dict[str, list[Any]] = {"id": [row["id"] for row in rows]}
     for name in ITEM_COLUMNS:
         values = [row[name] for row in rows]
@@ -675,9 +677,30 @@ def _item_columns(rows: list[dict[str, Any]], source: str, now: datetime) -> dic
             values = [_SQL_NULL if v is None else v for v in values]
         columns[name] = values
     n = len(rows)
-    columns.update(state=[ItemState.received.value] * n, source=[source] * n, received_at=[now] * n,
-                   updated_at=[now] * n)
+    columns.update(state=[_born_state(row["id"], born_scored) for row in rows], source=[source] * n,
+                   received_at=[now] * n, updated_at=[now] * n)
     return columns
+
+
+def _born_state(item_id: str, born_scored: set[str]) -> str:
+    return ItemState.scored.value if item_id in born_scored else ItemState.received.value
+
+
+def _upstream_predictions(rows: list[dict[str, Any]], now: datetime) -> dict[str, list[Any]]:
+    """The upstream prediction of every row that carries one (``store.passthrough``): written with its item, so
+    an item with its producer's scores is born scored and the score step has nothing to do for it."""
+    if not rows:
+        return {"item_id": []}
+    return upstream_prediction_columns(
+        [row["id"] for row in rows], [row["kind"] for row in rows], [row["upstream_prediction"] for row in rows],
+        [row["upstream_confidence"] for row in rows], [row["upstream_probs"] for row in rows],
+        model_version=UPSTREAM_MODEL, now=now)
+
+
+def _only(columns: dict[str, list[Any]], ids: set[str]) -> dict[str, list[Any]]:
+    """The rows of `columns` whose ``item_id`` is in `ids`."""
+    keep = [position for position, item_id in enumerate(columns["item_id"]) if item_id in ids]
+    return {name: [values[position] for position in keep] for name, values in columns.items()}
 
 
 def _write_chunk(
@@ -696,11 +719,13 @@ def _write_chunk(
             summary.duplicate += 1
         else:
             conflicts.append((record, "the same file gave this id other content earlier"))
+    predictions = _upstream_predictions(list(unique.values()), now)
+    born = set(predictions["item_id"])
     with engine.begin() as conn:
         if conn.dialect.name == "sqlite" and unique:
             # One executemany; the rows SQLite ignored as already present are the duplicates, so no look-up.
             accepted = cast(int, insert_ignore_columns(  # SQLite reports the count
-                conn, Item.__table__, _item_columns(list(unique.values()), source, now)))
+                conn, Item.__table__, _item_columns(list(unique.values()), source, now, born)))
             present_count = len(unique) - accepted
             present = _stored_before(conn, list(unique), now) if present_count else {}
         else:
@@ -708,7 +733,7 @@ def _write_chunk(
             # In id order: two ingests writing overlapping ids at once then wait on each other's rows in one order,
             # never in a cycle (a deadlock, which PostgreSQL breaks by failing one of them).
             fresh = [
-                {**row, **_sql_nulls(row), "state": ItemState.received.value, "source": source,
+                {**row, **_sql_nulls(row), "state": _born_state(item_id, born), "source": source,
                  "received_at": now, "updated_at": now}
                 for item_id, row in sorted(unique.items())
                 if item_id not in present
@@ -720,6 +745,10 @@ def _write_chunk(
             if raced:
                 present.update(_stored_rows(conn, raced))
             accepted, present_count = len(fresh) - len(raced), len(present)
+        # the predictions of the items this chunk stored, in the same transaction as the items
+        insert_ignore_columns(conn, Prediction.__table__,
+                              predictions if not present else _only(predictions, born - set(present)),
+                              encoded_json=("probs",))
         for item_id, stored in present.items():
             if _content(stored) != _content(unique[item_id]):
                 present_count -= 1

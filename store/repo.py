@@ -32,6 +32,7 @@ from store.models import (
     ThresholdEvidence,
     Watermark,
 )
+from store.passthrough import UPSTREAM_MODEL
 from store.policy_changes import record_applied
 from store.settings import PROJECT_ROOT
 from store.vocab import FAMILY_ITEM_KIND, UNBIASED_SELECTIONS, ItemKind, ItemState, ModelFamily, ModelStatus, Split
@@ -101,8 +102,6 @@ __all__ = [
 ]
 
 DEFAULT_POLICY_PATH = PROJECT_ROOT / "policies" / "default.yaml"
-# The model that passes the producer's own confidence through; it routes while no trained model is promoted.
-UPSTREAM_MODEL = "upstream"
 
 
 def _utcnow() -> datetime:

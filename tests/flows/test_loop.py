@@ -88,7 +88,10 @@ def test_items_with_upstream_scores_are_routed_without_a_model(sluice_home, tmp_
     rows += [{"id": "p1", "text": "y", "probs": {"a": 0.2, "b": 0.8}}]
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     ingest_flow(str(path))
-    assert score_flow()["scored"] == 6
+    with engine_for(None).connect() as conn:  # born scored: each upstream prediction written with its item
+        assert conn.execute(select(func.count()).select_from(Prediction)).scalar_one() == 6
+        assert set(conn.execute(select(Item.state)).scalars()) == {"scored"}
+    assert score_flow()["scored"] == 0
     summary = route_flow(cycle=1)
     # no calibration for the upstream model yet: fail closed, nothing is auto-accepted
     assert summary["routed"] == 6 and summary["auto_accept"] == 0 and summary["review"] == 6

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from scoring.passthrough import UpstreamScores, upstream_scores
+from store.passthrough import UpstreamScores, upstream_scores
 
 
 def test_probs_only():

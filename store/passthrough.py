@@ -11,6 +11,7 @@ NaN row and ``has_upstream = False``, so the caller scores it with its own model
 from __future__ import annotations
 
 import itertools
+import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -18,12 +19,14 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["UpstreamScores", "upstream_scores"]
+__all__ = ["UPSTREAM_MODEL", "UpstreamScores", "prediction_columns", "probs_json", "upstream_prediction_columns", "upstream_scores"]
 
 FloatArray = npt.NDArray[np.float64]
 BoolArray = npt.NDArray[np.bool_]
 ObjectArray = npt.NDArray[np.object_]
 
+# The model that passes the producer's own confidence through; it routes while no trained model is promoted.
+UPSTREAM_MODEL = "upstream"
 _MAX_SHOWN = 5  # how many offending values an error message quotes
 _TIE_TOLERANCE = 1e-9  # a prediction whose probability is this close to the row maximum counts as the argmax
 
@@ -215,3 +218,64 @@ def _frozen(
     return UpstreamScores(
         labels=labels, confidence=confidence, classes=classes, probs=probs, has_upstream=has
     )
+
+
+def probs_json(classes: npt.NDArray[np.str_] | Sequence[str], probs: FloatArray) -> list[str]:
+    """Each row of `probs` as the JSON text `json.dumps(dict(zip(classes, row)))` gives, built by one format
+    string per row (finite probabilities; anything else goes through json.dumps)."""
+    names = [str(c) for c in classes]
+    if not np.isfinite(probs).all():
+        return [json.dumps(dict(zip(names, row))) for row in probs.tolist()]
+    template = "{" + ", ".join(json.dumps(name).replace("%", "%%") + ": %r" for name in names) + "}"
+    return [template % tuple(row) for row in probs.tolist()]
+
+
+def prediction_columns(item_ids: Sequence[str], classes: npt.NDArray[np.str_] | Sequence[str], probs: FloatArray,
+                       *, model_version: str, now: Any) -> dict[str, list[Any]]:
+    """One prediction row per item, column by column (no dict per row): top label, its probability, the
+    top-1/top-2 margin and every probability (as JSON text)."""
+    order = np.argsort(-probs, axis=1)
+    index = np.arange(len(probs))
+    top = probs[index, order[:, 0]]
+    second = probs[index, order[:, 1]] if probs.shape[1] > 1 else np.zeros(len(probs))
+    n = len(item_ids)
+    return {"item_id": list(item_ids), "model_version": [model_version] * n,
+            "label": np.asarray(classes).astype(str)[order[:, 0]].tolist(), "confidence": top.tolist(),
+            "margin": (top - second).tolist(), "probs": probs_json(classes, probs), "created_at": [now] * n}
+
+
+def upstream_prediction_columns(
+    item_ids: Sequence[str], kinds: Sequence[str], predictions: Sequence[str | None],
+    confidences: Sequence[float | None], probs: Sequence[Mapping[str, float] | None], *, model_version: str,
+    now: Any,
+) -> dict[str, list[Any]]:
+    """The prediction rows, column by column (:func:`prediction_columns`), of the items among `item_ids` that
+    carry upstream scores: each kind on its own (a classifier's confidence is spread over its own labels, never
+    over the answers of a generated response or a pair). An item with probabilities gets its top label,
+    confidence, margin and every probability; one with a prediction and a confidence only (a single known
+    class) keeps the pair. Items without upstream scores get no row."""
+    columns: dict[str, list[Any]] = {name: [] for name in
+                                     ("item_id", "model_version", "label", "confidence", "margin", "probs",
+                                      "created_at")}
+    by_kind: dict[str, list[int]] = {}
+    for position, kind in enumerate(kinds):
+        by_kind.setdefault(kind, []).append(position)
+    for positions in by_kind.values():
+        scores = upstream_scores([predictions[i] for i in positions], [confidences[i] for i in positions],
+                                 [probs[i] for i in positions])
+        complete = scores.has_upstream & np.isfinite(scores.probs).all(axis=1)
+        keep = np.flatnonzero(complete)
+        if keep.size:
+            full = prediction_columns([item_ids[positions[i]] for i in keep], scores.classes, scores.probs[keep],
+                                      model_version=model_version, now=now)
+            for name, values in full.items():
+                columns[name] += values
+        pairs = np.flatnonzero(scores.has_upstream & ~complete)
+        columns["item_id"] += [item_ids[positions[i]] for i in pairs]
+        columns["label"] += [str(scores.labels[i]) for i in pairs]
+        columns["confidence"] += [float(scores.confidence[i]) for i in pairs]
+        columns["margin"] += [None] * len(pairs)
+        columns["probs"] += [None] * len(pairs)
+        columns["model_version"] += [model_version] * len(pairs)
+        columns["created_at"] += [now] * len(pairs)
+    return columns
