@@ -186,7 +186,7 @@ def prepare_store(settings, home: Path, repeat: int, ids: list[str], texts: list
     from routing.policy import Policy
     from store.bulk import insert_ignore, set_column
     from store.models import Item, ItemState, ReviewTask
-    from store.repo import active_policy, save_policy
+    from store.policies import active_policy, save_policy
 
     url = settings.resolved_database_url
     engine = engine_for(settings)

@@ -55,7 +55,7 @@ def prepare(home: Path, n: int, n_train: int):
     from store.db import get_engine
     from store.ingest import ingest_file
     from store.models import ModelVersion
-    from store.repo import active_policy
+    from store.policies import active_policy
 
     database = home / "score-bench.db"
     for suffix in ("", "-wal", "-shm"):

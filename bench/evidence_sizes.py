@@ -2,7 +2,7 @@
 `bench_guarantee.py` run leaves in its work folder (`/tmp/sluice-guarantee-*`): median `n` and how many evidence
 rows certified a threshold. Usage: `python bench/evidence_sizes.py /tmp/sluice-guarantee-XXXX [...]`."""
 
-import sqlite3, sys, glob, statistics, json
+import sqlite3, sys, glob, statistics
 for root in sys.argv[1:]:
     ns = {}
     for db in glob.glob(f"{root}/*-margin-*/*.db") + glob.glob(f"{root}/*-margin-*/**/sluice.db", recursive=True):

@@ -9,7 +9,7 @@ from pathlib import Path
 from sqlalchemy import Engine
 
 from store.audit import write_trail
-from store.repo import decision_trail
+from store.decisions import decision_trail
 
 
 def parse_since(since: str | None) -> datetime | None:

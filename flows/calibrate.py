@@ -31,22 +31,15 @@ from flows.runners import BATCH_RUNNER
 from routing.policy import Policy
 from routing.pools import POOL_PREFIX, groups_in_use, pool_members
 from store.bulk import fingerprint
-from store.repo import (
-    UPSTREAM_MODEL,
-    HeldOut,
-    StoredCalibration,
-    active_policy,
-    calibration_report_for,
-    held_out_labels,
-    predicted_model_versions,
-    promoted_family_versions,
-    promoted_model,
-    recent_confidences,
-    save_calibration_report,
-    segments_seen,
-    selection_probabilities,
+from store.calibrations import (
+    calibration_report_for, recent_confidences, save_calibration_report, StoredCalibration,
     update_calibration_report,
 )
+from store.decisions import segments_seen
+from store.labels import held_out_labels, HeldOut, selection_probabilities
+from store.passthrough import UPSTREAM_MODEL
+from store.policies import active_policy
+from store.registry import predicted_model_versions, promoted_family_versions, promoted_model
 from store.settings import SluiceSettings, settings_or_environment
 
 # Keys added to CalibrationReportRow.report next to CalibrationReport.to_dict(); flows/route.py reads

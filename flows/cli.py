@@ -120,7 +120,7 @@ def command_settings(database_url: str | None = None) -> SluiceSettings:
 def init(database_url: str | None = DatabaseOption) -> None:
     """Create or migrate the database and activate the default policy if none is active."""
     from flows.common import engine_for
-    from store.repo import active_policy
+    from store.policies import active_policy
 
     engine = engine_for(command_settings(database_url))
     _, version = active_policy(engine)
@@ -407,7 +407,7 @@ def simulate(
 def policy_show(database_url: str | None = DatabaseOption) -> None:
     """Print the active policy document and its version."""
     from flows.common import engine_for
-    from store.repo import active_policy
+    from store.policies import active_policy
 
     from store.budget import window_split
 
@@ -436,7 +436,7 @@ def policy_set(
     from pydantic import ValidationError
 
     from flows.common import engine_for, load_policy_file
-    from store.repo import save_policy
+    from store.policies import save_policy
 
     try:
         policy = load_policy_file(path)
@@ -738,7 +738,7 @@ def models_sign(database_url: str | None = DatabaseOption) -> None:
     from flows.common import artifact_file, engine_for
     from scoring.errors import ArtifactIntegrityError
     from scoring.registry import sign_artifact
-    from store.repo import model_artifacts
+    from store.registry import model_artifacts
 
     settings = command_settings(database_url)
     signed, refused = 0, []

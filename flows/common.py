@@ -1,5 +1,6 @@
 """What every flow shares: the engine, reproducible randomness, model loading, batch packing (the shared reads and
-writes of the store are in `store.repo`, content fingerprints in `store.bulk`)."""
+writes of the store are in `store/` by aggregate: `store.policies`, `store.registry`, `store.labels`,
+`store.decisions`, ...; content fingerprints in `store.bulk`)."""
 
 from __future__ import annotations
 
@@ -29,7 +30,8 @@ from scoring.verifier import Verifier
 from store.db import get_engine, pool_size_for
 from store.lock import LockStatus, StoreLockTimeout, hold_store_lock, lock_name
 from store.models import ModelVersion
-from store.repo import ModelArtifact, active_policy
+from store.policies import active_policy
+from store.registry import ModelArtifact
 from store.settings import SluiceSettings, settings_or_environment
 from store.vocab import ModelFamily
 

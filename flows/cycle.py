@@ -24,7 +24,10 @@ from services.audit import audit_estimates
 from store import figures as store_figures
 from store.budget import cycle_split
 from store.models import ModelVersion
-from store.repo import active_policy, latest_ece, promoted_model, unlabelled_inputs
+from store.calibrations import latest_ece
+from store.labels import unlabelled_inputs
+from store.policies import active_policy
+from store.registry import promoted_model
 from store.vocab import Route
 from store.settings import SluiceSettings, settings_or_environment
 

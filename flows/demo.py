@@ -21,7 +21,7 @@ from labeling.server import LabelStudioServer
 from routing.policy import Policy
 from scoring.datasets import load_bbc_news
 from store.accounts import add_account
-from store.repo import save_policy
+from store.policies import save_policy
 from store.settings import CREDENTIALS_FILE, PROJECT_ROOT, SluiceSettings, settings_or_environment
 
 DEMO_POLICY = PROJECT_ROOT / "policies" / "bbc-news.yaml"

@@ -19,7 +19,8 @@ from store.bulk import existing_keys, insert_ignore
 from store.db import refresh_statistics
 from store.ingest import bounded_lines, ingest_file
 from store.models import Item, ItemState, Label
-from store.repo import active_policy, record_event
+from store.events import record_event
+from store.policies import active_policy
 from store.settings import SluiceSettings, settings_or_environment
 from store.transitions import move_items
 from store.vocab import LabelSource, Selection, split_for

@@ -23,7 +23,10 @@ from store import outbox
 from store.db import refresh_statistics
 from store.models import ReviewTask
 from store.outbox import outbox_batch
-from store.repo import active_policy, get_watermark, known_items, promoted_model, record_event, set_watermark
+from store.decisions import known_items
+from store.events import get_watermark, record_event, set_watermark
+from store.policies import active_policy
+from store.registry import promoted_model
 from routing.draws import a_on_left as a_on_left_draw
 from store.settings import SluiceSettings, settings_or_environment
 from store.vocab import ItemKind, Queue

@@ -45,15 +45,10 @@ from scoring.registry import save_model
 from scoring.verifier import Verifier
 from store.bulk import fingerprint
 from store.regression import corrected_items
-from store.repo import (
-    labelled_items,
-    model_for_data,
-    model_row,
-    promote_model,
-    promoted_family_model,
-    promoted_model,
-    record_event,
-    register_model,
+from store.events import record_event
+from store.labels import labelled_items
+from store.registry import (
+    model_for_data, model_row, promote_model, promoted_family_model, promoted_model, register_model,
     reject_model,
 )
 from store.settings import SluiceSettings, settings_or_environment

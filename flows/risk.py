@@ -25,15 +25,9 @@ from routing.signals import (
     under_represented_segments,
     zero_width_or_bidi,
 )
-from store.repo import (
-    UPSTREAM_MODEL,
-    ItemInputs,
-    item_inputs,
-    training_fingerprint,
-    training_segments,
-    training_texts,
-    training_vectors,
-)
+from store.decisions import item_inputs, ItemInputs
+from store.labels import training_fingerprint, training_segments, training_texts, training_vectors
+from store.passthrough import UPSTREAM_MODEL
 
 MIN_TRAINING_TEXTS = 20
 MIN_TRAINING_VECTORS = 20

@@ -42,18 +42,12 @@ from store.budget import spent_this_window
 from store.bulk import chunked, insert_ignore_columns
 from store.db import refresh_statistics, write_transaction
 from store.models import CalibrationReportRow, ItemState, RoutingDecision
-from store.repo import (
-    LlmInputs,
-    ScoredItem,
-    active_policy,
-    held_out_labels,
-    llm_inputs,
-    previous_decisions,
-    promoted_family_versions,
-    promoted_model,
-    scored_items,
-    scored_llm_item_ids,
+from store.decisions import (
+    llm_inputs, LlmInputs, previous_decisions, scored_items, scored_llm_item_ids, ScoredItem,
 )
+from store.labels import held_out_labels
+from store.policies import active_policy
+from store.registry import promoted_family_versions, promoted_model
 from store.settings import SluiceSettings, settings_or_environment
 from store.transitions import move_items
 from store.vocab import Selection

@@ -34,7 +34,8 @@ from store.passthrough import prediction_columns, probs_json, upstream_predictio
 from store.bulk import LOOKUP_CHUNK, chunked, insert_ignore_columns
 from store.db import refresh_statistics, write_transaction
 from store.models import Item, ItemState, Label, ModelVersion, Prediction
-from store.repo import UPSTREAM_MODEL, promoted_family_model, promoted_model
+from store.passthrough import UPSTREAM_MODEL
+from store.registry import promoted_family_model, promoted_model
 from store.settings import SluiceSettings, settings_or_environment
 from store.transitions import move_items
 from store.vocab import FAMILY_ITEM_KIND, ItemKind, ModelFamily, Split

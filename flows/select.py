@@ -45,7 +45,8 @@ from store.bulk import existing_keys, insert_ignore
 from store.db import refresh_statistics
 from store.kinds import LlmCandidates, llm_candidates
 from store.models import BacklogDraw, Item, ItemState, Label, ReviewDraw, ReviewTask
-from store.repo import BacklogRow, active_policy, review_backlog
+from store.decisions import BacklogRow, review_backlog
+from store.policies import active_policy
 from store.settings import SluiceSettings, settings_or_environment
 from store.transitions import move_items
 from store.vocab import LabelSource, Queue, Selection, Split, TaskState

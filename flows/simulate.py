@@ -29,7 +29,8 @@ from routing.policy import Policy, budget_window
 from store.ingest import reader_for
 from store.figures import automated_predictions
 from store.outbox import pending_tasks, pushed_tasks
-from store.repo import active_policy, promoted_model, save_policy
+from store.policies import active_policy, save_policy
+from store.registry import promoted_model
 from store.settings import SluiceSettings, settings_or_environment
 
 CYCLE_KEYS = ("cycle", "labels_total", "labels_train", "accuracy", "automation_rate", "auto_error_rate", "ece",

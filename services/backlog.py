@@ -14,7 +14,8 @@ from routing.policy import SegmentPolicy
 from store.backlog import BacklogPopulation, backlog_population, population_of
 from store.bulk import fingerprint
 from store.models import utcnow
-from store.repo import labels_by_reason, save_threshold_evidence
+from store.guarantees import save_threshold_evidence
+from store.labels import labels_by_reason
 
 __all__ = ["BacklogCertificate", "backlog_certificate"]
 

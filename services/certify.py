@@ -31,7 +31,8 @@ from routing.thresholds import guaranteed_threshold
 from store.bulk import fingerprint
 from store.models import utcnow
 from store.certifying import own_audit_labels
-from store.repo import HeldOut, held_out_labels, labels_by_reason, save_threshold_evidence
+from store.guarantees import save_threshold_evidence
+from store.labels import held_out_labels, HeldOut, labels_by_reason
 
 __all__ = ["Labelled", "certifying_labels", "derived_threshold", "merge_labelled"]
 

@@ -12,8 +12,9 @@ from routing.guard import live_error_guard
 from routing.policy import Policy
 from store.figures import audited_automation
 from store.models import utcnow
-from store.repo import HaltRecord, record_event, save_guard_halts
-from store.repo import guard_halts as repo_guard_halts
+from store.events import record_event
+from store.guarantees import HaltRecord, save_guard_halts
+from store.guarantees import guard_halts as repo_guard_halts
 
 __all__ = ["check_live_guards", "guard_halts"]
 

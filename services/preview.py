@@ -18,7 +18,7 @@ from calibration.report import out_of_fold_confidence
 from routing.policy import Policy
 from routing.preview import SegmentPreview, preview_segment
 from services.certify import certifying_labels
-from store import figures, repo
+from store import calibrations, decisions, figures, registry
 
 __all__ = [
     "ARRIVAL_CYCLES",
@@ -79,7 +79,7 @@ def held_out_model(engine: Engine, segment: str | None = None) -> str | None:
     has scored unbiased held-out labels (of `segment`), else the one that scored them most recently (a model just
     promoted has scored nothing until the next score run). None when no model has."""
     scored = [row.model_version for row in figures.held_out_models(engine, segment=segment)]
-    routing_now = repo.promoted_version(engine)
+    routing_now = registry.promoted_version(engine)
     if routing_now in scored:
         return routing_now
     return scored[0] if scored else None
@@ -127,7 +127,7 @@ def _calibrated(engine: Engine, model_version: str, segment: str, confidence: np
                 correct: np.ndarray) -> np.ndarray | None:
     """Each item calibrated by a recalibrator fitted on the other folds, with the method of the newest report: the
     stored recalibrator was fitted on these very labels and would flatter them."""
-    method = repo.latest_calibration_method(engine, model_version, segment)
+    method = calibrations.latest_calibration_method(engine, model_version, segment)
     if method is None:
         return None
     rng = np.random.default_rng(zlib.crc32(f"what-if/{model_version}/{segment}".encode()))
@@ -137,7 +137,7 @@ def _calibrated(engine: Engine, model_version: str, segment: str, confidence: np
 def preview_policy(engine: Engine, policy: Policy, *, cycles: int = ARRIVAL_CYCLES) -> dict[str, SegmentPreview]:
     """Per segment (the policy's named ones and every one with items in the store), what `policy` would do there.
     Where the arrival rate is unknown, the load figures are NaN and ``reason`` says which command fills them."""
-    segments = sorted(set(policy.segments) | set(repo.segments_seen(engine)))
+    segments = sorted(set(policy.segments) | set(decisions.segments_seen(engine)))
     return {segment: preview_from(preview_inputs(engine, segment, cycles=cycles), policy) for segment in segments}
 
 

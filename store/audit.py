@@ -11,7 +11,7 @@ from typing import IO, Any, NamedTuple
 from sqlalchemy import Engine, select
 
 from store.models import Annotation, CalibrationReportRow, Item, Label, ReviewTask
-from store.repo import DECISION_FIELDS, EVIDENCE_FIELDS, decision_trail
+from store.decisions import DECISION_FIELDS, decision_trail, EVIDENCE_FIELDS
 
 __all__ = ["TRAIL_COLUMNS", "ItemHistory", "item_history", "write_trail"]
 

@@ -3,7 +3,7 @@
 A model never trained on a label that came back after the model existed. An audit drawn from the fresh traffic a
 model routed (the item's first decision, so the item is a draw of the traffic, not of a re-routed backlog) is a
 uniform draw made after the model was fixed, so it may certify that model whichever split it then joined: an audit
-in the train split teaches the *next* model and certifies this one. ``store.repo.held_out_labels`` holds the rest of
+in the train split teaches the *next* model and certifies this one. ``store.labels.held_out_labels`` holds the rest of
 what may certify (seed, audit and gold labels kept out of training).
 """
 
@@ -12,7 +12,7 @@ from __future__ import annotations
 from sqlalchemy import Engine, and_, select
 
 from store.models import Item, Label, Prediction, ReviewTask, RoutingDecision
-from store.repo import HeldOut, labelled_arrays
+from store.labels import HeldOut, labelled_arrays
 from store.vocab import Selection
 
 __all__ = ["own_audit_labels"]

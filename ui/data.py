@@ -1,6 +1,6 @@
-"""The console's one data layer: the store's typed reads (``store.repo``, ``store.figures``) and the figures the flows
-compute from them (``services``: the weighted audit estimate, the policy preview), returned as frames and frozen
-views.
+"""The console's one data layer: the store's typed reads (``store.registry``, ``store.labels``, ``store.figures``
+and their siblings) and the figures the flows compute from them (``services``: the weighted audit estimate, the
+policy preview), returned as frames and frozen views.
 
 Every function takes a SQLAlchemy engine and nothing else, imports no Streamlit, and returns an empty frame
 (or None, or an empty list) on an empty database. Rates whose denominator is zero are NaN, never 0: a console
@@ -25,7 +25,7 @@ from routing.audit import AuditEstimate
 from routing.policy import Policy, SegmentPolicy
 from services.audit import annotator_gold_error, audit_estimates, overall_audit_estimate
 from store import figures as store_figures
-from store import repo
+from store import calibrations, guarantees, passthrough, policies, registry
 from store.models import CalibrationReportRow
 from store.vocab import AUTOMATED_ROUTES as _AUTOMATED
 
@@ -136,7 +136,7 @@ class OverallFigures:
 
 def active_policy(engine: Engine) -> PolicyView | None:
     """The newest policy version marked active, parsed; None when no version is active."""
-    record = repo.stored_policy(engine)
+    record = policies.stored_policy(engine)
     if record is None:
         return None
     return PolicyView(
@@ -215,9 +215,9 @@ HALT_COLUMNS = ["segment", "model_version", "active", "n_errors", "n_audited", "
 def guard_halts(engine: Engine) -> pd.DataFrame:
     """Every halt of a segment's live guard, newest first; ``active`` when the halted model still routes (the
     promoted one, or the upstream passthrough), so the segment auto-accepts nothing now."""
-    routing = {repo.promoted_version(engine), repo.UPSTREAM_MODEL}
+    routing = {registry.promoted_version(engine), passthrough.UPSTREAM_MODEL}
     return pd.DataFrame([{**{c: getattr(r, c) for c in HALT_COLUMNS if c != "active"},
-                          "active": r.model_version in routing} for r in repo.guard_halts(engine)],
+                          "active": r.model_version in routing} for r in guarantees.guard_halts(engine)],
                         columns=HALT_COLUMNS)
 
 
@@ -260,10 +260,10 @@ def latest_calibration(engine: Engine) -> list[CalibrationView]:
     or the verifier or preference model of LLM items) or the pipelines' own scores (upstream); where none of
     those has a report yet, of the model of the globally newest report (a model just promoted has none until the
     next calibrate run scores and calibrates it); empty without reports."""
-    rows = repo.calibration_reports(engine)  # one row per report, not per item; already newest first
+    rows = calibrations.calibration_reports(engine)  # one row per report, not per item; already newest first
     if not rows:
         return []
-    in_use = set(repo.promoted_versions(engine)) | {repo.UPSTREAM_MODEL}
+    in_use = set(registry.promoted_versions(engine)) | {passthrough.UPSTREAM_MODEL}
     if not any(row.model_version in in_use for row in rows):
         in_use = {rows[0].model_version}
     newest: dict[str, Any] = {}
@@ -302,7 +302,7 @@ def model_history(engine: Engine) -> pd.DataFrame:
             "created_at": row.created_at,
             "promoted_at": row.promoted_at,
         }
-        for row in repo.model_versions(engine)
+        for row in registry.model_versions(engine)
     ]
     return pd.DataFrame(records, columns=MODEL_COLUMNS)
 
@@ -363,7 +363,7 @@ def curve_frame(curve: ReliabilityCurve) -> pd.DataFrame:
 
 def promoted_version(engine: Engine) -> str:
     """The model routing now: the promoted one, else the upstream passthrough."""
-    return repo.promoted_version(engine)
+    return registry.promoted_version(engine)
 
 
 def automation_bias(engine: Engine) -> pd.DataFrame:
@@ -383,7 +383,7 @@ def automation_bias(engine: Engine) -> pd.DataFrame:
         agree = blind["agrees"].mean() if len(blind) else math.nan
         out.append([version, len(shown), accept, len(blind), agree, accept - agree, 1.0 - accept])
     created = {model.version: position for position, model in
-               enumerate(sorted(repo.model_versions(engine), key=lambda m: (m.created_at, m.version)))}
+               enumerate(sorted(registry.model_versions(engine), key=lambda m: (m.created_at, m.version)))}
     out.sort(key=lambda row: (created.get(row[0], -1), str(row[0])))  # versions are hashes: order by creation
     return pd.DataFrame(out, columns=columns)
 

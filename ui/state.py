@@ -115,7 +115,7 @@ def guard_halts(url: str) -> pd.DataFrame:
 @st.cache_data(ttl=CACHE_SECONDS, show_spinner=False)
 def segments_seen(url: str) -> list[str]:
     """Every segment with items (a scan of the items: once per cache period, not once per widget change)."""
-    from store.repo import segments_seen as read
+    from store.decisions import segments_seen as read
 
     return sorted(read(_engine_for(url)))
 
@@ -127,7 +127,7 @@ def decision_export(url: str, start: Any, end: Any, segments: tuple[str, ...], r
     import io
 
     from store.audit import write_trail
-    from store.repo import decision_trail
+    from store.decisions import decision_trail
 
     records = list(decision_trail(_engine_for(url), since=start, until=end, segments=segments, routes=routes,
                                   limit=limit + 1))

@@ -21,7 +21,7 @@ def seed_and_route(items: Path, labels: Path, *, policy_yaml: str | None = None,
     from flows.score import score_flow
     from flows.select import select_flow
     from routing.policy import Policy
-    from store.repo import save_policy
+    from store.policies import save_policy
 
     engine = engine_for(None)
     if policy_yaml is not None:

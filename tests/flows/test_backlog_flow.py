@@ -33,7 +33,7 @@ def _start(items, labels, seed_count: int = 150):
     from flows.ingest import ingest_flow, read_labels, seed_labels
     from flows.retrain import retrain_flow
     from routing.policy import Policy
-    from store.repo import save_policy
+    from store.policies import save_policy
 
     engine = engine_for(None)
     save_policy(engine, Policy.from_yaml(POLICY))
@@ -122,7 +122,7 @@ def test_the_audits_of_a_pure_backlog_are_held_out_whatever_the_training_share(s
     from flows.simulate import DirectAnnotators
     from routing.policy import Policy
     from store.models import BacklogDraw, Label, ReviewTask
-    from store.repo import save_policy
+    from store.policies import save_policy
 
     engine, truth = _start(*dataset_files)
     save_policy(engine, Policy.from_yaml(POLICY.replace("audit_train_share: 0.0", "audit_train_share: 1.0")))
@@ -151,7 +151,7 @@ def test_a_later_select_picking_from_the_same_decisions_breaks_the_population(sl
     from flows.select import select_flow
     from store.backlog import backlog_population
     from store.models import BacklogDraw
-    from store.repo import promoted_model
+    from store.registry import promoted_model
 
     engine, _ = _start(*dataset_files)
     score_flow()

@@ -191,7 +191,7 @@ def test_models_sign_trusts_registered_artifacts_whose_bytes_match_and_refuses_t
     from flows.common import engine_for
     from scoring.models import train_model
     from scoring.registry import load_model, save_model, signature_path
-    from store.repo import register_model
+    from store.registry import register_model
 
     engine = engine_for(None)
     model = train_model(["good match", "bad weather", "good goal", "rainy weather"] * 3,

@@ -73,7 +73,8 @@ def test_generation_items_without_a_score_are_routed_under_the_promoted_verifier
     from flows.route import route_flow
     from flows.score import score_flow
     from routing.policy import Policy
-    from store.repo import promoted_family_model, promoted_model, save_policy
+    from store.policies import save_policy
+    from store.registry import promoted_family_model, promoted_model
 
     engine = engine_for(None)
     save_policy(engine, Policy.from_yaml(POLICY))
@@ -142,7 +143,7 @@ def test_generation_items_without_a_score_are_routed_under_the_promoted_verifier
 def test_a_verifier_trained_on_wrong_verdicts_is_rejected(sluice_home, tmp_path):
     from flows.common import engine_for
     from flows.retrain import retrain_flow
-    from store.repo import promoted_family_model
+    from store.registry import promoted_family_model
 
     engine = engine_for(None)
     records, truth = _generation_records(N_SEEDED, seed=13)
@@ -185,7 +186,7 @@ def test_pairs_without_a_preference_are_routed_under_the_promoted_preference_mod
     from flows.route import route_flow
     from flows.score import score_flow
     from routing.policy import Policy
-    from store.repo import save_policy
+    from store.policies import save_policy
 
     engine = engine_for(None)
     save_policy(engine, Policy.from_yaml(POLICY))

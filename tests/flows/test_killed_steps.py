@@ -198,7 +198,7 @@ def test_score_killed_half_way_then_run_again(sluice_home, big_items):
     scored now; the score step still passes through those a store made by an earlier release holds.)"""
     from flows.ingest import ingest_flow
     from flows.score import score_flow
-    from store.repo import UPSTREAM_MODEL
+    from store.passthrough import UPSTREAM_MODEL
 
     url = database_url()
     ingest_flow(str(big_items))

@@ -81,7 +81,7 @@ def test_each_kind_goes_to_its_queue_and_its_answers_come_back(kinds_env):
     from flows.select import select_flow
     from labeling.kinds import answer_result
     from routing.policy import Policy
-    from store.repo import save_policy
+    from store.policies import save_policy
     from tests.flows.seeded import AS_OF
 
     engine = engine_for(None)

@@ -128,7 +128,7 @@ def test_a_store_copied_with_its_home_loads_its_own_models(sluice_home, dataset_
 
     from flows.common import artifact_file, engine_for, load_scoring_model
     from flows.score import score_flow
-    from store.repo import promoted_model
+    from store.registry import promoted_model
     from store.settings import get_settings
     from tests.flows.seeded import seed_and_route
 

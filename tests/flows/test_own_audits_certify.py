@@ -52,7 +52,8 @@ def test_audits_certify_the_model_that_drew_them_and_never_the_model_they_traine
     from routing.policy import Policy
     from services.certify import certifying_labels
     from store.models import Label, RoutingDecision, ThresholdEvidence
-    from store.repo import promoted_model, save_policy
+    from store.policies import save_policy
+    from store.registry import promoted_model
     from tests.flows.conftest import make_dataset, write_files
 
     batches = []

@@ -109,7 +109,7 @@ def test_two_thousand_tasks_with_overlap_gold_and_a_killed_pull(big_queue, sluic
     from flows.labelstudio import open_queue, pull_flow, push_flow
     from labeling.quality import agreement_report
     from labeling.simulate import SimulatedAnnotators
-    from store.repo import active_policy
+    from store.policies import active_policy
     from ui.data import annotator_accuracy, automation_bias
 
     engine, truth = big_queue

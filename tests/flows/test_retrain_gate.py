@@ -83,7 +83,7 @@ def test_a_candidate_that_forgets_corrected_items_is_refused_and_one_that_keeps_
     from flows.simulate import DirectAnnotators
     from routing.policy import Policy
     from store.regression import corrected_items
-    from store.repo import save_policy
+    from store.policies import save_policy
     from tests.flows.conftest import make_dataset, write_files
     from tests.flows.seeded import AS_OF
 
@@ -170,7 +170,7 @@ def test_a_candidate_left_unsettled_by_sigkill_is_settled_by_the_next_run(sluice
     from flows.ingest import ingest_flow, read_labels, seed_labels
     from flows.retrain import retrain_flow
     from store.lock import lock_status
-    from store.repo import model_row, promoted_model
+    from store.registry import model_row, promoted_model
     from store.settings import get_settings
 
     items, labels = dataset_files

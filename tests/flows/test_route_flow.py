@@ -45,7 +45,7 @@ def routed(sluice_home, tmp_path):
     from flows.route import route_flow
     from flows.score import score_flow
     from routing.policy import Policy
-    from store.repo import save_policy
+    from store.policies import save_policy
 
     engine = engine_for(None)
     save_policy(engine, Policy.from_yaml(POLICY), comment="test")
@@ -81,7 +81,7 @@ def test_risk_rules_and_smuggled_text_escalate_whatever_the_confidence(routed):
 def test_a_target_derives_a_guaranteed_threshold_from_unbiased_labels(sluice_home, routed):
     from services.certify import derived_threshold
     from store.models import ThresholdEvidence
-    from store.repo import active_policy
+    from store.policies import active_policy
 
     engine, decisions = routed
     policy, version = active_policy(engine)
@@ -209,7 +209,7 @@ def test_backlog_items_rerouted_under_a_new_decision_are_not_auto_accepted(sluic
     from flows.route import route_flow
     from routing.policy import Policy
     from store.models import Item, ItemState
-    from store.repo import save_policy
+    from store.policies import save_policy
 
     engine, decisions = routed
     waiting = [d.item_id for d in decisions.values() if d.route == "review" and d.segment == "targeted"]
@@ -258,7 +258,7 @@ def test_audit_share_sized_for_the_interval_width_applies_to_automated_and_revie
     from routing.audit import audits_for_width
     from routing.policy import Policy
     from store.models import ReviewTask
-    from store.repo import save_policy
+    from store.policies import save_policy
 
     engine, _ = routed
     # a budget that holds the sized audits (the budget covers audits: a smaller one lowers the share, see
@@ -422,7 +422,7 @@ def test_prompt_and_context_injection_in_llm_outputs_route_by_the_policy(sluice_
     extraction read) escalate it, each with its reason code; clean items are automated. A policy that turns the
     context side off lets the same documents through, and keeps the prompt side."""
     from routing.policy import Policy
-    from store.repo import save_policy
+    from store.policies import save_policy
     from tests.flows.seeded import seed_and_route
 
     engine, _ = seed_and_route(*dataset_files, policy_yaml=LLM_POLICY)
@@ -460,7 +460,7 @@ def test_every_batch_of_a_route_run_routes_under_the_policy_the_run_read_at_its_
     from flows.route import route_flow
     from flows.score import score_flow
     from routing.policy import Policy
-    from store.repo import active_policy, save_policy
+    from store.policies import active_policy, save_policy
 
     engine = engine_for(None)
     save_policy(engine, Policy.from_yaml(POLICY), comment="first")

@@ -44,7 +44,7 @@ def test_active_select_draws_each_review_decision_once_with_a_stored_probability
     assert abs(sum(d.probability for d in draws.values()) - expected) < 1e-6
     assert min(d.probability for d in draws.values()) > 0
     from store.budget import window_split
-    from store.repo import active_policy
+    from store.policies import active_policy
 
     split = window_split(engine, active_policy(engine)[0])
     assert [(s["total"], s["audit"], s["review"], s["budget"]) for s in split.values()] == [

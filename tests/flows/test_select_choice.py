@@ -9,7 +9,7 @@ import pytest
 from flows.select import choose_reviews, kind_batch, pair_features
 from routing.sampling import probability_matrix, select_batch
 from store.kinds import LlmCandidates
-from store.repo import BacklogRow
+from store.decisions import BacklogRow
 
 NONE = LlmCandidates([], [], [], [])
 

@@ -84,7 +84,7 @@ def test_each_kind_spends_its_budget_on_its_own_most_uncertain(sluice_home, tmp_
     from flows.select import select_flow
     from routing.policy import Policy
     from store.models import RoutingDecision
-    from store.repo import save_policy
+    from store.policies import save_policy
     from tests.flows.seeded import AS_OF
 
     engine = engine_for(None)

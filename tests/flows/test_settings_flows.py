@@ -45,7 +45,7 @@ def test_flows_write_where_their_settings_say_and_prefect_stores_no_secret(sluic
 
     from flows.calibrate import calibrate_flow
     from flows.cycle import run_cycle
-    from store.repo import promoted_model
+    from store.registry import promoted_model
     from store.settings import MASK, get_settings, masked_url
     from tests.flows.seeded import AS_OF, ingest_seed_and_train
 

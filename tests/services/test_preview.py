@@ -32,7 +32,7 @@ def test_arrivals_count_first_routings_between_cycle_starts_and_the_preview_read
     from routing.preview import preview_segment
     from services.certify import certifying_labels
     from services.preview import arrival_rate, preview_inputs, preview_policy
-    from store import figures, repo
+    from store import figures, labels, policies
 
     engine = looped
     started = {row.cycle: row.started_at for row in figures.cycle_reports(engine)}
@@ -51,13 +51,13 @@ def test_arrivals_count_first_routings_between_cycle_starts_and_the_preview_read
 
     inputs = preview_inputs(engine, "default")
     held = certifying_labels(engine, inputs.model_version, segment="default")["default"]  # what route certifies on
-    assert len(held.item_ids) >= len(repo.held_out_labels(engine, inputs.model_version, segment="default")["default"].item_ids)
+    assert len(held.item_ids) >= len(labels.held_out_labels(engine, inputs.model_version, segment="default")["default"].item_ids)
     np.testing.assert_array_equal(inputs.confidence, held.confidence)
     np.testing.assert_array_equal(inputs.correct, held.correct.astype(bool))
     assert inputs.calibrated is not None and inputs.calibrated.shape == held.confidence.shape  # reports exist
     assert inputs.arrivals_per_day == rate.per_day and inputs.missing is None
 
-    policy, _ = repo.active_policy(engine)
+    policy, _ = policies.active_policy(engine)
     previews = preview_policy(engine, policy)
     assert set(previews) == {"default", "finance"}  # finance: named by the default policy, no items
     assert previews["finance"].threshold_kind == "none: everything to review" and previews["finance"].review_per_day == 0
@@ -68,18 +68,18 @@ def test_arrivals_count_first_routings_between_cycle_starts_and_the_preview_read
 
 def test_a_model_just_promoted_falls_back_to_the_one_that_scored_the_labels(looped) -> None:
     from services.preview import held_out_model, preview_inputs
-    from store import figures, repo
+    from store import figures, labels, registry
 
     engine = looped
     scored = figures.held_out_models(engine)
-    assert scored and all(row.n == len(repo.held_out_labels(engine, row.model_version)["default"].item_ids)
+    assert scored and all(row.n == len(labels.held_out_labels(engine, row.model_version)["default"].item_ids)
                           for row in scored)
     assert [row.scored_at for row in scored] == sorted((row.scored_at for row in scored), reverse=True)
     assert figures.held_out_models(engine, segment="elsewhere") == []
     # the retrain flow's last step, as it records a promotion: a new model that has scored nothing yet
-    repo.register_model(engine, {"version": "just-promoted", "kind": "text", "data_hash": "x"})
-    repo.promote_model(engine, "just-promoted")
-    assert repo.promoted_version(engine) == "just-promoted"
+    registry.register_model(engine, {"version": "just-promoted", "kind": "text", "data_hash": "x"})
+    registry.promote_model(engine, "just-promoted")
+    assert registry.promoted_version(engine) == "just-promoted"
     assert held_out_model(engine, "default") == scored[0].model_version
     assert preview_inputs(engine, "default").model_version == scored[0].model_version
 

@@ -15,7 +15,7 @@ from store.policy_changes import (
     reject_change,
     rollback,
 )
-from store.repo import active_policy, stored_policy
+from store.policies import active_policy, stored_policy
 from store.vocab import ChangeKind, ChangeStatus, Role
 
 

@@ -1,11 +1,12 @@
-"""store.vocab and store.repo: one vocabulary, one definition of an unbiased label, shared reads on both databases."""
+"""store.vocab and the shared reads (store.labels, store.registry, store.decisions, ...): one vocabulary, one
+definition of an unbiased label, shared reads on both databases."""
 
 from __future__ import annotations
 
 import pytest
 
 from routing.policy import Policy
-from store import repo
+from store import decisions, events, labels, passthrough, policies, registry
 from store.models import Item, Label, ModelVersion, PolicyVersion, Prediction, utcnow
 from store.vocab import UNBIASED_SELECTIONS, ModelStatus, Selection, Split, split_for
 
@@ -45,43 +46,43 @@ def test_held_out_labels_reads_only_unbiased_held_out_outputs_and_fails_closed(e
         ("g1", "t", "gold", "holdout", 0.5, "x", "y"),
         ("s1", "t", "seed", "holdout", 0.4, "y", "y"),
     ])
-    labels = repo.held_out_labels(engine, "m1")
-    assert sorted(labels) == ["s", "t"]
-    assert labels["s"].item_ids == ["a1", "a2"] and labels["s"].correct.tolist() == [1.0, 0.0]
-    assert labels["t"].item_ids == ["g1", "s1"] and labels["t"].confidence.tolist() == [0.5, 0.4]
-    assert list(repo.held_out_labels(engine, "m1", segment="t")) == ["t"]
-    assert repo.held_out_labels(engine, "other") == {}
+    held = labels.held_out_labels(engine, "m1")
+    assert sorted(held) == ["s", "t"]
+    assert held["s"].item_ids == ["a1", "a2"] and held["s"].correct.tolist() == [1.0, 0.0]
+    assert held["t"].item_ids == ["g1", "s1"] and held["t"].confidence.tolist() == [0.5, 0.4]
+    assert list(labels.held_out_labels(engine, "m1", segment="t")) == ["t"]
+    assert labels.held_out_labels(engine, "other") == {}
 
 
 def test_reading_the_policy_writes_nothing_and_a_flow_saves_the_default_once(engine) -> None:
-    assert repo.stored_policy(engine) is None
+    assert policies.stored_policy(engine) is None
     with engine.connect() as conn:
         assert conn.execute(PolicyVersion.__table__.select()).first() is None
-    policy, version = repo.active_policy(engine)
-    assert repo.active_policy(engine)[1] == version
-    record = repo.stored_policy(engine)
+    policy, version = policies.active_policy(engine)
+    assert policies.active_policy(engine)[1] == version
+    record = policies.stored_policy(engine)
     assert record.version == version and record.policy == policy and record.comment == "embedded default policy"
     other = Policy.from_yaml(policy.to_yaml().replace("name: default", "name: edited"))
-    assert repo.save_policy(engine, other, author="ops", comment="edit") == other.content_hash()
-    assert repo.stored_policy(engine).author == "ops"
+    assert policies.save_policy(engine, other, author="ops", comment="edit") == other.content_hash()
+    assert policies.stored_policy(engine).author == "ops"
 
 
 def test_the_routing_model_is_the_newest_promoted_else_upstream(engine) -> None:
-    assert repo.promoted_model(engine) is None and repo.promoted_version(engine) == repo.UPSTREAM_MODEL
+    assert registry.promoted_model(engine) is None and registry.promoted_version(engine) == passthrough.UPSTREAM_MODEL
     with engine.begin() as conn:
         conn.execute(ModelVersion.__table__.insert(), [
             {"version": "v1", "kind": "sklearn", "status": ModelStatus.RETIRED, "created_at": utcnow()},
             {"version": "v2", "kind": "sklearn", "status": ModelStatus.PROMOTED, "created_at": utcnow(),
              "promoted_at": utcnow()},
         ])
-    assert repo.promoted_model(engine).version == "v2" and repo.promoted_version(engine) == "v2"
+    assert registry.promoted_model(engine).version == "v2" and registry.promoted_version(engine) == "v2"
 
 
 def test_watermarks_are_upserted(engine) -> None:
-    assert repo.get_watermark(engine, "pull") is None
-    repo.set_watermark(engine, "pull", "1")
-    repo.set_watermark(engine, "pull", "2")
-    assert repo.get_watermark(engine, "pull") == "2"
+    assert events.get_watermark(engine, "pull") is None
+    events.set_watermark(engine, "pull", "1")
+    events.set_watermark(engine, "pull", "2")
+    assert events.get_watermark(engine, "pull") == "2"
 
 
 def test_the_training_fingerprint_follows_content_not_count(engine) -> None:
@@ -89,12 +90,12 @@ def test_the_training_fingerprint_follows_content_not_count(engine) -> None:
 
     _labelled(engine, [("t1", "s", "margin", "train", 0.6, "x", "x"), ("t2", "s", "margin", "train", 0.6, "x", "y"),
                        ("h1", "s", "audit", "holdout", 0.6, "x", "x")])
-    first = repo.training_fingerprint(engine)
-    assert repo.training_fingerprint(engine) == first  # stable
+    first = labels.training_fingerprint(engine)
+    assert labels.training_fingerprint(engine) == first  # stable
     with engine.begin() as conn:  # the same count, another example
         conn.execute(delete(Label).where(Label.item_id == "t2"))
     _labelled(engine, [("t3", "s", "margin", "train", 0.6, "x", "x")])
-    assert repo.training_fingerprint(engine) != first
+    assert labels.training_fingerprint(engine) != first
 
 
 def test_llm_reads_return_the_scored_outputs_of_llm_pipelines_and_their_payloads_in_columns(engine) -> None:
@@ -112,40 +113,40 @@ def test_llm_reads_return_the_scored_outputs_of_llm_pipelines_and_their_payloads
         conn.execute(Item.__table__.insert(), [
             {"id": i, "kind": kind, "state": state, "text": text, "payload": payload, "segment": "s",
              "received_at": now, "updated_at": now} for i, kind, state, text, payload in rows])
-    assert repo.scored_llm_item_ids(engine) == ["g1", "p1", "x1"]  # not the classification, not the unscored
-    read = repo.llm_inputs(engine, ["x1", "c1", "g1", "missing"])
+    assert decisions.scored_llm_item_ids(engine) == ["g1", "p1", "x1"]  # not the classification, not the unscored
+    read = decisions.llm_inputs(engine, ["x1", "c1", "g1", "missing"])
     found = dict(zip(read.item_ids, zip(read.kinds, read.texts, read.payloads)))
     assert found == {"g1": ("generation", "At 14:05.", generation),
                      "x1": ("extraction", "Invoice 7, total 12.00", rows[3][4])}
-    assert repo.llm_inputs(engine, ["c1"]) == repo.LlmInputs([], [], [], [])
+    assert decisions.llm_inputs(engine, ["c1"]) == decisions.LlmInputs([], [], [], [])
 
 
 def _models(engine, rows: list[tuple[str, str]]) -> None:
     """(version, kind) registered as candidates, in this order."""
     for version, kind in rows:
-        repo.register_model(engine, {"version": version, "kind": kind, "created_at": utcnow()})
+        registry.register_model(engine, {"version": version, "kind": kind, "created_at": utcnow()})
 
 
 def test_each_family_has_its_own_promoted_model_and_the_classifier_stays_promoted_model(engine) -> None:
     _models(engine, [("c1", "text"), ("v1", "verifier"), ("v2", "verifier"), ("p1", "preference")])
-    repo.promote_model(engine, "c1")
-    repo.promote_model(engine, "v1")
-    assert repo.promoted_model(engine).version == "c1"  # a verifier never becomes the classifier
-    assert repo.promoted_family_model(engine, "verifier").version == "v1"
-    assert repo.promoted_family_model(engine, "preference") is None
-    assert repo.promoted_family_versions(engine) == {"generation": "v1"}
-    repo.promote_model(engine, "v2")  # retires v1 only
-    repo.promote_model(engine, "p1")
+    registry.promote_model(engine, "c1")
+    registry.promote_model(engine, "v1")
+    assert registry.promoted_model(engine).version == "c1"  # a verifier never becomes the classifier
+    assert registry.promoted_family_model(engine, "verifier").version == "v1"
+    assert registry.promoted_family_model(engine, "preference") is None
+    assert registry.promoted_family_versions(engine) == {"generation": "v1"}
+    registry.promote_model(engine, "v2")  # retires v1 only
+    registry.promote_model(engine, "p1")
     with engine.connect() as conn:
         statuses = dict(conn.execute(ModelVersion.__table__.select().with_only_columns(
             ModelVersion.version, ModelVersion.status)).all())
     assert statuses == {"c1": "promoted", "v1": "retired", "v2": "promoted", "p1": "promoted"}
-    assert repo.promoted_family_versions(engine) == {"generation": "v2", "pairwise": "p1"}
-    assert repo.promoted_version(engine) == "c1"
+    assert registry.promoted_family_versions(engine) == {"generation": "v2", "pairwise": "p1"}
+    assert registry.promoted_version(engine) == "c1"
     with pytest.raises(ValueError, match="no registered model version 'nope'"):
-        repo.promote_model(engine, "nope")
+        registry.promote_model(engine, "nope")
     with pytest.raises(ValueError, match="'judge'"):
-        repo.promoted_family_model(engine, "judge")
+        registry.promoted_family_model(engine, "judge")
 
 
 def test_scored_items_route_each_kind_on_its_own_model(engine) -> None:
@@ -163,11 +164,11 @@ def test_scored_items_route_each_kind_on_its_own_model(engine) -> None:
         conn.execute(Prediction.__table__.insert(), [
             {"item_id": i, "model_version": m, "confidence": 0.7, "label": "accept", "created_at": now}
             for i, m in predictions])
-    routed = repo.scored_items(engine, "clf", family_versions={"generation": "v1", "pairwise": "p1"})
+    routed = decisions.scored_items(engine, "clf", family_versions={"generation": "v1", "pairwise": "p1"})
     assert [(r.item_id, r.model_version) for r in routed] == [
         ("c", "clf"), ("g", "v1"), ("g-up", "upstream"), ("p", "p1"), ("x", "upstream")]
     # without a promoted family model an LLM output without a score of its own has nothing to route on
-    assert [(r.item_id, r.model_version) for r in repo.scored_items(engine, "clf")] == [
+    assert [(r.item_id, r.model_version) for r in decisions.scored_items(engine, "clf")] == [
         ("c", "clf"), ("g-up", "upstream"), ("x", "upstream")]
 
 
@@ -181,9 +182,9 @@ def test_labelled_items_carry_the_payload_of_an_llm_output(engine) -> None:
         conn.execute(Label.__table__.insert(), [
             {"item_id": "g1", "label": "reject", "split": "train", "source": "seed", "selection_reason": "seed",
              "created_at": now}])
-    assert repo.labelled_items(engine, split="train", kind="generation") == [
-        repo.LabelledItem("g1", "reject", None, None, payload)]
-    assert repo.labelled_items(engine, split="train") == []  # a classifier never learns from it
+    assert labels.labelled_items(engine, split="train", kind="generation") == [
+        labels.LabelledItem("g1", "reject", None, None, payload)]
+    assert labels.labelled_items(engine, split="train") == []  # a classifier never learns from it
 
 
 def test_a_policy_altered_in_the_database_after_it_was_saved_is_refused(tmp_path):
@@ -192,7 +193,7 @@ def test_a_policy_altered_in_the_database_after_it_was_saved_is_refused(tmp_path
     from routing.policy import Policy
     from store.db import get_engine
     from store.models import PolicyVersion
-    from store.repo import active_policy, save_policy
+    from store.policies import active_policy, save_policy
 
     engine = get_engine(f"sqlite:///{tmp_path / 'store.db'}")
     version = save_policy(engine, Policy.from_yaml(

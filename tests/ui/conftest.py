@@ -106,7 +106,7 @@ def fill_looped(data: Path) -> Path:
     from flows.ingest import ingest_flow, read_labels
     from flows.simulate import DirectAnnotators, read_records, write_jsonl
     from routing.policy import Policy, budget_window
-    from store.repo import save_policy
+    from store.policies import save_policy
     from tests.flows.conftest import make_dataset, write_files
     from tests.flows.seeded import seed_then_loop
 

@@ -184,7 +184,7 @@ def test_overview_flags_a_halted_segment_and_says_what_carries_a_guarantee(route
     from flows.retrain import retrain_flow
     from flows.route import route_flow
     from routing.policy import Policy
-    from store.repo import save_policy
+    from store.policies import save_policy
     from tests.ui.conftest import POLICY
 
     answer_open_tasks(routed_engine, routed_store, cycle=1)

@@ -153,7 +153,7 @@ def test_an_operator_edits_a_target_applies_it_and_rolls_it_back(page, console, 
     from playwright.sync_api import expect
 
     from store.db import get_engine
-    from store.repo import stored_policy
+    from store.policies import stored_policy
 
     first = stored_policy(get_engine(f"sqlite:///{filled_home / 'sluice.db'}", migrate_first=False)).version
     sign_in(page, console, "ana")

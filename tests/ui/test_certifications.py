@@ -23,7 +23,7 @@ def _cycle_two_with_a_target(engine, store, tmp_path) -> int:
     from flows.cycle import run_cycle
     from flows.ingest import ingest_flow
     from routing.policy import Policy
-    from store.repo import save_policy
+    from store.policies import save_policy
     from tests.flows.conftest import make_dataset, write_files
 
     answer_open_tasks(engine, store, cycle=1)

@@ -11,7 +11,7 @@ from streamlit.testing.v1 import AppTest
 
 from store.accounts import add_account
 from store.policy_changes import policy_history
-from store.repo import active_policy, stored_policy
+from store.policies import active_policy, stored_policy
 from store.vocab import ChangeStatus, Role
 from ui.auth import NO_ACCOUNTS, SESSION_KEY, SignedIn
 

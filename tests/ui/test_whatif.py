@@ -55,13 +55,13 @@ def test_the_page_shows_the_policy_preview_per_day_and_follows_the_slider(sluice
 
     from routing.preview import preview_segment
     from services.preview import preview_inputs
-    from store import repo
+    from store import policies, registry
     from store.settings import get_settings
     from tests.flows.seeded import seed_then_loop
 
     engine = seed_then_loop(get_settings(), *dataset_files, tmp_path, cycles=3, batch_size=150)
     inputs = preview_inputs(engine, "default")
-    policy, _ = repo.active_policy(engine)
+    policy, _ = policies.active_policy(engine)
     try:
         at = AppTest.from_file(APP, default_timeout=120)
         at.session_state[SESSION_KEY] = SignedIn("ops", Role.VIEWER, "password")  # every page needs an account
@@ -86,8 +86,8 @@ def test_the_page_shows_the_policy_preview_per_day_and_follows_the_slider(sluice
         assert spec["vconcat"][1]["layer"][0]["encoding"]["y"]["scale"]["domain"][1] < 1.0
 
         # a model just promoted has scored nothing: the page shows the one that did, and says so
-        repo.register_model(engine, {"version": "just-promoted", "kind": "text", "data_hash": "x"})
-        repo.promote_model(engine, "just-promoted")
+        registry.register_model(engine, {"version": "just-promoted", "kind": "text", "data_hash": "x"})
+        registry.promote_model(engine, "just-promoted")
         st.cache_data.clear()
         at.run()
         assert not at.exception and at.metric
