@@ -93,7 +93,7 @@ def sign_in_page(engine: Engine) -> None:
     if not submitted:
         return
     if len(recent) >= MAX_FAILURES:
-        st.error(f"Too many wrong passwords: wait a minute before trying again.")
+        st.error("Too many wrong passwords: wait a minute before trying again.")
         return
     account = authenticate(engine, username.strip(), password)
     if account is None:

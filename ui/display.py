@@ -111,7 +111,7 @@ def cycle_chart(cycles: pd.DataFrame, columns: list[str]) -> alt.Chart:
 
 
 def trend_chart(trends: pd.DataFrame, value: str, *, title: str, low: str | None = None,
-                high: str | None = None, rate: bool = True) -> alt.LayerChart:
+                high: str | None = None, rate: bool = True) -> alt.LayerChart | alt.FacetChart:
     """One figure per cycle, a line per segment, with its interval as a band when given; the y axis spans the
     data (and the interval), not a fixed 0-1."""
     known = trends.dropna(subset=[value])

@@ -179,14 +179,15 @@ def _preview(active: Policy, edited: Policy, segments: list[str]) -> None:
             models.add(inputs.model_version)
     st.table(pd.DataFrame(rows), hide_index=True)
     if models:
-        st.caption(f"On the unbiased held-out labels (seed, audit, gold) of model {', '.join(sorted(models))} and "
+        st.caption(f"On the labels that may certify model {', '.join(sorted(models))} (held-out seed, audit and gold "
+                   "labels, and the audits of its own decisions) and "
                    "each segment's arrivals over the last cycles. Not seen here: a failed calibration gate, a "
                    "live-guard halt and risk rules, which send items to people whatever this says.")
     for gap in gaps:
         st.caption(gap)
 
 
-def _preview_row(preview: SegmentPreview) -> dict[str, str]:
+def _preview_row(preview: SegmentPreview) -> dict[str, str | int]:
     return {
         "threshold": MISSING if preview.threshold is None else f"{preview.threshold:.3f} ({preview.threshold_kind})",
         "automation": percent(preview.automation_rate),

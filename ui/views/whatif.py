@@ -46,14 +46,16 @@ def render() -> None:
     start = policy.threshold if policy.threshold is not None else settings.auto_accept_threshold
     threshold = st.slider("Auto-accept threshold (fixed)", min_value=0.01, max_value=1.0,
                           value=float(round(start, 2)), step=0.01, key=f"whatif_threshold_{segment}")
+    per_day = inputs.arrivals_per_day
+    assert per_day is not None  # `missing` was None
     chosen = preview_segment(inputs.confidence, inputs.correct, rules=fixed_threshold(settings, threshold),
-                             arrivals_per_day=float(inputs.arrivals_per_day), calibrated=inputs.calibrated)
+                             arrivals_per_day=per_day, calibrated=inputs.calibrated)
     if chosen.reason is not None:
         st.info(f"Nothing to preview at this threshold: {chosen.reason}; each `sluice cycle` adds audits.")
         return
     _metrics(chosen)
     curve = what_if(inputs.confidence if inputs.calibrated is None else inputs.calibrated, inputs.correct,
-                    items_per_cycle=float(inputs.arrivals_per_day), seconds_per_item=settings.seconds_per_item,
+                    items_per_cycle=per_day, seconds_per_item=settings.seconds_per_item,
                     spot_check_rate=settings.spot_check_rate)
     st.altair_chart(whatif_chart(curve, policy.threshold, threshold), width="stretch")
 
@@ -80,7 +82,8 @@ def _basis(inputs: PreviewInputs, routing_now: str) -> None:
                   "does)")
     calibrated = "calibrated out of fold" if inputs.calibrated is not None else "raw (no calibration report yet)"
     st.caption(
-        f"{inputs.confidence.size:,} unbiased held-out labels of {model}, confidences {calibrated} · "
+        f"{inputs.confidence.size:,} certifying labels of {model} (held out, or audits of its own decisions), "
+        f"confidences {calibrated} · "
         f"{arrivals.items:,} items arrived in cycles {arrivals.first_cycle}–{arrivals.last_cycle} over "
         f"{arrivals.hours:,.2f} h: {arrivals.per_day:,.0f} a day"
     )
