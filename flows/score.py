@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
-from sqlalchemy import Engine, and_, bindparam, exists, or_, select
+from sqlalchemy import Engine
 
 from flows.common import (
     Payload,
@@ -30,20 +30,21 @@ from flows.common import (
 )
 from flows.runners import BATCH_RUNNER
 from scoring.families import FamilyPredictions, family_data, family_predictions
-from store.passthrough import prediction_columns, probs_json, upstream_prediction_columns
-from store.bulk import LOOKUP_CHUNK, chunked, insert_ignore_columns
-from store.db import refresh_statistics, write_transaction
-from store.models import Item, ItemState, Label, ModelVersion, Prediction
-from store.passthrough import UPSTREAM_MODEL
+from store.bulk import chunked
+from store.db import refresh_statistics
+from store.models import ModelVersion
+from store.passthrough import UPSTREAM_MODEL, prediction_columns, probs_json, upstream_prediction_columns
 from store.registry import promoted_family_model, promoted_model
+from store.scoring import (
+    family_items_to_score, item_inputs_of, item_payloads, items_to_score, unscored_without_upstream, upstream_rows,
+    write_predictions,
+)
 from store.settings import SluiceSettings, settings_or_environment
-from store.transitions import move_items
-from store.vocab import FAMILY_ITEM_KIND, ItemKind, ModelFamily, Split
+from store.vocab import ModelFamily
 
 DEFAULT_BATCH_SIZE = 5_000
 MODEL_BATCHES_IN_FLIGHT = 3
 UPSTREAM_BATCH_SIZE = 50_000  # passthrough costs microseconds per item: coarser batches, fewer task runs
-RESCORED_STATES = (ItemState.received.value, ItemState.routed.value)
 
 
 def _write_prediction_columns(
@@ -51,15 +52,7 @@ def _write_prediction_columns(
 ) -> None:
     """One prediction per item of `model_version` (``store.passthrough.prediction_columns``), written with the
     items' move to `scored` in one transaction."""
-    columns = prediction_columns(item_ids, classes, probs, model_version=model_version, now=utcnow())
-    with write_transaction(engine) as conn:
-        insert_ignore_columns(conn, Prediction.__table__, columns, encoded_json=("probs",))
-        _mark_scored(conn, item_ids)
-
-
-def _mark_scored(conn, ids: list[str]) -> None:
-    """Received or routed items among `ids` become scored (`store.transitions`)."""
-    move_items(conn, dict.fromkeys(ids, ItemState.scored), by="score")
+    write_predictions(engine, prediction_columns(item_ids, classes, probs, model_version=model_version, now=utcnow()))
 
 
 @task(name="score-batch", cache_policy=NO_CACHE)
@@ -67,24 +60,12 @@ def _mark_scored(conn, ids: list[str]) -> None:
 def score_model_batch(item_ids: list[str], version: ModelVersion, settings: SluiceSettings) -> int:
     engine = engine_for(settings)
     model = load_scoring_model(version, settings)
-    column = Item.text if model.kind == "text" else Item.features
-    with engine.connect() as conn:
-        found = dict(conn.execute(select(Item.id, column).where(Item.id.in_(item_ids))).all())
-    usable = [i for i in item_ids if found.get(i) is not None]
+    usable, inputs = item_inputs_of(engine, item_ids, model.kind)
     if not usable:
         return 0
-    inputs = [found[i] for i in usable]
     probs = model.predict_proba(np.asarray(inputs, dtype=float) if model.kind == "features" else inputs)
     _write_prediction_columns(engine, usable, model.classes_, probs, version.version)
     return len(usable)
-
-
-def _model_inputs(engine: Engine, item_ids: list[str], kind: str) -> tuple[list[str], list[Any]]:
-    column = Item.text if kind == "text" else Item.features
-    with engine.connect() as conn:
-        found = dict(conn.execute(select(Item.id, column).where(Item.id.in_(item_ids))).all())
-    usable = [i for i in item_ids if found.get(i) is not None]
-    return usable, [found[i] for i in usable]
 
 
 def _predict_in_worker(path: str, sha256: str | None, kind: str, inputs: list[Any]) -> np.ndarray:
@@ -110,7 +91,7 @@ def score_model_batches_in_processes(
     with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
         pending = []
         for part in chunked(item_ids, batch_size):
-            usable, inputs = _model_inputs(engine, list(part), version.kind)
+            usable, inputs = item_inputs_of(engine, list(part), version.kind)
             if usable:
                 pending.append((usable, pool.submit(_predict_in_worker, path, version.sha256,
                                                     version.kind, inputs)))
@@ -124,11 +105,7 @@ def score_model_batches_in_processes(
 @takes_payloads
 def score_upstream_batch(item_ids: list[str], settings: SluiceSettings) -> int:
     engine = engine_for(settings)
-    query = (select(Item.id, Item.kind, Item.upstream_prediction, Item.upstream_confidence, Item.upstream_probs)
-             .where(Item.id.in_(bindparam("ids", expanding=True))))
-    with engine.connect() as conn:  # a batch holds more ids than one statement may bind (SQLite: 32,766)
-        rows = [row for part in chunked(item_ids, LOOKUP_CHUNK) for row in conn.execute(query, {"ids": list(part)})]
-    return _pass_through(engine, rows)
+    return _pass_through(engine, upstream_rows(engine, item_ids))
 
 
 def _pass_through(engine: Engine, rows: list[Any]) -> int:
@@ -138,10 +115,7 @@ def _pass_through(engine: Engine, rows: list[Any]) -> int:
         [r.id for r in rows], [r.kind for r in rows], [r.upstream_prediction for r in rows],
         [r.upstream_confidence for r in rows], [r.upstream_probs for r in rows], model_version=UPSTREAM_MODEL,
         now=utcnow())
-    if columns["item_id"]:
-        with write_transaction(engine) as conn:
-            insert_ignore_columns(conn, Prediction.__table__, columns, encoded_json=("probs",))
-            _mark_scored(conn, columns["item_id"])
+    write_predictions(engine, columns)
     return len(columns["item_id"])
 
 
@@ -155,9 +129,7 @@ def _write_family_predictions(engine: Engine, item_ids: list[str], predicted: Fa
         "probs": [None] * n if predicted.probs is None else probs_json(np.asarray(predicted.classes), predicted.probs),
         "created_at": [utcnow()] * n,
     }
-    with write_transaction(engine) as conn:
-        insert_ignore_columns(conn, Prediction.__table__, columns, encoded_json=("probs",))
-        _mark_scored(conn, item_ids)
+    write_predictions(engine, columns)
 
 
 @task(name="score-family-batch", cache_policy=NO_CACHE)
@@ -167,10 +139,7 @@ def score_family_batch(item_ids: list[str], version: ModelVersion, settings: Slu
     model cannot read (no response) is left unscored."""
     engine = engine_for(settings)
     model = load_family_model(version, settings)
-    with engine.connect() as conn:
-        found: dict[str, Any] = dict(conn.execute(
-            select(Item.id, Item.payload).where(Item.id.in_(bindparam("ids", expanding=True))),
-            {"ids": list(item_ids)}).all())
+    found = item_payloads(engine, item_ids)
     ids = [i for i in item_ids if i in found]
     data = family_data(version.kind, ids, [found[i] for i in ids])
     if not len(data):
@@ -178,51 +147,6 @@ def score_family_batch(item_ids: list[str], version: ModelVersion, settings: Slu
     predicted = family_predictions(version.kind, model.predict_proba(data.examples))
     _write_family_predictions(engine, data.item_ids, predicted, version.version)
     return len(data)
-
-
-def _has_upstream():
-    return or_(Item.upstream_confidence.is_not(None), Item.upstream_probs.is_not(None))
-
-
-def items_to_score(engine: Engine, model_version: str | None) -> tuple[list[str], list[str]]:
-    """(ids for the promoted model, ids for the upstream passthrough) that still lack a prediction."""
-    def lacks(version: str):
-        return ~exists().where(and_(Prediction.item_id == Item.id, Prediction.model_version == version))
-
-    # held-out labelled items are scored whatever their state: they calibrate and evaluate the model
-    holdout = exists().where(and_(Label.item_id == Item.id, Label.split == Split.HOLDOUT))
-    # upstream scores pass through for every kind (an LLM item's own score is mapped onto its answers at ingest);
-    # the classifier scores classification items only: outputs of LLM pipelines without one are their family
-    # model's (`family_items_to_score`)
-    classification = Item.kind == ItemKind.CLASSIFICATION
-    with engine.connect() as conn:
-        upstream = conn.execute(
-            select(Item.id).where(or_(Item.state.in_(RESCORED_STATES), holdout), _has_upstream(),
-                                  lacks(UPSTREAM_MODEL))
-        ).scalars().all()
-        if model_version is None:
-            return [], list(upstream)
-        model = conn.execute(
-            select(Item.id).where(
-                or_(and_(Item.state.in_(RESCORED_STATES), ~_has_upstream()), holdout), lacks(model_version),
-                classification,
-            )
-        ).scalars().all()
-    return list(model), list(upstream)
-
-
-def family_items_to_score(engine: Engine, family: ModelFamily, model_version: str) -> list[str]:
-    """Ids of the items of the family's kind that `model_version` should score and has not: those without a score
-    of their pipeline's own waiting to be routed (again, after a promotion), and every held-out labelled one (they
-    calibrate and evaluate the model)."""
-    holdout = exists().where(and_(Label.item_id == Item.id, Label.split == Split.HOLDOUT))
-    lacks = ~exists().where(and_(Prediction.item_id == Item.id, Prediction.model_version == model_version))
-    with engine.connect() as conn:
-        return list(conn.execute(
-            select(Item.id).where(Item.kind == FAMILY_ITEM_KIND[family], lacks,
-                                  or_(and_(Item.state.in_(RESCORED_STATES), ~_has_upstream()), holdout))
-            .order_by(Item.id)
-        ).scalars())
 
 
 def submit_family_batches(engine: Engine, settings: SluiceSettings, batch_size: int) -> tuple[list, dict[str, Any]]:
@@ -272,7 +196,7 @@ def score_flow(
     if scored:
         refresh_statistics(engine, "items", "predictions")
     summary = {"model_version": version.version if version else None, "scored": scored, "upstream": len(upstream_ids),
-               "waiting_for_a_model": 0 if version else _count_waiting(engine), "families": families}
+               "waiting_for_a_model": 0 if version else unscored_without_upstream(engine), "families": families}
     logger.info("score: %s", summary)
     return summary
 
@@ -290,12 +214,3 @@ def _model_batches(futures: list, model_ids: list[str], version: ModelVersion, s
         futures.append(future)
         in_flight.append(future)
     return scored, list(in_flight)
-
-
-def _count_waiting(engine: Engine) -> int:
-    from sqlalchemy import func
-
-    with engine.connect() as conn:
-        return conn.execute(
-            select(func.count()).select_from(Item).where(Item.state == ItemState.received.value, ~_has_upstream())
-        ).scalar_one()
