@@ -1,4 +1,5 @@
-"""Tests for scoring.passthrough: upstream probabilities, confidences, both, neither and contradictions."""
+"""store.passthrough, the scores a producer sent with its items: upstream probabilities, confidences, both,
+neither and contradictions."""
 
 from __future__ import annotations
 
