@@ -12,8 +12,7 @@ from typing import Any, cast
 import numpy as np
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
-from sqlalchemy import Engine, select
-from sqlmodel import Session
+from sqlalchemy import Engine
 
 from calibration.recalibrators import calibrator_from_dict
 from calibration.report import CalibrationReport, GateResult, calibration_gate, is_stale
@@ -39,13 +38,14 @@ from services.backlog import backlog_certificate
 from services.certify import Labelled, certifying_labels, derived_threshold, merge_labelled
 from services.guard import check_live_guards
 from store.budget import spent_this_window
-from store.bulk import chunked, insert_ignore_columns
+from store.bulk import insert_ignore_columns
+from store.calibrations import latest_calibrations
 from store.db import refresh_statistics, write_transaction
-from store.models import CalibrationReportRow, ItemState, RoutingDecision
 from store.decisions import (
     llm_inputs, LlmInputs, previous_decisions, scored_items, scored_llm_item_ids, ScoredItem,
 )
 from store.labels import held_out_labels
+from store.models import CalibrationReportRow, ItemState, RoutingDecision
 from store.policies import active_policy
 from store.registry import promoted_family_versions, promoted_model
 from store.settings import SluiceSettings, settings_or_environment
@@ -73,20 +73,6 @@ def gate_now(row: CalibrationReportRow | None, policy: SegmentPolicy) -> GateRes
     if (row.report or {}).get("drift", {}).get("stale"):
         return GateResult(passed=False, reasons=(*gate.reasons, "calibration_drift"))
     return gate
-
-
-def latest_calibrations(engine: Engine, model_version: str, segments: list[str]) -> dict[str, CalibrationReportRow]:
-    """The newest calibration report of each of `segments` under `model_version`, in one query per 5,000."""
-    newest: dict[str, CalibrationReportRow] = {}
-    with Session(engine, expire_on_commit=False) as session:
-        for part in chunked(segments, 5_000):
-            rows = session.scalars(
-                select(CalibrationReportRow)
-                .where(CalibrationReportRow.model_version == model_version, CalibrationReportRow.segment.in_(part))
-                .order_by(CalibrationReportRow.created_at, CalibrationReportRow.id)
-            ).all()
-            newest.update((row.segment, row) for row in rows)  # later rows win
-    return newest
 
 
 PEOPLE_ROUTES = frozenset({Route.REVIEW.value, Route.ESCALATE.value})

@@ -11,7 +11,7 @@ from typing import Any, NamedTuple
 import numpy as np
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine
 
 from flows.common import (
     Payload,
@@ -28,7 +28,7 @@ from flows.runners import BATCH_RUNNER
 from routing.decide import Route
 from routing.draws import AUDIT_SALT, BLIND_SALT, OVERLAP_SALT, REVIEW_CAP_SALT, REVIEW_SALT, decision_uniform, drawn
 from routing.kind_selection import CLASSIFICATION, KindBatch, select_by_kind, usefulness
-from routing.policy import review_cost
+from routing.policy import Policy, review_cost
 from routing.probabilistic_review import draw_for_review, inclusion_probabilities
 from routing.sampling import (
     STRATEGIES,
@@ -41,15 +41,14 @@ from routing.sampling import (
 )
 from scoring.preference import PairwiseExample, pair_description
 from store.budget import spent_this_window
-from store.bulk import existing_keys, insert_ignore
 from store.db import refresh_statistics
-from store.kinds import LlmCandidates, llm_candidates
-from store.models import BacklogDraw, Item, ItemState, Label, ReviewDraw, ReviewTask
 from store.decisions import BacklogRow, review_backlog
+from store.kinds import LlmCandidates, llm_candidates
+from store.models import ItemState
+from store.outbox import drawn_decisions, unsent_held_out_seeds, write_selection
 from store.policies import active_policy
 from store.settings import SluiceSettings, settings_or_environment
-from store.transitions import move_items
-from store.vocab import LabelSource, Queue, Selection, Split, TaskState
+from store.vocab import Queue, Selection, TaskState
 
 UNCERTAINTY = {"margin": margin, "entropy": entropy, "least_confidence": least_confidence}
 # Draws every review item with a known probability that grows with its margin uncertainty (routing.probabilistic_review)
@@ -346,11 +345,13 @@ SELECT_BATCH_ITEMS, SELECT_BATCH_SEGMENTS = 20_000, 1_000
 @task(name="select-segments", cache_policy=NO_CACHE)
 @takes_payloads
 def select_segments(segments: list[list[BacklogRow]], strategy: str, cycle: int | None,
-                    settings: SluiceSettings, now: datetime, run: str | None = None) -> Counter[str]:
+                    settings: SluiceSettings, now: datetime, run: str | None = None,
+                    policy: Policy | None = None) -> Counter[str]:
     """Plan the review tasks of a batch of segments (each under its own policy and budget window) and write them
     at once, with the review items each segment's strategy left waiting (the backlog population of select `run`)."""
     engine = engine_for(settings)
-    policy, _ = active_policy(engine)
+    if policy is None:
+        policy, _ = active_policy(engine)
     tasks: list[dict[str, Any]] = []
     spent = {segment: sum(by_reason.values()) for segment, by_reason in
              spent_this_window(engine, policy, [rows[0].segment for rows in segments], now).items()}
@@ -358,8 +359,7 @@ def select_segments(segments: list[list[BacklogRow]], strategy: str, cycle: int 
     llm = llm_candidates(engine, review_ids)
     drawn_already: set[int] = set()
     if strategy == ACTIVE:
-        with engine.connect() as conn:
-            drawn_already = existing_keys(conn, ReviewDraw.__table__.c.decision_id, review_ids)
+        drawn_already = drawn_decisions(engine, review_ids)
     draws: list[dict[str, Any]] = []
     population: list[dict[str, Any]] = []
     for rows in segments:
@@ -373,11 +373,7 @@ def select_segments(segments: list[list[BacklogRow]], strategy: str, cycle: int 
         draws += planned.draws
         population += planned.population
     queued = {t["item_id"]: ItemState.queued.value for t in tasks if t["selection_reason"] != Selection.GOLD}
-    with engine.begin() as conn:  # the draws, the tasks and the state move are one transaction
-        insert_ignore(conn, ReviewDraw.__table__, draws)
-        insert_ignore(conn, BacklogDraw.__table__, population)
-        insert_ignore(conn, ReviewTask.__table__, tasks)
-        move_items(conn, queued, by="select")
+    write_selection(engine, draws=draws, population=population, tasks=tasks, queued=queued)
     return Counter(t["selection_reason"] for t in tasks)
 
 
@@ -387,13 +383,7 @@ def gold_tasks(engine: Engine, segment: str, count: int, policy_version: str, cy
     answers measure each annotator's accuracy. They keep their state and their label."""
     if count <= 0:
         return []
-    with engine.connect() as conn:
-        candidates = conn.execute(
-            select(Label.item_id).join(Item, Item.id == Label.item_id)
-            .where(Label.source == LabelSource.SEED, Label.split == Split.HOLDOUT, Item.segment == segment,
-                   Label.item_id.not_in(select(ReviewTask.item_id)))
-            .order_by(Label.item_id)
-        ).scalars().all()
+    candidates = unsent_held_out_seeds(engine, segment)
     if not candidates:
         return []
     picks = derive_rng("gold", segment, cycle, len(candidates)).choice(len(candidates),
@@ -420,6 +410,7 @@ def select_flow(
     settings = settings_or_environment(settings)
     engine = engine_for(settings)
     now = as_utc(as_of) or utcnow()
+    policy, _ = active_policy(engine)  # read once: every batch selects under this version
     by_segment: dict[str, list[BacklogRow]] = {}
     for row in review_backlog(engine):
         by_segment.setdefault(row.segment, []).append(row)
@@ -428,7 +419,8 @@ def select_flow(
     counts: Counter[str] = Counter()
     with settled() as futures:
         run = uuid.uuid4().hex  # what each segment's strategy leaves waiting is one population (routing.backlog)
-        futures += [select_segments.submit(Payload(batch), strategy, cycle, settings, now, run) for batch in batches]
+        futures += [select_segments.submit(Payload(batch), strategy, cycle, settings, now, run, Payload(policy))
+                    for batch in batches]
         for future in futures:
             counts.update(future.result())
     summary = {"queued": sum(counts.values()), **counts,

@@ -13,7 +13,7 @@ from store.bulk import chunked, insert_ignore
 from store.models import CalibrationReportRow, Item, Prediction
 
 __all__ = [
-    "calibration_report_for", "calibration_reports", "latest_calibration_method", "latest_ece",
+    "calibration_report_for", "calibration_reports", "latest_calibration_method", "latest_calibrations", "latest_ece",
     "recent_confidences", "save_calibration_report", "StoredCalibration", "update_calibration_report",
 ]
 
@@ -96,3 +96,17 @@ def recent_confidences(engine: Engine, model_version: str, segments: list[str], 
         values = [v for part in chunked(segments, 5_000)
                   for v in conn.execute(query, {"segments": list(part)}).scalars().all()]
     return np.asarray(values, dtype=float)
+
+
+def latest_calibrations(engine: Engine, model_version: str, segments: list[str]) -> dict[str, CalibrationReportRow]:
+    """The newest calibration report of each of `segments` under `model_version`, in one query per 5,000."""
+    newest: dict[str, CalibrationReportRow] = {}
+    with Session(engine, expire_on_commit=False) as session:
+        for part in chunked(segments, 5_000):
+            rows = session.scalars(
+                select(CalibrationReportRow)
+                .where(CalibrationReportRow.model_version == model_version, CalibrationReportRow.segment.in_(part))
+                .order_by(CalibrationReportRow.created_at, CalibrationReportRow.id)
+            ).all()
+            newest.update((row.segment, row) for row in rows)  # later rows win
+    return newest

@@ -15,9 +15,12 @@ from typing import Any, NamedTuple
 from sqlalchemy import Engine, bindparam, func, insert, select, update
 from sqlmodel import Session
 
-from store.bulk import chunked
-from store.models import Item, ReviewTask, RoutingDecision, Watermark, as_utc, utcnow
-from store.vocab import ItemKind, Queue, TaskState
+from store.bulk import chunked, existing_keys, insert_ignore
+from store.models import (
+    BacklogDraw, Item, Label, ReviewDraw, ReviewTask, RoutingDecision, Watermark, as_utc, utcnow,
+)
+from store.transitions import move_items
+from store.vocab import ItemKind, LabelSource, Queue, Split, TaskState
 
 __all__ = [
     "OutboxRow",
@@ -27,6 +30,7 @@ __all__ = [
     "WaitingGroup",
     "assign_batch_keys",
     "count_push_attempt",
+    "drawn_decisions",
     "extraction_fields",
     "has_expert_tasks",
     "mark_pushed",
@@ -37,6 +41,8 @@ __all__ = [
     "queue_kinds",
     "waiting_by_reason",
     "record_push_error",
+    "unsent_held_out_seeds",
+    "write_selection",
 ]
 
 
@@ -218,3 +224,32 @@ def pushed_tasks(engine: Engine) -> list[PushedTask]:
              .where(ReviewTask.state == TaskState.PUSHED, ReviewTask.ls_task_id.is_not(None)).order_by(ReviewTask.id))
     with engine.connect() as conn:
         return [PushedTask(row.ls_task_id, row.item_id) for row in conn.execute(query)]
+
+
+def drawn_decisions(engine: Engine, decision_ids: list[int]) -> set[int]:
+    """Those of `decision_ids` an earlier select already drew for review (the active strategy draws a decision
+    once)."""
+    with engine.connect() as conn:
+        return set(existing_keys(conn, ReviewDraw.__table__.c.decision_id, decision_ids))
+
+
+def unsent_held_out_seeds(engine: Engine, segment: str) -> list[str]:
+    """The held-out seed items of `segment` never sent to people, in id order: the candidates for gold tasks."""
+    with engine.connect() as conn:
+        return list(conn.execute(
+            select(Label.item_id).join(Item, Item.id == Label.item_id)
+            .where(Label.source == LabelSource.SEED, Label.split == Split.HOLDOUT, Item.segment == segment,
+                   Label.item_id.not_in(select(ReviewTask.item_id)))
+            .order_by(Label.item_id)
+        ).scalars().all())
+
+
+def write_selection(engine: Engine, *, draws: list[dict[str, Any]], population: list[dict[str, Any]],
+                    tasks: list[dict[str, Any]], queued: Mapping[str, str]) -> None:
+    """What one select batch planned, in one transaction: the active draw's rows, the backlog population its
+    strategies left waiting, the review tasks, and the move of the queued items (``store.transitions``)."""
+    with engine.begin() as conn:
+        insert_ignore(conn, ReviewDraw.__table__, draws)
+        insert_ignore(conn, BacklogDraw.__table__, population)
+        insert_ignore(conn, ReviewTask.__table__, tasks)
+        move_items(conn, dict(queued), by="select")

@@ -486,3 +486,38 @@ def test_every_batch_of_a_route_run_routes_under_the_policy_the_run_read_at_its_
     with engine.connect() as conn:
         versions = set(conn.execute(select(RoutingDecision.policy_version)).scalars())
     assert versions == {first}
+
+
+def test_every_batch_of_a_select_run_spends_the_budget_of_the_policy_the_run_read_at_its_start(sluice_home, tmp_path,
+                                                                                               monkeypatch):
+    """A policy applied while a select run is under way (a budget of nothing) takes effect at the next run."""
+    import flows.select
+    from flows.common import engine_for
+    from flows.ingest import ingest_flow
+    from flows.route import route_flow
+    from flows.score import score_flow
+    from flows.select import select_flow
+    from routing.policy import Policy
+    from store.policies import save_policy
+
+    engine = engine_for(None)
+    save_policy(engine, Policy.from_yaml(POLICY), comment="first")
+    rng = np.random.default_rng(4)
+    records = [r for s in ("s1", "s2", "s3") for r in upstream_items(rng, 40, s)]
+    path = tmp_path / "items.jsonl"
+    path.write_text("".join(json.dumps({k: v for k, v in r.items() if k != "truth"}) + "\n" for r in records))
+    ingest_flow(str(path))
+    score_flow()
+    assert route_flow(cycle=1)["review"] > 0
+    monkeypatch.setattr(flows.select, "SELECT_BATCH_SEGMENTS", 1)  # one batch per segment
+    backlog = flows.select.review_backlog
+
+    def backlog_then_no_budget(engine):
+        found = backlog(engine)
+        save_policy(engine, Policy.from_yaml(POLICY.replace("review_budget: 200", "review_budget: 0")),
+                    comment="no budget, while the run is under way")
+        return found
+
+    monkeypatch.setattr(flows.select, "review_backlog", backlog_then_no_budget)
+    summary = select_flow(cycle=1)
+    assert summary.get("margin", 0) > 0  # reviews were chosen under the budget the run started with
