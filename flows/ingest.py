@@ -15,14 +15,12 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from sqlalchemy import Engine
 
 from flows.common import derive_rng, engine_for, utcnow
-from store.bulk import existing_keys, insert_ignore
 from store.db import refresh_statistics
-from store.ingest import bounded_lines, ingest_file
-from store.models import Item, ItemState, Label
 from store.events import record_event
+from store.ingest import bounded_lines, ingest_file
+from store.labels import known_and_labelled, write_labels
 from store.policies import active_policy
 from store.settings import SluiceSettings, settings_or_environment
-from store.transitions import move_items
 from store.vocab import LabelSource, Selection, split_for
 
 
@@ -131,9 +129,7 @@ def seed_labels(engine: Engine, pairs: Iterable[tuple[str, str]], *, holdout_sha
 
 def _seed_chunk(engine: Engine, pairs: list[tuple[str, str]], *, holdout_share: float, seed: int) -> dict[str, int]:
     pairs = sorted(dict(pairs).items())
-    with engine.connect() as conn:
-        known = existing_keys(conn, Item.__table__.c.id, [p[0] for p in pairs])
-        labelled = existing_keys(conn, Label.__table__.c.item_id, [p[0] for p in pairs])
+    known, labelled = known_and_labelled(engine, [p[0] for p in pairs])
     fresh = [p for p in pairs if p[0] in known and p[0] not in labelled]
     holdout = derive_rng("seed-split", seed, [p[0] for p in fresh]).random(len(fresh)) < holdout_share
     now = utcnow()
@@ -143,9 +139,7 @@ def _seed_chunk(engine: Engine, pairs: list[tuple[str, str]], *, holdout_share: 
          "resolution": "given", "created_at": now}
         for (item_id, label), out in zip(fresh, holdout)
     ]
-    with engine.begin() as conn:
-        insert_ignore(conn, Label.__table__, rows)
-        move_items(conn, dict.fromkeys((r["item_id"] for r in rows), ItemState.resolved), by="seed-labels")
+    write_labels(engine, rows, by="seed-labels")
     return {"added": len(rows), "holdout": int(holdout.sum()), "already_labelled": len(labelled),
             "unknown_items": len(pairs) - len(known)}
 

@@ -10,14 +10,15 @@ from typing import Any, NamedTuple, cast
 import numpy as np
 from sqlalchemy import Engine, bindparam, func, select
 
-from store.bulk import LOOKUP_CHUNK, chunked
-from store.models import Item, Label, Prediction
+from store.bulk import LOOKUP_CHUNK, chunked, existing_keys, insert_ignore
+from store.models import Item, ItemState, Label, Prediction
+from store.transitions import move_items
 from store.vocab import UNBIASED_SELECTIONS, ItemKind, Split
 
 __all__ = [
-    "held_out_labels", "HeldOut", "labelled_arrays", "labelled_items", "LabelledItem", "labels_by_reason",
-    "selection_probabilities", "training_fingerprint", "training_segments", "training_texts",
-    "training_vectors", "unlabelled_inputs",
+    "held_out_labels", "HeldOut", "known_and_labelled", "labelled_arrays", "labelled_items", "LabelledItem",
+    "labels_by_reason", "selection_probabilities", "training_fingerprint", "training_segments",
+    "training_texts", "training_vectors", "unlabelled_inputs", "write_labels",
 ]
 
 
@@ -160,3 +161,18 @@ def labelled_items(engine: Engine, *, split: str, reasons: frozenset[str] | None
         query = query.where(Label.selection_reason.in_(sorted(reasons)))
     with engine.connect() as conn:
         return [LabelledItem(r.item_id, r.label, r.text, r.features, r.payload) for r in conn.execute(query)]
+
+
+def known_and_labelled(engine: Engine, item_ids: Sequence[str]) -> tuple[set[str], set[str]]:
+    """Of `item_ids`: those stored as items, and those that have a label already."""
+    with engine.connect() as conn:
+        return (set(existing_keys(conn, Item.__table__.c.id, list(item_ids))),
+                set(existing_keys(conn, Label.__table__.c.item_id, list(item_ids))))
+
+
+def write_labels(engine: Engine, rows: list[dict[str, Any]], *, by: str) -> None:
+    """Store label rows (a label already stored for an item is kept) and move their items to ``resolved``
+    (``store.transitions``, recorded as made `by`), in one transaction."""
+    with engine.begin() as conn:
+        insert_ignore(conn, Label.__table__, rows)
+        move_items(conn, dict.fromkeys((r["item_id"] for r in rows), ItemState.resolved), by=by)

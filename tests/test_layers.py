@@ -104,3 +104,45 @@ def test_an_upward_or_misplaced_import_fails_the_check(tmp_path: Path, path: str
     (tmp_path / "flows" / "fine.py").write_text("from store.models import Item\nimport numpy\n")
     found = violations(tmp_path)
     assert len(found) == 1 and found[0].startswith(expected), found
+
+
+# The store is the one layer that knows the schema: above it, the flows, the services and the console name an engine
+# (or parse a database URL) and never build or run a statement.
+NO_SQL = ("flows", "services", "ui")
+SQLALCHEMY_NAMES_ABOVE_THE_STORE = frozenset({"Engine", "make_url"})
+STATEMENT_CALLS = frozenset({"connect", "begin", "execute", "exec", "scalars", "exec_driver_sql"})
+
+
+def sql_outside_the_store(root: Path) -> list[str]:
+    """Every SQLAlchemy or SQLModel import beyond an engine's type, and every connection or statement call, in the
+    packages above the store, as "path:line: what"."""
+    problems = []
+    for package in NO_SQL:
+        for path in sorted((root / package).rglob("*.py")):
+            relative = path.relative_to(root).as_posix()
+            for node in ast.walk(ast.parse(path.read_text())):
+                if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] in (
+                        "sqlalchemy", "sqlmodel"):
+                    extra = sorted({a.name for a in node.names} - SQLALCHEMY_NAMES_ABOVE_THE_STORE)
+                    if extra or node.module.split(".")[0] == "sqlmodel":
+                        problems.append(f"{relative}:{node.lineno}: imports {', '.join(extra)} from {node.module}")
+                elif isinstance(node, ast.Import) and any(a.name.split(".")[0] in ("sqlalchemy", "sqlmodel")
+                                                          for a in node.names):
+                    problems.append(f"{relative}:{node.lineno}: imports {node.names[0].name}")
+                elif (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                      and node.func.attr in STATEMENT_CALLS):
+                    problems.append(f"{relative}:{node.lineno}: calls .{node.func.attr}()")
+    return problems
+
+
+def test_the_flows_services_and_console_build_no_sql() -> None:
+    assert sql_outside_the_store(ROOT) == []
+
+
+def test_a_statement_above_the_store_fails_the_check(tmp_path: Path) -> None:
+    for package in NO_SQL:
+        (tmp_path / package).mkdir()
+    (tmp_path / "flows" / "x.py").write_text("from sqlalchemy import Engine, select\n"
+                                             "def f(engine):\n    with engine.connect() as conn:\n        pass\n")
+    assert sql_outside_the_store(tmp_path) == ["flows/x.py:1: imports select from sqlalchemy",
+                                               "flows/x.py:3: calls .connect()"]
