@@ -345,13 +345,11 @@ SELECT_BATCH_ITEMS, SELECT_BATCH_SEGMENTS = 20_000, 1_000
 @task(name="select-segments", cache_policy=NO_CACHE)
 @takes_payloads
 def select_segments(segments: list[list[BacklogRow]], strategy: str, cycle: int | None,
-                    settings: SluiceSettings, now: datetime, run: str | None = None,
-                    policy: Policy | None = None) -> Counter[str]:
-    """Plan the review tasks of a batch of segments (each under its own policy and budget window) and write them
-    at once, with the review items each segment's strategy left waiting (the backlog population of select `run`)."""
+                    settings: SluiceSettings, now: datetime, run: str | None, policy: Policy) -> Counter[str]:
+    """Plan the review tasks of a batch of segments (each under its own rules of `policy`, the one the flow read,
+    and its budget window) and write them at once, with the review items each segment's strategy left waiting
+    (the backlog population of select `run`)."""
     engine = engine_for(settings)
-    if policy is None:
-        policy, _ = active_policy(engine)
     tasks: list[dict[str, Any]] = []
     spent = {segment: sum(by_reason.values()) for segment, by_reason in
              spent_this_window(engine, policy, [rows[0].segment for rows in segments], now).items()}

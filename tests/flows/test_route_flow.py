@@ -450,27 +450,36 @@ def test_prompt_and_context_injection_in_llm_outputs_route_by_the_policy(sluice_
         assert decisions[f"{item_id}-again"].reasons == ["prompt_instruction_like"]
 
 
-def test_every_batch_of_a_route_run_routes_under_the_policy_the_run_read_at_its_start(sluice_home, tmp_path,
-                                                                                       monkeypatch):
-    """A policy applied while a route run is under way (here: right after the run read the active version) takes
-    effect at the next run; no batch of this one switches to it half-way."""
-    import flows.route
+def _three_scored_segments(tmp_path, *, seed: int):
+    """A store under POLICY with 40 scored items with upstream scores in each of three segments; its engine."""
     from flows.common import engine_for
     from flows.ingest import ingest_flow
-    from flows.route import route_flow
     from flows.score import score_flow
     from routing.policy import Policy
-    from store.policies import active_policy, save_policy
+    from store.policies import save_policy
 
     engine = engine_for(None)
     save_policy(engine, Policy.from_yaml(POLICY), comment="first")
-    first = active_policy(engine)[1]
-    rng = np.random.default_rng(3)
+    rng = np.random.default_rng(seed)
     records = [r for s in ("s1", "s2", "s3") for r in upstream_items(rng, 40, s)]
     path = tmp_path / "items.jsonl"
     path.write_text("".join(json.dumps({k: v for k, v in r.items() if k != "truth"}) + "\n" for r in records))
     ingest_flow(str(path))
     score_flow()
+    return engine
+
+
+def test_every_batch_of_a_route_run_routes_under_the_policy_the_run_read_at_its_start(sluice_home, tmp_path,
+                                                                                       monkeypatch):
+    """A policy applied while a route run is under way (here: right after the run read the active version) takes
+    effect at the next run; no batch of this one switches to it half-way."""
+    import flows.route
+    from flows.route import route_flow
+    from routing.policy import Policy
+    from store.policies import active_policy, save_policy
+
+    engine = _three_scored_segments(tmp_path, seed=3)
+    first = active_policy(engine)[1]
     monkeypatch.setattr(flows.route, "BATCH_GROUPS", 1)  # one batch per segment
     guards = flows.route.check_live_guards
 
@@ -492,22 +501,12 @@ def test_every_batch_of_a_select_run_spends_the_budget_of_the_policy_the_run_rea
                                                                                                monkeypatch):
     """A policy applied while a select run is under way (a budget of nothing) takes effect at the next run."""
     import flows.select
-    from flows.common import engine_for
-    from flows.ingest import ingest_flow
     from flows.route import route_flow
-    from flows.score import score_flow
     from flows.select import select_flow
     from routing.policy import Policy
     from store.policies import save_policy
 
-    engine = engine_for(None)
-    save_policy(engine, Policy.from_yaml(POLICY), comment="first")
-    rng = np.random.default_rng(4)
-    records = [r for s in ("s1", "s2", "s3") for r in upstream_items(rng, 40, s)]
-    path = tmp_path / "items.jsonl"
-    path.write_text("".join(json.dumps({k: v for k, v in r.items() if k != "truth"}) + "\n" for r in records))
-    ingest_flow(str(path))
-    score_flow()
+    _three_scored_segments(tmp_path, seed=4)
     assert route_flow(cycle=1)["review"] > 0
     monkeypatch.setattr(flows.select, "SELECT_BATCH_SEGMENTS", 1)  # one batch per segment
     backlog = flows.select.review_backlog
