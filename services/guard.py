@@ -1,6 +1,16 @@
 """The live guard of every target segment: an anytime-valid test (``routing.guard``) on the audits of its
 auto-accepted items since its last halt, and the halts it recorded. The route flow acts on it; the console shows the
-same halts."""
+same halts.
+
+Why the test runs on the audited items alone, not on the weighted terms of every automated item
+(``routing.active_inference.weighted_error_guard``): route draws every automated item of a batch at that batch's
+one audit rate (``routing.decide``), so each audit is a uniform draw of the automated items of its moment, and the
+audited-only test is valid and the most powerful. Measured in ``bench/results/guard-forms.md``
+(``bench/bench_guard_forms.py``): at three times the target it halts after a median 701 automated items against
+1,454 for the doubly robust weighted guard. Were automated items ever drawn with probabilities that vary within a
+batch, the audited-only test would be invalid (it halted in every stream at an error below the target when the
+draw was dense where the errors were) and the weighted guard would take its place. The review labels of the
+``active`` draw are of review items, which are not part of the guard's population."""
 
 from __future__ import annotations
 
