@@ -10,7 +10,7 @@ import inspect
 import json
 import logging
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence, Sized
 from contextlib import contextmanager
 from contextvars import ContextVar
 from datetime import datetime, timezone
@@ -230,10 +230,13 @@ def load_family_model(version: ModelVersion, settings: SluiceSettings | None = N
     return _load_family(str(artifact_file(version, settings)), version.sha256, version.kind)
 
 
-def pack(groups: Sequence[Sequence[Any]], *, max_items: int, max_groups: int) -> list[list[Sequence[Any]]]:
+SizedGroup = TypeVar("SizedGroup", bound=Sized)
+
+
+def pack(groups: Sequence[SizedGroup], *, max_items: int, max_groups: int) -> list[list[SizedGroup]]:
     """Consecutive groups packed into batches of about `max_items` items or at most `max_groups` groups: one Prefect
     task per batch, so neither a million tiny segments nor one huge one multiplies or starves the tasks."""
-    packed: list[list[Sequence[Any]]] = []
+    packed: list[list[SizedGroup]] = []
     size = 0
     for group in groups:
         if not packed or size >= max_items or len(packed[-1]) >= max_groups:

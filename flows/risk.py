@@ -25,7 +25,7 @@ from routing.signals import (
     under_represented_segments,
     zero_width_or_bidi,
 )
-from store.decisions import item_inputs, ItemInputs
+from store.decisions import risk_inputs
 from store.labels import training_fingerprint, training_segments, training_texts, training_vectors
 from store.passthrough import UPSTREAM_MODEL
 
@@ -69,17 +69,13 @@ def batch_risk_flags(
     calling per group of a batch). ``group_of`` maps a segment to its calibration group: a small segment that
     pools with its parent group is judged by its pool's share of the training data, not its own (with ten
     thousand segments each holds a sliver of it)."""
-    found = item_inputs(engine, list(item_ids))
-    missing = ItemInputs(None, None, None, "")
-    inputs = [found.get(i, missing) for i in item_ids]
-    texts = [r.text for r in inputs]
-    metadata = [r.metadata for r in inputs]
-    vectors = [r.features for r in inputs]
-    segments: Sequence[str] = [r.segment for r in inputs]
-    batch = TextBatch.from_texts(list(texts))
+    upstream = model_version in (None, UPSTREAM_MODEL)
+    texts, metadata, vectors, item_segments = risk_inputs(engine, item_ids, features=not upstream)
+    segments: Sequence[str] = item_segments
+    batch = TextBatch.from_texts(texts)
     signals = [zero_width_or_bidi(batch), mixed_scripts(batch), encoded_payload(batch),
-               *rule_hits(list(metadata), batch, policy.risk_rules)]
-    if model_version in (None, UPSTREAM_MODEL):
+               *rule_hits(metadata, batch, policy.risk_rules)]
+    if upstream:
         return combine_signals(signals, len(item_ids))  # an upstream model's training data is not known here
     counts = dict(training_segments(engine) if training is None else training)
     # the fitted signals are cached per store and training-set content (never by a count, which a changed set

@@ -41,9 +41,7 @@ from store.budget import spent_this_window
 from store.bulk import insert_ignore_columns
 from store.calibrations import latest_calibrations
 from store.db import refresh_statistics, write_transaction
-from store.decisions import (
-    llm_inputs, LlmInputs, previous_decisions, scored_items, scored_llm_item_ids, ScoredItem,
-)
+from store.decisions import LLM_KINDS, llm_inputs, LlmInputs, previous_decisions, scored_groups, ScoredGroup
 from store.labels import held_out_labels
 from store.models import CalibrationReportRow, ItemState, RoutingDecision
 from store.policies import active_policy
@@ -149,11 +147,11 @@ def audit_allowances(engine: Engine, policy: Policy, segments: list[str], now: d
     return allowance
 
 
-def _context(engine: Engine, groups: list[list[ScoredItem]], policy: Policy, policy_version: str,
+def _context(engine: Engine, groups: list[ScoredGroup], policy: Policy, policy_version: str,
              halted: dict[str, str], labels: dict[str, ModelLabels], now: datetime) -> BatchContext:
     by_model: dict[str, list[str]] = {}
-    for rows in groups:
-        by_model.setdefault(rows[0].model_version, []).append(rows[0].segment)
+    for group in groups:
+        by_model.setdefault(group.model_version, []).append(group.segment)
     labelled: dict[str, dict[str, Labelled]] = {}
     group_of: dict[str, dict[str, str]] = {}
     reports: dict[tuple[str, str], CalibrationReportRow] = {}
@@ -163,8 +161,8 @@ def _context(engine: Engine, groups: list[list[ScoredItem]], policy: Policy, pol
         group_of[model] = groups_in_use(policy, label_counts[model], segments)
         used = sorted(set(group_of[model].values()))
         reports.update(((model, key), row) for key, row in latest_calibrations(engine, model, used).items())
-    previous = previous_decisions(engine, [r.item_id for rows in groups for r in rows])
-    allowance = audit_allowances(engine, policy, sorted({rows[0].segment for rows in groups}), now)
+    previous = previous_decisions(engine, [item_id for group in groups for item_id in group.item_ids])
+    allowance = audit_allowances(engine, policy, sorted({group.segment for group in groups}), now)
     return BatchContext(policy, policy_version, reports, labelled, group_of, label_counts,
                         training_segments(engine), previous, halted, allowance)
 
@@ -205,16 +203,16 @@ def with_injection_signals(flags: RiskFlags, item_ids: list[str], llm: LlmInputs
     return fold_flags(flags, combine_signals(signals, len(rows)), positions)
 
 
-def risk_flags_by_group(engine: Engine, groups: list[list[ScoredItem]], context: BatchContext,
+def risk_flags_by_group(engine: Engine, groups: list[ScoredGroup], context: BatchContext,
                         llm: LlmInputs | None = None) -> list[RiskFlags]:
     """Risk flags of every group, computed once per (segment rules, model version) over all its items; `llm`
     holds the batch's outputs of LLM pipelines, whose prompts and context documents are checked for injection."""
     shared: dict[tuple[SegmentPolicy, str], list[int]] = {}
-    for index, rows in enumerate(groups):
-        shared.setdefault((context.policy.for_segment(rows[0].segment), rows[0].model_version), []).append(index)
+    for index, group in enumerate(groups):
+        shared.setdefault((context.policy.for_segment(group.segment), group.model_version), []).append(index)
     flags: list[RiskFlags | None] = [None] * len(groups)
     for (rules, model_version), indexes in shared.items():
-        item_ids = [r.item_id for index in indexes for r in groups[index]]
+        item_ids = [item_id for index in indexes for item_id in groups[index].item_ids]
         found = batch_risk_flags(engine, item_ids, rules, model_version=model_version, training=context.training,
                                  group_of=partial(context.group_for, model_version))
         if llm is not None and llm.item_ids:
@@ -227,15 +225,14 @@ def risk_flags_by_group(engine: Engine, groups: list[list[ScoredItem]], context:
     return flags  # type: ignore[return-value]
 
 
-def decide_group(engine: Engine, rows: list[ScoredItem], cycle: int | None, context: BatchContext,
+def decide_group(engine: Engine, group_items: ScoredGroup, cycle: int | None, context: BatchContext,
                  flags: RiskFlags) -> dict[str, list]:
     """The decision columns of one (segment, model version) group of scored items."""
-    segment, model_version = rows[0].segment, rows[0].model_version
+    segment, model_version = group_items.segment, group_items.model_version
     segment_policy = context.policy.for_segment(segment)
     group = context.group_of[model_version][segment]  # the segment itself, or the pool it falls back to
     report_row = context.reports.get((model_version, group))
-    item_ids = [r.item_id for r in rows]
-    raw = np.array([np.nan if r.confidence is None else r.confidence for r in rows], dtype=float)
+    item_ids, raw = group_items.item_ids, group_items.confidence
     calibrator = _calibrator(context, report_row)
     calibrated = raw if calibrator is None else calibrator.predict(np.nan_to_num(raw, nan=0.0))
     calibrated = np.where(np.isfinite(raw), calibrated, np.nan)
@@ -264,7 +261,7 @@ def decide_group(engine: Engine, rows: list[ScoredItem], cycle: int | None, cont
         "threshold": _floats_or_none(np.where(settled, backlog, np.nan if result.threshold is None
                                               else result.threshold)),
         "raw_confidence": _floats_or_none(raw),
-        "calibrated_confidence": _floats_or_none(calibrated), "predicted_label": [r.label for r in rows],
+        "calibrated_confidence": _floats_or_none(calibrated), "predicted_label": group_items.labels,
         "inclusion_probability": _floats_or_none(result.inclusion_probability), "cycle": [cycle] * n,
         "audit_rate": [result.audit_rate] * n,
         "supersedes_id": [None if e is None else e[0] for e in earlier],
@@ -294,7 +291,7 @@ def backlog_thresholds(engine: Engine, segment: str, model_version: str, rules: 
 @task(name="route-batch", cache_policy=NO_CACHE)
 @takes_payloads
 def route_batch(
-    groups: list[list[ScoredItem]], cycle: int | None, settings: SluiceSettings, policy: Policy,
+    groups: list[ScoredGroup], cycle: int | None, settings: SluiceSettings, policy: Policy,
     policy_version: str, halted: dict[str, str], labels: dict[str, ModelLabels], llm_ids: list[str] | None = None,
     now: datetime | None = None,
 ) -> Counter[str]:
@@ -306,7 +303,7 @@ def route_batch(
     context = _context(engine, groups, policy, policy_version, halted, labels, now or utcnow())
     llm = llm_inputs(engine, llm_ids) if llm_ids else None  # one query for the batch's payloads
     flags = risk_flags_by_group(engine, groups, context, llm)
-    decided = [decide_group(engine, rows, cycle, context, f) for rows, f in zip(groups, flags)]
+    decided = [decide_group(engine, group, cycle, context, f) for group, f in zip(groups, flags)]
     columns = {key: [v for d in decided for v in d[key]] for key in decided[0]}
     with write_transaction(engine) as conn:
         insert_ignore_columns(conn, RoutingDecision.__table__, columns, encoded_json=("reasons",))
@@ -330,21 +327,17 @@ def submit_route_batches(futures: list, engine: Engine, settings: SluiceSettings
     groups with the held-out labels its segments use, each added to `futures` as it is submitted (the caller's
     `settled()` then waits for every one, even when a later submission fails)."""
     version = promoted_model(engine)
-    rows = scored_items(engine, version.version if version else None,
-                        family_versions=promoted_family_versions(engine))
-    groups: dict[tuple[str, str], list] = {}
-    for row in rows:
-        groups.setdefault((row.segment, row.model_version), []).append(row)
+    groups = scored_groups(engine, version.version if version else None,
+                           family_versions=promoted_family_versions(engine))
     segments_of: dict[str, list[str]] = {}
-    for segment, model in groups:
-        segments_of.setdefault(model, []).append(segment)
+    for group in groups:
+        segments_of.setdefault(group.model_version, []).append(group.segment)
     labels = {model: model_labels(engine, policy, model, segments) for model, segments in segments_of.items()}
-    llm = set(scored_llm_item_ids(engine))
-    for batch in pack([groups[key] for key in sorted(groups)], max_items=BATCH_ITEMS, max_groups=BATCH_GROUPS):
-        mine = {model: labels[model].for_segments(policy, [rows[0].segment for rows in batch
-                                                           if rows[0].model_version == model])
-                for model in {rows[0].model_version for rows in batch}}
-        llm_ids = [r.item_id for rows in batch for r in rows if r.item_id in llm] if llm else []
+    llm_kinds = {str(kind) for kind in LLM_KINDS}
+    for batch in pack(groups, max_items=BATCH_ITEMS, max_groups=BATCH_GROUPS):
+        mine = {model: labels[model].for_segments(policy, [g.segment for g in batch if g.model_version == model])
+                for model in {g.model_version for g in batch}}
+        llm_ids = [item_id for g in batch for item_id, kind in zip(g.item_ids, g.kinds) if kind in llm_kinds]
         # Payload(): Prefect would otherwise walk every row of every group looking for futures (s per 100k)
         futures.append(route_batch.submit(Payload(batch), cycle, settings, Payload(policy), policy_version,
                                           Payload(halted), Payload(mine), Payload(llm_ids), now))

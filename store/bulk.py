@@ -1,5 +1,5 @@
-"""Bulk writes that stay idempotent on both SQLite and PostgreSQL: insert-or-ignore, chunked look-ups, and the
-content fingerprints idempotency keys are made of."""
+"""Bulk writes that stay idempotent on both SQLite and PostgreSQL: insert-or-ignore, chunked look-ups, the
+content fingerprints idempotency keys are made of, and bulk reads in the driver's own values."""
 
 from __future__ import annotations
 
@@ -134,6 +134,29 @@ def _bound(conn: Connection, table: Table, name: str, values: Sequence[Any], enc
             last, last_out = value, process(value)
         append(last_out)
     return out
+
+
+def driver_rows(conn: Connection, statement: Any, parameters: Mapping[str, Any] | None = None) -> list[tuple]:
+    """Run `statement` through SQLAlchemy (its dialect and parameter style) and fetch the rows through the driver's
+    cursor, as plain tuples of the driver's values: no SQLAlchemy row or result processing per row, which costs
+    about twice the fetch itself over 100,000 rows. What the types would have converted is left to the caller:
+    JSON arrives as text on SQLite and decoded on PostgreSQL (`json_reader` reads either); enumerations arrive as
+    their stored strings."""
+    result = conn.execute(statement, dict(parameters or {}))
+    cursor = result.cursor
+    assert cursor is not None  # a SELECT keeps its cursor until fetched
+    try:
+        return list(cursor.fetchall())
+    finally:
+        result.close()
+
+
+def json_reader(conn: Connection) -> Callable[[Any], Any]:
+    """What turns a JSON column's value, as `driver_rows` fetched it, into its Python value: SQLite's driver
+    hands over the stored text, psycopg decodes JSON itself."""
+    if conn.dialect.name == "sqlite":
+        return lambda value: None if value is None else json.loads(value)
+    return lambda value: value
 
 
 def existing_keys(conn: Connection, column: Any, keys: Iterable[Any]) -> set[Any]:

@@ -4,20 +4,24 @@ decisions, the inputs of risk signals and of LLM-pipeline outputs, the audit exp
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
+from itertools import groupby
+from operator import itemgetter
 from typing import Any, NamedTuple
 
-from sqlalchemy import Engine, and_, bindparam, func, select
+import numpy as np
+from sqlalchemy import Engine, and_, bindparam, func, or_, select
 
-from store.bulk import chunked, existing_keys
+from store.bulk import LOOKUP_CHUNK, chunked, driver_rows, existing_keys, json_reader
 from store.models import Item, Prediction, RoutingDecision, ThresholdEvidence
 from store.passthrough import UPSTREAM_MODEL
 from store.vocab import ItemKind, ItemState
 
 __all__ = [
-    "BacklogRow", "DECISION_FIELDS", "decision_trail", "EVIDENCE_FIELDS", "item_inputs", "ItemInputs",
-    "known_items", "llm_inputs", "LLM_KINDS", "LLM_READ_CHUNK", "LlmInputs", "previous_decisions",
-    "review_backlog", "scored_items", "scored_llm_item_ids", "ScoredItem", "segments_seen",
+    "BacklogRow", "DECISION_FIELDS", "decision_trail", "EVIDENCE_FIELDS", "known_items", "llm_inputs",
+    "LLM_KINDS", "LLM_READ_CHUNK", "LlmInputs", "previous_decisions", "review_backlog", "risk_inputs", "RiskInputs",
+    "scored_groups", "ScoredGroup", "segments_seen",
 ]
 
 
@@ -59,41 +63,48 @@ def review_backlog(engine: Engine) -> list[BacklogRow]:
         return [BacklogRow._make((*row[:-1], bool(row.rerouted))) for row in rows]
 
 
-class ScoredItem(NamedTuple):
-    """An item waiting to be routed, with the prediction that routes it."""
+@dataclass(frozen=True, eq=False)
+class ScoredGroup:
+    """The scored items of one (segment, model version), in columns and item id order: each item with the
+    prediction that routes it (its confidence, NaN for none, and label) and its kind."""
 
-    item_id: str
     segment: str
     model_version: str
-    confidence: float | None
-    label: str | None
+    item_ids: list[str]
+    confidence: np.ndarray
+    labels: list[str | None]
+    kinds: list[str]
+
+    def __len__(self) -> int:
+        return len(self.item_ids)
 
 
-def scored_items(engine: Engine, model_version: str | None, *,
-                 family_versions: Mapping[str, str] | None = None) -> list[ScoredItem]:
-    """Items in state ``scored`` with the prediction that routes each, in item id order: the upstream passthrough's
-    for an item that carries upstream scores; else, for an output of an LLM pipeline, the version
-    `family_versions` names for its kind (`promoted_family_versions`), and `model_version`'s for the rest."""
-    families = dict(family_versions or {})
-    versions = sorted({UPSTREAM_MODEL, *families.values()} | ({model_version} if model_version else set()))
+def scored_groups(engine: Engine, model_version: str | None, *,
+                  family_versions: Mapping[str, str] | None = None) -> list[ScoredGroup]:
+    """Items in state ``scored`` with the prediction that routes each, grouped by (segment, model version) in that
+    order, in one read: the upstream passthrough's prediction for an item that carries upstream scores; else, for
+    an output of an LLM pipeline, the version `family_versions` names for its kind (`promoted_family_versions`),
+    and `model_version`'s for the rest (the classifier's predictions never route an output of an LLM pipeline)."""
+    upstream = Item.upstream_confidence.is_not(None) | Item.upstream_probs.is_not(None)
+    routes = [upstream & (Prediction.model_version == UPSTREAM_MODEL)]
+    if model_version:
+        routes.append(~upstream & (Item.kind == ItemKind.CLASSIFICATION) & (Prediction.model_version == model_version))
+    routes.extend(~upstream & (Item.kind == kind) & (Prediction.model_version == version)
+                  for kind, version in sorted((family_versions or {}).items()))
     query = (
-        select(Item.id, Item.segment, Item.kind, Prediction.model_version, Prediction.confidence, Prediction.label,
-               (Item.upstream_confidence.is_not(None) | Item.upstream_probs.is_not(None)).label("upstream"))
-        .join(Prediction, and_(Prediction.item_id == Item.id, Prediction.model_version.in_(versions)))
-        .where(Item.state == ItemState.scored)
-        .order_by(Item.id)
+        select(Item.segment, Prediction.model_version, Item.id, Prediction.confidence, Prediction.label, Item.kind)
+        .join(Prediction, Prediction.item_id == Item.id)
+        .where(Item.state == ItemState.scored, or_(*routes))
+        .order_by(Item.segment, Prediction.model_version, Item.id)
     )
-    wanted: dict[str, ScoredItem] = {}
-    routes: str | None
     with engine.connect() as conn:
-        for row in conn.execute(query):
-            if row.upstream:
-                routes = UPSTREAM_MODEL
-            else:  # the classifier's predictions never route an output of an LLM pipeline
-                routes = model_version if row.kind == ItemKind.CLASSIFICATION else families.get(row.kind)
-            if row.model_version == routes:
-                wanted[row.id] = ScoredItem(row.id, row.segment, row.model_version, row.confidence, row.label)
-    return list(wanted.values())
+        rows = driver_rows(conn, query)
+    groups = []
+    for (segment, version), members in groupby(rows, key=itemgetter(0, 1)):
+        _, _, ids, confidence, labels, kinds = zip(*members)
+        groups.append(ScoredGroup(segment, version, list(ids), np.array(confidence, dtype=float), list(labels),
+                                  [str(k) for k in kinds]))
+    return groups
 
 
 def previous_decisions(engine: Engine, item_ids: list[str]) -> dict[str, tuple[int, str]]:
@@ -105,30 +116,35 @@ def previous_decisions(engine: Engine, item_ids: list[str]) -> dict[str, tuple[i
     statement = select(latest.c.item_id, RoutingDecision.id, RoutingDecision.route).join(
         RoutingDecision, RoutingDecision.id == latest.c.id)
     with engine.connect() as conn:
-        for part in chunked(item_ids, 5_000):
-            found.update((row.item_id, (row.id, row.route)) for row in conn.execute(statement, {"ids": list(part)}))
+        for part in chunked(item_ids, LOOKUP_CHUNK):
+            found.update((item_id, (decision_id, route))
+                         for item_id, decision_id, route in driver_rows(conn, statement, {"ids": list(part)}))
     return found
 
 
-class ItemInputs(NamedTuple):
-    """What risk signals read of an item."""
+class RiskInputs(NamedTuple):
+    """What risk signals read of items, in columns aligned with the ids asked for (None where an item has no
+    value, or was not found)."""
 
-    text: str | None
-    metadata: dict[str, Any] | None
-    features: list[float] | None
-    segment: str
+    texts: list[str | None]
+    metadata: list[dict[str, Any] | None]
+    features: list[list[float] | None]
+    segments: list[str]
 
 
-def item_inputs(engine: Engine, item_ids: list[str]) -> dict[str, ItemInputs]:
-    """The text, metadata, features and segment of each of the items found."""
-    query = (select(Item.id, Item.text, Item.item_metadata.label("item_metadata"), Item.features, Item.segment)
-             .where(Item.id.in_(bindparam("ids", expanding=True))))
-    found: dict[str, ItemInputs] = {}
+def risk_inputs(engine: Engine, item_ids: Sequence[str], *, features: bool = True) -> RiskInputs:
+    """The text, metadata, segment and (when `features`) feature vector of each item, in one read per 5,000 ids;
+    an id not found gets None and an empty segment."""
+    columns = [Item.id, Item.text, Item.item_metadata, Item.segment] + ([Item.features] if features else [])
+    query = select(*columns).where(Item.id.in_(bindparam("ids", expanding=True)))
     with engine.connect() as conn:
-        for part in chunked(item_ids, 5_000):
-            found.update((r.id, ItemInputs(r.text, r.item_metadata, r.features, r.segment))
-                         for r in conn.execute(query, {"ids": list(part)}))
-    return found
+        decode = json_reader(conn)
+        found = {row[0]: row for part in chunked(list(item_ids), LOOKUP_CHUNK)
+                 for row in driver_rows(conn, query, {"ids": list(part)})}
+    missing = (None, None, None, "", None)
+    rows = [found.get(item_id, missing) for item_id in item_ids]
+    return RiskInputs([r[1] for r in rows], [decode(r[2]) for r in rows],
+                      [decode(r[4]) for r in rows] if features else [None] * len(rows), [r[3] for r in rows])
 
 
 LLM_KINDS = (ItemKind.GENERATION, ItemKind.PAIRWISE, ItemKind.EXTRACTION)
@@ -137,13 +153,6 @@ LLM_KINDS = (ItemKind.GENERATION, ItemKind.PAIRWISE, ItemKind.EXTRACTION)
 # ids per query of the LLM-pipeline reads: a route batch's worth (20,000), within SQLite's 32,766 and PostgreSQL's
 # 65,535 bound parameters, so a batch reads its payloads in one query
 LLM_READ_CHUNK = 20_000
-
-
-def scored_llm_item_ids(engine: Engine) -> list[str]:
-    """Ids of the scored items that are outputs of LLM pipelines (generation, pairwise, extraction), in id order."""
-    query = (select(Item.id).where(Item.state == ItemState.scored, Item.kind.in_(LLM_KINDS)).order_by(Item.id))
-    with engine.connect() as conn:
-        return list(conn.execute(query).scalars())
 
 
 class LlmInputs(NamedTuple):

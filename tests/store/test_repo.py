@@ -3,6 +3,7 @@ definition of an unbiased label, shared reads on both databases."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from routing.policy import Policy
@@ -113,7 +114,6 @@ def test_llm_reads_return_the_scored_outputs_of_llm_pipelines_and_their_payloads
         conn.execute(Item.__table__.insert(), [
             {"id": i, "kind": kind, "state": state, "text": text, "payload": payload, "segment": "s",
              "received_at": now, "updated_at": now} for i, kind, state, text, payload in rows])
-    assert decisions.scored_llm_item_ids(engine) == ["g1", "p1", "x1"]  # not the classification, not the unscored
     read = decisions.llm_inputs(engine, ["x1", "c1", "g1", "missing"])
     found = dict(zip(read.item_ids, zip(read.kinds, read.texts, read.payloads)))
     assert found == {"g1": ("generation", "At 14:05.", generation),
@@ -149,7 +149,7 @@ def test_each_family_has_its_own_promoted_model_and_the_classifier_stays_promote
         registry.promoted_family_model(engine, "judge")
 
 
-def test_scored_items_route_each_kind_on_its_own_model(engine) -> None:
+def test_scored_groups_route_each_kind_on_its_own_model(engine) -> None:
     """A classification item on the classifier's prediction, an LLM output without a score of its own on its
     family model's, one with a score on the passthrough; predictions of other models are not the routing ones."""
     now = utcnow()
@@ -164,12 +164,43 @@ def test_scored_items_route_each_kind_on_its_own_model(engine) -> None:
         conn.execute(Prediction.__table__.insert(), [
             {"item_id": i, "model_version": m, "confidence": 0.7, "label": "accept", "created_at": now}
             for i, m in predictions])
-    routed = decisions.scored_items(engine, "clf", family_versions={"generation": "v1", "pairwise": "p1"})
-    assert [(r.item_id, r.model_version) for r in routed] == [
-        ("c", "clf"), ("g", "v1"), ("g-up", "upstream"), ("p", "p1"), ("x", "upstream")]
+    routed = decisions.scored_groups(engine, "clf", family_versions={"generation": "v1", "pairwise": "p1"})
+    assert [(g.segment, g.model_version, g.item_ids, g.kinds) for g in routed] == [
+        ("s", "clf", ["c"], ["classification"]), ("s", "p1", ["p"], ["pairwise"]),
+        ("s", "upstream", ["g-up", "x"], ["generation", "extraction"]), ("s", "v1", ["g"], ["generation"])]
+    assert all(g.confidence.tolist() == [0.7] * len(g) and g.labels == ["accept"] * len(g) for g in routed)
     # without a promoted family model an LLM output without a score of its own has nothing to route on
-    assert [(r.item_id, r.model_version) for r in decisions.scored_items(engine, "clf")] == [
-        ("c", "clf"), ("g-up", "upstream"), ("x", "upstream")]
+    assert [(g.model_version, g.item_ids) for g in decisions.scored_groups(engine, "clf")] == [
+        ("clf", ["c"]), ("upstream", ["g-up", "x"])]
+
+
+def test_scored_groups_come_in_segment_and_model_order_with_missing_confidences_as_nan(engine) -> None:
+    now = utcnow()
+    with engine.begin() as conn:
+        conn.execute(Item.__table__.insert(), [
+            {"id": i, "segment": segment, "state": state, "upstream_confidence": 0.8, "received_at": now,
+             "updated_at": now} for i, segment, state in [("b2", "b", "scored"), ("a9", "a", "scored"),
+                                                          ("b1", "b", "scored"), ("a1", "a", "routed")]])
+        conn.execute(Prediction.__table__.insert(), [
+            {"item_id": i, "model_version": "upstream", "confidence": c, "label": "x", "created_at": now}
+            for i, c in [("b2", 0.9), ("a9", None), ("b1", 0.6), ("a1", 0.5)]])
+    groups = decisions.scored_groups(engine, None)
+    assert [(g.segment, g.item_ids) for g in groups] == [("a", ["a9"]), ("b", ["b1", "b2"])]
+    assert np.isnan(groups[0].confidence[0]) and groups[1].confidence.tolist() == [0.6, 0.9]
+
+
+def test_risk_inputs_come_aligned_with_the_ids_asked_for(engine) -> None:
+    now = utcnow()
+    with engine.begin() as conn:
+        conn.execute(Item.__table__.insert(), [
+            {"id": i, "segment": segment, "state": "scored", "text": text, "metadata": metadata, "features": features,
+             "received_at": now, "updated_at": now}
+            for i, segment, text, metadata, features in [("m", "s", "t", {"source": "web"}, [1.0, 2.0]),
+                                                         ("n", "r", None, None, None)]])
+    read = decisions.risk_inputs(engine, ["n", "missing", "m"])
+    assert read == decisions.RiskInputs([None, None, "t"], [None, None, {"source": "web"}],
+                                        [None, None, [1.0, 2.0]], ["r", "", "s"])
+    assert decisions.risk_inputs(engine, ["m"], features=False).features == [None]
 
 
 def test_labelled_items_carry_the_payload_of_an_llm_output(engine) -> None:
