@@ -25,7 +25,7 @@ from routing.signals import (
     under_represented_segments,
     zero_width_or_bidi,
 )
-from store.decisions import risk_inputs
+from store.decisions import risk_inputs, RiskInputs
 from store.labels import training_fingerprint, training_segments, training_texts, training_vectors
 from store.passthrough import UPSTREAM_MODEL
 
@@ -60,6 +60,7 @@ def _ood_model(database_url: str, training_set: str) -> OutOfDistribution | None
 def batch_risk_flags(
     engine: Engine, item_ids: Sequence[str], policy: SegmentPolicy, *, model_version: str | None = None,
     training: Mapping[str, int] | None = None, group_of: Callable[[str], str] | None = None,
+    inputs: RiskInputs | None = None,
 ) -> RiskFlags:
     """Risk signals of the items: smuggled characters, mixed scripts, encoded payloads, the policy's keyword and
     metadata rules, and, for items a Sluice-trained model scored, text length far outside the training range,
@@ -68,9 +69,12 @@ def batch_risk_flags(
     ``training`` holds the training labels per segment (read from the store when not given: pass it when
     calling per group of a batch). ``group_of`` maps a segment to its calibration group: a small segment that
     pools with its parent group is judged by its pool's share of the training data, not its own (with ten
-    thousand segments each holds a sliver of it)."""
+    thousand segments each holds a sliver of it). ``inputs`` holds the items' inputs, aligned with `item_ids`,
+    when the caller read them already (with feature vectors, for a Sluice-trained model)."""
     upstream = model_version in (None, UPSTREAM_MODEL)
-    texts, metadata, vectors, item_segments = risk_inputs(engine, item_ids, features=not upstream)
+    if inputs is None:
+        inputs = risk_inputs(engine, item_ids, features=not upstream)
+    texts, metadata, vectors, item_segments = inputs
     segments: Sequence[str] = item_segments
     batch = TextBatch.from_texts(texts)
     signals = [zero_width_or_bidi(batch), mixed_scripts(batch), encoded_payload(batch),

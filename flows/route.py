@@ -41,9 +41,12 @@ from store.budget import spent_this_window
 from store.bulk import insert_ignore_columns
 from store.calibrations import latest_calibrations
 from store.db import refresh_statistics, write_transaction
-from store.decisions import LLM_KINDS, llm_inputs, LlmInputs, previous_decisions, scored_groups, ScoredGroup
+from store.decisions import (
+    LLM_KINDS, llm_inputs, LlmInputs, previous_decisions, scored_groups, scored_risk_inputs, ScoredGroup,
+)
 from store.labels import held_out_labels
 from store.models import CalibrationReportRow, ItemState, RoutingDecision
+from store.passthrough import UPSTREAM_MODEL
 from store.policies import active_policy
 from store.registry import promoted_family_versions, promoted_model
 from store.settings import SluiceSettings, settings_or_environment
@@ -161,7 +164,8 @@ def _context(engine: Engine, groups: list[ScoredGroup], policy: Policy, policy_v
         group_of[model] = groups_in_use(policy, label_counts[model], segments)
         used = sorted(set(group_of[model].values()))
         reports.update(((model, key), row) for key, row in latest_calibrations(engine, model, used).items())
-    previous = previous_decisions(engine, [item_id for group in groups for item_id in group.item_ids])
+    previous = previous_decisions(engine, [group.segment for group in groups],
+                                  [item_id for group in groups for item_id in group.item_ids])
     allowance = audit_allowances(engine, policy, sorted({group.segment for group in groups}), now)
     return BatchContext(policy, policy_version, reports, labelled, group_of, label_counts,
                         training_segments(engine), previous, halted, allowance)
@@ -205,16 +209,23 @@ def with_injection_signals(flags: RiskFlags, item_ids: list[str], llm: LlmInputs
 
 def risk_flags_by_group(engine: Engine, groups: list[ScoredGroup], context: BatchContext,
                         llm: LlmInputs | None = None) -> list[RiskFlags]:
-    """Risk flags of every group, computed once per (segment rules, model version) over all its items; `llm`
-    holds the batch's outputs of LLM pipelines, whose prompts and context documents are checked for injection."""
+    """Risk flags of every group, computed once per (segment rules, model version) over all its items, on the
+    inputs the batch reads once; `llm` holds the batch's outputs of LLM pipelines, whose prompts and context
+    documents are checked for injection."""
+    starts = np.cumsum([0] + [len(group) for group in groups])
+    inputs = scored_risk_inputs(engine, [group.segment for group in groups],
+                                [item_id for group in groups for item_id in group.item_ids],
+                                features=any(group.model_version != UPSTREAM_MODEL for group in groups))
     shared: dict[tuple[SegmentPolicy, str], list[int]] = {}
     for index, group in enumerate(groups):
         shared.setdefault((context.policy.for_segment(group.segment), group.model_version), []).append(index)
     flags: list[RiskFlags | None] = [None] * len(groups)
     for (rules, model_version), indexes in shared.items():
         item_ids = [item_id for index in indexes for item_id in groups[index].item_ids]
+        positions = [p for index in indexes for p in range(starts[index], starts[index + 1])]
         found = batch_risk_flags(engine, item_ids, rules, model_version=model_version, training=context.training,
-                                 group_of=partial(context.group_for, model_version))
+                                 group_of=partial(context.group_for, model_version),
+                                 inputs=inputs.take(positions))
         if llm is not None and llm.item_ids:
             found = with_injection_signals(found, item_ids, llm, rules)
         start = 0

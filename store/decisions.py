@@ -21,7 +21,7 @@ from store.vocab import ItemKind, ItemState
 __all__ = [
     "BacklogRow", "DECISION_FIELDS", "decision_trail", "EVIDENCE_FIELDS", "known_items", "llm_inputs",
     "LLM_KINDS", "LLM_READ_CHUNK", "LlmInputs", "previous_decisions", "review_backlog", "risk_inputs", "RiskInputs",
-    "scored_groups", "ScoredGroup", "segments_seen",
+    "scored_groups", "scored_risk_inputs", "ScoredGroup", "segments_seen",
 ]
 
 
@@ -107,19 +107,24 @@ def scored_groups(engine: Engine, model_version: str | None, *,
     return groups
 
 
-def previous_decisions(engine: Engine, item_ids: list[str]) -> dict[str, tuple[int, str]]:
-    """Each item's latest earlier routing decision: (its id, its route)."""
-    found: dict[str, tuple[int, str]] = {}
+# segments per read by segment: a route batch's groups (at most 1,000), well within every bound-parameter limit
+SEGMENT_CHUNK = 1_000
+
+
+def previous_decisions(engine: Engine, segments: Sequence[str], item_ids: Sequence[str]) -> dict[str, tuple[int, str]]:
+    """The latest earlier routing decision, (its id, its route), of each of `item_ids` that has one: scored items
+    of `segments`, read by segment (one read per 1,000 segments, no list of ids to bind)."""
     latest = (select(RoutingDecision.item_id, func.max(RoutingDecision.id).label("id"))
-              .where(RoutingDecision.item_id.in_(bindparam("ids", expanding=True)))
+              .join(Item, Item.id == RoutingDecision.item_id)
+              .where(Item.state == ItemState.scored, Item.segment.in_(bindparam("segments", expanding=True)))
               .group_by(RoutingDecision.item_id).subquery())
     statement = select(latest.c.item_id, RoutingDecision.id, RoutingDecision.route).join(
         RoutingDecision, RoutingDecision.id == latest.c.id)
+    wanted = set(item_ids)
     with engine.connect() as conn:
-        for part in chunked(item_ids, LOOKUP_CHUNK):
-            found.update((item_id, (decision_id, route))
-                         for item_id, decision_id, route in driver_rows(conn, statement, {"ids": list(part)}))
-    return found
+        return {item_id: (decision_id, route) for part in chunked(sorted(set(segments)), SEGMENT_CHUNK)
+                for item_id, decision_id, route in driver_rows(conn, statement, {"segments": list(part)})
+                if item_id in wanted}
 
 
 class RiskInputs(NamedTuple):
@@ -131,16 +136,43 @@ class RiskInputs(NamedTuple):
     features: list[list[float] | None]
     segments: list[str]
 
+    def take(self, positions: Sequence[int]) -> RiskInputs:
+        """The inputs at `positions`, in that order."""
+        return RiskInputs([self.texts[p] for p in positions], [self.metadata[p] for p in positions],
+                          [self.features[p] for p in positions], [self.segments[p] for p in positions])
+
 
 def risk_inputs(engine: Engine, item_ids: Sequence[str], *, features: bool = True) -> RiskInputs:
     """The text, metadata, segment and (when `features`) feature vector of each item, in one read per 5,000 ids;
     an id not found gets None and an empty segment."""
-    columns = [Item.id, Item.text, Item.item_metadata, Item.segment] + ([Item.features] if features else [])
-    query = select(*columns).where(Item.id.in_(bindparam("ids", expanding=True)))
+    query = select(*_risk_columns(features)).where(Item.id.in_(bindparam("ids", expanding=True)))
     with engine.connect() as conn:
         decode = json_reader(conn)
         found = {row[0]: row for part in chunked(list(item_ids), LOOKUP_CHUNK)
                  for row in driver_rows(conn, query, {"ids": list(part)})}
+    return _aligned(found, item_ids, decode, features)
+
+
+def scored_risk_inputs(engine: Engine, segments: Sequence[str], item_ids: Sequence[str], *,
+                       features: bool = True) -> RiskInputs:
+    """`risk_inputs` of `item_ids`, scored items of `segments`, read by segment: one read per 1,000 segments
+    through the (state, segment) index, with no list of ids to bind (a route batch holds every scored item of its
+    segments, so what it reads beyond `item_ids` is at most another model's group of the same segment)."""
+    query = select(*_risk_columns(features)).where(Item.state == ItemState.scored,
+                                                    Item.segment.in_(bindparam("segments", expanding=True)))
+    wanted = set(item_ids)
+    with engine.connect() as conn:
+        decode = json_reader(conn)
+        found = {row[0]: row for part in chunked(sorted(set(segments)), SEGMENT_CHUNK)
+                 for row in driver_rows(conn, query, {"segments": list(part)}) if row[0] in wanted}
+    return _aligned(found, item_ids, decode, features)
+
+
+def _risk_columns(features: bool) -> list[Any]:
+    return [Item.id, Item.text, Item.item_metadata, Item.segment] + ([Item.features] if features else [])
+
+
+def _aligned(found: Mapping[str, tuple], item_ids: Sequence[str], decode: Any, features: bool) -> RiskInputs:
     missing = (None, None, None, "", None)
     rows = [found.get(item_id, missing) for item_id in item_ids]
     return RiskInputs([r[1] for r in rows], [decode(r[2]) for r in rows],
