@@ -18,7 +18,8 @@ from labeling import kinds
 from labeling.client import LabelStudioQueue, TaskSpec
 from labeling.queue import QUEUE_MODEL_VERSION, project_instructions, queue_score, task_note
 from labeling.errors import LabelStudioApiError, LabelStudioError
-from labeling.resolve import HumanAnswer, resolve_items, upsert_annotations
+from labeling.resolve import resolve_items
+from store.annotations import HumanAnswer, upsert_annotations
 from store import outbox
 from store.db import refresh_statistics
 from store.models import ReviewTask

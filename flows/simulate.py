@@ -23,7 +23,8 @@ from flows.common import engine_for, load_scoring_model, utcnow
 from flows.cycle import Annotate, run_cycle
 from flows.ingest import ingest_flow, read_labels, seed_labels
 from flows.retrain import retrain_flow
-from labeling.resolve import HumanAnswer, resolve_items, upsert_annotations
+from labeling.resolve import resolve_items
+from store.annotations import HumanAnswer, upsert_annotations
 from labeling.simulate import KindAnnotators, SimulatedAnnotators
 from routing.policy import Policy, budget_window
 from store.ingest import reader_for

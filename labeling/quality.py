@@ -7,15 +7,14 @@ Each annotator's latest answer per item is used; skipped (cancelled) answers are
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import NamedTuple
 from itertools import combinations
 
 import numpy as np
-from sqlalchemy import Engine, and_, or_, select
+from sqlalchemy import Engine
 
 from labeling.agreement import MISSING, PositionBias, cohen_kappa, fleiss_kappa, krippendorff_alpha, position_bias
-from store.models import Annotation, Item, ReviewTask
-from store.vocab import Queue
+from store.annotations import review_round_answers
 
 __all__ = [
     "PairAgreement",
@@ -65,27 +64,9 @@ class ReviewAnswer(NamedTuple):
     label: str
 
 
-def _latest_review_round(engine: Engine, column: Any) -> list[Any]:
-    """(segment, item_id, annotator, `column`) of each annotator's latest review-round answer per item whose
-    `column` is set."""
-    # every part not-null, so that the negation below is true (not NULL) for everything but an expert's answer
-    expert_answer = and_(ReviewTask.queue == Queue.EXPERT, ReviewTask.ls_task_id.is_not(None),
-                         Annotation.ls_task_id.is_not(None), Annotation.ls_task_id == ReviewTask.ls_task_id)
-    with engine.connect() as conn:
-        rows = conn.execute(
-            select(Item.segment, Annotation.item_id, Annotation.annotator, column)
-            .join(Item, Item.id == Annotation.item_id)
-            .join(ReviewTask, ReviewTask.item_id == Annotation.item_id, isouter=True)
-            .where(column.is_not(None), Annotation.was_cancelled.is_(False),
-                   or_(ReviewTask.id.is_(None), ~expert_answer))
-            .order_by(Annotation.external_updated_at, Annotation.id)
-        ).all()
-    return list({(r.item_id, r.annotator): r for r in rows}.values())  # in update order: the latest answer wins
-
-
 def review_answers(engine: Engine) -> list[ReviewAnswer]:
     """Each annotator's latest review-round answer per item."""
-    return [ReviewAnswer(*row) for row in _latest_review_round(engine, Annotation.label)]
+    return [ReviewAnswer(*row) for row in review_round_answers(engine)]
 
 
 @dataclass(frozen=True)
@@ -117,7 +98,7 @@ class AnswerDetail(NamedTuple):
 
 def review_answer_details(engine: Engine) -> list[AnswerDetail]:
     """Each annotator's latest review-round answer beyond its label (an LLM kind's), per item."""
-    return [AnswerDetail(*row) for row in _latest_review_round(engine, Annotation.answer)]
+    return [AnswerDetail(*row) for row in review_round_answers(engine, details=True)]
 
 
 def severity_agreement(details: list[AnswerDetail]) -> list[SeverityAgreement]:

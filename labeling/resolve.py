@@ -1,44 +1,29 @@
-"""Human answers into the store: upsert annotations, resolve each item's label, write it with provenance."""
+"""Human answers into labels: resolve each item's label from its answers, with provenance (`store.annotations`
+reads the answers and writes what is resolved)."""
 
 from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from datetime import datetime, timezone
 from typing import Any, overload
 
 import numpy as np
-from sqlalchemy import Engine, delete, func, select, update
+from sqlalchemy import Engine
 
 from labeling.agreement import MISSING, dawid_skene
 from routing.draws import AUDIT_TRAIN_SALT, decision_uniform
-from store.bulk import chunked, insert_ignore, set_column
-from store.history import keep_history
-from store.models import Annotation, BacklogDraw, Item, ItemState, Label, ReviewTask
-from store.transitions import move_items
-from store.vocab import LabelSource, Queue, Selection, TaskState, split_for
+from store.annotations import Resolution, ResolutionInputs, resolve_chunk
+from store.bulk import chunked
+from store.vocab import LabelSource, Queue, Selection, split_for
 
 # Labels chosen at random (audit) or with a known answer (gold) evaluate and calibrate the model; labels chosen
 # for their uncertainty teach it (`store.vocab`). Keeping them apart is what keeps the error estimates unbiased.
 # An audit label pays twice: it serves the live guard and audit estimate of the model that routed it whatever its
 # split, and a policy share of audits (a fixed draw per decision) then trains the next model instead of staying
 # held out; a label in the training set never calibrates or certifies a model.
-
-
-@dataclass(frozen=True)
-class HumanAnswer:
-    """One annotation from any source: Label Studio (external id = its annotation id) or a direct annotator."""
-
-    source: str
-    external_id: int
-    item_id: str
-    label: str | None
-    annotator: str
-    was_cancelled: bool
-    updated_at: datetime
-    task_id: int | None = None
-    answer: dict[str, Any] | None = None  # beyond the label, by kind (`labeling.kinds`): a correction, fields, ...
 
 
 @overload
@@ -49,47 +34,6 @@ def _utc(moment: datetime | None) -> datetime | None:
     if moment is not None and moment.tzinfo is None:
         return moment.replace(tzinfo=timezone.utc)
     return moment
-
-
-def upsert_annotations(engine: Engine, answers: Sequence[HumanAnswer]) -> tuple[int, int]:
-    """Insert new annotations, update changed ones (the latest version wins); returns (new, updated)."""
-    new = updated = 0
-    now = datetime.now(timezone.utc)
-    by_source: dict[str, list[HumanAnswer]] = {}
-    for answer in answers:
-        by_source.setdefault(answer.source, []).append(answer)
-    with engine.begin() as conn:
-        for source, group in by_source.items():
-            latest = {a.external_id: a for a in sorted(group, key=lambda a: a.updated_at)}
-            stored = dict(conn.execute(
-                select(Annotation.external_id, Annotation.external_updated_at)
-                .where(Annotation.source == source, Annotation.external_id.in_(list(latest)))
-            ).all())
-            fresh = [a for key, a in latest.items() if key not in stored]
-            changed = [a for key, a in latest.items()
-                       if key in stored and ((at := stored[key]) is None or _utc(at) < _utc(a.updated_at))]
-            insert_ignore(conn, Annotation.__table__, [_annotation_row(a, now) for a in fresh])
-            if changed:  # the earlier versions stay readable: history is append-only
-                keep_history(conn, Annotation.__table__, "external_id", [a.external_id for a in changed],
-                             reason="updated", at=now, where=Annotation.source == source)
-            for a in changed:
-                conn.execute(
-                    update(Annotation)
-                    .where(Annotation.source == source, Annotation.external_id == a.external_id)
-                    .values(label=a.label, was_cancelled=a.was_cancelled, external_updated_at=a.updated_at,
-                            annotator=a.annotator, answer=a.answer, pulled_at=now)
-                )
-            new, updated = new + len(fresh), updated + len(changed)
-    return new, updated
-
-
-def _annotation_row(answer: HumanAnswer, now: datetime) -> dict[str, Any]:
-    return {
-        "source": answer.source, "external_id": answer.external_id, "ls_task_id": answer.task_id,
-        "item_id": answer.item_id, "label": answer.label, "annotator": answer.annotator,
-        "was_cancelled": answer.was_cancelled, "external_updated_at": answer.updated_at, "pulled_at": now,
-        "answer": answer.answer,
-    }
 
 
 def majority_label(annotations: Sequence[tuple[str | None, bool, datetime | None]]) -> str | None:
@@ -158,31 +102,21 @@ def resolve_items(
     total = Resolved()
     now = datetime.now(timezone.utc)
     for part in chunked(list(dict.fromkeys(item_ids)), 2_000):
-        with engine.begin() as conn:
-            total = total + _resolve_chunk(conn, part, rule_of, cycle, now)
+        resolution, written = resolve_chunk(engine, part, partial(_decide, rule_of=rule_of, cycle=cycle, now=now),
+                                            now)
+        total = total + Resolved(written, len(resolution.escalate), resolution.waiting)
     return total
 
 
-def _resolve_chunk(conn: Any, part: Sequence[str], rule_of: Callable[[str], ResolutionRule],
-                   cycle: int | None, now: datetime) -> Resolved:
-    rows = conn.execute(
-        select(Annotation.item_id, Annotation.label, Annotation.was_cancelled, Annotation.external_updated_at,
-               Annotation.annotator, Annotation.id, Annotation.ls_task_id, Annotation.answer)
-        .where(Annotation.item_id.in_(part))
-    ).all()
-    tasks = {t.item_id: t for t in conn.execute(select(ReviewTask).where(ReviewTask.item_id.in_(part)))}
-    segments = dict(conn.execute(select(Item.id, Item.segment).where(Item.id.in_(part))).all())
-    grouped: dict[str, list] = {}
-    for row in rows:
-        grouped.setdefault(row.item_id, []).append(row)
+def _decide(inputs: ResolutionInputs, *, rule_of: Callable[[str], ResolutionRule], cycle: int | None,
+            now: datetime) -> Resolution:
+    """Which label each item of a chunk gets, which go to an expert and which wait (see `resolve_items`)."""
+    grouped, tasks, segments, held = inputs.answers, inputs.tasks, inputs.segments, inputs.held_out
     gold = {i for i, t in tasks.items() if t.selection_reason == Selection.GOLD}
-    audits = [t.decision_id for t in tasks.values() if t.selection_reason == Selection.AUDIT and t.decision_id]
-    held = frozenset(conn.execute(select(BacklogDraw.decision_id).where(
-        BacklogDraw.decision_id.in_(audits), BacklogDraw.audit_held_out)).scalars()) if audits else frozenset()
-    outcome = Resolved()
-    labels, escalate = [], []
-    decided = _dawid_skene_labels(conn, [i for i in grouped if i not in gold
-                                         and rule_of(segments.get(i, "")).method == "dawid_skene"])
+    outcome = Resolution(answered_gold=gold & set(grouped))
+    labels, escalate = outcome.labels, outcome.escalate
+    decided = _dawid_skene_labels(inputs, [i for i in grouped if i not in gold
+                                           and rule_of(segments.get(i, "")).method == "dawid_skene"])
     for item_id, answers in grouped.items():
         if item_id in gold:  # a gold item's known label is never overwritten
             continue
@@ -221,37 +155,7 @@ def _resolve_chunk(conn: Any, part: Sequence[str], rule_of: Callable[[str], Reso
             continue
         labels.append(_label_row(item_id, label, valid, task, cycle, now, resolution=method, agreement=agreement,
                                  rule=rule, held_out=held))
-    answered_gold = gold & set(grouped)
-    set_column(conn, ReviewTask.__table__, "item_id", "state", dict.fromkeys(answered_gold, TaskState.DONE))
-    if escalate:
-        conn.execute(update(ReviewTask).where(ReviewTask.item_id.in_(escalate), ReviewTask.queue == Queue.REVIEW)
-                     .values(queue=Queue.EXPERT, state=TaskState.PENDING, batch_key=None, attempts=0, ls_task_id=None,
-                             project_id=None, pushed_at=None, priority=3.0))
-        keep_history(conn, Label.__table__, "item_id", escalate, reason="withdrawn", at=now)
-        conn.execute(delete(Label).where(Label.item_id.in_(escalate)))
-        move_items(conn, dict.fromkeys(escalate, ItemState.queued), by="resolve")
-    stored = {r.item_id: r for r in conn.execute(
-        select(Label.item_id, *(Label.__table__.c[c] for c in _RESOLUTION_COLUMNS))
-        .where(Label.item_id.in_([r["item_id"] for r in labels])))} if labels else {}
-    insert_ignore(conn, Label.__table__, [r for r in labels if r["item_id"] not in stored])
-    changed = [r for r in labels if r["item_id"] in stored
-               and any(getattr(stored[r["item_id"]], c) != r[c] for c in _RESOLUTION_COLUMNS)]
-    if changed:
-        keep_history(conn, Label.__table__, "item_id", [r["item_id"] for r in changed], reason="updated", at=now)
-    for row in changed:  # a re-read of the same answers rewrites nothing and counts nothing
-        conn.execute(update(Label).where(Label.item_id == row["item_id"]).values(
-            **{c: row[c] for c in _RESOLUTION_COLUMNS}, created_at=now))
-    done = {r["item_id"] for r in labels}
-    move_items(conn, dict.fromkeys(done, ItemState.resolved), by="resolve")
-    set_column(conn, ReviewTask.__table__, "item_id", "state", dict.fromkeys(done, TaskState.DONE))
-    outcome.resolved = sum(r["item_id"] not in stored for r in labels) + len(changed)
-    outcome.escalated = len(escalate)
     return outcome
-
-
-#: What a resolution decides; a label whose columns all match what is stored is not re-resolved.
-_RESOLUTION_COLUMNS = ("label", "annotator", "resolution", "agreement", "annotator_count", "annotation_id",
-                       "answer")
 
 
 def _answer_of(label: str, annotations: list) -> dict[str, Any] | None:
@@ -265,20 +169,12 @@ def _answer_of(label: str, annotations: list) -> dict[str, Any] | None:
 _EPOCH = datetime.min.replace(tzinfo=timezone.utc)
 
 
-def _dawid_skene_labels(conn: Any, item_ids: list[str]) -> dict[str, str]:
+def _dawid_skene_labels(inputs: ResolutionInputs, item_ids: list[str]) -> dict[str, str]:
     """Dawid-Skene labels of `item_ids` (those with two or more answers), with annotator confusion matrices
     fitted on every item of the review queue that two or more annotators answered."""
     if not item_ids:
         return {}
-    multi = (select(Annotation.item_id).where(Annotation.label.is_not(None), Annotation.was_cancelled.is_(False))
-             .group_by(Annotation.item_id).having(func.count(func.distinct(Annotation.annotator)) >= 2))
-    rows = conn.execute(
-        select(Annotation.item_id, Annotation.annotator, Annotation.label, Annotation.external_updated_at)
-        .join(ReviewTask, ReviewTask.item_id == Annotation.item_id, isouter=True)
-        .where(Annotation.item_id.in_(multi), Annotation.label.is_not(None), Annotation.was_cancelled.is_(False),
-               func.coalesce(ReviewTask.queue, Queue.REVIEW.value) == Queue.REVIEW)
-        .order_by(Annotation.external_updated_at)
-    ).all()
+    rows = inputs.multi_answers()
     if not rows:
         return {}
     items = sorted({r.item_id for r in rows})

@@ -108,7 +108,7 @@ def test_an_upward_or_misplaced_import_fails_the_check(tmp_path: Path, path: str
 
 # The store is the one layer that knows the schema: above it, the flows, the services and the console name an engine
 # (or parse a database URL) and never build or run a statement.
-NO_SQL = ("flows", "services", "ui")
+NO_SQL = ("flows", "services", "labeling", "scoring", "ui")
 SQLALCHEMY_NAMES_ABOVE_THE_STORE = frozenset({"Engine", "make_url"})
 STATEMENT_CALLS = frozenset({"connect", "begin", "execute", "exec", "scalars", "exec_driver_sql"})
 

@@ -90,7 +90,8 @@ def test_a_backlog_is_certified_on_its_own_audits_and_drains_under_the_guarantee
 def test_without_its_audit_labels_a_backlog_goes_back_to_review(sluice_home, dataset_files):
     from flows.common import resolution_rules, utcnow
     from flows.cycle import run_cycle
-    from labeling.resolve import HumanAnswer, resolve_items, upsert_annotations
+    from labeling.resolve import resolve_items
+    from store.annotations import HumanAnswer, upsert_annotations
     from store.models import ReviewTask, RoutingDecision, ThresholdEvidence
 
     engine, truth = _start(*dataset_files)

@@ -111,7 +111,8 @@ def test_audit_estimate_from_spot_checked_items(sluice_home, routed):
     from flows.common import utcnow
     from services.audit import audit_estimates
     from flows.select import select_flow
-    from labeling.resolve import HumanAnswer, resolve_items, upsert_annotations
+    from labeling.resolve import resolve_items
+    from store.annotations import HumanAnswer, upsert_annotations
     from store.models import ReviewTask
 
     engine, decisions = routed
@@ -164,7 +165,8 @@ def test_live_guard_halts_a_segment_whose_audits_show_excess_error(sluice_home, 
     from flows.route import route_flow
     from flows.score import score_flow
     from flows.select import select_flow
-    from labeling.resolve import HumanAnswer, resolve_items, upsert_annotations
+    from labeling.resolve import resolve_items
+    from store.annotations import HumanAnswer, upsert_annotations
     from store.models import AuditEvent, GuardHalt, Item, ReviewTask
 
     engine, decisions = routed

@@ -10,7 +10,8 @@ import pytest
 from sqlalchemy import insert, select
 
 from labeling.quality import agreement_report
-from labeling.resolve import HumanAnswer, ResolutionRule, resolve_items, upsert_annotations
+from labeling.resolve import ResolutionRule, resolve_items
+from store.annotations import HumanAnswer, upsert_annotations
 from store.models import Item, Label, ReviewTask
 
 T0 = datetime(2026, 11, 27, 8, 0, tzinfo=timezone.utc)
