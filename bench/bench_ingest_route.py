@@ -1,5 +1,5 @@
-"""Ingest (items born scored with their upstream prediction), score (nothing left to pass through) and route N
-items that carry upstream confidences, through real Prefect flow runs, against a plain executemany of the same
+"""Ingest (items born scored, their upstream prediction in their own row), score (nothing left to pass through)
+and route N items that carry upstream confidences, through real Prefect flow runs, against a plain executemany of the same
 rows into the same kind of database, measured in the same run: `sqlite3` into a SQLite file, or psycopg into a
 throw-away PostgreSQL cluster on 127.0.0.1.
 
@@ -106,8 +106,9 @@ def sluice_run(path: Path, database: Path | str, task_runner: str = "threads") -
     score_s, scored = timed(lambda: score_flow(settings=settings))
     route_s, routed = timed(lambda: route_flow(settings=settings))
     n = ingested["accepted"]
-    with engine_for(settings).connect() as conn:  # born scored at ingest, or scored by the score step: one each
-        predicted = conn.execute(text("select count(distinct item_id) from predictions")).scalar_one()
+    with engine_for(settings).connect() as conn:  # born scored, the passthrough prediction in the item row
+        predicted = conn.execute(text("select count(*) from items where upstream_prediction is not null and "
+                                      "upstream_confidence is not null")).scalar_one()
     if not (n == ingested["total"] and predicted == n and routed["routed"] == n):
         raise RuntimeError(f"not every item went through: ingest {ingested}, {predicted} predicted, score {scored}, "
                            f"route {routed}")

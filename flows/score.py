@@ -33,10 +33,10 @@ from scoring.families import FamilyPredictions, family_data, family_predictions
 from store.bulk import chunked
 from store.db import refresh_statistics
 from store.models import ModelVersion
-from store.passthrough import UPSTREAM_MODEL, prediction_columns, probs_json, upstream_prediction_columns
+from store.passthrough import prediction_columns, probs_json
 from store.registry import promoted_family_model, promoted_model
 from store.scoring import (
-    family_items_to_score, item_inputs_of, item_payloads, items_to_score, unscored_without_upstream, upstream_rows,
+    family_items_to_score, item_inputs_of, item_payloads, items_to_score, pass_through, unscored_without_upstream,
     write_predictions,
 )
 from store.settings import SluiceSettings, settings_or_environment
@@ -104,19 +104,7 @@ def score_model_batches_in_processes(
 @task(name="passthrough-batch", cache_policy=NO_CACHE)
 @takes_payloads
 def score_upstream_batch(item_ids: list[str], settings: SluiceSettings) -> int:
-    engine = engine_for(settings)
-    return _pass_through(engine, upstream_rows(engine, item_ids))
-
-
-def _pass_through(engine: Engine, rows: list[Any]) -> int:
-    """Write the upstream prediction of each of `rows` that carries one, with its move to `scored` (items born
-    before ingest wrote it: ``store.ingest`` writes it with the item now)."""
-    columns = upstream_prediction_columns(
-        [r.id for r in rows], [r.kind for r in rows], [r.upstream_prediction for r in rows],
-        [r.upstream_confidence for r in rows], [r.upstream_probs for r in rows], model_version=UPSTREAM_MODEL,
-        now=utcnow())
-    write_predictions(engine, columns)
-    return len(columns["item_id"])
+    return pass_through(engine_for(settings), item_ids)
 
 
 def _write_family_predictions(engine: Engine, item_ids: list[str], predicted: FamilyPredictions,

@@ -7,10 +7,11 @@ from collections import Counter
 from typing import NamedTuple, Sequence
 
 import numpy as np
-from sqlalchemy import Engine, and_, bindparam, select
+from sqlalchemy import Engine, bindparam, select
 
 from store.bulk import LOOKUP_CHUNK, chunked
-from store.models import BacklogDraw, Label, Prediction, ReviewTask
+from store.models import BacklogDraw, Label, ReviewTask
+from store.predictions import predictions_of
 from store.vocab import Selection, Split
 
 __all__ = ["BacklogPopulation", "backlog_population", "population_of"]
@@ -52,12 +53,12 @@ def population_of(engine: Engine, segment: str, decision_ids: Sequence[int]) -> 
 def backlog_population(engine: Engine, run: str, segment: str, model_version: str) -> BacklogPopulation:
     """The items select `run` left waiting in `segment`, with `model_version`'s prediction on each and their
     labels."""
+    predicted = predictions_of(model_version)
     with engine.connect() as conn:
         rows = conn.execute(
             select(BacklogDraw.decision_id, BacklogDraw.item_id, BacklogDraw.audit_probability, BacklogDraw.audited,
-                   Prediction.confidence, Prediction.label)
-            .outerjoin(Prediction, and_(Prediction.item_id == BacklogDraw.item_id,
-                                        Prediction.model_version == model_version))
+                   predicted.c.confidence, predicted.c.label)
+            .outerjoin(predicted, predicted.c.item_id == BacklogDraw.item_id)
             .where(BacklogDraw.run == run, BacklogDraw.segment == segment)
             .order_by(BacklogDraw.decision_id)
         ).all()

@@ -10,7 +10,8 @@ from sqlalchemy import Engine, bindparam, select, update
 from sqlmodel import Session
 
 from store.bulk import chunked, insert_ignore
-from store.models import CalibrationReportRow, Item, Prediction
+from store.models import CalibrationReportRow, Item
+from store.predictions import predictions_of
 
 __all__ = [
     "calibration_report_for", "calibration_reports", "latest_calibration_method", "latest_calibrations", "latest_ece",
@@ -86,11 +87,12 @@ def update_calibration_report(engine: Engine, report_id: int, report: dict[str, 
 
 def recent_confidences(engine: Engine, model_version: str, segments: list[str], since: datetime) -> np.ndarray:
     """Confidences `model_version` gave items of `segments` after `since`."""
+    predicted = predictions_of(model_version)  # the passthrough's: when each item was received
     query = (
-        select(Prediction.confidence)
-        .join(Item, Item.id == Prediction.item_id)
-        .where(Prediction.model_version == model_version, Prediction.created_at > since,
-               Prediction.confidence.is_not(None), Item.segment.in_(bindparam("segments", expanding=True)))
+        select(predicted.c.confidence)
+        .join(Item, Item.id == predicted.c.item_id)
+        .where(predicted.c.created_at > since, predicted.c.confidence.is_not(None),
+               Item.segment.in_(bindparam("segments", expanding=True)))
     )
     with engine.connect() as conn:
         values = [v for part in chunked(segments, 5_000)

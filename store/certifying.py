@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from sqlalchemy import Engine, and_, select
 
-from store.models import Item, Label, Prediction, ReviewTask, RoutingDecision
+from store.models import Item, Label, ReviewTask, RoutingDecision
+from store.predictions import predictions_of
 from store.labels import HeldOut, labelled_arrays
 from store.vocab import Selection
 
@@ -22,22 +23,22 @@ def own_audit_labels(engine: Engine, model_version: str, *, segment: str | None 
     """Per segment (or only `segment`): the raw confidence and correctness of `model_version` on the audits drawn
     under its own first decisions of items, whatever split the label joined. Outputs without a confidence are left
     out; the item ids are in order."""
+    predicted = predictions_of(model_version)
     query = (
-        select(Item.segment, Label.item_id, Prediction.confidence, Prediction.label.label("predicted"),
+        select(Item.segment, Label.item_id, predicted.c.confidence, predicted.c.label.label("predicted"),
                Label.label.label("truth"))
         .distinct()
         .join(ReviewTask, and_(ReviewTask.item_id == Label.item_id,
                                ReviewTask.selection_reason == Selection.AUDIT.value))
         .join(RoutingDecision, RoutingDecision.id == ReviewTask.decision_id)
-        .join(Prediction, and_(Prediction.item_id == Label.item_id,
-                               Prediction.model_version == model_version))
+        .join(predicted, predicted.c.item_id == Label.item_id)
         .join(Item, Item.id == Label.item_id)
         .where(
             Label.selection_reason == Selection.AUDIT.value,
             Label.model_version == model_version,
             RoutingDecision.model_version == model_version,
             RoutingDecision.supersedes_id.is_(None),
-            Prediction.confidence.is_not(None),
+            predicted.c.confidence.is_not(None),
         )
         .order_by(Label.item_id)
     )

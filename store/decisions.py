@@ -11,11 +11,12 @@ from operator import itemgetter
 from typing import Any, NamedTuple
 
 import numpy as np
-from sqlalchemy import Engine, and_, bindparam, func, or_, select
+from sqlalchemy import Engine, String, and_, bindparam, case, func, literal, or_, select, union_all
 
 from store.bulk import LOOKUP_CHUNK, chunked, driver_rows, existing_keys, json_reader
 from store.models import Item, Prediction, RoutingDecision, ThresholdEvidence
 from store.passthrough import UPSTREAM_MODEL
+from store.predictions import upstream_predicted
 from store.vocab import ItemKind, ItemState
 
 __all__ = [
@@ -45,17 +46,18 @@ class BacklogRow(NamedTuple):
 def review_backlog(engine: Engine) -> list[BacklogRow]:
     """Every item in state ``routed`` with its latest decision, in item id order."""
     latest = select(func.max(RoutingDecision.id).label("id")).group_by(RoutingDecision.item_id).subquery()
+    upstream = RoutingDecision.model_version == UPSTREAM_MODEL  # its prediction is the item's (store.predictions)
     query = (
         select(RoutingDecision.id, RoutingDecision.item_id, RoutingDecision.segment, RoutingDecision.route,
                RoutingDecision.inclusion_probability, RoutingDecision.model_version,
                RoutingDecision.policy_version, RoutingDecision.predicted_label,
-               RoutingDecision.raw_confidence, Prediction.probs, RoutingDecision.audit_rate,
-               RoutingDecision.supersedes_id.is_not(None).label("rerouted"))
+               RoutingDecision.raw_confidence, case((upstream, Item.upstream_probs), else_=Prediction.probs),
+               RoutingDecision.audit_rate, RoutingDecision.supersedes_id.is_not(None).label("rerouted"))
         .join(latest, latest.c.id == RoutingDecision.id)
         .join(Item, Item.id == RoutingDecision.item_id)
-        .join(Prediction, and_(Prediction.item_id == RoutingDecision.item_id,
-                               Prediction.model_version == RoutingDecision.model_version))
-        .where(Item.state == ItemState.routed)
+        .outerjoin(Prediction, and_(Prediction.item_id == RoutingDecision.item_id,
+                                    Prediction.model_version == RoutingDecision.model_version))
+        .where(Item.state == ItemState.routed, or_(upstream, Prediction.id.is_not(None)))
         .order_by(RoutingDecision.item_id)
     )
     with engine.connect() as conn:
@@ -86,17 +88,24 @@ def scored_groups(engine: Engine, model_version: str | None, *,
     an output of an LLM pipeline, the version `family_versions` names for its kind (`promoted_family_versions`),
     and `model_version`'s for the rest (the classifier's predictions never route an output of an LLM pipeline)."""
     upstream = Item.upstream_confidence.is_not(None) | Item.upstream_probs.is_not(None)
-    routes = [upstream & (Prediction.model_version == UPSTREAM_MODEL)]
+    routes = []
     if model_version:
         routes.append(~upstream & (Item.kind == ItemKind.CLASSIFICATION) & (Prediction.model_version == model_version))
     routes.extend(~upstream & (Item.kind == kind) & (Prediction.model_version == version)
                   for kind, version in sorted((family_versions or {}).items()))
-    query = (
-        select(Item.segment, Prediction.model_version, Item.id, Prediction.confidence, Prediction.label, Item.kind)
-        .join(Prediction, Prediction.item_id == Item.id)
-        .where(Item.state == ItemState.scored, or_(*routes))
-        .order_by(Item.segment, Prediction.model_version, Item.id)
-    )
+    # the passthrough's prediction is the item's own (store.predictions); a model's is a prediction row
+    passthrough = (select(Item.segment, literal(UPSTREAM_MODEL, String).label("model_version"), Item.id,
+                          Item.upstream_confidence.label("confidence"), Item.upstream_prediction.label("label"),
+                          Item.kind)
+                   .where(Item.state == ItemState.scored, upstream_predicted()))
+    parts: list[Any] = [passthrough]
+    if routes:
+        parts.append(select(Item.segment, Prediction.model_version, Item.id, Prediction.confidence, Prediction.label,
+                            Item.kind)
+                     .join(Prediction, Prediction.item_id == Item.id)
+                     .where(Item.state == ItemState.scored, or_(*routes)))
+    query = union_all(*parts).order_by("segment", "model_version", "id") if len(parts) > 1 else \
+        passthrough.order_by(Item.segment, Item.id)
     with engine.connect() as conn:
         rows = driver_rows(conn, query)
     groups = []

@@ -28,6 +28,8 @@ from store.models import (
     as_utc,
     utcnow,
 )
+from store.passthrough import UPSTREAM_MODEL
+from store.predictions import upstream_predicted
 from store.vocab import AUTOMATED_ROUTES, UNBIASED_SELECTIONS, LabelSource, Selection, Split, TaskState
 
 __all__ = [
@@ -379,18 +381,27 @@ def held_out_models(engine: Engine, *, segment: str | None = None) -> list[HeldO
     """Every model with predictions (with a confidence) on the labels that may calibrate and certify it (held out,
     chosen without regard to any model: ``store.vocab.UNBIASED_SELECTIONS``), of `segment` when given; the most
     recently scoring first."""
-    query = (
+    unbiased = (Label.split == Split.HOLDOUT, Label.selection_reason.in_(sorted(UNBIASED_SELECTIONS)))
+    models = (
         select(Prediction.model_version, func.count().label("n"), func.max(Prediction.created_at).label("at"))
         .join(Label, Label.item_id == Prediction.item_id)
-        .where(Label.split == Split.HOLDOUT, Label.selection_reason.in_(sorted(UNBIASED_SELECTIONS)),
-               Prediction.confidence.is_not(None))
+        .join(Item, Item.id == Prediction.item_id)
+        .where(*unbiased, Prediction.confidence.is_not(None))
         .group_by(Prediction.model_version)
-        .order_by(func.max(Prediction.created_at).desc(), Prediction.model_version.desc())
+    )
+    upstream = (  # the passthrough's predictions are in the item rows (store.predictions)
+        select(func.count().label("n"), func.max(Item.received_at).label("at"))
+        .join(Label, Label.item_id == Item.id)
+        .where(*unbiased, upstream_predicted())
     )
     if segment is not None:
-        query = query.join(Item, Item.id == Prediction.item_id).where(Item.segment == segment)
+        models, upstream = models.where(Item.segment == segment), upstream.where(Item.segment == segment)
     with engine.connect() as conn:
-        return [HeldOutModel(row.model_version, row.n, row.at) for row in conn.execute(query)]
+        found = [HeldOutModel(row.model_version, row.n, row.at) for row in conn.execute(models)]
+        passthrough = conn.execute(upstream).one()
+    if passthrough.n:
+        found.append(HeldOutModel(UPSTREAM_MODEL, passthrough.n, passthrough.at))
+    return sorted(found, key=lambda m: (as_utc(m.scored_at), m.model_version), reverse=True)
 
 
 class CycleRoutes(NamedTuple):

@@ -19,8 +19,8 @@ from typing import Any, cast
 from sqlalchemy import ARRAY, Engine, String, any_, bindparam, null, select
 
 from store.bulk import chunked, insert_ignore, insert_ignore_columns
-from store.models import Item, ItemState, Prediction, QuarantinedRecord, as_utc
-from store.passthrough import UPSTREAM_MODEL, upstream_prediction_columns
+from store.models import Item, ItemState, QuarantinedRecord, as_utc
+from store.passthrough import passthrough_prediction
 
 _fast_loads: Callable[[str], Any] | None
 try:  # a fast JSON parser when present (Prefect brings it); json stays the reference for every edge case
@@ -686,21 +686,23 @@ def _born_state(item_id: str, born_scored: set[str]) -> str:
     return ItemState.scored.value if item_id in born_scored else ItemState.received.value
 
 
-def _upstream_predictions(rows: list[dict[str, Any]], now: datetime) -> dict[str, list[Any]]:
-    """The upstream prediction of every row that carries one (``store.passthrough``): written with its item, so
-    an item with its producer's scores is born scored and the score step has nothing to do for it."""
-    if not rows:
-        return {"item_id": []}
-    return upstream_prediction_columns(
-        [row["id"] for row in rows], [row["kind"] for row in rows], [row["upstream_prediction"] for row in rows],
-        [row["upstream_confidence"] for row in rows], [row["upstream_probs"] for row in rows],
-        model_version=UPSTREAM_MODEL, now=now)
-
-
-def _only(columns: dict[str, list[Any]], ids: set[str]) -> dict[str, list[Any]]:
-    """The rows of `columns` whose ``item_id`` is in `ids`."""
-    keep = [position for position, item_id in enumerate(columns["item_id"]) if item_id in ids]
-    return {name: [values[position] for position in keep] for name, values in columns.items()}
+def _born_scored(rows: list[dict[str, Any]]) -> set[str]:
+    """Fill in the upstream passthrough's prediction of every row that carries upstream scores
+    (``store.passthrough.passthrough_prediction``: a label and confidence derived from ``probs`` when they were not
+    given) and return their ids: such an item is born scored, its prediction in its own row
+    (``store.predictions``), and the score step has nothing to do for it."""
+    born = set()
+    for row in rows:
+        prediction, confidence, probs = row["upstream_prediction"], row["upstream_confidence"], row["upstream_probs"]
+        if probs is None:
+            if prediction is not None and confidence is not None:
+                born.add(row["id"])
+            continue
+        scored = passthrough_prediction(prediction, confidence, probs)
+        if scored is not None:
+            row["upstream_prediction"], row["upstream_confidence"] = scored
+            born.add(row["id"])
+    return born
 
 
 def _write_chunk(
@@ -719,8 +721,7 @@ def _write_chunk(
             summary.duplicate += 1
         else:
             conflicts.append((record, "the same file gave this id other content earlier"))
-    predictions = _upstream_predictions(list(unique.values()), now)
-    born = set(predictions["item_id"])
+    born = _born_scored(list(unique.values()))
     with engine.begin() as conn:
         if conn.dialect.name == "sqlite" and unique:
             # One executemany; the rows SQLite ignored as already present are the duplicates, so no look-up.
@@ -745,10 +746,6 @@ def _write_chunk(
             if raced:
                 present.update(_stored_rows(conn, raced))
             accepted, present_count = len(fresh) - len(raced), len(present)
-        # the predictions of the items this chunk stored, in the same transaction as the items
-        insert_ignore_columns(conn, Prediction.__table__,
-                              predictions if not present else _only(predictions, born - set(present)),
-                              encoded_json=("probs",))
         for item_id, stored in present.items():
             if _content(stored) != _content(unique[item_id]):
                 present_count -= 1

@@ -11,7 +11,8 @@ import numpy as np
 from sqlalchemy import Engine, bindparam, func, select
 
 from store.bulk import LOOKUP_CHUNK, chunked, existing_keys, insert_ignore
-from store.models import Item, ItemState, Label, Prediction
+from store.models import Item, ItemState, Label
+from store.predictions import predictions_of
 from store.transitions import move_items
 from store.vocab import UNBIASED_SELECTIONS, ItemKind, Split
 
@@ -34,16 +35,16 @@ def held_out_labels(engine: Engine, model_version: str, *, segment: str | None =
     """Per segment (or only `segment`): the raw confidence and correctness of `model_version` on the labels that
     may calibrate and certify it: held out, and chosen without regard to any model's uncertainty
     (`store.vocab.UNBIASED_SELECTIONS`). Outputs without a confidence are left out."""
+    predicted = predictions_of(model_version)
     query = (
-        select(Item.segment, Label.item_id, Prediction.confidence, Prediction.label.label("predicted"),
+        select(Item.segment, Label.item_id, predicted.c.confidence, predicted.c.label.label("predicted"),
                Label.label.label("truth"))
-        .join(Prediction, Prediction.item_id == Label.item_id)
+        .join(predicted, predicted.c.item_id == Label.item_id)
         .join(Item, Item.id == Label.item_id)
         .where(
             Label.split == Split.HOLDOUT,
             Label.selection_reason.in_(sorted(UNBIASED_SELECTIONS)),
-            Prediction.model_version == model_version,
-            Prediction.confidence.is_not(None),
+            predicted.c.confidence.is_not(None),
         )
         .order_by(Label.item_id)
     )

@@ -19,7 +19,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["UPSTREAM_MODEL", "UpstreamScores", "prediction_columns", "probs_json", "upstream_prediction_columns", "upstream_scores"]
+__all__ = ["UPSTREAM_MODEL", "UpstreamScores", "passthrough_prediction", "prediction_columns", "probs_json",
+           "upstream_prediction_columns", "upstream_scores"]
 
 FloatArray = npt.NDArray[np.float64]
 BoolArray = npt.NDArray[np.bool_]
@@ -279,3 +280,22 @@ def upstream_prediction_columns(
         columns["model_version"] += [model_version] * len(pairs)
         columns["created_at"] += [now] * len(pairs)
     return columns
+
+
+def passthrough_prediction(prediction: str | None, confidence: float | None,
+                           probs: Mapping[str, float] | None) -> tuple[str, float] | None:
+    """The upstream passthrough's prediction of one item, (label, confidence), as ingest writes it into the item
+    row (``store.predictions``): the given prediction, else the first label (in sorted order) holding the largest
+    of its ``probs``; the given confidence, else the largest share of its ``probs``. None when the item carries
+    no complete upstream score. (A stated confidence is the producer's own; ``upstream_scores`` takes the
+    probabilities' maximum instead, the same value for a consistent record.) The record was checked at ingest
+    (`store.ingest`: sums, ranges, the prediction the argmax of its probs)."""
+    if isinstance(probs, Mapping) and probs:
+        top = max(probs.values())
+        if prediction is None:
+            prediction = min(label for label, value in probs.items() if value == top)
+        if confidence is None:
+            confidence = float(top) / float(sum(probs.values()))
+    if prediction is None or confidence is None or confidence != confidence:
+        return None
+    return prediction, float(confidence)

@@ -11,12 +11,12 @@ from sqlalchemy import Engine, and_, bindparam, exists, func, or_, select
 from store.bulk import LOOKUP_CHUNK, chunked, insert_ignore_columns
 from store.db import write_transaction
 from store.models import Item, ItemState, Label, Prediction
-from store.passthrough import UPSTREAM_MODEL
+from store.predictions import upstream_predicted
 from store.transitions import move_items
 from store.vocab import FAMILY_ITEM_KIND, ItemKind, ModelFamily, Split
 
 __all__ = ["RESCORED_STATES", "family_items_to_score", "item_inputs_of", "item_payloads", "items_to_score",
-           "unscored_without_upstream", "upstream_rows", "write_predictions"]
+           "pass_through", "unscored_without_upstream", "write_predictions"]
 
 RESCORED_STATES = (ItemState.received.value, ItemState.routed.value)
 
@@ -35,13 +35,13 @@ def _lacks(version: str) -> Any:
 
 
 def items_to_score(engine: Engine, model_version: str | None) -> tuple[list[str], list[str]]:
-    """(ids for the promoted model, ids for the upstream passthrough) that still lack a prediction. Upstream
-    scores pass through for every kind (an item born with them has its prediction already); the classifier scores
+    """(ids for the promoted model, ids for the upstream passthrough) that still lack a prediction. An item born
+    with its producer's scores holds its passthrough prediction in its row (``store.predictions``): the only
+    passthrough left is moving items an earlier release left ``received`` to ``scored``. The classifier scores
     classification items only: outputs of LLM pipelines without a score are their family model's."""
     with engine.connect() as conn:
         upstream = conn.execute(
-            select(Item.id).where(or_(Item.state.in_(RESCORED_STATES), _held_out()), _has_upstream(),
-                                  _lacks(UPSTREAM_MODEL))
+            select(Item.id).where(Item.state == ItemState.received.value, upstream_predicted())
         ).scalars().all()
         if model_version is None:
             return [], list(upstream)
@@ -94,13 +94,15 @@ def item_payloads(engine: Engine, item_ids: Sequence[str]) -> dict[str, Any]:
                 for row in conn.execute(query, {"ids": list(part)})}
 
 
-def upstream_rows(engine: Engine, item_ids: Sequence[str]) -> list[Any]:
-    """Id, kind and upstream columns of the items among `item_ids`, read in statements within SQLite's stock limit
-    of 32,766 variables."""
-    query = (select(Item.id, Item.kind, Item.upstream_prediction, Item.upstream_confidence, Item.upstream_probs)
-             .where(Item.id.in_(bindparam("ids", expanding=True))))
-    with engine.connect() as conn:
-        return [row for part in chunked(list(item_ids), LOOKUP_CHUNK) for row in conn.execute(query, {"ids": list(part)})]
+def pass_through(engine: Engine, item_ids: Sequence[str]) -> int:
+    """Move the received items among `item_ids` that hold their passthrough prediction to ``scored``; how many
+    moved."""
+    query = select(Item.id).where(Item.id.in_(bindparam("ids", expanding=True)), upstream_predicted())
+    with write_transaction(engine) as conn:
+        ready = [item_id for part in chunked(list(item_ids), LOOKUP_CHUNK)
+                 for item_id in conn.execute(query, {"ids": list(part)}).scalars()]
+        moved = move_items(conn, dict.fromkeys(ready, ItemState.scored), by="score")
+    return sum(moved.moved.values())
 
 
 def write_predictions(engine: Engine, columns: dict[str, list[Any]]) -> None:

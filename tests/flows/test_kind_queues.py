@@ -9,10 +9,11 @@ import json
 import uuid
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from labeling.kinds import fields_to_review
 from store.models import Annotation, Label, Prediction, ReviewTask, RoutingDecision
+from store.predictions import predictions_of
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("prefect_harness")]
 
@@ -88,7 +89,8 @@ def test_each_kind_goes_to_its_queue_and_its_answers_come_back(kinds_env):
     save_policy(engine, Policy.from_yaml(POLICY))
     ingest_flow(str(kinds_env))
     with engine.connect() as conn:  # each pipeline's own score, mapped onto its kind's answers: born scored
-        assert len(conn.execute(select(Prediction.item_id).where(Prediction.model_version == "upstream")).all()) == 12
+        assert len(conn.execute(predictions_of("upstream").select()).all()) == 12
+        assert conn.execute(select(func.count()).select_from(Prediction)).scalar_one() == 0  # in the item rows
     assert score_flow()["scored"] == 0
     route_flow(cycle=1)
     select_flow(cycle=1, as_of=AS_OF)

@@ -11,6 +11,7 @@ from store.models import (
     Annotation, CalibrationReportRow, CycleReport, Item, Label, ModelVersion, Prediction, ReviewTask,
     RoutingDecision,
 )
+from store.predictions import predictions_of
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("prefect_harness")]
 
@@ -88,9 +89,11 @@ def test_items_with_upstream_scores_are_routed_without_a_model(sluice_home, tmp_
     rows += [{"id": "p1", "text": "y", "probs": {"a": 0.2, "b": 0.8}}]
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     ingest_flow(str(path))
-    with engine_for(None).connect() as conn:  # born scored: each upstream prediction written with its item
-        assert conn.execute(select(func.count()).select_from(Prediction)).scalar_one() == 6
+    with engine_for(None).connect() as conn:  # born scored: each upstream prediction in its item's row
+        assert conn.execute(select(func.count()).select_from(Prediction)).scalar_one() == 0
+        passthrough = {r.item_id: (r.label, r.confidence) for r in conn.execute(predictions_of("upstream").select())}
         assert set(conn.execute(select(Item.state)).scalars()) == {"scored"}
+    assert passthrough == {**{f"u{i}": ("a", 0.99) for i in range(5)}, "p1": ("b", 0.8)}
     assert score_flow()["scored"] == 0
     summary = route_flow(cycle=1)
     # no calibration for the upstream model yet: fail closed, nothing is auto-accepted

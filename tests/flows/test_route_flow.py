@@ -305,6 +305,7 @@ def test_outputs_of_llm_pipelines_are_scored_on_their_own_score_or_left_to_their
     from flows.common import engine_for
     from flows.ingest import ingest_flow
     from store.models import Item, Prediction, RoutingDecision
+    from store.predictions import predictions_of
     from tests.flows.seeded import seed_and_route
     from tests.store.test_ingest import EXTRACTION, GENERATION, PAIRWISE
 
@@ -320,8 +321,11 @@ def test_outputs_of_llm_pipelines_are_scored_on_their_own_score_or_left_to_their
     score_flow()
     route_flow(cycle=2)
     with engine_for(None).connect() as conn:
+        passthrough = predictions_of("upstream")
         predictions = {r.item_id: r for r in conn.execute(
-            select(Prediction).where(Prediction.item_id.in_(["g1", "p1", "x1", "g-bare"])))}
+            select(passthrough).where(passthrough.c.item_id.in_(["g1", "p1", "x1", "g-bare"])))}
+        assert conn.execute(select(Prediction).where(
+            Prediction.item_id.in_(["g1", "p1", "x1", "g-bare"]))).first() is None
         routed = set(conn.execute(select(RoutingDecision.item_id).where(
             RoutingDecision.item_id.in_(["g1", "p1", "x1", "g-bare"]))).scalars())
         bare_state = conn.execute(select(Item.state).where(Item.id == "g-bare")).scalar_one()

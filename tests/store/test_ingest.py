@@ -143,33 +143,30 @@ def expected_row(record: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def stored_predictions(engine) -> dict[str, dict[str, Any]]:
-    table = Prediction.__table__
-    with engine.connect() as conn:
-        return {row["item_id"]: dict(row) for row in conn.execute(select(table)).mappings()}
-
-
 def assert_stored(engine, records: list[dict[str, Any]], source: Path) -> None:
     """Every record stored as given; one carrying its producer's scores is born scored, with its upstream
-    prediction (the producer's label and confidence, or the argmax of its probabilities) written beside it."""
-    items, predictions = stored_items(engine), stored_predictions(engine)
+    prediction in its own row (``store.predictions``): the producer's label and confidence, or where not given the
+    argmax of its probabilities and their maximum, and no prediction row."""
+    items = stored_items(engine)
     assert sorted(items) == sorted(r["id"] for r in records)
+    assert count(engine, Prediction.__table__) == 0
     born = {r["id"] for r in records if r.get("confidence") is not None or r.get("probs") is not None}
-    assert set(predictions) == born and {p["model_version"] for p in predictions.values()} <= {"upstream"}
     for record in records:
         row = items[record["id"]]
         got = {key: row[key] for key in expected_row(record)}
         want = expected_row(record)
         assert got.pop("upstream_probs") == pytest.approx(want.pop("upstream_probs"))
+        probs = record.get("probs")
+        assert got.pop("upstream_prediction") == (record.get("prediction") or (max(probs, key=probs.get)
+                                                                              if probs else None))
+        want.pop("upstream_prediction")
+        given = want.pop("upstream_confidence")
+        assert got.pop("upstream_confidence") == pytest.approx(given if given is not None else (
+            max(probs.values()) if probs else None))
         assert got == want
         assert row["state"] == ("scored" if record["id"] in born else "received")
         assert row["source"] == str(source.resolve())
         assert row["received_at"] is not None
-        if record["id"] in born:
-            predicted = predictions[record["id"]]
-            probs = record.get("probs")
-            assert predicted["label"] == (record.get("prediction") or max(probs, key=probs.get))
-            assert predicted["confidence"] == pytest.approx(max(probs.values()) if probs else record["confidence"])
 
 
 # --- good records, idempotence, duplicates --------------------------------------------------------------------

@@ -151,16 +151,16 @@ def test_each_family_has_its_own_promoted_model_and_the_classifier_stays_promote
 
 def test_scored_groups_route_each_kind_on_its_own_model(engine) -> None:
     """A classification item on the classifier's prediction, an LLM output without a score of its own on its
-    family model's, one with a score on the passthrough; predictions of other models are not the routing ones."""
+    family model's, one with a score on the passthrough (its own row: store.predictions); predictions of other
+    models are not the routing ones."""
     now = utcnow()
-    items = [("c", "classification", None), ("g", "generation", None), ("g-up", "generation", 0.9),
-             ("p", "pairwise", None), ("x", "extraction", 0.5)]
-    predictions = [("c", "clf"), ("c", "v1"), ("g", "clf"), ("g", "v1"), ("g", "v0"), ("g-up", "upstream"),
-                   ("g-up", "v1"), ("p", "p1"), ("x", "upstream")]
+    items = [("c", "classification", None, None), ("g", "generation", None, None),
+             ("g-up", "generation", "accept", 0.9), ("p", "pairwise", None, None), ("x", "extraction", "confirmed", 0.5)]
+    predictions = [("c", "clf"), ("c", "v1"), ("g", "clf"), ("g", "v1"), ("g", "v0"), ("g-up", "v1"), ("p", "p1")]
     with engine.begin() as conn:
         conn.execute(Item.__table__.insert(), [
-            {"id": i, "segment": "s", "state": "scored", "kind": k, "upstream_confidence": u, "received_at": now,
-             "updated_at": now} for i, k, u in items])
+            {"id": i, "segment": "s", "state": "scored", "kind": k, "upstream_prediction": p, "upstream_confidence": u,
+             "received_at": now, "updated_at": now} for i, k, p, u in items])
         conn.execute(Prediction.__table__.insert(), [
             {"item_id": i, "model_version": m, "confidence": 0.7, "label": "accept", "created_at": now}
             for i, m in predictions])
@@ -168,7 +168,10 @@ def test_scored_groups_route_each_kind_on_its_own_model(engine) -> None:
     assert [(g.segment, g.model_version, g.item_ids, g.kinds) for g in routed] == [
         ("s", "clf", ["c"], ["classification"]), ("s", "p1", ["p"], ["pairwise"]),
         ("s", "upstream", ["g-up", "x"], ["generation", "extraction"]), ("s", "v1", ["g"], ["generation"])]
-    assert all(g.confidence.tolist() == [0.7] * len(g) and g.labels == ["accept"] * len(g) for g in routed)
+    by_model = {g.model_version: g for g in routed}
+    assert by_model["upstream"].confidence.tolist() == [0.9, 0.5]
+    assert by_model["upstream"].labels == ["accept", "confirmed"]
+    assert by_model["clf"].confidence.tolist() == [0.7] and by_model["clf"].labels == ["accept"]
     # without a promoted family model an LLM output without a score of its own has nothing to route on
     assert [(g.model_version, g.item_ids) for g in decisions.scored_groups(engine, "clf")] == [
         ("clf", ["c"]), ("upstream", ["g-up", "x"])]
@@ -178,14 +181,14 @@ def test_scored_groups_come_in_segment_and_model_order_with_missing_confidences_
     now = utcnow()
     with engine.begin() as conn:
         conn.execute(Item.__table__.insert(), [
-            {"id": i, "segment": segment, "state": state, "upstream_confidence": 0.8, "received_at": now,
-             "updated_at": now} for i, segment, state in [("b2", "b", "scored"), ("a9", "a", "scored"),
-                                                          ("b1", "b", "scored"), ("a1", "a", "routed")]])
+            {"id": i, "segment": segment, "state": state, "received_at": now, "updated_at": now}
+            for i, segment, state in [("b2", "b", "scored"), ("a9", "a", "scored"), ("b1", "b", "scored"),
+                                      ("a1", "a", "routed")]])
         conn.execute(Prediction.__table__.insert(), [
-            {"item_id": i, "model_version": "upstream", "confidence": c, "label": "x", "created_at": now}
+            {"item_id": i, "model_version": "m", "confidence": c, "label": "x", "created_at": now}
             for i, c in [("b2", 0.9), ("a9", None), ("b1", 0.6), ("a1", 0.5)]])
-    groups = decisions.scored_groups(engine, None)
-    assert [(g.segment, g.item_ids) for g in groups] == [("a", ["a9"]), ("b", ["b1", "b2"])]
+    groups = decisions.scored_groups(engine, "m")
+    assert [(g.segment, g.model_version, g.item_ids) for g in groups] == [("a", "m", ["a9"]), ("b", "m", ["b1", "b2"])]
     assert np.isnan(groups[0].confidence[0]) and groups[1].confidence.tolist() == [0.6, 0.9]
 
 
