@@ -1,0 +1,114 @@
+"""The floor under ingest + route: the rows the two steps must write, written in raw `sqlite3` with no ORM, Prefect
+or logic, against the same reference `bench_ingest_route.py` uses (parse + executemany of the items).
+
+Three writes, each timed on its own into a SQLite file in WAL mode, with the schema's indexes:
+
+* the item rows (what the reference writes, into Sluice's `items` table with its `(state, segment)` index);
+* one decision row per item, with the columns and indexes `routing_decisions` has (the unique
+  `(item_id, policy_version, model_version)` and the route index), in one executemany;
+* each item's move from `scored` to `routed`, one `UPDATE` per item in one executemany.
+
+    .venv/bin/python bench/bench_write_floor.py [--n 200000] [--repeat 3]
+
+The sum is what ingest + route cost before any read, decision or orchestration: the part of
+`bench_ingest_route.py`'s ratio no tuning of the steps can remove while a decision row and an item state are
+written per item.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sqlite3
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import configure_home, median, print_table, timed  # noqa: E402
+from bench_ingest_route import reference_insert, write_items  # noqa: E402
+
+ITEMS = ("CREATE TABLE items (id VARCHAR(512) PRIMARY KEY, segment VARCHAR(128) NOT NULL, text VARCHAR, "
+         "upstream_prediction VARCHAR, upstream_confidence FLOAT, state VARCHAR(32) NOT NULL, source VARCHAR, "
+         "received_at DATETIME NOT NULL, updated_at DATETIME NOT NULL, kind VARCHAR(16) NOT NULL)",
+         "CREATE INDEX ix_items_state_segment ON items (state, segment)")
+DECISIONS = ("CREATE TABLE routing_decisions (id INTEGER PRIMARY KEY, item_id VARCHAR(512) NOT NULL, "
+             "segment VARCHAR(128) NOT NULL, route VARCHAR(16) NOT NULL, reasons JSON, policy_version VARCHAR(64) "
+             "NOT NULL, model_version VARCHAR(64) NOT NULL, calibration_id INTEGER, threshold FLOAT, raw_confidence "
+             "FLOAT, calibrated_confidence FLOAT, predicted_label VARCHAR, inclusion_probability FLOAT, cycle "
+             "INTEGER, supersedes_id INTEGER, created_at DATETIME NOT NULL, audit_rate FLOAT, evidence_id INTEGER, "
+             "CONSTRAINT uq_decision_item_versions UNIQUE (item_id, policy_version, model_version))",
+             "CREATE INDEX ix_decisions_route ON routing_decisions (route)")
+NOW = "2026-12-05 12:00:00.000000"
+POLICY_VERSION = "f" * 64  # a policy version is a content hash
+
+
+def floor_writes(path: Path, database: Path) -> dict[str, float]:
+    """Seconds for each of the three writes of the items in `path`, into a fresh database."""
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{database}{suffix}").unlink(missing_ok=True)
+    conn = sqlite3.connect(database)
+    conn.execute("PRAGMA journal_mode=WAL")
+    for statement in ITEMS + DECISIONS:
+        conn.execute(statement)
+    conn.commit()
+
+    def items() -> int:
+        with path.open("rb") as lines:
+            rows = ((r["id"], r["segment"], r["text"], r["prediction"], r["confidence"], "scored", str(path), NOW,
+                     NOW, "classification") for r in map(json.loads, lines))
+            with conn:
+                conn.executemany("INSERT INTO items VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING", rows)
+        return conn.execute("SELECT count(*) FROM items").fetchone()[0]
+
+    seconds = {"items": timed(items)[0]}
+    stored = conn.execute("SELECT id, segment, upstream_prediction, upstream_confidence FROM items").fetchall()
+
+    def decisions() -> None:
+        rows = ((item_id, segment, "review", '["below_threshold"]', POLICY_VERSION, "upstream", None, 0.93,
+                 confidence, confidence, label, None, 1, None, NOW, 0.05, None)
+                for item_id, segment, label, confidence in stored)
+        with conn:
+            conn.executemany(
+                "INSERT INTO routing_decisions (item_id, segment, route, reasons, policy_version, model_version, "
+                "calibration_id, threshold, raw_confidence, calibrated_confidence, predicted_label, "
+                "inclusion_probability, cycle, supersedes_id, created_at, audit_rate, evidence_id) VALUES "
+                f"({', '.join('?' * 17)}) ON CONFLICT DO NOTHING", rows)
+
+    def states() -> None:
+        with conn:
+            conn.executemany("UPDATE items SET state = 'routed', updated_at = ? WHERE id = ? AND state = 'scored'",
+                             ((NOW, item_id) for item_id, *_ in stored))
+
+    seconds["decisions"] = timed(decisions)[0]
+    seconds["states"] = timed(states)[0]
+    conn.close()
+    return seconds
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=200_000)
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args(argv)
+    home = configure_home()
+    path = write_items(home / f"items-upstream-{args.n}.jsonl", args.n)
+    reference: list[float] = []
+    parts: dict[str, list[float]] = {"items": [], "decisions": [], "states": []}
+    for _ in range(args.repeat):
+        reference.append(timed(lambda: reference_insert(path, home / "reference.db"))[0])
+        for name, value in floor_writes(path, home / "floor.db").items():
+            parts[name].append(value)
+    total = [sum(values) for values in zip(*parts.values())]
+    print_table(f"The writes under ingest + route of {args.n:,} items, in raw sqlite3", [
+        ("reference: sqlite3 executemany (parse + insert)", reference, None),
+        ("items: parse + insert into the items table (its index)", parts["items"], None),
+        ("decisions: one routing_decisions row per item (its indexes)", parts["decisions"], None),
+        ("states: each item's UPDATE scored -> routed", parts["states"], None),
+        ("the three writes", total, None),
+    ], reference, notes=[f"Medians of {args.repeat} repeats; ratio = median / reference median."])
+    print(f"floor of ingest + route writes: {median(total) / median(reference):.2f}x the reference")
+
+
+if __name__ == "__main__":
+    main()
