@@ -12,7 +12,9 @@ Three writes, each timed on its own into a SQLite file in WAL mode, with the sch
 
 The sum is what ingest + route cost before any read, decision or orchestration: the part of
 `bench_ingest_route.py`'s ratio no tuning of the steps can remove while a decision row and an item state are
-written per item.
+written per item. The same three writes are timed a second time under the slimmer design (``slim``): items written
+once with their state in a narrow table, decisions keyed by an integer batch row that holds the per-batch
+constants.
 """
 
 from __future__ import annotations
@@ -21,7 +23,6 @@ import argparse
 import json
 import sqlite3
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -86,6 +87,69 @@ def floor_writes(path: Path, database: Path) -> dict[str, float]:
     return seconds
 
 
+SLIM_ITEMS = ("CREATE TABLE items (id VARCHAR(512) PRIMARY KEY, segment VARCHAR(128) NOT NULL, text VARCHAR, "
+              "upstream_prediction VARCHAR, upstream_confidence FLOAT, source_id INTEGER, received_at DATETIME NOT "
+              "NULL, kind VARCHAR(16) NOT NULL)",
+              "CREATE TABLE item_states (item_id VARCHAR(512) PRIMARY KEY, segment VARCHAR(128) NOT NULL, "
+              "state VARCHAR(32) NOT NULL, updated_at DATETIME NOT NULL)",
+              "CREATE INDEX ix_item_states_state_segment ON item_states (state, segment)")
+SLIM_DECISIONS = ("CREATE TABLE route_batches (id INTEGER PRIMARY KEY, segment VARCHAR(128), policy_version "
+                  "VARCHAR(64), model_version VARCHAR(64), calibration_id INTEGER, cycle INTEGER, audit_rate FLOAT, "
+                  "created_at DATETIME)",
+                  "CREATE TABLE routing_decisions (id INTEGER PRIMARY KEY, item_id VARCHAR(512) NOT NULL, batch_id "
+                  "INTEGER NOT NULL, route VARCHAR(16) NOT NULL, reasons JSON, threshold FLOAT, raw_confidence FLOAT, "
+                  "calibrated_confidence FLOAT, predicted_label VARCHAR, inclusion_probability FLOAT, supersedes_id "
+                  "INTEGER, evidence_id INTEGER, CONSTRAINT uq_decision_item_batch UNIQUE (item_id, batch_id))",
+                  "CREATE INDEX ix_decisions_route ON routing_decisions (route)")
+
+
+def slim_floor_writes(path: Path, database: Path) -> dict[str, float]:
+    """The same three writes under the design issue 23 asks for: the source stored once, per-batch constants in a
+    batch row (decisions keyed by an integer), the state in a narrow table (the item row written once)."""
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{database}{suffix}").unlink(missing_ok=True)
+    conn = sqlite3.connect(database)
+    conn.execute("PRAGMA journal_mode=WAL")
+    for statement in SLIM_ITEMS + SLIM_DECISIONS:
+        conn.execute(statement)
+    conn.commit()
+
+    def items() -> None:
+        with path.open("rb") as lines:
+            records = [(r["id"], r["segment"], r["text"], r["prediction"], r["confidence"])
+                       for r in map(json.loads, lines)]
+        with conn:
+            conn.executemany("INSERT INTO items VALUES (?, ?, ?, ?, ?, 1, ?, 'classification') ON CONFLICT DO NOTHING",
+                             ((*r, NOW) for r in records))
+            conn.executemany("INSERT INTO item_states VALUES (?, ?, 'scored', ?) ON CONFLICT DO NOTHING",
+                             ((r[0], r[1], NOW) for r in records))
+
+    seconds = {"items": timed(items)[0]}
+    stored = conn.execute("SELECT id, segment, upstream_prediction, upstream_confidence FROM items").fetchall()
+
+    def decisions() -> None:
+        with conn:
+            batch = conn.execute("INSERT INTO route_batches (segment, policy_version, model_version, cycle, "
+                                 "audit_rate, created_at) VALUES ('s', ?, 'upstream', 1, 0.05, ?)",
+                                 (POLICY_VERSION, NOW)).lastrowid
+            conn.executemany(
+                "INSERT INTO routing_decisions (item_id, batch_id, route, reasons, threshold, raw_confidence, "
+                "calibrated_confidence, predicted_label, inclusion_probability, supersedes_id, evidence_id) VALUES "
+                f"({', '.join('?' * 11)}) ON CONFLICT DO NOTHING",
+                ((item_id, batch, "review", '["below_threshold"]', 0.93, confidence, confidence, label, None, None,
+                  None) for item_id, _, label, confidence in stored))
+
+    def states() -> None:
+        with conn:
+            conn.executemany("UPDATE item_states SET state = 'routed', updated_at = ? WHERE item_id = ? AND "
+                             "state = 'scored'", ((NOW, item_id) for item_id, *_ in stored))
+
+    seconds["decisions"] = timed(decisions)[0]
+    seconds["states"] = timed(states)[0]
+    conn.close()
+    return seconds
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=200_000)
@@ -94,20 +158,29 @@ def main(argv: list[str] | None = None) -> None:
     home = configure_home()
     path = write_items(home / f"items-upstream-{args.n}.jsonl", args.n)
     reference: list[float] = []
-    parts: dict[str, list[float]] = {"items": [], "decisions": [], "states": []}
+    parts: dict[str, list[float]] = {f"{design} {name}": [] for design in ("today", "slim")
+                                     for name in ("items", "decisions", "states")}
     for _ in range(args.repeat):
         reference.append(timed(lambda: reference_insert(path, home / "reference.db"))[0])
-        for name, value in floor_writes(path, home / "floor.db").items():
-            parts[name].append(value)
-    total = [sum(values) for values in zip(*parts.values())]
+        for design, writes in (("today", floor_writes), ("slim", slim_floor_writes)):
+            for name, value in writes(path, home / f"floor-{design}.db").items():
+                parts[f"{design} {name}"].append(value)
+    totals = {design: [sum(values) for values in zip(*(v for k, v in parts.items() if k.startswith(design)))]
+              for design in ("today", "slim")}
     print_table(f"The writes under ingest + route of {args.n:,} items, in raw sqlite3", [
         ("reference: sqlite3 executemany (parse + insert)", reference, None),
-        ("items: parse + insert into the items table (its index)", parts["items"], None),
-        ("decisions: one routing_decisions row per item (its indexes)", parts["decisions"], None),
-        ("states: each item's UPDATE scored -> routed", parts["states"], None),
-        ("the three writes", total, None),
+        ("today: parse + insert into items (its state index)", parts["today items"], None),
+        ("today: one routing_decisions row per item (its indexes)", parts["today decisions"], None),
+        ("today: each item row's UPDATE scored -> routed", parts["today states"], None),
+        ("today: the three writes", totals["today"], None),
+        ("slim: parse + insert items and their narrow state rows", parts["slim items"], None),
+        ("slim: a batch row and one slim decision row per item", parts["slim decisions"], None),
+        ("slim: each narrow state row's UPDATE", parts["slim states"], None),
+        ("slim: the three writes", totals["slim"], None),
     ], reference, notes=[f"Medians of {args.repeat} repeats; ratio = median / reference median."])
-    print(f"floor of ingest + route writes: {median(total) / median(reference):.2f}x the reference")
+    for design in ("today", "slim"):
+        print(f"floor of ingest + route writes, {design}: {median(totals[design]) / median(reference):.2f}x the "
+              "reference")
 
 
 if __name__ == "__main__":
