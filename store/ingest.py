@@ -587,7 +587,7 @@ def validate_record(value: dict[str, Any], *, labels: frozenset[str] | None = No
             raise RecordError("prediction_not_argmax", f"prediction {prediction!r} has probability "
                                                        f"{probs.get(prediction, 0.0):.6g}, below the largest of its "
                                                        f"probs ({max(probs.values()):.6g})")
-    elif confidence is not None and probs is None:
+    if confidence is not None and probs is None and prediction is None:
         # a confidence is the confidence in a prediction: alone it scores nothing (and the model would skip it)
         raise RecordError("prediction_missing", "confidence is given without the prediction it is the confidence of")
     segment = value.get("segment") or "default"

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -19,7 +20,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["UPSTREAM_MODEL", "UpstreamScores", "passthrough_prediction", "prediction_columns", "probs_json",
+__all__ = ["UPSTREAM_MODEL", "UpstreamScores", "passthrough_prediction", "prediction_columns", "probs_confidence", "probs_json",
            "upstream_prediction_columns", "upstream_scores"]
 
 FloatArray = npt.NDArray[np.float64]
@@ -282,20 +283,25 @@ def upstream_prediction_columns(
     return columns
 
 
+def probs_confidence(probs: Mapping[str, float]) -> float:
+    """The largest share of `probs`: its maximum over its exact sum (``math.fsum``), so the value does not depend
+    on the order the probabilities came in."""
+    return float(max(probs.values())) / math.fsum(probs.values())
+
+
 def passthrough_prediction(prediction: str | None, confidence: float | None,
                            probs: Mapping[str, float] | None) -> tuple[str, float] | None:
     """The upstream passthrough's prediction of one item, (label, confidence), as ingest writes it into the item
-    row (``store.predictions``): the given prediction, else the first label (in sorted order) holding the largest
-    of its ``probs``; the given confidence, else the largest share of its ``probs``. None when the item carries
-    no complete upstream score. (A stated confidence is the producer's own; ``upstream_scores`` takes the
-    probabilities' maximum instead, the same value for a consistent record.) The record was checked at ingest
-    (`store.ingest`: sums, ranges, the prediction the argmax of its probs)."""
+    row (``store.predictions``), with ``upstream_scores``' precedence: with ``probs``, the given prediction or else
+    the first label (in sorted order) holding their largest share, at that share (`probs_confidence`); without,
+    the given pair. None when the item carries no complete upstream score. The record was checked at ingest
+    (`store.ingest`: sums, ranges, the prediction the argmax of its probs). A confidence stated beside ``probs``
+    is not the passthrough's: theirs is (as ``upstream_scores`` has it)."""
     if isinstance(probs, Mapping) and probs:
         top = max(probs.values())
         if prediction is None:
             prediction = min(label for label, value in probs.items() if value == top)
-        if confidence is None:
-            confidence = float(top) / float(sum(probs.values()))
+        confidence = probs_confidence(probs)
     if prediction is None or confidence is None or confidence != confidence:
         return None
     return prediction, float(confidence)

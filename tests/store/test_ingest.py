@@ -145,8 +145,8 @@ def expected_row(record: dict[str, Any]) -> dict[str, Any]:
 
 def assert_stored(engine, records: list[dict[str, Any]], source: Path) -> None:
     """Every record stored as given; one carrying its producer's scores is born scored, with its upstream
-    prediction in its own row (``store.predictions``): the producer's label and confidence, or where not given the
-    argmax of its probabilities and their maximum, and no prediction row."""
+    prediction in its own row (``store.predictions``): the producer's label, or the argmax of its probabilities, at
+    their maximum (or the stated confidence without probabilities), and no prediction row."""
     items = stored_items(engine)
     assert sorted(items) == sorted(r["id"] for r in records)
     assert count(engine, Prediction.__table__) == 0
@@ -160,9 +160,8 @@ def assert_stored(engine, records: list[dict[str, Any]], source: Path) -> None:
         assert got.pop("upstream_prediction") == (record.get("prediction") or (max(probs, key=probs.get)
                                                                               if probs else None))
         want.pop("upstream_prediction")
-        given = want.pop("upstream_confidence")
-        assert got.pop("upstream_confidence") == pytest.approx(given if given is not None else (
-            max(probs.values()) if probs else None))
+        given = want.pop("upstream_confidence")  # beside probs, the passthrough's confidence is their share
+        assert got.pop("upstream_confidence") == pytest.approx(max(probs.values()) if probs else given)
         assert got == want
         assert row["state"] == ("scored" if record["id"] in born else "received")
         assert row["source"] == str(source.resolve())
@@ -768,6 +767,20 @@ def test_records_the_passthrough_could_never_score_are_quarantined_at_ingest(rec
     with pytest.raises(RecordError) as caught:
         validate_record(record)
     assert caught.value.reason == reason
+
+
+def test_a_record_with_probs_comes_back_a_duplicate_whatever_the_order_of_its_probs(engine, tmp_path):
+    """The passthrough's confidence is the probabilities' share over their exact sum, so the stored item and the
+    same record read again agree to the last digit: a duplicate, never an id conflict."""
+    first, second = tmp_path / "first.jsonl", tmp_path / "second.jsonl"
+    first.write_text(json.dumps({"id": "p1", "text": "t", "probs": {"c": 0.1, "a": 0.2, "b": 0.7}}) + "\n")
+    second.write_text(json.dumps({"id": "p1", "text": "t", "probs": {"a": 0.2, "b": 0.7, "c": 0.1},
+                                  "confidence": 0.7}) + "\n")
+    assert ingest_file(engine, first).accepted == 1
+    for path in (first, second):
+        again = ingest_file(engine, path)
+        assert (again.accepted, again.duplicate, dict(again.quarantined)) == (0, 1, {}), path.name
+    assert stored_items(engine)["p1"]["upstream_confidence"] == 0.7 / math.fsum([0.1, 0.2, 0.7])
 
 
 def test_a_tie_at_the_top_or_probs_alone_still_score(engine, tmp_path):

@@ -1,6 +1,7 @@
-"""Migration 0015 upgrades a store whose passthrough predictions were rows of their own: every item keeps what it was
-given, gains the passthrough's label and confidence where they were empty, and reads back the same prediction
-through ``store.predictions`` (routing, certification, calibration) as it had as a row."""
+"""Migration 0015 upgrades a store whose passthrough predictions were rows of their own: every item gains the
+passthrough's label and confidence in its row and reads back the same prediction through ``store.predictions``
+(routing, certification, calibration) as it had as a row; a stated confidence the passthrough never used is kept
+in an audit event."""
 
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ ITEMS = [
     ("pair", "routed", "a", 0.8, None, ("a", 0.8)),  # a prediction and a confidence
     ("probs", "scored", None, None, {"a": 0.3, "b": 0.7}, ("b", 0.7)),  # probabilities only, passed through
     ("late", "received", None, None, {"x": 0.6, "y": 0.4}, None),  # left received by an earlier release
-    ("mixed", "routed", "a", 0.9, {"a": 0.55, "b": 0.45}, ("a", 0.55)),  # a stated confidence stays the item's
+    ("mixed", "routed", "a", 0.9, {"a": 0.55, "b": 0.45}, ("a", 0.55)),  # the probabilities' share, as routed
     ("none", "received", None, None, None, None),  # no upstream score: nothing to do
 ]
 
@@ -61,14 +62,19 @@ def test_passthrough_rows_move_into_their_items_with_nothing_given_overwritten(d
     assert [tuple(r) for r in rows] == [("pair", "m1")]  # the trained model's row stays; the passthrough's are gone
     assert items["pair"][:2] == ("a", 0.8) and items["probs"][:2] == ("b", 0.7)
     assert items["late"][:2] == ("x", 0.6)  # derived from its probabilities
-    assert items["mixed"][:2] == ("a", 0.9)  # the stated confidence is not overwritten
+    assert items["mixed"][:2] == ("a", 0.55)  # routed on its probabilities' share: so it stays
+    with engine.connect() as conn:
+        replaced = conn.execute(text("SELECT payload FROM audit_events WHERE kind = 'passthrough_confidences'")).all()
+    payload = replaced[0][0] if isinstance(replaced[0][0], dict) else json.loads(replaced[0][0])
+    assert len(replaced) == 1 and payload["replaced"] == [
+        {"item_id": "mixed", "stated_confidence": 0.9, "confidence": 0.55}]  # the stated value is kept
     assert items["none"][:2] == (None, None)
     probs = items["probs"][2]
     assert (json.loads(probs) if isinstance(probs, str) else probs) == {"a": 0.3, "b": 0.7}
     with engine.connect() as conn:
         passthrough = {r.item_id: (r.label, r.confidence) for r in conn.execute(
             predictions_of("upstream").select())}
-    assert passthrough == {"pair": ("a", 0.8), "probs": ("b", 0.7), "late": ("x", 0.6), "mixed": ("a", 0.9)}
+    assert passthrough == {"pair": ("a", 0.8), "probs": ("b", 0.7), "late": ("x", 0.6), "mixed": ("a", 0.55)}
     held = held_out_labels(engine, "upstream")["s"]
     assert held.item_ids == ["probs"] and held.confidence.tolist() == [0.7] and held.correct.tolist() == [1]
     assert predicted_model_versions(engine) == {"m1", "upstream"}

@@ -1,9 +1,12 @@
 """The upstream passthrough's prediction lives in the item row, not in a prediction row per item
-(``store.predictions``): fill each item's ``upstream_prediction`` and ``upstream_confidence`` where they are empty
-(from its passthrough prediction row, or from its ``upstream_probs`` for an item an earlier release left
-``received``), then delete the passthrough's prediction rows. Nothing an item was given is overwritten: the rows
-only held what the item's own columns give (their probability spread over the other classes of an ingest chunk
-is not kept; selection reads the confidence instead).
+(``store.predictions``): each item given ``upstream_probs`` gets the passthrough's label (where none was given:
+the first label, sorted, holding their largest share) and confidence (that share, over their exact sum) in its
+``upstream_prediction`` and ``upstream_confidence``, as the passthrough computed them; then the passthrough's
+prediction rows are deleted. An item given a prediction and a confidence only already holds them. A confidence
+an item stated beside its probabilities, which the passthrough never used, is replaced by their share; every such
+stated value that differed is kept in an audit event (``passthrough_confidences``). What the
+rows held beyond that (a margin, a probability spread over the other classes of an ingest chunk) is not kept:
+selection reads the confidence instead.
 
 Revision ID: 0015
 Revises: 0014
@@ -13,9 +16,12 @@ Create Date: 2026-12-05 22:30:00
 from __future__ import annotations
 
 import json
+import math
+from datetime import datetime, timezone
 from typing import Any
 
 import sqlalchemy as sa
+import sqlmodel.sql.sqltypes
 from alembic import op
 
 revision = "0015"
@@ -28,36 +34,38 @@ CHUNK = 5_000
 
 
 def _from_probs(probs: Any) -> tuple[str, float] | None:
-    """The passthrough's label and confidence from its probabilities as that release made them: the first label
-    (sorted) holding the largest share, and that share."""
+    """The passthrough's label and confidence from its probabilities: the first label (sorted) holding the largest
+    share, and that share over their exact sum."""
     if isinstance(probs, str):
         probs = json.loads(probs)
     if not isinstance(probs, dict) or not probs:
         return None
     top = max(probs.values())
-    return min(label for label, value in probs.items() if value == top), float(top) / float(sum(probs.values()))
+    return min(label for label, value in probs.items() if value == top), float(top) / math.fsum(probs.values())
 
 
 def upgrade() -> None:
     bind = op.get_bind()
-    for column, source in (("upstream_prediction", "label"), ("upstream_confidence", "confidence")):
-        bind.execute(sa.text(
-            f"UPDATE items SET {column} = (SELECT p.{source} FROM predictions p WHERE p.item_id = items.id "
-            f"AND p.model_version = :upstream) WHERE {column} IS NULL AND EXISTS (SELECT 1 FROM predictions p "
-            f"WHERE p.item_id = items.id AND p.model_version = :upstream)"), {"upstream": UPSTREAM})
-    # an item given probabilities only that never passed through (left `received` by an earlier release)
-    rows = bind.execute(sa.text(
-        "SELECT id, upstream_prediction, upstream_confidence, upstream_probs FROM items WHERE upstream_probs IS NOT "
-        "NULL AND (upstream_prediction IS NULL OR upstream_confidence IS NULL)")).all()
-    updates = []
+    rows = bind.execute(sa.text("SELECT id, upstream_prediction, upstream_confidence, upstream_probs FROM items "
+                                "WHERE upstream_probs IS NOT NULL")).all()
+    updates, replaced = [], []
     for item_id, prediction, confidence, probs in rows:
         derived = _from_probs(probs)
-        if derived is not None:
-            updates.append({"id": item_id, "prediction": prediction if prediction is not None else derived[0],
-                            "confidence": confidence if confidence is not None else derived[1]})
+        if derived is None:
+            continue
+        if confidence is not None and abs(confidence - derived[1]) > 1e-9:
+            replaced.append({"item_id": item_id, "stated_confidence": confidence, "confidence": derived[1]})
+        updates.append({"id": item_id, "prediction": prediction if prediction is not None else derived[0],
+                        "confidence": derived[1]})
     for start in range(0, len(updates), CHUNK):
         bind.execute(sa.text("UPDATE items SET upstream_prediction = :prediction, upstream_confidence = :confidence "
                              "WHERE id = :id"), updates[start:start + CHUNK])
+    if replaced:
+        events = sa.table("audit_events", sa.column("kind", sa.String), sa.column("actor", sa.String),
+                          sa.column("payload", sa.JSON), sa.column("created_at", sqlmodel.sql.sqltypes.UTCDateTime()))
+        bind.execute(events.insert().values(kind="passthrough_confidences", actor="migration 0015",
+                                            payload={"replaced": replaced},
+                                            created_at=datetime.now(timezone.utc)))
     bind.execute(sa.text("DELETE FROM predictions WHERE model_version = :upstream"), {"upstream": UPSTREAM})
 
 
