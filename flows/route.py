@@ -41,6 +41,7 @@ from store.budget import spent_this_window
 from store.bulk import insert_ignore_columns
 from store.calibrations import latest_calibrations
 from store.db import refresh_statistics, write_transaction
+from store.guarantees import write_threshold_evidence
 from store.decisions import (
     LLM_KINDS, llm_inputs, LlmInputs, previous_decisions, scored_groups, scored_risk_inputs, ScoredGroup,
 )
@@ -99,6 +100,15 @@ class BatchContext:
     audit_allowance: dict[str, float] = field(default_factory=dict)
     calibrators: dict[int, Any] = field(default_factory=dict)  # parsed once per batch, by report id
     certified: dict[tuple, tuple[Any, int | None]] = field(default_factory=dict)
+    # the evidence rows the batch's decisions use, written in the batch's one transaction (by position)
+    evidence: list[dict[str, Any]] = field(default_factory=list)
+
+    def register(self, evidence: dict[str, Any] | None) -> int | None:
+        """The position of an evidence row to write with the batch (None for none)."""
+        if evidence is None:
+            return None
+        self.evidence.append(evidence)
+        return len(self.evidence) - 1
 
     def group_for(self, model_version: str, segment: str) -> str:
         """The calibration group of any segment (in this batch or not) under `model_version`."""
@@ -182,13 +192,15 @@ def _calibrator(context: BatchContext, report_row: CalibrationReportRow | None) 
 
 def _certified(engine: Engine, context: BatchContext, model_version: str, group: str, rules: SegmentPolicy,
                calibrator: Any | None, report_row: CalibrationReportRow | None) -> tuple[Any, int | None]:
-    """The group's derived threshold and evidence id, certified once per batch (a pool serves many segments)."""
+    """The group's derived threshold and the position of its evidence row in the batch, certified once per batch
+    (a pool serves many segments)."""
     key = (model_version, group, rules.max_auto_error, rules.confidence)
     if key not in context.certified:
         labelled = context.labelled.get(model_version, {}).get(group, ([], np.empty(0), np.empty(0)))
-        context.certified[key] = derived_threshold(
+        threshold, evidence = derived_threshold(
             engine, model_version, group, rules, calibrator, policy_version=context.policy_version,
             calibration_id=report_row.id if report_row else None, labelled=labelled, pool=group)
+        context.certified[key] = (threshold, context.register(evidence))
     return context.certified[key]
 
 
@@ -247,13 +259,13 @@ def decide_group(engine: Engine, group_items: ScoredGroup, cycle: int | None, co
     calibrator = _calibrator(context, report_row)
     calibrated = raw if calibrator is None else calibrator.predict(np.nan_to_num(raw, nan=0.0))
     calibrated = np.where(np.isfinite(raw), calibrated, np.nan)
-    threshold, evidence_id = _certified(engine, context, model_version, group, segment_policy, calibrator,
-                                        report_row)
+    threshold, evidence = _certified(engine, context, model_version, group, segment_policy, calibrator, report_row)
     halted = context.halted.get(segment) == model_version
     earlier = [context.previous.get(item_id) for item_id in item_ids]
     rerouted = np.array([e is not None and e[1] in PEOPLE_ROUTES for e in earlier], dtype=bool)
-    backlog, backlog_evidence = backlog_thresholds(engine, segment, model_version, segment_policy, earlier,
-                                                   rerouted, context.policy_version)
+    backlog, backlog_row = backlog_thresholds(engine, segment, model_version, segment_policy, earlier, rerouted,
+                                              context.policy_version)
+    backlog_evidence = context.register(backlog_row)
     rng = derive_rng("route", context.policy_version, model_version, segment, item_ids)
     result = route(calibrated, policy=segment_policy, calibration=gate_now(report_row, segment_policy), rng=rng,
                    risk_escalate=flags.escalate, risk_review=flags.review, risk_reasons=flags.reasons,
@@ -276,14 +288,15 @@ def decide_group(engine: Engine, group_items: ScoredGroup, cycle: int | None, co
         "inclusion_probability": _floats_or_none(result.inclusion_probability), "cycle": [cycle] * n,
         "audit_rate": [result.audit_rate] * n,
         "supersedes_id": [None if e is None else e[0] for e in earlier],
-        "evidence_id": [backlog_evidence if s else evidence_id for s in settled.tolist()],
+        # positions in the batch's evidence rows, turned into their ids when the batch writes them
+        "evidence": [backlog_evidence if s else evidence for s in settled.tolist()],
         "created_at": [utcnow()] * n,
     }
 
 
 def backlog_thresholds(engine: Engine, segment: str, model_version: str, rules: SegmentPolicy,
                        earlier: list[tuple[int, str] | None], rerouted: np.ndarray,
-                       policy_version: str) -> tuple[np.ndarray, int | None]:
+                       policy_version: str) -> tuple[np.ndarray, dict[str, Any] | None]:
     """Each item's backlog threshold (NaN for an item no certified backlog covers) and the evidence behind it:
     the rerouted items of the select run's population that left them waiting (``services.backlog``)."""
     thresholds = np.full(rerouted.shape[0], np.nan)
@@ -293,10 +306,10 @@ def backlog_thresholds(engine: Engine, segment: str, model_version: str, rules: 
                                       [e[0] for e, r in zip(earlier, rerouted.tolist()) if r and e is not None],
                                       policy_version=policy_version)
     if certificate.threshold is None:
-        return thresholds, certificate.evidence_id
+        return thresholds, certificate.evidence
     covered = np.array([r and e is not None and e[0] in certificate.decision_ids
                         for e, r in zip(earlier, rerouted.tolist())], dtype=bool)
-    return np.where(covered, certificate.threshold, np.nan), certificate.evidence_id
+    return np.where(covered, certificate.threshold, np.nan), certificate.evidence
 
 
 @task(name="route-batch", cache_policy=NO_CACHE)
@@ -316,7 +329,9 @@ def route_batch(
     flags = risk_flags_by_group(engine, groups, context, llm)
     decided = [decide_group(engine, group, cycle, context, f) for group, f in zip(groups, flags)]
     columns = {key: [v for d in decided for v in d[key]] for key in decided[0]}
-    with write_transaction(engine) as conn:
+    with write_transaction(engine) as conn:  # evidence, decisions and the items' moves: one write
+        ids = [write_threshold_evidence(conn, row) for row in context.evidence]
+        columns["evidence_id"] = [None if at is None else ids[at] for at in columns.pop("evidence")]
         insert_ignore_columns(conn, RoutingDecision.__table__, columns, encoded_json=("reasons",))
         move_items(conn, dict(zip(columns["item_id"], map(STATE_AFTER.__getitem__, columns["route"]))), by="route")
     return Counter(columns["route"])

@@ -1,9 +1,11 @@
 """The backlog a better model may settle: certify, per segment and model, the items a select run left waiting, on
-the uniform sample its audits drew from them (``routing.backlog``), and store the evidence. Routing uses it."""
+the uniform sample its audits drew from them (``routing.backlog``), with the evidence row routing stores beside the
+decisions. Routing uses it."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from sqlalchemy import Engine
@@ -14,7 +16,6 @@ from routing.policy import SegmentPolicy
 from store.backlog import BacklogPopulation, backlog_population, population_of
 from store.bulk import fingerprint
 from store.models import utcnow
-from store.guarantees import save_threshold_evidence
 from store.labels import labels_by_reason
 
 __all__ = ["BacklogCertificate", "backlog_certificate"]
@@ -26,7 +27,7 @@ class BacklogCertificate:
     decisions of the population it covers."""
 
     threshold: float | None
-    evidence_id: int | None
+    evidence: dict[str, Any] | None
     decision_ids: frozenset[int]
 
 
@@ -45,7 +46,8 @@ def _sample(population: BacklogPopulation) -> tuple[np.ndarray, np.ndarray, np.n
 def backlog_certificate(engine: Engine, segment: str, model_version: str, policy: SegmentPolicy,
                         earlier_decisions: list[int], *, policy_version: str) -> BacklogCertificate:
     """Certify the backlog that `earlier_decisions` (the rerouted items' previous decisions) belong to, under
-    `model_version`, for the segment's target; store the evidence (estimator ``backlog_sample``)."""
+    `model_version`, for the segment's target, with the evidence row (estimator ``backlog_sample``) for routing to
+    store with the decisions that use it."""
     if not policy.has_target:  # no target, no guarantee to certify
         return BacklogCertificate(None, None, frozenset())
     run = population_of(engine, segment, earlier_decisions)
@@ -75,4 +77,4 @@ def backlog_certificate(engine: Engine, segment: str, model_version: str, policy
         "tested": result.tested, "pool": f"backlog {run}", "calibration_id": None, "estimator": ESTIMATOR,
         "labels_by_reason": labels_by_reason(engine, sample_ids), "created_at": utcnow(),
     }
-    return BacklogCertificate(result.threshold, save_threshold_evidence(engine, evidence), members)
+    return BacklogCertificate(result.threshold, evidence, members)

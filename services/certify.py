@@ -31,7 +31,6 @@ from routing.thresholds import guaranteed_threshold
 from store.bulk import fingerprint
 from store.models import utcnow
 from store.certifying import own_audit_labels
-from store.guarantees import save_threshold_evidence
 from store.labels import held_out_labels, HeldOut, labels_by_reason
 
 __all__ = ["Labelled", "certifying_labels", "derived_threshold", "merge_labelled"]
@@ -66,16 +65,18 @@ def derived_threshold(
     engine: Engine, model_version: str, segment: str, policy: SegmentPolicy, calibrator: Any | None, *,
     policy_version: str, calibration_id: int | None = None, labelled: Labelled | None = None,
     pool: str | None = None,
-) -> tuple[float | None | str, int | None]:
+) -> tuple[float | None | str, dict[str, Any] | None]:
     """The segment's guaranteed threshold when its policy sets a target (`max_auto_error`, `confidence`), and the
-    id of the stored evidence behind it.
+    evidence behind it.
 
     Certified on the *raw* confidences of the labels that may certify the model (:func:`certifying_labels`; a
     route passes its segment's or pool's), never on confidences
     passed through a recalibrator fitted to those same labels: a step-function calibrator of those very errors
     would make the candidate grid depend on them. Routing compares the raw confidence with the threshold, so the
     auto-accepted set is exactly the one tested. The calibrated value of the threshold is kept for display.
-    Returns ("policy", None) when the segment has no target: its fixed threshold applies (no guarantee).
+    Returns the threshold and the evidence row to store with the decisions that use it
+    (``store.guarantees.write_threshold_evidence``), or ("policy", None) when the segment has no target: its fixed
+    threshold applies (no guarantee).
     """
     if not policy.has_target:
         return "policy", None
@@ -98,4 +99,4 @@ def derived_threshold(
         "delta": result.delta, "tested": result.tested, "pool": pool or segment, "calibration_id": calibration_id,
         "estimator": result.estimator, "labels_by_reason": labels_by_reason(engine, ids), "created_at": utcnow(),
     }
-    return result.threshold, save_threshold_evidence(engine, evidence)
+    return result.threshold, evidence

@@ -5,12 +5,12 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, NamedTuple, cast
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Connection, Engine, select
 
 from store.bulk import insert_ignore
 from store.models import GuardHalt, ThresholdEvidence
 
-__all__ = ["guard_halts", "HaltRecord", "save_guard_halts", "save_threshold_evidence"]
+__all__ = ["guard_halts", "HaltRecord", "save_guard_halts", "write_threshold_evidence"]
 
 
 class HaltRecord(NamedTuple):
@@ -34,14 +34,14 @@ def guard_halts(engine: Engine, *, model_versions: list[str] | None = None) -> l
         return [HaltRecord(*row) for row in conn.execute(query)]
 
 
-def save_threshold_evidence(engine: Engine, evidence: dict[str, Any]) -> int:
-    """Insert a certification's evidence row unless the same one (model, segment, policy version, label set) is
-    stored already; its id either way."""
+def write_threshold_evidence(conn: Connection, evidence: dict[str, Any]) -> int:
+    """Insert a certification's evidence row, in the caller's transaction (route writes it with the decisions that
+    use it), unless the same one (model, segment, policy version, label set) is stored already; its id either
+    way."""
     key = ("model_version", "segment", "policy_version", "label_fingerprint")
-    with engine.begin() as conn:
-        insert_ignore(conn, ThresholdEvidence.__table__, [evidence])
-        return cast(int, conn.execute(select(ThresholdEvidence.id).where(
-            *(getattr(ThresholdEvidence, k) == evidence[k] for k in key))).scalar_one())
+    insert_ignore(conn, ThresholdEvidence.__table__, [evidence])
+    return cast(int, conn.execute(select(ThresholdEvidence.id).where(
+        *(getattr(ThresholdEvidence, k) == evidence[k] for k in key))).scalar_one())
 
 
 def save_guard_halts(engine: Engine, halts: list[dict[str, Any]]) -> None:

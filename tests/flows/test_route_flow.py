@@ -6,7 +6,7 @@ import json
 
 import numpy as np
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from store.models import RoutingDecision
 
@@ -37,12 +37,11 @@ def upstream_items(rng: np.random.Generator, n: int, segment: str, prefix: str =
     ]
 
 
-@pytest.fixture
-def routed(sluice_home, tmp_path):
+def _scored_and_calibrated(tmp_path):
+    """A store with a target segment whose held-out seed labels certify it, scored and calibrated, not routed."""
     from flows.calibrate import calibrate_flow
     from flows.common import engine_for
     from flows.ingest import ingest_flow, seed_labels
-    from flows.route import route_flow
     from flows.score import score_flow
     from routing.policy import Policy
     from store.policies import save_policy
@@ -64,6 +63,14 @@ def routed(sluice_home, tmp_path):
     seed_labels(engine, [(r["id"], r["truth"]) for r in seeds], holdout_share=0.99)
     score_flow()
     calibrate_flow()
+    return engine
+
+
+@pytest.fixture
+def routed(sluice_home, tmp_path):
+    from flows.route import route_flow
+
+    engine = _scored_and_calibrated(tmp_path)
     route_flow(cycle=1)
     with engine.connect() as conn:
         rows = conn.execute(select(RoutingDecision)).all()
@@ -78,6 +85,33 @@ def test_risk_rules_and_smuggled_text_escalate_whatever_the_confidence(routed):
     assert decisions["plain"].route in ("auto_accept", "spot_check")
 
 
+def test_a_batch_writes_its_evidence_with_its_decisions_or_not_at_all(sluice_home, tmp_path, monkeypatch):
+    """The certification's evidence row, the decisions that cite it and the items' moves are one write: a batch
+    whose decisions fail to write leaves no evidence behind, and the next run writes all of them."""
+    import flows.route
+    from flows.route import route_flow
+    from store.models import ThresholdEvidence
+
+    engine = _scored_and_calibrated(tmp_path)
+
+    def refused(*args, **kwargs):
+        raise RuntimeError("the decisions' insert failed")
+
+    monkeypatch.setattr(flows.route, "insert_ignore_columns", refused)
+    with pytest.raises(Exception, match="insert failed"):
+        route_flow(cycle=1)
+    with engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(ThresholdEvidence)).scalar_one() == 0
+        assert conn.execute(select(func.count()).select_from(RoutingDecision)).scalar_one() == 0
+    monkeypatch.undo()
+    route_flow(cycle=1)
+    with engine.connect() as conn:
+        cited = set(conn.execute(select(RoutingDecision.evidence_id).where(
+            RoutingDecision.evidence_id.is_not(None))).scalars())
+        stored = set(conn.execute(select(ThresholdEvidence.id)).scalars())
+    assert cited and cited <= stored
+
+
 def test_a_target_derives_a_guaranteed_threshold_from_unbiased_labels(sluice_home, routed):
     from services.certify import derived_threshold
     from store.models import ThresholdEvidence
@@ -85,11 +119,15 @@ def test_a_target_derives_a_guaranteed_threshold_from_unbiased_labels(sluice_hom
 
     engine, decisions = routed
     policy, version = active_policy(engine)
-    threshold, evidence_id = derived_threshold(engine, "upstream", "targeted", policy.for_segment("targeted"), None,
-                                               policy_version=version)
+    threshold, row = derived_threshold(engine, "upstream", "targeted", policy.for_segment("targeted"), None,
+                                       policy_version=version)
     assert threshold is not None and 0.5 < threshold < 1.0
-    with engine.connect() as conn:
-        evidence = conn.execute(select(ThresholdEvidence).where(ThresholdEvidence.id == evidence_id)).one()
+    with engine.connect() as conn:  # the route run wrote this certification's evidence with its decisions
+        evidence = conn.execute(select(ThresholdEvidence).where(
+            *(getattr(ThresholdEvidence, k) == row[k]
+              for k in ("model_version", "segment", "policy_version", "label_fingerprint")))).one()
+    evidence_id = evidence.id
+    assert (evidence.n, evidence.threshold, evidence.estimator) == (row["n"], row["threshold"], row["estimator"])
     assert evidence.error_upper_bound <= 0.1 and evidence.n > 1000 and evidence.scale == "raw"
     assert evidence.threshold == threshold and evidence.alpha == 0.1 and evidence.pool == "targeted"
     # which test and which labels stood behind it: here the held-out seed labels
