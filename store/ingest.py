@@ -730,7 +730,8 @@ def _write_chunk(
             present_count = len(unique) - accepted
             present = _stored_before(conn, list(unique), now) if present_count else {}
         else:
-            present = _stored_rows(conn, list(unique)) if unique else {}
+            # which ids are stored already: one array parameter per 50,000 ids, then whole rows for those only
+            present = _stored_rows(conn, _stored_ids(conn, list(unique))) if unique else {}
             # In id order: two ingests writing overlapping ids at once then wait on each other's rows in one order,
             # never in a cycle (a deadlock, which PostgreSQL breaks by failing one of them).
             fresh = [
@@ -775,6 +776,13 @@ def _stored_rows(conn: Any, ids: list[str]) -> dict[str, dict[str, Any]]:
                        *(table.c[name] for name in ITEM_COLUMNS)).where(table.c.id.in_(part))
         found.update({row["id"]: dict(row) for row in conn.execute(query).mappings()})
     return found
+
+
+def _stored_ids(conn: Any, ids: list[str]) -> list[str]:
+    """Of `ids`, those in the store (PostgreSQL: one array parameter per 50,000 ids, not one parameter per id)."""
+    table = Item.__table__
+    query = select(table.c.id).where(table.c.id == any_(bindparam("ids", type_=ARRAY(String))))
+    return [item_id for part in chunked(ids, 50_000) for item_id in conn.execute(query, {"ids": list(part)}).scalars()]
 
 
 def _received_elsewhere(conn: Any, ids: list[str], now: datetime) -> list[str]:
