@@ -9,7 +9,7 @@ from collections import defaultdict
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from typing import Any, cast
 
-from sqlalchemy import Connection, Table, bindparam, null, select, update
+from sqlalchemy import JSON, Connection, Table, bindparam, null, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql.schema import ScalarElementColumnDefault
 
@@ -63,9 +63,10 @@ def insert_ignore_columns(
 ) -> int | None:
     """`insert_ignore` for rows given column by column (every sequence one value per row).
 
-    Columns named in `encoded_json` hold JSON text already encoded (None for SQL NULL). On SQLite this is one
-    DBAPI executemany (no per-row SQLAlchemy work) and returns how many rows were inserted; elsewhere it falls
-    back to `insert_ignore` and returns None.
+    Columns named in `encoded_json` hold JSON text already encoded (None for SQL NULL). This is one DBAPI
+    executemany (no per-row SQLAlchemy work: each column's values go through its type's bind processor once per
+    distinct run); on SQLite it returns how many rows were inserted, on PostgreSQL None (psycopg runs the rows in
+    its pipeline, JSON columns cast from their text).
     """
     names = list(columns)
     lengths = {len(columns[name]) for name in names}
@@ -73,10 +74,7 @@ def insert_ignore_columns(
         raise ValueError(f"columns of different lengths: { {n: len(columns[n]) for n in names} }")
     if not names or not lengths or lengths == {0}:
         return 0
-    if conn.dialect.name != "sqlite":
-        rows = _rows_from_columns(columns, encoded_json)
-        _insert_statement(conn, table)  # refuses unsupported dialects
-        return insert_ignore(conn, table, rows)
+    _insert_statement(conn, table)  # refuses unsupported dialects
     defaults = _scalar_defaults(table, names)
     if defaults is None:  # a column left out has a Python-side callable default: SQLAlchemy must compute it
         # (executed here, not through insert_ignore, which would hand the same rows straight back to this function)
@@ -88,12 +86,19 @@ def insert_ignore_columns(
         names.append(name)
         values.append([_bound(conn, table, name, [default], False)[0]] * n_rows)
     quoted = ", ".join(conn.dialect.identifier_preparer.quote(name) for name in names)
+    if conn.dialect.name == "sqlite":
+        marks = ", ".join("?" * len(names))
+    else:  # psycopg: JSON arrives as its text and is cast; every other value is the driver's own
+        marks = ", ".join("CAST(%s AS JSON)" if isinstance(table.c[name].type, JSON) else "%s" for name in names)
     sql = (f"INSERT INTO {conn.dialect.identifier_preparer.format_table(table)} ({quoted}) "
-           f"VALUES ({', '.join('?' * len(names))}) ON CONFLICT DO NOTHING")
+           f"VALUES ({marks}) ON CONFLICT DO NOTHING")
     cursor = conn.connection.cursor()
     try:
-        cursor.executemany(sql, zip(*values))  # type: ignore[arg-type]  # sqlite3 takes any iterable of rows
-        return cursor.rowcount
+        if conn.dialect.name == "sqlite":
+            cursor.executemany(sql, zip(*values))  # type: ignore[arg-type]  # sqlite3 takes any iterable of rows
+            return cursor.rowcount
+        cursor.executemany(sql, list(zip(*values)))
+        return None
     finally:
         cursor.close()
 
