@@ -44,15 +44,21 @@ NOW = "2026-12-05 12:00:00.000000"
 POLICY_VERSION = "f" * 64  # a policy version is a content hash
 
 
-def floor_writes(path: Path, database: Path) -> dict[str, float]:
-    """Seconds for each of the three writes of the items in `path`, into a fresh database."""
+def fresh_database(database: Path, schema: tuple[str, ...]) -> sqlite3.Connection:
+    """A new SQLite file in WAL mode holding `schema`."""
     for suffix in ("", "-wal", "-shm"):
         Path(f"{database}{suffix}").unlink(missing_ok=True)
     conn = sqlite3.connect(database)
     conn.execute("PRAGMA journal_mode=WAL")
-    for statement in ITEMS + DECISIONS:
+    for statement in schema:
         conn.execute(statement)
     conn.commit()
+    return conn
+
+
+def floor_writes(path: Path, database: Path) -> dict[str, float]:
+    """Seconds for each of the three writes of the items in `path`, into a fresh database."""
+    conn = fresh_database(database, ITEMS + DECISIONS)
 
     def items() -> int:
         with path.open("rb") as lines:
@@ -106,13 +112,7 @@ SLIM_DECISIONS = ("CREATE TABLE route_batches (id INTEGER PRIMARY KEY, segment V
 def slim_floor_writes(path: Path, database: Path) -> dict[str, float]:
     """The same three writes under the design issue 23 asks for: the source stored once, per-batch constants in a
     batch row (decisions keyed by an integer), the state in a narrow table (the item row written once)."""
-    for suffix in ("", "-wal", "-shm"):
-        Path(f"{database}{suffix}").unlink(missing_ok=True)
-    conn = sqlite3.connect(database)
-    conn.execute("PRAGMA journal_mode=WAL")
-    for statement in SLIM_ITEMS + SLIM_DECISIONS:
-        conn.execute(statement)
-    conn.commit()
+    conn = fresh_database(database, SLIM_ITEMS + SLIM_DECISIONS)
 
     def items() -> None:
         with path.open("rb") as lines:

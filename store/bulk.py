@@ -9,7 +9,7 @@ from collections import defaultdict
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from typing import Any, cast
 
-from sqlalchemy import JSON, Connection, Table, bindparam, null, select, update
+from sqlalchemy import ARRAY, JSON, Connection, String, Table, any_, bindparam, null, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql.schema import ScalarElementColumnDefault
 
@@ -162,6 +162,17 @@ def json_reader(conn: Connection) -> Callable[[Any], Any]:
     if conn.dialect.name == "sqlite":
         return lambda value: None if value is None else json.loads(value)
     return lambda value: value
+
+
+ARRAY_CHUNK = 50_000  # keys per array parameter (PostgreSQL)
+
+
+def keys_among(conn: Connection, column: Any, name: str = "ids") -> tuple[Any, int]:
+    """A filter "`column` is one of the keys bound as `name`", and how many keys to bind per statement: one array
+    parameter on PostgreSQL (50,000 keys), an expanding list elsewhere (5,000, within SQLite's stock limit)."""
+    if conn.dialect.name == "postgresql":
+        return column == any_(bindparam(name, type_=ARRAY(String))), ARRAY_CHUNK
+    return column.in_(bindparam(name, expanding=True)), LOOKUP_CHUNK
 
 
 def existing_keys(conn: Connection, column: Any, keys: Iterable[Any]) -> set[Any]:

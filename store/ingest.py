@@ -16,9 +16,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, cast
 
-from sqlalchemy import ARRAY, Engine, String, any_, bindparam, null, select
+from sqlalchemy import Engine, null, select
 
-from store.bulk import chunked, insert_ignore, insert_ignore_columns
+from store.bulk import chunked, insert_ignore, insert_ignore_columns, keys_among
 from store.models import Item, ItemState, QuarantinedRecord, as_utc
 from store.passthrough import passthrough_prediction
 
@@ -743,7 +743,7 @@ def _write_chunk(
             insert_ignore(conn, Item.__table__, fresh)
             # Ids another ingest wrote meanwhile, committed while this one waited on them (received at its own
             # moment): ON CONFLICT skipped them, so they were present (a duplicate or a conflict), not accepted.
-            raced = _received_elsewhere(conn, [row["id"] for row in fresh], now)
+            raced = _stored_ids(conn, [row["id"] for row in fresh], received_not_at=now)
             if raced:
                 present.update(_stored_rows(conn, raced))
             accepted, present_count = len(fresh) - len(raced), len(present)
@@ -778,20 +778,14 @@ def _stored_rows(conn: Any, ids: list[str]) -> dict[str, dict[str, Any]]:
     return found
 
 
-def _stored_ids(conn: Any, ids: list[str]) -> list[str]:
-    """Of `ids`, those in the store (PostgreSQL: one array parameter per 50,000 ids, not one parameter per id)."""
-    table = Item.__table__
-    query = select(table.c.id).where(table.c.id == any_(bindparam("ids", type_=ARRAY(String))))
-    return [item_id for part in chunked(ids, 50_000) for item_id in conn.execute(query, {"ids": list(part)}).scalars()]
-
-
-def _received_elsewhere(conn: Any, ids: list[str], now: datetime) -> list[str]:
-    """Of `ids`, those stored at another moment than `now` (PostgreSQL: one array parameter per 50,000 ids, not
-    one parameter per id)."""
-    table = Item.__table__
-    query = select(table.c.id).where(table.c.id == any_(bindparam("ids", type_=ARRAY(String))),
-                                     table.c.received_at != now)
-    return [item_id for part in chunked(ids, 50_000) for item_id in conn.execute(query, {"ids": list(part)}).scalars()]
+def _stored_ids(conn: Any, ids: list[str], *, received_not_at: datetime | None = None) -> list[str]:
+    """Of `ids`, those in the store (received at another moment than `received_not_at`, when given), bound as one
+    array parameter per 50,000 ids on PostgreSQL (`store.bulk.keys_among`)."""
+    chosen, chunk = keys_among(conn, Item.id)
+    query = select(Item.id).where(chosen)
+    if received_not_at is not None:
+        query = query.where(Item.received_at != received_not_at)
+    return [item_id for part in chunked(ids, chunk) for item_id in conn.execute(query, {"ids": list(part)}).scalars()]
 
 
 def _stored_before(conn: Any, ids: list[str], now: datetime) -> dict[str, dict[str, Any]]:

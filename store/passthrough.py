@@ -20,8 +20,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["UPSTREAM_MODEL", "UpstreamScores", "passthrough_prediction", "prediction_columns", "probs_confidence", "probs_json",
-           "upstream_prediction_columns", "upstream_scores"]
+__all__ = ["UPSTREAM_MODEL", "UpstreamScores", "passthrough_prediction", "prediction_columns", "probs_confidence",
+           "probs_json", "upstream_scores"]
 
 FloatArray = npt.NDArray[np.float64]
 BoolArray = npt.NDArray[np.bool_]
@@ -244,43 +244,6 @@ def prediction_columns(item_ids: Sequence[str], classes: npt.NDArray[np.str_] | 
     return {"item_id": list(item_ids), "model_version": [model_version] * n,
             "label": np.asarray(classes).astype(str)[order[:, 0]].tolist(), "confidence": top.tolist(),
             "margin": (top - second).tolist(), "probs": probs_json(classes, probs), "created_at": [now] * n}
-
-
-def upstream_prediction_columns(
-    item_ids: Sequence[str], kinds: Sequence[str], predictions: Sequence[str | None],
-    confidences: Sequence[float | None], probs: Sequence[Mapping[str, float] | None], *, model_version: str,
-    now: Any,
-) -> dict[str, list[Any]]:
-    """The prediction rows, column by column (:func:`prediction_columns`), of the items among `item_ids` that
-    carry upstream scores: each kind on its own (a classifier's confidence is spread over its own labels, never
-    over the answers of a generated response or a pair). An item with probabilities gets its top label,
-    confidence, margin and every probability; one with a prediction and a confidence only (a single known
-    class) keeps the pair. Items without upstream scores get no row."""
-    columns: dict[str, list[Any]] = {name: [] for name in
-                                     ("item_id", "model_version", "label", "confidence", "margin", "probs",
-                                      "created_at")}
-    by_kind: dict[str, list[int]] = {}
-    for position, kind in enumerate(kinds):
-        by_kind.setdefault(kind, []).append(position)
-    for positions in by_kind.values():
-        scores = upstream_scores([predictions[i] for i in positions], [confidences[i] for i in positions],
-                                 [probs[i] for i in positions])
-        complete = scores.has_upstream & np.isfinite(scores.probs).all(axis=1)
-        keep = np.flatnonzero(complete)
-        if keep.size:
-            full = prediction_columns([item_ids[positions[i]] for i in keep], scores.classes, scores.probs[keep],
-                                      model_version=model_version, now=now)
-            for name, values in full.items():
-                columns[name] += values
-        pairs = np.flatnonzero(scores.has_upstream & ~complete)
-        columns["item_id"] += [item_ids[positions[i]] for i in pairs]
-        columns["label"] += [str(scores.labels[i]) for i in pairs]
-        columns["confidence"] += [float(scores.confidence[i]) for i in pairs]
-        columns["margin"] += [None] * len(pairs)
-        columns["probs"] += [None] * len(pairs)
-        columns["model_version"] += [model_version] * len(pairs)
-        columns["created_at"] += [now] * len(pairs)
-    return columns
 
 
 def probs_confidence(probs: Mapping[str, float]) -> float:

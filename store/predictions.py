@@ -17,10 +17,7 @@ from sqlalchemy import ColumnElement, Subquery, and_, literal, select
 from store.models import Item, Prediction
 from store.passthrough import UPSTREAM_MODEL
 
-__all__ = ["PREDICTION_COLUMNS", "predictions_of", "upstream_predicted"]
-
-#: The columns of `predictions_of`.
-PREDICTION_COLUMNS = ("item_id", "model_version", "label", "confidence", "probs", "created_at")
+__all__ = ["predictions_of", "upstream_predicted"]
 
 
 def upstream_predicted() -> ColumnElement[bool]:
@@ -29,9 +26,9 @@ def upstream_predicted() -> ColumnElement[bool]:
 
 
 def predictions_of(model_version: str) -> Subquery:
-    """The predictions of `model_version`, one row per item it predicted, with `PREDICTION_COLUMNS`: for the
-    upstream passthrough from the items (``created_at`` is when the item was received), for any other model from
-    the ``predictions`` table. Join it like the table (``.c.item_id``, ``.c.confidence``, ...)."""
+    """The predictions of `model_version`, one row per item it predicted (``item_id``, ``model_version``, ``label``,
+    ``confidence``, ``probs``, ``created_at``): for the upstream passthrough from the items (``created_at`` is when
+    the item was received), for any other model from the ``predictions`` table. Join it like the table (``.c.item_id``, ``.c.confidence``, ...)."""
     columns: list[Any]
     if model_version == UPSTREAM_MODEL:
         columns = [Item.id.label("item_id"), literal(UPSTREAM_MODEL).label("model_version"),

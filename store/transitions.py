@@ -14,9 +14,9 @@ from collections.abc import Mapping
 from datetime import datetime, timezone
 from typing import NamedTuple
 
-from sqlalchemy import ARRAY, Connection, String, any_, bindparam, func, insert, update
+from sqlalchemy import Connection, func, insert, update
 
-from store.bulk import chunked
+from store.bulk import chunked, keys_among
 from store.models import AuditEvent, Item
 from store.vocab import ItemState
 
@@ -35,8 +35,6 @@ SOURCES: dict[ItemState, frozenset[ItemState]] = {
     ItemState.quarantined: _LIVE,
     ItemState.failed: _LIVE,
 }
-CHUNK = 5_000
-ARRAY_CHUNK = 50_000  # ids per array parameter (PostgreSQL)
 
 
 class Moved(NamedTuple):
@@ -54,19 +52,17 @@ def move_items(conn: Connection, targets: Mapping[str, str], *, by: str) -> Move
         wanted.setdefault(ItemState(state), []).append(item_id)
     now = datetime.now(timezone.utc)
     moved: Counter[str] = Counter()
-    postgres = conn.dialect.name == "postgresql"
+    chosen, chunk = keys_among(conn, Item.id)  # PostgreSQL takes the ids as one array parameter
     for state, ids in wanted.items():
         # the state test wraps the column in a function: SQLite would otherwise pick the state index and scan
-        # every item in the source states for each chunk of ids; PostgreSQL takes the ids as one array parameter
-        chosen = Item.id == any_(bindparam("ids", type_=ARRAY(String))) if postgres else \
-            Item.id.in_(bindparam("ids", expanding=True))
+        # every item in the source states for each chunk of ids
         statement = (
             update(Item)
             .where(chosen, func.coalesce(Item.state, "").in_(sorted(SOURCES[state])))
             .values(state=state.value, updated_at=now)
             .execution_options(synchronize_session=False)
         )
-        for part in chunked(ids, ARRAY_CHUNK if postgres else CHUNK):
+        for part in chunked(ids, chunk):
             moved[state.value] += conn.execute(statement, {"ids": list(part)}).rowcount
     result = Moved(dict(moved), len(targets) - sum(moved.values()))
     if result.moved and sum(result.moved.values()):  # a re-run that moves nothing writes nothing
