@@ -3,7 +3,7 @@ policy previews, audit-sample estimators and active-learning sampling."""
 
 from __future__ import annotations
 
-from routing.audit import AuditEstimate, audit_error_by_segment, audit_error_estimate
+from routing.active_inference import ErrorInterval, error_interval
 from routing.decide import GateLike, Route, RoutingResult, route
 from routing.policy import (
     CalibrationLimits,
@@ -36,7 +36,7 @@ from routing.whatif import WhatIfCurve, what_if
 
 __all__ = [
     "STRATEGIES",
-    "AuditEstimate",
+    "ErrorInterval",
     "CalibrationLimits",
     "CalibrationOverride",
     "GateLike",
@@ -56,8 +56,7 @@ __all__ = [
     "TextBatch",
     "ThresholdResult",
     "WhatIfCurve",
-    "audit_error_by_segment",
-    "audit_error_estimate",
+    "error_interval",
     "combine_signals",
     "encoded_payload",
     "fold_flags",

@@ -89,8 +89,8 @@ from routing.thresholds import (
 )
 
 __all__ = [
-    "ESTIMATORS", "ErrorBound", "Estimator", "anytime_error_bounds", "certify_threshold", "error_bound",
-    "error_p_value", "weighted_error_guard",
+    "ESTIMATORS", "ErrorBound", "ErrorInterval", "Estimator", "anytime_error_bounds", "certify_threshold",
+    "error_bound", "error_interval", "error_p_value", "weighted_error_guard",
 ]
 
 Estimator = Literal["weighted", "doubly_robust"]
@@ -303,6 +303,74 @@ def error_bound(
     at = _planning_point(values, chances, delta, range_top) if plan_at is None else float(plan_at)
     bound = _upper_bound(terms, _planned_bet(values, chances, bets, at), delta)
     return ErrorBound(estimator, float(terms.mean()), bound, delta, *counts, _effective_sample_size(population))
+
+
+@dataclass(frozen=True)
+class ErrorInterval:
+    """The estimated error rate of ``n_population`` items with a two-sided ``confidence`` interval: each end is a
+    :func:`error_bound` at ``(1 - confidence) / 2``, so the interval holds whatever the pending labels say.
+
+    ``error_rate`` is the point estimate from the labels that are back (NaN without any); ``n_labelled`` counts
+    them, ``n_missing`` the drawn items still without a label (the upper end counts them wrong, the lower end
+    right), ``n_errors`` the wrong labels. Where the population cannot be certified the interval is [0, 1] and
+    ``reason`` says why.
+    """
+
+    estimator: str
+    error_rate: float
+    lower: float
+    upper: float
+    confidence: float
+    n_population: int
+    n_labelled: int
+    n_missing: int
+    n_errors: int
+    effective_sample_size: float
+    reason: str | None = None
+
+
+def error_interval(
+    predicted_correct: Any,
+    inclusion_probability: Any,
+    drawn: Any,
+    wrong: Any,
+    *,
+    confidence: float = 0.95,
+    estimator: Estimator = "doubly_robust",
+    labelled: Any = None,
+) -> ErrorInterval:
+    """The error rate of a population (one entry per item, as for :func:`error_bound`) with a two-sided interval.
+
+    Upper end: :func:`error_bound` at ``delta = (1 - confidence) / 2``. Lower end: the same bound on the rate of
+    *right* outputs (the predictor ``1 - f``, each label's verdict flipped, a missing label counted right), taken
+    from 1. The point estimate reads the labels that are back as if each drawn item's label had come back with the
+    same chance: ``pi_i`` times the share of draws labelled (the one place an assumption about missing labels
+    enters; the ends need none). With every label back it is the plain estimator's mean."""
+    if not (0.0 < confidence < 1.0):
+        raise ValueError(f"confidence must be in (0, 1), got {confidence!r}")
+    delta = (1.0 - confidence) / 2.0
+    population = _population(predicted_correct, inclusion_probability, drawn, wrong, labelled)
+    flipped = np.where(population.labelled, population.outcome < 0.5, False)
+    high = error_bound(1.0 - population.predicted_error, population.probability, population.drawn,
+                       population.outcome > 0.5, delta=delta, estimator=estimator, labelled=population.labelled)
+    low = error_bound(population.predicted_error, population.probability, population.drawn, flipped,
+                      delta=delta, estimator=estimator, labelled=population.labelled)
+    counts = _counts(population)
+    size = _effective_sample_size(population)
+    if high.upper is None or low.upper is None:
+        return ErrorInterval(estimator, np.nan, 0.0, 1.0, confidence, *counts, size, high.reason or low.reason)
+    return ErrorInterval(estimator, _point_estimate(population, estimator), max(0.0, 1.0 - low.upper), high.upper,
+                         confidence, *counts, size)
+
+
+def _point_estimate(population: _Population, estimator: str) -> float:
+    """The estimator's mean with each label weighted by ``1 / (pi_i r)``, ``r`` the share of draws labelled."""
+    n_drawn, n_labelled = int(population.drawn.sum()), int(population.labelled.sum())
+    if n_labelled == 0:
+        return float("nan")
+    returned = _Population(population.predicted_error, population.probability * (n_labelled / n_drawn),
+                           population.labelled, population.labelled, population.outcome)
+    return float(_terms(returned, _predictor(returned, estimator)).mean())
 
 
 def _counts(population: _Population) -> tuple[int, int, int, int]:

@@ -1,5 +1,15 @@
-"""The live audit estimate: the inverse-probability-weighted error rate of auto-accepted items, from the audited
-ones, and the annotators' error on gold items beside it. The cycle report stores it; the console shows it."""
+"""The live audit estimate shown to ops: the error rate of every auto-accepted item of a segment, from the audits
+drawn among them with known probabilities, and the annotators' error on gold items beside it. The cycle report
+stores it; the console shows it.
+
+The estimator is the one every unbiased use shares (``routing.active_inference.error_interval``): doubly robust,
+with the calibrated confidence each decision routed on as the predictor of its error and each audit's correction
+weighted by ``1 / (its chance of an audit)``; the interval's ends are betting bounds, valid for any number of
+items and any model, at 95 % two-sided. Assumptions, as that module writes them: audits are drawn independently
+with the probability the decision recorded (``routing.decide``: one rate per route batch, never 0 for an automated
+item), a person's label is the truth (the gold correction below lifts this), and an audit whose label is not back
+counts as wrong for the upper end and right for the lower one, so the interval holds however the pending audits
+come out (the point estimate alone assumes they will be wrong as often as the returned ones)."""
 
 from __future__ import annotations
 
@@ -8,34 +18,34 @@ from typing import Any
 import numpy as np
 from sqlalchemy import Engine
 
-from routing.audit import AuditEstimate, audit_error_by_segment, audit_error_estimate, correct_for_annotator_error
-from store.figures import AuditedItem, audited_automation, automated_population, gold_answers, label_class_count
+from routing.active_inference import ErrorInterval, error_interval
+from routing.audit import correct_for_annotator_error
+from store.figures import AutomatedPopulation, automated_population_columns, gold_answers, label_class_count
 
-__all__ = ["MIN_GOLD_FOR_CORRECTION", "annotator_gold_error", "audit_estimates", "overall_audit_estimate"]
+__all__ = ["AUDIT_CONFIDENCE", "MIN_GOLD_FOR_CORRECTION", "annotator_gold_error", "audit_estimates",
+           "overall_audit_estimate"]
 
 # Fewer gold answers than this leave the annotators' error too uncertain to correct by: it is reported only.
 MIN_GOLD_FOR_CORRECTION = 30
+AUDIT_CONFIDENCE = 0.95  # two-sided: each end of the interval is a bound at 0.025
 
 
 def audit_estimates(engine: Engine) -> dict[str, dict[str, Any]]:
-    """Per segment, the inverse-probability-weighted error rate of all auto-accepted items, from the audited ones,
-    with the annotators' gold error beside it and, given enough gold answers, the estimate corrected for it
-    (``routing.audit.correct_for_annotator_error``; ``corrected`` is None otherwise)."""
-    population, audited = _audits(engine)
-    if not audited:
+    """Per segment with automated items: the estimated error rate of all of them (see the module docstring) with
+    its interval and counts, the annotators' gold error beside it and, given enough gold answers, the estimate
+    corrected for it (``routing.audit.correct_for_annotator_error``; ``corrected`` is None otherwise)."""
+    populations = automated_population_columns(engine)
+    if not any(p.drawn.any() for p in populations.values()):
         return {}
-    estimates = audit_error_by_segment(
-        np.array([not r.wrong for r in audited], dtype=float),
-        np.array([r.inclusion_probability for r in audited], dtype=float),
-        [r.segment for r in audited], n_population=population,
-    )
     gold = annotator_gold_error(engine)
     n_classes = label_class_count(engine)
     figures = {}
-    for segment, e in estimates.items():
-        row = {"error_rate": e.error_rate, "lower": e.lower, "upper": e.upper, "n_audited": e.n_audited,
-               "n_population": e.n_population, "annotator_error": gold["error"], "n_gold": gold["n"],
-               "corrected": None}
+    for segment, population in populations.items():
+        e = _estimate(population)
+        row = {"error_rate": e.error_rate, "lower": e.lower, "upper": e.upper, "n_audited": e.n_labelled,
+               "n_awaiting": e.n_missing, "n_errors": e.n_errors, "n_population": e.n_population,
+               "estimator": e.estimator, "confidence": e.confidence, "reason": e.reason,
+               "annotator_error": gold["error"], "n_gold": gold["n"], "corrected": None}
         if gold["n"] >= MIN_GOLD_FOR_CORRECTION and n_classes >= 2 and \
                 gold["error"] < (n_classes - 1) / n_classes:
             fixed = correct_for_annotator_error(e, annotator_error=gold["error"], n_classes=n_classes)
@@ -45,22 +55,20 @@ def audit_estimates(engine: Engine) -> dict[str, dict[str, Any]]:
     return figures
 
 
-def overall_audit_estimate(engine: Engine) -> AuditEstimate | None:
-    """The same weighted estimate over every segment at once: the error rate among all auto-accepted items (the
-    audits of each segment weighted by their own inclusion probabilities); None without audits."""
-    population, audited = _audits(engine)
-    if not audited:
+def overall_audit_estimate(engine: Engine) -> ErrorInterval | None:
+    """The same estimate over every segment at once (each item weighted by its own segment's audit chance); None
+    when no automated item was ever drawn for an audit."""
+    populations = list(automated_population_columns(engine).values())
+    if not any(p.drawn.any() for p in populations):
         return None
-    return audit_error_estimate(np.array([not r.wrong for r in audited], dtype=float),
-                                np.array([r.inclusion_probability for r in audited], dtype=float),
-                                n_population=sum(population.values()))
+    return _estimate(AutomatedPopulation(*(np.concatenate(columns) for columns in zip(*populations))))
 
 
-def _audits(engine: Engine) -> tuple[dict[str, int], list[AuditedItem]]:
-    """The automated population per segment and the audits that can stand for it: an audit without a known,
-    non-zero inclusion probability has no weight, so it is left out."""
-    audited = [r for r in audited_automation(engine) if (r.inclusion_probability or 0.0) > 0.0]
-    return automated_population(engine), audited
+def _estimate(population: AutomatedPopulation) -> ErrorInterval:
+    """A decision without a calibrated confidence predicts an error of 1 (fail closed: the audits correct it)."""
+    predicted = np.nan_to_num(population.confidence, nan=0.0)
+    return error_interval(predicted, population.inclusion_probability, population.drawn, population.wrong,
+                          labelled=population.labelled, confidence=AUDIT_CONFIDENCE)
 
 
 def annotator_gold_error(engine: Engine) -> dict[str, Any]:

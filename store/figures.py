@@ -12,7 +12,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime
+from itertools import groupby
+from operator import itemgetter
 from typing import Any, NamedTuple
+
+import numpy as np
 
 from sqlalchemy import Engine, String, Subquery, cast, func, insert, select, update
 
@@ -30,7 +34,8 @@ from store.models import (
 )
 from store.passthrough import UPSTREAM_MODEL
 from store.predictions import upstream_predicted
-from store.vocab import AUTOMATED_ROUTES, UNBIASED_SELECTIONS, LabelSource, Selection, Split, TaskState
+from store.bulk import driver_rows
+from store.vocab import AUTOMATED_ROUTES, UNBIASED_SELECTIONS, LabelSource, Route, Selection, Split, TaskState
 
 __all__ = [
     "Arrivals",
@@ -43,6 +48,7 @@ __all__ = [
     "routes_by_cycle",
     "waiting_tasks",
     "AuditedItem",
+    "AutomatedPopulation",
     "AutomatedPrediction",
     "CycleCounts",
     "CycleRecord",
@@ -53,6 +59,7 @@ __all__ = [
     "arrivals",
     "audited_automation",
     "automated_population",
+    "automated_population_columns",
     "automated_predictions",
     "cycle_counts",
     "cycle_report_figures",
@@ -175,6 +182,50 @@ def audited_automation(engine: Engine) -> list[AuditedItem]:
     with engine.connect() as conn:
         return [AuditedItem(r.id, r.segment, r.model_version, r.predicted_label is None or r.predicted_label != r.truth,
                             r.inclusion_probability) for r in conn.execute(query)]
+
+
+class AutomatedPopulation(NamedTuple):
+    """The items of one segment whose latest decision automated them, as aligned columns in decision order: the
+    calibrated confidence the decision routed on (NaN where none was recorded), the chance it had of an audit
+    (0 where none was recorded), whether it was drawn (spot-checked), whether the audit's label is back, and
+    whether that label found the model wrong (False where no label is back; a decision without a predicted label
+    is wrong)."""
+
+    confidence: np.ndarray
+    inclusion_probability: np.ndarray
+    drawn: np.ndarray
+    labelled: np.ndarray
+    wrong: np.ndarray
+
+
+def automated_population_columns(engine: Engine) -> dict[str, AutomatedPopulation]:
+    """Per segment with any: every item whose latest decision automated it, with its audit draw and label (see
+    ``AutomatedPopulation``), read in one pass through the driver's cursor."""
+    latest = _latest_decisions()
+    audit = select(Label.item_id, Label.label).where(Label.selection_reason == Selection.AUDIT).subquery()
+    query = (
+        select(RoutingDecision.segment, RoutingDecision.calibrated_confidence, RoutingDecision.inclusion_probability,
+               RoutingDecision.route, RoutingDecision.predicted_label, audit.c.label)
+        .join(latest, latest.c.id == RoutingDecision.id)
+        .outerjoin(audit, audit.c.item_id == RoutingDecision.item_id)
+        .where(RoutingDecision.route.in_(AUTOMATED_ROUTES))
+        .order_by(RoutingDecision.segment, RoutingDecision.id)
+    )
+    with engine.connect() as conn:
+        rows = driver_rows(conn, query)
+    found: dict[str, AutomatedPopulation] = {}
+    for segment, group in groupby(rows, key=itemgetter(0)):
+        part = list(group)
+        drawn = np.array([row[3] == Route.SPOT_CHECK for row in part], dtype=bool)
+        labelled = drawn & np.array([row[5] is not None for row in part], dtype=bool)
+        found[segment] = AutomatedPopulation(
+            confidence=np.array([np.nan if row[1] is None else row[1] for row in part], dtype=float),
+            inclusion_probability=np.array([0.0 if row[2] is None else row[2] for row in part], dtype=float),
+            drawn=drawn,
+            labelled=labelled,
+            wrong=labelled & np.array([row[4] is None or row[4] != row[5] for row in part], dtype=bool),
+        )
+    return found
 
 
 class AutomatedPrediction(NamedTuple):

@@ -1,5 +1,5 @@
 """The console's one data layer: the store's typed reads (``store.registry``, ``store.labels``, ``store.figures``
-and their siblings) and the figures the flows compute from them (``services``: the weighted audit estimate, the
+and their siblings) and the figures the flows compute from them (``services``: the audit estimate, the
 policy preview), returned as frames and frozen views.
 
 Every function takes a SQLAlchemy engine and nothing else, imports no Streamlit, and returns an empty frame
@@ -21,7 +21,7 @@ from sqlalchemy import Engine
 from calibration.intervals import wilson_interval
 from calibration.metrics import ReliabilityCurve
 from routing.decide import Route
-from routing.audit import AuditEstimate
+from routing.active_inference import ErrorInterval
 from routing.policy import Policy, SegmentPolicy
 from services.audit import annotator_gold_error, audit_estimates, overall_audit_estimate
 from store import figures as store_figures
@@ -63,6 +63,7 @@ SEGMENT_COLUMNS = [
     *ROUTES,
     "automation_rate",
     "audited",
+    "audits_awaiting",
     "audit_error_rate",
     "audit_error_low",
     "audit_error_high",
@@ -122,12 +123,14 @@ class CalibrationView:
 @dataclass(frozen=True)
 class OverallFigures:
     """Totals over all segments; rates are NaN when nothing was routed or audited. The audited error is the
-    inverse-probability-weighted estimate with its 95 % interval."""
+    estimate the flows record (``services.audit``) with its 95 % interval; ``audits_awaiting`` counts audits
+    drawn whose labels are not back (the interval counts each of them both ways)."""
 
     routed: int
     automated: int
     automation_rate: float
     audited: int
+    audits_awaiting: int
     audit_error_rate: float
     audit_error_low: float
     audit_error_high: float
@@ -176,9 +179,10 @@ def _route_counts(engine: Engine) -> pd.DataFrame:
 
 
 def _audit_estimates(engine: Engine) -> pd.DataFrame:
-    # the estimate the flows store in each cycle report: inverse-probability weighted, with its interval
+    # the estimate the flows store in each cycle report (``services.audit``), with its interval
     estimates = audit_estimates(engine)
     return pd.DataFrame({"audited": [e["n_audited"] for e in estimates.values()],
+                         "audits_awaiting": [e["n_awaiting"] for e in estimates.values()],
                          "audit_error_rate": [e["error_rate"] for e in estimates.values()],
                          "audit_error_low": [e["lower"] for e in estimates.values()],
                          "audit_error_high": [e["upper"] for e in estimates.values()]},
@@ -196,7 +200,7 @@ def segment_figures(engine: Engine) -> pd.DataFrame:
     frame = routes.join(audits, how="outer").join(reviews, how="outer")
     if frame.empty:
         return pd.DataFrame({column: pd.Series(dtype=_dtype(column)) for column in SEGMENT_COLUMNS})
-    counts = ["routed", *ROUTES, "audited", "open_reviews"]
+    counts = ["routed", *ROUTES, "audited", "audits_awaiting", "open_reviews"]
     frame[counts] = frame[counts].fillna(0).astype("int64")
     with np.errstate(divide="ignore", invalid="ignore"):
         automated = frame[list(AUTOMATED_ROUTES)].sum(axis=1)
@@ -227,7 +231,7 @@ def _dtype(column: str) -> str:
     return "float64" if column.endswith(("rate", "_low", "_high")) else "int64"
 
 
-def overall_figures(figures: pd.DataFrame, audit: AuditEstimate | None = None) -> OverallFigures:
+def overall_figures(figures: pd.DataFrame, audit: ErrorInterval | None = None) -> OverallFigures:
     """Totals of a `segment_figures` frame, rates pooled over items, not averaged over segments; the audited error
     is `audit` (``services.audit.overall_audit_estimate``), NaN without one."""
     routed = int(figures["routed"].sum())
@@ -236,7 +240,8 @@ def overall_figures(figures: pd.DataFrame, audit: AuditEstimate | None = None) -
         routed=routed,
         automated=automated,
         automation_rate=automated / routed if routed else math.nan,
-        audited=0 if audit is None else audit.n_audited,
+        audited=0 if audit is None else audit.n_labelled,
+        audits_awaiting=0 if audit is None else audit.n_missing,
         audit_error_rate=math.nan if audit is None else audit.error_rate,
         audit_error_low=math.nan if audit is None else audit.lower,
         audit_error_high=math.nan if audit is None else audit.upper,
@@ -244,8 +249,8 @@ def overall_figures(figures: pd.DataFrame, audit: AuditEstimate | None = None) -
     )
 
 
-def audit_overview(engine: Engine) -> tuple[AuditEstimate | None, dict[str, Any]]:
-    """The weighted audit estimate over all segments and the annotators' gold error beside it
+def audit_overview(engine: Engine) -> tuple[ErrorInterval | None, dict[str, Any]]:
+    """The audit estimate over all segments and the annotators' gold error beside it
     (``services.audit``): {"error", "n"}, error None without gold answers."""
     return overall_audit_estimate(engine), annotator_gold_error(engine)
 
@@ -472,7 +477,7 @@ TREND_COLUMNS = ["cycle", "segment", "routed", "automation_rate", "audit_error",
 
 
 def segment_trends(engine: Engine) -> pd.DataFrame:
-    """Per cycle and segment: items routed, the automation rate, the weighted audited error of auto-accepted items
+    """Per cycle and segment: items routed, the automation rate, the estimated error of auto-accepted items
     with its interval as the cycle report recorded it, and the review backlog after the cycle."""
     routes = store_figures.routes_by_cycle(engine)
     if not routes:

@@ -8,7 +8,7 @@ import pandas as pd
 import streamlit as st
 from sqlalchemy import Engine, make_url
 
-from routing.audit import AuditEstimate
+from routing.active_inference import ErrorInterval
 from services import preview
 from services.preview import PreviewInputs
 from store.db import read_only_engine
@@ -63,7 +63,7 @@ def segment_figures(url: str) -> pd.DataFrame:
 
 
 @st.cache_data(ttl=CACHE_SECONDS, show_spinner=False)
-def audit_overview(url: str) -> tuple[AuditEstimate | None, dict]:
+def audit_overview(url: str) -> tuple[ErrorInterval | None, dict]:
     return data.audit_overview(_engine_for(url))
 
 

@@ -11,6 +11,7 @@ from routing.active_inference import (
     anytime_error_bounds,
     certify_threshold,
     error_bound,
+    error_interval,
     error_p_value,
     weighted_error_guard,
 )
@@ -89,6 +90,42 @@ def test_anytime_bound_covers_at_every_look(estimator: str) -> None:
           f"median bound at the last look {np.median(bounds[:, -1]):.3f} (truth {truth:.3f})")
     assert always >= 1 - DELTA
     assert np.median(bounds[:, -1]) < 0.5  # and it is informative
+
+
+def test_two_sided_interval_covers_the_population_error_rate(repeated_bounds) -> None:
+    """The audit estimate's interval (both ends betting bounds at delta / 2) over the same 500 draws."""
+    confidence, wrong = _calibrated_population(0)
+    pi, truth = repeated_bounds["pi"], repeated_bounds["truth"]
+    intervals = [error_interval(confidence, pi, d, wrong, confidence=1 - DELTA) for d in repeated_bounds["draws"]]
+    coverage = np.mean([i.lower <= truth <= i.upper for i in intervals])
+    low_misses = np.mean([truth < i.lower for i in intervals])
+    print(f"two-sided coverage {coverage:.3f}, truth below the lower end {low_misses:.3f} (nominal {1 - DELTA})")
+    assert coverage >= 1 - DELTA and low_misses <= DELTA / 2
+    assert all(i.lower <= i.error_rate <= i.upper for i in intervals)
+
+
+def test_pending_labels_widen_both_ends_and_leave_the_point_estimate_on_the_returned_ones() -> None:
+    rng = np.random.default_rng(8)
+    n = 4000
+    confidence = rng.beta(30, 1, n)
+    wrong, drawn = rng.random(n) < 1.0 - confidence, rng.random(n) < 0.05
+    pi = np.full(n, 0.05)
+    complete = error_interval(confidence, pi, drawn, wrong)
+    labelled = drawn.copy()
+    labelled[np.flatnonzero(drawn)[:20]] = False  # twenty audits not back yet
+    pending = error_interval(confidence, pi, drawn, wrong, labelled=labelled)
+    assert (pending.n_missing, pending.n_labelled) == (20, complete.n_labelled - 20)
+    assert pending.lower <= complete.lower and pending.upper > complete.upper
+    # the point estimate: f + (e - f) / (pi r) over the returned labels, r the share of draws back
+    share = labelled.sum() / drawn.sum()
+    f = 1.0 - confidence
+    by_hand = (f.sum() + ((wrong - f) / (0.05 * share))[labelled].sum()) / n
+    assert pending.error_rate == pytest.approx(by_hand)
+    assert complete.error_rate == pytest.approx(error_bound(confidence, pi, drawn, wrong, delta=DELTA).error_rate)
+    nothing = error_interval(confidence, pi, np.zeros(n, bool), wrong)
+    assert np.isnan(nothing.error_rate) and (nothing.lower, nothing.upper) == (0.0, 1.0) and nothing.reason
+    with pytest.raises(ValueError, match="confidence"):
+        error_interval(confidence, pi, drawn, wrong, confidence=1.0)
 
 
 def test_edge_cases_say_they_cannot_certify() -> None:

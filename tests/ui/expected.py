@@ -48,9 +48,25 @@ def audits(engine: Engine) -> list[Audit]:
     return [Audit(segment, bool(wrong), float(p)) for segment, wrong, p in found]
 
 
-def weighted_error(found: list[Audit], population: int) -> float:
-    """Horvitz-Thompson: each audited error weighs 1 / its inclusion probability, over every automated item."""
-    return sum(1.0 / a.inclusion_probability for a in found if a.wrong) / population
+def audit_estimate(engine: Engine, segment: str | None = None) -> float:
+    """The doubly robust estimate over every automated item (of `segment`, or all): each item's predicted error
+    (1 - its calibrated confidence), plus each returned audit's correction (wrong - predicted) weighted by
+    1 / (its inclusion probability x the share of drawn audits that came back)."""
+    found = rows(engine, f"""
+        SELECT d.calibrated_confidence, d.inclusion_probability, d.route = 'spot_check',
+               a.label IS NOT NULL AND d.route = 'spot_check',
+               d.predicted_label IS NULL OR a.label IS NULL OR d.predicted_label != a.label
+        FROM {LATEST} d LEFT JOIN (SELECT item_id, label FROM labels WHERE selection_reason = 'audit') a
+             ON a.item_id = d.item_id
+        WHERE d.route IN ('auto_accept', 'spot_check')""" + ("" if segment is None else " AND d.segment = :s"),
+                 s=segment)
+    drawn = sum(bool(r[2]) for r in found)
+    back = sum(bool(r[3]) for r in found)
+    total = 0.0
+    for confidence, probability, _, labelled, wrong in found:
+        predicted = 1.0 - confidence
+        total += predicted + ((float(bool(wrong)) - predicted) / (probability * back / drawn) if labelled else 0.0)
+    return total / len(found)
 
 
 def open_tasks(engine: Engine) -> dict[str, int]:

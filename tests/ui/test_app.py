@@ -77,7 +77,7 @@ def test_overview_shows_the_figures_of_the_store(looped_engine, streamlit_caches
                                               "Open review tasks")} == {
         "Items routed": f"{routed:,}",
         "Automation rate": percent(automated / routed),
-        "Auto-accept error (audited)": percent(expected.weighted_error(audits, automated)),
+        "Auto-accept error (audited)": percent(expected.audit_estimate(looped_engine)),
         "Open review tasks": f"{sum(expected.open_tasks(looped_engine).values()):,}",
     }
     band = f"95 % interval {percent(recorded['default']['lower'])} – {percent(recorded['default']['upper'])}"
@@ -88,9 +88,9 @@ def test_overview_shows_the_figures_of_the_store(looped_engine, streamlit_caches
     assert list(table.index) == ["default", "finance"]
     for segment, counts in routes.items():
         assert table.loc[segment, "automation"] == percent(expected.automated(counts) / sum(counts.values()))
-    assert table.loc["default", "audit error (weighted)"] == percent(recorded["default"]["error_rate"])
+    assert table.loc["default", "audit error"] == percent(recorded["default"]["error_rate"])
     assert table.loc["default", "audit error 95 %"] == band.removeprefix("95 % interval ")
-    assert table.loc["finance", "audit error (weighted)"] == table.loc["finance", "audit error 95 %"] == "—"
+    assert table.loc["finance", "audit error"] == table.loc["finance", "audit error 95 %"] == "—"
     assert any(MORE_AUDITS_COMMENT in text for text in _texts(at.markdown))
     assert "Over cycles" in [h.value for h in at.subheader] and overview.EMPTY_TRENDS not in _texts(at.info)
 

@@ -72,8 +72,8 @@ def test_segment_figures_count_latest_decisions_audits_and_open_reviews(looped_e
     default = [a for a in audits if a.segment == "default"]
     assert {a.inclusion_probability for a in default} == {0.2, 0.5} and any(a.wrong for a in default)
     assert figures.loc["finance", "automation_rate"] == 0.0 and figures.loc["finance", "audited"] == 0
-    # the weighted estimate the flows record, not the share of audits that were wrong
-    weighted = expected.weighted_error(default, expected.automated(routes["default"]))
+    # the doubly robust estimate the flows record, not the share of audits that were wrong
+    weighted = expected.audit_estimate(looped_engine, "default")
     assert weighted != pytest.approx(sum(a.wrong for a in default) / len(default))
     assert figures.loc["default", "audit_error_rate"] == pytest.approx(weighted)
     assert figures.loc["default", "audit_error_rate"] == pytest.approx(recorded["default"]["error_rate"])
@@ -95,7 +95,7 @@ def test_overall_figures_pool_items_over_segments(looped_engine) -> None:
         routed, automated, len(audits), sum(expected.open_tasks(looped_engine).values()))
     assert overall.automation_rate == pytest.approx(automated / routed)
     # weighted over every segment's audits, of every automated item
-    assert overall.audit_error_rate == pytest.approx(expected.weighted_error(audits, automated))
+    assert overall.audit_error_rate == pytest.approx(expected.audit_estimate(looped_engine))
     assert audit.n_population == automated
     assert overall.audit_error_low < overall.audit_error_rate < overall.audit_error_high
     assert not expected.rows(looped_engine, "SELECT 1 FROM review_tasks WHERE selection_reason = 'gold'")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from routing.audit import AuditEstimate
+from routing.active_inference import ErrorInterval
 from services.audit import MIN_GOLD_FOR_CORRECTION
 from ui import data, state
 from ui.display import MISSING, percent, trend_chart
@@ -148,7 +148,7 @@ def _policy_summary(view: data.PolicyView | None, segments: list[str]) -> None:
         st.dataframe(data.policy_settings_frame(view, segments), hide_index=True, width="stretch")
 
 
-def _overall_metrics(overall: data.OverallFigures, audit: AuditEstimate | None) -> None:
+def _overall_metrics(overall: data.OverallFigures, audit: ErrorInterval | None) -> None:
     routed, automation, error, reviews = st.columns(4)
     routed.metric("Items routed", f"{overall.routed:,}")
     automation.metric(
@@ -159,16 +159,23 @@ def _overall_metrics(overall: data.OverallFigures, audit: AuditEstimate | None) 
     error.metric(
         "Auto-accept error (audited)",
         percent(overall.audit_error_rate),
-        help=MISSING if audit is None else (
-            f"{audit.n_audited} audits of {audit.n_population} automated items, each weighted by 1 / the chance it "
-            f"had of being audited (the estimate the flows record); 95 % interval "
-            f"{percent(overall.audit_error_low)} – {percent(overall.audit_error_high)}"),
+        help=MISSING if audit is None else _audit_method(audit),
     )
     reviews.metric("Open review tasks", f"{overall.open_reviews:,}")
     if audit is not None:
         st.caption(f"Auto-accept error {percent(overall.audit_error_rate)}, 95 % interval "
-                   f"{percent(overall.audit_error_low)} – {percent(overall.audit_error_high)}: the inverse-probability-"
-                   f"weighted estimate from {audit.n_audited} audits of {audit.n_population:,} automated items.")
+                   f"{percent(overall.audit_error_low)} – {percent(overall.audit_error_high)}, from "
+                   f"{audit.n_labelled} audits of {audit.n_population:,} automated items"
+                   + (f"; {audit.n_missing} audits await their labels, and the interval counts each of them both "
+                      "ways until it is back." if audit.n_missing else "."))
+
+
+def _audit_method(audit: ErrorInterval) -> str:
+    """How the audit estimate was made, in a sentence an operator can check."""
+    return (f"{audit.n_labelled} audits of {audit.n_population:,} automated items, {audit.n_errors} of them wrong. "
+            "Doubly robust estimate: each item's calibrated confidence predicts its error, and each audit corrects "
+            "that prediction, weighted by 1 / the chance the item had of an audit. The interval's ends are betting "
+            "bounds: valid for any model and any number of items, not an approximation.")
 
 
 def _annotator_error_note(gold: dict) -> None:
@@ -188,7 +195,7 @@ def _annotator_error_note(gold: dict) -> None:
 def _segment_table(figures: pd.DataFrame) -> pd.DataFrame:
     table = figures.copy()
     table["automation"] = table["automation_rate"].map(percent)
-    table["audit error (weighted)"] = table["audit_error_rate"].map(percent)
+    table["audit error"] = table["audit_error_rate"].map(percent)
     table["audit error 95 %"] = [
         MISSING if pd.isna(low) else f"{percent(low)} – {percent(high)}"
         for low, high in zip(table["audit_error_low"], table["audit_error_high"])
@@ -202,7 +209,8 @@ def _segment_table(figures: pd.DataFrame) -> pd.DataFrame:
         "escalate",
         "automation",
         "audited",
-        "audit error (weighted)",
+        "audits_awaiting",
+        "audit error",
         "audit error 95 %",
         "open_reviews",
     ]
