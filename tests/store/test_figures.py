@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import numpy as np
 import pytest
 
 from store import figures, outbox
@@ -64,6 +65,22 @@ def test_audited_automation_reads_latest_automated_audits_and_fails_closed(engin
     audited = figures.audited_automation(engine)
     assert [(a.segment, a.wrong) for a in audited] == [("s", False), ("s", True), ("s", True)]
     assert [a.model_version for a in audited] == ["m1", "m2", "m3"] and audited[0].inclusion_probability == 0.5
+
+
+def test_automated_population_columns_hold_every_latest_automated_item_with_its_draw_and_label(engine) -> None:
+    """The audit estimate's population: a2 and a4 were not drawn (auto-accepted; their audit labels belong to no
+    draw of theirs), a3 was spot-checked and its audit found the model wrong; a1's latest decision is a review."""
+    _record(engine)
+    found = figures.automated_population_columns(engine)
+    assert list(found) == ["s"]
+    s = found["s"]
+    assert s.drawn.tolist() == [False, True, False] and s.labelled.tolist() == [False, True, False]
+    assert s.wrong.tolist() == [False, True, False] and s.inclusion_probability.tolist() == [0.5, 0.5, 0.5]
+    assert np.isnan(s.confidence).all()  # no calibrated confidence was recorded here
+    with engine.begin() as conn:  # the audit of a3 not back yet: drawn, not labelled, not wrong
+        conn.execute(Label.__table__.delete().where(Label.item_id == "a3"))
+    pending = figures.automated_population_columns(engine)["s"]
+    assert pending.drawn.tolist() == [False, True, False] and not pending.labelled.any() and not pending.wrong.any()
 
 
 def test_reviews_labels_and_answers(engine) -> None:
