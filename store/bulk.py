@@ -46,14 +46,13 @@ def insert_ignore(conn: Connection, table: Table, rows: Sequence[dict[str, Any]]
     if not rows:
         return 0
     statement = _insert_statement(conn, table)
-    if conn.dialect.name == "sqlite":
-        names = list(rows[0])
-        try:
-            columns = {name: [row[name] for row in rows] for name in names}
-        except KeyError:  # rows with different keys: let SQLAlchemy sort them out
-            columns = None
-        if columns is not None and all(len(row) == len(names) for row in rows):
-            return insert_ignore_columns(conn, table, columns)
+    names = list(rows[0])
+    try:
+        columns = {name: [row[name] for row in rows] for name in names}
+    except KeyError:  # rows with different keys: let SQLAlchemy sort them out
+        columns = None
+    if columns is not None and all(len(row) == len(names) for row in rows):
+        return insert_ignore_columns(conn, table, columns)
     conn.execute(statement, list(rows))
     return None
 

@@ -656,11 +656,6 @@ def _kind_upstream(kind: str, payload: dict[str, Any]) -> tuple[str | None, floa
     return None, None, None
 
 
-def _sql_nulls(row: dict[str, Any]) -> dict[str, Any]:
-    """Absent JSON fields as SQL NULL: a bare None would be stored as the JSON text 'null', which `IS NULL` misses."""
-    return {name: null() for name in ("features", "upstream_probs", "metadata", "payload") if row.get(name) is None}
-
-
 ITEM_COLUMNS = ("segment", "text", "features", "upstream_prediction", "upstream_confidence", "upstream_probs",
                 "metadata", "kind", "payload")
 _JSON_ITEM_COLUMNS = frozenset({"features", "upstream_probs", "metadata", "payload"})
@@ -668,8 +663,8 @@ _SQL_NULL = null()
 
 
 def _item_columns(rows: list[dict[str, Any]], source: str, now: datetime, born_scored: set[str]) -> dict[str, list[Any]]:
-    """The item rows column by column; absent JSON fields as SQL NULL (see `_sql_nulls`); the items of
-    `born_scored` in state scored, the rest received."""
+    """The item rows column by column; absent JSON fields as SQL NULL (a bare None would be stored as the JSON text
+    'null', which `IS NULL` misses); the items of `born_scored` in state scored, the rest received."""
     columns: dict[str, list[Any]] = {"id": [row["id"] for row in rows]}
     for name in ITEM_COLUMNS:
         values = [row[name] for row in rows]
@@ -734,13 +729,9 @@ def _write_chunk(
             present = _stored_rows(conn, _stored_ids(conn, list(unique))) if unique else {}
             # In id order: two ingests writing overlapping ids at once then wait on each other's rows in one order,
             # never in a cycle (a deadlock, which PostgreSQL breaks by failing one of them).
-            fresh = [
-                {**row, **_sql_nulls(row), "state": _born_state(item_id, born), "source": source,
-                 "received_at": now, "updated_at": now}
-                for item_id, row in sorted(unique.items())
-                if item_id not in present
-            ]
-            insert_ignore(conn, Item.__table__, fresh)
+            fresh = [row for item_id, row in sorted(unique.items()) if item_id not in present]
+            if fresh:
+                insert_ignore_columns(conn, Item.__table__, _item_columns(fresh, source, now, born))
             # Ids another ingest wrote meanwhile, committed while this one waited on them (received at its own
             # moment): ON CONFLICT skipped them, so they were present (a duplicate or a conflict), not accepted.
             raced = _stored_ids(conn, [row["id"] for row in fresh], received_not_at=now)
