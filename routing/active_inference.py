@@ -216,8 +216,14 @@ def _expected_log_growth(values: np.ndarray, chances: np.ndarray, bets: np.ndarr
     return (chances[:, :, None] * steps).sum(axis=1)
 
 
+PLAN_CHUNK = 20_000  # items per step of a plan's sum: its (items, 3, bets) array stays near 20 MB
+
+
 def _planned_bet(values: np.ndarray, chances: np.ndarray, bets: np.ndarray, at: float) -> float:
-    growth = _expected_log_growth(values, chances, bets, at).sum(axis=0)
+    growth = np.zeros(bets.shape[0])
+    for start in range(0, values.shape[0], PLAN_CHUNK):
+        end = start + PLAN_CHUNK
+        growth += _expected_log_growth(values[start:end], chances[start:end], bets, at).sum(axis=0)
     return float(bets[int(np.argmax(growth))]) if growth.max() > 0.0 else 0.0
 
 
@@ -310,10 +316,10 @@ class ErrorInterval:
     """The estimated error rate of ``n_population`` items with a two-sided ``confidence`` interval: each end is a
     :func:`error_bound` at ``(1 - confidence) / 2``, so the interval holds whatever the pending labels say.
 
-    ``error_rate`` is the point estimate from the labels that are back (NaN without any); ``n_labelled`` counts
-    them, ``n_missing`` the drawn items still without a label (the upper end counts them wrong, the lower end
-    right), ``n_errors`` the wrong labels. Where the population cannot be certified the interval is [0, 1] and
-    ``reason`` says why.
+    ``error_rate`` is the point estimate from the labels that are back, kept within the interval; it is NaN without
+    any label back, and NaN with the interval [0, 1] where the population cannot be estimated at all (``reason``
+    says why). ``n_labelled`` counts the labels back, ``n_missing`` the drawn items still without a label (the upper
+    end counts them wrong, the lower end right), ``n_errors`` the wrong labels.
     """
 
     estimator: str
@@ -343,9 +349,14 @@ def error_interval(
 
     Upper end: :func:`error_bound` at ``delta = (1 - confidence) / 2``. Lower end: the same bound on the rate of
     *right* outputs (the predictor ``1 - f``, each label's verdict flipped, a missing label counted right), taken
-    from 1. The point estimate reads the labels that are back as if each drawn item's label had come back with the
-    same chance: ``pi_i`` times the share of draws labelled (the one place an assumption about missing labels
-    enters; the ends need none). With every label back it is the plain estimator's mean."""
+    from 1. The ends need no assumption about the labels still missing.
+
+    The point estimate alone makes one: among the items drawn at one inclusion probability (one route batch's audit
+    rate, or batches that share it), the labels back stand for the ones still missing. Each label is weighted by
+    ``1 / (pi_i r)``, ``r`` the share of its stratum's draws that are back; a stratum with none back contributes its
+    predictor only. With every label back this is the plain estimator's mean. It is kept within [lower, upper]: an
+    unbiased mean can stray outside (below 0 when a run of audits finds no error where some were predicted), and a
+    figure shown beside its interval should not."""
     if not (0.0 < confidence < 1.0):
         raise ValueError(f"confidence must be in (0, 1), got {confidence!r}")
     delta = (1.0 - confidence) / 2.0
@@ -359,17 +370,25 @@ def error_interval(
     size = _effective_sample_size(population)
     if high.upper is None or low.upper is None:
         return ErrorInterval(estimator, np.nan, 0.0, 1.0, confidence, *counts, size, high.reason or low.reason)
-    return ErrorInterval(estimator, _point_estimate(population, estimator), max(0.0, 1.0 - low.upper), high.upper,
-                         confidence, *counts, size)
+    lower, upper = max(0.0, 1.0 - low.upper), high.upper
+    point = _point_estimate(population, estimator)
+    return ErrorInterval(estimator, float(np.clip(point, lower, upper)) if np.isfinite(point) else point, lower,
+                         upper, confidence, *counts, size)
 
 
 def _point_estimate(population: _Population, estimator: str) -> float:
-    """The estimator's mean with each label weighted by ``1 / (pi_i r)``, ``r`` the share of draws labelled."""
-    n_drawn, n_labelled = int(population.drawn.sum()), int(population.labelled.sum())
-    if n_labelled == 0:
+    """The estimator's mean with each label weighted by ``1 / (pi_i r)``, ``r`` the share of the draws at its
+    ``pi_i`` that are back (see :func:`error_interval`); NaN without any label back."""
+    if not population.labelled.any():
         return float("nan")
-    returned = _Population(population.predicted_error, population.probability * (n_labelled / n_drawn),
-                           population.labelled, population.labelled, population.outcome)
+    probability = population.probability.copy()
+    for value in np.unique(population.probability[population.drawn]):
+        stratum = population.drawn & (population.probability == value)
+        back = int((stratum & population.labelled).sum())
+        if back:
+            probability[population.probability == value] = value * back / int(stratum.sum())
+    returned = _Population(population.predicted_error, probability, population.labelled, population.labelled,
+                           population.outcome)
     return float(_terms(returned, _predictor(returned, estimator)).mean())
 
 

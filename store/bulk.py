@@ -65,7 +65,8 @@ def insert_ignore_columns(
     Columns named in `encoded_json` hold JSON text already encoded (None for SQL NULL). This is one DBAPI
     executemany (no per-row SQLAlchemy work: each column's values go through its type's bind processor once per
     distinct run); on SQLite it returns how many rows were inserted, on PostgreSQL None (psycopg runs the rows in
-    its pipeline, JSON columns cast from their text).
+    its pipeline, each JSON column cast to JSON from what psycopg sends: the pre-encoded text, or the dialect's
+    JSON adapter for values the bind processor encoded).
     """
     names = list(columns)
     lengths = {len(columns[name]) for name in names}
@@ -87,7 +88,7 @@ def insert_ignore_columns(
     quoted = ", ".join(conn.dialect.identifier_preparer.quote(name) for name in names)
     if conn.dialect.name == "sqlite":
         marks = ", ".join("?" * len(names))
-    else:  # psycopg: JSON arrives as its text and is cast; every other value is the driver's own
+    else:  # psycopg: JSON columns cast from the text or adapter psycopg sends; every other value is the driver's own
         marks = ", ".join("CAST(%s AS JSON)" if isinstance(table.c[name].type, JSON) else "%s" for name in names)
     sql = (f"INSERT INTO {conn.dialect.identifier_preparer.format_table(table)} ({quoted}) "
            f"VALUES ({marks}) ON CONFLICT DO NOTHING")

@@ -58,7 +58,6 @@ __all__ = [
     "SuggestionAnswer",
     "arrivals",
     "audited_automation",
-    "automated_population",
     "automated_population_columns",
     "automated_predictions",
     "cycle_counts",
@@ -102,16 +101,6 @@ def latest_route_counts(engine: Engine) -> list[RouteCount]:
     )
     with engine.connect() as conn:
         return [RouteCount(row.segment, row.route, row.n) for row in conn.execute(query)]
-
-
-def automated_population(engine: Engine) -> dict[str, int]:
-    """Per segment with any: the items whose latest decision automated them (auto-accept or spot-check), the
-    population an audit estimate stands for."""
-    population: dict[str, int] = {}
-    for row in latest_route_counts(engine):
-        if row.route in AUTOMATED_ROUTES:
-            population[row.segment] = population.get(row.segment, 0) + row.n
-    return population
 
 
 def cycle_route_counts(engine: Engine, cycle: int) -> dict[str, int]:

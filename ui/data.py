@@ -183,10 +183,11 @@ def _audit_estimates(engine: Engine) -> pd.DataFrame:
     estimates = audit_estimates(engine)
     return pd.DataFrame({"audited": [e["n_audited"] for e in estimates.values()],
                          "audits_awaiting": [e["n_awaiting"] for e in estimates.values()],
-                         "audit_error_rate": [e["error_rate"] for e in estimates.values()],
+                         "audit_error_rate": [_number(e["error_rate"]) for e in estimates.values()],
                          "audit_error_low": [e["lower"] for e in estimates.values()],
                          "audit_error_high": [e["upper"] for e in estimates.values()]},
-                        index=pd.Index(list(estimates), name="segment"))
+                        index=pd.Index(list(estimates), name="segment"), dtype=float).astype(
+        {"audited": "int64", "audits_awaiting": "int64"})
 
 
 def _open_reviews(engine: Engine) -> pd.DataFrame:

@@ -128,6 +128,38 @@ def test_pending_labels_widen_both_ends_and_leave_the_point_estimate_on_the_retu
         error_interval(confidence, pi, drawn, wrong, confidence=1.0)
 
 
+def test_the_point_estimate_stays_within_its_interval() -> None:
+    # no error among more audits than expected: the unbiased mean goes below 0
+    clean = error_interval(np.full(200, 0.95), np.full(200, 0.05), np.arange(200) < 20, np.zeros(200, bool))
+    assert 0.0 <= clean.lower <= clean.error_rate <= clean.upper
+    # labels back only where the draw was sparse, five of ten wrong: the unbiased mean goes above 1
+    pi = np.concatenate([np.full(500, 0.02), np.ones(500)])
+    drawn = np.concatenate([np.arange(500) < 10, np.ones(500, bool)])
+    labelled = np.concatenate([np.arange(500) < 10, np.zeros(500, bool)])
+    wrong = np.concatenate([np.arange(500) < 5, np.zeros(500, bool)])
+    sparse = error_interval(np.full(1000, 0.97), pi, drawn, wrong, labelled=labelled)
+    assert 0.0 <= sparse.lower <= sparse.error_rate <= sparse.upper <= 1.0
+
+
+def test_pending_audits_of_a_batch_drawn_at_another_rate_do_not_bias_the_point_estimate() -> None:
+    """Old batches audited at 0.02 with every label back, the newest at 0.5 with none back yet: each rate's
+    returned labels stand for its own draws only (one share for all of them doubled the estimate)."""
+    rng = np.random.default_rng(21)
+    n_old, n_new = 10_000, 1_000
+    confidence = np.full(n_old + n_new, 0.97)
+    pi = np.concatenate([np.full(n_old, 0.02), np.full(n_new, 0.5)])
+    estimates, truths = [], []
+    for _ in range(200):
+        wrong = rng.random(n_old + n_new) < 0.03
+        drawn = rng.random(n_old + n_new) < pi
+        labelled = drawn & (np.arange(n_old + n_new) < n_old)
+        estimates.append(error_interval(confidence, pi, drawn, wrong, labelled=labelled).error_rate)
+        truths.append(wrong.mean())
+    bias, spread = np.mean(estimates) - np.mean(truths), np.std(estimates) / np.sqrt(len(estimates))
+    print(f"mean point estimate {np.mean(estimates):.4f} against {np.mean(truths):.4f} (se {spread:.4f})")
+    assert abs(bias) < 4 * spread + 0.002
+
+
 def test_edge_cases_say_they_cannot_certify() -> None:
     empty = error_bound([], [], [], [], delta=DELTA)
     assert not empty.certifiable and "empty" in (empty.reason or "") and np.isnan(empty.error_rate)

@@ -55,7 +55,6 @@ def test_route_counts_count_latest_decisions_and_a_cycle_counts_its_own(engine) 
     _record(engine)
     assert figures.latest_route_counts(engine) == [
         ("s", "auto_accept", 2), ("s", "review", 1), ("s", "spot_check", 1), ("t", "review", 1)]
-    assert figures.automated_population(engine) == {"s": 3}
     assert figures.cycle_route_counts(engine, 1) == {"auto_accept": 2, "spot_check": 1}
     assert sorted(figures.automated_predictions(engine, 2)) == [("a4", None)]
 

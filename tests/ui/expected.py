@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import math
 from collections import Counter
 from typing import Any, NamedTuple
 
@@ -49,23 +50,27 @@ def audits(engine: Engine) -> list[Audit]:
 
 
 def audit_estimate(engine: Engine, segment: str | None = None) -> float:
-    """The doubly robust estimate over every automated item (of `segment`, or all): each item's predicted error
-    (1 - its calibrated confidence), plus each returned audit's correction (wrong - predicted) weighted by
-    1 / (its inclusion probability x the share of drawn audits that came back)."""
+    """The doubly robust estimate over every automated item open to an audit (of `segment`, or all): each item's
+    predicted error (1 - its calibrated confidence; none recorded predicts none), plus each returned audit's
+    correction (wrong - predicted) weighted by 1 / (its inclusion probability x the share of the audits drawn at
+    that probability that came back); NaN with no audit back."""
     found = rows(engine, f"""
         SELECT d.calibrated_confidence, d.inclusion_probability, d.route = 'spot_check',
                a.label IS NOT NULL AND d.route = 'spot_check',
                d.predicted_label IS NULL OR a.label IS NULL OR d.predicted_label != a.label
         FROM {LATEST} d LEFT JOIN (SELECT item_id, label FROM labels WHERE selection_reason = 'audit') a
              ON a.item_id = d.item_id
-        WHERE d.route IN ('auto_accept', 'spot_check')""" + ("" if segment is None else " AND d.segment = :s"),
-                 s=segment)
-    drawn = sum(bool(r[2]) for r in found)
-    back = sum(bool(r[3]) for r in found)
+        WHERE d.route IN ('auto_accept', 'spot_check') AND d.inclusion_probability > 0""" +
+                 ("" if segment is None else " AND d.segment = :s"), s=segment)
+    drawn, back = Counter(r[1] for r in found if r[2]), Counter(r[1] for r in found if r[3])
+    if not back:
+        return math.nan
     total = 0.0
     for confidence, probability, _, labelled, wrong in found:
-        predicted = 1.0 - confidence
-        total += predicted + ((float(bool(wrong)) - predicted) / (probability * back / drawn) if labelled else 0.0)
+        predicted = 0.0 if confidence is None else 1.0 - confidence
+        if labelled:
+            total += (float(bool(wrong)) - predicted) / (probability * back[probability] / drawn[probability])
+        total += predicted
     return total / len(found)
 
 

@@ -162,7 +162,9 @@ def _overall_metrics(overall: data.OverallFigures, audit: ErrorInterval | None) 
         help=MISSING if audit is None else _audit_method(audit),
     )
     reviews.metric("Open review tasks", f"{overall.open_reviews:,}")
-    if audit is not None:
+    if audit is not None and audit.reason:
+        st.caption(f"No audit estimate of the auto-accepted items: {audit.reason}.")
+    elif audit is not None:
         st.caption(f"Auto-accept error {percent(overall.audit_error_rate)}, 95 % interval "
                    f"{percent(overall.audit_error_low)} – {percent(overall.audit_error_high)}, from "
                    f"{audit.n_labelled} audits of {audit.n_population:,} automated items"
@@ -174,8 +176,9 @@ def _audit_method(audit: ErrorInterval) -> str:
     """How the audit estimate was made, in a sentence an operator can check."""
     return (f"{audit.n_labelled} audits of {audit.n_population:,} automated items, {audit.n_errors} of them wrong. "
             "Doubly robust estimate: each item's calibrated confidence predicts its error, and each audit corrects "
-            "that prediction, weighted by 1 / the chance the item had of an audit. The interval's ends are betting "
-            "bounds: valid for any model and any number of items, not an approximation.")
+            "that prediction, weighted by 1 / the chance the item had of an audit (and by the share of its batch's "
+            "audits back, while some are pending). The interval's ends are betting bounds, valid for any model and "
+            "any number of items; an audit still pending counts as wrong for the upper end and right for the lower.")
 
 
 def _annotator_error_note(gold: dict) -> None:
