@@ -14,6 +14,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from routing.audit import DEFAULT_EXPECTED_ERROR, MAX_AUDIT_RATE, audits_for_width
+
 __all__ = [
     "FieldChange",
     "InjectionAction",
@@ -625,7 +627,18 @@ def _budget_text(rules: SegmentPolicy) -> str:
             f"audit_budget_share {rules.audit_budget_share:g} of the budget, never below min_review_probability "
             f"{rules.min_review_probability:g}), then escalations, then reviews "
             f"at {cost:g} labels each (gold {rules.gold_share:g}, overlap {rules.overlap_share:g} x "
-            f"{rules.overlap_annotators - 1} extra answers)")
+            f"{rules.overlap_annotators - 1} extra answers)" + _sizing_text(rules))
+
+
+def _sizing_text(rules: SegmentPolicy) -> str:
+    """What `audit_interval_width` asks of each route run, in audits (``routing.audit``'s plan)."""
+    if rules.audit_interval_width is None:
+        return ""
+    error = rules.max_auto_error or DEFAULT_EXPECTED_ERROR
+    needed = audits_for_width(rules.audit_interval_width, expected_error=error)
+    return (f"; audit_interval_width {rules.audit_interval_width:g} raises a run's audit share to about {needed} "
+            f"audits (an interval that wide at {error:g} error), at most {MAX_AUDIT_RATE:g} of what it automates, "
+            "within the same budget")
 
 
 def _guarantee_text(rules: SegmentPolicy) -> str:

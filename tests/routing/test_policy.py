@@ -378,3 +378,14 @@ def test_a_risk_rules_regex_runs_in_linear_time_and_backtracking_only_patterns_a
     assert [bool(h) for h in hits[0].hits] == [False, False, True]
     with pytest.raises(ValueError, match="linear time.*backreferences"):
         RiskRule(field="text", op="regex", value=r"(\w+) \1", action="review", code="repeat")
+
+
+def test_budget_lines_say_what_an_audit_interval_width_asks_of_each_run() -> None:
+    from routing.audit import audits_for_width
+
+    policy = Policy.from_yaml("name: w\ndefaults: {max_auto_error: 0.05, confidence: 0.9, audit_interval_width: 0.1}\n")
+    lines = policy.budget_lines()
+    needed = audits_for_width(0.1, expected_error=0.05)
+    assert f"audit_interval_width 0.1 raises a run's audit share to about {needed} audits" in lines[0]
+    assert "an interval that wide at 0.05 error" in lines[0]
+    assert Policy.from_yaml("name: p\ndefaults: {review_budget: 10}").budget_lines()[0].endswith("extra answers)")
