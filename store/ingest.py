@@ -14,12 +14,12 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 from sqlalchemy import Engine, null, select
 
 from store.bulk import chunked, insert_ignore, insert_ignore_columns, keys_among
-from store.models import Item, ItemState, QuarantinedRecord, as_utc
+from store.models import Item, ItemState, QuarantinedRecord
 from store.passthrough import passthrough_prediction
 
 _fast_loads: Callable[[str], Any] | None
@@ -718,26 +718,20 @@ def _write_chunk(
             conflicts.append((record, "the same file gave this id other content earlier"))
     born = _born_scored(list(unique.values()))
     with engine.begin() as conn:
-        if conn.dialect.name == "sqlite" and unique:
-            # One executemany; the rows SQLite ignored as already present are the duplicates, so no look-up.
-            accepted = cast(int, insert_ignore_columns(  # SQLite reports the count
-                conn, Item.__table__, _item_columns(list(unique.values()), source, now, born)))
-            present_count = len(unique) - accepted
-            present = _stored_before(conn, list(unique), now) if present_count else {}
+        if unique:
+            # One executemany, in id order: two ingests writing overlapping ids at once then wait on each other's
+            # rows in one order, never in a cycle (a deadlock, which PostgreSQL breaks by failing one of them).
+            # The rows it skipped as already present are the ones received at another moment: stored earlier, or
+            # by another ingest that committed while this one waited on them. Whole rows are read for those only.
+            # SQLite reports how many rows it inserted: when that is all of them, nothing was present.
+            ids = sorted(unique)
+            inserted = insert_ignore_columns(conn, Item.__table__,
+                                             _item_columns([unique[i] for i in ids], source, now, born))
+            before = [] if inserted == len(ids) else _stored_ids(conn, ids, received_not_at=now)
+            present = _stored_rows(conn, before) if before else {}
+            accepted, present_count = len(unique) - len(before), len(present)
         else:
-            # which ids are stored already: one array parameter per 50,000 ids, then whole rows for those only
-            present = _stored_rows(conn, _stored_ids(conn, list(unique))) if unique else {}
-            # In id order: two ingests writing overlapping ids at once then wait on each other's rows in one order,
-            # never in a cycle (a deadlock, which PostgreSQL breaks by failing one of them).
-            fresh = [row for item_id, row in sorted(unique.items()) if item_id not in present]
-            if fresh:
-                insert_ignore_columns(conn, Item.__table__, _item_columns(fresh, source, now, born))
-            # Ids another ingest wrote meanwhile, committed while this one waited on them (received at its own
-            # moment): ON CONFLICT skipped them, so they were present (a duplicate or a conflict), not accepted.
-            raced = _stored_ids(conn, [row["id"] for row in fresh], received_not_at=now)
-            if raced:
-                present.update(_stored_rows(conn, raced))
-            accepted, present_count = len(fresh) - len(raced), len(present)
+            present, accepted, present_count = {}, 0, 0
         for item_id, stored in present.items():
             if _content(stored) != _content(unique[item_id]):
                 present_count -= 1
@@ -777,12 +771,6 @@ def _stored_ids(conn: Any, ids: list[str], *, received_not_at: datetime | None =
     if received_not_at is not None:
         query = query.where(Item.received_at != received_not_at)
     return [item_id for part in chunked(ids, chunk) for item_id in conn.execute(query, {"ids": list(part)}).scalars()]
-
-
-def _stored_before(conn: Any, ids: list[str], now: datetime) -> dict[str, dict[str, Any]]:
-    """Of `ids`, the items that were in the store before this chunk's insert (received at another moment)."""
-    return {item_id: row for item_id, row in _stored_rows(conn, ids).items()
-            if as_utc(row["received_at"]) != now}
 
 
 def _raw_text(record: RawRecord, *, clip: bool = True) -> str:
