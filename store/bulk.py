@@ -86,21 +86,44 @@ def insert_ignore_columns(
         names.append(name)
         values.append([_bound(conn, table, name, [default], False)[0]] * n_rows)
     quoted = ", ".join(conn.dialect.identifier_preparer.quote(name) for name in names)
+    target = conn.dialect.identifier_preparer.format_table(table)
     if conn.dialect.name == "sqlite":
         marks = ", ".join("?" * len(names))
     else:  # psycopg: JSON columns cast from the text or adapter psycopg sends; every other value is the driver's own
         marks = ", ".join("CAST(%s AS JSON)" if isinstance(table.c[name].type, JSON) else "%s" for name in names)
-    sql = (f"INSERT INTO {conn.dialect.identifier_preparer.format_table(table)} ({quoted}) "
-           f"VALUES ({marks}) ON CONFLICT DO NOTHING")
+    sql = f"INSERT INTO {target} ({quoted}) VALUES ({marks}) ON CONFLICT DO NOTHING"
     cursor = conn.connection.cursor()
     try:
         if conn.dialect.name == "sqlite":
             cursor.executemany(sql, zip(*values))  # type: ignore[arg-type]  # sqlite3 takes any iterable of rows
             return cursor.rowcount
-        cursor.executemany(sql, list(zip(*values)))
+        if n_rows >= COPY_MIN_ROWS:
+            _copy_insert(cursor, target, quoted, values)
+        else:
+            cursor.executemany(sql, list(zip(*values)))
         return None
     finally:
         cursor.close()
+
+
+COPY_MIN_ROWS = 1_000  # PostgreSQL: from this many rows, COPY into a staging table beats an executemany
+_STAGING = "sluice_copy_staging"
+
+
+def _copy_insert(cursor: Any, target: str, quoted: str, values: list[Sequence[Any]]) -> None:
+    """PostgreSQL's bulk path: COPY the rows into a temporary table shaped like the target's columns (no
+    constraints, no defaults), then one INSERT ... SELECT ... ON CONFLICT DO NOTHING in the order they were
+    copied (ingest writes ids in order, so that two ingests wait on each other's rows in one order), then drop it.
+    It lives inside the caller's transaction: a failure rolls it back with everything else. Measured at 200,000
+    items against the executemany (``bench/results/ingest-route-200k.md``): ingest 3.80 s -> 3.48 s, route 7.07 s
+    -> 6.17 s; most of what is left is the server's own work per row (indexes, foreign keys)."""
+    cursor.execute(f"CREATE TEMPORARY TABLE {_STAGING} ON COMMIT DROP AS SELECT {quoted} FROM {target} WITH NO DATA")
+    with cursor.copy(f"COPY {_STAGING} ({quoted}) FROM STDIN") as copy:
+        for row in zip(*values):
+            copy.write_row(row)
+    cursor.execute(f"INSERT INTO {target} ({quoted}) SELECT {quoted} FROM {_STAGING} ORDER BY ctid "
+                   "ON CONFLICT DO NOTHING")
+    cursor.execute(f"DROP TABLE {_STAGING}")
 
 
 def _rows_from_columns(columns: Mapping[str, Sequence[Any]], encoded_json: Collection[str]) -> list[dict]:
