@@ -381,12 +381,12 @@ def _point_estimate(population: _Population, estimator: str) -> float:
     ``pi_i`` that are back (see :func:`error_interval`); NaN without any label back."""
     if not population.labelled.any():
         return float("nan")
-    probability = population.probability.copy()
-    for value in np.unique(population.probability[population.drawn]):
-        stratum = population.drawn & (population.probability == value)
-        back = int((stratum & population.labelled).sum())
-        if back:
-            probability[population.probability == value] = value * back / int(stratum.sum())
+    # one stratum per distinct pi (a route batch's audit rate): its share of draws back, in one pass
+    values, stratum = np.unique(population.probability, return_inverse=True)
+    drawn = np.bincount(stratum, weights=population.drawn, minlength=values.shape[0])
+    back = np.bincount(stratum, weights=population.labelled, minlength=values.shape[0])
+    share = np.divide(back, drawn, out=np.ones_like(back), where=back > 0)
+    probability = population.probability * share[stratum]
     returned = _Population(population.predicted_error, probability, population.labelled, population.labelled,
                            population.outcome)
     return float(_terms(returned, _predictor(returned, estimator)).mean())

@@ -9,7 +9,7 @@ from collections import defaultdict
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from typing import Any, cast
 
-from sqlalchemy import ARRAY, JSON, Connection, String, Table, any_, bindparam, null, select, update
+from sqlalchemy import ARRAY, JSON, Connection, Table, any_, bindparam, null, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql.schema import ScalarElementColumnDefault
 
@@ -194,16 +194,18 @@ def keys_among(conn: Connection, column: Any, name: str = "ids") -> tuple[Any, i
     """A filter "`column` is one of the keys bound as `name`", and how many keys to bind per statement: one array
     parameter on PostgreSQL (50,000 keys), an expanding list elsewhere (5,000, within SQLite's stock limit)."""
     if conn.dialect.name == "postgresql":
-        return column == any_(bindparam(name, type_=ARRAY(String))), ARRAY_CHUNK
+        return column == any_(bindparam(name, type_=ARRAY(column.type))), ARRAY_CHUNK
     return column.in_(bindparam(name, expanding=True)), LOOKUP_CHUNK
 
 
-def existing_keys(conn: Connection, column: Any, keys: Iterable[Any]) -> set[Any]:
-    """Which of `keys` are already present in `column`."""
-    keys = list(keys)
+def existing_keys(conn: Connection, column: Any, keys: Iterable[Any], *conditions: Any) -> set[Any]:
+    """Which of `keys` are already present in `column` (in rows that also meet `conditions`), bound as
+    `keys_among` binds them."""
+    chosen, chunk = keys_among(conn, column)
+    query = select(column).where(chosen, *conditions)
     found: set[Any] = set()
-    for part in chunked(keys, LOOKUP_CHUNK):
-        found.update(conn.execute(select(column).where(column.in_(part))).scalars())
+    for part in chunked(list(keys), chunk):
+        found.update(conn.execute(query, {"ids": list(part)}).scalars())
     return found
 
 

@@ -12,8 +12,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime
-from itertools import groupby
-from operator import itemgetter
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -202,19 +200,29 @@ def automated_population_columns(engine: Engine) -> dict[str, AutomatedPopulatio
     )
     with engine.connect() as conn:
         rows = driver_rows(conn, query)
-    found: dict[str, AutomatedPopulation] = {}
-    for segment, group in groupby(rows, key=itemgetter(0)):
-        part = list(group)
-        drawn = np.array([row[3] == Route.SPOT_CHECK for row in part], dtype=bool)
-        labelled = drawn & np.array([row[5] is not None for row in part], dtype=bool)
-        found[segment] = AutomatedPopulation(
-            confidence=np.array([np.nan if row[1] is None else row[1] for row in part], dtype=float),
-            inclusion_probability=np.array([0.0 if row[2] is None else row[2] for row in part], dtype=float),
-            drawn=drawn,
-            labelled=labelled,
-            wrong=labelled & np.array([row[4] is None or row[4] != row[5] for row in part], dtype=bool),
-        )
-    return found
+    if not rows:
+        return {}
+    segments, confidence, probability, routes, predicted, truth = (np.array(column, dtype=object)
+                                                                   for column in zip(*rows))
+    drawn = routes == Route.SPOT_CHECK.value
+    labelled = drawn & ~_is_null(truth)
+    columns = AutomatedPopulation(
+        confidence=np.where(_is_null(confidence), np.nan, confidence).astype(float),
+        inclusion_probability=np.where(_is_null(probability), 0.0, probability).astype(float),
+        drawn=drawn,
+        labelled=labelled,
+        wrong=labelled & (_is_null(predicted) | (predicted != truth)),
+    )
+    # rows come in segment order: one slice per segment
+    starts = np.flatnonzero(np.r_[True, segments[1:] != segments[:-1]])
+    ends = np.r_[starts[1:], len(rows)]
+    return {segments[start]: AutomatedPopulation(*(column[start:end] for column in columns))
+            for start, end in zip(starts.tolist(), ends.tolist())}
+
+
+def _is_null(column: np.ndarray) -> np.ndarray:
+    """Elementwise: which values of an object column are SQL NULL."""
+    return np.asarray(column == None, dtype=bool)  # noqa: E711  (elementwise on an object array)
 
 
 class AutomatedPrediction(NamedTuple):

@@ -18,7 +18,7 @@ from typing import Any
 
 from sqlalchemy import Engine, null, select
 
-from store.bulk import chunked, insert_ignore, insert_ignore_columns, keys_among
+from store.bulk import chunked, existing_keys, insert_ignore, insert_ignore_columns
 from store.models import Item, ItemState, QuarantinedRecord
 from store.passthrough import passthrough_prediction
 
@@ -727,7 +727,7 @@ def _write_chunk(
             ids = sorted(unique)
             inserted = insert_ignore_columns(conn, Item.__table__,
                                              _item_columns([unique[i] for i in ids], source, now, born))
-            before = [] if inserted == len(ids) else _stored_ids(conn, ids, received_not_at=now)
+            before = [] if inserted == len(ids) else sorted(existing_keys(conn, Item.id, ids, Item.received_at != now))
             present = _stored_rows(conn, before) if before else {}
             accepted, present_count = len(unique) - len(before), len(present)
         else:
@@ -761,16 +761,6 @@ def _stored_rows(conn: Any, ids: list[str]) -> dict[str, dict[str, Any]]:
                        *(table.c[name] for name in ITEM_COLUMNS)).where(table.c.id.in_(part))
         found.update({row["id"]: dict(row) for row in conn.execute(query).mappings()})
     return found
-
-
-def _stored_ids(conn: Any, ids: list[str], *, received_not_at: datetime | None = None) -> list[str]:
-    """Of `ids`, those in the store (received at another moment than `received_not_at`, when given), bound as one
-    array parameter per 50,000 ids on PostgreSQL (`store.bulk.keys_among`)."""
-    chosen, chunk = keys_among(conn, Item.id)
-    query = select(Item.id).where(chosen)
-    if received_not_at is not None:
-        query = query.where(Item.received_at != received_not_at)
-    return [item_id for part in chunked(ids, chunk) for item_id in conn.execute(query, {"ids": list(part)}).scalars()]
 
 
 def _raw_text(record: RawRecord, *, clip: bool = True) -> str:
