@@ -12,9 +12,9 @@ import sqlite3
 import statistics
 from pathlib import Path
 
-QUERY = """SELECT d.cycle, e.n, e.threshold IS NOT NULL FROM routing_decisions d
-           JOIN threshold_evidence e ON e.id = d.evidence_id
-           WHERE e.estimator = 'clopper_pearson' GROUP BY d.cycle, e.id"""
+QUERY = """SELECT b.cycle, e.n, e.threshold IS NOT NULL FROM routing_batches b
+           JOIN threshold_evidence e ON e.id = b.evidence_id
+           WHERE e.estimator = 'clopper_pearson' GROUP BY b.cycle, e.id"""
 
 
 def evidence_by_cycle(folder: Path, arm: str) -> dict[tuple[str, int], list[tuple[int, bool]]]:

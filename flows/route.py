@@ -12,6 +12,7 @@ from typing import Any, cast
 import numpy as np
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
+from prefect.runtime import flow_run
 from sqlalchemy import Engine
 
 from calibration.recalibrators import calibrator_from_dict
@@ -38,7 +39,6 @@ from services.backlog import backlog_certificate
 from services.certify import Labelled, certifying_labels, derived_threshold, merge_labelled
 from services.guard import check_live_guards
 from store.budget import spent_this_window
-from store.bulk import insert_ignore_columns
 from store.calibrations import latest_calibrations
 from store.db import refresh_statistics, write_transaction
 from store.guarantees import write_threshold_evidence
@@ -46,7 +46,8 @@ from store.decisions import (
     LLM_KINDS, llm_inputs, LlmInputs, previous_decisions, scored_groups, scored_risk_inputs, ScoredGroup,
 )
 from store.labels import held_out_labels
-from store.models import CalibrationReportRow, ItemState, RoutingDecision
+from store.decision_batches import DecisionBatch, write_decisions
+from store.models import CalibrationReportRow, ItemState
 from store.passthrough import UPSTREAM_MODEL
 from store.policies import active_policy
 from store.registry import promoted_family_versions, promoted_model
@@ -96,6 +97,7 @@ class BatchContext:
     training: dict[str, int]
     previous: dict[str, tuple[int, str]]
     halted: dict[str, str]
+    run_id: str | None = None  # the route flow run's id, kept in every batch row it writes
     # what is left of each segment's label budget in its window, for this run's audits (used up group by group)
     audit_allowance: dict[str, float] = field(default_factory=dict)
     calibrators: dict[int, Any] = field(default_factory=dict)  # parsed once per batch, by report id
@@ -178,7 +180,7 @@ def _context(engine: Engine, groups: list[ScoredGroup], policy: Policy, policy_v
                                   [item_id for group in groups for item_id in group.item_ids])
     allowance = audit_allowances(engine, policy, sorted({group.segment for group in groups}), now)
     return BatchContext(policy, policy_version, reports, labelled, group_of, label_counts,
-                        training_segments(engine), previous, halted, allowance)
+                        training_segments(engine), previous, halted, flow_run.get_id(), allowance)
 
 
 def _calibrator(context: BatchContext, report_row: CalibrationReportRow | None) -> Any | None:
@@ -248,9 +250,23 @@ def risk_flags_by_group(engine: Engine, groups: list[ScoredGroup], context: Batc
     return flags  # type: ignore[return-value]
 
 
+@dataclass(frozen=True)
+class PendingBatch:
+    """A batch row's constants and its decisions' columns (``store.decision_batches``), with the position of its
+    evidence among the batch's evidence rows (written first, in the same transaction)."""
+
+    constants: dict[str, Any]
+    columns: dict[str, list]
+    evidence: int | None
+
+    def written(self, evidence_ids: list[int]) -> DecisionBatch:
+        return DecisionBatch({**self.constants, "evidence_id": None if self.evidence is None
+                              else evidence_ids[self.evidence]}, self.columns)
+
+
 def decide_group(engine: Engine, group_items: ScoredGroup, cycle: int | None, context: BatchContext,
-                 flags: RiskFlags) -> dict[str, list]:
-    """The decision columns of one (segment, model version) group of scored items."""
+                 flags: RiskFlags) -> list[PendingBatch]:
+    """The decisions of one (segment, model version) group of scored items, as one batch row per threshold."""
     segment, model_version = group_items.segment, group_items.model_version
     segment_policy = context.policy.for_segment(segment)
     group = context.group_of[model_version][segment]  # the segment itself, or the pool it falls back to
@@ -275,23 +291,30 @@ def decide_group(engine: Engine, group_items: ScoredGroup, cycle: int | None, co
     if segment in context.audit_allowance:  # the audits this group is expected to send use the allowance up
         audited = np.isin(result.routes, [Route.AUTO_ACCEPT, Route.SPOT_CHECK, Route.REVIEW])
         context.audit_allowance[segment] -= result.audit_rate * int(audited.sum())
-    n = len(item_ids)
     settled = np.isin(result.routes, [Route.AUTO_ACCEPT, Route.SPOT_CHECK]) & rerouted  # by the backlog's own
-    return {
-        "item_id": item_ids, "segment": [segment] * n, "route": [str(r) for r in result.routes.tolist()],
-        "reasons": _reasons_json(result.reasons), "policy_version": [context.policy_version] * n,
-        "model_version": [model_version] * n, "calibration_id": [report_row.id if report_row else None] * n,
-        "threshold": _floats_or_none(np.where(settled, backlog, np.nan if result.threshold is None
-                                              else result.threshold)),
-        "raw_confidence": _floats_or_none(raw),
-        "calibrated_confidence": _floats_or_none(calibrated), "predicted_label": group_items.labels,
-        "inclusion_probability": _floats_or_none(result.inclusion_probability), "cycle": [cycle] * n,
-        "audit_rate": [result.audit_rate] * n,
+    constants = {"segment": segment, "policy_version": context.policy_version, "model_version": model_version,
+                 "calibration_id": report_row.id if report_row else None, "audit_rate": result.audit_rate,
+                 "cycle": cycle, "run_id": context.run_id, "created_at": utcnow()}
+    columns: dict[str, list[Any]] = {
+        "item_id": list(item_ids), "route": [str(r) for r in result.routes.tolist()], "reasons": _reasons_json(result.reasons),
+        "raw_confidence": _floats_or_none(raw), "calibrated_confidence": _floats_or_none(calibrated),
+        "predicted_label": list(group_items.labels), "inclusion_probability": _floats_or_none(result.inclusion_probability),
         "supersedes_id": [None if e is None else e[0] for e in earlier],
-        # positions in the batch's evidence rows, turned into their ids when the batch writes them
-        "evidence": [backlog_evidence if s else evidence for s in settled.tolist()],
-        "created_at": [utcnow()] * n,
     }
+    # one batch row per threshold the group's items went by: the group's own, and the backlog's for the items it
+    # settled; evidence as positions in the batch's evidence rows, turned into ids when the batch writes them
+    parts: list[tuple[np.ndarray, float | None, int | None]] = [(~settled, result.threshold, evidence)]
+    for value in np.unique(backlog[settled]).tolist():  # NaN: a settled item no backlog threshold covers
+        parts.append((settled & ((backlog == value) | (np.isnan(value) & np.isnan(backlog))), value, backlog_evidence))
+    batches = []
+    for mask, threshold_value, evidence_at in parts:
+        if not mask.any():
+            continue
+        part = columns if mask.all() else {k: [v[i] for i in np.flatnonzero(mask)] for k, v in columns.items()}
+        batches.append(PendingBatch(
+            {**constants, "threshold": None if threshold_value is None or threshold_value != threshold_value
+             else float(threshold_value)}, part, evidence_at))
+    return batches
 
 
 def backlog_thresholds(engine: Engine, segment: str, model_version: str, rules: SegmentPolicy,
@@ -327,14 +350,18 @@ def route_batch(
     context = _context(engine, groups, policy, policy_version, halted, labels, now or utcnow())
     llm = llm_inputs(engine, llm_ids) if llm_ids else None  # one query for the batch's payloads
     flags = risk_flags_by_group(engine, groups, context, llm)
-    decided = [decide_group(engine, group, cycle, context, f) for group, f in zip(groups, flags)]
-    columns = {key: [v for d in decided for v in d[key]] for key in decided[0]}
-    with write_transaction(engine) as conn:  # evidence, decisions and the items' moves: one write
-        ids = [write_threshold_evidence(conn, row) for row in context.evidence]
-        columns["evidence_id"] = [None if at is None else ids[at] for at in columns.pop("evidence")]
-        insert_ignore_columns(conn, RoutingDecision.__table__, columns, encoded_json=("reasons",))
-        move_items(conn, dict(zip(columns["item_id"], map(STATE_AFTER.__getitem__, columns["route"]))), by="route")
-    return Counter(columns["route"])
+    pending = [batch for group, f in zip(groups, flags) for batch in decide_group(engine, group, cycle, context, f)]
+    targets = {item_id: STATE_AFTER[route_of] for batch in pending
+               for item_id, route_of in zip(batch.columns["item_id"], batch.columns["route"])}
+    with write_transaction(engine) as conn:  # evidence, the items' moves and decisions: one write
+        evidence_ids = [write_threshold_evidence(conn, row) for row in context.evidence]
+        # only the items that moved get a decision: a re-run of a batch already written decides nothing twice
+        moved = move_items(conn, targets, by="route", returning=True).ids or frozenset()
+        batches = [batch.written(evidence_ids) for batch in pending]
+        if len(moved) < len(targets):
+            batches = [batch.only(moved) for batch in batches]
+        write_decisions(conn, batches)
+    return Counter(route_of for batch in batches for route_of in batch.columns["route"])
 
 
 def _floats_or_none(values: np.ndarray) -> list[float | None]:
@@ -391,7 +418,7 @@ def route_flow(cycle: int | None = None, settings: SluiceSettings | None = None,
     summary = {"routed": sum(counts.values()), **{r.value: counts.get(r.value, 0) for r in Route},
                "halted_segments": sorted(halted)}
     if summary["routed"]:
-        refresh_statistics(engine_for(settings), "items", "routing_decisions")
+        refresh_statistics(engine_for(settings), "items", "routing_decisions", "routing_batches")
     logger.info("route: %s", {k: v for k, v in summary.items() if k != "halted_segments"})
     if halted:
         logger.warning("route: live guard halted automation in %d segment(s): %s", len(halted),

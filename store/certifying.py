@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from sqlalchemy import Engine, and_, select
 
-from store.models import Item, Label, ReviewTask, RoutingDecision
+from store.models import Item, Label, ReviewTask, RoutingBatch, RoutingDecision
 from store.predictions import predictions_of
 from store.labels import HeldOut, labelled_arrays
 from store.vocab import Selection
@@ -31,12 +31,13 @@ def own_audit_labels(engine: Engine, model_version: str, *, segment: str | None 
         .join(ReviewTask, and_(ReviewTask.item_id == Label.item_id,
                                ReviewTask.selection_reason == Selection.AUDIT.value))
         .join(RoutingDecision, RoutingDecision.id == ReviewTask.decision_id)
+        .join(RoutingBatch, RoutingBatch.id == RoutingDecision.batch_id)
         .join(predicted, predicted.c.item_id == Label.item_id)
         .join(Item, Item.id == Label.item_id)
         .where(
             Label.selection_reason == Selection.AUDIT.value,
             Label.model_version == model_version,
-            RoutingDecision.model_version == model_version,
+            RoutingBatch.model_version == model_version,
             RoutingDecision.supersedes_id.is_(None),
             predicted.c.confidence.is_not(None),
         )

@@ -14,7 +14,8 @@ import numpy as np
 from sqlalchemy import Engine, String, and_, bindparam, case, func, literal, or_, select, union_all
 
 from store.bulk import LOOKUP_CHUNK, chunked, driver_rows, existing_keys, json_reader
-from store.models import Item, Prediction, RoutingDecision, ThresholdEvidence
+from store.decision_batches import full_decisions
+from store.models import Item, Prediction, RoutingBatch, RoutingDecision, ThresholdEvidence
 from store.passthrough import UPSTREAM_MODEL
 from store.predictions import upstream_predicted
 from store.vocab import ItemKind, ItemState
@@ -46,17 +47,18 @@ class BacklogRow(NamedTuple):
 def review_backlog(engine: Engine) -> list[BacklogRow]:
     """Every item in state ``routed`` with its latest decision, in item id order."""
     latest = select(func.max(RoutingDecision.id).label("id")).group_by(RoutingDecision.item_id).subquery()
-    upstream = RoutingDecision.model_version == UPSTREAM_MODEL  # its prediction is the item's (store.predictions)
+    upstream = RoutingBatch.model_version == UPSTREAM_MODEL  # its prediction is the item's (store.predictions)
     query = (
-        select(RoutingDecision.id, RoutingDecision.item_id, RoutingDecision.segment, RoutingDecision.route,
-               RoutingDecision.inclusion_probability, RoutingDecision.model_version,
-               RoutingDecision.policy_version, RoutingDecision.predicted_label,
+        select(RoutingDecision.id, RoutingDecision.item_id, RoutingBatch.segment, RoutingDecision.route,
+               RoutingDecision.inclusion_probability, RoutingBatch.model_version,
+               RoutingBatch.policy_version, RoutingDecision.predicted_label,
                RoutingDecision.raw_confidence, case((upstream, Item.upstream_probs), else_=Prediction.probs),
-               RoutingDecision.audit_rate, RoutingDecision.supersedes_id.is_not(None).label("rerouted"))
+               RoutingBatch.audit_rate, RoutingDecision.supersedes_id.is_not(None).label("rerouted"))
         .join(latest, latest.c.id == RoutingDecision.id)
+        .join(RoutingBatch, RoutingBatch.id == RoutingDecision.batch_id)
         .join(Item, Item.id == RoutingDecision.item_id)
         .outerjoin(Prediction, and_(Prediction.item_id == RoutingDecision.item_id,
-                                    Prediction.model_version == RoutingDecision.model_version))
+                                    Prediction.model_version == RoutingBatch.model_version))
         .where(Item.state == ItemState.routed, or_(upstream, Prediction.id.is_not(None)))
         .order_by(RoutingDecision.item_id)
     )
@@ -234,7 +236,8 @@ def known_items(engine: Engine, item_ids: list[str]) -> set[str]:
 # a derived threshold beside each decision it applied to (empty for fixed thresholds), as ``evidence_<field>``.
 DECISION_FIELDS = ("id", "item_id", "segment", "route", "reasons", "policy_version", "model_version",
                    "calibration_id", "threshold", "raw_confidence", "calibrated_confidence", "predicted_label",
-                   "inclusion_probability", "cycle", "supersedes_id", "created_at", "evidence_id")
+                   "inclusion_probability", "cycle", "supersedes_id", "created_at", "evidence_id", "batch_id",
+                   "run_id")
 
 
 EVIDENCE_FIELDS = ("scale", "calibrated_threshold", "n", "n_accepted", "n_errors", "coverage", "error_upper_bound",
@@ -246,22 +249,23 @@ def decision_trail(engine: Engine, *, since: datetime | None = None, until: date
                    limit: int | None = None) -> Iterator[dict[str, Any]]:
     """Routing decisions made at or after `since` (and before `until`), of one item, some segments or routes when
     asked, in decision order, as records keyed by `DECISION_FIELDS` and ``evidence_`` + `EVIDENCE_FIELDS`."""
+    decision = full_decisions()
     query = (
-        select(*(getattr(RoutingDecision, f) for f in DECISION_FIELDS),
+        select(*(decision.c[f] for f in DECISION_FIELDS),
                *(getattr(ThresholdEvidence, f).label(f"evidence_{f}") for f in EVIDENCE_FIELDS))
-        .outerjoin(ThresholdEvidence, ThresholdEvidence.id == RoutingDecision.evidence_id)
-        .order_by(RoutingDecision.id)
+        .outerjoin(ThresholdEvidence, ThresholdEvidence.id == decision.c.evidence_id)
+        .order_by(decision.c.id)
     )
     if since is not None:
-        query = query.where(RoutingDecision.created_at >= since)
+        query = query.where(decision.c.created_at >= since)
     if until is not None:
-        query = query.where(RoutingDecision.created_at < until)
+        query = query.where(decision.c.created_at < until)
     if item_id is not None:
-        query = query.where(RoutingDecision.item_id == item_id)
+        query = query.where(decision.c.item_id == item_id)
     if segments:
-        query = query.where(RoutingDecision.segment.in_(list(segments)))
+        query = query.where(decision.c.segment.in_(list(segments)))
     if routes:
-        query = query.where(RoutingDecision.route.in_(list(routes)))
+        query = query.where(decision.c.route.in_(list(routes)))
     if limit is not None:
         query = query.limit(limit)
     with engine.connect() as conn:

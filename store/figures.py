@@ -18,6 +18,7 @@ import numpy as np
 
 from sqlalchemy import Engine, String, Subquery, cast, func, insert, select, update
 
+from store.decision_batches import full_decisions
 from store.models import (
     Annotation,
     CycleReport,
@@ -90,12 +91,13 @@ class RouteCount(NamedTuple):
 
 def latest_route_counts(engine: Engine) -> list[RouteCount]:
     """Per (segment, route): the items whose latest decision took that route, in segment and route order."""
+    decision = full_decisions()
     latest = _latest_decisions()
     query = (
-        select(RoutingDecision.segment, RoutingDecision.route, func.count().label("n"))
-        .join(latest, RoutingDecision.id == latest.c.id)
-        .group_by(RoutingDecision.segment, RoutingDecision.route)
-        .order_by(RoutingDecision.segment, RoutingDecision.route)
+        select(decision.c.segment, decision.c.route, func.count().label("n"))
+        .join(latest, decision.c.id == latest.c.id)
+        .group_by(decision.c.segment, decision.c.route)
+        .order_by(decision.c.segment, decision.c.route)
     )
     with engine.connect() as conn:
         return [RouteCount(row.segment, row.route, row.n) for row in conn.execute(query)]
@@ -103,8 +105,9 @@ def latest_route_counts(engine: Engine) -> list[RouteCount]:
 
 def cycle_route_counts(engine: Engine, cycle: int) -> dict[str, int]:
     """Per route: the decisions made in `cycle`."""
-    query = (select(RoutingDecision.route, func.count().label("n")).where(RoutingDecision.cycle == cycle)
-             .group_by(RoutingDecision.route))
+    decision = full_decisions()
+    query = (select(decision.c.route, func.count().label("n")).where(decision.c.cycle == cycle)
+             .group_by(decision.c.route))
     with engine.connect() as conn:
         return {row.route: row.n for row in conn.execute(query)}
 
@@ -118,11 +121,12 @@ def cycle_certifications(engine: Engine, cycle: int) -> dict[str, dict[str, dict
     ``delta``), the labels of each kind that certified it, how many decisions pointed at it and how many of them
     were auto-accepted. A segment certified twice by one test in a cycle (two
     models) keeps the later evidence."""
+    decision = full_decisions()
     counts = (
-        select(RoutingDecision.segment, RoutingDecision.evidence_id, RoutingDecision.route,
+        select(decision.c.segment, decision.c.evidence_id, decision.c.route,
                func.count().label("n"))
-        .where(RoutingDecision.cycle == cycle, RoutingDecision.evidence_id.is_not(None))
-        .group_by(RoutingDecision.segment, RoutingDecision.evidence_id, RoutingDecision.route)
+        .where(decision.c.cycle == cycle, decision.c.evidence_id.is_not(None))
+        .group_by(decision.c.segment, decision.c.evidence_id, decision.c.route)
     )
     automated = {r.value for r in AUTOMATED_ROUTES}
     found: dict[str, dict[str, dict[str, Any]]] = {}
@@ -157,14 +161,15 @@ class AuditedItem(NamedTuple):
 def audited_automation(engine: Engine) -> list[AuditedItem]:
     """Every item whose latest decision automated it and whose label is an audit's, in decision order. A decision
     without a predicted label counts as wrong (fail closed)."""
+    decision = full_decisions()
     latest = _latest_decisions()
     query = (
-        select(RoutingDecision.id, RoutingDecision.segment, RoutingDecision.model_version,
-               RoutingDecision.predicted_label, Label.label.label("truth"), RoutingDecision.inclusion_probability)
-        .join(latest, latest.c.id == RoutingDecision.id)
-        .join(Label, Label.item_id == RoutingDecision.item_id)
-        .where(RoutingDecision.route.in_(AUTOMATED_ROUTES), Label.selection_reason == Selection.AUDIT)
-        .order_by(RoutingDecision.id)
+        select(decision.c.id, decision.c.segment, decision.c.model_version,
+               decision.c.predicted_label, Label.label.label("truth"), decision.c.inclusion_probability)
+        .join(latest, latest.c.id == decision.c.id)
+        .join(Label, Label.item_id == decision.c.item_id)
+        .where(decision.c.route.in_(AUTOMATED_ROUTES), Label.selection_reason == Selection.AUDIT)
+        .order_by(decision.c.id)
     )
     with engine.connect() as conn:
         return [AuditedItem(r.id, r.segment, r.model_version, r.predicted_label is None or r.predicted_label != r.truth,
@@ -188,15 +193,16 @@ class AutomatedPopulation(NamedTuple):
 def automated_population_columns(engine: Engine) -> dict[str, AutomatedPopulation]:
     """Per segment with any: every item whose latest decision automated it, with its audit draw and label (see
     ``AutomatedPopulation``), read in one pass through the driver's cursor."""
+    decision = full_decisions()
     latest = _latest_decisions()
     audit = select(Label.item_id, Label.label).where(Label.selection_reason == Selection.AUDIT).subquery()
     query = (
-        select(RoutingDecision.segment, RoutingDecision.calibrated_confidence, RoutingDecision.inclusion_probability,
-               RoutingDecision.route, RoutingDecision.predicted_label, audit.c.label)
-        .join(latest, latest.c.id == RoutingDecision.id)
-        .outerjoin(audit, audit.c.item_id == RoutingDecision.item_id)
-        .where(RoutingDecision.route.in_(AUTOMATED_ROUTES))
-        .order_by(RoutingDecision.segment, RoutingDecision.id)
+        select(decision.c.segment, decision.c.calibrated_confidence, decision.c.inclusion_probability,
+               decision.c.route, decision.c.predicted_label, audit.c.label)
+        .join(latest, latest.c.id == decision.c.id)
+        .outerjoin(audit, audit.c.item_id == decision.c.item_id)
+        .where(decision.c.route.in_(AUTOMATED_ROUTES))
+        .order_by(decision.c.segment, decision.c.id)
     )
     with engine.connect() as conn:
         rows = driver_rows(conn, query)
@@ -232,8 +238,9 @@ class AutomatedPrediction(NamedTuple):
 
 def automated_predictions(engine: Engine, cycle: int) -> list[AutomatedPrediction]:
     """The predicted label of every decision of `cycle` that automated its item (spot-checked ones included)."""
-    query = (select(RoutingDecision.item_id, RoutingDecision.predicted_label)
-             .where(RoutingDecision.cycle == cycle, RoutingDecision.route.in_(AUTOMATED_ROUTES)))
+    decision = full_decisions()
+    query = (select(decision.c.item_id, decision.c.predicted_label)
+             .where(decision.c.cycle == cycle, decision.c.route.in_(AUTOMATED_ROUTES)))
     with engine.connect() as conn:
         return [AutomatedPrediction(row.item_id, row.predicted_label) for row in conn.execute(query)]
 
@@ -400,6 +407,7 @@ def arrivals(engine: Engine, *, cycles: int) -> Arrivals | None:
     An item counts in the cycle of its first routing decision: one re-routed from the backlog later is not a new
     arrival, and the oldest finished cycle of the window, which routed whatever was waiting before it, only opens
     it. A cycle that never finished inside the window still counts its items (its time is in the window)."""
+    decision = full_decisions()
     if cycles < 1:
         raise ValueError(f"cycles must be >= 1, got {cycles!r}")
     finished = (select(CycleReport.cycle, CycleReport.started_at).where(CycleReport.finished_at.is_not(None))
@@ -409,10 +417,10 @@ def arrivals(engine: Engine, *, cycles: int) -> Arrivals | None:
         window = list(conn.execute(finished))[::-1]
         if len(window) < 2:
             return None
-        counted = (select(RoutingDecision.segment, func.count().label("n"))
-                   .join(first_decisions, first_decisions.c.id == RoutingDecision.id)
-                   .where(RoutingDecision.cycle > window[0].cycle, RoutingDecision.cycle <= window[-1].cycle)
-                   .group_by(RoutingDecision.segment))
+        counted = (select(decision.c.segment, func.count().label("n"))
+                   .join(first_decisions, first_decisions.c.id == decision.c.id)
+                   .where(decision.c.cycle > window[0].cycle, decision.c.cycle <= window[-1].cycle)
+                   .group_by(decision.c.segment))
         items = {row.segment: row.n for row in conn.execute(counted)}
     return Arrivals(window[0].cycle + 1, window[-1].cycle, window[0].started_at, window[-1].started_at, items)
 
@@ -463,10 +471,11 @@ class CycleRoutes(NamedTuple):
 
 def routes_by_cycle(engine: Engine) -> list[CycleRoutes]:
     """Decisions per (cycle, segment, route), oldest cycle first: automation over cycles, per segment."""
-    query = (select(RoutingDecision.cycle, RoutingDecision.segment, RoutingDecision.route, func.count())
-             .where(RoutingDecision.cycle.is_not(None))
-             .group_by(RoutingDecision.cycle, RoutingDecision.segment, RoutingDecision.route)
-             .order_by(RoutingDecision.cycle, RoutingDecision.segment, RoutingDecision.route))
+    decision = full_decisions()
+    query = (select(decision.c.cycle, decision.c.segment, decision.c.route, func.count())
+             .where(decision.c.cycle.is_not(None))
+             .group_by(decision.c.cycle, decision.c.segment, decision.c.route)
+             .order_by(decision.c.cycle, decision.c.segment, decision.c.route))
     with engine.connect() as conn:
         rows: Iterable[Any] = conn.execute(query)  # the cycle is not null, by the query
         return [CycleRoutes(*row) for row in rows]
@@ -484,14 +493,15 @@ class ReasonCount(NamedTuple):
 def latest_cycle_reasons(engine: Engine) -> list[ReasonCount]:
     """Per segment, the reason codes of the decisions of the newest cycle that routed it, counted by combination
     (what the flows acted on last: a stale or drifted calibration, a failed gate, a halt)."""
+    decision = full_decisions()
     import json
 
-    latest = (select(RoutingDecision.segment, func.max(RoutingDecision.cycle).label("cycle"))
-              .where(RoutingDecision.cycle.is_not(None)).group_by(RoutingDecision.segment).subquery())
-    reasons = cast(RoutingDecision.reasons, String)
-    query = (select(RoutingDecision.segment, RoutingDecision.cycle, reasons, func.count())
-             .join(latest, (latest.c.segment == RoutingDecision.segment) & (latest.c.cycle == RoutingDecision.cycle))
-             .group_by(RoutingDecision.segment, RoutingDecision.cycle, reasons))
+    latest = (select(decision.c.segment, func.max(decision.c.cycle).label("cycle"))
+              .where(decision.c.cycle.is_not(None)).group_by(decision.c.segment).subquery())
+    reasons = cast(decision.c.reasons, String)
+    query = (select(decision.c.segment, decision.c.cycle, reasons, func.count())
+             .join(latest, (latest.c.segment == decision.c.segment) & (latest.c.cycle == decision.c.cycle))
+             .group_by(decision.c.segment, decision.c.cycle, reasons))
     with engine.connect() as conn:
         rows: Iterable[Any] = conn.execute(query)  # the cycle is not null, by the query
         return [ReasonCount(segment, cycle, tuple(json.loads(text) if text else ()), n)

@@ -149,36 +149,49 @@ class CalibrationReportRow(_Table, table=True):
     created_at: Mapped[datetime] = Field(default_factory=utcnow)
 
 
-class RoutingDecision(_Table, table=True):
-    """Where an item went and why; append-only, a correction is a new row pointing at the old one."""
+class RoutingBatch(_Table, table=True):
+    """What one route run held constant for a group of decisions: the segment, the policy and model versions, the
+    calibrator, the threshold and the evidence that certified it, the audit rate and the cycle. A decision row
+    carries only what varies per item and points here."""
 
-    __tablename__ = "routing_decisions"
-    __table_args__ = (
-        UniqueConstraint("item_id", "policy_version", "model_version", name="uq_decision_item_versions"),
-        Index("ix_decisions_route", "route"),
-    )
+    __tablename__ = "routing_batches"
 
     id: Mapped[int | None] = Field(default=None, primary_key=True)
-    # uq_decision_item_versions leads with it
-    item_id: Mapped[str] = Field(foreign_key="items.id", max_length=512)
     segment: Mapped[str] = Field(max_length=128)
-    route: Mapped[str] = Field(max_length=16)
-    reasons: Mapped[list[str]] = Field(default_factory=list, sa_column=Column(JSON))
     policy_version: Mapped[str] = Field(foreign_key="policy_versions.version", max_length=64)
     model_version: Mapped[str] = Field(max_length=64)
     calibration_id: Mapped[int | None] = Field(default=None, foreign_key="calibration_reports.id")
     threshold: Mapped[float | None] = Field(default=None)
+    evidence_id: Mapped[int | None] = Field(default=None, foreign_key="threshold_evidence.id",
+                                            description="the certification behind a derived threshold")
+    audit_rate: Mapped[float | None] = Field(
+        default=None, description="the audit share applied to this run's segment")
+    cycle: Mapped[int | None] = Field(default=None)
+    run_id: Mapped[str | None] = Field(default=None, max_length=64, description="the route flow run that wrote it")
+    created_at: Mapped[datetime] = Field(default_factory=utcnow)
+
+
+class RoutingDecision(_Table, table=True):
+    """Where an item went and why; append-only, a correction is a new row pointing at the old one. What its route
+    run held constant is in its batch row (``RoutingBatch``)."""
+
+    __tablename__ = "routing_decisions"
+    __table_args__ = (
+        UniqueConstraint("item_id", "batch_id", name="uq_decision_item_batch"),
+        Index("ix_decisions_route", "route"),
+    )
+
+    id: Mapped[int | None] = Field(default=None, primary_key=True)
+    # uq_decision_item_batch leads with it
+    item_id: Mapped[str] = Field(foreign_key="items.id", max_length=512)
+    batch_id: Mapped[int] = Field(foreign_key="routing_batches.id")
+    route: Mapped[str] = Field(max_length=16)
+    reasons: Mapped[list[str]] = Field(default_factory=list, sa_column=Column(JSON))
     raw_confidence: Mapped[float | None] = Field(default=None)
     calibrated_confidence: Mapped[float | None] = Field(default=None)
     predicted_label: Mapped[str | None] = Field(default=None)
     inclusion_probability: Mapped[float | None] = Field(default=None)
-    audit_rate: Mapped[float | None] = Field(
-        default=None, description="the audit share applied to this run's segment")
-    cycle: Mapped[int | None] = Field(default=None)
     supersedes_id: Mapped[int | None] = Field(default=None, foreign_key="routing_decisions.id")
-    evidence_id: Mapped[int | None] = Field(default=None, foreign_key="threshold_evidence.id",
-                                            description="the certification behind a derived threshold")
-    created_at: Mapped[datetime] = Field(default_factory=utcnow)
 
 
 class ThresholdEvidence(_Table, table=True):

@@ -14,7 +14,7 @@ from typing import Any, NamedTuple
 
 from sqlalchemy import Engine, func, select
 
-from store.models import Item, Label, RoutingDecision
+from store.models import Item, Label, RoutingBatch, RoutingDecision
 from store.vocab import ItemKind, Split
 
 __all__ = ["CorrectedItem", "corrected_items"]
@@ -50,9 +50,10 @@ def corrected_items(engine: Engine, *, splits: Iterable[str] = (Split.TRAIN, Spl
     latest = select(func.max(RoutingDecision.id).label("id")).group_by(RoutingDecision.item_id).subquery()
     query = (
         select(Label.item_id, Item.segment, Label.split, Label.label, RoutingDecision.predicted_label,
-               RoutingDecision.model_version, Item.text, Item.features, Item.kind, Item.payload)
+               RoutingBatch.model_version, Item.text, Item.features, Item.kind, Item.payload)
         .join(RoutingDecision, RoutingDecision.item_id == Label.item_id)
         .join(latest, latest.c.id == RoutingDecision.id)
+        .join(RoutingBatch, RoutingBatch.id == RoutingDecision.batch_id)
         .join(Item, Item.id == Label.item_id)
         .where(Label.split.in_(wanted), RoutingDecision.predicted_label.is_not(None),
                RoutingDecision.predicted_label != Label.label)

@@ -38,20 +38,24 @@ SOURCES: dict[ItemState, frozenset[ItemState]] = {
 
 
 class Moved(NamedTuple):
-    """How many items moved into each state, and how many asked to move did not (already there, or refused)."""
+    """How many items moved into each state, and how many asked to move did not (already there, or refused); with
+    ``returning``, the ids of the items that moved."""
 
     moved: dict[str, int]
     unmoved: int
+    ids: frozenset[str] | None = None
 
 
-def move_items(conn: Connection, targets: Mapping[str, str], *, by: str) -> Moved:
+def move_items(conn: Connection, targets: Mapping[str, str], *, by: str, returning: bool = False) -> Moved:
     """Move each item id of `targets` into its target state where the lifecycle allows it (see the module
-    docstring), in the caller's transaction; record the counts as one ``item_states`` audit event by `by`."""
+    docstring), in the caller's transaction; record the counts as one ``item_states`` audit event by `by`. With
+    `returning`, the result also says which items moved (the statement returns them: no second read)."""
     wanted: dict[ItemState, list[str]] = {}
     for item_id, state in targets.items():
         wanted.setdefault(ItemState(state), []).append(item_id)
     now = datetime.now(timezone.utc)
     moved: Counter[str] = Counter()
+    moved_ids: set[str] = set()
     chosen, chunk = keys_among(conn, Item.id)  # PostgreSQL takes the ids as one array parameter
     for state, ids in wanted.items():
         # the state test wraps the column in a function: SQLite would otherwise pick the state index and scan
@@ -62,9 +66,16 @@ def move_items(conn: Connection, targets: Mapping[str, str], *, by: str) -> Move
             .values(state=state.value, updated_at=now)
             .execution_options(synchronize_session=False)
         )
+        if returning:
+            statement = statement.returning(Item.id)
         for part in chunked(ids, chunk):
-            moved[state.value] += conn.execute(statement, {"ids": list(part)}).rowcount
-    result = Moved(dict(moved), len(targets) - sum(moved.values()))
+            if returning:
+                found = conn.execute(statement, {"ids": list(part)}).scalars().all()
+                moved_ids.update(found)
+                moved[state.value] += len(found)
+            else:
+                moved[state.value] += conn.execute(statement, {"ids": list(part)}).rowcount
+    result = Moved(dict(moved), len(targets) - sum(moved.values()), frozenset(moved_ids) if returning else None)
     if result.moved and sum(result.moved.values()):  # a re-run that moves nothing writes nothing
         conn.execute(insert(AuditEvent).values(
             kind="item_states", actor=by, created_at=now,

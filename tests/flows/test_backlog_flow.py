@@ -9,6 +9,9 @@ from datetime import datetime, timedelta, timezone
 import numpy as np
 import pytest
 from sqlmodel import Session, select
+from store.decision_batches import full_decisions
+
+DECISIONS = full_decisions()  # each decision with its batch's columns
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("prefect_harness")]
 
@@ -47,7 +50,7 @@ def _start(items, labels, seed_count: int = 150):
 def test_a_backlog_is_certified_on_its_own_audits_and_drains_under_the_guarantee(sluice_home, dataset_files):
     from flows.cycle import run_cycle
     from flows.simulate import DirectAnnotators
-    from store.models import BacklogDraw, ReviewTask, RoutingDecision, ThresholdEvidence
+    from store.models import BacklogDraw, ReviewTask, ThresholdEvidence
 
     engine, truth = _start(*dataset_files)
     annotate = DirectAnnotators(engine, truth, sorted(set(truth.values())), 0.0, np.random.default_rng(1))
@@ -56,15 +59,15 @@ def test_a_backlog_is_certified_on_its_own_audits_and_drains_under_the_guarantee
         population = conn.execute(select(BacklogDraw)).all()
         picked = set(conn.execute(select(ReviewTask.decision_id).where(ReviewTask.selection_reason != "audit"))
                      .scalars())
-        review = set(conn.execute(select(RoutingDecision.id).where(RoutingDecision.route == "review")).scalars())
+        review = set(conn.execute(select(DECISIONS.c.id).where(DECISIONS.c.route == "review")).scalars())
     members = {row.decision_id for row in population}
     assert len({row.run for row in population}) == 1 and members < review
     assert not members & picked  # the population is what the strategy left, audited or not
     assert sum(row.audited for row in population) >= 47
     run_cycle(annotate=annotate, push=False, as_of=CLOCK + timedelta(hours=1))
     with Session(engine) as session:
-        later = session.exec(select(RoutingDecision).where(RoutingDecision.cycle == 2,
-                                                           RoutingDecision.supersedes_id.is_not(None))).all()
+        later = session.execute(select(DECISIONS).where(DECISIONS.c.cycle == 2,
+                                                           DECISIONS.c.supersedes_id.is_not(None))).all()
         evidence = {e.id: e for e in session.exec(select(ThresholdEvidence)).all()}
     settled = [d for d in later if d.route in ("auto_accept", "spot_check")]
     assert settled, "the backlog's own audits certified nothing"
@@ -92,7 +95,7 @@ def test_without_its_audit_labels_a_backlog_goes_back_to_review(sluice_home, dat
     from flows.cycle import run_cycle
     from labeling.resolve import resolve_items
     from store.annotations import HumanAnswer, upsert_annotations
-    from store.models import ReviewTask, RoutingDecision, ThresholdEvidence
+    from store.models import ReviewTask, ThresholdEvidence
 
     engine, truth = _start(*dataset_files)
 
@@ -109,8 +112,8 @@ def test_without_its_audit_labels_a_backlog_goes_back_to_review(sluice_home, dat
     run_cycle(annotate=reviews_only, push=False, as_of=CLOCK)
     run_cycle(annotate=reviews_only, push=False, as_of=CLOCK + timedelta(hours=1))
     with Session(engine) as session:
-        rerouted = session.exec(select(RoutingDecision).where(
-            RoutingDecision.cycle == 2, RoutingDecision.supersedes_id.is_not(None))).all()
+        rerouted = session.execute(select(DECISIONS).where(
+            DECISIONS.c.cycle == 2, DECISIONS.c.supersedes_id.is_not(None))).all()
         tried = session.exec(select(ThresholdEvidence).where(ThresholdEvidence.estimator == "backlog_sample")).all()
     assert rerouted and all(d.route == "review" for d in rerouted)
     assert tried and all(e.threshold is None for e in tried)  # the evidence says it was tried, and failed

@@ -6,6 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from sqlalchemy import select
+from store.decision_batches import full_decisions
+
+DECISIONS = full_decisions()  # each decision with its batch's columns
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("prefect_harness")]
 
@@ -16,7 +19,7 @@ def _cycle(home, database_url: str | None, dataset_files, runner: str) -> dict:
     environment (which names the thread pool and another home)."""
     from flows.cycle import run_cycle
     from flows.simulate import DirectAnnotators
-    from store.models import Label, ReviewTask, RoutingDecision
+    from store.models import Label, ReviewTask
     from store.settings import get_settings
     from tests.flows.seeded import AS_OF, ingest_seed_and_train
 
@@ -33,8 +36,8 @@ def _cycle(home, database_url: str | None, dataset_files, runner: str) -> dict:
         close_local_cluster()
     assert list((home / "models").glob("*")), "the models follow the settings' home"
     with engine.connect() as conn:
-        decisions = conn.execute(select(RoutingDecision.item_id, RoutingDecision.route, RoutingDecision.reasons)
-                                 .order_by(RoutingDecision.item_id)).all()
+        decisions = conn.execute(select(DECISIONS.c.item_id, DECISIONS.c.route, DECISIONS.c.reasons)
+                                 .order_by(DECISIONS.c.item_id)).all()
         tasks = conn.execute(select(ReviewTask.item_id, ReviewTask.selection_reason)
                              .order_by(ReviewTask.item_id)).all()
         labels_ = conn.execute(select(Label.item_id, Label.label, Label.split).order_by(Label.item_id)).all()

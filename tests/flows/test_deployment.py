@@ -20,6 +20,9 @@ import pytest
 from sqlalchemy import func, select
 
 from tests.labelstudio_fixture import free_port
+from store.decision_batches import full_decisions
+
+DECISIONS = full_decisions()  # each decision with its batch's columns
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("prefect_harness")]
 
@@ -100,7 +103,7 @@ def deployment_env(sluice_home, labelstudio, tmp_path, monkeypatch):
 
 
 def test_a_cycle_deployed_from_prefect_yaml_runs_on_a_worker_and_writes_the_store(deployment_env, tmp_path):
-    from store.models import AuditEvent, CycleReport, ReviewTask, RoutingDecision
+    from store.models import AuditEvent, CycleReport, ReviewTask
 
     env, api, engine = deployment_env
     _prefect(env, "work-pool", "create", "sluice", "--type", "process")
@@ -128,7 +131,7 @@ def test_a_cycle_deployed_from_prefect_yaml_runs_on_a_worker_and_writes_the_stor
         f"{json.dumps(state, indent=1)}\nworker log:\n{log.read_text()[-4000:]}")
     with engine.connect() as conn:
         report = conn.execute(select(CycleReport)).one()
-        decisions = conn.execute(select(func.count()).select_from(RoutingDecision)).scalar_one()
+        decisions = conn.execute(select(func.count()).select_from(DECISIONS)).scalar_one()
         pushed = conn.execute(select(func.count()).select_from(ReviewTask)
                               .where(ReviewTask.state == "pushed")).scalar_one()
         events = set(conn.execute(select(AuditEvent.kind)).scalars())

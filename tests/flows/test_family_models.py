@@ -13,6 +13,9 @@ import pytest
 from sqlalchemy import select, update
 
 from store.models import AuditEvent, Item, Label, ModelVersion, Prediction, RoutingDecision
+from store.decision_batches import full_decisions
+
+DECISIONS = full_decisions()  # each decision with its batch's columns
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("prefect_harness")]
 
@@ -63,7 +66,7 @@ def _predictions(engine, item_ids: list[str]) -> dict[str, Prediction]:
 
 def _decisions(engine, cycle: int) -> dict[str, RoutingDecision]:
     with engine.connect() as conn:
-        return {r.item_id: r for r in conn.execute(select(RoutingDecision).where(RoutingDecision.cycle == cycle))}
+        return {r.item_id: r for r in conn.execute(select(DECISIONS).where(DECISIONS.c.cycle == cycle))}
 
 
 def test_generation_items_without_a_score_are_routed_under_the_promoted_verifier(sluice_home, tmp_path):

@@ -12,8 +12,11 @@ import pytest
 from sqlalchemy import func, select
 
 from labeling.kinds import fields_to_review
-from store.models import Annotation, Label, Prediction, ReviewTask, RoutingDecision
+from store.models import Annotation, Label, Prediction, ReviewTask
 from store.predictions import predictions_of
+from store.decision_batches import full_decisions
+
+DECISIONS = full_decisions()  # each decision with its batch's columns
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("prefect_harness")]
 
@@ -115,7 +118,7 @@ def test_each_kind_goes_to_its_queue_and_its_answers_come_back(kinds_env):
     with engine.connect() as conn:
         labels = {r.item_id: r for r in conn.execute(select(Label))}
         sides = {r.item_id: r.answer["side"] for r in conn.execute(select(Annotation)) if r.item_id.startswith("pair")}
-        thresholds = dict(conn.execute(select(RoutingDecision.item_id, RoutingDecision.threshold)).all())
+        thresholds = dict(conn.execute(select(DECISIONS.c.item_id, DECISIONS.c.threshold)).all())
     for index, (_, right, _) in enumerate(QUESTIONS):
         generation = labels[f"gen-{index}"]
         assert generation.label == "reject"

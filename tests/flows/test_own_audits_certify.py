@@ -9,6 +9,9 @@ from datetime import datetime, timedelta, timezone
 import numpy as np
 import pytest
 from sqlmodel import Session, select
+from store.decision_batches import full_decisions
+
+DECISIONS = full_decisions()  # each decision with its batch's columns
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("prefect_harness")]
 
@@ -29,12 +32,12 @@ defaults:
 def _label_sets(engine, model_version: str) -> tuple[set[str], set[str], set[str]]:
     """Independently of the code under test: the held-out unbiased labels, the audits of the model's own first
     decisions, and every label in the train split."""
-    from store.models import Label, ReviewTask, RoutingDecision
+    from store.models import Label, ReviewTask
 
     with Session(engine) as session:
         labels = session.exec(select(Label)).all()
         tasks = session.exec(select(ReviewTask).where(ReviewTask.selection_reason == "audit")).all()
-        decisions = {d.id: d for d in session.exec(select(RoutingDecision)).all()}
+        decisions = {d.id: d for d in session.execute(select(DECISIONS)).all()}
     own_tasks = {t.item_id for t in tasks if decisions[t.decision_id].model_version == model_version
                  and decisions[t.decision_id].supersedes_id is None}
     held = {lab.item_id for lab in labels if lab.split == "holdout" and lab.selection_reason in ("seed", "audit", "gold")}
@@ -51,7 +54,7 @@ def test_audits_certify_the_model_that_drew_them_and_never_the_model_they_traine
     from flows.simulate import DirectAnnotators
     from routing.policy import Policy
     from services.certify import certifying_labels
-    from store.models import Label, RoutingDecision, ThresholdEvidence
+    from store.models import Label, ThresholdEvidence
     from store.policies import save_policy
     from store.registry import promoted_model
     from tests.flows.conftest import make_dataset, write_files
@@ -77,9 +80,9 @@ def test_audits_certify_the_model_that_drew_them_and_never_the_model_they_traine
     ingest_flow(str(batches[1][0]))  # fresh traffic, routed by the same model on what cycle 1 brought back
     run_cycle(annotate=annotate, push=False, as_of=CLOCK + timedelta(hours=1), retrain=False)
     with Session(engine) as session:
-        used = {d.evidence_id for d in session.exec(select(RoutingDecision).where(
-            RoutingDecision.cycle == 2, RoutingDecision.model_version == model,
-            RoutingDecision.evidence_id.is_not(None))).all()}
+        used = {d.evidence_id for d in session.execute(select(DECISIONS).where(
+            DECISIONS.c.cycle == 2, DECISIONS.c.model_version == model,
+            DECISIONS.c.evidence_id.is_not(None))).all()}
         evidence = [session.get(ThresholdEvidence, i) for i in used]
         reasons = {lab.item_id: lab.selection_reason for lab in session.exec(select(Label)).all()}
     assert len(evidence) == 1 and evidence[0].estimator == "clopper_pearson"

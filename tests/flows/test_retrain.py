@@ -82,7 +82,8 @@ def _corrected_generation(engine, n: int) -> None:
     """`n` SEMI-SYNTHETIC wrong responses routed as "accept" and rejected by people (corrections), and one
     classification item corrected in the same segment."""
     from scoring.datasets import semi_synthetic_generation
-    from store.models import Item, Label, PolicyVersion, RoutingDecision, utcnow
+    from store.decision_batches import record_decisions
+    from store.models import Item, Label, PolicyVersion, utcnow
 
     data = semi_synthetic_generation(2 * n, seed=31)
     wrong = data[~data["accepted"]].head(n)
@@ -96,7 +97,7 @@ def _corrected_generation(engine, n: int) -> None:
         conn.execute(PolicyVersion.__table__.insert(), [{"version": "p1", "name": "p", "document": "",
                                                          "created_at": now}])
         conn.execute(Item.__table__.insert(), items)
-        conn.execute(RoutingDecision.__table__.insert(), [
+        record_decisions(conn, [
             {"item_id": i["id"], "segment": "answers", "route": "auto_accept", "model_version": "v0",
              "predicted_label": "sport" if i["id"] == "c1" else "accept", "policy_version": "p1", "reasons": [],
              "created_at": now} for i in items])

@@ -8,7 +8,9 @@ import numpy as np
 import pytest
 from sqlalchemy import func, select
 
-from store.models import RoutingDecision
+from store.decision_batches import full_decisions
+
+DECISIONS = full_decisions()  # each decision with its batch's columns
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("prefect_harness")]
 
@@ -73,7 +75,7 @@ def routed(sluice_home, tmp_path):
     engine = _scored_and_calibrated(tmp_path)
     route_flow(cycle=1)
     with engine.connect() as conn:
-        rows = conn.execute(select(RoutingDecision)).all()
+        rows = conn.execute(select(DECISIONS)).all()
     return engine, {r.item_id: r for r in rows}
 
 
@@ -97,19 +99,44 @@ def test_a_batch_writes_its_evidence_with_its_decisions_or_not_at_all(sluice_hom
     def refused(*args, **kwargs):
         raise RuntimeError("the decisions' insert failed")
 
-    monkeypatch.setattr(flows.route, "insert_ignore_columns", refused)
+    monkeypatch.setattr(flows.route, "write_decisions", refused)
     with pytest.raises(Exception, match="insert failed"):
         route_flow(cycle=1)
     with engine.connect() as conn:
         assert conn.execute(select(func.count()).select_from(ThresholdEvidence)).scalar_one() == 0
-        assert conn.execute(select(func.count()).select_from(RoutingDecision)).scalar_one() == 0
+        assert conn.execute(select(func.count()).select_from(DECISIONS)).scalar_one() == 0
     monkeypatch.undo()
     route_flow(cycle=1)
     with engine.connect() as conn:
-        cited = set(conn.execute(select(RoutingDecision.evidence_id).where(
-            RoutingDecision.evidence_id.is_not(None))).scalars())
+        cited = set(conn.execute(select(DECISIONS.c.evidence_id).where(
+            DECISIONS.c.evidence_id.is_not(None))).scalars())
         stored = set(conn.execute(select(ThresholdEvidence.id)).scalars())
     assert cited and cited <= stored
+
+
+def test_a_batch_run_again_after_it_was_written_decides_nothing_twice(sluice_home, tmp_path):
+    """Decision rows have no (item, versions) key to collide on: the items' state move, in the same transaction, is
+    what keeps a batch that runs again (a retry after its commit) from deciding any item a second time."""
+    from flows.common import engine_for
+    from flows.route import model_labels, route_batch, route_flow
+    from store.decisions import scored_groups
+    from store.policies import active_policy
+    from store.settings import get_settings
+
+    engine = _scored_and_calibrated(tmp_path)
+    policy, version = active_policy(engine)
+    groups = scored_groups(engine, None)  # what the first run reads, kept for the second
+    labels = {g.model_version: model_labels(engine, policy, g.model_version, [x.segment for x in groups])
+              for g in groups}
+    first = route_flow(cycle=1)
+    with engine.connect() as conn:
+        before = conn.execute(select(func.count()).select_from(DECISIONS)).scalar_one()
+    again = route_batch.fn(groups, 1, get_settings(), policy, version, {}, labels)
+    with engine_for(None).connect() as conn:
+        after = conn.execute(select(func.count()).select_from(DECISIONS)).scalar_one()
+        distinct = conn.execute(select(func.count(func.distinct(DECISIONS.c.item_id)))).scalar_one()
+    assert first["routed"] == before == after == distinct > 0
+    assert sum(again.values()) == 0
 
 
 def test_a_target_derives_a_guaranteed_threshold_from_unbiased_labels(sluice_home, routed):
@@ -230,8 +257,8 @@ def test_live_guard_halts_a_segment_whose_audits_show_excess_error(sluice_home, 
     with engine.connect() as conn:
         halts = conn.execute(select(GuardHalt)).all()
         events = conn.execute(select(AuditEvent.payload).where(AuditEvent.kind == "live_guard_halt")).scalars().all()
-        second = conn.execute(select(RoutingDecision).where(RoutingDecision.cycle == 2,
-                                                            RoutingDecision.segment == "targeted")).all()
+        second = conn.execute(select(DECISIONS).where(DECISIONS.c.cycle == 2,
+                                                            DECISIONS.c.segment == "targeted")).all()
     assert [(h.segment, h.model_version) for h in halts] == [("targeted", "upstream")]
     assert halts[0].n_errors == halts[0].n_audited and halts[0].e_value >= 1 / halts[0].delta
     assert len(events) == 1 and events[0]["segment"] == "targeted" and "exceeds the target" in events[0]["reason"]
@@ -261,7 +288,7 @@ def test_backlog_items_rerouted_under_a_new_decision_are_not_auto_accepted(sluic
         conn.execute(update(Item).where(Item.id.in_(waiting)).values(state=ItemState.scored.value))
     route_flow(cycle=2)
     with engine.connect() as conn:
-        again = conn.execute(select(RoutingDecision).where(RoutingDecision.cycle == 2)).all()
+        again = conn.execute(select(DECISIONS).where(DECISIONS.c.cycle == 2)).all()
     assert {d.item_id for d in again} == set(waiting)
     assert all(d.route in ("review", "escalate") for d in again)
     assert all(d.supersedes_id == decisions[d.item_id].id for d in again)
@@ -314,7 +341,7 @@ def test_audit_share_sized_for_the_interval_width_applies_to_automated_and_revie
     score_flow()
     route_flow(cycle=2)
     with engine.connect() as conn:
-        run = conn.execute(select(RoutingDecision).where(RoutingDecision.cycle == 2)).all()
+        run = conn.execute(select(DECISIONS).where(DECISIONS.c.cycle == 2)).all()
     rates = {d.audit_rate for d in run}
     assert len(rates) == 1
     rate = rates.pop()
@@ -326,8 +353,8 @@ def test_audit_share_sized_for_the_interval_width_applies_to_automated_and_revie
     select_flow(cycle=2)
     with engine.connect() as conn:
         audits = conn.execute(select(ReviewTask.selection_probability).join(
-            RoutingDecision, RoutingDecision.id == ReviewTask.decision_id).where(
-            RoutingDecision.cycle == 2, ReviewTask.selection_reason == "audit")).scalars().all()
+            DECISIONS, DECISIONS.c.id == ReviewTask.decision_id).where(
+            DECISIONS.c.cycle == 2, ReviewTask.selection_reason == "audit")).scalars().all()
     assert audits and set(audits) == {rate}  # review items are audited at the same share: a uniform sample
 
 
@@ -342,7 +369,7 @@ def test_outputs_of_llm_pipelines_are_scored_on_their_own_score_or_left_to_their
 
     from flows.common import engine_for
     from flows.ingest import ingest_flow
-    from store.models import Item, Prediction, RoutingDecision
+    from store.models import Item, Prediction
     from store.predictions import predictions_of
     from tests.flows.seeded import seed_and_route
     from tests.store.test_ingest import EXTRACTION, GENERATION, PAIRWISE
@@ -364,8 +391,8 @@ def test_outputs_of_llm_pipelines_are_scored_on_their_own_score_or_left_to_their
             select(passthrough).where(passthrough.c.item_id.in_(["g1", "p1", "x1", "g-bare"])))}
         assert conn.execute(select(Prediction).where(
             Prediction.item_id.in_(["g1", "p1", "x1", "g-bare"]))).first() is None
-        routed = set(conn.execute(select(RoutingDecision.item_id).where(
-            RoutingDecision.item_id.in_(["g1", "p1", "x1", "g-bare"]))).scalars())
+        routed = set(conn.execute(select(DECISIONS.c.item_id).where(
+            DECISIONS.c.item_id.in_(["g1", "p1", "x1", "g-bare"]))).scalars())
         bare_state = conn.execute(select(Item.state).where(Item.id == "g-bare")).scalar_one()
     assert {i: (p.model_version, p.label) for i, p in predictions.items()} == {
         "g1": ("upstream", "accept"), "p1": ("upstream", "b"), "x1": ("upstream", "confirmed")}
@@ -456,7 +483,7 @@ def _route_llm_records(engine, tmp_path, records: list[dict], cycle: int) -> dic
     score_flow()  # the classifier scores the classification item, the pipeline's own score the others
     route_flow(cycle=cycle)
     with engine.connect() as conn:
-        rows = conn.execute(select(RoutingDecision).where(RoutingDecision.cycle == cycle)).all()
+        rows = conn.execute(select(DECISIONS).where(DECISIONS.c.cycle == cycle)).all()
     return {r.item_id: r for r in rows}
 
 
@@ -537,7 +564,7 @@ def test_every_batch_of_a_route_run_routes_under_the_policy_the_run_read_at_its_
     assert route_flow(cycle=1)["routed"] == 120
     assert active_policy(engine)[1] != first
     with engine.connect() as conn:
-        versions = set(conn.execute(select(RoutingDecision.policy_version)).scalars())
+        versions = set(conn.execute(select(DECISIONS.c.policy_version)).scalars())
     assert versions == {first}
 
 

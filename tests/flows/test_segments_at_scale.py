@@ -12,7 +12,10 @@ import numpy as np
 import pytest
 from sqlalchemy import event, func, select
 
-from store.models import CalibrationReportRow, ReviewTask, RoutingDecision, ThresholdEvidence
+from store.models import CalibrationReportRow, ReviewTask, ThresholdEvidence
+from store.decision_batches import full_decisions
+
+DECISIONS = full_decisions()  # each decision with its batch's columns
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("prefect_harness")]
 
@@ -96,13 +99,13 @@ def test_a_cycle_over_ten_thousand_segments(sluice_home, tmp_path, caplog):
     waiting = N_SEGMENTS * PER_SEGMENT - len(records[::7])
     assert summary["routed"] == waiting and summary["halted_segments"] == []
     with engine.connect() as conn:
-        decided = conn.execute(select(func.count(func.distinct(RoutingDecision.item_id)))).scalar_one()
-        segments = conn.execute(select(func.count(func.distinct(RoutingDecision.segment)))).scalar_one()
+        decided = conn.execute(select(func.count(func.distinct(DECISIONS.c.item_id)))).scalar_one()
+        segments = conn.execute(select(func.count(func.distinct(DECISIONS.c.segment)))).scalar_one()
         evidence = conn.execute(select(ThresholdEvidence)).all()
-        automated = conn.execute(select(func.count()).select_from(RoutingDecision).where(
-            RoutingDecision.route.in_(("auto_accept", "spot_check")))).scalar_one()
-        pooled = conn.execute(select(func.count(func.distinct(RoutingDecision.evidence_id))).where(
-            RoutingDecision.evidence_id.is_not(None))).scalar_one()
+        automated = conn.execute(select(func.count()).select_from(DECISIONS).where(
+            DECISIONS.c.route.in_(("auto_accept", "spot_check")))).scalar_one()
+        pooled = conn.execute(select(func.count(func.distinct(DECISIONS.c.evidence_id))).where(
+            DECISIONS.c.evidence_id.is_not(None))).scalar_one()
         tasks = conn.execute(select(func.count()).select_from(ReviewTask)).scalar_one()
         n_reports = conn.execute(select(func.count()).select_from(CalibrationReportRow)).scalar_one()
     assert decided == waiting and segments == N_SEGMENTS

@@ -5,14 +5,16 @@ from __future__ import annotations
 
 import pytest
 from sqlalchemy import select
+from store.decision_batches import full_decisions
+
+DECISIONS = full_decisions()  # each decision with its batch's columns
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("prefect_harness")]
 
 
 def test_active_select_draws_each_review_decision_once_with_a_stored_probability(sluice_home, dataset_files):
-    from flows.common import engine_for
     from flows.select import select_flow
-    from store.models import ReviewDraw, ReviewTask, RoutingDecision
+    from store.models import ReviewDraw, ReviewTask
     from tests.flows.seeded import ingest_seed_and_train
     from flows.calibrate import calibrate_flow
     from flows.route import route_flow
@@ -27,7 +29,7 @@ def test_active_select_draws_each_review_decision_once_with_a_stored_probability
     with engine.connect() as conn:
         draws = {d.decision_id: d for d in conn.execute(select(ReviewDraw)).all()}
         tasks = conn.execute(select(ReviewTask)).all()
-        review = set(conn.execute(select(RoutingDecision.id).where(RoutingDecision.route == "review")).scalars())
+        review = set(conn.execute(select(DECISIONS.c.id).where(DECISIONS.c.route == "review")).scalars())
     audited = {t.decision_id for t in tasks if t.selection_reason == "audit"}
     active = [t for t in tasks if t.selection_reason == "active"]
     # every review candidate, once, audited or not (what the draw leaves waiting must not depend on the audits);
@@ -39,7 +41,7 @@ def test_active_select_draws_each_review_decision_once_with_a_stored_probability
     # the default policy's budget of 50 labels covers the audits too: the draw expects what they left, sized up by
     # the audit share (a drawn item the audit took goes out as its audit)
     with engine.connect() as conn:
-        rate = conn.execute(select(RoutingDecision.audit_rate).where(RoutingDecision.route == "review")).scalars().all()
+        rate = conn.execute(select(DECISIONS.c.audit_rate).where(DECISIONS.c.route == "review")).scalars().all()
     expected = int((50 - len(audited)) / (1 - sum(rate) / len(rate)))
     assert abs(sum(d.probability for d in draws.values()) - expected) < 1e-6
     assert min(d.probability for d in draws.values()) > 0

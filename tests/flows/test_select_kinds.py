@@ -11,6 +11,9 @@ import pytest
 from sqlalchemy import select
 
 from store.models import ReviewTask
+from store.decision_batches import full_decisions
+
+DECISIONS = full_decisions()  # each decision with its batch's columns
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("prefect_harness")]
 
@@ -83,7 +86,6 @@ def test_each_kind_spends_its_budget_on_its_own_most_uncertain(sluice_home, tmp_
     from flows.score import score_flow
     from flows.select import select_flow
     from routing.policy import Policy
-    from store.models import RoutingDecision
     from store.policies import save_policy
     from tests.flows.seeded import AS_OF
 
@@ -98,10 +100,10 @@ def test_each_kind_spends_its_budget_on_its_own_most_uncertain(sluice_home, tmp_
     score_flow()
     route_flow(cycle=1)
     with engine.connect() as conn:
-        routes = dict(conn.execute(select(RoutingDecision.item_id, RoutingDecision.route)
-                                   .where(RoutingDecision.cycle == 1)).all())
-        calibrated = dict(conn.execute(select(RoutingDecision.item_id, RoutingDecision.calibrated_confidence)
-                                       .where(RoutingDecision.item_id.in_(list(RESPONSES)))).all())
+        routes = dict(conn.execute(select(DECISIONS.c.item_id, DECISIONS.c.route)
+                                   .where(DECISIONS.c.cycle == 1)).all())
+        calibrated = dict(conn.execute(select(DECISIONS.c.item_id, DECISIONS.c.calibrated_confidence)
+                                       .where(DECISIONS.c.item_id.in_(list(RESPONSES)))).all())
     assert set(routes.values()) == {"review"} and len(routes) == 21
     # the premise: calibration turns the one-sided score around, 0.6 is sure, 0.9 is not
     assert max(abs(calibrated[i] - 0.5) for i in ("gen-raw-0.90", "gen-raw-0.905")) < min(

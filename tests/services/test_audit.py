@@ -11,7 +11,8 @@ import pytest
 from routing.active_inference import error_interval
 from services.audit import audit_estimates, overall_audit_estimate
 from store import figures
-from store.models import Item, Label, PolicyVersion, RoutingDecision, utcnow
+from store.decision_batches import record_decisions
+from store.models import Item, Label, PolicyVersion, utcnow
 
 NOW = utcnow()
 
@@ -26,7 +27,7 @@ def _record(engine, *, audit_back: bool) -> None:
         conn.execute(PolicyVersion.__table__.insert(), [{"version": "p1", "name": "p", "document": "", "created_at": NOW}])
         conn.execute(Item.__table__.insert(), [
             {"id": i, "segment": s, "state": "routed", "received_at": NOW, "updated_at": NOW} for i, s, _, _ in rows])
-        conn.execute(RoutingDecision.__table__.insert(), [
+        record_decisions(conn, [
             {"item_id": i, "segment": s, "route": r, "predicted_label": "x", "cycle": 1, "policy_version": "p1",
              "model_version": "m", "inclusion_probability": p, "calibrated_confidence": 0.9, "reasons": [],
              "created_at": NOW} for i, s, r, p in rows])
@@ -68,7 +69,7 @@ def test_no_draw_no_estimate(engine) -> None:
         conn.execute(PolicyVersion.__table__.insert(), [{"version": "p1", "name": "p", "document": "", "created_at": NOW}])
         conn.execute(Item.__table__.insert(), [{"id": "a", "segment": "s", "state": "routed", "received_at": NOW,
                                                 "updated_at": NOW}])
-        conn.execute(RoutingDecision.__table__.insert(), [{
+        record_decisions(conn, [{
             "item_id": "a", "segment": "s", "route": "auto_accept", "predicted_label": "x", "policy_version": "p1",
             "model_version": "m", "inclusion_probability": 0.1, "reasons": [], "created_at": NOW}])
     assert audit_estimates(engine) == {} and overall_audit_estimate(engine) is None

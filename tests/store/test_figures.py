@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from store import figures, outbox
+from store.decision_batches import record_decisions
 from store.models import Annotation, Item, Label, PolicyVersion, ReviewTask, RoutingDecision, utcnow
 
 NOW = utcnow()
@@ -27,7 +28,7 @@ def _record(engine) -> None:
             {"version": "p1", "name": "p", "document": "", "created_at": NOW}])
         conn.execute(Item.__table__.insert(), [
             {"id": i, "segment": s, "state": "routed", "received_at": NOW, "updated_at": NOW} for i, s in items])
-        conn.execute(RoutingDecision.__table__.insert(), [
+        record_decisions(conn, [
             {"item_id": i, "segment": dict(items)[i], "route": r, "predicted_label": p, "cycle": c,
              "policy_version": "p1", "model_version": f"m{k}", "inclusion_probability": 0.5, "reasons": [],
              "created_at": NOW} for k, (i, r, p, c) in enumerate(decisions)])

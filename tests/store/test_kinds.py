@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from store.bulk import LOOKUP_CHUNK
 from store.kinds import LlmCandidates, llm_candidates
-from store.models import Item, PolicyVersion, RoutingDecision, utcnow
+from store.decision_batches import full_decisions, record_decisions
+from store.models import Item, PolicyVersion, utcnow
 
 NOW = utcnow()
 PAYLOADS = {
@@ -29,10 +30,11 @@ def _record(engine, extra_classifications: int = 0) -> dict[str, int]:
         conn.execute(Item.__table__.insert(), [
             {"id": i, "segment": "s", "state": "routed", "kind": kind, "payload": PAYLOADS.get(i[0]) if kind !=
              "classification" else None, "received_at": NOW, "updated_at": NOW} for i, kind in kinds.items()])
-        conn.execute(RoutingDecision.__table__.insert(), [
+        record_decisions(conn, [
             {"item_id": i, "segment": "s", "route": "review", "calibrated_confidence": c, "policy_version": "p1",
              "model_version": m, "reasons": [], "created_at": NOW} for i, c, m in decisions])
-        rows = conn.execute(RoutingDecision.__table__.select().order_by(RoutingDecision.id)).all()
+        decisions = full_decisions()
+        rows = conn.execute(decisions.select().order_by(decisions.c.id)).all()
     return {f"{row.item_id}#{row.model_version}": row.id for row in rows}
 
 

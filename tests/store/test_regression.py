@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from store.models import Item, Label, PolicyVersion, RoutingDecision, utcnow
+from store.decision_batches import record_decisions
+from store.models import Item, Label, PolicyVersion, utcnow
 from store.regression import CorrectedItem, corrected_items
 
 NOW = utcnow()
@@ -26,7 +27,7 @@ def _record(engine) -> None:
         conn.execute(Item.__table__.insert(), [
             {"id": i, "segment": s, "state": "resolved", "text": f"text of {i}", "received_at": NOW,
              "updated_at": NOW} for i, s in items])
-        conn.execute(RoutingDecision.__table__.insert(), [
+        record_decisions(conn, [
             {"item_id": i, "segment": dict(items)[i], "route": "review", "predicted_label": p, "model_version": m,
              "policy_version": "p1", "reasons": [], "created_at": NOW} for i, p, m in decisions])
         conn.execute(Label.__table__.insert(), [
@@ -58,7 +59,7 @@ def test_corrected_items_of_some_kinds_carry_their_kind_and_payload(engine) -> N
         conn.execute(Item.__table__.insert(), [
             {"id": "g1", "segment": "s", "state": "resolved", "kind": "generation", "payload": payload,
              "received_at": NOW, "updated_at": NOW}])
-        conn.execute(RoutingDecision.__table__.insert(), [
+        record_decisions(conn, [
             {"item_id": "g1", "segment": "s", "route": "review", "predicted_label": "accept", "model_version": "v1",
              "policy_version": "p1", "reasons": [], "created_at": NOW}])
         conn.execute(Label.__table__.insert(), [

@@ -11,8 +11,12 @@ from typing import Any, NamedTuple
 from sqlalchemy import Engine, text
 
 AUTOMATED = ("auto_accept", "spot_check")
+# every decision with its batch's constants (segment, versions, threshold, evidence, cycle, ...)
+DECISIONS = ("(SELECT d.*, b.segment, b.policy_version, b.model_version, b.calibration_id, b.threshold, "
+             "b.evidence_id, b.audit_rate, b.cycle, b.created_at FROM routing_decisions d "
+             "JOIN routing_batches b ON b.id = d.batch_id)")
 # each item's newest routing decision (decisions are append-only, ids increase)
-LATEST = ("(SELECT d.* FROM routing_decisions d JOIN (SELECT max(id) AS id FROM routing_decisions "
+LATEST = (f"(SELECT d.* FROM {DECISIONS} d JOIN (SELECT max(id) AS id FROM routing_decisions "
           "GROUP BY item_id) newest ON newest.id = d.id)")
 
 

@@ -10,6 +10,9 @@ from streamlit.testing.v1 import AppTest
 
 from store.vocab import Role
 from ui.auth import SESSION_KEY, SignedIn
+from store.decision_batches import full_decisions
+
+DECISIONS = full_decisions()  # each decision with its batch's columns
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("prefect_harness")]
 APP = str(Path(__file__).resolve().parents[2] / "ui" / "app.py")
@@ -40,12 +43,12 @@ def audit_page() -> AppTest:
 def test_one_items_story_and_a_filtered_export(routed):
     from sqlalchemy import func, select
 
-    from store.models import ReviewTask, RoutingDecision
+    from store.models import ReviewTask
 
     with routed.connect() as conn:
         task = conn.execute(select(ReviewTask.item_id, ReviewTask.selection_reason)).first()
-        reviews = conn.execute(select(func.count()).select_from(RoutingDecision)
-                               .where(RoutingDecision.route == "review")).scalar_one()
+        reviews = conn.execute(select(func.count()).select_from(DECISIONS)
+                               .where(DECISIONS.c.route == "review")).scalar_one()
     at = audit_page()
     at.text_input(key="audit-item").input(task.item_id).run()
     assert not at.exception, [e.value for e in at.exception]

@@ -43,7 +43,7 @@ def test_the_newest_certifications_are_the_evidence_behind_the_cycles_decisions(
         SELECT e.id, e.segment AS pool, d.segment, e.estimator, e.threshold, e.n, e.n_accepted, e.n_errors,
                e.error_upper_bound, e.labels_by_reason, COUNT(*) AS decisions,
                SUM(d.route IN ('auto_accept', 'spot_check')) AS auto_accepted
-        FROM routing_decisions d JOIN threshold_evidence e ON e.id = d.evidence_id
+        FROM {expected.DECISIONS} d JOIN threshold_evidence e ON e.id = d.evidence_id
         WHERE d.cycle = {cycle} GROUP BY e.id, d.segment""")
     assert used and any(row.threshold is not None for row in used), "cycle 2 certified no threshold"
     frame = data.certifications(routed_engine)

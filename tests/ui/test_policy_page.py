@@ -14,6 +14,9 @@ from store.policy_changes import policy_history
 from store.policies import active_policy, stored_policy
 from store.vocab import ChangeStatus, Role
 from ui.auth import NO_ACCOUNTS, SESSION_KEY, SignedIn
+from store.decision_batches import full_decisions
+
+DECISIONS = full_decisions()  # each decision with its batch's columns
 
 APP = str(Path(__file__).resolve().parents[2] / "ui" / "app.py")
 PASSWORD = "a long passphrase"
@@ -154,7 +157,6 @@ def test_the_next_route_run_uses_the_version_the_console_applied(sluice_home, tm
     from flows.ingest import ingest_flow
     from flows.route import route_flow
     from flows.score import score_flow
-    from store.models import RoutingDecision
     from tests.flows.conftest import make_dataset, write_files
     from tests.flows.seeded import seed_and_route
 
@@ -179,6 +181,6 @@ def test_the_next_route_run_uses_the_version_the_console_applied(sluice_home, tm
     route_flow(cycle=2)
     new_ids = [line.split('"')[3] for line in new_items.read_text().splitlines()]
     with engine_for(None).connect() as conn:
-        versions = set(conn.execute(select(RoutingDecision.policy_version)
-                                    .where(RoutingDecision.item_id.in_(new_ids))).scalars())
+        versions = set(conn.execute(select(DECISIONS.c.policy_version)
+                                    .where(DECISIONS.c.item_id.in_(new_ids))).scalars())
     assert versions == {after}
