@@ -16,7 +16,7 @@ from typing import NamedTuple
 
 from sqlalchemy import Connection, func, insert, update
 
-from store.bulk import chunked, keys_among
+from store.bulk import chunked, existing_keys, keys_among
 from store.models import AuditEvent, Item
 from store.vocab import ItemState
 
@@ -49,13 +49,12 @@ class Moved(NamedTuple):
 def move_items(conn: Connection, targets: Mapping[str, str], *, by: str, returning: bool = False) -> Moved:
     """Move each item id of `targets` into its target state where the lifecycle allows it (see the module
     docstring), in the caller's transaction; record the counts as one ``item_states`` audit event by `by`. With
-    `returning`, the result also says which items moved (the statement returns them: no second read)."""
+    `returning`, the result also says which items moved (see `_moved_ids`)."""
     wanted: dict[ItemState, list[str]] = {}
     for item_id, state in targets.items():
         wanted.setdefault(ItemState(state), []).append(item_id)
     now = datetime.now(timezone.utc)
     moved: Counter[str] = Counter()
-    moved_ids: set[str] = set()
     chosen, chunk = keys_among(conn, Item.id)  # PostgreSQL takes the ids as one array parameter
     for state, ids in wanted.items():
         # the state test wraps the column in a function: SQLite would otherwise pick the state index and scan
@@ -66,19 +65,25 @@ def move_items(conn: Connection, targets: Mapping[str, str], *, by: str, returni
             .values(state=state.value, updated_at=now)
             .execution_options(synchronize_session=False)
         )
-        if returning:
-            statement = statement.returning(Item.id)
         for part in chunked(ids, chunk):
-            if returning:
-                found = conn.execute(statement, {"ids": list(part)}).scalars().all()
-                moved_ids.update(found)
-                moved[state.value] += len(found)
-            else:
-                moved[state.value] += conn.execute(statement, {"ids": list(part)}).rowcount
-    result = Moved(dict(moved), len(targets) - sum(moved.values()), frozenset(moved_ids) if returning else None)
+            moved[state.value] += conn.execute(statement, {"ids": list(part)}).rowcount
+    result = Moved(dict(moved), len(targets) - sum(moved.values()),
+                   _moved_ids(conn, targets, sum(moved.values()), now) if returning else None)
     if result.moved and sum(result.moved.values()):  # a re-run that moves nothing writes nothing
         conn.execute(insert(AuditEvent).values(
             kind="item_states", actor=by, created_at=now,
             payload={"moved": result.moved, "unmoved": result.unmoved,
                      "requested": {s.value: len(ids) for s, ids in wanted.items()}}))
     return result
+
+
+def _moved_ids(conn: Connection, targets: Mapping[str, str], n_moved: int, now: datetime) -> frozenset[str]:
+    """The items of `targets` that this call moved: all of them when as many moved as were asked to (the normal
+    case, at no cost); else the ones whose row now carries this call's own timestamp, read back (an item already
+    in its target state or refused was not written). Cheaper than an ``UPDATE ... RETURNING`` of every id, which
+    doubled the moves' time on PostgreSQL at 200,000 items."""
+    if n_moved == len(targets):
+        return frozenset(targets)
+    if not n_moved:
+        return frozenset()
+    return frozenset(existing_keys(conn, Item.__table__.c.id, list(targets), Item.updated_at == now))
