@@ -64,9 +64,10 @@ def insert_ignore_columns(
 
     Columns named in `encoded_json` hold JSON text already encoded (None for SQL NULL). This is one DBAPI
     executemany (no per-row SQLAlchemy work: each column's values go through its type's bind processor once per
-    distinct run); on SQLite it returns how many rows were inserted, on PostgreSQL None (psycopg runs the rows in
-    its pipeline, each JSON column cast to JSON from what psycopg sends: the pre-encoded text, or the dialect's
-    JSON adapter for values the bind processor encoded).
+    distinct run), or on PostgreSQL from 1,000 rows a COPY (`_copy_insert`); it returns how many rows were
+    inserted (the rows a conflict skipped are not counted), or None when SQLAlchemy had to insert them. On
+    PostgreSQL psycopg runs the rows in its pipeline, each JSON column cast to JSON from what psycopg sends: the
+    pre-encoded text, or the dialect's JSON adapter for values the bind processor encoded.
     """
     names = list(columns)
     lengths = {len(columns[name]) for name in names}
@@ -98,10 +99,9 @@ def insert_ignore_columns(
             cursor.executemany(sql, zip(*values))  # type: ignore[arg-type]  # sqlite3 takes any iterable of rows
             return cursor.rowcount
         if n_rows >= COPY_MIN_ROWS:
-            _copy_insert(cursor, target, quoted, values)
-        else:
-            cursor.executemany(sql, list(zip(*values)))
-        return None
+            return _copy_insert(cursor, target, quoted, values)
+        cursor.executemany(sql, list(zip(*values)))
+        return cursor.rowcount  # psycopg sums it over the rows
     finally:
         cursor.close()
 
@@ -110,20 +110,23 @@ COPY_MIN_ROWS = 1_000  # PostgreSQL: from this many rows, COPY into a staging ta
 _STAGING = "sluice_copy_staging"
 
 
-def _copy_insert(cursor: Any, target: str, quoted: str, values: list[Sequence[Any]]) -> None:
+def _copy_insert(cursor: Any, target: str, quoted: str, values: list[Sequence[Any]]) -> int:
     """PostgreSQL's bulk path: COPY the rows into a temporary table shaped like the target's columns (no
     constraints, no defaults), then one INSERT ... SELECT ... ON CONFLICT DO NOTHING in the order they were
     copied (ingest writes ids in order, so that two ingests wait on each other's rows in one order), then drop it.
     It lives inside the caller's transaction: a failure rolls it back with everything else. Measured at 200,000
     items against the executemany (``bench/results/ingest-route-200k.md``): ingest 3.80 s -> 3.48 s, route 7.07 s
-    -> 6.17 s; most of what is left is the server's own work per row (indexes, foreign keys)."""
+    -> 6.17 s; most of what is left is the server's own work per row (indexes, foreign keys). Returns how many rows
+    the insert wrote."""
     cursor.execute(f"CREATE TEMPORARY TABLE {_STAGING} ON COMMIT DROP AS SELECT {quoted} FROM {target} WITH NO DATA")
     with cursor.copy(f"COPY {_STAGING} ({quoted}) FROM STDIN") as copy:
         for row in zip(*values):
             copy.write_row(row)
     cursor.execute(f"INSERT INTO {target} ({quoted}) SELECT {quoted} FROM {_STAGING} ORDER BY ctid "
                    "ON CONFLICT DO NOTHING")
+    inserted = cursor.rowcount
     cursor.execute(f"DROP TABLE {_STAGING}")
+    return inserted
 
 
 def _rows_from_columns(columns: Mapping[str, Sequence[Any]], encoded_json: Collection[str]) -> list[dict]:

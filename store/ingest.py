@@ -723,7 +723,7 @@ def _write_chunk(
             # rows in one order, never in a cycle (a deadlock, which PostgreSQL breaks by failing one of them).
             # The rows it skipped as already present are the ones received at another moment: stored earlier, or
             # by another ingest that committed while this one waited on them. Whole rows are read for those only.
-            # SQLite reports how many rows it inserted: when that is all of them, nothing was present.
+            # The insert reports how many rows it wrote: when that is all of them, nothing was present.
             ids = sorted(unique)
             inserted = insert_ignore_columns(conn, Item.__table__,
                                              _item_columns([unique[i] for i in ids], source, now, born))

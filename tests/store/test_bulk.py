@@ -36,6 +36,22 @@ def test_insert_ignore_skips_rows_whose_key_exists(engine):
     assert rows == {"a": "ta", "b": "tb", "c": "tc"}
 
 
+@pytest.mark.parametrize("n_rows", [10, bulk.COPY_MIN_ROWS + 10])
+def test_a_column_insert_counts_the_rows_it_wrote_not_the_ones_it_skipped(engine, n_rows):
+    """Ingest trusts the count to skip its look-up of ids stored earlier: by executemany (few rows) and by COPY
+    (PostgreSQL, from COPY_MIN_ROWS), a conflict is not counted."""
+    ids = [f"i{k:05d}" for k in range(n_rows)]
+
+    def columns(keys):
+        rows = _items(keys)
+        return {name: [row[name] for row in rows] for name in rows[0]}
+
+    with engine.begin() as conn:
+        first = bulk.insert_ignore_columns(conn, ITEMS, columns(ids[: n_rows // 2]))
+        second = bulk.insert_ignore_columns(conn, ITEMS, columns(ids))
+    assert (first, second) == (n_rows // 2, n_rows - n_rows // 2)
+
+
 def test_insert_ignore_fills_a_left_out_column_from_its_python_default(engine):
     # items' received_at and updated_at default to utcnow() in Python: SQLAlchemy must compute them, once per row
     rows = [{"id": i, "segment": "default", "text": f"t{i}", "state": "received"} for i in ("a", "b")]
