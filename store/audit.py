@@ -10,7 +10,7 @@ from typing import IO, Any, NamedTuple
 
 from sqlalchemy import Engine, select
 
-from store.models import Annotation, CalibrationReportRow, Item, Label, ReviewTask
+from store.models import Annotation, CalibrationReportRow, Item, ItemSource, Label, ReviewTask
 from store.decisions import DECISION_FIELDS, decision_trail, EVIDENCE_FIELDS
 
 __all__ = ["TRAIL_COLUMNS", "ItemHistory", "item_history", "write_trail"]
@@ -39,10 +39,13 @@ def _rows(engine: Engine, table: Any, *where: Any, order: Any = None) -> list[di
 
 def item_history(engine: Engine, item_id: str) -> ItemHistory | None:
     """Everything the store knows of `item_id`, oldest first; None when there is no such item."""
-    items = _rows(engine, Item.__table__, Item.__table__.c.id == item_id)
-    if not items:
+    query = (select(Item.__table__, ItemSource.path.label("source"))
+             .outerjoin(ItemSource, ItemSource.id == Item.source_id).where(Item.id == item_id))
+    with engine.connect() as conn:
+        found = conn.execute(query).first()
+    if found is None:
         return None
-    item = items[0]
+    item = dict(found._mapping)
     if item.get("text") and len(item["text"]) > TEXT_SHOWN:
         item["text"] = item["text"][:TEXT_SHOWN] + " …"
     decisions = list(decision_trail(engine, item_id=item_id))

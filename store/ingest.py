@@ -14,12 +14,12 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Engine, null, select
+from sqlalchemy import Connection, Engine, null, select
 
 from store.bulk import chunked, existing_keys, insert_ignore, insert_ignore_columns
-from store.models import Item, ItemState, QuarantinedRecord
+from store.models import Item, ItemSource, ItemState, QuarantinedRecord
 from store.passthrough import passthrough_prediction
 
 _fast_loads: Callable[[str], Any] | None
@@ -662,7 +662,8 @@ _JSON_ITEM_COLUMNS = frozenset({"features", "upstream_probs", "metadata", "paylo
 _SQL_NULL = null()
 
 
-def _item_columns(rows: list[dict[str, Any]], source: str, now: datetime, born_scored: set[str]) -> dict[str, list[Any]]:
+def _item_columns(rows: list[dict[str, Any]], source_id: int, now: datetime,
+                  born_scored: set[str]) -> dict[str, list[Any]]:
     """The item rows column by column; absent JSON fields as SQL NULL (a bare None would be stored as the JSON text
     'null', which `IS NULL` misses); the items of `born_scored` in state scored, the rest received."""
     columns: dict[str, list[Any]] = {"id": [row["id"] for row in rows]}
@@ -672,7 +673,7 @@ def _item_columns(rows: list[dict[str, Any]], source: str, now: datetime, born_s
             values = [_SQL_NULL if v is None else v for v in values]
         columns[name] = values
     n = len(rows)
-    columns.update(state=[_born_state(row["id"], born_scored) for row in rows], source=[source] * n,
+    columns.update(state=[_born_state(row["id"], born_scored) for row in rows], source_id=[source_id] * n,
                    received_at=[now] * n, updated_at=[now] * n)
     return columns
 
@@ -726,7 +727,8 @@ def _write_chunk(
             # The insert reports how many rows it wrote: when that is all of them, nothing was present.
             ids = sorted(unique)
             inserted = insert_ignore_columns(conn, Item.__table__,
-                                             _item_columns([unique[i] for i in ids], source, now, born))
+                                             _item_columns([unique[i] for i in ids], source_id(conn, source), now,
+                                                           born))
             before = [] if inserted == len(ids) else sorted(existing_keys(conn, Item.id, ids, Item.received_at != now))
             present = _stored_rows(conn, before) if before else {}
             accepted, present_count = len(unique) - len(before), len(present)
@@ -753,12 +755,20 @@ def _content(row: Mapping[str, Any]) -> tuple[Any, ...]:
     return tuple(json.dumps(row.get(name), sort_keys=True, default=str) for name in ITEM_COLUMNS)
 
 
+def source_id(conn: Connection, path: str) -> int:
+    """The id of the source row of `path`, written the first time a file's items are (in the caller's
+    transaction: a chunk that rolls back leaves no source behind)."""
+    insert_ignore(conn, ItemSource.__table__, [{"path": path, "created_at": datetime.now(timezone.utc)}])
+    return cast(int, conn.execute(select(ItemSource.id).where(ItemSource.path == path)).scalar_one())
+
+
 def _stored_rows(conn: Any, ids: list[str]) -> dict[str, dict[str, Any]]:
     table = Item.__table__
     found: dict[str, dict[str, Any]] = {}
     for part in chunked(ids, 10_000):
-        query = select(table.c.id, table.c.source, table.c.received_at,
-                       *(table.c[name] for name in ITEM_COLUMNS)).where(table.c.id.in_(part))
+        query = select(table.c.id, ItemSource.path.label("source"), table.c.received_at,
+                       *(table.c[name] for name in ITEM_COLUMNS)).outerjoin(
+            ItemSource, ItemSource.id == table.c.source_id).where(table.c.id.in_(part))
         found.update({row["id"]: dict(row) for row in conn.execute(query).mappings()})
     return found
 

@@ -43,6 +43,17 @@ def as_utc(moment: datetime | None) -> datetime | None:
     return moment if moment is None or moment.tzinfo else moment.replace(tzinfo=timezone.utc)
 
 
+class ItemSource(_Table, table=True):
+    """A file items were ingested from, stored once: its items point at it."""
+
+    __tablename__ = "item_sources"
+    __table_args__ = (UniqueConstraint("path", name="uq_item_source_path"),)
+
+    id: Mapped[int | None] = Field(default=None, primary_key=True)
+    path: Mapped[str] = Field(max_length=4096)
+    created_at: Mapped[datetime] = Field(default_factory=utcnow)
+
+
 class Item(_Table, table=True):
     """One producer output, as ingested; the producer's id is the key, so ingest is idempotent."""
 
@@ -58,7 +69,8 @@ class Item(_Table, table=True):
     upstream_probs: Mapped[dict[str, float] | None] = Field(default=None, sa_column=Column(JSON))
     item_metadata: Mapped[dict[str, Any] | None] = Field(default=None, sa_column=Column("metadata", JSON))
     state: Mapped[str] = Field(default=ItemState.received, max_length=32)
-    source: Mapped[str | None] = Field(default=None, description="file or batch the item came from")
+    source_id: Mapped[int | None] = Field(default=None, foreign_key="item_sources.id",
+                                          description="the file the item came from")
     kind: Mapped[str] = Field(
         default="classification", max_length=16, sa_column_kwargs={"server_default": "classification"},
         description="classification, generation, pairwise or extraction (the input contract's kind)")

@@ -17,7 +17,7 @@ from store.settings import get_settings
 
 EXPECTED_TABLES = {
     "items", "predictions", "model_versions", "policy_versions", "calibration_reports", "routing_decisions",
-    "routing_batches",
+    "routing_batches", "item_sources",
     "review_tasks", "annotations", "labels", "audit_events", "quarantine", "cycle_reports", "watermarks",
     "threshold_evidence", "guard_halts", "store_lock_holders", "accounts", "policy_changes", "row_history",
     "review_draws", "backlog_draws",

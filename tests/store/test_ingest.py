@@ -115,8 +115,13 @@ def write(fmt: str, path: Path, records: list[dict[str, Any]]) -> Path:
 
 
 def stored_items(engine) -> dict[str, dict[str, Any]]:
+    """Every item row, with the path of the file it came from as ``source`` (stored once, in ``item_sources``)."""
+    from store.models import ItemSource
+
+    query = (select(ITEMS, ItemSource.path.label("source")).outerjoin(ItemSource, ItemSource.id == ITEMS.c.source_id)
+             .order_by(ITEMS.c.id))
     with engine.connect() as conn:
-        return {row["id"]: dict(row) for row in conn.execute(select(ITEMS).order_by(ITEMS.c.id)).mappings()}
+        return {row["id"]: dict(row) for row in conn.execute(query).mappings()}
 
 
 def stored_quarantine(engine) -> list[tuple[int, str, str | None]]:
@@ -203,6 +208,20 @@ def test_ids_already_ingested_from_another_file_are_duplicates(engine, tmp_path,
     summary = ingest_file(engine, write(fmt, tmp_path / "second", [good_record(i) for i in range(5, 15)]))
     assert (summary.accepted, summary.duplicate) == (5, 5)
     assert count(engine, ITEMS) == 15
+
+
+def test_each_file_is_stored_once_and_its_items_point_at_it(engine, tmp_path):
+    first, second = (write_jsonl(tmp_path / f"{name}.jsonl", [good_record(i) for i in ids])
+                     for name, ids in (("first", range(10)), ("second", range(5, 15))))
+    ingest_file(engine, first, chunk_size=4)  # three chunks, one source row
+    ingest_file(engine, second)
+    ingest_file(engine, first)
+    from store.models import ItemSource
+
+    assert count(engine, ItemSource.__table__) == 2
+    sources = {item_id: row["source"] for item_id, row in stored_items(engine).items()}
+    assert sources == {**{f"item-{i}": str(first.resolve()) for i in range(10)},
+                       **{f"item-{i}": str(second.resolve()) for i in range(10, 15)}}
 
 
 @pytest.mark.parametrize("fmt", FORMATS)
