@@ -353,10 +353,12 @@ def route_batch(
     pending = [batch for group, f in zip(groups, flags) for batch in decide_group(engine, group, cycle, context, f)]
     targets = {item_id: STATE_AFTER[route_of] for batch in pending
                for item_id, route_of in zip(batch.columns["item_id"], batch.columns["route"])}
-    with write_transaction(engine) as conn:  # evidence, the items' moves and decisions: one write
-        evidence_ids = [write_threshold_evidence(conn, row) for row in context.evidence]
+    with write_transaction(engine) as conn:  # the items' moves, evidence and decisions: one write
         # only the items that moved get a decision: a re-run of a batch already written decides nothing twice
         moved = move_items(conn, targets, by="route", returning=True).ids or frozenset()
+        if not moved:
+            return Counter()
+        evidence_ids = [write_threshold_evidence(conn, row) for row in context.evidence]
         batches = [batch.written(evidence_ids) for batch in pending]
         if len(moved) < len(targets):
             batches = [batch.only(moved) for batch in batches]

@@ -41,7 +41,7 @@ def _insert_statement(conn: Connection, table: Table):
 def insert_ignore(conn: Connection, table: Table, rows: Sequence[dict[str, Any]]) -> int | None:
     """Insert `rows`, skipping any that collide with a unique key already present.
 
-    Returns how many rows were inserted when the driver reports it (SQLite), else None.
+    Returns how many rows were inserted (`insert_ignore_columns`), or None when SQLAlchemy inserted them.
     """
     if not rows:
         return 0

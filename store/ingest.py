@@ -758,8 +758,10 @@ def _content(row: Mapping[str, Any]) -> tuple[Any, ...]:
 def source_id(conn: Connection, path: str) -> int:
     """The id of the source row of `path`, written the first time a file's items are (in the caller's
     transaction: a chunk that rolls back leaves no source behind)."""
-    insert_ignore(conn, ItemSource.__table__, [{"path": path, "created_at": datetime.now(timezone.utc)}])
-    return cast(int, conn.execute(select(ItemSource.id).where(ItemSource.path == path)).scalar_one())
+    fingerprint = hashlib.sha256(path.encode("utf-8")).hexdigest()
+    insert_ignore(conn, ItemSource.__table__, [{"path": path, "fingerprint": fingerprint,
+                                                "created_at": datetime.now(timezone.utc)}])
+    return cast(int, conn.execute(select(ItemSource.id).where(ItemSource.fingerprint == fingerprint)).scalar_one())
 
 
 def _stored_rows(conn: Any, ids: list[str]) -> dict[str, dict[str, Any]]:

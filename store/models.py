@@ -47,10 +47,12 @@ class ItemSource(_Table, table=True):
     """A file items were ingested from, stored once: its items point at it."""
 
     __tablename__ = "item_sources"
-    __table_args__ = (UniqueConstraint("path", name="uq_item_source_path"),)
+    __table_args__ = (UniqueConstraint("fingerprint", name="uq_item_source_fingerprint"),)
 
     id: Mapped[int | None] = Field(default=None, primary_key=True)
-    path: Mapped[str] = Field(max_length=4096)
+    path: Mapped[str]
+    # unique on a digest of the path: PostgreSQL's index entries stop at about 2.7 KB, a path may be longer
+    fingerprint: Mapped[str] = Field(max_length=64, description="sha256 of the path, hex")
     created_at: Mapped[datetime] = Field(default_factory=utcnow)
 
 

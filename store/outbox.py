@@ -16,9 +16,8 @@ from sqlalchemy import Engine, bindparam, func, insert, select, update
 from sqlmodel import Session
 
 from store.bulk import chunked, existing_keys, insert_ignore
-from store.decision_batches import full_decisions
 from store.models import (
-    BacklogDraw, Item, Label, ReviewDraw, ReviewTask, Watermark, as_utc, utcnow,
+    BacklogDraw, Item, Label, ReviewDraw, ReviewTask, RoutingBatch, RoutingDecision, Watermark, as_utc, utcnow,
 )
 from store.transitions import move_items
 from store.vocab import ItemKind, LabelSource, Queue, Split, TaskState
@@ -104,11 +103,13 @@ class OutboxRow(NamedTuple):
 def outbox_batch(engine: Engine, batch_key: str) -> list[OutboxRow]:
     """The pending outbox rows of a batch with their items' text, features, kind and payload, and what their
     routing decision said (threshold, calibrated confidence, reasons)."""
-    decision = full_decisions()
-    query = (select(ReviewTask, Item.text, Item.features, Item.kind, Item.payload, decision.c.threshold,
-                    decision.c.calibrated_confidence, decision.c.reasons)
+    # joined directly: SQLite cannot flatten a joined subquery on the right of a LEFT JOIN and would read every
+    # decision for each batch
+    query = (select(ReviewTask, Item.text, Item.features, Item.kind, Item.payload, RoutingBatch.threshold,
+                    RoutingDecision.calibrated_confidence, RoutingDecision.reasons)
              .join(Item, Item.id == ReviewTask.item_id)
-             .outerjoin(decision, decision.c.id == ReviewTask.decision_id)
+             .outerjoin(RoutingDecision, RoutingDecision.id == ReviewTask.decision_id)
+             .outerjoin(RoutingBatch, RoutingBatch.id == RoutingDecision.batch_id)
              .where(ReviewTask.batch_key == batch_key, ReviewTask.state == TaskState.PENDING))
     with Session(engine, expire_on_commit=False) as session:
         # SQLModel types exec() for its own select() only; a SQLAlchemy select runs as with execute()

@@ -120,6 +120,7 @@ def test_a_batch_run_again_after_it_was_written_decides_nothing_twice(sluice_hom
     from flows.common import engine_for
     from flows.route import model_labels, route_batch, route_flow
     from store.decisions import scored_groups
+    from store.models import ThresholdEvidence
     from store.policies import active_policy
     from store.settings import get_settings
 
@@ -129,14 +130,15 @@ def test_a_batch_run_again_after_it_was_written_decides_nothing_twice(sluice_hom
     labels = {g.model_version: model_labels(engine, policy, g.model_version, [x.segment for x in groups])
               for g in groups}
     first = route_flow(cycle=1)
+    counted = (select(func.count()).select_from(DECISIONS), select(func.count()).select_from(ThresholdEvidence))
     with engine.connect() as conn:
-        before = conn.execute(select(func.count()).select_from(DECISIONS)).scalar_one()
+        before, evidence = (conn.execute(query).scalar_one() for query in counted)
     again = route_batch.fn(groups, 1, get_settings(), policy, version, {}, labels)
     with engine_for(None).connect() as conn:
-        after = conn.execute(select(func.count()).select_from(DECISIONS)).scalar_one()
+        after, evidence_after = (conn.execute(query).scalar_one() for query in counted)
         distinct = conn.execute(select(func.count(func.distinct(DECISIONS.c.item_id)))).scalar_one()
     assert first["routed"] == before == after == distinct > 0
-    assert sum(again.values()) == 0
+    assert sum(again.values()) == 0 and evidence_after == evidence > 0  # and no evidence row nothing cites
 
 
 def test_a_target_derives_a_guaranteed_threshold_from_unbiased_labels(sluice_home, routed):

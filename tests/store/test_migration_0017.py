@@ -53,3 +53,25 @@ def test_a_downgrade_puts_the_paths_back(database_url) -> None:
         items = dict(conn.execute(text("SELECT id, source FROM items")).all())
     engine.dispose()
     assert items == {item_id: source for item_id, source, _ in ITEMS}
+
+
+def test_a_store_with_broken_foreign_keys_is_left_as_it_was(sqlite_url) -> None:
+    """SQLite migrates with foreign keys off, in one transaction that checks them all before it commits: a row
+    pointing at nothing (written by a tool with foreign keys off) refuses the upgrade with the rows named, and
+    the store stays at its old revision, whole."""
+    import pytest
+
+    _store_at_0016(sqlite_url)
+    engine = create_engine(sqlite_url)
+    with engine.begin() as conn:  # a plain connection: SQLite's foreign keys are off unless asked for
+        conn.execute(text("INSERT INTO labels (item_id, label, split, source, selection_reason, created_at) "
+                          "VALUES ('gone', 'l', 'holdout', 'seed', 'seed', :now)"), {"now": NOW})
+    with pytest.raises(RuntimeError, match="not migrated: 1 rows .*labels"):
+        command.upgrade(db._alembic_config(sqlite_url), "head")
+    with engine.connect() as conn:
+        revision = conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one()
+        columns = {row[1] for row in conn.execute(text("PRAGMA table_info(items)"))}
+        tables = set(conn.execute(text("SELECT name FROM sqlite_master WHERE type = 'table'")).scalars())
+    engine.dispose()
+    assert revision == "0016" and "source" in columns and "source_id" not in columns
+    assert "item_sources" not in tables

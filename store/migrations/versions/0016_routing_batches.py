@@ -64,8 +64,9 @@ def upgrade() -> None:
     op.add_column("routing_decisions", sa.Column("batch_id", sa.Integer(), nullable=True))
     if op.get_bind().dialect.name == "postgresql":
         op.execute(f"UPDATE routing_decisions d SET batch_id = b.id FROM routing_batches b WHERE {_matched('d', 'b')}")
-    else:  # a correlated look-up through a temporary index on the batch's leading columns
-        op.execute("CREATE INDEX ix_routing_batches_match ON routing_batches (segment, model_version, policy_version)")
+    else:  # a correlated look-up through a temporary index (a segment holds one batch per route run: the time too)
+        op.execute("CREATE INDEX ix_routing_batches_match ON routing_batches "
+                   "(segment, model_version, policy_version, created_at)")
         op.execute("UPDATE routing_decisions SET batch_id = (SELECT b.id FROM routing_batches b WHERE "
                    "b.segment = routing_decisions.segment AND b.model_version = routing_decisions.model_version AND "
                    "b.policy_version = routing_decisions.policy_version AND "
