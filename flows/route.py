@@ -250,23 +250,10 @@ def risk_flags_by_group(engine: Engine, groups: list[ScoredGroup], context: Batc
     return flags  # type: ignore[return-value]
 
 
-@dataclass(frozen=True)
-class PendingBatch:
-    """A batch row's constants and its decisions' columns (``store.decision_batches``), with the position of its
-    evidence among the batch's evidence rows (written first, in the same transaction)."""
-
-    constants: dict[str, Any]
-    columns: dict[str, list]
-    evidence: int | None
-
-    def written(self, evidence_ids: list[int]) -> DecisionBatch:
-        return DecisionBatch({**self.constants, "evidence_id": None if self.evidence is None
-                              else evidence_ids[self.evidence]}, self.columns)
-
-
 def decide_group(engine: Engine, group_items: ScoredGroup, cycle: int | None, context: BatchContext,
-                 flags: RiskFlags) -> list[PendingBatch]:
-    """The decisions of one (segment, model version) group of scored items, as one batch row per threshold."""
+                 flags: RiskFlags) -> list[tuple[DecisionBatch, int | None]]:
+    """The decisions of one (segment, model version) group of scored items, as one batch per threshold, each with
+    the position of its evidence among the batch's evidence rows (turned into an id when the batch writes them)."""
     segment, model_version = group_items.segment, group_items.model_version
     segment_policy = context.policy.for_segment(segment)
     group = context.group_of[model_version][segment]  # the segment itself, or the pool it falls back to
@@ -296,25 +283,18 @@ def decide_group(engine: Engine, group_items: ScoredGroup, cycle: int | None, co
                  "calibration_id": report_row.id if report_row else None, "audit_rate": result.audit_rate,
                  "cycle": cycle, "run_id": context.run_id, "created_at": utcnow()}
     columns: dict[str, list[Any]] = {
-        "item_id": list(item_ids), "route": [str(r) for r in result.routes.tolist()], "reasons": _reasons_json(result.reasons),
+        "item_id": item_ids, "route": [str(r) for r in result.routes.tolist()], "reasons": _reasons_json(result.reasons),
         "raw_confidence": _floats_or_none(raw), "calibrated_confidence": _floats_or_none(calibrated),
-        "predicted_label": list(group_items.labels), "inclusion_probability": _floats_or_none(result.inclusion_probability),
+        "predicted_label": group_items.labels, "inclusion_probability": _floats_or_none(result.inclusion_probability),
         "supersedes_id": [None if e is None else e[0] for e in earlier],
     }
-    # one batch row per threshold the group's items went by: the group's own, and the backlog's for the items it
-    # settled; evidence as positions in the batch's evidence rows, turned into ids when the batch writes them
-    parts: list[tuple[np.ndarray, float | None, int | None]] = [(~settled, result.threshold, evidence)]
-    for value in np.unique(backlog[settled]).tolist():  # NaN: a settled item no backlog threshold covers
-        parts.append((settled & ((backlog == value) | (np.isnan(value) & np.isnan(backlog))), value, backlog_evidence))
-    batches = []
-    for mask, threshold_value, evidence_at in parts:
-        if not mask.any():
-            continue
-        part = columns if mask.all() else {k: [v[i] for i in np.flatnonzero(mask)] for k, v in columns.items()}
-        batches.append(PendingBatch(
-            {**constants, "threshold": None if threshold_value is None or threshold_value != threshold_value
-             else float(threshold_value)}, part, evidence_at))
-    return batches
+    # one batch per threshold the group's items went by: the group's own, and the backlog certificate's for the
+    # items it settled (NaN, one batch, for settled items no certificate covered)
+    parts = [(np.flatnonzero(~settled), result.threshold, evidence)]
+    values, which = np.unique(backlog[settled], return_inverse=True)
+    parts += [(np.flatnonzero(settled)[which == k], value, backlog_evidence) for k, value in enumerate(values.tolist())]
+    return [(DecisionBatch({**constants, "threshold": _float_or_none(threshold)}, columns).take(positions.tolist()), at)
+            for positions, threshold, at in parts if len(positions)]
 
 
 def backlog_thresholds(engine: Engine, segment: str, model_version: str, rules: SegmentPolicy,
@@ -350,8 +330,8 @@ def route_batch(
     context = _context(engine, groups, policy, policy_version, halted, labels, now or utcnow())
     llm = llm_inputs(engine, llm_ids) if llm_ids else None  # one query for the batch's payloads
     flags = risk_flags_by_group(engine, groups, context, llm)
-    pending = [batch for group, f in zip(groups, flags) for batch in decide_group(engine, group, cycle, context, f)]
-    targets = {item_id: STATE_AFTER[route_of] for batch in pending
+    pending = [part for group, f in zip(groups, flags) for part in decide_group(engine, group, cycle, context, f)]
+    targets = {item_id: STATE_AFTER[route_of] for batch, _ in pending
                for item_id, route_of in zip(batch.columns["item_id"], batch.columns["route"])}
     with write_transaction(engine) as conn:  # the items' moves, evidence and decisions: one write
         # only the items that moved get a decision: a re-run of a batch already written decides nothing twice
@@ -359,11 +339,16 @@ def route_batch(
         if not moved:
             return Counter()
         evidence_ids = [write_threshold_evidence(conn, row) for row in context.evidence]
-        batches = [batch.written(evidence_ids) for batch in pending]
+        batches = [DecisionBatch({**batch.constants, "evidence_id": None if at is None else evidence_ids[at]},
+                                 batch.columns) for batch, at in pending]
         if len(moved) < len(targets):
             batches = [batch.only(moved) for batch in batches]
         write_decisions(conn, batches)
     return Counter(route_of for batch in batches for route_of in batch.columns["route"])
+
+
+def _float_or_none(value: float | None) -> float | None:
+    return None if value is None or value != value else float(value)  # NaN -> None
 
 
 def _floats_or_none(values: np.ndarray) -> list[float | None]:

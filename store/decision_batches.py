@@ -29,8 +29,8 @@ ITEM_FIELDS = ("item_id", "route", "reasons", "raw_confidence", "calibrated_conf
 
 @dataclass(frozen=True)
 class DecisionBatch:
-    """One batch row (`constants`, keyed by `BATCH_FIELDS`; any left out are NULL, ``created_at`` now) and its decisions as columns
-    (`columns`, keyed by `ITEM_FIELDS`, equally long; ``reasons`` as encoded JSON text)."""
+    """One batch row (`constants`, keyed by `BATCH_FIELDS`; any left out are NULL, ``created_at`` now) and its
+    decisions as columns (`columns`, keyed by `ITEM_FIELDS`, equally long; ``reasons`` as encoded JSON text)."""
 
     constants: Mapping[str, Any]
     columns: Mapping[str, Sequence[Any]]
@@ -38,12 +38,16 @@ class DecisionBatch:
     def __len__(self) -> int:
         return len(self.columns["item_id"])
 
+    def take(self, positions: Sequence[int]) -> DecisionBatch:
+        """The same batch with the decisions at `positions` alone (in that order)."""
+        if len(positions) == len(self):
+            return self
+        return DecisionBatch(self.constants, {name: [values[i] for i in positions]
+                                              for name, values in self.columns.items()})
+
     def only(self, item_ids: Collection[str]) -> DecisionBatch:
         """The same batch with the decisions of `item_ids` alone."""
-        keep = [i for i, item_id in enumerate(self.columns["item_id"]) if item_id in item_ids]
-        if len(keep) == len(self):
-            return self
-        return DecisionBatch(self.constants, {name: [values[i] for i in keep] for name, values in self.columns.items()})
+        return self.take([i for i, item_id in enumerate(self.columns["item_id"]) if item_id in item_ids])
 
 
 def write_decisions(conn: Connection, batches: Sequence[DecisionBatch]) -> int:

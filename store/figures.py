@@ -11,6 +11,7 @@ in that cycle. Rows come back as named tuples, read by attribute.
 from __future__ import annotations
 
 from collections.abc import Iterable
+import json
 from datetime import datetime
 from typing import Any, NamedTuple
 
@@ -407,9 +408,9 @@ def arrivals(engine: Engine, *, cycles: int) -> Arrivals | None:
     An item counts in the cycle of its first routing decision: one re-routed from the backlog later is not a new
     arrival, and the oldest finished cycle of the window, which routed whatever was waiting before it, only opens
     it. A cycle that never finished inside the window still counts its items (its time is in the window)."""
-    decision = full_decisions()
     if cycles < 1:
         raise ValueError(f"cycles must be >= 1, got {cycles!r}")
+    decision = full_decisions()
     finished = (select(CycleReport.cycle, CycleReport.started_at).where(CycleReport.finished_at.is_not(None))
                 .order_by(CycleReport.cycle.desc()).limit(cycles + 1))
     first_decisions = select(func.min(RoutingDecision.id).label("id")).group_by(RoutingDecision.item_id).subquery()
@@ -494,8 +495,6 @@ def latest_cycle_reasons(engine: Engine) -> list[ReasonCount]:
     """Per segment, the reason codes of the decisions of the newest cycle that routed it, counted by combination
     (what the flows acted on last: a stale or drifted calibration, a failed gate, a halt)."""
     decision = full_decisions()
-    import json
-
     latest = (select(decision.c.segment, func.max(decision.c.cycle).label("cycle"))
               .where(decision.c.cycle.is_not(None)).group_by(decision.c.segment).subquery())
     reasons = cast(decision.c.reasons, String)

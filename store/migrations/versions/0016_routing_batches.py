@@ -78,9 +78,7 @@ def upgrade() -> None:
         batch_op.create_unique_constraint("uq_decision_item_batch", ["item_id", "batch_id"])
         batch_op.create_foreign_key("fk_decision_batch", "routing_batches", ["batch_id"], ["id"])
         batch_op.drop_constraint("fk_decision_evidence", type_="foreignkey")
-        if op.get_bind().dialect.name == "postgresql":  # SQLite's rebuild drops the unnamed ones with their columns
-            batch_op.drop_constraint("routing_decisions_policy_version_fkey", type_="foreignkey")
-            batch_op.drop_constraint("routing_decisions_calibration_id_fkey", type_="foreignkey")
+        # the unnamed foreign keys go with their columns (PostgreSQL's DROP COLUMN, SQLite's rebuild)
         for column in MOVED:
             batch_op.drop_column(column)
 
