@@ -41,8 +41,9 @@ from bench_active_learning import TARGET_SHARE, export_dataset, read_results, se
 ARMS = ("margin", "random", "active")
 PARAMS = {"seed_labels": 200, "cycles": 10, "batch_size": 400, "budget": 60}
 # Data sets too small for ten cycles of 400 arrivals after the test split and the seed set: smaller batches with the
-# same share of them labelled (BBC News: 2,225 articles, 1,580 left to stream)
-PRESETS = {"bbc": {"seed_labels": 200, "cycles": 10, "batch_size": 150, "budget": 24}}
+# same share of them labelled (BBC News: 2,225 articles, 1,580 left to stream; spambase: 4,597 rows, 3,478 left)
+PRESETS = {"bbc": {"seed_labels": 200, "cycles": 10, "batch_size": 150, "budget": 24},
+           "spambase": {"seed_labels": 200, "cycles": 10, "batch_size": 300, "budget": 45}}
 
 
 def params_for(dataset: str) -> dict:

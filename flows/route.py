@@ -7,7 +7,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import partial
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 import numpy as np
 from prefect import flow, get_run_logger, task
@@ -43,12 +43,12 @@ from store.calibrations import latest_calibrations
 from store.db import refresh_statistics, write_transaction
 from store.guarantees import write_threshold_evidence
 from store.decisions import (
-    LLM_KINDS, llm_inputs, LlmInputs, previous_decisions, scored_groups, scored_risk_inputs, ScoredGroup,
+    GroupSize, LLM_KINDS, llm_inputs, LlmInputs, previous_decisions, read_scored_groups, RiskInputs,
+    scored_group_sizes, ScoredGroup,
 )
 from store.labels import held_out_labels
 from store.decision_batches import DecisionBatch, write_decisions
 from store.models import CalibrationReportRow, ItemState
-from store.passthrough import UPSTREAM_MODEL
 from store.policies import active_policy
 from store.registry import promoted_family_versions, promoted_model
 from store.settings import SluiceSettings, settings_or_environment
@@ -224,22 +224,17 @@ def with_injection_signals(flags: RiskFlags, item_ids: list[str], llm: LlmInputs
 def risk_flags_by_group(engine: Engine, groups: list[ScoredGroup], context: BatchContext,
                         llm: LlmInputs | None = None) -> list[RiskFlags]:
     """Risk flags of every group, computed once per (segment rules, model version) over all its items, on the
-    inputs the batch reads once; `llm` holds the batch's outputs of LLM pipelines, whose prompts and context
+    inputs the batch read with them; `llm` holds the batch's outputs of LLM pipelines, whose prompts and context
     documents are checked for injection."""
-    starts = np.cumsum([0] + [len(group) for group in groups])
-    inputs = scored_risk_inputs(engine, [group.segment for group in groups],
-                                [item_id for group in groups for item_id in group.item_ids],
-                                features=any(group.model_version != UPSTREAM_MODEL for group in groups))
     shared: dict[tuple[SegmentPolicy, str], list[int]] = {}
     for index, group in enumerate(groups):
         shared.setdefault((context.policy.for_segment(group.segment), group.model_version), []).append(index)
     flags: list[RiskFlags | None] = [None] * len(groups)
     for (rules, model_version), indexes in shared.items():
         item_ids = [item_id for index in indexes for item_id in groups[index].item_ids]
-        positions = [p for index in indexes for p in range(starts[index], starts[index + 1])]
         found = batch_risk_flags(engine, item_ids, rules, model_version=model_version, training=context.training,
                                  group_of=partial(context.group_for, model_version),
-                                 inputs=inputs.take(positions))
+                                 inputs=RiskInputs.concat([groups[index].inputs for index in indexes]))
         if llm is not None and llm.item_ids:
             found = with_injection_signals(found, item_ids, llm, rules)
         start = 0
@@ -315,19 +310,41 @@ def backlog_thresholds(engine: Engine, segment: str, model_version: str, rules: 
     return np.where(covered, certificate.threshold, np.nan), certificate.evidence
 
 
+class RoutingVersions(NamedTuple):
+    """The models whose predictions route scored items, read once per route run: the promoted classifier's
+    version (None for none) and the promoted version of each kind of LLM-pipeline output."""
+
+    model: str | None
+    families: dict[str, str]
+
+
 @task(name="route-batch", cache_policy=NO_CACHE)
 @takes_payloads
 def route_batch(
-    groups: list[ScoredGroup], cycle: int | None, settings: SluiceSettings, policy: Policy,
-    policy_version: str, halted: dict[str, str], labels: dict[str, ModelLabels], llm_ids: list[str] | None = None,
+    sizes: list[GroupSize], cycle: int | None, settings: SluiceSettings, policy: Policy,
+    policy_version: str, halted: dict[str, str], labels: dict[str, ModelLabels], versions: RoutingVersions,
     now: datetime | None = None,
 ) -> Counter[str]:
-    """Route a batch of (segment, model version) groups of scored items and write their decisions at once;
-    `policy` (version `policy_version`) is the one the flow read when it started, `labels` each model's
-    certifying labels the batch's segments use, read once by the flow, and `llm_ids` the batch's outputs of LLM
-    pipelines (none: the batch reads and checks nothing more)."""
+    """Route a batch of (segment, model version) groups of scored items and write their decisions at once: one
+    read of the groups' items with every input routing uses (and one of the payloads of the outputs of LLM
+    pipelines among them, when there are any), one write. `policy` (version `policy_version`) is the one the flow
+    read when it started, `labels` each model's certifying labels the batch's segments use, and `versions` the
+    models whose predictions route, read once by the flow."""
     engine = engine_for(settings)
-    context = _context(engine, groups, policy, policy_version, halted, labels, now or utcnow())
+    groups = read_scored_groups(engine, sizes, versions.model, family_versions=versions.families)
+    return route_groups(engine, groups, cycle, policy, policy_version, halted, labels, now or utcnow())
+
+
+def route_groups(engine: Engine, groups: list[ScoredGroup], cycle: int | None, policy: Policy, policy_version: str,
+                 halted: dict[str, str], labels: dict[str, ModelLabels], now: datetime) -> Counter[str]:
+    """Decide the groups' items and write the decisions, the threshold evidence and the items' moves in one
+    transaction; an item that is no longer scored when the write comes (routed since the groups were read) gets
+    no decision."""
+    if not groups:  # a batch run again after its items were routed reads none
+        return Counter()
+    context = _context(engine, groups, policy, policy_version, halted, labels, now)
+    llm_kinds = {str(kind) for kind in LLM_KINDS}
+    llm_ids = [item_id for g in groups for item_id, kind in zip(g.item_ids, g.kinds) if kind in llm_kinds]
     llm = llm_inputs(engine, llm_ids) if llm_ids else None  # one query for the batch's payloads
     flags = risk_flags_by_group(engine, groups, context, llm)
     pending = [part for group, f in zip(groups, flags) for part in decide_group(engine, group, cycle, context, f)]
@@ -363,24 +380,22 @@ def _reasons_json(reasons: tuple[tuple[str, ...], ...]) -> list[str]:
 
 def submit_route_batches(futures: list, engine: Engine, settings: SluiceSettings, policy: Policy,
                          policy_version: str, halted: dict[str, str], cycle: int | None, now: datetime) -> None:
-    """Read the scored items once, group them by (segment, model version), and submit one route task per batch of
-    groups with the held-out labels its segments use, each added to `futures` as it is submitted (the caller's
-    `settled()` then waits for every one, even when a later submission fails)."""
-    version = promoted_model(engine)
-    groups = scored_groups(engine, version.version if version else None,
-                           family_versions=promoted_family_versions(engine))
+    """Count the scored items of each (segment, model version) group, pack the groups into batches, and submit one
+    route task per batch with the held-out labels its segments use, each added to `futures` as it is submitted
+    (the caller's `settled()` then waits for every one, even when a later submission fails). Each batch reads
+    its own items: the flow holds no item."""
+    promoted = promoted_model(engine)
+    versions = RoutingVersions(promoted.version if promoted else None, promoted_family_versions(engine))
+    sizes = scored_group_sizes(engine, versions.model, family_versions=versions.families)
     segments_of: dict[str, list[str]] = {}
-    for group in groups:
+    for group in sizes:
         segments_of.setdefault(group.model_version, []).append(group.segment)
     labels = {model: model_labels(engine, policy, model, segments) for model, segments in segments_of.items()}
-    llm_kinds = {str(kind) for kind in LLM_KINDS}
-    for batch in pack(groups, max_items=BATCH_ITEMS, max_groups=BATCH_GROUPS):
+    for batch in pack(sizes, max_items=BATCH_ITEMS, max_groups=BATCH_GROUPS):
         mine = {model: labels[model].for_segments(policy, [g.segment for g in batch if g.model_version == model])
                 for model in {g.model_version for g in batch}}
-        llm_ids = [item_id for g in batch for item_id, kind in zip(g.item_ids, g.kinds) if kind in llm_kinds]
-        # Payload(): Prefect would otherwise walk every row of every group looking for futures (s per 100k)
         futures.append(route_batch.submit(Payload(batch), cycle, settings, Payload(policy), policy_version,
-                                          Payload(halted), Payload(mine), Payload(llm_ids), now))
+                                          Payload(halted), Payload(mine), versions, now))
 
 
 @flow(name="route", log_prints=True, task_runner=BATCH_RUNNER)

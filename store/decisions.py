@@ -3,7 +3,7 @@ decisions, the inputs of risk signals and of LLM-pipeline outputs, the audit exp
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from itertools import groupby
@@ -11,7 +11,7 @@ from operator import itemgetter
 from typing import Any, NamedTuple
 
 import numpy as np
-from sqlalchemy import Engine, String, and_, bindparam, case, func, literal, or_, select, union_all
+from sqlalchemy import Engine, String, and_, bindparam, case, func, literal, null, or_, select, union_all
 
 from store.bulk import LOOKUP_CHUNK, chunked, driver_rows, existing_keys, json_reader
 from store.decision_batches import full_decisions
@@ -23,7 +23,7 @@ from store.vocab import ItemKind, ItemState
 __all__ = [
     "BacklogRow", "DECISION_FIELDS", "decision_trail", "EVIDENCE_FIELDS", "known_items", "llm_inputs",
     "LLM_KINDS", "LLM_READ_CHUNK", "LlmInputs", "previous_decisions", "review_backlog", "risk_inputs", "RiskInputs",
-    "scored_groups", "scored_risk_inputs", "ScoredGroup", "segments_seen",
+    "read_scored_groups", "scored_group_sizes", "scored_groups", "ScoredGroup", "GroupSize", "segments_seen",
 ]
 
 
@@ -67,10 +67,24 @@ def review_backlog(engine: Engine) -> list[BacklogRow]:
         return [BacklogRow._make((*row[:-1], bool(row.rerouted))) for row in rows]
 
 
+@dataclass(frozen=True)
+class GroupSize:
+    """How many scored items one (segment, model version) group holds: what a route run packs into batches
+    before any batch reads its items."""
+
+    segment: str
+    model_version: str
+    size: int
+
+    def __len__(self) -> int:
+        return self.size
+
+
 @dataclass(frozen=True, eq=False)
 class ScoredGroup:
     """The scored items of one (segment, model version), in columns and item id order: each item with the
-    prediction that routes it (its confidence, NaN for none, and label) and its kind."""
+    prediction that routes it (its confidence, NaN for none, and label), its kind, and what its risk signals read
+    (``inputs``, aligned with ``item_ids``)."""
 
     segment: str
     model_version: str
@@ -78,44 +92,90 @@ class ScoredGroup:
     confidence: np.ndarray
     labels: list[str | None]
     kinds: list[str]
+    inputs: RiskInputs
 
     def __len__(self) -> int:
         return len(self.item_ids)
 
 
-def scored_groups(engine: Engine, model_version: str | None, *,
-                  family_versions: Mapping[str, str] | None = None) -> list[ScoredGroup]:
-    """Items in state ``scored`` with the prediction that routes each, grouped by (segment, model version) in that
-    order, in one read: the upstream passthrough's prediction for an item that carries upstream scores; else, for
-    an output of an LLM pipeline, the version `family_versions` names for its kind (`promoted_family_versions`),
-    and `model_version`'s for the rest (the classifier's predictions never route an output of an LLM pipeline)."""
+def _scored_parts(model_version: str | None, family_versions: Mapping[str, str] | None,
+                  columns: Callable[[Any, Any, Any, Any], list[Any]]) -> list[Any]:
+    """One select per kind of prediction that routes a scored item, each of the columns `columns` builds from
+    (model version, confidence, label, feature vector): the upstream passthrough's prediction for an item that
+    carries upstream scores (the item's own, ``store.predictions``); else, for an output of an LLM pipeline, the
+    version `family_versions` names for its kind, and `model_version`'s for the rest (the classifier's
+    predictions never route an output of an LLM pipeline)."""
     upstream = Item.upstream_confidence.is_not(None) | Item.upstream_probs.is_not(None)
     routes = []
     if model_version:
         routes.append(~upstream & (Item.kind == ItemKind.CLASSIFICATION) & (Prediction.model_version == model_version))
     routes.extend(~upstream & (Item.kind == kind) & (Prediction.model_version == version)
                   for kind, version in sorted((family_versions or {}).items()))
-    # the passthrough's prediction is the item's own (store.predictions); a model's is a prediction row
-    passthrough = (select(Item.segment, literal(UPSTREAM_MODEL, String).label("model_version"), Item.id,
-                          Item.upstream_confidence.label("confidence"), Item.upstream_prediction.label("label"),
-                          Item.kind)
-                   .where(Item.state == ItemState.scored, upstream_predicted()))
-    parts: list[Any] = [passthrough]
+    # an upstream model's training data is not known, so no feature vector of a passthrough item is read
+    parts: list[Any] = [select(*columns(literal(UPSTREAM_MODEL, String), Item.upstream_confidence,
+                                        Item.upstream_prediction, null()))
+                        .where(Item.state == ItemState.scored, upstream_predicted())]
     if routes:
-        parts.append(select(Item.segment, Prediction.model_version, Item.id, Prediction.confidence, Prediction.label,
-                            Item.kind)
+        parts.append(select(*columns(Prediction.model_version, Prediction.confidence, Prediction.label, Item.features))
                      .join(Prediction, Prediction.item_id == Item.id)
                      .where(Item.state == ItemState.scored, or_(*routes)))
-    query = union_all(*parts).order_by("segment", "model_version", "id") if len(parts) > 1 else \
-        passthrough.order_by(Item.segment, Item.id)
+    return parts
+
+
+def scored_group_sizes(engine: Engine, model_version: str | None, *,
+                       family_versions: Mapping[str, str] | None = None) -> list[GroupSize]:
+    """How many items in state ``scored`` each (segment, model version) group holds, in that order (see
+    `_scored_parts` for the prediction that routes each item); counted in the database, no item read."""
+    parts = _scored_parts(model_version, family_versions,
+                          lambda version, confidence, label, features: [Item.segment, version.label("version")])
+    sizes: dict[tuple[str, str], int] = {}
     with engine.connect() as conn:
-        rows = driver_rows(conn, query)
+        for part in parts:
+            counted = part.subquery()
+            query = select(counted.c.segment, counted.c.version, func.count()).group_by(counted.c.segment,
+                                                                                         counted.c.version)
+            for segment, version, count in conn.execute(query):
+                sizes[(segment, version)] = sizes.get((segment, version), 0) + count
+    return [GroupSize(segment, version, count) for (segment, version), count in sorted(sizes.items())]
+
+
+def read_scored_groups(engine: Engine, wanted: Sequence[tuple[str, str] | GroupSize], model_version: str | None, *,
+                       family_versions: Mapping[str, str] | None = None) -> list[ScoredGroup]:
+    """The scored items of the `wanted` (segment, model version) groups, each with the prediction that routes it
+    and its risk inputs, in one read per 1,000 segments through the (state, segment) index, with no list of ids to
+    bind: what a route batch reads, once. Groups come in (segment, model version) order; one that holds no scored
+    item (anymore) is left out."""
+    keys = {(w.segment, w.model_version) if isinstance(w, GroupSize) else tuple(w) for w in wanted}
+    parts = _scored_parts(model_version, family_versions,
+                          lambda version, confidence, label, features: [
+                              Item.segment, version.label("version"), Item.id, confidence.label("confidence"),
+                              label.label("label"), Item.kind, Item.text, Item.item_metadata,
+                              features.label("features")])
+    selects: list[Any] = [part.where(Item.segment.in_(bindparam("segments", expanding=True))) for part in parts]
+    query: Any = union_all(*selects).order_by("segment", "version", "id") if len(selects) > 1 else \
+        selects[0].order_by("segment", "version", "id")
     groups = []
-    for (segment, version), members in groupby(rows, key=itemgetter(0, 1)):
-        _, _, ids, confidence, labels, kinds = zip(*members)
-        groups.append(ScoredGroup(segment, version, list(ids), np.array(confidence, dtype=float), list(labels),
-                                  [str(k) for k in kinds]))
+    with engine.connect() as conn:
+        decode = json_reader(conn)
+        for part in chunked(sorted({segment for segment, _ in keys}), SEGMENT_CHUNK):
+            rows = driver_rows(conn, query, {"segments": list(part)})
+            for key, members in groupby(rows, key=itemgetter(0, 1)):
+                if key not in keys:
+                    continue
+                _, _, ids, confidence, labels, kinds, texts, metadata, features = zip(*members)
+                groups.append(ScoredGroup(
+                    key[0], key[1], list(ids), np.array(confidence, dtype=float), list(labels),
+                    [str(k) for k in kinds],
+                    RiskInputs(list(texts), [decode(m) for m in metadata], [decode(f) for f in features],
+                               [key[0]] * len(ids))))
     return groups
+
+
+def scored_groups(engine: Engine, model_version: str | None, *,
+                  family_versions: Mapping[str, str] | None = None) -> list[ScoredGroup]:
+    """Every group of items in state ``scored``, read whole (`scored_group_sizes`, then `read_scored_groups`)."""
+    return read_scored_groups(engine, scored_group_sizes(engine, model_version, family_versions=family_versions),
+                              model_version, family_versions=family_versions)
 
 
 # segments per read by segment: a route batch's groups (at most 1,000), well within every bound-parameter limit
@@ -147,10 +207,10 @@ class RiskInputs(NamedTuple):
     features: list[list[float] | None]
     segments: list[str]
 
-    def take(self, positions: Sequence[int]) -> RiskInputs:
-        """The inputs at `positions`, in that order."""
-        return RiskInputs([self.texts[p] for p in positions], [self.metadata[p] for p in positions],
-                          [self.features[p] for p in positions], [self.segments[p] for p in positions])
+    @classmethod
+    def concat(cls, parts: Sequence[RiskInputs]) -> RiskInputs:
+        """The inputs of `parts`, one after the other."""
+        return cls(*([value for part in parts for value in getattr(part, name)] for name in cls._fields))
 
 
 def risk_inputs(engine: Engine, item_ids: Sequence[str], *, features: bool = True) -> RiskInputs:
@@ -161,21 +221,6 @@ def risk_inputs(engine: Engine, item_ids: Sequence[str], *, features: bool = Tru
         decode = json_reader(conn)
         found = {row[0]: row for part in chunked(list(item_ids), LOOKUP_CHUNK)
                  for row in driver_rows(conn, query, {"ids": list(part)})}
-    return _aligned(found, item_ids, decode, features)
-
-
-def scored_risk_inputs(engine: Engine, segments: Sequence[str], item_ids: Sequence[str], *,
-                       features: bool = True) -> RiskInputs:
-    """`risk_inputs` of `item_ids`, scored items of `segments`, read by segment: one read per 1,000 segments
-    through the (state, segment) index, with no list of ids to bind (a route batch holds every scored item of its
-    segments, so what it reads beyond `item_ids` is at most another model's group of the same segment)."""
-    query = select(*_risk_columns(features)).where(Item.state == ItemState.scored,
-                                                    Item.segment.in_(bindparam("segments", expanding=True)))
-    wanted = set(item_ids)
-    with engine.connect() as conn:
-        decode = json_reader(conn)
-        found = {row[0]: row for part in chunked(sorted(set(segments)), SEGMENT_CHUNK)
-                 for row in driver_rows(conn, query, {"segments": list(part)}) if row[0] in wanted}
     return _aligned(found, item_ids, decode, features)
 
 

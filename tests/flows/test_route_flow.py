@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime, timezone
 
 import numpy as np
 import pytest
@@ -115,25 +116,28 @@ def test_a_batch_writes_its_evidence_with_its_decisions_or_not_at_all(sluice_hom
 
 
 def test_a_batch_run_again_after_it_was_written_decides_nothing_twice(sluice_home, tmp_path):
-    """Decision rows have no (item, versions) key to collide on: the items' state move, in the same transaction, is
-    what keeps a batch that runs again (a retry after its commit) from deciding any item a second time."""
+    """Decision rows have no (item, versions) key to collide on. A batch that runs again (a retry after its commit)
+    reads no scored item; and the items' state move, in the same transaction as the decisions, keeps groups read
+    before another run routed them from deciding any item a second time."""
     from flows.common import engine_for
-    from flows.route import model_labels, route_batch, route_flow
-    from store.decisions import scored_groups
+    from flows.route import model_labels, route_batch, route_flow, route_groups, RoutingVersions
+    from store.decisions import scored_group_sizes, scored_groups
     from store.models import ThresholdEvidence
     from store.policies import active_policy
     from store.settings import get_settings
 
     engine = _scored_and_calibrated(tmp_path)
     policy, version = active_policy(engine)
-    groups = scored_groups(engine, None)  # what the first run reads, kept for the second
+    sizes = scored_group_sizes(engine, None)
+    groups = scored_groups(engine, None)  # read before the first run, written after it
     labels = {g.model_version: model_labels(engine, policy, g.model_version, [x.segment for x in groups])
               for g in groups}
     first = route_flow(cycle=1)
     counted = (select(func.count()).select_from(DECISIONS), select(func.count()).select_from(ThresholdEvidence))
     with engine.connect() as conn:
         before, evidence = (conn.execute(query).scalar_one() for query in counted)
-    again = route_batch.fn(groups, 1, get_settings(), policy, version, {}, labels)
+    again = route_batch.fn(sizes, 1, get_settings(), policy, version, {}, labels, RoutingVersions(None, {}))
+    again += route_groups(engine, groups, 1, policy, version, {}, labels, datetime.now(timezone.utc))
     with engine_for(None).connect() as conn:
         after, evidence_after = (conn.execute(query).scalar_one() for query in counted)
         distinct = conn.execute(select(func.count(func.distinct(DECISIONS.c.item_id)))).scalar_one()
