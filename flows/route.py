@@ -39,6 +39,7 @@ from services.backlog import backlog_certificate
 from services.certify import Labelled, certifying_labels, derived_threshold, merge_labelled
 from services.guard import check_live_guards
 from store.budget import spent_this_window
+from store.bulk import collector_paused
 from store.calibrations import latest_calibrations
 from store.db import refresh_statistics, write_transaction
 from store.guarantees import write_threshold_evidence
@@ -320,6 +321,7 @@ class RoutingVersions(NamedTuple):
 
 @task(name="route-batch", cache_policy=NO_CACHE)
 @takes_payloads
+@collector_paused()
 def route_batch(
     sizes: list[GroupSize], cycle: int | None, settings: SluiceSettings, policy: Policy,
     policy_version: str, halted: dict[str, str], labels: dict[str, ModelLabels], versions: RoutingVersions,

@@ -6,8 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from itertools import groupby
-from operator import itemgetter
+from itertools import pairwise
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -159,15 +158,20 @@ def read_scored_groups(engine: Engine, wanted: Sequence[tuple[str, str] | GroupS
         decode = json_reader(conn)
         for part in chunked(sorted({segment for segment, _ in keys}), SEGMENT_CHUNK):
             rows = driver_rows(conn, query, {"segments": list(part)})
-            for key, members in groupby(rows, key=itemgetter(0, 1)):
-                if key not in keys:
+            if not rows:
+                continue
+            # in columns at once, then cut where (segment, version) changes: no per-group transposition
+            segments, versions, ids, confidence, labels, kinds, texts, metadata, features = map(list, zip(*rows))
+            starts = [0] + [i for i in range(1, len(rows))
+                            if segments[i] != segments[i - 1] or versions[i] != versions[i - 1]] + [len(rows)]
+            for a, b in pairwise(starts):
+                if (segments[a], versions[a]) not in keys:
                     continue
-                _, _, ids, confidence, labels, kinds, texts, metadata, features = zip(*members)
                 groups.append(ScoredGroup(
-                    key[0], key[1], list(ids), np.array(confidence, dtype=float), list(labels),
-                    [str(k) for k in kinds],
-                    RiskInputs(list(texts), [decode(m) for m in metadata], [decode(f) for f in features],
-                               [key[0]] * len(ids))))
+                    segments[a], versions[a], ids[a:b], np.array(confidence[a:b], dtype=float), labels[a:b],
+                    [str(k) for k in kinds[a:b]],
+                    RiskInputs(texts[a:b], [decode(m) for m in metadata[a:b]], [decode(f) for f in features[a:b]],
+                               segments[a:b])))
     return groups
 
 

@@ -18,7 +18,7 @@ from typing import Any, cast
 
 from sqlalchemy import Connection, Engine, null, select
 
-from store.bulk import chunked, existing_keys, insert_ignore, insert_ignore_columns
+from store.bulk import chunked, collector_paused, existing_keys, insert_ignore, insert_ignore_columns
 from store.models import Item, ItemSource, ItemState, QuarantinedRecord
 from store.passthrough import passthrough_prediction
 
@@ -799,6 +799,7 @@ def _quarantine_row(source: str, record: RawRecord, exc: RecordError) -> dict[st
     }
 
 
+@collector_paused()
 def ingest_file(
     engine: Engine,
     path: Path,

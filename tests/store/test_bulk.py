@@ -98,3 +98,42 @@ def test_insert_ignore_refuses_other_databases(monkeypatch):
         with pytest.raises(ValueError, match="SQLite or PostgreSQL"):
             bulk.insert_ignore(conn, ITEMS, _items(["a"]))
     engine.dispose()
+
+
+def test_the_cycle_collector_resumes_when_the_last_bulk_step_ends_and_stays_off_if_it_was_off() -> None:
+    import gc
+    import threading
+
+    assert gc.isenabled()
+    inside, release = threading.Event(), threading.Event()
+
+    def other_step() -> None:
+        with bulk.collector_paused():
+            inside.set()
+            release.wait(10)
+
+    thread = threading.Thread(target=other_step)
+    with bulk.collector_paused():
+        assert not gc.isenabled()
+        thread.start()
+        assert inside.wait(10)
+    assert not gc.isenabled()  # the other thread's step still runs
+    release.set()
+    thread.join(10)
+    assert gc.isenabled()
+
+    @bulk.collector_paused()
+    def failing_step() -> None:
+        assert not gc.isenabled()
+        raise RuntimeError("step failed")
+
+    with pytest.raises(RuntimeError):
+        failing_step()
+    assert gc.isenabled()
+    gc.disable()  # a host that runs without the collector keeps it off
+    try:
+        with bulk.collector_paused():
+            pass
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
