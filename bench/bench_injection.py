@@ -64,7 +64,7 @@ def main() -> None:
     flagged = hits(texts)
     seconds = time.perf_counter() - started
     megabytes = sum(len(t.encode()) for t in texts) / 1e6
-    print(f"| set | kind | n | flagged (95 % interval) |\n|---|---|---|---|")
+    print("| set | kind | n | flagged (95 % interval) |\n|---|---|---|---|")
     for group in dict.fromkeys((kind, name) for kind, name, _ in rows):
         mask = np.array([(kind, name) == group for kind, name, _ in rows])
         print(f"| {group[1]} | {group[0]} | {mask.sum()} | {rate(flagged[mask])} |")
