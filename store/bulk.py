@@ -44,9 +44,9 @@ def collector_paused() -> Iterator[None]:
 
     The rows are tuples, strings, numbers and flat lists, which reference counting frees as they go, without the
     collector. But the collector runs after every 700 new container objects, and each of its older-generation
-    passes walks every live row: at 200,000 items on SQLite, ingest took 0.77× and route 0.83× the time with the
-    pause (`bench/bench_collector_pause.py`, medians of 4 alternating runs). Cycles made meanwhile (none by the
-    rows) are collected at the collector's next pass after the step."""
+    passes walks every live row: at 200,000 items on SQLite, ingest took 0.77-0.91× and route 0.83-0.88× the
+    time with the pause (`bench/bench_collector_pause.py`, two runs of 4 alternating repeats). Cycles made
+    meanwhile (none by the rows) are collected at the collector's next pass after the step."""
     with _CollectorPause.lock:
         if _CollectorPause.steps == 0 and gc.isenabled():
             gc.disable()
