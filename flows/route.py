@@ -321,7 +321,6 @@ class RoutingVersions(NamedTuple):
 
 @task(name="route-batch", cache_policy=NO_CACHE)
 @takes_payloads
-@collector_paused()
 def route_batch(
     sizes: list[GroupSize], cycle: int | None, settings: SluiceSettings, policy: Policy,
     policy_version: str, halted: dict[str, str], labels: dict[str, ModelLabels], versions: RoutingVersions,
@@ -333,8 +332,9 @@ def route_batch(
     read when it started, `labels` each model's certifying labels the batch's segments use, and `versions` the
     models whose predictions route, read once by the flow."""
     engine = engine_for(settings)
-    groups = read_scored_groups(engine, sizes, versions.model, family_versions=versions.families)
-    return route_groups(engine, groups, cycle, policy, policy_version, halted, labels, now or utcnow())
+    with collector_paused():  # a context, not a decorator: Dask pickles the task's function
+        groups = read_scored_groups(engine, sizes, versions.model, family_versions=versions.families)
+        return route_groups(engine, groups, cycle, policy, policy_version, halted, labels, now or utcnow())
 
 
 def route_groups(engine: Engine, groups: list[ScoredGroup], cycle: int | None, policy: Policy, policy_version: str,

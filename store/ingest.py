@@ -799,7 +799,6 @@ def _quarantine_row(source: str, record: RawRecord, exc: RecordError) -> dict[st
     }
 
 
-@collector_paused()
 def ingest_file(
     engine: Engine,
     path: Path,
@@ -818,24 +817,25 @@ def ingest_file(
     rows: list[dict[str, Any]] = []
     records: list[RawRecord] = []
     bad: list[dict[str, Any]] = []
-    for record in read(path):
-        try:
-            if record.error is not None:
-                raise record.error
-            rows.append(validate_record(record.value or {}, labels=labels))
-            records.append(record)
-        except RecordError as exc:
-            summary.quarantined[exc.reason] += 1
-            bad.append(_quarantine_row(source, record, exc))
-        if len(rows) + len(bad) >= chunk_size:
+    with collector_paused():  # the rows are freed by reference counting (see store.bulk)
+        for record in read(path):
+            try:
+                if record.error is not None:
+                    raise record.error
+                rows.append(validate_record(record.value or {}, labels=labels))
+                records.append(record)
+            except RecordError as exc:
+                summary.quarantined[exc.reason] += 1
+                bad.append(_quarantine_row(source, record, exc))
+            if len(rows) + len(bad) >= chunk_size:
+                done = len(rows) + len(bad)
+                _write_chunk(engine, source, rows, records, bad, summary)
+                if on_progress:
+                    on_progress(done)
+                rows, records, bad = [], [], []
+        if rows or bad:
             done = len(rows) + len(bad)
             _write_chunk(engine, source, rows, records, bad, summary)
             if on_progress:
                 on_progress(done)
-            rows, records, bad = [], [], []
-    if rows or bad:
-        done = len(rows) + len(bad)
-        _write_chunk(engine, source, rows, records, bad, summary)
-        if on_progress:
-            on_progress(done)
     return summary
