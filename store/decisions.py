@@ -6,7 +6,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from itertools import pairwise
+from itertools import groupby
+from operator import itemgetter
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -138,13 +139,13 @@ def scored_group_sizes(engine: Engine, model_version: str | None, *,
     return [GroupSize(segment, version, count) for (segment, version), count in sorted(sizes.items())]
 
 
-def read_scored_groups(engine: Engine, wanted: Sequence[tuple[str, str] | GroupSize], model_version: str | None, *,
+def read_scored_groups(engine: Engine, wanted: Sequence[GroupSize], model_version: str | None, *,
                        family_versions: Mapping[str, str] | None = None) -> list[ScoredGroup]:
     """The scored items of the `wanted` (segment, model version) groups, each with the prediction that routes it
     and its risk inputs, in one read per 1,000 segments through the (state, segment) index, with no list of ids to
     bind: what a route batch reads, once. Groups come in (segment, model version) order; one that holds no scored
     item (anymore) is left out."""
-    keys = {(w.segment, w.model_version) if isinstance(w, GroupSize) else tuple(w) for w in wanted}
+    keys = {(group.segment, group.model_version) for group in wanted}
     parts = _scored_parts(model_version, family_versions,
                           lambda version, confidence, label, features: [
                               Item.segment, version.label("version"), Item.id, confidence.label("confidence"),
@@ -157,21 +158,16 @@ def read_scored_groups(engine: Engine, wanted: Sequence[tuple[str, str] | GroupS
     with engine.connect() as conn:
         decode = json_reader(conn)
         for part in chunked(sorted({segment for segment, _ in keys}), SEGMENT_CHUNK):
-            rows = driver_rows(conn, query, {"segments": list(part)})
-            if not rows:
-                continue
-            # in columns at once, then cut where (segment, version) changes: no per-group transposition
-            segments, versions, ids, confidence, labels, kinds, texts, metadata, features = map(list, zip(*rows))
-            starts = [0] + [i for i in range(1, len(rows))
-                            if segments[i] != segments[i - 1] or versions[i] != versions[i - 1]] + [len(rows)]
-            for a, b in pairwise(starts):
-                if (segments[a], versions[a]) not in keys:
+            for (segment, version), members in groupby(driver_rows(conn, query, {"segments": list(part)}),
+                                                       key=itemgetter(0, 1)):
+                if (segment, version) not in keys:
                     continue
+                _, _, ids, confidence, labels, kinds, texts, metadata, features = zip(*members)
                 groups.append(ScoredGroup(
-                    segments[a], versions[a], ids[a:b], np.array(confidence[a:b], dtype=float), labels[a:b],
-                    [str(k) for k in kinds[a:b]],
-                    RiskInputs(texts[a:b], [decode(m) for m in metadata[a:b]], [decode(f) for f in features[a:b]],
-                               segments[a:b])))
+                    segment, version, list(ids), np.array(confidence, dtype=float), list(labels),
+                    [str(k) for k in kinds],
+                    RiskInputs(list(texts), [decode(m) for m in metadata], [decode(f) for f in features],
+                               [segment] * len(ids))))
     return groups
 
 

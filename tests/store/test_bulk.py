@@ -122,10 +122,10 @@ def test_the_cycle_collector_resumes_when_the_last_bulk_step_ends_and_stays_off_
     thread.join(10)
     assert gc.isenabled()
 
-    @bulk.collector_paused()
     def failing_step() -> None:
-        assert not gc.isenabled()
-        raise RuntimeError("step failed")
+        with bulk.collector_paused():
+            assert not gc.isenabled()
+            raise RuntimeError("step failed")
 
     with pytest.raises(RuntimeError):
         failing_step()
