@@ -1,0 +1,121 @@
+"""On PostgreSQL, the references the bulk writers write once per item are checked once per statement, not once per
+row: a decision's item and batch (``routing_decisions.item_id``, ``.batch_id``) and an item's source file
+(``items.source_id``).
+
+A PostgreSQL foreign key checks each inserted row on its own: one query and one row lock on the referenced row,
+per row. Route writes a decision per item and ingest an item per record, so those checks cost more than the rows
+they check: at 200,000 items, route took 6.7-9.0 s with the three foreign keys and 4.9-5.0 s without them, ingest
+4.7-6.9 s against 3.9-5.3 s (``bench/results/ingest-route-200k.md``). Each foreign key becomes triggers that keep
+what it promised:
+
+* an insert is checked after the statement, over every row it wrote at once (its transition table: one anti-join,
+  not one query per row), and refused with SQLSTATE 23503 (``foreign_key_violation``, an IntegrityError to
+  SQLAlchemy) naming the first key that points at nothing;
+* a change of the column, a change of the referenced key, and the deletion of a referenced row are checked per
+  row (none of them happens in Sluice's own writes, so they cost nothing there).
+
+What the triggers do not do that the foreign key did: lock the referenced row. A transaction deleting an item while
+another one writes its decision could now commit both. Sluice never deletes items, batches or sources.
+
+SQLite keeps its foreign keys: there they are an index probe per row, and measured no slower than none. The model
+(``store/models.py``) keeps declaring them; the schema check (``tests/store/test_db.py``) reads `REFERENCES` below
+to know which three PostgreSQL enforces this way. The downgrade drops the triggers and restores the foreign keys, validating every row.
+
+Revision ID: 0018
+Revises: 0017
+Create Date: 2026-12-06 10:30:00
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0018"
+down_revision = "0017"
+branch_labels = None
+depends_on = None
+
+# (table, column, referenced table, referenced column, the foreign key's name when restored)
+REFERENCES = (
+    ("routing_decisions", "item_id", "items", "id", "routing_decisions_item_id_fkey"),
+    ("routing_decisions", "batch_id", "routing_batches", "id", "fk_decision_batch"),
+    ("items", "source_id", "item_sources", "id", "fk_item_source"),
+)
+
+
+def upgrade() -> None:
+    bind = op.get_bind()
+    if bind.dialect.name != "postgresql":
+        return
+    inspector = sa.inspect(bind)
+    for table, column, parent, key, _ in REFERENCES:
+        for fk in inspector.get_foreign_keys(table):
+            if fk["name"] and fk["constrained_columns"] == [column] and fk["referred_table"] == parent:
+                op.drop_constraint(fk["name"], table, type_="foreignkey")
+        for statement in _trigger_ddl(table, column, parent, key):
+            op.execute(statement)
+
+
+def downgrade() -> None:
+    if op.get_bind().dialect.name != "postgresql":
+        return
+    for table, column, parent, key, name in REFERENCES:
+        base = _base(table, column)
+        op.execute(f"DROP TRIGGER IF EXISTS {base}_insert ON {table}")
+        op.execute(f"DROP TRIGGER IF EXISTS {base}_update ON {table}")
+        op.execute(f"DROP TRIGGER IF EXISTS {base}_parent_delete ON {parent}")
+        op.execute(f"DROP TRIGGER IF EXISTS {base}_parent_update ON {parent}")
+        for function in ("inserted", "updated", "parent_gone"):
+            op.execute(f"DROP FUNCTION IF EXISTS {base}_{function}()")
+        op.create_foreign_key(name, table, parent, [column], [key])
+
+
+def _base(table: str, column: str) -> str:
+    return f"sluice_ref_{table}_{column}"
+
+
+def _trigger_ddl(table: str, column: str, parent: str, key: str) -> list[str]:
+    """The functions and triggers that check `table`.`column` -> `parent`.`key` (a NULL points at nothing and is
+    allowed, as a foreign key's MATCH SIMPLE allows it)."""
+    base = _base(table, column)
+    child_message = f'insert or update on table "{table}" violates the reference {table}.{column} -> {parent}.{key}'
+    parent_message = (f'update or delete on table "{parent}" violates the reference {table}.{column} -> '
+                      f'{parent}.{key}')
+    detail = f"'Key ({column})=(%s) is not present in table \"{parent}\".'"
+    return [
+        f"""CREATE FUNCTION {base}_inserted() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE missing text;
+BEGIN
+    SELECT n.{column}::text INTO missing FROM inserted n
+     WHERE n.{column} IS NOT NULL AND NOT EXISTS (SELECT 1 FROM {parent} p WHERE p.{key} = n.{column}) LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION '{child_message}' USING ERRCODE = 'foreign_key_violation', DETAIL = format({detail}, missing);
+    END IF;
+    RETURN NULL;
+END $$""",
+        f"""CREATE FUNCTION {base}_updated() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF NEW.{column} IS NOT NULL AND NOT EXISTS (SELECT 1 FROM {parent} p WHERE p.{key} = NEW.{column}) THEN
+        RAISE EXCEPTION '{child_message}' USING ERRCODE = 'foreign_key_violation',
+            DETAIL = format({detail}, NEW.{column});
+    END IF;
+    RETURN NULL;
+END $$""",
+        f"""CREATE FUNCTION {base}_parent_gone() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF EXISTS (SELECT 1 FROM {table} c WHERE c.{column} = OLD.{key}) THEN
+        RAISE EXCEPTION '{parent_message}' USING ERRCODE = 'foreign_key_violation',
+            DETAIL = format('Key ({key})=(%s) is still referenced from table "{table}".', OLD.{key});
+    END IF;
+    RETURN NULL;
+END $$""",
+        f"CREATE TRIGGER {base}_insert AFTER INSERT ON {table} REFERENCING NEW TABLE AS inserted "
+        f"FOR EACH STATEMENT EXECUTE FUNCTION {base}_inserted()",
+        f"CREATE TRIGGER {base}_update AFTER UPDATE OF {column} ON {table} FOR EACH ROW "
+        f"WHEN (NEW.{column} IS DISTINCT FROM OLD.{column}) EXECUTE FUNCTION {base}_updated()",
+        f"CREATE TRIGGER {base}_parent_delete AFTER DELETE ON {parent} FOR EACH ROW "
+        f"EXECUTE FUNCTION {base}_parent_gone()",
+        f"CREATE TRIGGER {base}_parent_update AFTER UPDATE OF {key} ON {parent} FOR EACH ROW "
+        f"WHEN (NEW.{key} IS DISTINCT FROM OLD.{key}) EXECUTE FUNCTION {base}_parent_gone()",
+    ]
