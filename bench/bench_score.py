@@ -1,7 +1,8 @@
 """Scoring N short texts with the default text pipeline through `score_flow` (one worker, then two worker
-processes), against one bare in-process `model.predict_proba(texts)` of the same fitted model, same run.
+processes), against one bare in-process `model.predict_proba(texts)` of the same fitted model, same run; the store
+is a SQLite file, or a database on a throw-away PostgreSQL cluster on 127.0.0.1.
 
-    python bench/bench_score.py [--n 1000000] [--repeat 3] [--train 2000]
+    python bench/bench_score.py [--n 1000000] [--repeat 3] [--train 2000] [--database sqlite|postgresql]
 """
 
 from __future__ import annotations
@@ -46,8 +47,9 @@ def make_texts(n: int, *, seed: int) -> tuple[list[str], list[str]]:
     return texts, [topics[i] for i in label_idx]
 
 
-def prepare(home: Path, n: int, n_train: int):
-    """A fresh database holding `n` unscored items and a promoted text model; returns (url, model, texts)."""
+def prepare(home: Path, n: int, n_train: int, url: str | None = None):
+    """A fresh database (`url`, an empty database; or a new SQLite file) holding `n` unscored items and a promoted
+    text model; returns (url, model, texts, model version)."""
     from sqlmodel import Session
 
     from scoring.models import train_model
@@ -57,10 +59,11 @@ def prepare(home: Path, n: int, n_train: int):
     from store.models import ModelVersion
     from store.policies import active_policy
 
-    database = home / "score-bench.db"
-    for suffix in ("", "-wal", "-shm"):
-        Path(f"{database}{suffix}").unlink(missing_ok=True)
-    url = f"sqlite:///{database}"
+    if url is None:
+        database = home / "score-bench.db"
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{database}{suffix}").unlink(missing_ok=True)
+        url = f"sqlite:///{database}"
     engine = get_engine(url)
     active_policy(engine)
     train_texts, train_labels = make_texts(n_train, seed=1)
@@ -97,9 +100,27 @@ def main(argv: list[str] | None = None) -> bool:
     parser.add_argument("--n", type=int, default=1_000_000)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--train", type=int, default=2_000)
+    parser.add_argument("--database", choices=("sqlite", "postgresql"), default="sqlite")
     args = parser.parse_args(argv)
     home = configure_home()
-    url, model, texts, version = prepare(home, args.n, args.train)
+    if args.database == "postgresql":
+        sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+        from tests.postgres_fixture import create_database, start_cluster, stop_cluster
+
+        cluster = start_cluster()
+        try:
+            return measure(args, home, create_database(cluster, "sluice_score_bench"))
+        finally:
+            from store.db import dispose_engines
+
+            dispose_engines()
+            stop_cluster(cluster)
+    return measure(args, home, None)
+
+
+def measure(args: argparse.Namespace, home: Path, url: str | None) -> bool:
+    """Prepare the store at `url` (None: a SQLite file), time the repeats and print the table."""
+    url, model, texts, version = prepare(home, args.n, args.train, url)
     bare, one, two = [], [], []
     with prefect_session():
         from flows.score import score_flow
@@ -123,8 +144,9 @@ def main(argv: list[str] | None = None) -> bool:
          ("score_flow, workers=1 (threads)", one, TARGET_ONE_WORKER),
          ("score_flow, workers=2 (processes)", two, f"< {TARGET_TWO_WORKERS:g}×")],
         bare,
-        notes=[f"Medians of {args.repeat} repeats; the flows read the texts from SQLite and write one prediction "
-               "row per item (probs as JSON) and the item state; items are ingested beforehand (not timed)."],
+        notes=[f"Medians of {args.repeat} repeats; the flows read the texts from {args.database} and write one "
+               "prediction row per item (probs as JSON) and the item state; items are ingested beforehand (not "
+               "timed)."],
     )
     ok_one = verdict("score_flow workers=1 vs bare predict_proba", median(one) / median(bare), TARGET_ONE_WORKER)
     ok_two = verdict("score_flow workers=2 vs bare predict_proba", median(two) / median(bare), TARGET_TWO_WORKERS,

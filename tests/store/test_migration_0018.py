@@ -17,13 +17,18 @@ from store.policies import active_policy
 
 NOW = datetime(2026, 12, 6, tzinfo=timezone.utc)
 CHECKED = {("routing_decisions", "item_id", "items"), ("routing_decisions", "batch_id", "routing_batches"),
-           ("items", "source_id", "item_sources")}
+           ("items", "source_id", "item_sources"), ("predictions", "item_id", "items")}
 
 
 def _item(conn, item_id: str, source_id: int | None = None) -> None:
     conn.execute(text("INSERT INTO items (id, segment, state, kind, source_id, received_at, updated_at) "
                       "VALUES (:id, 's', 'scored', 'classification', :source, :now, :now)"),
                  {"id": item_id, "source": source_id, "now": NOW})
+
+
+def _prediction(conn, item_id: str) -> None:
+    conn.execute(text("INSERT INTO predictions (item_id, model_version, label, confidence, created_at) "
+                      "VALUES (:id, 'm', 'x', 0.9, :now)"), {"id": item_id, "now": NOW})
 
 
 def _decisions(conn, rows: list[tuple[str, int]]) -> None:
@@ -36,13 +41,16 @@ def _decisions(conn, rows: list[tuple[str, int]]) -> None:
 
 @pytest.fixture
 def store(engine):
-    """A migrated store with one source, two items from it, one batch and a decision for item a."""
+    """A migrated store with one source, three items from it, one batch, a decision for item a and a prediction for
+    item c."""
     _, version = active_policy(engine)
     with engine.begin() as conn:
         source = conn.execute(text("INSERT INTO item_sources (path, fingerprint, created_at) "
                                    "VALUES ('/f.jsonl', 'f', :now) RETURNING id"), {"now": NOW}).scalar_one()
         _item(conn, "a", source)
         _item(conn, "b", source)
+        _item(conn, "c", source)
+        _prediction(conn, "c")
         batch = conn.execute(text("INSERT INTO routing_batches (segment, policy_version, model_version, created_at) "
                                   "VALUES ('s', :v, 'm', :now) RETURNING id"), {"v": version, "now": NOW}).scalar_one()
         _decisions(conn, [("a", batch)])
@@ -61,35 +69,39 @@ def test_a_statement_with_one_row_pointing_at_nothing_is_refused_whole(store) ->
             _decisions(conn, rows)
         assert _count(engine, "routing_decisions") == 1
     with pytest.raises(IntegrityError), engine.begin() as conn:
-        _item(conn, "c", source + 99)
-    assert _count(engine, "items") == 2
+        _item(conn, "e", source + 99)
+    with pytest.raises(IntegrityError), engine.begin() as conn:
+        _prediction(conn, "missing")
+    assert (_count(engine, "items"), _count(engine, "predictions")) == (3, 1)
     with engine.begin() as conn:  # rows pointing at rows, a NULL, and a row the conflict skips, all pass
         _decisions(conn, [("b", batch), ("a", batch)])
         _item(conn, "d", None)
-    assert (_count(engine, "routing_decisions"), _count(engine, "items")) == (2, 3)
+        _prediction(conn, "b")
+    assert (_count(engine, "routing_decisions"), _count(engine, "items"), _count(engine, "predictions")) == (2, 4, 2)
 
 
 def test_a_referenced_row_can_be_neither_deleted_nor_rekeyed_nor_repointed(store) -> None:
     engine, source, batch = store
-    for statement in ("DELETE FROM items WHERE id = 'a'", "UPDATE items SET id = 'z' WHERE id = 'a'",
-                      f"DELETE FROM routing_batches WHERE id = {batch}", f"DELETE FROM item_sources WHERE id = {source}",
+    for statement in ("DELETE FROM items WHERE id = 'a'", "DELETE FROM items WHERE id = 'c'",
+                      "UPDATE items SET id = 'z' WHERE id = 'a'", f"DELETE FROM routing_batches WHERE id = {batch}",
+                      f"DELETE FROM item_sources WHERE id = {source}",
                       f"UPDATE items SET source_id = {source + 99} WHERE id = 'b'",
-                      "UPDATE routing_decisions SET item_id = 'missing'"):
+                      "UPDATE routing_decisions SET item_id = 'missing'", "UPDATE predictions SET item_id = 'missing'"):
         with pytest.raises(IntegrityError), engine.begin() as conn:
             conn.execute(text(statement))
     with engine.begin() as conn:  # an item nothing points at may go; a state move touches no reference
         conn.execute(text("UPDATE items SET state = 'routed'"))
         conn.execute(text("DELETE FROM items WHERE id = 'b'"))
-    assert _count(engine, "items") == 1
+    assert _count(engine, "items") == 2
 
 
 def _foreign_keys(engine) -> set[tuple[str, str, str]]:
     inspector = inspect(engine)
     return {(table, fk["constrained_columns"][0], fk["referred_table"])
-            for table in ("routing_decisions", "items") for fk in inspector.get_foreign_keys(table)}
+            for table in ("routing_decisions", "items", "predictions") for fk in inspector.get_foreign_keys(table)}
 
 
-def test_postgresql_checks_the_three_with_triggers_and_a_downgrade_restores_the_foreign_keys(store) -> None:
+def test_postgresql_checks_the_four_with_triggers_and_a_downgrade_restores_the_foreign_keys(store) -> None:
     engine, _, _ = store
     if engine.dialect.name != "postgresql":
         assert CHECKED <= _foreign_keys(engine)  # SQLite keeps its foreign keys: nothing to migrate
@@ -102,9 +114,10 @@ def test_postgresql_checks_the_three_with_triggers_and_a_downgrade_restores_the_
     try:
         assert CHECKED <= _foreign_keys(plain)
         with plain.connect() as conn:
-            triggers = conn.execute(text("SELECT count(*) FROM pg_trigger WHERE tgname LIKE 'sluice_ref_%'")).scalar_one()
+            triggers = conn.execute(text("SELECT count(*) FROM pg_trigger WHERE tgname LIKE 'sluice_ref_%'")
+                                    ).scalar_one()
         assert triggers == 0
-        assert (_count(plain, "routing_decisions"), _count(plain, "items")) == (1, 2)
+        assert (_count(plain, "routing_decisions"), _count(plain, "items"), _count(plain, "predictions")) == (1, 3, 1)
         command.upgrade(config, "head")
         assert not CHECKED & _foreign_keys(plain)
     finally:

@@ -1,12 +1,12 @@
 """On PostgreSQL, the references the bulk writers write once per item are checked once per statement, not once per
-row: a decision's item and batch (``routing_decisions.item_id``, ``.batch_id``) and an item's source file
-(``items.source_id``).
+row: a decision's item and batch (``routing_decisions.item_id``, ``.batch_id``), an item's source file
+(``items.source_id``) and a prediction's item (``predictions.item_id``).
 
 A PostgreSQL foreign key checks each inserted row on its own: one query and one row lock on the referenced row,
-per row. Route writes a decision per item and ingest an item per record, so those checks cost more than the rows
-they check: at 200,000 items, route took 6.7-9.0 s with the three foreign keys and 4.9-5.0 s without them, ingest
-4.7-6.9 s against 3.9-5.3 s (``bench/results/ingest-route-200k.md``). Each foreign key becomes triggers that keep
-what it promised:
+per row. Route writes a decision per item, ingest an item per record and score a prediction per item, so those
+checks cost more than the rows they check: at 200,000 items, route took 6.7-9.0 s with the foreign keys and
+4.9-5.0 s without them, ingest 4.7-6.9 s against 3.9-5.3 s (``bench/results/ingest-route-200k.md``). Each foreign
+key becomes triggers that keep what it promised:
 
 * an insert is checked after the statement, over every row it wrote at once (its transition table: one anti-join,
   not one query per row), and refused with SQLSTATE 23503 (``foreign_key_violation``, an IntegrityError to
@@ -19,7 +19,8 @@ another one writes its decision could now commit both. Sluice never deletes item
 
 SQLite keeps its foreign keys: there they are an index probe per row, and measured no slower than none. The model
 (``store/models.py``) keeps declaring them; the schema check (``tests/store/test_db.py``) reads `REFERENCES` below
-to know which three PostgreSQL enforces this way. The downgrade drops the triggers and restores the foreign keys, validating every row.
+to know which ones PostgreSQL enforces this way. The downgrade drops the triggers and restores the foreign keys,
+validating every row.
 
 Revision ID: 0018
 Revises: 0017
@@ -41,6 +42,7 @@ REFERENCES = (
     ("routing_decisions", "item_id", "items", "id", "routing_decisions_item_id_fkey"),
     ("routing_decisions", "batch_id", "routing_batches", "id", "fk_decision_batch"),
     ("items", "source_id", "item_sources", "id", "fk_item_source"),
+    ("predictions", "item_id", "items", "id", "predictions_item_id_fkey"),
 )
 
 
