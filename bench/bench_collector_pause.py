@@ -16,7 +16,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import configure_home, prefect_session, print_table, timed  # noqa: E402
-from bench_ingest_route import remove_database, write_items  # noqa: E402
+from bench_ingest_route import items_file, remove_database, write_items  # noqa: E402
 
 # the arm without the pause: the same code, with the collector's switch made a no-op
 COLLECTOR_ON = types.SimpleNamespace(isenabled=gc.isenabled, disable=lambda: None, enable=lambda: None)
@@ -28,7 +28,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--repeat", type=int, default=4, help="runs of each arm, alternating")
     args = parser.parse_args(argv)
     home = configure_home()
-    path = write_items(home / f"items-upstream-{args.n}.jsonl", args.n)
+    path = write_items(items_file(home, args.n), args.n)
     import store.bulk as bulk
     from flows.route import route_flow
     from sqlalchemy import create_engine

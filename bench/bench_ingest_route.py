@@ -4,7 +4,10 @@ rows into the same kind of database, measured in the same run: `sqlite3` into a 
 throw-away PostgreSQL cluster on 127.0.0.1.
 
     python bench/bench_ingest_route.py [--n 1000000] [--repeat 3] [--database sqlite|postgresql]
-                                       [--task-runner threads|dask]
+                                       [--task-runner threads|dask] [--words 3]
+
+`--words` sets each item's text length (3 words, about 20 bytes, by default; 300 words is about 2 KB, a news
+article's size): the reference writes the same texts.
 """
 
 from __future__ import annotations
@@ -24,8 +27,13 @@ LABELS = ("a", "b", "c")
 WORDS = ("alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel", "india", "juliet")
 
 
-def write_items(path: Path, n: int, *, seed: int = 0) -> Path:
-    """`n` JSONL items with an upstream prediction and confidence, a few segments, short texts."""
+def items_file(home: Path, n: int, words: int = 3) -> Path:
+    """Where the items of `n` and `words` are kept between runs."""
+    return home / (f"items-upstream-{n}.jsonl" if words == 3 else f"items-upstream-{n}-{words}w.jsonl")
+
+
+def write_items(path: Path, n: int, *, seed: int = 0, words: int = 3) -> Path:
+    """`n` JSONL items with an upstream prediction and confidence, a few segments, texts of `words` words."""
     import numpy as np
 
     if path.exists():
@@ -34,12 +42,12 @@ def write_items(path: Path, n: int, *, seed: int = 0) -> Path:
     confidence = np.round(rng.beta(5, 1.5, size=n), 4)
     label = rng.integers(0, len(LABELS), size=n)
     segment = rng.integers(0, len(SEGMENTS), size=n)
-    words = rng.integers(0, len(WORDS), size=(n, 3))
+    drawn = rng.integers(0, len(WORDS), size=(n, words))
     tmp = path.with_suffix(".tmp")
     with tmp.open("w", encoding="utf-8") as out:
         for i in range(n):
             out.write(json.dumps({
-                "id": f"i{i:07d}", "text": " ".join(WORDS[w] for w in words[i]), "prediction": LABELS[label[i]],
+                "id": f"i{i:07d}", "text": " ".join(WORDS[w] for w in drawn[i]), "prediction": LABELS[label[i]],
                 "confidence": float(confidence[i]), "segment": SEGMENTS[segment[i]],
             }) + "\n")
     tmp.replace(path)
@@ -124,9 +132,10 @@ def main(argv: list[str] | None = None) -> bool:
     parser.add_argument("--database", choices=("sqlite", "postgresql"), default="sqlite")
     parser.add_argument("--task-runner", choices=("threads", "dask"), default="threads",
                         help="where the flows' batch tasks run (dask: a local cluster of 2 worker processes)")
+    parser.add_argument("--words", type=int, default=3, help="words per item text (300: about 2 KB)")
     args = parser.parse_args(argv)
     home = configure_home()
-    path = write_items(home / f"items-upstream-{args.n}.jsonl", args.n)
+    path = write_items(items_file(home, args.n, args.words), args.n, words=args.words)
     reference: list[float] = []
     stages: dict[str, list[float]] = {"ingest": [], "score": [], "route": []}
     cluster = None
@@ -163,8 +172,8 @@ def main(argv: list[str] | None = None) -> bool:
     total = [sum(parts) for parts in zip(*stages.values())]
     floor = "sqlite3 executemany" if cluster is None else "psycopg executemany"
     print_table(
-        f"Ingest + score + route of {args.n:,} items with upstream confidences ({args.database}, Prefect flows, "
-        f"batch tasks on {args.task_runner})",
+        f"Ingest + score + route of {args.n:,} items with upstream confidences and {args.words}-word texts "
+        f"({args.database}, Prefect flows, batch tasks on {args.task_runner})",
         [(f"reference: {floor} (parse + insert)", reference, None),
          ("sluice ingest_flow", stages["ingest"], None),
          ("sluice score_flow (born scored: nothing left)", stages["score"], None),

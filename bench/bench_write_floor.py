@@ -8,7 +8,7 @@ Three writes, each timed on its own into a SQLite file in WAL mode, with the sch
   `(item_id, policy_version, model_version)` and the route index), in one executemany;
 * each item's move from `scored` to `routed`, one `UPDATE` per item in one executemany.
 
-    .venv/bin/python bench/bench_write_floor.py [--n 200000] [--repeat 3]
+    .venv/bin/python bench/bench_write_floor.py [--n 200000] [--repeat 3] [--words 3]
 
 The sum is what ingest + route cost before any read, decision or orchestration: the part of
 `bench_ingest_route.py`'s ratio no tuning of the steps can remove while a decision row and an item state are
@@ -27,7 +27,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import configure_home, median, print_table, timed  # noqa: E402
-from bench_ingest_route import reference_insert, write_items  # noqa: E402
+from bench_ingest_route import items_file, reference_insert, write_items  # noqa: E402
 
 ITEMS = ("CREATE TABLE items (id VARCHAR(512) PRIMARY KEY, segment VARCHAR(128) NOT NULL, text VARCHAR, "
          "upstream_prediction VARCHAR, upstream_confidence FLOAT, state VARCHAR(32) NOT NULL, source VARCHAR, "
@@ -154,9 +154,10 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=200_000)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--words", type=int, default=3, help="words per item text (300: about 2 KB)")
     args = parser.parse_args(argv)
     home = configure_home()
-    path = write_items(home / f"items-upstream-{args.n}.jsonl", args.n)
+    path = write_items(items_file(home, args.n, args.words), args.n, words=args.words)
     reference: list[float] = []
     parts: dict[str, list[float]] = {f"{design} {name}": [] for design in ("today", "slim")
                                      for name in ("items", "decisions", "states")}
@@ -167,7 +168,7 @@ def main(argv: list[str] | None = None) -> None:
                 parts[f"{design} {name}"].append(value)
     totals = {design: [sum(values) for values in zip(*(v for k, v in parts.items() if k.startswith(design)))]
               for design in ("today", "slim")}
-    print_table(f"The writes under ingest + route of {args.n:,} items, in raw sqlite3", [
+    print_table(f"The writes under ingest + route of {args.n:,} items with {args.words}-word texts, in raw sqlite3", [
         ("reference: sqlite3 executemany (parse + insert)", reference, None),
         ("today: parse + insert into items (its state index)", parts["today items"], None),
         ("today: one routing_decisions row per item (its indexes)", parts["today decisions"], None),
