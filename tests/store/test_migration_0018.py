@@ -13,6 +13,8 @@ from sqlalchemy import create_engine, inspect, text
 from sqlalchemy.exc import IntegrityError
 
 from store import db
+from store.bulk import COPY_MIN_ROWS, insert_ignore_columns
+from store.models import Prediction
 from store.policies import active_policy
 
 NOW = datetime(2026, 12, 6, tzinfo=timezone.utc)
@@ -93,6 +95,55 @@ def test_a_referenced_row_can_be_neither_deleted_nor_rekeyed_nor_repointed(store
         conn.execute(text("UPDATE items SET state = 'routed'"))
         conn.execute(text("DELETE FROM items WHERE id = 'b'"))
     assert _count(engine, "items") == 2
+
+
+def test_what_the_foreign_keys_allowed_still_goes_through(store) -> None:
+    engine, source, batch = store
+    with engine.begin() as conn:
+        other = conn.execute(text("INSERT INTO routing_batches (segment, policy_version, model_version, created_at) "
+                                  "SELECT 's', policy_version, 'm2', created_at FROM routing_batches "
+                                  "RETURNING id")).scalar_one()
+        conn.execute(text(f"UPDATE routing_decisions SET batch_id = {other}"))  # to another row that exists
+        conn.execute(text("UPDATE items SET source_id = NULL WHERE id = 'b'"))
+        conn.execute(text("UPDATE items SET id = 'b2' WHERE id = 'b'"))  # nothing points at b
+        conn.execute(text("UPDATE items SET id = id"))  # every key there again at the end of the statement
+        conn.execute(text(f"DELETE FROM routing_batches WHERE id = {batch}"))  # nothing points at it any more
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT item_id, batch_id FROM routing_decisions")).all() == [("a", other)]
+
+
+@pytest.mark.parametrize("rows", [10, COPY_MIN_ROWS])
+def test_the_bulk_insert_paths_are_checked(store, rows: int) -> None:
+    """Below COPY_MIN_ROWS PostgreSQL gets one statement per row, from it a COPY and one INSERT ... SELECT: an
+    orphan among them refuses the whole write either way."""
+    engine, _, _ = store
+    columns = {"item_id": ["c"] * (rows - 1) + ["missing"], "model_version": [f"m{k}" for k in range(rows)],
+               "label": ["x"] * rows, "confidence": [0.9] * rows, "created_at": [NOW] * rows}
+    # the bulk path writes through the driver's cursor: the driver's own IntegrityError
+    with pytest.raises(engine.dialect.loaded_dbapi.IntegrityError), engine.begin() as conn:
+        insert_ignore_columns(conn, Prediction.__table__, columns)
+    assert _count(engine, "predictions") == 1
+
+
+def test_postgresql_refusals_name_the_foreign_key_allow_a_key_back_and_guard_truncate(store) -> None:
+    engine, _, batch = store
+    if engine.dialect.name != "postgresql":
+        pytest.skip("SQLite has no TRUNCATE, and its foreign keys' errors carry no diagnostics")
+    with pytest.raises(IntegrityError) as refused, engine.begin() as conn:
+        _decisions(conn, [("missing", batch)])
+    assert refused.value.orig.diag.constraint_name == "routing_decisions_item_id_fkey"
+    assert "missing" in str(refused.value)
+    with engine.begin() as conn:  # NO ACTION: a referenced key deleted and written again in one statement
+        conn.execute(text("WITH gone AS (DELETE FROM items WHERE id = 'a' RETURNING *) "
+                          "INSERT INTO items SELECT * FROM gone"))
+    for table in ("item_sources", "routing_batches", "items"):
+        with pytest.raises(IntegrityError), engine.begin() as conn:
+            conn.execute(text(f"TRUNCATE {table} CASCADE"))
+    with engine.begin() as conn:  # emptied first, the referenced table may go
+        conn.execute(text("DELETE FROM predictions"))
+        conn.execute(text("DELETE FROM routing_decisions"))
+        conn.execute(text("TRUNCATE routing_batches"))
+    assert _count(engine, "routing_batches") == 0
 
 
 def _foreign_keys(engine) -> set[tuple[str, str, str]]:

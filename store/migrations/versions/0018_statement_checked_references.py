@@ -12,7 +12,9 @@ key becomes triggers that keep what it promised:
   not one query per row), and refused with SQLSTATE 23503 (``foreign_key_violation``, an IntegrityError to
   SQLAlchemy) naming the first key that points at nothing;
 * a change of the column, a change of the referenced key, and the deletion of a referenced row are checked per
-  row (none of them happens in Sluice's own writes, so they cost nothing there).
+  row (none of them happens in Sluice's own writes, so they cost nothing there);
+* a TRUNCATE of a referenced table is refused while any row points at it (the foreign key refused it outright, and
+  cascaded a ``TRUNCATE ... CASCADE``: now the pointing table must be emptied first, or in an earlier statement).
 
 What the triggers do not do that the foreign key did: lock the referenced row. A transaction deleting an item while
 another one writes its decision could now commit both. Sluice never deletes items, batches or sources.
@@ -50,12 +52,13 @@ def upgrade() -> None:
     bind = op.get_bind()
     if bind.dialect.name != "postgresql":
         return
+    schema = bind.execute(sa.text("SELECT current_schema()")).scalar_one()
     inspector = sa.inspect(bind)
-    for table, column, parent, key, _ in REFERENCES:
+    for table, column, parent, key, name in REFERENCES:
         for fk in inspector.get_foreign_keys(table):
             if fk["name"] and fk["constrained_columns"] == [column] and fk["referred_table"] == parent:
                 op.drop_constraint(fk["name"], table, type_="foreignkey")
-        for statement in _trigger_ddl(table, column, parent, key):
+        for statement in _trigger_ddl(schema, table, column, parent, key, name):
             op.execute(statement)
 
 
@@ -66,9 +69,9 @@ def downgrade() -> None:
         base = _base(table, column)
         op.execute(f"DROP TRIGGER IF EXISTS {base}_insert ON {table}")
         op.execute(f"DROP TRIGGER IF EXISTS {base}_update ON {table}")
-        op.execute(f"DROP TRIGGER IF EXISTS {base}_parent_delete ON {parent}")
-        op.execute(f"DROP TRIGGER IF EXISTS {base}_parent_update ON {parent}")
-        for function in ("inserted", "updated", "parent_gone"):
+        for event in ("delete", "update", "truncate"):
+            op.execute(f"DROP TRIGGER IF EXISTS {base}_parent_{event} ON {parent}")
+        for function in ("inserted", "updated", "parent_gone", "parent_truncated"):
             op.execute(f"DROP FUNCTION IF EXISTS {base}_{function}()")
         op.create_foreign_key(name, table, parent, [column], [key])
 
@@ -77,38 +80,52 @@ def _base(table: str, column: str) -> str:
     return f"sluice_ref_{table}_{column}"
 
 
-def _trigger_ddl(table: str, column: str, parent: str, key: str) -> list[str]:
-    """The functions and triggers that check `table`.`column` -> `parent`.`key` (a NULL points at nothing and is
-    allowed, as a foreign key's MATCH SIMPLE allows it)."""
+def _trigger_ddl(schema: str, table: str, column: str, parent: str, key: str, name: str) -> list[str]:
+    """The functions and triggers that check `table`.`column` -> `parent`.`key`, as the foreign key `name` did
+    (NO ACTION, MATCH SIMPLE: a NULL points at nothing and is allowed; a referenced key may go if a row with it is
+    there again at the end of the statement). The tables are named with their schema, so neither a session's
+    search_path nor a temporary table of the same name changes what is checked; a refusal carries the foreign key's
+    name as its constraint, for whoever reads the error's diagnostics."""
     base = _base(table, column)
+    child, referenced = f'"{schema}"."{table}"', f'"{schema}"."{parent}"'
     child_message = f'insert or update on table "{table}" violates the reference {table}.{column} -> {parent}.{key}'
     parent_message = (f'update or delete on table "{parent}" violates the reference {table}.{column} -> '
                       f'{parent}.{key}')
-    detail = f"'Key ({column})=(%s) is not present in table \"{parent}\".'"
+    diagnostics = f"CONSTRAINT = '{name}', TABLE = '{table}', COLUMN = '{column}'"
     return [
         f"""CREATE FUNCTION {base}_inserted() RETURNS trigger LANGUAGE plpgsql AS $$
 DECLARE missing text;
 BEGIN
     SELECT n.{column}::text INTO missing FROM inserted n
-     WHERE n.{column} IS NOT NULL AND NOT EXISTS (SELECT 1 FROM {parent} p WHERE p.{key} = n.{column}) LIMIT 1;
+     WHERE n.{column} IS NOT NULL AND NOT EXISTS (SELECT 1 FROM {referenced} p WHERE p.{key} = n.{column}) LIMIT 1;
     IF FOUND THEN
-        RAISE EXCEPTION '{child_message}' USING ERRCODE = 'foreign_key_violation', DETAIL = format({detail}, missing);
+        RAISE EXCEPTION '{child_message}' USING ERRCODE = 'foreign_key_violation', {diagnostics},
+            DETAIL = 'Key ({column})=(' || missing || ') is not present in table "{parent}".';
     END IF;
     RETURN NULL;
 END $$""",
         f"""CREATE FUNCTION {base}_updated() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    IF NEW.{column} IS NOT NULL AND NOT EXISTS (SELECT 1 FROM {parent} p WHERE p.{key} = NEW.{column}) THEN
-        RAISE EXCEPTION '{child_message}' USING ERRCODE = 'foreign_key_violation',
-            DETAIL = format({detail}, NEW.{column});
+    IF NEW.{column} IS NOT NULL AND NOT EXISTS (SELECT 1 FROM {referenced} p WHERE p.{key} = NEW.{column}) THEN
+        RAISE EXCEPTION '{child_message}' USING ERRCODE = 'foreign_key_violation', {diagnostics},
+            DETAIL = 'Key ({column})=(' || NEW.{column} || ') is not present in table "{parent}".';
     END IF;
     RETURN NULL;
 END $$""",
         f"""CREATE FUNCTION {base}_parent_gone() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    IF EXISTS (SELECT 1 FROM {table} c WHERE c.{column} = OLD.{key}) THEN
-        RAISE EXCEPTION '{parent_message}' USING ERRCODE = 'foreign_key_violation',
-            DETAIL = format('Key ({key})=(%s) is still referenced from table "{table}".', OLD.{key});
+    IF EXISTS (SELECT 1 FROM {child} c WHERE c.{column} = OLD.{key})
+       AND NOT EXISTS (SELECT 1 FROM {referenced} p WHERE p.{key} = OLD.{key}) THEN
+        RAISE EXCEPTION '{parent_message}' USING ERRCODE = 'foreign_key_violation', {diagnostics},
+            DETAIL = 'Key ({key})=(' || OLD.{key} || ') is still referenced from table "{table}".';
+    END IF;
+    RETURN NULL;
+END $$""",
+        f"""CREATE FUNCTION {base}_parent_truncated() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF EXISTS (SELECT 1 FROM {child} c WHERE c.{column} IS NOT NULL) THEN
+        RAISE EXCEPTION 'cannot truncate table "{parent}": {table}.{column} points at its rows'
+            USING ERRCODE = 'foreign_key_violation', {diagnostics};
     END IF;
     RETURN NULL;
 END $$""",
@@ -120,4 +137,6 @@ END $$""",
         f"EXECUTE FUNCTION {base}_parent_gone()",
         f"CREATE TRIGGER {base}_parent_update AFTER UPDATE OF {key} ON {parent} FOR EACH ROW "
         f"WHEN (NEW.{key} IS DISTINCT FROM OLD.{key}) EXECUTE FUNCTION {base}_parent_gone()",
+        f"CREATE TRIGGER {base}_parent_truncate BEFORE TRUNCATE ON {parent} FOR EACH STATEMENT "
+        f"EXECUTE FUNCTION {base}_parent_truncated()",
     ]
