@@ -26,6 +26,7 @@ import pytest
 from labeling.errors import LabelStudioError
 from labeling.server import LOG_FILE_NAME, PID_FILE_NAME, LabelStudioServer
 from store.settings import PROJECT_ROOT, SluiceSettings
+from tests.watchdog import guard
 
 TEMPLATE_NAME = "labelstudio-template"
 TEMPLATE_MARKER = ".sluice-template.json"
@@ -144,6 +145,7 @@ def labelstudio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabelStudi
     started = time.monotonic()
     status = server.start(timeout=WARM_START_TIMEOUT)
     assert status.running and status.pid is not None, status
+    guard(status.pid, group=True)  # a killed test process leaves no server running (its own process group)
     instance = LabelStudioInstance(
         url=status.url,
         token=settings.labelstudio_credentials().token,

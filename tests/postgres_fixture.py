@@ -33,6 +33,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.watchdog import guard
+
 PG_GLOB = "/usr/lib/postgresql/*/bin"
 SERVICE_USER = "postgres"
 SESSION_DATABASE = "sluice_test"
@@ -169,6 +171,9 @@ def start_cluster() -> PostgresCluster:
             if attempt == START_ATTEMPTS:
                 _check(result, f"pg_ctl start (port {port})", log)
         _wait_ready(port, time.monotonic() + READY_TIMEOUT)
+        postmaster = _postmaster_pid(data_dir)
+        if postmaster is not None:  # a killed test process leaves no cluster running
+            guard(postmaster, first=signal.SIGQUIT, cleanup=base)
     except BaseException:
         _stop(bin_dir, data_dir, as_service_user)
         shutil.rmtree(base, ignore_errors=True)
