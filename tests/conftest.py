@@ -25,8 +25,20 @@ def prefect_harness():
     from prefect.testing.utilities import prefect_test_harness
 
     with prefect_test_harness(server_startup_timeout=120):
+        _guard_prefect_server()
         with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
             yield
+
+
+def _guard_prefect_server() -> None:
+    """The harness's server is a child process of this one: a watchdog stops it if this process is killed."""
+    from prefect.server.api.server import SubprocessASGIServer
+
+    from tests.watchdog import guard
+
+    process = getattr(SubprocessASGIServer._instances.get(None), "server_process", None)
+    if process is not None:
+        guard(process.pid)
 
 
 @pytest.fixture

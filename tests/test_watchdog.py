@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.watchdog import guard
+from tests.watchdog import _WATCHDOGS, guard
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -64,6 +64,8 @@ def test_an_owner_killed_with_sigkill_takes_its_guarded_process_group_down(tmp_p
         for process in (owner, target):
             if process.poll() is None:
                 process.kill()
+        if owner.stdout is not None:
+            owner.stdout.close()
 
 
 def test_a_process_stopped_normally_ends_its_watchdog_and_nothing_else() -> None:
@@ -102,8 +104,18 @@ def test_a_killed_test_process_leaves_no_postgresql_cluster_running() -> None:
     finally:
         if owner.poll() is None:
             owner.kill()
+        if owner.stdout is not None:
+            owner.stdout.close()
         if postmaster is not None and _alive(postmaster):  # the watchdog failed: stop what the test started
             os.kill(postmaster, signal.SIGQUIT)
             _gone_within(postmaster, 10)
         if base:
             shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.mark.integration
+def test_the_prefect_harness_server_is_guarded(prefect_harness) -> None:
+    from prefect.server.api.server import SubprocessASGIServer
+
+    pid = SubprocessASGIServer._instances[None].server_process.pid
+    assert any(str(pid) in watchdog.args for watchdog in _WATCHDOGS if watchdog.poll() is None)
