@@ -43,7 +43,8 @@ def main(argv: list[str] | None = None) -> None:
             automated = np.mean([d["route"] in AUTOMATED for d in decisions])
             per_arm[arm][cycle].append((np.mean(confidence >= 0.99), np.mean(confidence >= 0.95),
                                         float(confidence.mean()), float(certified), float(automated)))
-    print("| cycle | arm | runs | raw confidence >= 0.99 | >= 0.95 | mean raw confidence | runs certified | automated |")
+    print("| cycle | arm | runs | raw confidence >= 0.99 | >= 0.95 | mean raw confidence | runs certified "
+          "| automated |")
     print("|---|---|---|---|---|---|---|---|")
     for cycle in args.cycles:
         for arm in sorted(per_arm):
