@@ -195,12 +195,25 @@ def main() -> int:
     parser.add_argument("--allow-rerouted", action="store_true",
                         help="ablation: let backlog items re-routed under a newer model be auto-accepted (Sluice "
                              "never does); write these runs to their own --results file")
+    parser.add_argument("--start-count", type=int, default=None,
+                        help="ablation: the fixed sequence's first candidate needs this many labels above it "
+                             "(default: routing.thresholds.default_start_count, at least 100); a count only, so "
+                             "the guarantee holds whatever it is; write these runs to their own --results file")
     parser.add_argument("--retrain-every", type=int, default=1,
                         help="retrain after every Nth cycle (the same model routes the cycles in between); write "
                              "these runs to their own --results file")
     args = parser.parse_args()
     if args.retrain_every > 1:
         PARAMS["retrain_every"] = args.retrain_every
+    if args.start_count is not None:
+        import routing.active_inference
+        import routing.thresholds
+
+        def start_count(*, alpha: float, delta: float, count: int = args.start_count) -> int:
+            return count
+
+        routing.thresholds.default_start_count = start_count
+        routing.active_inference.default_start_count = start_count
     if args.allow_rerouted:
         import flows.route
 
