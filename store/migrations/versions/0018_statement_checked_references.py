@@ -92,43 +92,23 @@ def _trigger_ddl(schema: str, table: str, column: str, parent: str, key: str, na
     parent_message = (f'update or delete on table "{parent}" violates the reference {table}.{column} -> '
                       f'{parent}.{key}')
     diagnostics = f"CONSTRAINT = '{name}', TABLE = '{table}', COLUMN = '{column}'"
+
+    def absent(value: str) -> str:  # no referenced row holds `value`
+        return f"NOT EXISTS (SELECT 1 FROM {referenced} p WHERE p.{key} = {value})"
+
+    orphans = f"FROM inserted n WHERE n.{column} IS NOT NULL AND {absent(f'n.{column}')}"
+    missing = f"""'Key ({column})=(' || %s || ') is not present in table "{parent}".'"""
     return [
-        f"""CREATE FUNCTION {base}_inserted() RETURNS trigger LANGUAGE plpgsql AS $$
-DECLARE missing text;
-BEGIN
-    SELECT n.{column}::text INTO missing FROM inserted n
-     WHERE n.{column} IS NOT NULL AND NOT EXISTS (SELECT 1 FROM {referenced} p WHERE p.{key} = n.{column}) LIMIT 1;
-    IF FOUND THEN
-        RAISE EXCEPTION '{child_message}' USING ERRCODE = 'foreign_key_violation', {diagnostics},
-            DETAIL = 'Key ({column})=(' || missing || ') is not present in table "{parent}".';
-    END IF;
-    RETURN NULL;
-END $$""",
-        f"""CREATE FUNCTION {base}_updated() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    IF NEW.{column} IS NOT NULL AND NOT EXISTS (SELECT 1 FROM {referenced} p WHERE p.{key} = NEW.{column}) THEN
-        RAISE EXCEPTION '{child_message}' USING ERRCODE = 'foreign_key_violation', {diagnostics},
-            DETAIL = 'Key ({column})=(' || NEW.{column} || ') is not present in table "{parent}".';
-    END IF;
-    RETURN NULL;
-END $$""",
-        f"""CREATE FUNCTION {base}_parent_gone() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    IF EXISTS (SELECT 1 FROM {child} c WHERE c.{column} = OLD.{key})
-       AND NOT EXISTS (SELECT 1 FROM {referenced} p WHERE p.{key} = OLD.{key}) THEN
-        RAISE EXCEPTION '{parent_message}' USING ERRCODE = 'foreign_key_violation', {diagnostics},
-            DETAIL = 'Key ({key})=(' || OLD.{key} || ') is still referenced from table "{table}".';
-    END IF;
-    RETURN NULL;
-END $$""",
-        f"""CREATE FUNCTION {base}_parent_truncated() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    IF EXISTS (SELECT 1 FROM {child} c WHERE c.{column} IS NOT NULL) THEN
-        RAISE EXCEPTION 'cannot truncate table "{parent}": {table}.{column} points at its rows'
-            USING ERRCODE = 'foreign_key_violation', {diagnostics};
-    END IF;
-    RETURN NULL;
-END $$""",
+        _refusing(f"{base}_inserted", f"EXISTS (SELECT 1 {orphans})", child_message, diagnostics,
+                  missing % f"(SELECT n.{column}::text {orphans} LIMIT 1)"),
+        _refusing(f"{base}_updated", f"NEW.{column} IS NOT NULL AND {absent(f'NEW.{column}')}", child_message,
+                  diagnostics, missing % f"NEW.{column}"),
+        _refusing(f"{base}_parent_gone",
+                  f"EXISTS (SELECT 1 FROM {child} c WHERE c.{column} = OLD.{key}) AND {absent(f'OLD.{key}')}",
+                  parent_message, diagnostics,
+                  f"""'Key ({key})=(' || OLD.{key} || ') is still referenced from table "{table}".'"""),
+        _refusing(f"{base}_parent_truncated", f"EXISTS (SELECT 1 FROM {child} c WHERE c.{column} IS NOT NULL)",
+                  f'cannot truncate table "{parent}": {table}.{column} points at its rows', diagnostics),
         f"CREATE TRIGGER {base}_insert AFTER INSERT ON {table} REFERENCING NEW TABLE AS inserted "
         f"FOR EACH STATEMENT EXECUTE FUNCTION {base}_inserted()",
         f"CREATE TRIGGER {base}_update AFTER UPDATE OF {column} ON {table} FOR EACH ROW "
@@ -140,3 +120,16 @@ END $$""",
         f"CREATE TRIGGER {base}_parent_truncate BEFORE TRUNCATE ON {parent} FOR EACH STATEMENT "
         f"EXECUTE FUNCTION {base}_parent_truncated()",
     ]
+
+
+def _refusing(function: str, condition: str, message: str, diagnostics: str, detail: str | None = None) -> str:
+    """A trigger function that raises SQLSTATE 23503 with `message` (and the SQL expression `detail`) when the SQL
+    `condition` holds, and otherwise lets the statement go on."""
+    detail_clause = f", DETAIL = {detail}" if detail else ""
+    return f"""CREATE FUNCTION {function}() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF {condition} THEN
+        RAISE EXCEPTION '{message}' USING ERRCODE = 'foreign_key_violation', {diagnostics}{detail_clause};
+    END IF;
+    RETURN NULL;
+END $$"""
