@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 
 from tests.watchdog import _WATCHDOGS, guard
@@ -18,23 +19,20 @@ from tests.watchdog import _WATCHDOGS, guard
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _alive(pid: int) -> bool:
+def _ends_within(pid: int, seconds: float) -> bool:
+    """Whether process `pid` has ended, or ends within `seconds` (a child of this process is reaped)."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
+        process = psutil.Process(pid)
+    except psutil.NoSuchProcess:
         return True
-    return True
+    return not psutil.wait_procs([process], timeout=seconds)[1]
 
 
-def _gone_within(pid: int, seconds: float, process: subprocess.Popen[bytes] | None = None) -> bool:
+def _removed_within(path: Path, seconds: float) -> bool:
     deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if (process.poll() is not None) if process is not None else not _alive(pid):
-            return True
+    while path.exists() and time.monotonic() < deadline:
         time.sleep(0.1)
-    return False
+    return not path.exists()
 
 
 def _owner(code: str, *args: str) -> subprocess.Popen[str]:
@@ -55,11 +53,8 @@ def test_an_owner_killed_with_sigkill_takes_its_guarded_process_group_down(tmp_p
         assert target.poll() is None
         owner.kill()
         owner.wait(timeout=10)
-        assert _gone_within(target.pid, 10, target), "the guarded process outlived its killed owner"
-        deadline = time.monotonic() + 5
-        while folder.exists() and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert not folder.exists()
+        assert _ends_within(target.pid, 10), "the guarded process outlived its killed owner"
+        assert _removed_within(folder, 5)
     finally:
         for process in (owner, target):
             if process.poll() is None:
@@ -77,7 +72,6 @@ def test_a_process_stopped_normally_ends_its_watchdog_and_nothing_else() -> None
         target.terminate()
         target.wait(timeout=10)
         assert watchdog.wait(timeout=10) == 0
-        assert _alive(os.getpid())
     finally:
         if target.poll() is None:
             target.kill()
@@ -93,22 +87,19 @@ def test_a_killed_test_process_leaves_no_postgresql_cluster_running() -> None:
         assert owner.stdout is not None
         pid_text, base = owner.stdout.readline().split()
         postmaster = int(pid_text)
-        assert _alive(postmaster)
+        assert psutil.pid_exists(postmaster)
         owner.kill()
         owner.wait(timeout=10)
-        assert _gone_within(postmaster, 20), f"PostgreSQL {postmaster} outlived the killed test process"
-        deadline = time.monotonic() + 10
-        while Path(base).exists() and time.monotonic() < deadline:
-            time.sleep(0.2)
-        assert not Path(base).exists()
+        assert _ends_within(postmaster, 20), f"PostgreSQL {postmaster} outlived the killed test process"
+        assert _removed_within(Path(base), 10)
     finally:
         if owner.poll() is None:
             owner.kill()
         if owner.stdout is not None:
             owner.stdout.close()
-        if postmaster is not None and _alive(postmaster):  # the watchdog failed: stop what the test started
+        if postmaster is not None and not _ends_within(postmaster, 0):  # the watchdog failed: stop it here
             os.kill(postmaster, signal.SIGQUIT)
-            _gone_within(postmaster, 10)
+            _ends_within(postmaster, 10)
         if base:
             shutil.rmtree(base, ignore_errors=True)
 

@@ -18,32 +18,36 @@ from pathlib import Path
 
 _WATCH = r"""
 import os, shutil, signal, sys, time
-owner, target, group, first, cleanup = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3] == "group", int(sys.argv[4]), sys.argv[5]
+import psutil
+owner_pid, target_pid, group, first, cleanup = (int(sys.argv[1]), int(sys.argv[2]), sys.argv[3] == "group",
+                                                int(sys.argv[4]), sys.argv[5])
 
-def alive(pid):
+def process(pid):
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's process (PostgreSQL's service user): alive
-        return True
-    return True
+        return psutil.Process(pid)
+    except psutil.NoSuchProcess:
+        return None
 
+def alive(p):  # a zombie has ended; is_running also tells a reused pid from the process it watched
+    try:
+        return p is not None and p.is_running() and p.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+    except psutil.AccessDenied:  # another user's process (PostgreSQL's service user): alive
+        return True
+
+owner, target = process(owner_pid), process(target_pid)
 while alive(owner) and alive(target):
     time.sleep(0.5)
-if not alive(owner):
-    send = os.killpg if group else os.kill
+if target is not None and not alive(owner):
     for sig in (first, signal.SIGKILL):
-        try:
-            send(target, sig)
-        except ProcessLookupError:
-            break
-        for _ in range(100):
-            if not alive(target):
-                break
-            time.sleep(0.1)
         if not alive(target):
             break
+        try:
+            (os.killpg if group else os.kill)(target.pid, sig)
+            target.wait(10)
+        except (ProcessLookupError, psutil.NoSuchProcess, psutil.TimeoutExpired):
+            pass
     if cleanup:
         shutil.rmtree(cleanup, ignore_errors=True)
 """
