@@ -327,9 +327,9 @@ def route_batch(
     now: datetime | None = None,
 ) -> Counter[str]:
     """Route a batch of (segment, model version) groups of scored items and write their decisions at once: one
-    read of the groups' items with their predictions and risk inputs (`read_scored_groups`), one write. `policy` (version `policy_version`) is the one the flow
-    read when it started, `labels` each model's certifying labels the batch's segments use, and `versions` the
-    models whose predictions route, read once by the flow."""
+    read of the groups' items with their predictions and risk inputs (`read_scored_groups`), one write. `policy`
+    (version `policy_version`) is the one the flow read when it started, `labels` each model's certifying labels
+    the batch's segments use, and `versions` the models whose predictions route, read once by the flow."""
     engine = engine_for(settings)
     with collector_paused():  # a context, not a decorator: Dask pickles the task's function
         groups = read_scored_groups(engine, sizes, versions.model, family_versions=versions.families)

@@ -817,6 +817,13 @@ def ingest_file(
     rows: list[dict[str, Any]] = []
     records: list[RawRecord] = []
     bad: list[dict[str, Any]] = []
+
+    def write(rows: list[dict[str, Any]], records: list[RawRecord], bad: list[dict[str, Any]]) -> None:
+        done = len(rows) + len(bad)
+        _write_chunk(engine, source, rows, records, bad, summary)
+        if on_progress:
+            on_progress(done)
+
     with collector_paused():  # the rows are freed by reference counting (see store.bulk)
         for record in read(path):
             try:
@@ -828,14 +835,8 @@ def ingest_file(
                 summary.quarantined[exc.reason] += 1
                 bad.append(_quarantine_row(source, record, exc))
             if len(rows) + len(bad) >= chunk_size:
-                done = len(rows) + len(bad)
-                _write_chunk(engine, source, rows, records, bad, summary)
-                if on_progress:
-                    on_progress(done)
+                write(rows, records, bad)
                 rows, records, bad = [], [], []
         if rows or bad:
-            done = len(rows) + len(bad)
-            _write_chunk(engine, source, rows, records, bad, summary)
-            if on_progress:
-                on_progress(done)
+            write(rows, records, bad)
     return summary
