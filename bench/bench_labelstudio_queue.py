@@ -185,7 +185,7 @@ def prepare_store(settings, home: Path, repeat: int, ids: list[str], texts: list
     from flows.ingest import ingest_flow
     from routing.policy import Policy
     from store.bulk import insert_ignore, set_column
-    from store.models import Item, ItemState, ReviewTask
+    from store.models import ItemState, ItemStateRow, ReviewTask
     from store.policies import active_policy, save_policy
 
     url = settings.resolved_database_url
@@ -201,7 +201,7 @@ def prepare_store(settings, home: Path, repeat: int, ids: list[str], texts: list
     rows = outbox_rows(ids, version, seed=repeat)
     with engine.begin() as conn:
         insert_ignore(conn, ReviewTask.__table__, rows)
-        set_column(conn, Item.__table__, "id", "state", dict.fromkeys(ids, ItemState.queued.value))
+        set_column(conn, ItemStateRow.__table__, "item_id", "state", dict.fromkeys(ids, ItemState.queued.value))
     return url, rows
 
 

@@ -88,11 +88,11 @@ def reset(url: str, version: str) -> None:
     from sqlalchemy import delete, update
 
     from store.db import get_engine
-    from store.models import Item, Prediction
+    from store.models import ItemStateRow, Prediction
 
     with get_engine(url).begin() as conn:
         conn.execute(delete(Prediction).where(Prediction.model_version == version))
-        conn.execute(update(Item).values(state="received"))
+        conn.execute(update(ItemStateRow).values(state="received"))
 
 
 def main(argv: list[str] | None = None) -> bool:

@@ -1,5 +1,6 @@
-"""How long a SQLite store takes to upgrade from revision 0015 to the newest schema: 0016 moves each decision's
-per-batch constants into batch rows and 0017 stores each item's source path once, both rebuilding a table.
+"""How long a SQLite store takes to upgrade from revision 0015 to the newest schema, each revision timed: 0016 moves
+each decision's per-batch constants into batch rows and 0017 stores each item's source path once, both rebuilding a
+table; 0018 changes nothing on SQLite; 0019 moves each item's state into a row of its own, rebuilding the items.
 
 A store is built at 0015 with `--n` routed items (50 segments, one source file per 50,000 items) and one decision
 each (one route run per 100,000 items), written in raw `sqlite3` (not timed); then the upgrade runs through
@@ -56,16 +57,25 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="sluice-upgrade-") as folder:
         url = build_store_at_0015(Path(folder) / "sluice.db", args.n)
-        start = time.perf_counter()
-        command.upgrade(db._alembic_config(url), "head")
-        seconds = time.perf_counter() - start
+        config = db._alembic_config(url)
+        steps: dict[str, float] = {}
+        for revision in REVISIONS:  # one at a time, each timed
+            start = time.perf_counter()
+            command.upgrade(config, revision)
+            steps[revision] = time.perf_counter() - start
         conn = sqlite3.connect(Path(folder) / "sluice.db")
-        batches, sources = (conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0]
-                            for t in ("routing_batches", "item_sources"))
+        batches, sources, states = (conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0]
+                                    for t in ("routing_batches", "item_sources", "item_states"))
         unlinked = conn.execute("SELECT count(*) FROM items WHERE source_id IS NULL").fetchone()[0]
         conn.close()
-    print(f"{args.n:,} items and decisions: 0015 -> head took {seconds:.1f} s "
-          f"({batches:,} batch rows, {sources:,} source rows, {unlinked:,} items without a source)")
+    print(f"{args.n:,} items and decisions: 0015 -> head took {sum(steps.values()):.1f} s ("
+          + ", ".join(f"{r} {s:.1f} s" for r, s in steps.items())
+          + f"; {batches:,} batch rows, {sources:,} source rows, {unlinked:,} items without a source, "
+          f"{states:,} state rows)")
+
+
+# every revision after 0015, in order; the last is the head
+REVISIONS = ("0016", "0017", "0018", "0019")
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ from typing import IO, Any, NamedTuple
 
 from sqlalchemy import Engine, select
 
-from store.models import Annotation, CalibrationReportRow, Item, ItemSource, Label, ReviewTask
+from store.models import Annotation, CalibrationReportRow, Item, ItemSource, ItemStateRow, Label, ReviewTask
 from store.decisions import DECISION_FIELDS, decision_trail, EVIDENCE_FIELDS
 
 __all__ = ["TRAIL_COLUMNS", "ItemHistory", "item_history", "write_trail"]
@@ -39,7 +39,8 @@ def _rows(engine: Engine, table: Any, *where: Any, order: Any = None) -> list[di
 
 def item_history(engine: Engine, item_id: str) -> ItemHistory | None:
     """Everything the store knows of `item_id`, oldest first; None when there is no such item."""
-    query = (select(Item.__table__, ItemSource.path.label("source"))
+    query = (select(Item.__table__, ItemStateRow.state, ItemStateRow.updated_at, ItemSource.path.label("source"))
+             .outerjoin(ItemStateRow, ItemStateRow.item_id == Item.id)
              .outerjoin(ItemSource, ItemSource.id == Item.source_id).where(Item.id == item_id))
     with engine.connect() as conn:
         found = conn.execute(query).first()

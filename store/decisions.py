@@ -15,7 +15,7 @@ from sqlalchemy import Engine, String, and_, bindparam, case, func, literal, nul
 
 from store.bulk import LOOKUP_CHUNK, chunked, driver_rows, existing_keys, json_reader
 from store.decision_batches import full_decisions
-from store.models import Item, Prediction, RoutingBatch, RoutingDecision, ThresholdEvidence
+from store.models import Item, ItemStateRow, Prediction, RoutingBatch, RoutingDecision, ThresholdEvidence
 from store.passthrough import UPSTREAM_MODEL
 from store.predictions import upstream_predicted
 from store.vocab import ItemKind, ItemState
@@ -57,9 +57,10 @@ def review_backlog(engine: Engine) -> list[BacklogRow]:
         .join(latest, latest.c.id == RoutingDecision.id)
         .join(RoutingBatch, RoutingBatch.id == RoutingDecision.batch_id)
         .join(Item, Item.id == RoutingDecision.item_id)
+        .join(ItemStateRow, ItemStateRow.item_id == RoutingDecision.item_id)
         .outerjoin(Prediction, and_(Prediction.item_id == RoutingDecision.item_id,
                                     Prediction.model_version == RoutingBatch.model_version))
-        .where(Item.state == ItemState.routed, or_(upstream, Prediction.id.is_not(None)))
+        .where(ItemStateRow.state == ItemState.routed, or_(upstream, Prediction.id.is_not(None)))
         .order_by(RoutingDecision.item_id)
     )
     with engine.connect() as conn:
@@ -112,14 +113,22 @@ def _scored_parts(model_version: str | None, family_versions: Mapping[str, str] 
     routes.extend(~upstream & (Item.kind == kind) & (Prediction.model_version == version)
                   for kind, version in sorted((family_versions or {}).items()))
     # an upstream model's training data is not known, so no feature vector of a passthrough item is read
-    parts: list[Any] = [select(*columns(literal(UPSTREAM_MODEL, String), Item.upstream_confidence,
-                                        Item.upstream_prediction, null()))
-                        .where(Item.state == ItemState.scored, upstream_predicted())]
+    parts: list[Any] = [_scored(select(*columns(literal(UPSTREAM_MODEL, String), Item.upstream_confidence,
+                                                Item.upstream_prediction, null())))
+                        .where(upstream_predicted())]
     if routes:
-        parts.append(select(*columns(Prediction.model_version, Prediction.confidence, Prediction.label, Item.features))
+        parts.append(_scored(select(*columns(Prediction.model_version, Prediction.confidence, Prediction.label,
+                                             Item.features)))
                      .join(Prediction, Prediction.item_id == Item.id)
-                     .where(Item.state == ItemState.scored, or_(*routes)))
+                     .where(or_(*routes)))
     return parts
+
+
+def _scored(query: Any) -> Any:
+    """`query` over the items in state ``scored``, found through their state rows' (state, segment) index; the
+    segment a caller filters on is the state row's (``ItemStateRow.segment``, the item's own)."""
+    return (query.select_from(ItemStateRow).join(Item, Item.id == ItemStateRow.item_id)
+            .where(ItemStateRow.state == ItemState.scored))
 
 
 def scored_group_sizes(engine: Engine, model_version: str | None, *,
@@ -127,7 +136,8 @@ def scored_group_sizes(engine: Engine, model_version: str | None, *,
     """How many items in state ``scored`` each (segment, model version) group holds, in that order (see
     `_scored_parts` for the prediction that routes each item); counted in the database, no item read."""
     parts = _scored_parts(model_version, family_versions,
-                          lambda version, confidence, label, features: [Item.segment, version.label("version")])
+                          lambda version, confidence, label, features: [ItemStateRow.segment,
+                                                                         version.label("version")])
     sizes: dict[tuple[str, str], int] = {}
     with engine.connect() as conn:
         for part in parts:
@@ -148,10 +158,12 @@ def read_scored_groups(engine: Engine, wanted: Sequence[GroupSize], model_versio
     keys = {(group.segment, group.model_version) for group in wanted}
     parts = _scored_parts(model_version, family_versions,
                           lambda version, confidence, label, features: [
-                              Item.segment, version.label("version"), Item.id, confidence.label("confidence"),
+                              ItemStateRow.segment.label("segment"), version.label("version"), Item.id,
+                              confidence.label("confidence"),
                               label.label("label"), Item.kind, Item.text, Item.item_metadata,
                               features.label("features")])
-    selects: list[Any] = [part.where(Item.segment.in_(bindparam("segments", expanding=True))) for part in parts]
+    selects: list[Any] = [part.where(ItemStateRow.segment.in_(bindparam("segments", expanding=True)))
+                          for part in parts]
     query: Any = union_all(*selects).order_by("segment", "version", "id") if len(selects) > 1 else \
         selects[0].order_by("segment", "version", "id")
     groups = []
@@ -186,8 +198,9 @@ def previous_decisions(engine: Engine, segments: Sequence[str], item_ids: Sequen
     """The latest earlier routing decision, (its id, its route), of each of `item_ids` that has one: scored items
     of `segments`, read by segment (one read per 1,000 segments, no list of ids to bind)."""
     latest = (select(RoutingDecision.item_id, func.max(RoutingDecision.id).label("id"))
-              .join(Item, Item.id == RoutingDecision.item_id)
-              .where(Item.state == ItemState.scored, Item.segment.in_(bindparam("segments", expanding=True)))
+              .join(ItemStateRow, ItemStateRow.item_id == RoutingDecision.item_id)
+              .where(ItemStateRow.state == ItemState.scored,
+                     ItemStateRow.segment.in_(bindparam("segments", expanding=True)))
               .group_by(RoutingDecision.item_id).subquery())
     statement = select(latest.c.item_id, RoutingDecision.id, RoutingDecision.route).join(
         RoutingDecision, RoutingDecision.id == latest.c.id)

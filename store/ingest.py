@@ -19,7 +19,7 @@ from typing import Any, cast
 from sqlalchemy import Connection, Engine, null, select
 
 from store.bulk import chunked, collector_paused, existing_keys, insert_ignore, insert_ignore_columns
-from store.models import Item, ItemSource, ItemState, QuarantinedRecord
+from store.models import Item, ItemSource, ItemState, ItemStateRow, QuarantinedRecord
 from store.passthrough import passthrough_prediction
 
 _fast_loads: Callable[[str], Any] | None
@@ -662,10 +662,9 @@ _JSON_ITEM_COLUMNS = frozenset({"features", "upstream_probs", "metadata", "paylo
 _SQL_NULL = null()
 
 
-def _item_columns(rows: list[dict[str, Any]], source_id: int, now: datetime,
-                  born_scored: set[str]) -> dict[str, list[Any]]:
+def _item_columns(rows: list[dict[str, Any]], source_id: int, now: datetime) -> dict[str, list[Any]]:
     """The item rows column by column; absent JSON fields as SQL NULL (a bare None would be stored as the JSON text
-    'null', which `IS NULL` misses); the items of `born_scored` in state scored, the rest received."""
+    'null', which `IS NULL` misses)."""
     columns: dict[str, list[Any]] = {"id": [row["id"] for row in rows]}
     for name in ITEM_COLUMNS:
         values = [row[name] for row in rows]
@@ -673,13 +672,16 @@ def _item_columns(rows: list[dict[str, Any]], source_id: int, now: datetime,
             values = [_SQL_NULL if v is None else v for v in values]
         columns[name] = values
     n = len(rows)
-    columns.update(state=[_born_state(row["id"], born_scored) for row in rows], source_id=[source_id] * n,
-                   received_at=[now] * n, updated_at=[now] * n)
+    columns.update(source_id=[source_id] * n, received_at=[now] * n)
     return columns
 
 
-def _born_state(item_id: str, born_scored: set[str]) -> str:
-    return ItemState.scored.value if item_id in born_scored else ItemState.received.value
+def _state_columns(rows: list[dict[str, Any]], now: datetime, born_scored: set[str]) -> dict[str, list[Any]]:
+    """The items' state rows column by column: the items of `born_scored` in state scored, the rest received."""
+    scored, received = ItemState.scored.value, ItemState.received.value
+    return {"item_id": [row["id"] for row in rows],
+            "state": [scored if row["id"] in born_scored else received for row in rows],
+            "segment": [row["segment"] for row in rows], "updated_at": [now] * len(rows)}
 
 
 def _born_scored(rows: list[dict[str, Any]]) -> set[str]:
@@ -726,9 +728,11 @@ def _write_chunk(
             # by another ingest that committed while this one waited on them. Whole rows are read for those only.
             # The insert reports how many rows it wrote: when that is all of them, nothing was present.
             ids = sorted(unique)
+            ordered = [unique[i] for i in ids]
             inserted = insert_ignore_columns(conn, Item.__table__,
-                                             _item_columns([unique[i] for i in ids], source_id(conn, source), now,
-                                                           born))
+                                             _item_columns(ordered, source_id(conn, source), now))
+            # an item stored earlier keeps the state row it has (the insert skips it, as it skipped the item)
+            insert_ignore_columns(conn, ItemStateRow.__table__, _state_columns(ordered, now, born))
             before = [] if inserted == len(ids) else sorted(existing_keys(conn, Item.id, ids, Item.received_at != now))
             present = _stored_rows(conn, before) if before else {}
             accepted, present_count = len(unique) - len(before), len(present)

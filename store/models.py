@@ -60,7 +60,6 @@ class Item(_Table, table=True):
     """One producer output, as ingested; the producer's id is the key, so ingest is idempotent."""
 
     __tablename__ = "items"
-    __table_args__ = (Index("ix_items_state_segment", "state", "segment"),)
 
     id: Mapped[str] = Field(primary_key=True, max_length=512)
     segment: Mapped[str] = Field(default="default", max_length=128)
@@ -70,7 +69,6 @@ class Item(_Table, table=True):
     upstream_confidence: Mapped[float | None] = Field(default=None)
     upstream_probs: Mapped[dict[str, float] | None] = Field(default=None, sa_column=Column(JSON))
     item_metadata: Mapped[dict[str, Any] | None] = Field(default=None, sa_column=Column("metadata", JSON))
-    state: Mapped[str] = Field(default=ItemState.received, max_length=32)
     source_id: Mapped[int | None] = Field(default=None, foreign_key="item_sources.id",
                                           description="the file the item came from")
     kind: Mapped[str] = Field(
@@ -81,7 +79,21 @@ class Item(_Table, table=True):
         description="what a non-classification kind carries: prompt, response, "
                     "context, scores; response_a and _b, preference; fields")
     received_at: Mapped[datetime] = Field(default_factory=utcnow)
-    updated_at: Mapped[datetime] = Field(default_factory=utcnow)
+
+
+class ItemStateRow(_Table, table=True):
+    """Where an item is in its lifecycle (``store.transitions``), in a narrow row of its own: a move rewrites these
+    few bytes, not the item's row and its text. Ingest writes it with the item, in the same transaction; the
+    segment is the item's, copied so that the steps find the items of a state and segment through one index.
+    SQLite keeps it without a rowid: the item id is the table's own key, one b-tree fewer per look-up."""
+
+    __tablename__ = "item_states"
+    __table_args__ = (Index("ix_item_states_state_segment", "state", "segment"), {"sqlite_with_rowid": False})
+
+    item_id: Mapped[str] = Field(primary_key=True, max_length=512, foreign_key="items.id")
+    state: Mapped[str] = Field(default=ItemState.received, max_length=32)
+    segment: Mapped[str] = Field(default="default", max_length=128)
+    updated_at: Mapped[datetime] = Field(default_factory=utcnow, description="when the item last moved")
 
 
 class Prediction(_Table, table=True):

@@ -9,7 +9,7 @@ from sqlalchemy import Engine, select, update
 from sqlmodel import Session
 
 from store.bulk import insert_ignore
-from store.models import Item, ItemState, ModelVersion, Prediction, utcnow
+from store.models import Item, ItemState, ItemStateRow, ModelVersion, Prediction, utcnow
 from store.passthrough import UPSTREAM_MODEL
 from store.predictions import upstream_predicted
 from store.vocab import FAMILY_ITEM_KIND, ModelFamily, ModelStatus
@@ -78,7 +78,8 @@ def predicted_model_versions(engine: Engine) -> set[str]:
     holds its prediction: ``store.predictions``)."""
     with engine.connect() as conn:
         versions = set(conn.execute(select(Prediction.model_version).distinct()).scalars())
-        if conn.execute(select(Item.id).where(upstream_predicted(), Item.state != ItemState.received)
+        if conn.execute(select(Item.id).join(ItemStateRow, ItemStateRow.item_id == Item.id)
+                        .where(upstream_predicted(), ItemStateRow.state != ItemState.received)
                         .limit(1)).first() is not None:
             versions.add(UPSTREAM_MODEL)
     return versions

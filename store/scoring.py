@@ -10,7 +10,7 @@ from sqlalchemy import Engine, and_, bindparam, exists, func, or_, select
 
 from store.bulk import LOOKUP_CHUNK, chunked, insert_ignore_columns
 from store.db import write_transaction
-from store.models import Item, ItemState, Label, Prediction
+from store.models import Item, ItemState, ItemStateRow, Label, Prediction
 from store.predictions import upstream_predicted
 from store.transitions import move_items
 from store.vocab import FAMILY_ITEM_KIND, ItemKind, ModelFamily, Split
@@ -30,6 +30,11 @@ def _held_out() -> Any:
     return exists().where(and_(Label.item_id == Item.id, Label.split == Split.HOLDOUT))
 
 
+def _with_state(*columns: Any) -> Any:
+    """A select of `columns` of items joined with their state rows (``ItemStateRow``)."""
+    return select(*columns).join(ItemStateRow, ItemStateRow.item_id == Item.id)
+
+
 def _lacks(version: str) -> Any:
     return ~exists().where(and_(Prediction.item_id == Item.id, Prediction.model_version == version))
 
@@ -41,13 +46,14 @@ def items_to_score(engine: Engine, model_version: str | None) -> tuple[list[str]
     classification items only: outputs of LLM pipelines without a score are their family model's."""
     with engine.connect() as conn:
         upstream = conn.execute(
-            select(Item.id).where(Item.state == ItemState.received.value, upstream_predicted())
+            _with_state(Item.id).where(ItemStateRow.state == ItemState.received.value, upstream_predicted())
         ).scalars().all()
         if model_version is None:
             return [], list(upstream)
         model = conn.execute(
-            select(Item.id).where(
-                or_(and_(Item.state.in_(RESCORED_STATES), ~_has_upstream()), _held_out()), _lacks(model_version),
+            _with_state(Item.id).where(
+                or_(and_(ItemStateRow.state.in_(RESCORED_STATES), ~_has_upstream()), _held_out()),
+                _lacks(model_version),
                 Item.kind == ItemKind.CLASSIFICATION,
             )
         ).scalars().all()
@@ -60,8 +66,9 @@ def family_items_to_score(engine: Engine, family: ModelFamily, model_version: st
     calibrate and evaluate the model)."""
     with engine.connect() as conn:
         return list(conn.execute(
-            select(Item.id).where(Item.kind == FAMILY_ITEM_KIND[family], _lacks(model_version),
-                                  or_(and_(Item.state.in_(RESCORED_STATES), ~_has_upstream()), _held_out()))
+            _with_state(Item.id).where(Item.kind == FAMILY_ITEM_KIND[family], _lacks(model_version),
+                                       or_(and_(ItemStateRow.state.in_(RESCORED_STATES), ~_has_upstream()),
+                                           _held_out()))
             .order_by(Item.id)
         ).scalars())
 
@@ -70,7 +77,8 @@ def unscored_without_upstream(engine: Engine) -> int:
     """Items received without a score of their producer's: they wait for a promoted model."""
     with engine.connect() as conn:
         return int(conn.execute(
-            select(func.count()).select_from(Item).where(Item.state == ItemState.received.value, ~_has_upstream())
+            _with_state(func.count()).select_from(Item).where(ItemStateRow.state == ItemState.received.value,
+                                                              ~_has_upstream())
         ).scalar_one())
 
 

@@ -2,9 +2,10 @@
 
 `received -> scored -> routed -> (auto_accepted | queued -> annotated -> resolved)`, with the loop's returns
 (a routed item a newer model rescores goes back to scored; an item whose annotators disagreed goes back to the
-queue, its label withdrawn) and a seed label resolving any live item. `move_items` writes only legal moves: an item
-already in the target state is left alone (re-running a step is a no-op) and an item in any other state is left
-alone too and counted as refused. Each call records who moved how many items where, as one audit event.
+queue, its label withdrawn) and a seed label resolving any live item. An item's state is its narrow
+``item_states`` row (``store.models.ItemStateRow``), so a move never rewrites the item. `move_items` writes only
+legal moves: an item already in the target state is left alone (re-running a step is a no-op) and an item in any
+other state is left alone too and counted as refused. Each call records who moved how many items where, as one audit event.
 """
 
 from __future__ import annotations
@@ -14,13 +15,13 @@ from collections.abc import Mapping
 from datetime import datetime, timezone
 from typing import NamedTuple
 
-from sqlalchemy import Connection, func, insert, update
+from sqlalchemy import Connection, Engine, func, insert, select, update
 
 from store.bulk import chunked, existing_keys, keys_among
-from store.models import AuditEvent, Item
+from store.models import AuditEvent, ItemStateRow
 from store.vocab import ItemState
 
-__all__ = ["SOURCES", "Moved", "move_items"]
+__all__ = ["SOURCES", "Moved", "move_items", "states_of"]
 
 _LIVE = frozenset({ItemState.received, ItemState.scored, ItemState.routed, ItemState.auto_accepted,
                    ItemState.queued, ItemState.annotated})
@@ -55,13 +56,13 @@ def move_items(conn: Connection, targets: Mapping[str, str], *, by: str, returni
         wanted.setdefault(ItemState(state), []).append(item_id)
     now = datetime.now(timezone.utc)
     moved: Counter[str] = Counter()
-    chosen, chunk = keys_among(conn, Item.id)  # PostgreSQL takes the ids as one array parameter
+    chosen, chunk = keys_among(conn, ItemStateRow.item_id)  # PostgreSQL takes the ids as one array parameter
     for state, ids in wanted.items():
         # the state test wraps the column in a function: SQLite would otherwise pick the state index and scan
         # every item in the source states for each chunk of ids
         statement = (
-            update(Item)
-            .where(chosen, func.coalesce(Item.state, "").in_(sorted(SOURCES[state])))
+            update(ItemStateRow)
+            .where(chosen, func.coalesce(ItemStateRow.state, "").in_(sorted(SOURCES[state])))
             .values(state=state.value, updated_at=now)
             .execution_options(synchronize_session=False)
         )
@@ -79,11 +80,24 @@ def move_items(conn: Connection, targets: Mapping[str, str], *, by: str, returni
 
 def _moved_ids(conn: Connection, targets: Mapping[str, str], n_moved: int, now: datetime) -> frozenset[str]:
     """The items of `targets` that this call moved: all of them when as many moved as were asked to (the normal
-    case, at no cost); else the ones whose row now carries this call's own timestamp, read back (an item already
+    case, at no cost); else the ones whose state row now carries this call's own timestamp, read back (an item already
     in its target state or refused was not written). Cheaper than an ``UPDATE ... RETURNING`` of every id, which
     doubled the moves' time on PostgreSQL at 200,000 items."""
     if n_moved == len(targets):
         return frozenset(targets)
     if not n_moved:
         return frozenset()
-    return frozenset(existing_keys(conn, Item.__table__.c.id, list(targets), Item.updated_at == now))
+    return frozenset(existing_keys(conn, ItemStateRow.__table__.c.item_id, list(targets),
+                                   ItemStateRow.updated_at == now))
+
+
+def states_of(engine: Engine, item_ids: list[str] | None = None) -> dict[str, str]:
+    """The state of each item (of `item_ids`, when given; an id not stored is left out)."""
+    table = ItemStateRow.__table__
+    query = select(table.c.item_id, table.c.state)
+    with engine.connect() as conn:
+        if item_ids is None:
+            return {item_id: state for item_id, state in conn.execute(query)}
+        chosen, chunk = keys_among(conn, table.c.item_id)
+        return {item_id: state for part in chunked(item_ids, chunk)
+                for item_id, state in conn.execute(query.where(chosen), {"ids": list(part)})}

@@ -63,7 +63,7 @@ def test_gold_items_measure_annotators_and_keep_their_label(sluice_home, dataset
 
     from flows.select import select_flow
     from flows.simulate import DirectAnnotators
-    from store.models import Item, Label
+    from store.models import ItemStateRow, Label
     from tests.flows.seeded import AS_OF, seed_and_route
     from ui.data import annotator_accuracy
 
@@ -81,7 +81,7 @@ def test_gold_items_measure_annotators_and_keep_their_label(sluice_home, dataset
     DirectAnnotators(engine, wrong, sorted(set(truth.values())), 0.0, np.random.default_rng(0))(1)
     with engine.connect() as conn:
         after = dict(conn.execute(select(Label.item_id, Label.label).where(Label.item_id.in_(gold_ids))).all())
-        states = set(conn.execute(select(Item.state).where(Item.id.in_(gold_ids))).scalars())
+        states = set(conn.execute(select(ItemStateRow.state).where(ItemStateRow.item_id.in_(gold_ids))).scalars())
         done = set(conn.execute(select(ReviewTask.state).where(ReviewTask.item_id.in_(gold_ids))).scalars())
     assert after == before and states == {"resolved"} and done == {"done"}
     accuracy = annotator_accuracy(engine)

@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import func, insert, select
 
-from store.models import CalibrationReportRow, Item, Prediction
+from store.models import CalibrationReportRow, Prediction
+from tests.items import insert_items
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("prefect_harness")]
 
@@ -68,7 +69,7 @@ def test_drift_in_newer_confidences_marks_the_report_stale(sluice_home, dataset_
     version, segment = row["model_version"], row["segment"]
     new_ids = [f"drifted-{i:04d}" for i in range(300)]
     with engine.begin() as conn:  # the model now meets inputs it is unsure about: confidence ~0.4
-        conn.execute(insert(Item), [{"id": i, "segment": segment, "text": "unfamiliar", "state": "scored"}
+        insert_items(conn, [{"id": i, "segment": segment, "text": "unfamiliar", "state": "scored"}
                                     for i in new_ids])
         conn.execute(insert(Prediction), [
             {"item_id": i, "model_version": version, "label": "sport", "confidence": 0.38 + (n % 5) / 100,

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from sqlalchemy import select, update
 
-from store.models import AuditEvent, Item, Label, ModelVersion, Prediction, RoutingDecision
+from store.models import AuditEvent, ItemStateRow, Label, ModelVersion, Prediction, RoutingDecision
 from store.decision_batches import full_decisions
 
 DECISIONS = full_decisions()  # each decision with its batch's columns
@@ -217,5 +217,5 @@ def test_pairs_without_a_preference_are_routed_under_the_promoted_preference_mod
     assert set(decisions) == set(live)
     assert {d.model_version for d in decisions.values()} == {preference["version"]}
     with engine.connect() as conn:
-        states = set(conn.execute(select(Item.state).where(Item.id.in_(live))).scalars())
+        states = set(conn.execute(select(ItemStateRow.state).where(ItemStateRow.item_id.in_(live))).scalars())
     assert states <= {"auto_accepted", "routed"}

@@ -163,8 +163,10 @@ def test_ingest_killed_half_way_then_run_again(sluice_home, big_items):
     clock = time.monotonic()
     stored, ran = kill_step_half_way("ingest", "select count(*) from items", N_ITEMS, str(big_items))
     # each item was born scored, its upstream prediction in its own row (store.predictions), never apart
-    assert scalar(url, "select count(*) from items where state = 'scored' and upstream_prediction is not null "
-                       "and upstream_confidence is not null") == stored
+    # and with its state row: the two are written in one transaction
+    assert scalar(url, "select count(*) from items i join item_states s on s.item_id = i.id "
+                       "where s.state = 'scored' "
+                       "and i.upstream_prediction is not null and i.upstream_confidence is not null") == stored
     assert scalar(url, "select count(*) from predictions") == 0
     quarantined = scalar(url, "select count(*) from quarantine")
     waited = assert_lock_free_soon(url)
@@ -177,7 +179,7 @@ def test_ingest_killed_half_way_then_run_again(sluice_home, big_items):
     assert scalar(url, "select count(*) from quarantine") == N_BAD  # each broken record once, re-run or not
     assert quarantined <= N_BAD
     assert duplicates(url, "quarantine", "source, record_number") == 0
-    assert scalar(url, "select count(*) from items where state = 'scored'") == N_ITEMS
+    assert scalar(url, "select count(*) from item_states where state = 'scored'") == N_ITEMS
     print(f"\ningest killed after {ran:.1f} s with {stored:,} of {N_ITEMS:,} items stored; lock free after "
           f"{waited:.2f} s; test {time.monotonic() - clock:.1f} s")
 
@@ -188,7 +190,7 @@ def _as_before_born_scored(url: str) -> None:
     engine = create_engine(url, poolclass=NullPool)
     try:
         with engine.begin() as conn:
-            conn.execute(text("update items set state = 'received'"))
+            conn.execute(text("update item_states set state = 'received'"))
     finally:
         engine.dispose()
 
@@ -205,12 +207,12 @@ def test_score_killed_half_way_then_run_again(sluice_home, big_items):
     _as_before_born_scored(url)
     quarantined = scalar(url, "select count(*) from quarantine")
     clock = time.monotonic()
-    stored, ran = kill_step_half_way("score", "select count(*) from items where state = 'scored'", N_ITEMS)
+    stored, ran = kill_step_half_way("score", "select count(*) from item_states where state = 'scored'", N_ITEMS)
     waited = assert_lock_free_soon(url)
     summary = score_flow()
     assert summary["upstream"] == summary["scored"] == N_ITEMS - stored, summary
     assert scalar(url, "select count(*) from predictions") == 0
-    assert scalar(url, "select count(*) from items where state = 'scored'") == N_ITEMS
+    assert scalar(url, "select count(*) from item_states where state = 'scored'") == N_ITEMS
     assert scalar(url, "select count(*) from quarantine") == quarantined == N_BAD
     print(f"\nscore killed after {ran:.1f} s with {stored:,} of {N_ITEMS:,} items passed through; lock free "
           f"after {waited:.2f} s; test {time.monotonic() - clock:.1f} s (ingest not counted)")
@@ -229,7 +231,7 @@ def test_route_killed_half_way_then_run_again(sluice_home, big_items):
     quarantined = scalar(url, "select count(*) from quarantine")
     clock = time.monotonic()
     stored, ran = kill_step_half_way("route", "select count(*) from routing_decisions", N_ITEMS)
-    assert scalar(url, "select count(*) from items where state = 'scored'") == N_ITEMS - stored
+    assert scalar(url, "select count(*) from item_states where state = 'scored'") == N_ITEMS - stored
     waited = assert_lock_free_soon(url)
     summary = route_flow(cycle=1)
     assert summary["routed"] == N_ITEMS - stored, summary
@@ -238,7 +240,7 @@ def test_route_killed_half_way_then_run_again(sluice_home, big_items):
     assert scalar(url, f"select count(distinct item_id) from {cycle_1} where cycle = 1") == N_ITEMS
     assert duplicates(url, cycle_1, "item_id", "where cycle = 1") == 0
     assert scalar(url, "select count(*) from routing_decisions where supersedes_id is not null") == 0
-    assert scalar(url, "select count(*) from items where state = 'scored'") == 0
+    assert scalar(url, "select count(*) from item_states where state = 'scored'") == 0
     assert scalar(url, "select count(*) from quarantine") == quarantined == N_BAD
     print(f"\nroute killed after {ran:.1f} s with {stored:,} of {N_ITEMS:,} decisions stored; lock free "
           f"after {waited:.2f} s; test {time.monotonic() - clock:.1f} s (ingest and score not counted)")

@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import func, select
 
 from store.models import (
-    Annotation, CalibrationReportRow, CycleReport, Item, Label, ModelVersion, Prediction, ReviewTask,
+    Annotation, CalibrationReportRow, CycleReport, Item, ItemStateRow, Label, ModelVersion, Prediction, ReviewTask,
     RoutingDecision,
 )
 from store.predictions import predictions_of
@@ -92,7 +92,7 @@ def test_items_with_upstream_scores_are_routed_without_a_model(sluice_home, tmp_
     with engine_for(None).connect() as conn:  # born scored: each upstream prediction in its item's row
         assert conn.execute(select(func.count()).select_from(Prediction)).scalar_one() == 0
         passthrough = {r.item_id: (r.label, r.confidence) for r in conn.execute(predictions_of("upstream").select())}
-        assert set(conn.execute(select(Item.state)).scalars()) == {"scored"}
+        assert set(conn.execute(select(ItemStateRow.state)).scalars()) == {"scored"}
     assert passthrough == {**{f"u{i}": ("a", 0.99) for i in range(5)}, "p1": ("b", 0.8)}
     assert score_flow()["scored"] == 0
     summary = route_flow(cycle=1)

@@ -8,6 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from flows.retrain import SegmentRegression, gate_reasons, regression_verdicts
+from tests.items import insert_items
 
 
 def _verdicts(rows, *, tolerance=0.05, min_items=5):
@@ -83,7 +84,7 @@ def _corrected_generation(engine, n: int) -> None:
     classification item corrected in the same segment."""
     from scoring.datasets import semi_synthetic_generation
     from store.decision_batches import record_decisions
-    from store.models import Item, Label, PolicyVersion, utcnow
+    from store.models import Label, PolicyVersion, utcnow
 
     data = semi_synthetic_generation(2 * n, seed=31)
     wrong = data[~data["accepted"]].head(n)
@@ -96,7 +97,7 @@ def _corrected_generation(engine, n: int) -> None:
     with engine.begin() as conn:
         conn.execute(PolicyVersion.__table__.insert(), [{"version": "p1", "name": "p", "document": "",
                                                          "created_at": now}])
-        conn.execute(Item.__table__.insert(), items)
+        insert_items(conn, items)
         record_decisions(conn, [
             {"item_id": i["id"], "segment": "answers", "route": "auto_accept", "model_version": "v0",
              "predicted_label": "sport" if i["id"] == "c1" else "accept", "policy_version": "p1", "reasons": [],

@@ -281,7 +281,7 @@ def test_backlog_items_rerouted_under_a_new_decision_are_not_auto_accepted(sluic
 
     from flows.route import route_flow
     from routing.policy import Policy
-    from store.models import Item, ItemState
+    from store.models import ItemState, ItemStateRow
     from store.policies import save_policy
 
     engine, decisions = routed
@@ -291,7 +291,8 @@ def test_backlog_items_rerouted_under_a_new_decision_are_not_auto_accepted(sluic
     save_policy(engine, Policy.from_yaml(POLICY.replace("spot_check_rate: 0.2", "spot_check_rate: 0.25")),
                 comment="re-route")
     with engine.begin() as conn:
-        conn.execute(update(Item).where(Item.id.in_(waiting)).values(state=ItemState.scored.value))
+        conn.execute(update(ItemStateRow).where(ItemStateRow.item_id.in_(waiting))
+                     .values(state=ItemState.scored.value))
     route_flow(cycle=2)
     with engine.connect() as conn:
         again = conn.execute(select(DECISIONS).where(DECISIONS.c.cycle == 2)).all()
@@ -375,7 +376,7 @@ def test_outputs_of_llm_pipelines_are_scored_on_their_own_score_or_left_to_their
 
     from flows.common import engine_for
     from flows.ingest import ingest_flow
-    from store.models import Item, Prediction
+    from store.models import ItemStateRow, Prediction
     from store.predictions import predictions_of
     from tests.flows.seeded import seed_and_route
     from tests.store.test_ingest import EXTRACTION, GENERATION, PAIRWISE
@@ -399,7 +400,7 @@ def test_outputs_of_llm_pipelines_are_scored_on_their_own_score_or_left_to_their
             Prediction.item_id.in_(["g1", "p1", "x1", "g-bare"]))).first() is None
         routed = set(conn.execute(select(DECISIONS.c.item_id).where(
             DECISIONS.c.item_id.in_(["g1", "p1", "x1", "g-bare"]))).scalars())
-        bare_state = conn.execute(select(Item.state).where(Item.id == "g-bare")).scalar_one()
+        bare_state = conn.execute(select(ItemStateRow.state).where(ItemStateRow.item_id == "g-bare")).scalar_one()
     assert {i: (p.model_version, p.label) for i, p in predictions.items()} == {
         "g1": ("upstream", "accept"), "p1": ("upstream", "b"), "x1": ("upstream", "confirmed")}
     assert predictions["x1"].confidence == pytest.approx(0.97 * 0.6)

@@ -57,7 +57,7 @@ def test_more_items_than_a_stock_sqlite_binds_ingest_score_and_route(stock_sqlit
     assert ingest_flow(str(path))["accepted"] == N_ITEMS
     with engine.begin() as conn:  # as an earlier release left them: received, for the score step to pass through
         conn.execute(text("delete from predictions"))
-        conn.execute(text("update items set state = 'received'"))
+        conn.execute(text("update item_states set state = 'received'"))
     assert score_flow()["upstream"] == N_ITEMS
     assert route_flow(cycle=1)["routed"] == N_ITEMS
     with engine.connect() as conn:

@@ -11,7 +11,8 @@ from sqlalchemy import update
 
 from labeling.export import export_training_data
 from store.db import get_engine
-from store.models import Item, Label, utcnow
+from store.models import Label, utcnow
+from tests.items import insert_items
 
 NOW = utcnow()
 REASONS = {"generation": "verifier_uncertainty", "pairwise": "preference_uncertainty",
@@ -37,7 +38,7 @@ ITEMS = [
 def engine(tmp_path):
     engine = get_engine(f"sqlite:///{tmp_path / 'store.db'}")
     with engine.begin() as conn:
-        conn.execute(Item.__table__.insert(), [
+        insert_items(conn, [
             {"id": i, "segment": "support", "kind": k, "payload": p, "text": "Invoice from Acme, total 20.50",
              "state": "resolved", "received_at": NOW, "updated_at": NOW} for i, k, p, _, _ in ITEMS])
         conn.execute(Label.__table__.insert(), [

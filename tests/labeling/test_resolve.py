@@ -12,7 +12,8 @@ from sqlalchemy import insert, select
 from labeling.quality import agreement_report
 from labeling.resolve import ResolutionRule, resolve_items
 from store.annotations import HumanAnswer, upsert_annotations
-from store.models import Item, Label, ReviewTask
+from store.models import Label, ReviewTask
+from tests.items import insert_items
 
 T0 = datetime(2026, 11, 27, 8, 0, tzinfo=timezone.utc)
 
@@ -28,7 +29,7 @@ def engine(tmp_path):
 
 def add_items(engine, ids, *, overlap=1, segment="default", reason="margin", ls_task_id=None):
     with engine.begin() as conn:
-        conn.execute(insert(Item), [{"id": i, "segment": segment, "text": i, "state": "queued"} for i in ids])
+        insert_items(conn, [{"id": i, "segment": segment, "text": i, "state": "queued"} for i in ids])
         conn.execute(insert(ReviewTask), [
             {"item_id": i, "selection_reason": reason, "selection_probability": 0.5, "priority": 1.0,
              "model_version": "m-1", "policy_version": "p-1", "predicted_label": "a", "score": 0.6,

@@ -12,7 +12,8 @@ from routing.active_inference import error_interval
 from services.audit import audit_estimates, overall_audit_estimate
 from store import figures
 from store.decision_batches import record_decisions
-from store.models import Item, Label, PolicyVersion, utcnow
+from store.models import Label, PolicyVersion, utcnow
+from tests.items import insert_items
 
 NOW = utcnow()
 
@@ -25,7 +26,7 @@ def _record(engine, *, audit_back: bool) -> None:
     rows += [(f"z{i}", "s", "auto_accept", 0.0) for i in range(5)] + [("r0", "t", "review", None)]
     with engine.begin() as conn:
         conn.execute(PolicyVersion.__table__.insert(), [{"version": "p1", "name": "p", "document": "", "created_at": NOW}])
-        conn.execute(Item.__table__.insert(), [
+        insert_items(conn, [
             {"id": i, "segment": s, "state": "routed", "received_at": NOW, "updated_at": NOW} for i, s, _, _ in rows])
         record_decisions(conn, [
             {"item_id": i, "segment": s, "route": r, "predicted_label": "x", "cycle": 1, "policy_version": "p1",
@@ -67,7 +68,7 @@ def test_the_estimate_covers_the_items_open_to_an_audit_and_stores_as_json(engin
 def test_no_draw_no_estimate(engine) -> None:
     with engine.begin() as conn:
         conn.execute(PolicyVersion.__table__.insert(), [{"version": "p1", "name": "p", "document": "", "created_at": NOW}])
-        conn.execute(Item.__table__.insert(), [{"id": "a", "segment": "s", "state": "routed", "received_at": NOW,
+        insert_items(conn, [{"id": "a", "segment": "s", "state": "routed", "received_at": NOW,
                                                 "updated_at": NOW}])
         record_decisions(conn, [{
             "item_id": "a", "segment": "s", "route": "auto_accept", "predicted_label": "x", "policy_version": "p1",

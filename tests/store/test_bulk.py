@@ -14,8 +14,7 @@ WATERMARKS = Watermark.__table__
 
 def _items(ids):
     now = utcnow()
-    return [{"id": i, "segment": "default", "text": f"t{i}", "state": "received", "received_at": now,
-             "updated_at": now} for i in ids]
+    return [{"id": i, "segment": "default", "text": f"t{i}", "received_at": now} for i in ids]
 
 
 def test_chunked_covers_every_value_once():
@@ -53,8 +52,8 @@ def test_a_column_insert_counts_the_rows_it_wrote_not_the_ones_it_skipped(engine
 
 
 def test_insert_ignore_fills_a_left_out_column_from_its_python_default(engine):
-    # items' received_at and updated_at default to utcnow() in Python: SQLAlchemy must compute them, once per row
-    rows = [{"id": i, "segment": "default", "text": f"t{i}", "state": "received"} for i in ("a", "b")]
+    # items' received_at defaults to utcnow() in Python: SQLAlchemy must compute it, once per row
+    rows = [{"id": i, "segment": "default", "text": f"t{i}"} for i in ("a", "b")]
     with engine.begin() as conn:
         bulk.insert_ignore(conn, ITEMS, rows)
         bulk.insert_ignore(conn, ITEMS, rows)
@@ -76,11 +75,11 @@ def test_existing_keys_past_the_lookup_chunk(engine):
 def test_set_column_sets_one_value_per_row(engine):
     with engine.begin() as conn:
         bulk.insert_ignore(conn, ITEMS, _items(["a", "b", "c"]))
-        bulk.set_column(conn, ITEMS, "id", "state", {"a": "scored", "c": "routed", "missing": "queued"})
-        bulk.set_column(conn, ITEMS, "id", "state", {})
+        bulk.set_column(conn, ITEMS, "id", "text", {"a": "scored", "c": "routed", "missing": "queued"})
+        bulk.set_column(conn, ITEMS, "id", "text", {})
     with engine.connect() as conn:
-        states = dict(conn.execute(select(ITEMS.c.id, ITEMS.c.state)).all())
-    assert states == {"a": "scored", "b": "received", "c": "routed"}
+        texts = dict(conn.execute(select(ITEMS.c.id, ITEMS.c.text)).all())
+    assert texts == {"a": "scored", "b": "tb", "c": "routed"}
 
 
 def test_set_column_on_a_text_key(engine):

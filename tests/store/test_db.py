@@ -6,22 +6,23 @@ import importlib.util
 from pathlib import Path
 
 import pytest
-from alembic.migration import MigrationContext
 from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
 from sqlalchemy import inspect, text
 from sqlmodel import SQLModel
 
 import store.models  # noqa: F401  (registers the tables)
 from store import db
-from store.models import AuditEvent, Item
+from store.models import AuditEvent
 from store.settings import get_settings
+from tests.items import insert_items
 
 EXPECTED_TABLES = {
     "items", "predictions", "model_versions", "policy_versions", "calibration_reports", "routing_decisions",
     "routing_batches", "item_sources",
     "review_tasks", "annotations", "labels", "audit_events", "quarantine", "cycle_reports", "watermarks",
     "threshold_evidence", "guard_halts", "store_lock_holders", "accounts", "policy_changes", "row_history",
-    "review_draws", "backlog_draws",
+    "review_draws", "backlog_draws", "item_states",
 }
 
 
@@ -44,13 +45,17 @@ def test_migration_creates_every_table(engine):
 
 
 def _statement_checked() -> set[tuple[str, str, str]]:
-    """(table, column, referenced table) of the foreign keys PostgreSQL checks with triggers (migration 0018)."""
-    path = Path(store.__file__).parent / "migrations" / "versions" / "0018_statement_checked_references.py"
-    spec = importlib.util.spec_from_file_location("migration_0018", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return {(table, column, parent) for table, column, parent, _, _ in module.REFERENCES}
+    """(table, column, referenced table) of the foreign keys PostgreSQL checks with triggers (migrations 0018 and
+    0019)."""
+    checked = set()
+    for name in ("0018_statement_checked_references.py", "0019_item_states.py"):
+        path = Path(store.__file__).parent / "migrations" / "versions" / name
+        spec = importlib.util.spec_from_file_location(f"migration_{name[:4]}", path)
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        checked |= {(table, column, parent) for table, column, parent, _, _ in module.REFERENCES}
+    return checked
 
 
 def test_migrated_schema_matches_the_models(engine):
@@ -71,7 +76,7 @@ def test_migrating_twice_is_a_no_op(database_url):
     engine = db.make_engine(database_url)
     try:
         with engine.begin() as conn:
-            conn.execute(Item.__table__.insert(), [{"id": "kept", "segment": "default", "state": "received",
+            insert_items(conn, [{"id": "kept", "segment": "default", "state": "received",
                                                    "received_at": store.models.utcnow(),
                                                    "updated_at": store.models.utcnow()}])
         before = (_tables(engine), _revision(engine))
@@ -222,7 +227,7 @@ def test_a_read_only_engine_reads_and_refuses_every_write(database_url):
             assert conn.execute(text("select count(*) from items")).scalar() == 0
         with pytest.raises(Exception, match="(?i)read.only|readonly|attempt to write"):
             with reader.begin() as conn:
-                conn.execute(Item.__table__.insert(), [{"id": "x", "segment": "default", "state": "received",
+                insert_items(conn, [{"id": "x", "segment": "default", "state": "received",
                                                        "received_at": store.models.utcnow(),
                                                        "updated_at": store.models.utcnow()}])
     finally:

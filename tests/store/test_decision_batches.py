@@ -8,7 +8,8 @@ import json
 from sqlalchemy import func, select
 
 from store.decision_batches import DecisionBatch, full_decisions, record_decisions, write_decisions
-from store.models import Item, PolicyVersion, RoutingBatch, utcnow
+from store.models import PolicyVersion, RoutingBatch, utcnow
+from tests.items import insert_items
 
 NOW = utcnow()
 
@@ -17,7 +18,7 @@ def _store(engine, ids) -> None:
     with engine.begin() as conn:
         conn.execute(PolicyVersion.__table__.insert(), [{"version": "p1", "name": "p", "document": "",
                                                          "author": "ops", "created_at": NOW}])
-        conn.execute(Item.__table__.insert(), [{"id": i, "segment": "s", "state": "routed", "received_at": NOW,
+        insert_items(conn, [{"id": i, "segment": "s", "state": "routed", "received_at": NOW,
                                                 "updated_at": NOW} for i in ids])
 
 

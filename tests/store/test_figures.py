@@ -9,7 +9,8 @@ import pytest
 
 from store import figures, outbox
 from store.decision_batches import record_decisions
-from store.models import Annotation, Item, Label, PolicyVersion, ReviewTask, RoutingDecision, utcnow
+from store.models import Annotation, Label, PolicyVersion, ReviewTask, RoutingDecision, utcnow
+from tests.items import insert_items
 
 NOW = utcnow()
 
@@ -26,7 +27,7 @@ def _record(engine) -> None:
     with engine.begin() as conn:
         conn.execute(PolicyVersion.__table__.insert(), [
             {"version": "p1", "name": "p", "document": "", "created_at": NOW}])
-        conn.execute(Item.__table__.insert(), [
+        insert_items(conn, [
             {"id": i, "segment": s, "state": "routed", "received_at": NOW, "updated_at": NOW} for i, s in items])
         record_decisions(conn, [
             {"item_id": i, "segment": dict(items)[i], "route": r, "predicted_label": p, "cycle": c,

@@ -30,6 +30,7 @@ from store.ingest import (
     validate_record,
 )
 from store.models import Item, Prediction, QuarantinedRecord
+from store.transitions import states_of
 
 LABELS = frozenset({"pos", "neg"})
 FORMATS = ["jsonl", "csv", "parquet"]
@@ -156,6 +157,8 @@ def assert_stored(engine, records: list[dict[str, Any]], source: Path) -> None:
     assert sorted(items) == sorted(r["id"] for r in records)
     assert count(engine, Prediction.__table__) == 0
     born = {r["id"] for r in records if r.get("confidence") is not None or r.get("probs") is not None}
+    states = states_of(engine)  # one state row per item, written with it
+    assert sorted(states) == sorted(items)
     for record in records:
         row = items[record["id"]]
         got = {key: row[key] for key in expected_row(record)}
@@ -168,7 +171,7 @@ def assert_stored(engine, records: list[dict[str, Any]], source: Path) -> None:
         given = want.pop("upstream_confidence")  # beside probs, the passthrough's confidence is their share
         assert got.pop("upstream_confidence") == pytest.approx(max(probs.values()) if probs else given)
         assert got == want
-        assert row["state"] == ("scored" if record["id"] in born else "received")
+        assert states[record["id"]] == ("scored" if record["id"] in born else "received")
         assert row["source"] == str(source.resolve())
         assert row["received_at"] is not None
 

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from store.bulk import LOOKUP_CHUNK
-from store.kinds import LlmCandidates, llm_candidates
 from store.decision_batches import full_decisions, record_decisions
-from store.models import Item, PolicyVersion, utcnow
+from store.kinds import LlmCandidates, llm_candidates
+from store.models import PolicyVersion, utcnow
+from tests.items import insert_items
 
 NOW = utcnow()
 PAYLOADS = {
@@ -27,7 +28,7 @@ def _record(engine, extra_classifications: int = 0) -> dict[str, int]:
     with engine.begin() as conn:
         conn.execute(PolicyVersion.__table__.insert(), [{"version": "p1", "name": "p", "document": "",
                                                         "created_at": NOW}])
-        conn.execute(Item.__table__.insert(), [
+        insert_items(conn, [
             {"id": i, "segment": "s", "state": "routed", "kind": kind, "payload": PAYLOADS.get(i[0]) if kind !=
              "classification" else None, "received_at": NOW, "updated_at": NOW} for i, kind in kinds.items()])
         record_decisions(conn, [
@@ -74,9 +75,8 @@ def test_extraction_fields_grow_with_new_tasks_and_read_only_those(tmp_path):
 
     def queue(item_id: str, fields: list[str]) -> None:
         with engine.begin() as conn:
-            conn.execute(insert(Item).values(id=item_id, kind="extraction", text="doc", state="queued",
-                                             payload={"fields": {f: {"value": "v", "confidence": 0.5}
-                                                                 for f in fields}}))
+            insert_items(conn, [{"id": item_id, "kind": "extraction", "text": "doc", "state": "queued",
+                                 "payload": {"fields": {f: {"value": "v", "confidence": 0.5} for f in fields}}}])
             conn.execute(insert(ReviewTask).values(item_id=item_id, selection_reason="field_uncertainty"))
 
     assert extraction_fields(engine) == []

@@ -12,7 +12,7 @@ from sqlalchemy import create_engine, select, text
 
 from store import db
 from store.decision_batches import full_decisions
-from store.models import CalibrationReportRow, Item, PolicyVersion, ReviewDraw, ReviewTask, ThresholdEvidence
+from store.models import CalibrationReportRow, PolicyVersion, ReviewDraw, ReviewTask, ThresholdEvidence
 
 NOW = datetime(2026, 12, 1, tzinfo=timezone.utc)
 LATER = datetime(2026, 12, 2, tzinfo=timezone.utc)
@@ -36,8 +36,9 @@ def _store_at_0015(url: str) -> None:
     with engine.begin() as conn:  # the tables 0016 leaves alone, through today's models (their defaults)
         conn.execute(PolicyVersion.__table__.insert(), [{"version": "p1", "name": "p", "document": "",
                                                          "author": "ops", "created_at": NOW}])
-        conn.execute(Item.__table__.insert(), [{"id": i, "segment": "s", "state": "routed", "received_at": NOW,
-                                                "updated_at": NOW} for i in "abcd"])
+        conn.execute(text("INSERT INTO items (id, segment, state, kind, received_at, updated_at) "  # as 0015 had it
+                          "VALUES (:id, 's', 'routed', 'classification', :now, :now)"),
+                     [{"id": i, "now": NOW} for i in "abcd"])
         conn.execute(CalibrationReportRow.__table__.insert(), [{
             "id": 1, "model_version": "m1", "segment": "s", "data_hash": "h", "method": "isotonic", "n": 10, "ece": 0.0,
             "ece_low": 0.0, "ece_high": 0.0, "mce": 0.0, "brier": 0.0, "passed": True, "created_at": NOW}])

@@ -23,8 +23,8 @@ CHECKED = {("routing_decisions", "item_id", "items"), ("routing_decisions", "bat
 
 
 def _item(conn, item_id: str, source_id: int | None = None) -> None:
-    conn.execute(text("INSERT INTO items (id, segment, state, kind, source_id, received_at, updated_at) "
-                      "VALUES (:id, 's', 'scored', 'classification', :source, :now, :now)"),
+    conn.execute(text("INSERT INTO items (id, segment, kind, source_id, received_at) "
+                      "VALUES (:id, 's', 'classification', :source, :now)"),
                  {"id": item_id, "source": source_id, "now": NOW})
 
 
@@ -92,7 +92,7 @@ def test_a_referenced_row_can_be_neither_deleted_nor_rekeyed_nor_repointed(store
         with pytest.raises(IntegrityError), engine.begin() as conn:
             conn.execute(text(statement))
     with engine.begin() as conn:  # an item nothing points at may go; a state move touches no reference
-        conn.execute(text("UPDATE items SET state = 'routed'"))
+        conn.execute(text("UPDATE item_states SET state = 'routed'"))
         conn.execute(text("DELETE FROM items WHERE id = 'b'"))
     assert _count(engine, "items") == 2
 

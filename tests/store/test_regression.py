@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 
 from store.decision_batches import record_decisions
-from store.models import Item, Label, PolicyVersion, utcnow
+from store.models import Label, PolicyVersion, utcnow
 from store.regression import CorrectedItem, corrected_items
+from tests.items import insert_items
 
 NOW = utcnow()
 
@@ -24,7 +25,7 @@ def _record(engine) -> None:
     with engine.begin() as conn:
         conn.execute(PolicyVersion.__table__.insert(), [{"version": "p1", "name": "p", "document": "",
                                                          "created_at": NOW}])
-        conn.execute(Item.__table__.insert(), [
+        insert_items(conn, [
             {"id": i, "segment": s, "state": "resolved", "text": f"text of {i}", "received_at": NOW,
              "updated_at": NOW} for i, s in items])
         record_decisions(conn, [
@@ -56,7 +57,7 @@ def test_corrected_items_of_some_kinds_carry_their_kind_and_payload(engine) -> N
     _record(engine)
     payload = {"prompt": "q", "response": "an invented answer"}
     with engine.begin() as conn:
-        conn.execute(Item.__table__.insert(), [
+        insert_items(conn, [
             {"id": "g1", "segment": "s", "state": "resolved", "kind": "generation", "payload": payload,
              "received_at": NOW, "updated_at": NOW}])
         record_decisions(conn, [

@@ -8,8 +8,9 @@ import pytest
 
 from routing.policy import Policy
 from store import decisions, events, labels, passthrough, policies, registry
-from store.models import Item, Label, ModelVersion, PolicyVersion, Prediction, utcnow
+from store.models import Label, ModelVersion, PolicyVersion, Prediction, utcnow
 from store.vocab import UNBIASED_SELECTIONS, ModelStatus, Selection, Split, split_for
+from tests.items import insert_items
 
 
 def test_only_draws_blind_to_the_model_are_unbiased_and_random_review_picks_train() -> None:
@@ -27,7 +28,7 @@ def _labelled(engine, rows: list[tuple[str, str, str, str, float | None, str | N
     """(item, segment, reason, split, confidence, predicted, truth) under model "m1"."""
     now = utcnow()
     with engine.begin() as conn:
-        conn.execute(Item.__table__.insert(), [
+        insert_items(conn, [
             {"id": r[0], "segment": r[1], "state": "resolved", "received_at": now, "updated_at": now} for r in rows])
         conn.execute(Prediction.__table__.insert(), [
             {"item_id": r[0], "model_version": "m1", "confidence": r[4], "label": r[5], "created_at": now}
@@ -111,7 +112,7 @@ def test_llm_reads_return_the_scored_outputs_of_llm_pipelines_and_their_payloads
                                                                                          "confidence": 0.9}}}),
             ("x2", "extraction", "received", "Invoice 8, total 3.00", {"fields": {}})]
     with engine.begin() as conn:
-        conn.execute(Item.__table__.insert(), [
+        insert_items(conn, [
             {"id": i, "kind": kind, "state": state, "text": text, "payload": payload, "segment": "s",
              "received_at": now, "updated_at": now} for i, kind, state, text, payload in rows])
     read = decisions.llm_inputs(engine, ["x1", "c1", "g1", "missing"])
@@ -158,7 +159,7 @@ def test_scored_groups_route_each_kind_on_its_own_model(engine) -> None:
              ("g-up", "generation", "accept", 0.9), ("p", "pairwise", None, None), ("x", "extraction", "confirmed", 0.5)]
     predictions = [("c", "clf"), ("c", "v1"), ("g", "clf"), ("g", "v1"), ("g", "v0"), ("g-up", "v1"), ("p", "p1")]
     with engine.begin() as conn:
-        conn.execute(Item.__table__.insert(), [
+        insert_items(conn, [
             {"id": i, "segment": "s", "state": "scored", "kind": k, "upstream_prediction": p, "upstream_confidence": u,
              "received_at": now, "updated_at": now} for i, k, p, u in items])
         conn.execute(Prediction.__table__.insert(), [
@@ -180,7 +181,7 @@ def test_scored_groups_route_each_kind_on_its_own_model(engine) -> None:
 def test_scored_groups_come_in_segment_and_model_order_with_missing_confidences_as_nan(engine) -> None:
     now = utcnow()
     with engine.begin() as conn:
-        conn.execute(Item.__table__.insert(), [
+        insert_items(conn, [
             {"id": i, "segment": segment, "state": state, "received_at": now, "updated_at": now}
             for i, segment, state in [("b2", "b", "scored"), ("a9", "a", "scored"), ("b1", "b", "scored"),
                                       ("a1", "a", "routed")]])
@@ -195,7 +196,7 @@ def test_scored_groups_come_in_segment_and_model_order_with_missing_confidences_
 def test_risk_inputs_come_aligned_with_the_ids_asked_for(engine) -> None:
     now = utcnow()
     with engine.begin() as conn:
-        conn.execute(Item.__table__.insert(), [
+        insert_items(conn, [
             {"id": i, "segment": segment, "state": "scored", "text": text, "metadata": metadata, "features": features,
              "received_at": now, "updated_at": now}
             for i, segment, text, metadata, features in [("m", "s", "t", {"source": "web"}, [1.0, 2.0]),
@@ -210,7 +211,7 @@ def test_labelled_items_carry_the_payload_of_an_llm_output(engine) -> None:
     now = utcnow()
     payload = {"prompt": "q", "response": "r"}
     with engine.begin() as conn:
-        conn.execute(Item.__table__.insert(), [
+        insert_items(conn, [
             {"id": "g1", "segment": "s", "state": "resolved", "kind": "generation", "payload": payload,
              "received_at": now, "updated_at": now}])
         conn.execute(Label.__table__.insert(), [

@@ -4,21 +4,21 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
-from store.models import AuditEvent, Item, utcnow
-from store.transitions import SOURCES, move_items
+from store.models import AuditEvent, utcnow
+from store.transitions import SOURCES, move_items, states_of
 from store.vocab import ItemState
+from tests.items import insert_items
 
 
 def _items(engine, states: dict[str, str]) -> None:
     now = utcnow()
     with engine.begin() as conn:
-        conn.execute(Item.__table__.insert(), [{"id": i, "segment": "s", "state": s, "received_at": now,
+        insert_items(conn, [{"id": i, "segment": "s", "state": s, "received_at": now,
                                                 "updated_at": now} for i, s in states.items()])
 
 
 def _states(engine) -> dict[str, str]:
-    with engine.connect() as conn:
-        return dict(conn.execute(select(Item.id, Item.state)).all())
+    return states_of(engine)
 
 
 def test_legal_moves_are_written_once_and_recorded(engine) -> None:

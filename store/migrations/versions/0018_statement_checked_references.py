@@ -66,14 +66,19 @@ def downgrade() -> None:
     if op.get_bind().dialect.name != "postgresql":
         return
     for table, column, parent, key, name in REFERENCES:
-        base = _base(table, column)
-        op.execute(f"DROP TRIGGER IF EXISTS {base}_insert ON {table}")
-        op.execute(f"DROP TRIGGER IF EXISTS {base}_update ON {table}")
-        for event in ("delete", "update", "truncate"):
-            op.execute(f"DROP TRIGGER IF EXISTS {base}_parent_{event} ON {parent}")
-        for function in ("inserted", "updated", "parent_gone", "parent_truncated"):
-            op.execute(f"DROP FUNCTION IF EXISTS {base}_{function}()")
+        for statement in _drop_ddl(table, column, parent):
+            op.execute(statement)
         op.create_foreign_key(name, table, parent, [column], [key])
+
+
+def _drop_ddl(table: str, column: str, parent: str) -> list[str]:
+    """What drops the triggers and functions `_trigger_ddl` made for `table`.`column` -> `parent`."""
+    base = _base(table, column)
+    return [f"DROP TRIGGER IF EXISTS {base}_insert ON {table}", f"DROP TRIGGER IF EXISTS {base}_update ON {table}",
+            *(f"DROP TRIGGER IF EXISTS {base}_parent_{event} ON {parent}"
+              for event in ("delete", "update", "truncate")),
+            *(f"DROP FUNCTION IF EXISTS {base}_{function}()"
+              for function in ("inserted", "updated", "parent_gone", "parent_truncated"))]
 
 
 def _base(table: str, column: str) -> str:

@@ -1,0 +1,31 @@
+"""Items written straight into a test's store, each with its state row (``store.models.ItemStateRow``), as ingest
+writes them: for tests that need items in a given state without running the steps that put them there."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from sqlalchemy import Connection
+
+from store.models import Item, ItemStateRow, utcnow
+from store.vocab import ItemState
+
+_STATE_ONLY = ("state", "updated_at")
+
+
+def insert_items(conn: Connection, rows: Iterable[Mapping[str, Any]]) -> None:
+    """Insert item rows given as the items table's columns plus ``state`` (default received) and ``updated_at``
+    (default the item's ``received_at``); ``segment`` defaults to ``default`` and ``received_at`` to now."""
+    now = utcnow()
+    items, states = [], []
+    for row in rows:
+        item = {key: value for key, value in row.items() if key not in _STATE_ONLY}
+        item.setdefault("segment", "default")
+        item.setdefault("received_at", now)
+        items.append(item)
+        states.append({"item_id": item["id"], "state": str(row.get("state", ItemState.received)),
+                       "segment": item["segment"], "updated_at": row.get("updated_at", item["received_at"])})
+    if items:
+        conn.execute(Item.__table__.insert(), items)
+        conn.execute(ItemStateRow.__table__.insert(), states)
