@@ -56,7 +56,7 @@ def ingest_flow(path: str, settings: SluiceSettings | None = None, show_progress
     """Stream one JSONL, CSV or Parquet file into the store; idempotent on item id."""
     settings = settings_or_environment(settings)
     summary = ingest_task(path, settings, show_progress)
-    refresh_statistics(engine_for(settings), "items", "quarantine")
+    refresh_statistics(engine_for(settings), "items", "item_states", "quarantine")
     record_event(engine_for(settings), "ingest", summary)
     get_run_logger().info("ingest: %s", summary)
     return summary
@@ -122,7 +122,7 @@ def seed_labels(engine: Engine, pairs: Iterable[tuple[str, str]], *, holdout_sha
         for key, value in _seed_chunk(engine, chunk, holdout_share=holdout_share, seed=seed).items():
             totals[key] += value
     if totals["added"]:
-        refresh_statistics(engine, "labels", "items")
+        refresh_statistics(engine, "labels", "item_states")
     record_event(engine, "seed_labels", totals)
     return totals
 

@@ -261,7 +261,7 @@ def pull_flow(cycle: int | None = None, settings: SluiceSettings | None = None) 
         for name, value in pulled.items():
             summary[name] += value
     if summary["new"] or summary["updated"]:
-        refresh_statistics(engine, "annotations", "labels", "review_tasks", "items")
+        refresh_statistics(engine, "annotations", "labels", "review_tasks", "item_states")
     record_event(engine, "pull", summary)
     logger.info("pull: %s", summary)
     return summary

@@ -421,7 +421,7 @@ def route_flow(cycle: int | None = None, settings: SluiceSettings | None = None,
     summary = {"routed": sum(counts.values()), **{r.value: counts.get(r.value, 0) for r in Route},
                "halted_segments": sorted(halted)}
     if summary["routed"]:
-        refresh_statistics(engine_for(settings), "items", "routing_decisions", "routing_batches")
+        refresh_statistics(engine_for(settings), "item_states", "routing_decisions", "routing_batches")
     logger.info("route: %s", {k: v for k, v in summary.items() if k != "halted_segments"})
     if halted:
         logger.warning("route: live guard halted automation in %d segment(s): %s", len(halted),

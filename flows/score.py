@@ -182,7 +182,7 @@ def score_flow(
             if version is not None and workers == 1 else (0, [])
         scored += sum(f.result() for f in waiting + in_flight)
     if scored:
-        refresh_statistics(engine, "items", "predictions")
+        refresh_statistics(engine, "item_states", "predictions")
     summary = {"model_version": version.version if version else None, "scored": scored, "upstream": len(upstream_ids),
                "waiting_for_a_model": 0 if version else unscored_without_upstream(engine), "families": families}
     logger.info("score: %s", summary)

@@ -424,6 +424,6 @@ def select_flow(
     summary = {"queued": sum(counts.values()), **counts,
                "backlog": sum(len(r) for r in by_segment.values()) - sum(counts.values())}
     if summary["queued"]:
-        refresh_statistics(engine, "items", "review_tasks")
+        refresh_statistics(engine, "item_states", "review_tasks")
     logger.info("select: %s", summary)
     return summary

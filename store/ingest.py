@@ -19,7 +19,7 @@ from typing import Any, cast
 from sqlalchemy import Connection, Engine, null, select
 
 from store.bulk import chunked, collector_paused, existing_keys, insert_ignore, insert_ignore_columns
-from store.models import Item, ItemSource, ItemState, ItemStateRow, QuarantinedRecord
+from store.models import Item, ItemSource, QuarantinedRecord
 from store.passthrough import passthrough_prediction
 
 _fast_loads: Callable[[str], Any] | None
@@ -676,31 +676,17 @@ def _item_columns(rows: list[dict[str, Any]], source_id: int, now: datetime) -> 
     return columns
 
 
-def _state_columns(rows: list[dict[str, Any]], now: datetime, born_scored: set[str]) -> dict[str, list[Any]]:
-    """The items' state rows column by column: the items of `born_scored` in state scored, the rest received."""
-    scored, received = ItemState.scored.value, ItemState.received.value
-    return {"item_id": [row["id"] for row in rows],
-            "state": [scored if row["id"] in born_scored else received for row in rows],
-            "segment": [row["segment"] for row in rows], "updated_at": [now] * len(rows)}
-
-
-def _born_scored(rows: list[dict[str, Any]]) -> set[str]:
+def _fill_passthrough(rows: list[dict[str, Any]]) -> None:
     """Fill in the upstream passthrough's prediction of every row that carries upstream scores
     (``store.passthrough.passthrough_prediction``: a label and confidence derived from ``probs`` when they were not
-    given) and return their ids: such an item is born scored, its prediction in its own row
-    (``store.predictions``), and the score step has nothing to do for it."""
-    born = set()
+    given): such an item is born scored, its prediction in its own row (``store.predictions``), and the score step
+    has nothing to do for it (the database gives each new item its state row: migration 0019)."""
     for row in rows:
-        prediction, confidence, probs = row["upstream_prediction"], row["upstream_confidence"], row["upstream_probs"]
-        if probs is None:
-            if prediction is not None and confidence is not None:
-                born.add(row["id"])
+        if row["upstream_probs"] is None:
             continue
-        scored = passthrough_prediction(prediction, confidence, probs)
+        scored = passthrough_prediction(row["upstream_prediction"], row["upstream_confidence"], row["upstream_probs"])
         if scored is not None:
             row["upstream_prediction"], row["upstream_confidence"] = scored
-            born.add(row["id"])
-    return born
 
 
 def _write_chunk(
@@ -719,7 +705,7 @@ def _write_chunk(
             summary.duplicate += 1
         else:
             conflicts.append((record, "the same file gave this id other content earlier"))
-    born = _born_scored(list(unique.values()))
+    _fill_passthrough(list(unique.values()))
     with engine.begin() as conn:
         if unique:
             # One executemany, in id order: two ingests writing overlapping ids at once then wait on each other's
@@ -731,8 +717,6 @@ def _write_chunk(
             ordered = [unique[i] for i in ids]
             inserted = insert_ignore_columns(conn, Item.__table__,
                                              _item_columns(ordered, source_id(conn, source), now))
-            # an item stored earlier keeps the state row it has (the insert skips it, as it skipped the item)
-            insert_ignore_columns(conn, ItemStateRow.__table__, _state_columns(ordered, now, born))
             before = [] if inserted == len(ids) else sorted(existing_keys(conn, Item.id, ids, Item.received_at != now))
             present = _stored_rows(conn, before) if before else {}
             accepted, present_count = len(unique) - len(before), len(present)

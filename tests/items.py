@@ -1,12 +1,12 @@
-"""Items written straight into a test's store, each with its state row (``store.models.ItemStateRow``), as ingest
-writes them: for tests that need items in a given state without running the steps that put them there."""
+"""Items written straight into a test's store in the state a test asks for (``store.models.ItemStateRow``): for
+tests that need items in a given state without running the steps that put them there."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from sqlalchemy import Connection
+from sqlalchemy import Connection, bindparam
 
 from store.models import Item, ItemStateRow, utcnow
 from store.vocab import ItemState
@@ -16,7 +16,8 @@ _STATE_ONLY = ("state", "updated_at")
 
 def insert_items(conn: Connection, rows: Iterable[Mapping[str, Any]]) -> None:
     """Insert item rows given as the items table's columns plus ``state`` (default received) and ``updated_at``
-    (default the item's ``received_at``); ``segment`` defaults to ``default`` and ``received_at`` to now."""
+    (default the item's ``received_at``); ``segment`` defaults to ``default`` and ``received_at`` to now. The
+    database writes each item's state row (migration 0019); this sets it to the state asked for."""
     now = utcnow()
     items, states = [], []
     for row in rows:
@@ -24,8 +25,9 @@ def insert_items(conn: Connection, rows: Iterable[Mapping[str, Any]]) -> None:
         item.setdefault("segment", "default")
         item.setdefault("received_at", now)
         items.append(item)
-        states.append({"item_id": item["id"], "state": str(row.get("state", ItemState.received)),
-                       "segment": item["segment"], "updated_at": row.get("updated_at", item["received_at"])})
+        states.append({"key": item["id"], "state": str(row.get("state", ItemState.received)),
+                       "updated_at": row.get("updated_at", item["received_at"])})
     if items:
         conn.execute(Item.__table__.insert(), items)
-        conn.execute(ItemStateRow.__table__.insert(), states)
+        table = ItemStateRow.__table__
+        conn.execute(table.update().where(table.c.item_id == bindparam("key")), states)

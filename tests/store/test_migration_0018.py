@@ -26,6 +26,8 @@ def _item(conn, item_id: str, source_id: int | None = None) -> None:
     conn.execute(text("INSERT INTO items (id, segment, kind, source_id, received_at) "
                       "VALUES (:id, 's', 'classification', :source, :now)"),
                  {"id": item_id, "source": source_id, "now": NOW})
+    # without the state row the database gives it (migration 0019): only 0018's references point at it here
+    conn.execute(text("DELETE FROM item_states WHERE item_id = :id"), {"id": item_id})
 
 
 def _prediction(conn, item_id: str) -> None:

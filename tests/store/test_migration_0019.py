@@ -56,21 +56,38 @@ def test_each_item_keeps_its_state_in_a_row_of_its_own(database_url) -> None:
     assert "ix_items_state_segment" not in {i["name"] for i in inspector.get_indexes("items")}
 
 
-def test_a_state_row_for_no_item_is_refused(database_url) -> None:
-    """SQLite's foreign key, or on PostgreSQL the statement trigger 0019 adds (as 0018's): a state row always has
-    its item, and an item with a state row cannot go."""
+def test_every_item_written_gets_its_state_row_and_a_state_row_for_no_item_is_refused(database_url) -> None:
+    """The database writes each new item's state row in the item's own statement: scored when the row holds its
+    upstream prediction, else received, moved when it was received; a second write of the item (skipped by the
+    conflict) leaves it be. An item with a state row can neither go nor change its key, nor a state row point
+    elsewhere (SQLite's foreign key, or on PostgreSQL 0018's triggers); SQLite also refuses a state row for no
+    item."""
     engine = db.get_engine(database_url)
+    insert = ("INSERT INTO items (id, segment, kind, upstream_prediction, upstream_confidence, received_at) "
+              "VALUES (:id, 's', 'classification', :label, :confidence, :now) ON CONFLICT DO NOTHING")
+    rows = [{"id": "a", "label": None, "confidence": None, "now": NOW},
+            {"id": "b", "label": "x", "confidence": 0.9, "now": NOW},
+            {"id": "c", "label": "x", "confidence": None, "now": NOW}]
     with engine.begin() as conn:
-        conn.execute(text("INSERT INTO items (id, segment, kind, received_at) VALUES ('a', 's', 'classification', "
-                          ":now)"), {"now": NOW})
-        conn.execute(text("INSERT INTO item_states (item_id, state, segment, updated_at) "
-                          "VALUES ('a', 'received', 's', :now)"), {"now": NOW})
-    for statement in ("INSERT INTO item_states (item_id, state, segment, updated_at) "
-                      "VALUES ('missing', 'received', 's', :now)", "DELETE FROM items WHERE id = 'a'"):
+        conn.execute(text(insert), rows)
+        conn.execute(text("UPDATE item_states SET state = 'routed' WHERE item_id = 'b'"))
+        conn.execute(text(insert), [{**rows[1], "now": NOW + timedelta(days=1)}])
+        states = {row.item_id: (row.segment, row.state, _moved_at(row.updated_at)) for row in conn.execute(
+            text("SELECT item_id, segment, state, updated_at FROM item_states"))}
+    assert states == {"a": ("s", "received", NOW), "b": ("s", "routed", NOW), "c": ("s", "received", NOW)}
+    with engine.begin() as conn:
+        conn.execute(text("DELETE FROM item_states WHERE item_id IN ('b', 'c')"))
+    refused = ["DELETE FROM items WHERE id = 'a'", "UPDATE items SET id = 'z' WHERE id = 'a'",
+               "UPDATE item_states SET item_id = 'missing' WHERE item_id = 'a'"]
+    if engine.dialect.name == "sqlite":  # PostgreSQL leaves the insert unchecked: every state row is born from its item
+        refused.append("INSERT INTO item_states (item_id, state, segment, updated_at) "
+                       "VALUES ('missing', 'received', 's', :now)")
+    for statement in refused:
         with pytest.raises(IntegrityError), engine.begin() as conn:
             conn.execute(text(statement), {"now": NOW})
     with engine.connect() as conn:
         assert conn.execute(text("SELECT item_id FROM item_states")).scalars().all() == ["a"]
+        assert conn.execute(text("SELECT count(*) FROM items")).scalar_one() == 3
 
 
 def test_a_downgrade_puts_the_states_back(database_url) -> None:
