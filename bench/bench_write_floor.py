@@ -12,9 +12,9 @@ Three writes, each timed on its own into a SQLite file in WAL mode, with the sch
 
 The sum is what ingest + route cost before any read, decision or orchestration: the part of
 `bench_ingest_route.py`'s ratio no tuning of the steps can remove while a decision row and an item state are
-written per item. The same three writes are timed a second time under the slimmer design (``slim``): items written
-once with their state in a narrow table, decisions keyed by an integer batch row that holds the per-batch
-constants.
+written per item. ``earlier`` is the schema before migrations 0016 and 0019; the same three writes are timed a
+second time under the slimmer design (``slim``) those migrations brought: items written once with their state in a
+narrow table, decisions keyed by an integer batch row that holds the per-batch constants.
 """
 
 from __future__ import annotations
@@ -159,27 +159,27 @@ def main(argv: list[str] | None = None) -> None:
     home = configure_home()
     path = write_items(items_file(home, args.n, args.words), args.n, words=args.words)
     reference: list[float] = []
-    parts: dict[str, list[float]] = {f"{design} {name}": [] for design in ("today", "slim")
+    parts: dict[str, list[float]] = {f"{design} {name}": [] for design in ("earlier", "slim")
                                      for name in ("items", "decisions", "states")}
     for _ in range(args.repeat):
         reference.append(timed(lambda: reference_insert(path, home / "reference.db"))[0])
-        for design, writes in (("today", floor_writes), ("slim", slim_floor_writes)):
+        for design, writes in (("earlier", floor_writes), ("slim", slim_floor_writes)):
             for name, value in writes(path, home / f"floor-{design}.db").items():
                 parts[f"{design} {name}"].append(value)
     totals = {design: [sum(values) for values in zip(*(v for k, v in parts.items() if k.startswith(design)))]
-              for design in ("today", "slim")}
+              for design in ("earlier", "slim")}
     print_table(f"The writes under ingest + route of {args.n:,} items with {args.words}-word texts, in raw sqlite3", [
         ("reference: sqlite3 executemany (parse + insert)", reference, None),
-        ("today: parse + insert into items (its state index)", parts["today items"], None),
-        ("today: one routing_decisions row per item (its indexes)", parts["today decisions"], None),
-        ("today: each item row's UPDATE scored -> routed", parts["today states"], None),
-        ("today: the three writes", totals["today"], None),
+        ("earlier: parse + insert into items (its state index)", parts["earlier items"], None),
+        ("earlier: one routing_decisions row per item (its indexes)", parts["earlier decisions"], None),
+        ("earlier: each item row's UPDATE scored -> routed", parts["earlier states"], None),
+        ("earlier: the three writes", totals["earlier"], None),
         ("slim: parse + insert items and their narrow state rows", parts["slim items"], None),
         ("slim: a batch row and one slim decision row per item", parts["slim decisions"], None),
         ("slim: each narrow state row's UPDATE", parts["slim states"], None),
         ("slim: the three writes", totals["slim"], None),
     ], reference, notes=[f"Medians of {args.repeat} repeats; ratio = median / reference median."])
-    for design in ("today", "slim"):
+    for design in ("earlier", "slim"):
         print(f"floor of ingest + route writes, {design}: {median(totals[design]) / median(reference):.2f}x the "
               "reference")
 

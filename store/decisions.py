@@ -158,8 +158,10 @@ def read_scored_groups(engine: Engine, wanted: Sequence[GroupSize], model_versio
     keys = {(group.segment, group.model_version) for group in wanted}
     parts = _scored_parts(model_version, family_versions,
                           lambda version, confidence, label, features: [
-                              ItemStateRow.segment.label("segment"), version.label("version"), Item.id,
-                              confidence.label("confidence"),
+                              # the state row's id: its index holds (state, segment, id) in order, so SQLite
+                              # reads the groups already sorted
+                              ItemStateRow.segment.label("segment"), version.label("version"),
+                              ItemStateRow.item_id.label("id"), confidence.label("confidence"),
                               label.label("label"), Item.kind, Item.text, Item.item_metadata,
                               features.label("features")])
     selects: list[Any] = [part.where(ItemStateRow.segment.in_(bindparam("segments", expanding=True)))
