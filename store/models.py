@@ -83,9 +83,10 @@ class Item(_Table, table=True):
 
 class ItemStateRow(_Table, table=True):
     """Where an item is in its lifecycle (``store.transitions``), in a narrow row of its own: a move rewrites these
-    few bytes, not the item's row and its text. Ingest writes it with the item, in the same transaction; the
-    segment is the item's, copied so that the steps find the items of a state and segment through one index.
-    SQLite keeps it without a rowid: the item id is the table's own key, one b-tree fewer per look-up."""
+    few bytes, not the item's row and its text. The database writes it in the statement that writes the item (a
+    trigger, migration 0019: scored when the row holds its upstream prediction, else received); the segment is the
+    item's, copied so that the steps find the items of a state and segment through one index. SQLite keeps it
+    without a rowid: the item id is the table's own key, one b-tree fewer per look-up."""
 
     __tablename__ = "item_states"
     __table_args__ = (Index("ix_item_states_state_segment", "state", "segment"), {"sqlite_with_rowid": False})

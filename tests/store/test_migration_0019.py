@@ -67,16 +67,18 @@ def test_every_item_written_gets_its_state_row_and_a_state_row_for_no_item_is_re
               "VALUES (:id, 's', 'classification', :label, :confidence, :now) ON CONFLICT DO NOTHING")
     rows = [{"id": "a", "label": None, "confidence": None, "now": NOW},
             {"id": "b", "label": "x", "confidence": 0.9, "now": NOW},
-            {"id": "c", "label": "x", "confidence": None, "now": NOW}]
+            {"id": "c", "label": "x", "confidence": None, "now": NOW},
+            {"id": "d", "label": "y", "confidence": 0.8, "now": NOW}]
     with engine.begin() as conn:
         conn.execute(text(insert), rows)
         conn.execute(text("UPDATE item_states SET state = 'routed' WHERE item_id = 'b'"))
         conn.execute(text(insert), [{**rows[1], "now": NOW + timedelta(days=1)}])
         states = {row.item_id: (row.segment, row.state, _moved_at(row.updated_at)) for row in conn.execute(
             text("SELECT item_id, segment, state, updated_at FROM item_states"))}
-    assert states == {"a": ("s", "received", NOW), "b": ("s", "routed", NOW), "c": ("s", "received", NOW)}
+    assert states == {"a": ("s", "received", NOW), "b": ("s", "routed", NOW), "c": ("s", "received", NOW),
+                      "d": ("s", "scored", NOW)}
     with engine.begin() as conn:
-        conn.execute(text("DELETE FROM item_states WHERE item_id IN ('b', 'c')"))
+        conn.execute(text("DELETE FROM item_states WHERE item_id IN ('b', 'c', 'd')"))
     refused = ["DELETE FROM items WHERE id = 'a'", "UPDATE items SET id = 'z' WHERE id = 'a'",
                "UPDATE item_states SET item_id = 'missing' WHERE item_id = 'a'"]
     if engine.dialect.name == "sqlite":  # PostgreSQL leaves the insert unchecked: every state row is born from its item
@@ -87,7 +89,7 @@ def test_every_item_written_gets_its_state_row_and_a_state_row_for_no_item_is_re
             conn.execute(text(statement), {"now": NOW})
     with engine.connect() as conn:
         assert conn.execute(text("SELECT item_id FROM item_states")).scalars().all() == ["a"]
-        assert conn.execute(text("SELECT count(*) FROM items")).scalar_one() == 3
+        assert conn.execute(text("SELECT count(*) FROM items")).scalar_one() == 4
 
 
 def test_a_downgrade_puts_the_states_back(database_url) -> None:
