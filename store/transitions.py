@@ -5,7 +5,8 @@
 queue, its label withdrawn) and a seed label resolving any live item. An item's state is its narrow
 ``item_states`` row (``store.models.ItemStateRow``), so a move never rewrites the item. `move_items` writes only
 legal moves: an item already in the target state is left alone (re-running a step is a no-op) and an item in any
-other state is left alone too and counted as refused. Each call records who moved how many items where, as one audit event.
+other state is left alone too and counted as refused. Each call records who moved how many items where, as one
+audit event.
 """
 
 from __future__ import annotations
@@ -91,13 +92,7 @@ def _moved_ids(conn: Connection, targets: Mapping[str, str], n_moved: int, now: 
                                    ItemStateRow.updated_at == now))
 
 
-def states_of(engine: Engine, item_ids: list[str] | None = None) -> dict[str, str]:
-    """The state of each item (of `item_ids`, when given; an id not stored is left out)."""
-    table = ItemStateRow.__table__
-    query = select(table.c.item_id, table.c.state)
+def states_of(engine: Engine) -> dict[str, str]:
+    """The state of every stored item."""
     with engine.connect() as conn:
-        if item_ids is None:
-            return {item_id: state for item_id, state in conn.execute(query)}
-        chosen, chunk = keys_among(conn, table.c.item_id)
-        return {item_id: state for part in chunked(item_ids, chunk)
-                for item_id, state in conn.execute(query.where(chosen), {"ids": list(part)})}
+        return {item_id: state for item_id, state in conn.execute(select(ItemStateRow.item_id, ItemStateRow.state))}

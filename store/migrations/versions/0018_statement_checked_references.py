@@ -85,12 +85,14 @@ def _base(table: str, column: str) -> str:
     return f"sluice_ref_{table}_{column}"
 
 
-def _trigger_ddl(schema: str, table: str, column: str, parent: str, key: str, name: str) -> list[str]:
+def _trigger_ddl(schema: str, table: str, column: str, parent: str, key: str, name: str, *,
+                 check_insert: bool = True) -> list[str]:
     """The functions and triggers that check `table`.`column` -> `parent`.`key`, as the foreign key `name` did
     (NO ACTION, MATCH SIMPLE: a NULL points at nothing and is allowed; a referenced key may go if a row with it is
     there again at the end of the statement). The tables are named with their schema, so neither a session's
     search_path nor a temporary table of the same name changes what is checked; a refusal carries the foreign key's
-    name as its constraint, for whoever reads the error's diagnostics."""
+    name as its constraint, for whoever reads the error's diagnostics. Without `check_insert`, an insert into
+    `table` is left unchecked (migration 0019's state rows, which the database writes from their items)."""
     base = _base(table, column)
     child, referenced = f'"{schema}"."{table}"', f'"{schema}"."{parent}"'
     child_message = f'insert or update on table "{table}" violates the reference {table}.{column} -> {parent}.{key}'
@@ -103,9 +105,13 @@ def _trigger_ddl(schema: str, table: str, column: str, parent: str, key: str, na
 
     orphans = f"FROM inserted n WHERE n.{column} IS NOT NULL AND {absent(f'n.{column}')}"
     missing = f"""'Key ({column})=(' || %s || ') is not present in table "{parent}".'"""
-    return [
+    inserts = [
         _refusing(f"{base}_inserted", f"EXISTS (SELECT 1 {orphans})", child_message, diagnostics,
                   missing % f"(SELECT n.{column}::text {orphans} LIMIT 1)"),
+        f"CREATE TRIGGER {base}_insert AFTER INSERT ON {table} REFERENCING NEW TABLE AS inserted "
+        f"FOR EACH STATEMENT EXECUTE FUNCTION {base}_inserted()",
+    ] if check_insert else []
+    return inserts + [
         _refusing(f"{base}_updated", f"NEW.{column} IS NOT NULL AND {absent(f'NEW.{column}')}", child_message,
                   diagnostics, missing % f"NEW.{column}"),
         _refusing(f"{base}_parent_gone",
@@ -114,8 +120,6 @@ def _trigger_ddl(schema: str, table: str, column: str, parent: str, key: str, na
                   f"""'Key ({key})=(' || OLD.{key} || ') is still referenced from table "{table}".'"""),
         _refusing(f"{base}_parent_truncated", f"EXISTS (SELECT 1 FROM {child} c WHERE c.{column} IS NOT NULL)",
                   f'cannot truncate table "{parent}": {table}.{column} points at its rows', diagnostics),
-        f"CREATE TRIGGER {base}_insert AFTER INSERT ON {table} REFERENCING NEW TABLE AS inserted "
-        f"FOR EACH STATEMENT EXECUTE FUNCTION {base}_inserted()",
         f"CREATE TRIGGER {base}_update AFTER UPDATE OF {column} ON {table} FOR EACH ROW "
         f"WHEN (NEW.{column} IS DISTINCT FROM OLD.{column}) EXECUTE FUNCTION {base}_updated()",
         f"CREATE TRIGGER {base}_parent_delete AFTER DELETE ON {parent} FOR EACH ROW "

@@ -72,13 +72,11 @@ def upgrade() -> None:
     if postgres:
         builder = _statement_checked()
         for table, column, parent, key, name in REFERENCES:
-            for statement in builder._trigger_ddl(schema, table, column, parent, key, name):
-                op.execute(statement)
             # every state row is born from its item in the item's own statement (`_born_ddl`): checking its insert
             # could never refuse one Sluice writes, and it cost 0.8-1.7 s of a 200,000-item ingest (the items'
             # insert took 6.4 s with it, 4.8-5.6 s without, in two pairs of runs); the rest of the reference is kept
-            op.execute(f"DROP TRIGGER sluice_ref_{table}_{column}_insert ON {table}")
-            op.execute(f"DROP FUNCTION sluice_ref_{table}_{column}_inserted()")
+            for statement in builder._trigger_ddl(schema, table, column, parent, key, name, check_insert=False):
+                op.execute(statement)
     op.drop_index("ix_items_state_segment", table_name="items")
     with op.batch_alter_table("items", schema=None) as batch_op:
         batch_op.drop_column("state")
