@@ -21,6 +21,7 @@ from sqlalchemy import Connection, Engine, null, select
 from store.bulk import chunked, collector_paused, existing_keys, insert_ignore, insert_ignore_columns
 from store.models import Item, ItemSource, QuarantinedRecord
 from store.passthrough import passthrough_prediction
+from store.transitions import born_states
 
 _fast_loads: Callable[[str], Any] | None
 try:  # a fast JSON parser when present (Prefect brings it); json stays the reference for every edge case
@@ -680,7 +681,8 @@ def _fill_passthrough(rows: list[dict[str, Any]]) -> None:
     """Fill in the upstream passthrough's prediction of every row that carries upstream scores
     (``store.passthrough.passthrough_prediction``: a label and confidence derived from ``probs`` when they were not
     given): such an item is born scored, its prediction in its own row (``store.predictions``), and the score step
-    has nothing to do for it (the database gives each new item its state row: migration 0019)."""
+    has nothing to do for it (each new item gets its state row as it is written:
+    ``store.transitions.born_states``)."""
     for row in rows:
         if row["upstream_probs"] is None:
             continue
@@ -715,8 +717,9 @@ def _write_chunk(
             # The insert reports how many rows it wrote: when that is all of them, nothing was present.
             ids = sorted(unique)
             ordered = [unique[i] for i in ids]
-            inserted = insert_ignore_columns(conn, Item.__table__,
-                                             _item_columns(ordered, source_id(conn, source), now))
+            columns = _item_columns(ordered, source_id(conn, source), now)
+            with born_states(conn):
+                inserted = insert_ignore_columns(conn, Item.__table__, columns)
             before = [] if inserted == len(ids) else sorted(existing_keys(conn, Item.id, ids, Item.received_at != now))
             present = _stored_rows(conn, before) if before else {}
             accepted, present_count = len(unique) - len(before), len(present)

@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import Connection, bindparam
 
 from store.models import Item, ItemStateRow, utcnow
+from store.transitions import born_states
 from store.vocab import ItemState
 
 _STATE_ONLY = ("state", "updated_at")
@@ -16,8 +17,9 @@ _STATE_ONLY = ("state", "updated_at")
 
 def insert_items(conn: Connection, rows: Iterable[Mapping[str, Any]]) -> None:
     """Insert item rows given as the items table's columns plus ``state`` (default received) and ``updated_at``
-    (default the item's ``received_at``); ``segment`` defaults to ``default`` and ``received_at`` to now. The
-    database writes each item's state row (migration 0019); this sets it to the state asked for."""
+    (default the item's ``received_at``); ``segment`` defaults to ``default`` and ``received_at`` to now. Each item
+    gets its born state row as ingest's do (``store.transitions.born_states``); this sets it to the state asked
+    for."""
     now = utcnow()
     items, states = [], []
     for row in rows:
@@ -28,6 +30,7 @@ def insert_items(conn: Connection, rows: Iterable[Mapping[str, Any]]) -> None:
         states.append({"key": item["id"], "state": str(row.get("state", ItemState.received)),
                        "updated_at": row.get("updated_at", item["received_at"])})
     if items:
-        conn.execute(Item.__table__.insert(), items)
+        with born_states(conn):
+            conn.execute(Item.__table__.insert(), items)
         table = ItemStateRow.__table__
         conn.execute(table.update().where(table.c.item_id == bindparam("key")), states)
