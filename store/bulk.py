@@ -13,7 +13,7 @@ from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, S
 from contextlib import contextmanager
 from typing import Any, cast
 
-from sqlalchemy import ARRAY, JSON, Connection, Table, any_, bindparam, null, select, update
+from sqlalchemy import ARRAY, JSON, Connection, Table, any_, bindparam, func, literal_column, null, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql.schema import ScalarElementColumnDefault
 
@@ -228,14 +228,20 @@ def json_reader(conn: Connection) -> Callable[[Any], Any]:
     return lambda value: value
 
 
-ARRAY_CHUNK = 50_000  # keys per array parameter (PostgreSQL)
+ARRAY_CHUNK = 50_000  # keys per array parameter (PostgreSQL's array, SQLite's JSON array)
 
 
 def keys_among(conn: Connection, column: Any, name: str = "ids") -> tuple[Any, int]:
-    """A filter "`column` is one of the keys bound as `name`", and how many keys to bind per statement: one array
-    parameter on PostgreSQL (50,000 keys), an expanding list elsewhere (5,000, within SQLite's stock limit)."""
+    """A filter "`column` is one of the keys bound as `name`", and how many keys to bind per statement: one
+    parameter of 50,000 keys, an array on PostgreSQL, a JSON array opened by ``json_each`` on SQLite; an expanding
+    list of 5,000 elsewhere. On SQLite the JSON array spares SQLAlchemy writing out and binding a statement of
+    5,000 placeholders each time: route's moves of 200,000 items took 0.77-1.05 s against 0.89-1.20 s (three
+    alternating runs each; raw ``sqlite3`` runs both forms alike, 0.79 s against 0.81 s)."""
     if conn.dialect.name == "postgresql":
         return column == any_(bindparam(name, type_=ARRAY(column.type))), ARRAY_CHUNK
+    if conn.dialect.name == "sqlite":
+        opened = func.json_each(bindparam(name, type_=JSON))
+        return column.in_(select(literal_column("value")).select_from(opened)), ARRAY_CHUNK
     return column.in_(bindparam(name, expanding=True)), LOOKUP_CHUNK
 
 

@@ -166,8 +166,10 @@ def read_scored_groups(engine: Engine, wanted: Sequence[GroupSize], model_versio
                               features.label("features")])
     selects: list[Any] = [part.where(ItemStateRow.segment.in_(bindparam("segments", expanding=True)))
                           for part in parts]
+    # the passthrough alone has one version: ordered as its index holds it, SQLite sorts nothing (a bound version in
+    # the order made it sort every segment's rows: 0.61 s against 0.54 s for 200,000 items in raw sqlite3)
     query: Any = union_all(*selects).order_by("segment", "version", "id") if len(selects) > 1 else \
-        selects[0].order_by("segment", "version", "id")
+        selects[0].order_by("segment", "id")
     groups = []
     with engine.connect() as conn:
         decode = json_reader(conn)
