@@ -48,12 +48,11 @@ from store.decisions import (
     scored_group_sizes, ScoredGroup,
 )
 from store.labels import held_out_labels
-from store.decision_batches import DecisionBatch, write_decisions
+from store.decision_batches import DecisionBatch, settle_decisions
 from store.models import CalibrationReportRow, ItemState
 from store.policies import active_policy
 from store.registry import promoted_family_versions, promoted_model
 from store.settings import SluiceSettings, settings_or_environment
-from store.transitions import move_items
 from store.vocab import Selection
 
 STATE_AFTER = {
@@ -349,20 +348,12 @@ def route_groups(engine: Engine, groups: list[ScoredGroup], cycle: int | None, p
     llm = llm_inputs(engine, llm_ids) if llm_ids else None  # one query for the batch's payloads
     flags = risk_flags_by_group(engine, groups, context, llm)
     pending = [part for group, f in zip(groups, flags) for part in decide_group(engine, group, cycle, context, f)]
-    targets = {item_id: STATE_AFTER[route_of] for batch, _ in pending
-               for item_id, route_of in zip(batch.columns["item_id"], batch.columns["route"])}
-    with write_transaction(engine) as conn:  # the items' moves, evidence and decisions: one write
-        # only the items that moved get a decision: a re-run of a batch already written decides nothing twice
-        moved = move_items(conn, targets, by="route", returning=True).ids or frozenset()
-        if not moved:
-            return Counter()
+    with write_transaction(engine) as conn:  # the evidence, the decisions and the items' moves: one write
         evidence_ids = [write_threshold_evidence(conn, row) for row in context.evidence]
         batches = [DecisionBatch({**batch.constants, "evidence_id": None if at is None else evidence_ids[at]},
                                  batch.columns) for batch, at in pending]
-        if len(moved) < len(targets):
-            batches = [batch.only(moved) for batch in batches]
-        write_decisions(conn, batches)
-    return Counter(route_of for batch in batches for route_of in batch.columns["route"])
+        # only the items that moved keep a decision: a re-run of a batch already written decides nothing twice
+        return settle_decisions(conn, batches, STATE_AFTER, by="route")
 
 
 def _float_or_none(value: float | None) -> float | None:

@@ -46,7 +46,6 @@ class BacklogRow(NamedTuple):
 
 def review_backlog(engine: Engine) -> list[BacklogRow]:
     """Every item in state ``routed`` with its latest decision, in item id order."""
-    latest = select(func.max(RoutingDecision.id).label("id")).group_by(RoutingDecision.item_id).subquery()
     upstream = RoutingBatch.model_version == UPSTREAM_MODEL  # its prediction is the item's (store.predictions)
     query = (
         select(RoutingDecision.id, RoutingDecision.item_id, RoutingBatch.segment, RoutingDecision.route,
@@ -54,10 +53,10 @@ def review_backlog(engine: Engine) -> list[BacklogRow]:
                RoutingBatch.policy_version, RoutingDecision.predicted_label,
                RoutingDecision.raw_confidence, case((upstream, Item.upstream_probs), else_=Prediction.probs),
                RoutingBatch.audit_rate, RoutingDecision.supersedes_id.is_not(None).label("rerouted"))
-        .join(latest, latest.c.id == RoutingDecision.id)
+        .select_from(ItemStateRow)
+        .join(RoutingDecision, RoutingDecision.id == ItemStateRow.decision_id)  # the item's latest decision
         .join(RoutingBatch, RoutingBatch.id == RoutingDecision.batch_id)
         .join(Item, Item.id == RoutingDecision.item_id)
-        .join(ItemStateRow, ItemStateRow.item_id == RoutingDecision.item_id)
         .outerjoin(Prediction, and_(Prediction.item_id == RoutingDecision.item_id,
                                     Prediction.model_version == RoutingBatch.model_version))
         .where(ItemStateRow.state == ItemState.routed, or_(upstream, Prediction.id.is_not(None)))
@@ -201,13 +200,10 @@ SEGMENT_CHUNK = 1_000
 def previous_decisions(engine: Engine, segments: Sequence[str], item_ids: Sequence[str]) -> dict[str, tuple[int, str]]:
     """The latest earlier routing decision, (its id, its route), of each of `item_ids` that has one: scored items
     of `segments`, read by segment (one read per 1,000 segments, no list of ids to bind)."""
-    latest = (select(RoutingDecision.item_id, func.max(RoutingDecision.id).label("id"))
-              .join(ItemStateRow, ItemStateRow.item_id == RoutingDecision.item_id)
-              .where(ItemStateRow.state == ItemState.scored,
-                     ItemStateRow.segment.in_(bindparam("segments", expanding=True)))
-              .group_by(RoutingDecision.item_id).subquery())
-    statement = select(latest.c.item_id, RoutingDecision.id, RoutingDecision.route).join(
-        RoutingDecision, RoutingDecision.id == latest.c.id)
+    statement = (select(ItemStateRow.item_id, RoutingDecision.id, RoutingDecision.route)
+                 .join(RoutingDecision, RoutingDecision.id == ItemStateRow.decision_id)  # the item's latest
+                 .where(ItemStateRow.state == ItemState.scored,
+                        ItemStateRow.segment.in_(bindparam("segments", expanding=True))))
     wanted = set(item_ids)
     with engine.connect() as conn:
         return {item_id: (decision_id, route) for part in chunked(sorted(set(segments)), SEGMENT_CHUNK)

@@ -24,6 +24,7 @@ from store.models import (
     Annotation,
     CycleReport,
     Item,
+    ItemStateRow,
     Label,
     Prediction,
     ReviewTask,
@@ -78,8 +79,8 @@ __all__ = [
 
 
 def _latest_decisions() -> Subquery:
-    """Subquery: the id of each item's newest decision."""
-    return select(func.max(RoutingDecision.id).label("id")).group_by(RoutingDecision.item_id).subquery()
+    """Subquery: the id of each item's newest decision (its state row points at it)."""
+    return select(ItemStateRow.decision_id.label("id")).where(ItemStateRow.decision_id.is_not(None)).subquery()
 
 
 class RouteCount(NamedTuple):

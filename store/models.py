@@ -83,10 +83,12 @@ class Item(_Table, table=True):
 
 class ItemStateRow(_Table, table=True):
     """Where an item is in its lifecycle (``store.transitions``), in a narrow row of its own: a move rewrites these
-    few bytes, not the item's row and its text. The database writes it in the statement that writes the item (a
-    trigger, migration 0019: scored when the row holds its upstream prediction, else received); the segment is the
-    item's, copied so that the steps find the items of a state and segment through one index. SQLite keeps it
-    without a rowid: the item id is the table's own key, one b-tree fewer per look-up."""
+    few bytes, not the item's row and its text. It is written with the item (``store.transitions.born_states``:
+    scored when the row holds its upstream prediction, else received); the segment is the item's, copied so that
+    the steps find the items of a state and segment through one index. SQLite keeps it without a rowid: the item
+    id is the table's own key, one b-tree fewer per look-up. ``decision_id`` is the item's latest routing
+    decision, set by the move route makes with it (migration 0021): the way from an item to its decision, so the
+    decisions need no index of their own."""
 
     __tablename__ = "item_states"
     __table_args__ = (Index("ix_item_states_state_segment", "state", "segment"), {"sqlite_with_rowid": False})
@@ -95,6 +97,7 @@ class ItemStateRow(_Table, table=True):
     state: Mapped[str] = Field(default=ItemState.received, max_length=32)
     segment: Mapped[str] = Field(default="default", max_length=128)
     updated_at: Mapped[datetime] = Field(default_factory=utcnow, description="when the item last moved")
+    decision_id: Mapped[int | None] = Field(default=None, description="the item's latest routing decision")
 
 
 class Prediction(_Table, table=True):
@@ -203,13 +206,9 @@ class RoutingDecision(_Table, table=True):
     run held constant is in its batch row (``RoutingBatch``)."""
 
     __tablename__ = "routing_decisions"
-    __table_args__ = (
-        UniqueConstraint("item_id", "batch_id", name="uq_decision_item_batch"),
-        Index("ix_decisions_route", "route"),
-    )
 
     id: Mapped[int | None] = Field(default=None, primary_key=True)
-    # uq_decision_item_batch leads with it
+    # no index: an item finds its latest decision through its state row (``ItemStateRow.decision_id``)
     item_id: Mapped[str] = Field(foreign_key="items.id", max_length=512)
     batch_id: Mapped[int] = Field(foreign_key="routing_batches.id")
     route: Mapped[str] = Field(max_length=16)

@@ -12,9 +12,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any, NamedTuple
 
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, select
 
-from store.models import Item, Label, RoutingBatch, RoutingDecision
+from store.models import Item, ItemStateRow, Label, RoutingBatch, RoutingDecision
 from store.vocab import ItemKind, Split
 
 __all__ = ["CorrectedItem", "corrected_items"]
@@ -47,12 +47,11 @@ def corrected_items(engine: Engine, *, splits: Iterable[str] = (Split.TRAIN, Spl
     of_kinds = None if kinds is None else sorted({str(kind) for kind in kinds})
     if of_kinds is not None and (not of_kinds or set(of_kinds) - {k.value for k in ItemKind}):
         raise ValueError(f"kinds must be a non-empty selection of {[k.value for k in ItemKind]}, got {of_kinds!r}")
-    latest = select(func.max(RoutingDecision.id).label("id")).group_by(RoutingDecision.item_id).subquery()
     query = (
         select(Label.item_id, Item.segment, Label.split, Label.label, RoutingDecision.predicted_label,
                RoutingBatch.model_version, Item.text, Item.features, Item.kind, Item.payload)
-        .join(RoutingDecision, RoutingDecision.item_id == Label.item_id)
-        .join(latest, latest.c.id == RoutingDecision.id)
+        .join(ItemStateRow, ItemStateRow.item_id == Label.item_id)
+        .join(RoutingDecision, RoutingDecision.id == ItemStateRow.decision_id)  # the item's latest decision
         .join(RoutingBatch, RoutingBatch.id == RoutingDecision.batch_id)
         .join(Item, Item.id == Label.item_id)
         .where(Label.split.in_(wanted), RoutingDecision.predicted_label.is_not(None),

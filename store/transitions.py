@@ -19,12 +19,12 @@ from typing import NamedTuple
 
 from sqlalchemy import ColumnElement, Connection, Engine, Integer, case, func, insert, literal_column, select, update
 
-from store.bulk import chunked, existing_keys, keys_among
+from store.bulk import chunked, keys_among
 from store.models import AuditEvent, Item, ItemStateRow
 from store.predictions import upstream_predicted
 from store.vocab import ItemState
 
-__all__ = ["SOURCES", "Moved", "born_states", "move_items", "states_of"]
+__all__ = ["SOURCES", "Moved", "born_states", "movable_into", "move_items", "record_moves", "states_of"]
 
 _LIVE = frozenset({ItemState.received, ItemState.scored, ItemState.routed, ItemState.auto_accepted,
                    ItemState.queued, ItemState.annotated})
@@ -66,56 +66,50 @@ def born_states(conn: Connection) -> Iterator[None]:
 
 
 class Moved(NamedTuple):
-    """How many items moved into each state, and how many asked to move did not (already there, or refused); with
-    ``returning``, the ids of the items that moved."""
+    """How many items moved into each state, and how many asked to move did not (already there, or refused)."""
 
     moved: dict[str, int]
     unmoved: int
-    ids: frozenset[str] | None = None
 
 
-def move_items(conn: Connection, targets: Mapping[str, str], *, by: str, returning: bool = False) -> Moved:
+def move_items(conn: Connection, targets: Mapping[str, str], *, by: str) -> Moved:
     """Move each item id of `targets` into its target state where the lifecycle allows it (see the module
-    docstring), in the caller's transaction; record the counts as one ``item_states`` audit event by `by`. With
-    `returning`, the result also says which items moved (see `_moved_ids`)."""
+    docstring), in the caller's transaction; record the counts as one ``item_states`` audit event by `by`."""
     wanted: dict[ItemState, list[str]] = {}
     for item_id, state in targets.items():
         wanted.setdefault(ItemState(state), []).append(item_id)
     now = datetime.now(timezone.utc)
     moved: Counter[str] = Counter()
-    chosen, chunk = keys_among(conn, ItemStateRow.item_id)  # PostgreSQL takes the ids as one array parameter
+    chosen, chunk = keys_among(conn, ItemStateRow.item_id)  # one array parameter per chunk of ids
     for state, ids in wanted.items():
-        # the state test wraps the column in a function: SQLite would otherwise pick the state index and scan
-        # every item in the source states for each chunk of ids
         statement = (
             update(ItemStateRow)
-            .where(chosen, func.coalesce(ItemStateRow.state, "").in_(sorted(SOURCES[state])))
+            .where(chosen, movable_into(state))
             .values(state=state.value, updated_at=now)
             .execution_options(synchronize_session=False)
         )
         for part in chunked(ids, chunk):
             moved[state.value] += conn.execute(statement, {"ids": list(part)}).rowcount
-    result = Moved(dict(moved), len(targets) - sum(moved.values()),
-                   _moved_ids(conn, targets, sum(moved.values()), now) if returning else None)
-    if result.moved and sum(result.moved.values()):  # a re-run that moves nothing writes nothing
-        conn.execute(insert(AuditEvent).values(
-            kind="item_states", actor=by, created_at=now,
-            payload={"moved": result.moved, "unmoved": result.unmoved,
-                     "requested": {s.value: len(ids) for s, ids in wanted.items()}}))
-    return result
+    record_moves(conn, moved, {s.value: len(ids) for s, ids in wanted.items()}, by=by, now=now)
+    return Moved(dict(moved), len(targets) - sum(moved.values()))
 
 
-def _moved_ids(conn: Connection, targets: Mapping[str, str], n_moved: int, now: datetime) -> frozenset[str]:
-    """The items of `targets` that this call moved: all of them when as many moved as were asked to (the normal
-    case, at no cost); else the ones whose state row now carries this call's own timestamp, read back (an item already
-    in its target state or refused was not written). Cheaper than an ``UPDATE ... RETURNING`` of every id, which
-    doubled the moves' time on PostgreSQL at 200,000 items."""
-    if n_moved == len(targets):
-        return frozenset(targets)
-    if not n_moved:
-        return frozenset()
-    return frozenset(existing_keys(conn, ItemStateRow.__table__.c.item_id, list(targets),
-                                   ItemStateRow.updated_at == now))
+def movable_into(state: ItemState) -> ColumnElement[bool]:
+    """True for a state row the lifecycle lets move into `state`. The test wraps the column in a function: SQLite
+    would otherwise pick the state index and scan every item in the source states for each chunk of ids."""
+    return func.coalesce(ItemStateRow.state, "").in_(sorted(SOURCES[state]))
+
+
+def record_moves(conn: Connection, moved: Mapping[str, int], requested: Mapping[str, int], *, by: str,
+                 now: datetime) -> None:
+    """One ``item_states`` audit event: how many items `by` moved into each state, of how many it asked to move
+    there; none when nothing moved (a step run again writes nothing)."""
+    if not sum(moved.values()):
+        return
+    conn.execute(insert(AuditEvent).values(
+        kind="item_states", actor=by, created_at=now,
+        payload={"moved": dict(moved), "unmoved": sum(requested.values()) - sum(moved.values()),
+                 "requested": dict(requested)}))
 
 
 def states_of(engine: Engine) -> dict[str, str]:

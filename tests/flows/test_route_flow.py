@@ -100,7 +100,7 @@ def test_a_batch_writes_its_evidence_with_its_decisions_or_not_at_all(sluice_hom
     def refused(*args, **kwargs):
         raise RuntimeError("the decisions' insert failed")
 
-    monkeypatch.setattr(flows.route, "write_decisions", refused)
+    monkeypatch.setattr(flows.route, "settle_decisions", refused)
     with pytest.raises(Exception, match="insert failed"):
         route_flow(cycle=1)
     with engine.connect() as conn:

@@ -36,21 +36,6 @@ def test_legal_moves_are_written_once_and_recorded(engine) -> None:
     assert len(events) == 1 and events[0].actor == "test" and events[0].payload["unmoved"] == 1
 
 
-def test_a_move_can_say_which_items_it_moved(engine) -> None:
-    """All of them when every item moved; else exactly those written by this call: not the ones already in their
-    target state (a step run again) nor the refused."""
-    _items(engine, {"a": "scored", "b": "scored", "c": "resolved", "d": "routed", "e": "scored"})
-    with engine.begin() as conn:
-        assert move_items(conn, {"e": "routed"}, by="test", returning=True).ids == {"e"}
-    with engine.begin() as conn:
-        found = move_items(conn, {"a": "routed", "b": "auto_accepted", "c": "routed", "d": "routed", "e": "routed"},
-                           by="test", returning=True)
-        nothing = move_items(conn, {"a": "routed"}, by="test", returning=True)
-    assert found.ids == {"a", "b"} and found.unmoved == 3 and nothing.ids == frozenset()
-    with engine.begin() as conn:
-        assert move_items(conn, {"a": "routed"}, by="test").ids is None  # not asked
-
-
 def test_the_lifecycle_allows_the_loops_returns_and_nothing_out_of_a_terminal_state() -> None:
     assert ItemState.routed in SOURCES[ItemState.scored]  # a newer model rescores the backlog
     assert ItemState.resolved in SOURCES[ItemState.queued]  # disagreeing annotators: back to the queue
