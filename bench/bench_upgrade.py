@@ -1,6 +1,8 @@
 """How long a SQLite store takes to upgrade from revision 0015 to the newest schema, each revision timed: 0016 moves
 each decision's per-batch constants into batch rows and 0017 stores each item's source path once, both rebuilding a
-table; 0018 changes nothing on SQLite; 0019 moves each item's state into a row of its own, rebuilding the items.
+table; 0018 changes nothing on SQLite; 0019 moves each item's state into a row of its own, rebuilding the items;
+0020 drops a trigger; 0021 points each state row at its item's newest decision and drops the decisions' unique key
+and route index, rebuilding the decisions.
 
 A store is built at 0015 with `--n` routed items (50 segments, one source file per 50,000 items) and one decision
 each (one route run per 100,000 items), written in raw `sqlite3` (not timed); then the upgrade runs through
@@ -66,16 +68,17 @@ def main(argv: list[str] | None = None) -> None:
         conn = sqlite3.connect(Path(folder) / "sluice.db")
         batches, sources, states = (conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0]
                                     for t in ("routing_batches", "item_sources", "item_states"))
+        pointing = conn.execute("SELECT count(*) FROM item_states WHERE decision_id IS NOT NULL").fetchone()[0]
         unlinked = conn.execute("SELECT count(*) FROM items WHERE source_id IS NULL").fetchone()[0]
         conn.close()
     print(f"{args.n:,} items and decisions: 0015 -> head took {sum(steps.values()):.1f} s ("
           + ", ".join(f"{r} {s:.1f} s" for r, s in steps.items())
           + f"; {batches:,} batch rows, {sources:,} source rows, {unlinked:,} items without a source, "
-          f"{states:,} state rows)")
+          f"{states:,} state rows, {pointing:,} pointing at their decision)")
 
 
 # every revision after 0015, in order; the last is the head
-REVISIONS = ("0016", "0017", "0018", "0019")
+REVISIONS = ("0016", "0017", "0018", "0019", "0020", "0021")
 
 
 if __name__ == "__main__":
