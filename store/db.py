@@ -6,6 +6,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from types import ModuleType
 
 from sqlalchemy import Connection, Engine, create_engine, event, make_url
 from sqlmodel import Session
@@ -98,6 +99,19 @@ def _alembic_config(url: str | None = None):
     if url is not None:
         config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
     return config
+
+
+def revision_module(filename: str) -> ModuleType:
+    """A migration file of `MIGRATIONS_DIR`'s versions loaded as a module (a migration file is not importable by
+    name), for a later migration that reuses what an earlier one built (its trigger DDL)."""
+    import importlib.util
+
+    path = MIGRATIONS_DIR / "versions" / filename
+    spec = importlib.util.spec_from_file_location(f"sluice_migration_{path.stem}", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def head_revision() -> str | None:

@@ -89,8 +89,7 @@ def settle_decisions(conn: Connection, batches: Sequence[DecisionBatch], state_a
         .values(state=case(*((decisions.c.route == route, state) for route, state in state_after.items())),
                 decision_id=decisions.c.id, updated_at=now)
         .execution_options(synchronize_session=False)).rowcount
-    asked = Counter(route for batch in batches for route in batch.columns["route"])
-    routes = asked
+    routes = asked = Counter(route for batch in batches for route in batch.columns["route"])
     if moved < written.count:
         settled = exists().where(ItemStateRow.item_id == decisions.c.item_id, ItemStateRow.decision_id == decisions.c.id)
         conn.execute(delete(decisions).where(ours, ~settled))
@@ -98,13 +97,13 @@ def settle_decisions(conn: Connection, batches: Sequence[DecisionBatch], state_a
                                                 ~exists().where(decisions.c.batch_id == RoutingBatch.id)))
         routes = Counter({route: n for route, n in conn.execute(
             select(decisions.c.route, func.count()).where(ours).group_by(decisions.c.route))})
-    requested: Counter[str] = Counter()
-    for route, n in asked.items():
-        requested[state_after[route]] += n
-    moved_into: Counter[str] = Counter()
-    for route, n in routes.items():
-        moved_into[state_after[route]] += n
-    record_moves(conn, moved_into, requested, by=by, now=now)
+    def into_states(counts: Counter[str]) -> Counter[str]:
+        states: Counter[str] = Counter()
+        for route, n in counts.items():
+            states[state_after[route]] += n
+        return states
+
+    record_moves(conn, into_states(routes), into_states(asked), by=by, now=now)
     return routes
 
 

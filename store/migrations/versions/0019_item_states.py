@@ -25,13 +25,13 @@ Create Date: 2026-12-06 13:10:00
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
 from types import ModuleType
 
 import sqlalchemy as sa
 import sqlmodel.sql.sqltypes
 from alembic import op
+
+from store.db import revision_module
 
 revision = "0019"
 down_revision = "0018"
@@ -43,13 +43,8 @@ REFERENCES = (("item_states", "item_id", "items", "id", "item_states_item_id_fke
 
 
 def _statement_checked() -> ModuleType:
-    """Migration 0018's module, for its trigger builder (a migration file is not an importable module)."""
-    path = Path(__file__).with_name("0018_statement_checked_references.py")
-    spec = importlib.util.spec_from_file_location("sluice_migration_0018", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    """Migration 0018's module, for its trigger builder."""
+    return revision_module("0018_statement_checked_references.py")
 
 
 def upgrade() -> None:

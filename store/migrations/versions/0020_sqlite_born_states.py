@@ -20,10 +20,9 @@ Create Date: 2026-12-06 16:50:00
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 from alembic import op
+
+from store.db import revision_module
 
 revision = "0020"
 down_revision = "0019"
@@ -39,10 +38,5 @@ def upgrade() -> None:
 def downgrade() -> None:
     if op.get_bind().dialect.name != "sqlite":
         return
-    path = Path(__file__).with_name("0019_item_states.py")
-    spec = importlib.util.spec_from_file_location("sluice_migration_0019", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    for statement in module._born_ddl("sqlite", None):
+    for statement in revision_module("0019_item_states.py")._born_ddl("sqlite", None):
         op.execute(statement)
