@@ -15,11 +15,16 @@ NETCAL_VENV := .venv-netcal
 demo: venv labelstudio-venv
 	$(VENV)/bin/sluice demo
 
+# Tests run in TEST_WORKERS processes (pytest-xdist; each has its own servers: one Label Studio, one PostgreSQL
+# cluster, one Prefect harness); an idle worker takes queued tests from a busy one. TEST_WORKERS=0 runs them in one.
+TEST_WORKERS ?= 2
+PYTEST_PARALLEL = -n $(TEST_WORKERS) $(if $(filter 0,$(TEST_WORKERS)),,--dist worksteal)
+
 test: venv labelstudio-venv postgres chromium
-	$(VENV)/bin/python -m pytest
+	$(VENV)/bin/python -m pytest $(PYTEST_PARALLEL)
 
 unit: venv
-	$(VENV)/bin/python -m pytest -m "not integration"
+	$(VENV)/bin/python -m pytest -m "not integration" $(PYTEST_PARALLEL)
 
 venv: $(APP_STAMP)
 $(APP_STAMP): pyproject.toml requirements/app.lock
