@@ -179,15 +179,18 @@ def _choose_around_audits(reviews: list[BacklogRow], llm: LlmCandidates, strateg
     a ranking strategy takes one more of its ranking for each such pick until `budget` reviews are left: whether
     it goes on looks only at the audit draw of items it has already taken, so what it leaves waiting is still
     fixed before the audit draw of those items (``routing.backlog``). Other strategies pick once."""
-    ranks = strategy in NESTED_STRATEGIES and kind_batch(reviews, llm) is None
-    ids = [r.item_id for r in reviews]
-    take = budget
+    rng = derive_rng("select", strategy, cycle, [r.item_id for r in reviews])
+    if not (strategy in NESTED_STRATEGIES and kind_batch(reviews, llm) is None):
+        return choose_reviews(reviews, llm, strategy=strategy, budget=budget, rng=rng)
+    # the whole ranking once: a budget of `take` chooses its first `take` items (the same tie-breaking draw)
+    ranking, useful = choose_reviews(reviews, llm, strategy=strategy, budget=len(reviews), rng=rng)
+    taken = np.fromiter((reviews[i].decision_id in audited for i in ranking.indices), dtype=bool,
+                        count=len(ranking))
+    take = min(budget, len(reviews))
     while True:
-        chosen, useful = choose_reviews(reviews, llm, strategy=strategy, budget=take,
-                                        rng=derive_rng("select", strategy, cycle, ids))  # the same ranking each time
-        wanted = budget + sum(reviews[i].decision_id in audited for i in chosen.indices)
-        if not ranks or take >= min(wanted, len(reviews)):
-            return chosen, useful
+        wanted = min(budget + int(taken[:take].sum()), len(reviews))
+        if take >= wanted:
+            return Chosen(ranking.indices[:take], ranking.reasons[:take], ranking.probabilities[:take]), useful
         take = wanted
 
 
