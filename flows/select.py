@@ -42,7 +42,7 @@ from routing.sampling import (
 from scoring.preference import PairwiseExample, pair_description
 from store.budget import spent_this_window
 from store.db import refresh_statistics
-from store.decisions import BacklogRow, review_backlog
+from store.decisions import BacklogRow, review_backlog, review_backlog_sizes
 from store.kinds import LlmCandidates, llm_candidates
 from store.models import ItemState
 from store.outbox import drawn_decisions, unsent_held_out_seeds, write_selection
@@ -347,12 +347,19 @@ SELECT_BATCH_ITEMS, SELECT_BATCH_SEGMENTS = 20_000, 1_000
 
 @task(name="select-segments", cache_policy=NO_CACHE)
 @takes_payloads
-def select_segments(segments: list[list[BacklogRow]], strategy: str, cycle: int | None,
-                    settings: SluiceSettings, now: datetime, run: str | None, policy: Policy) -> Counter[str]:
-    """Plan the review tasks of a batch of segments (each under its own rules of `policy`, the one the flow read,
-    and its budget window) and write them at once, with the review items each segment's strategy left waiting
-    (the backlog population of select `run`)."""
+def select_segments(names: list[str], strategy: str, cycle: int | None, settings: SluiceSettings, now: datetime,
+                    run: str | None, policy: Policy) -> tuple[Counter[str], int]:
+    """Read the review backlog of a batch of segments, plan their review tasks (each segment under its own rules
+    of `policy`, the one the flow read, and its budget window) and write them at once, with the review items each
+    segment's strategy left waiting (the backlog population of select `run`); the tasks by selection reason, and
+    how many backlog items the batch read."""
     engine = engine_for(settings)
+    by_segment: dict[str, list[BacklogRow]] = {}
+    for row in review_backlog(engine, names):
+        by_segment.setdefault(row.segment, []).append(row)
+    segments = [by_segment[segment] for segment in sorted(by_segment)]
+    if not segments:
+        return Counter(), 0
     tasks: list[dict[str, Any]] = []
     spent = {segment: sum(by_reason.values()) for segment, by_reason in
              spent_this_window(engine, policy, [rows[0].segment for rows in segments], now).items()}
@@ -375,7 +382,7 @@ def select_segments(segments: list[list[BacklogRow]], strategy: str, cycle: int 
         population += planned.population
     queued = {t["item_id"]: ItemState.queued.value for t in tasks if t["selection_reason"] != Selection.GOLD}
     write_selection(engine, draws=draws, population=population, tasks=tasks, queued=queued)
-    return Counter(t["selection_reason"] for t in tasks)
+    return Counter(t["selection_reason"] for t in tasks), sum(len(rows) for rows in segments)
 
 
 def gold_tasks(engine: Engine, segment: str, count: int, policy_version: str, cycle: int | None,
@@ -412,20 +419,19 @@ def select_flow(
     engine = engine_for(settings)
     now = as_utc(as_of) or utcnow()
     policy, _ = active_policy(engine)  # read once: every batch selects under this version
-    by_segment: dict[str, list[BacklogRow]] = {}
-    for row in review_backlog(engine):
-        by_segment.setdefault(row.segment, []).append(row)
-    batches = pack([by_segment[s] for s in sorted(by_segment)], max_items=SELECT_BATCH_ITEMS,
-                   max_groups=SELECT_BATCH_SEGMENTS)
+    # counted here, read by each batch: the flow holds no backlog row
+    batches = pack(review_backlog_sizes(engine), max_items=SELECT_BATCH_ITEMS, max_groups=SELECT_BATCH_SEGMENTS)
     counts: Counter[str] = Counter()
+    read = 0
     with settled() as futures:
         run = uuid.uuid4().hex  # what each segment's strategy leaves waiting is one population (routing.backlog)
-        futures += [select_segments.submit(Payload(batch), strategy, cycle, settings, now, run, Payload(policy))
-                    for batch in batches]
+        futures += [select_segments.submit(Payload([group.segment for group in batch]), strategy, cycle, settings,
+                                           now, run, Payload(policy)) for batch in batches]
         for future in futures:
-            counts.update(future.result())
-    summary = {"queued": sum(counts.values()), **counts,
-               "backlog": sum(len(r) for r in by_segment.values()) - sum(counts.values())}
+            tasks, rows = future.result()
+            counts.update(tasks)
+            read += rows
+    summary = {"queued": sum(counts.values()), **counts, "backlog": read - sum(counts.values())}
     if summary["queued"]:
         refresh_statistics(engine, "item_states", "review_tasks")
     logger.info("select: %s", summary)

@@ -3,7 +3,7 @@ decisions, the inputs of risk signals and of LLM-pipeline outputs, the audit exp
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from itertools import groupby
@@ -22,8 +22,8 @@ from store.vocab import ItemKind, ItemState
 
 __all__ = [
     "BacklogRow", "DECISION_FIELDS", "decision_trail", "EVIDENCE_FIELDS", "known_items", "llm_inputs",
-    "LLM_KINDS", "LLM_READ_CHUNK", "LlmInputs", "previous_decisions", "review_backlog", "risk_inputs", "RiskInputs",
-    "read_scored_groups", "scored_group_sizes", "scored_groups", "ScoredGroup", "GroupSize", "segments_seen",
+    "LLM_KINDS", "LLM_READ_CHUNK", "LlmInputs", "previous_decisions", "review_backlog", "review_backlog_sizes",
+    "risk_inputs", "RiskInputs", "read_scored_groups", "SegmentSize", "scored_group_sizes", "scored_groups", "ScoredGroup", "GroupSize", "segments_seen",
 ]
 
 
@@ -44,8 +44,30 @@ class BacklogRow(NamedTuple):
     rerouted: bool = False  # the decision re-routed an item people already had
 
 
-def review_backlog(engine: Engine) -> list[BacklogRow]:
-    """Every item in state ``routed`` with its latest decision, in item id order."""
+@dataclass(frozen=True)
+class SegmentSize:
+    """How many items one segment's review backlog holds: what select packs into batches before any batch reads
+    its rows."""
+
+    segment: str
+    size: int
+
+    def __len__(self) -> int:
+        return self.size
+
+
+def review_backlog_sizes(engine: Engine) -> list[SegmentSize]:
+    """How many items in state ``routed`` each segment holds, in segment order: counted through the state rows'
+    (state, segment) index, no item read."""
+    query = (select(ItemStateRow.segment, func.count()).where(ItemStateRow.state == ItemState.routed)
+             .group_by(ItemStateRow.segment).order_by(ItemStateRow.segment))
+    with engine.connect() as conn:
+        return [SegmentSize(segment, count) for segment, count in conn.execute(query)]
+
+
+def review_backlog(engine: Engine, segments: Sequence[str] | None = None) -> list[BacklogRow]:
+    """Every item in state ``routed`` (of `segments` when given, read 1,000 segments at a time through the state
+    rows' index) with its latest decision, in item id order within each segment."""
     upstream = RoutingBatch.model_version == UPSTREAM_MODEL  # its prediction is the item's (store.predictions)
     query = (
         select(RoutingDecision.id, RoutingDecision.item_id, RoutingBatch.segment, RoutingDecision.route,
@@ -62,9 +84,14 @@ def review_backlog(engine: Engine) -> list[BacklogRow]:
         .where(ItemStateRow.state == ItemState.routed, or_(upstream, Prediction.id.is_not(None)))
         .order_by(RoutingDecision.item_id)
     )
+    if segments is None:
+        parts: list[dict[str, Any]] = [{}]
+    else:
+        query = query.where(ItemStateRow.segment.in_(bindparam("segments", expanding=True)))
+        parts = [{"segments": list(part)} for part in chunked(sorted(set(segments)), SEGMENT_CHUNK)]
     with engine.connect() as conn:
-        rows: Iterable[Any] = conn.execute(query)  # rows, unpacked by position
-        return [BacklogRow._make((*row[:-1], bool(row.rerouted))) for row in rows]
+        return [BacklogRow._make((*row[:-1], bool(row.rerouted)))
+                for part in parts for row in conn.execute(query, part)]  # rows, unpacked by position
 
 
 @dataclass(frozen=True)

@@ -587,14 +587,53 @@ def test_every_batch_of_a_select_run_spends_the_budget_of_the_policy_the_run_rea
     _three_scored_segments(tmp_path, seed=4)
     assert route_flow(cycle=1)["review"] > 0
     monkeypatch.setattr(flows.select, "SELECT_BATCH_SEGMENTS", 1)  # one batch per segment
-    backlog = flows.select.review_backlog
+    sizes = flows.select.review_backlog_sizes
 
-    def backlog_then_no_budget(engine):
-        found = backlog(engine)
+    def sizes_then_no_budget(engine):
+        found = sizes(engine)
         save_policy(engine, Policy.from_yaml(POLICY.replace("review_budget: 200", "review_budget: 0")),
                     comment="no budget, while the run is under way")
         return found
 
-    monkeypatch.setattr(flows.select, "review_backlog", backlog_then_no_budget)
+    monkeypatch.setattr(flows.select, "review_backlog_sizes", sizes_then_no_budget)
     summary = select_flow(cycle=1)
     assert summary.get("margin", 0) > 0  # reviews were chosen under the budget the run started with
+
+
+def test_each_select_batch_reads_the_backlog_of_its_own_segments(sluice_home, tmp_path, monkeypatch):
+    """The select flow counts each segment's backlog and holds no row of it; each batch reads its own segments'
+    rows, which together are the whole backlog, and the summary counts what they left waiting."""
+    from collections import Counter
+
+    import flows.select
+    from flows.route import route_flow
+    from flows.select import select_flow
+    from routing.policy import Policy
+    from store.decisions import review_backlog, review_backlog_sizes
+    from store.models import ReviewTask
+    from store.policies import save_policy
+
+    engine = _three_scored_segments(tmp_path, seed=5)
+    assert route_flow(cycle=1)["review"] > 0
+    whole = review_backlog(engine)
+    sizes = review_backlog_sizes(engine)
+    assert [(s.segment, len(s)) for s in sizes] == sorted(Counter(r.segment for r in whole).items())
+    assert len(sizes) == 3
+    per_segment = [row for size in sizes for row in review_backlog(engine, [size.segment])]
+    assert per_segment == sorted(whole, key=lambda r: (r.segment, r.item_id))
+    save_policy(engine, Policy.from_yaml(POLICY.replace("review_budget: 200", "review_budget: 12")),
+                comment="room for some of the reviews")
+    monkeypatch.setattr(flows.select, "SELECT_BATCH_SEGMENTS", 1)  # one batch per segment
+    asked: list[list[str] | None] = []
+
+    def recorded(engine, segments=None):
+        asked.append(None if segments is None else list(segments))
+        return review_backlog(engine, segments)
+
+    monkeypatch.setattr(flows.select, "review_backlog", recorded)
+    summary = select_flow(cycle=1)
+    assert sorted(asked, key=str) == [["s1"], ["s2"], ["s3"]]  # never the whole backlog
+    with engine.connect() as conn:
+        tasks = Counter(conn.execute(select(ReviewTask.selection_reason)).scalars())
+    assert summary["queued"] == sum(tasks.values()) > 0
+    assert summary["backlog"] == len(whole) - sum(tasks.values()) > 0
