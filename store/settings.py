@@ -331,13 +331,18 @@ def signing_key() -> bytes:
     path = signing_key_path()
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        # written whole under a name of its own, then linked into place: a process starting at the same moment
+        # finds either no key or the whole key, never an empty file
+        draft = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+        handle = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         try:
-            handle = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:
-            pass  # another process made it first
-        else:
             with os.fdopen(handle, "w") as out:
                 out.write(secrets.token_hex(32) + "\n")
+            os.link(draft, path)
+        except FileExistsError:
+            pass  # another process made it first
+        finally:
+            draft.unlink(missing_ok=True)
     if path.stat().st_mode & 0o077:
         raise ValueError(f"the model-signing key {path} may be read by others: chmod 600 it (or make a new one "
                          "and run `sluice models sign`)")

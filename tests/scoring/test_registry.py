@@ -222,3 +222,25 @@ def test_a_signing_key_others_can_read_is_refused(tmp_path, monkeypatch):
     monkeypatch.setenv("SLUICE_SIGNING_KEY", "ab" * 8)
     with pytest.raises(ValueError, match="at least 64 hex digits"):
         signing_key()
+
+
+def test_processes_that_make_the_signing_key_at_once_all_read_one_whole_key(tmp_path):
+    """Eight processes asking for a key that does not exist yet, at the same instant: each gets the same 32 bytes
+    (none reads a half-written file), and no draft is left beside the key."""
+    import os
+    import time
+    from pathlib import Path
+
+    key = tmp_path / "k" / "signing.key"
+    start = time.time() + 2.0  # every process waits for the same instant, once its imports are done
+    script = ("import sys, time\nfrom store.settings import signing_key\n"
+              f"time.sleep(max(0.0, {start} - time.time()))\nprint(signing_key().hex())")
+    env = {**os.environ, "SLUICE_SIGNING_KEY_FILE": str(key), "PYTHONPATH": str(Path(__file__).parents[2])}
+    env.pop("SLUICE_SIGNING_KEY", None)
+    processes = [subprocess.Popen([sys.executable, "-c", script], env=env, stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True) for _ in range(8)]
+    outputs = [process.communicate(timeout=60) for process in processes]
+    assert all(process.returncode == 0 for process in processes), [err[-500:] for _, err in outputs]
+    keys = {out.strip() for out, _ in outputs}
+    assert len(keys) == 1 and len(bytes.fromhex(keys.pop())) == 32
+    assert [p.name for p in key.parent.iterdir()] == ["signing.key"]
