@@ -23,7 +23,8 @@ from store.vocab import ItemKind, ItemState
 __all__ = [
     "BacklogRow", "DECISION_FIELDS", "decision_trail", "EVIDENCE_FIELDS", "known_items", "llm_inputs",
     "LLM_KINDS", "LLM_READ_CHUNK", "LlmInputs", "previous_decisions", "review_backlog", "review_backlog_sizes",
-    "risk_inputs", "RiskInputs", "read_scored_groups", "SegmentSize", "scored_group_sizes", "scored_groups", "ScoredGroup", "GroupSize", "segments_seen",
+    "risk_inputs", "RiskInputs", "read_scored_groups", "SegmentSize", "scored_group_sizes", "scored_groups",
+    "ScoredGroup", "GroupSize", "segments_seen",
 ]
 
 

@@ -305,6 +305,6 @@ def test_a_bad_labels_file_is_a_one_line_error_and_stores_nothing(sluice_home, t
     path = tmp_path / "bad.jsonl"
     path.write_bytes(content)
     result = invoke("seed-labels", str(path))
-    output = " ".join(result.output.split())
+    output = flat(result.output)
     assert result.exit_code == 1 and message in output and output.endswith("nothing was stored")
     assert "Traceback" not in output

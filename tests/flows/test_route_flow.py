@@ -606,6 +606,7 @@ def test_each_select_batch_reads_the_backlog_of_its_own_segments(sluice_home, tm
     from collections import Counter
 
     import flows.select
+    import store.decisions
     from flows.route import route_flow
     from flows.select import select_flow
     from routing.policy import Policy
@@ -623,7 +624,8 @@ def test_each_select_batch_reads_the_backlog_of_its_own_segments(sluice_home, tm
     assert per_segment == sorted(whole, key=lambda r: (r.segment, r.item_id))
     save_policy(engine, Policy.from_yaml(POLICY.replace("review_budget: 200", "review_budget: 12")),
                 comment="room for some of the reviews")
-    monkeypatch.setattr(flows.select, "SELECT_BATCH_SEGMENTS", 1)  # one batch per segment
+    monkeypatch.setattr(flows.select, "SELECT_BATCH_SEGMENTS", 2)  # two batches: s1 and s2, then s3
+    monkeypatch.setattr(store.decisions, "SEGMENT_CHUNK", 1)  # a batch of two segments reads them one at a time
     asked: list[list[str] | None] = []
 
     def recorded(engine, segments=None):
@@ -632,7 +634,7 @@ def test_each_select_batch_reads_the_backlog_of_its_own_segments(sluice_home, tm
 
     monkeypatch.setattr(flows.select, "review_backlog", recorded)
     summary = select_flow(cycle=1)
-    assert sorted(asked, key=str) == [["s1"], ["s2"], ["s3"]]  # never the whole backlog
+    assert sorted(asked, key=str) == [["s1", "s2"], ["s3"]]  # never the whole backlog
     with engine.connect() as conn:
         tasks = Counter(conn.execute(select(ReviewTask.selection_reason)).scalars())
     assert summary["queued"] == sum(tasks.values()) > 0
