@@ -7,7 +7,7 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -52,8 +52,8 @@ def spread(values: list[float]) -> str:
     return f"{min(values):.2f}–{max(values):.2f}"
 
 
-def print_table(title: str, rows: list[tuple[str, list[float], float | str | None]], reference: list[float],
-                notes: list[str] = ()) -> None:
+def print_table(title: str, rows: Sequence[tuple[str, list[float], float | str | None]], reference: list[float],
+                notes: Sequence[str] = ()) -> None:
     """Rows of (what, seconds per repeat, target ratio (a number means "≤", or the text to show) or None);
     ratios are medians over the reference's median."""
     from rich.console import Console

@@ -18,7 +18,9 @@ import json
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -101,9 +103,9 @@ def one_cycle(path: Path, truth: list[tuple[str, str]], url: str, runner: str) -
     ingested = ingest_flow(str(path), settings=settings)
     seconds = {"ingest": time.perf_counter() - started}
     seed_labels(engine, truth, holdout_share=0.5)
-    steps = {"score": lambda: score_flow(settings=settings), "calibrate": lambda: calibrate_flow(settings=settings),
-             "route": lambda: route_flow(cycle=1, settings=settings),
-             "select": lambda: select_flow(cycle=1, settings=settings)}
+    steps: dict[str, Callable[[], Any]] = {
+        "score": lambda: score_flow(settings=settings), "calibrate": lambda: calibrate_flow(settings=settings),
+        "route": lambda: route_flow(cycle=1, settings=settings), "select": lambda: select_flow(cycle=1, settings=settings)}
     for name in STEPS:
         started = time.perf_counter()
         result = steps[name]()
