@@ -97,14 +97,16 @@ def settle_decisions(conn: Connection, batches: Sequence[DecisionBatch], state_a
                                                 ~exists().where(decisions.c.batch_id == RoutingBatch.id)))
         routes = Counter({route: n for route, n in conn.execute(
             select(decisions.c.route, func.count()).where(ours).group_by(decisions.c.route))})
-    def into_states(counts: Counter[str]) -> Counter[str]:
-        states: Counter[str] = Counter()
-        for route, n in counts.items():
-            states[state_after[route]] += n
-        return states
-
-    record_moves(conn, into_states(routes), into_states(asked), by=by, now=now)
+    record_moves(conn, _into_states(routes, state_after), _into_states(asked, state_after), by=by, now=now)
     return routes
+
+
+def _into_states(routes: Counter[str], state_after: Mapping[str, str]) -> Counter[str]:
+    """How many items went into each state, from how many decisions took each route."""
+    states: Counter[str] = Counter()
+    for route, n in routes.items():
+        states[state_after[route]] += n
+    return states
 
 
 @dataclass(frozen=True)
