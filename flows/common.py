@@ -165,9 +165,9 @@ def as_utc(moment: datetime | None) -> datetime | None:
 
 def engine_for(settings: SluiceSettings | None = None) -> Engine:
     """The engine of the settings' store (the environment's when None), migrated on first use, with a connection
-    for each of the settings' `batch_threads` and the flow's own (`store.db.pool_size_for`)."""
+    for each of the settings' batch threads and the flow's own (`store.db.pool_size_for`)."""
     settings = settings_or_environment(settings)
-    return get_engine(settings.resolved_database_url, pool_size=pool_size_for(settings.batch_threads))
+    return get_engine(settings.resolved_database_url, pool_size=pool_size_for(settings.resolved_batch_threads))
 
 
 def derive_rng(*parts: Any) -> np.random.Generator:

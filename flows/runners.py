@@ -5,7 +5,8 @@ Prefect duplicates at the start of each flow run; the duplicate runs the batch t
 `settings` parameter says (the environment's settings when it is None), chosen at the first task it is given:
 
 - ``task_runner="threads"`` (default; ``SLUICE_TASK_RUNNER``): Prefect's thread pool, ``batch_threads`` tasks at
-  once (``SLUICE_BATCH_THREADS``, default 4), each using one connection of the store's pool at a time: the pool
+  once (``SLUICE_BATCH_THREADS``; unset, 1 on a SQLite store and 4 on a database server: see
+  ``store.settings.default_batch_threads``), each using one connection of the store's pool at a time: the pool
   holds that many and the flow's own (``store.db.pool_size_for``), so no task waits for a connection;
 - ``task_runner="dask"``: prefect-dask's `DaskTaskRunner`, on the scheduler at ``dask_address`` (a real cluster; its
   workers need this project installed and a store they all reach: PostgreSQL), or, without an address, a
@@ -44,7 +45,7 @@ def configured_task_runner(settings: SluiceSettings | None = None) -> TaskRunner
     if settings.task_runner == "threads":
         # bounded: Prefect's default is a thread per task submitted (hundreds for a large store), all queueing
         # for the few connections of the store's pool; `engine_for` sizes the pool to this many tasks
-        return ThreadPoolTaskRunner(max_workers=settings.batch_threads)
+        return ThreadPoolTaskRunner(max_workers=settings.resolved_batch_threads)
     from distributed import get_worker
     from prefect_dask import DaskTaskRunner
 

@@ -56,7 +56,7 @@ def connection_watch(engine):
         event.remove(engine, "checkin", checkin)
 
 
-def test_a_cycle_over_ten_thousand_segments(sluice_home, tmp_path, caplog):
+def test_a_cycle_over_ten_thousand_segments(sluice_home, tmp_path, caplog, monkeypatch):
     from flows.calibrate import calibrate_flow
     from flows.common import engine_for
     from flows.ingest import ingest_flow, seed_labels
@@ -65,6 +65,9 @@ def test_a_cycle_over_ten_thousand_segments(sluice_home, tmp_path, caplog):
     from flows.select import select_flow
     from store.settings import get_settings
 
+    # four batch tasks at once, as on a database server: SQLite's one writer then queues them (`write_transaction`)
+    monkeypatch.setenv("SLUICE_BATCH_THREADS", "4")
+    get_settings.cache_clear()
     engine = engine_for(None)
     records = upstream_records(np.random.default_rng(5))
     path = tmp_path / "items.jsonl"
@@ -92,7 +95,7 @@ def test_a_cycle_over_ten_thousand_segments(sluice_home, tmp_path, caplog):
     # a batch task holds one connection at a time, and the pool has one for each task the runner runs at once
     settings = get_settings()
     assert connections["per_thread"] == 1
-    assert connections["at_once"] <= settings.batch_threads + 1 <= engine.pool.size()
+    assert connections["at_once"] <= settings.resolved_batch_threads + 1 <= engine.pool.size()
     reports, summary, queued = (seconds[k][0] for k in ("calibrate", "route", "select"))
     # every product has ~0.14 unbiased labels: none stands alone, all pool into the default group
     assert [r["segment"] for r in reports] == ["@default"]

@@ -43,3 +43,15 @@ def test_batch_threads_bound_the_task_runner_and_size_the_pool(tmp_path):
         assert engine.pool.size() >= 7 + 1  # a connection per task, and the flow's own
     finally:
         dispose_engines()
+
+
+def test_unset_batch_threads_run_one_task_at_a_time_on_sqlite_and_four_on_a_server(tmp_path):
+    from flows.runners import configured_task_runner
+    from store.settings import SluiceSettings
+
+    on_sqlite = SluiceSettings(home=tmp_path)
+    assert on_sqlite.batch_threads is None and on_sqlite.resolved_batch_threads == 1
+    assert configured_task_runner(on_sqlite)._max_workers == 1
+    on_server = on_sqlite.variant(database_url="postgresql+psycopg://sluice@127.0.0.1:5432/sluice")
+    assert on_server.resolved_batch_threads == 4 and configured_task_runner(on_server)._max_workers == 4
+    assert on_server.variant(batch_threads=2).resolved_batch_threads == 2
