@@ -14,7 +14,9 @@ The sum is what ingest + route cost before any read, decision or orchestration: 
 `bench_ingest_route.py`'s ratio no tuning of the steps can remove while a decision row and an item state are
 written per item. ``earlier`` is the schema before migrations 0016 and 0019; the same three writes are timed a
 second time under the slimmer design (``slim``) those migrations brought: items written once with their state in a
-narrow table, decisions keyed by an integer batch row that holds the per-batch constants.
+narrow table, decisions keyed by an integer batch row that holds the per-batch constants. ``store`` is today's
+schema itself, migrated by `store.db.migrate`, written and read with the statements the flows run
+(`store_floor_writes`): the floor under `bench_ingest_route.py` as the code now stands.
 """
 
 from __future__ import annotations
@@ -150,6 +152,85 @@ def slim_floor_writes(path: Path, database: Path) -> dict[str, float]:
     return seconds
 
 
+def store_floor_writes(path: Path, database: Path) -> dict[str, float]:
+    """Today's writes and route's one read, on a store migrated by `store.db.migrate` (its tables, indexes, foreign
+    keys and pragmas), with the statements the flows run and their transactions, but no Python between them:
+
+    * ingest: each chunk of `store.ingest.CHUNK_SIZE` items inserted, and given their state rows by one
+      ``INSERT ... SELECT`` over the new rowids (``store.transitions.born_states``), one transaction a chunk;
+    * route, one transaction a segment (a route batch never splits one): the segment's scored items read with what
+      route decides on (``store.decisions.read_scored_groups``), a batch row and a decision per item written, and
+      the items moved by one ``UPDATE ... FROM`` joining the new decisions (``store.decision_batches``)."""
+    from store.db import migrate
+    from store.ingest import CHUNK_SIZE
+
+    template = database.with_name("floor-store-template.db")
+    if not template.exists():
+        migrate(f"sqlite:///{template}")
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{database}{suffix}").unlink(missing_ok=True)
+    database.write_bytes(template.read_bytes())
+    conn = sqlite3.connect(database, isolation_level=None)
+    for pragma in ("journal_mode=WAL", "foreign_keys=ON", "synchronous=NORMAL"):
+        conn.execute(f"PRAGMA {pragma}")
+    conn.execute("INSERT INTO item_sources (id, path, fingerprint, created_at) VALUES (1, ?, 'f', ?)", (str(path), NOW))
+    conn.execute("INSERT INTO policy_versions (version, name, document, author, comment, active, created_at) "
+                 "VALUES (?, 'floor', '{}', 'bench', '', 1, ?)", (POLICY_VERSION, NOW))
+
+    def items() -> None:
+        with path.open("rb") as lines:
+            rows = [(r["id"], r["segment"], r["text"], r["prediction"], r["confidence"], NOW)
+                    for r in map(json.loads, lines)]
+        for start in range(0, len(rows), CHUNK_SIZE):
+            conn.execute("BEGIN IMMEDIATE")
+            last = conn.execute("SELECT coalesce(max(rowid), 0) FROM items").fetchone()[0]
+            conn.executemany(
+                "INSERT INTO items (id, segment, text, upstream_prediction, upstream_confidence, received_at, kind, "
+                "source_id) VALUES (?, ?, ?, ?, ?, ?, 'classification', 1) ON CONFLICT DO NOTHING",
+                rows[start:start + CHUNK_SIZE])
+            conn.execute("INSERT INTO item_states (item_id, state, segment, updated_at) SELECT id, 'scored', segment, "
+                         "received_at FROM items WHERE rowid > ?", (last,))
+            conn.execute("COMMIT")
+
+    seconds = {"items": timed(items)[0]}
+    segments = [row[0] for row in conn.execute("SELECT DISTINCT segment FROM item_states ORDER BY segment")]
+    seconds.update(read=0.0, decisions=0.0, states=0.0)
+    for segment in segments:
+        conn.execute("BEGIN IMMEDIATE")
+        read, stored = timed(lambda: conn.execute(
+            "SELECT s.segment, s.item_id, i.upstream_confidence, i.upstream_prediction, i.kind, i.text, i.metadata, "
+            "i.features FROM item_states s JOIN items i ON i.id = s.item_id WHERE s.state = 'scored' AND "
+            "s.segment = ? ORDER BY s.segment, s.item_id", (segment,)).fetchall())
+
+        def decide_rows() -> tuple[int, int]:
+            batch = conn.execute("INSERT INTO routing_batches (segment, policy_version, model_version, cycle, "
+                                 "audit_rate, created_at) VALUES (?, ?, 'upstream', 1, 0.05, ?)",
+                                 (segment, POLICY_VERSION, NOW)).lastrowid
+            after = conn.execute("SELECT coalesce(max(id), 0) FROM routing_decisions").fetchone()[0]
+            conn.executemany(
+                "INSERT INTO routing_decisions (item_id, route, reasons, raw_confidence, calibrated_confidence, "
+                "predicted_label, inclusion_probability, supersedes_id, batch_id) VALUES (?, 'review', "
+                "'[\"below_threshold\"]', ?, ?, ?, NULL, NULL, ?)",
+                ((item_id, confidence, confidence, label, batch) for _, item_id, confidence, label, *_ in stored))
+            return batch, after
+
+        written, (batch, after) = timed(decide_rows)
+
+        def move() -> None:
+            conn.execute("UPDATE item_states SET state = CASE WHEN routing_decisions.route = 'auto_accept' THEN "
+                         "'auto_accepted' ELSE 'routed' END, decision_id = routing_decisions.id, updated_at = ? "
+                         "FROM routing_decisions WHERE item_states.item_id = routing_decisions.item_id AND "
+                         "routing_decisions.id > ? AND routing_decisions.batch_id IN (?) AND "
+                         "item_states.state = 'scored'", (NOW, after, batch))
+            conn.execute("COMMIT")
+
+        seconds["read"] += read
+        seconds["decisions"] += written
+        seconds["states"] += timed(move)[0]
+    conn.close()
+    return seconds
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=200_000)
@@ -161,13 +242,15 @@ def main(argv: list[str] | None = None) -> None:
     reference: list[float] = []
     parts: dict[str, list[float]] = {f"{design} {name}": [] for design in ("earlier", "slim")
                                      for name in ("items", "decisions", "states")}
+    parts.update({f"store {name}": [] for name in ("items", "read", "decisions", "states")})
+    designs = (("earlier", floor_writes), ("slim", slim_floor_writes), ("store", store_floor_writes))
     for _ in range(args.repeat):
         reference.append(timed(lambda: reference_insert(path, home / "reference.db"))[0])
-        for design, writes in (("earlier", floor_writes), ("slim", slim_floor_writes)):
+        for design, writes in designs:
             for name, value in writes(path, home / f"floor-{design}.db").items():
                 parts[f"{design} {name}"].append(value)
     totals = {design: [sum(values) for values in zip(*(v for k, v in parts.items() if k.startswith(design)))]
-              for design in ("earlier", "slim")}
+              for design, _ in designs}
     print_table(f"The writes under ingest + route of {args.n:,} items with {args.words}-word texts, in raw sqlite3", [
         ("reference: sqlite3 executemany (parse + insert)", reference, None),
         ("earlier: parse + insert into items (its state index)", parts["earlier items"], None),
@@ -178,8 +261,13 @@ def main(argv: list[str] | None = None) -> None:
         ("slim: a batch row and one slim decision row per item", parts["slim decisions"], None),
         ("slim: each narrow state row's UPDATE", parts["slim states"], None),
         ("slim: the three writes", totals["slim"], None),
+        ("store: ingest's items and state rows, a chunk a transaction", parts["store items"], None),
+        ("store: route's read of each segment's scored items", parts["store read"], None),
+        ("store: a batch row and a decision per item", parts["store decisions"], None),
+        ("store: the move joining the new decisions, and the commit", parts["store states"], None),
+        ("store: ingest + route, no Python between statements", totals["store"], None),
     ], reference, notes=[f"Medians of {args.repeat} repeats; ratio = median / reference median."])
-    for design in ("earlier", "slim"):
+    for design, _ in designs:
         print(f"floor of ingest + route writes, {design}: {median(totals[design]) / median(reference):.2f}x the "
               "reference")
 
