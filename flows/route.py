@@ -44,7 +44,7 @@ from store.calibrations import latest_calibrations
 from store.db import refresh_statistics, write_transaction
 from store.guarantees import write_threshold_evidence
 from store.decisions import (
-    GroupSize, LLM_KINDS, llm_inputs, LlmInputs, previous_decisions, read_scored_groups, RiskInputs,
+    GroupSize, LLM_KINDS, llm_inputs, LlmInputs, read_scored_groups, RiskInputs,
     scored_group_sizes, ScoredGroup,
 )
 from store.labels import held_out_labels
@@ -95,7 +95,6 @@ class BatchContext:
     group_of: dict[str, dict[str, str]]
     label_counts: dict[str, dict[str, int]]
     training: dict[str, int]
-    previous: dict[str, tuple[int, str]]
     halted: dict[str, str]
     run_id: str | None = None  # the route flow run's id, kept in every batch row it writes
     # what is left of each segment's label budget in its window, for this run's audits (used up group by group)
@@ -176,11 +175,9 @@ def _context(engine: Engine, groups: list[ScoredGroup], policy: Policy, policy_v
         group_of[model] = groups_in_use(policy, label_counts[model], segments)
         used = sorted(set(group_of[model].values()))
         reports.update(((model, key), row) for key, row in latest_calibrations(engine, model, used).items())
-    previous = previous_decisions(engine, [group.segment for group in groups],
-                                  [item_id for group in groups for item_id in group.item_ids])
     allowance = audit_allowances(engine, policy, sorted({group.segment for group in groups}), now)
     return BatchContext(policy, policy_version, reports, labelled, group_of, label_counts,
-                        training_segments(engine), previous, halted, flow_run.get_id(), allowance)
+                        training_segments(engine), halted, flow_run.get_id(), allowance)
 
 
 def _calibrator(context: BatchContext, report_row: CalibrationReportRow | None) -> Any | None:
@@ -259,7 +256,7 @@ def decide_group(engine: Engine, group_items: ScoredGroup, cycle: int | None, co
     calibrated = np.where(np.isfinite(raw), calibrated, np.nan)
     threshold, evidence = _certified(engine, context, model_version, group, segment_policy, calibrator, report_row)
     halted = context.halted.get(segment) == model_version
-    earlier = [context.previous.get(item_id) for item_id in item_ids]
+    earlier = group_items.previous
     rerouted = np.array([e is not None and e[1] in PEOPLE_ROUTES for e in earlier], dtype=bool)
     backlog, backlog_row = backlog_thresholds(engine, segment, model_version, segment_policy, earlier, rerouted,
                                               context.policy_version)

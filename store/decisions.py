@@ -11,7 +11,7 @@ from operator import itemgetter
 from typing import Any, NamedTuple
 
 import numpy as np
-from sqlalchemy import Engine, String, and_, bindparam, case, func, literal, null, or_, select, union_all
+from sqlalchemy import Connection, Engine, String, and_, bindparam, case, func, literal, null, or_, select, union_all
 
 from store.bulk import LOOKUP_CHUNK, chunked, driver_rows, existing_keys, json_reader
 from store.decision_batches import full_decisions
@@ -22,7 +22,7 @@ from store.vocab import ItemKind, ItemState
 
 __all__ = [
     "BacklogRow", "DECISION_FIELDS", "decision_trail", "EVIDENCE_FIELDS", "known_items", "llm_inputs",
-    "LLM_KINDS", "LLM_READ_CHUNK", "LlmInputs", "previous_decisions", "review_backlog", "review_backlog_sizes",
+    "LLM_KINDS", "LLM_READ_CHUNK", "LlmInputs", "decision_routes", "review_backlog", "review_backlog_sizes",
     "risk_inputs", "RiskInputs", "read_scored_groups", "SegmentSize", "scored_group_sizes", "scored_groups",
     "ScoredGroup", "GroupSize", "segments_seen",
 ]
@@ -111,8 +111,9 @@ class GroupSize:
 @dataclass(frozen=True, eq=False)
 class ScoredGroup:
     """The scored items of one (segment, model version), in columns and item id order: each item with the
-    prediction that routes it (its confidence, NaN for none, and label), its kind, and what its risk signals read
-    (``inputs``, aligned with ``item_ids``)."""
+    prediction that routes it (its confidence, NaN for none, and label), its kind, what its risk signals read
+    (``inputs``, aligned with ``item_ids``), and its latest earlier routing decision, (its id, its route), or None
+    (``previous``: an item scored again after it was routed)."""
 
     segment: str
     model_version: str
@@ -121,6 +122,7 @@ class ScoredGroup:
     labels: list[str | None]
     kinds: list[str]
     inputs: RiskInputs
+    previous: list[tuple[int, str] | None]
 
     def __len__(self) -> int:
         return len(self.item_ids)
@@ -190,7 +192,7 @@ def read_scored_groups(engine: Engine, wanted: Sequence[GroupSize], model_versio
                               ItemStateRow.segment.label("segment"), version.label("version"),
                               ItemStateRow.item_id.label("id"), confidence.label("confidence"),
                               label.label("label"), Item.kind, Item.text, Item.item_metadata,
-                              features.label("features")])
+                              features.label("features"), ItemStateRow.decision_id])
     selects: list[Any] = [part.where(ItemStateRow.segment.in_(bindparam("segments", expanding=True)))
                           for part in parts]
     # the passthrough alone has one version: ordered as its index holds it, SQLite sorts nothing (a bound version in
@@ -201,16 +203,22 @@ def read_scored_groups(engine: Engine, wanted: Sequence[GroupSize], model_versio
     with engine.connect() as conn:
         decode = json_reader(conn)
         for part in chunked(sorted({segment for segment, _ in keys}), SEGMENT_CHUNK):
+            read: list[tuple[ScoredGroup, tuple[int | None, ...]]] = []
             for (segment, version), members in groupby(driver_rows(conn, query, {"segments": list(part)}),
                                                        key=itemgetter(0, 1)):
                 if (segment, version) not in keys:
                     continue
-                _, _, ids, confidence, labels, kinds, texts, metadata, features = zip(*members)
-                groups.append(ScoredGroup(
+                _, _, ids, confidence, labels, kinds, texts, metadata, features, decided = zip(*members)
+                read.append((ScoredGroup(
                     segment, version, list(ids), np.array(confidence, dtype=float), list(labels),
                     [str(k) for k in kinds],
                     RiskInputs(list(texts), [decode(m) for m in metadata], [decode(f) for f in features],
-                               [segment] * len(ids))))
+                               [segment] * len(ids)), []), decided))
+            routes = decision_routes(conn, [d for _, decided in read for d in decided if d is not None])
+            for group, decided in read:
+                group.previous.extend([None] * len(decided) if decided.count(None) == len(decided) else
+                                      (None if d is None else (d, routes[d]) for d in decided))
+                groups.append(group)
     return groups
 
 
@@ -225,18 +233,13 @@ def scored_groups(engine: Engine, model_version: str | None, *,
 SEGMENT_CHUNK = 1_000
 
 
-def previous_decisions(engine: Engine, segments: Sequence[str], item_ids: Sequence[str]) -> dict[str, tuple[int, str]]:
-    """The latest earlier routing decision, (its id, its route), of each of `item_ids` that has one: scored items
-    of `segments`, read by segment (one read per 1,000 segments, no list of ids to bind)."""
-    statement = (select(ItemStateRow.item_id, RoutingDecision.id, RoutingDecision.route)
-                 .join(RoutingDecision, RoutingDecision.id == ItemStateRow.decision_id)  # the item's latest
-                 .where(ItemStateRow.state == ItemState.scored,
-                        ItemStateRow.segment.in_(bindparam("segments", expanding=True))))
-    wanted = set(item_ids)
-    with engine.connect() as conn:
-        return {item_id: (decision_id, route) for part in chunked(sorted(set(segments)), SEGMENT_CHUNK)
-                for item_id, decision_id, route in driver_rows(conn, statement, {"segments": list(part)})
-                if item_id in wanted}
+def decision_routes(conn: Connection, decision_ids: Sequence[int]) -> dict[int, str]:
+    """The route of each of `decision_ids`, read by primary key (nothing is read for none: fresh traffic has no
+    earlier decision)."""
+    statement = select(RoutingDecision.id, RoutingDecision.route).where(
+        RoutingDecision.id.in_(bindparam("ids", expanding=True)))
+    return {decision_id: route for part in chunked(sorted(set(decision_ids)), LOOKUP_CHUNK)
+            for decision_id, route in driver_rows(conn, statement, {"ids": list(part)})}
 
 
 class RiskInputs(NamedTuple):

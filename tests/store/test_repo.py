@@ -193,6 +193,35 @@ def test_scored_groups_come_in_segment_and_model_order_with_missing_confidences_
     assert np.isnan(groups[0].confidence[0]) and groups[1].confidence.tolist() == [0.6, 0.9]
 
 
+def test_scored_groups_carry_each_items_latest_earlier_decision_from_the_same_read(engine) -> None:
+    """An item scored again after it was routed comes with the decision its state row points at (its latest, not
+    an older one) and that decision's route; a fresh item with None."""
+    from sqlalchemy import select, update
+
+    from store.decision_batches import record_decisions
+    from store.models import ItemStateRow, RoutingDecision
+
+    now = utcnow()
+    with engine.begin() as conn:
+        conn.execute(PolicyVersion.__table__.insert(), [{"version": "p1", "name": "p", "document": "", "created_at": now}])
+        insert_items(conn, [{"id": i, "segment": "s", "state": "scored", "received_at": now, "updated_at": now}
+                            for i in ("fresh", "again", "twice")])
+        conn.execute(Prediction.__table__.insert(), [
+            {"item_id": i, "model_version": "m", "confidence": 0.8, "label": "x", "created_at": now}
+            for i in ("fresh", "again", "twice")])
+        record_decisions(conn, [
+            {"item_id": i, "segment": "s", "route": r, "policy_version": "p1", "model_version": "m", "reasons": [],
+             "created_at": now} for i, r in [("again", "review"), ("twice", "review"), ("twice", "auto_accept")]])
+        ids = {(item, route): decision for decision, item, route in conn.execute(
+            select(RoutingDecision.id, RoutingDecision.item_id, RoutingDecision.route))}
+        for item, route in [("again", "review"), ("twice", "auto_accept")]:  # each item's latest decision
+            conn.execute(update(ItemStateRow).where(ItemStateRow.item_id == item).values(
+                decision_id=ids[(item, route)]))
+    [group] = decisions.scored_groups(engine, "m")
+    assert group.item_ids == ["again", "fresh", "twice"]
+    assert group.previous == [(ids[("again", "review")], "review"), None, (ids[("twice", "auto_accept")], "auto_accept")]
+
+
 def test_risk_inputs_come_aligned_with_the_ids_asked_for(engine) -> None:
     now = utcnow()
     with engine.begin() as conn:
