@@ -7,7 +7,7 @@ from sqlalchemy import Connection, Engine, event
 from sqlmodel import SQLModel
 
 import store.models  # noqa: F401  (registers the tables)
-from store.db import make_engine
+from store.db import autogenerate_filter, make_engine
 
 target_metadata = SQLModel.metadata
 
@@ -33,6 +33,7 @@ def run_migrations() -> None:
             # transactional_ddl: Alembic would otherwise commit each SQLite migration on its own
             context.configure(connection=connection, target_metadata=target_metadata, render_as_batch=sqlite,
                               transactional_ddl=True if sqlite else None,
+                              include_object=autogenerate_filter(engine.dialect.name),
                               on_version_apply=lambda **kw: applied.append(str(kw["step"])))
             with context.begin_transaction():
                 context.run_migrations()
