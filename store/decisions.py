@@ -203,23 +203,23 @@ def read_scored_groups(engine: Engine, wanted: Sequence[GroupSize], model_versio
     with engine.connect() as conn:
         decode = json_reader(conn)
         for part in chunked(sorted({segment for segment, _ in keys}), SEGMENT_CHUNK):
-            read: list[tuple[ScoredGroup, tuple[int | None, ...]]] = []
-            for (segment, version), members in groupby(driver_rows(conn, query, {"segments": list(part)}),
-                                                       key=itemgetter(0, 1)):
-                if (segment, version) not in keys:
-                    continue
-                _, _, ids, confidence, labels, kinds, texts, metadata, features, decided = zip(*members)
-                read.append((ScoredGroup(
+            read = [(segment, version, list(zip(*members))) for (segment, version), members in groupby(
+                driver_rows(conn, query, {"segments": list(part)}), key=itemgetter(0, 1)) if (segment, version) in keys]
+            routes = decision_routes(conn, [d for _, _, columns in read for d in columns[-1] if d is not None])
+            for segment, version, (_, _, ids, confidence, labels, kinds, texts, metadata, features, decided) in read:
+                groups.append(ScoredGroup(
                     segment, version, list(ids), np.array(confidence, dtype=float), list(labels),
                     [str(k) for k in kinds],
                     RiskInputs(list(texts), [decode(m) for m in metadata], [decode(f) for f in features],
-                               [segment] * len(ids)), []), decided))
-            routes = decision_routes(conn, [d for _, decided in read for d in decided if d is not None])
-            for group, decided in read:
-                group.previous.extend([None] * len(decided) if decided.count(None) == len(decided) else
-                                      (None if d is None else (d, routes[d]) for d in decided))
-                groups.append(group)
+                               [segment] * len(ids)), _previous(decided, routes)))
     return groups
+
+
+def _previous(decided: Sequence[int | None], routes: Mapping[int, str]) -> list[tuple[int, str] | None]:
+    """(decision id, route) of each item's latest earlier decision id in `decided`, None for none."""
+    if decided.count(None) == len(decided):  # fresh traffic: no item was decided before
+        return [None] * len(decided)
+    return [None if d is None else (d, routes[d]) for d in decided]
 
 
 def scored_groups(engine: Engine, model_version: str | None, *,
