@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, create_engine, event, make_url
 from sqlmodel import Session
 
-from store.settings import default_batch_threads, get_settings
+from store.settings import get_settings
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 
@@ -46,7 +46,7 @@ def pool_size_for(batch_threads: int) -> int:
 def make_engine(url: str, *, pool_size: int | None = None) -> Engine:
     """A new engine for `url`, its pool holding `pool_size` connections (default: enough for the settings'
     `batch_threads`); SQLite files get their folder created and the pragmas Sluice relies on."""
-    size = pool_size or pool_size_for(get_settings().batch_threads or default_batch_threads(url))
+    size = pool_size or pool_size_for(get_settings().batch_threads_for(url))
     pool = {"pool_size": size, "max_overflow": OVERFLOW_CONNECTIONS, "pool_timeout": 60}
     if url.startswith("sqlite"):
         path = url.split("///", 1)[-1]

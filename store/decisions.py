@@ -22,7 +22,7 @@ from store.vocab import ItemKind, ItemState
 
 __all__ = [
     "BacklogRow", "DECISION_FIELDS", "decision_trail", "EVIDENCE_FIELDS", "known_items", "llm_inputs",
-    "LLM_KINDS", "LLM_READ_CHUNK", "LlmInputs", "decision_routes", "review_backlog", "review_backlog_sizes",
+    "LLM_KINDS", "LLM_READ_CHUNK", "LlmInputs", "review_backlog", "review_backlog_sizes",
     "risk_inputs", "RiskInputs", "read_scored_groups", "SegmentSize", "scored_group_sizes", "scored_groups",
     "ScoredGroup", "GroupSize", "segments_seen",
 ]
@@ -205,7 +205,7 @@ def read_scored_groups(engine: Engine, wanted: Sequence[GroupSize], model_versio
         for part in chunked(sorted({segment for segment, _ in keys}), SEGMENT_CHUNK):
             read = [(segment, version, list(zip(*members))) for (segment, version), members in groupby(
                 driver_rows(conn, query, {"segments": list(part)}), key=itemgetter(0, 1)) if (segment, version) in keys]
-            routes = decision_routes(conn, [d for _, _, columns in read for d in columns[-1] if d is not None])
+            routes = _decision_routes(conn, [d for _, _, columns in read for d in columns[-1] if d is not None])
             for segment, version, (_, _, ids, confidence, labels, kinds, texts, metadata, features, decided) in read:
                 groups.append(ScoredGroup(
                     segment, version, list(ids), np.array(confidence, dtype=float), list(labels),
@@ -233,7 +233,7 @@ def scored_groups(engine: Engine, model_version: str | None, *,
 SEGMENT_CHUNK = 1_000
 
 
-def decision_routes(conn: Connection, decision_ids: Sequence[int]) -> dict[int, str]:
+def _decision_routes(conn: Connection, decision_ids: Sequence[int]) -> dict[int, str]:
     """The route of each of `decision_ids`, read by primary key (nothing is read for none: fresh traffic has no
     earlier decision)."""
     statement = select(RoutingDecision.id, RoutingDecision.route).where(

@@ -217,8 +217,13 @@ class SluiceSettings(BaseSettings):
 
     @property
     def resolved_batch_threads(self) -> int:
-        """The batch tasks a flow runs at once in threads: the setting, or the store's default."""
-        return self.batch_threads or default_batch_threads(self.resolved_database_url)
+        """The batch tasks a flow runs at once in threads on these settings' own store."""
+        return self.batch_threads_for(self.resolved_database_url)
+
+    def batch_threads_for(self, url: str) -> int:
+        """The batch tasks a flow runs at once in threads on the store at `url`: the setting, or that store's
+        default (`default_batch_threads`)."""
+        return self.batch_threads or default_batch_threads(url)
 
     @property
     def shown_database_url(self) -> str:
