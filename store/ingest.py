@@ -13,6 +13,8 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from functools import partial
+from itertools import islice, repeat
 from pathlib import Path
 from typing import Any, cast
 
@@ -23,7 +25,7 @@ from store.models import Item, ItemSource, QuarantinedRecord
 from store.passthrough import passthrough_prediction
 from store.transitions import born_states
 
-_fast_loads: Callable[[str], Any] | None
+_fast_loads: Callable[[str | bytes], Any] | None
 try:  # a fast JSON parser when present (Prefect brings it); json stays the reference for every edge case
     from orjson import loads as _fast_loads
 except ImportError:  # pragma: no cover
@@ -122,26 +124,29 @@ def bounded_lines(handle: Any, limit: int) -> Iterator[tuple[bytes, bool]]:
 def read_jsonl(path: Path) -> Iterator[RawRecord]:
     with path.open("rb") as handle:
         for number, (line, whole) in enumerate(bounded_lines(handle, MAX_LINE_BYTES), start=1):
-            if not whole:
-                yield RawRecord(number, None, _clip(line), RecordError(
-                    "record_too_large", f"the line is longer than {MAX_LINE_BYTES:,} bytes; not read"))
-                continue
-            if not line.strip():
-                continue
-            try:
-                text = line.decode("utf-8-sig" if number == 1 else "utf-8")
-            except UnicodeDecodeError as exc:
-                yield RawRecord(number, None, _clip(line), RecordError("undecodable_text", str(exc)))
-                continue
-            try:
-                value = _loads(text)
-            except (ValueError, RecursionError) as exc:  # JSONDecodeError, int digit limit, deep nesting
-                yield RawRecord(number, None, _clip(text), RecordError("invalid_json", str(exc)))
-                continue
-            if not isinstance(value, dict):
-                yield RawRecord(number, None, _clip(text), RecordError("not_an_object", type(value).__name__))
-                continue
-            yield RawRecord(number, value, text)
+            record = _jsonl_record(number, line, whole)
+            if record is not None:
+                yield record
+
+
+def _jsonl_record(number: int, line: bytes, whole: bool) -> RawRecord | None:
+    """The record of line `number` of a JSONL file (None for a blank line): its object, or why it has none."""
+    if not whole:
+        return RawRecord(number, None, _clip(line), RecordError(
+            "record_too_large", f"the line is longer than {MAX_LINE_BYTES:,} bytes; not read"))
+    if not line.strip():
+        return None
+    try:
+        text = line.decode("utf-8-sig" if number == 1 else "utf-8")
+    except UnicodeDecodeError as exc:
+        return RawRecord(number, None, _clip(line), RecordError("undecodable_text", str(exc)))
+    try:
+        value = _loads(text)
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError, int digit limit, deep nesting
+        return RawRecord(number, None, _clip(text), RecordError("invalid_json", str(exc)))
+    if not isinstance(value, dict):
+        return RawRecord(number, None, _clip(text), RecordError("not_an_object", type(value).__name__))
+    return RawRecord(number, value, text)
 
 
 _PLAIN_TYPES = frozenset({str, int, bool, type(None)})
@@ -452,11 +457,97 @@ def _fast_row(value: dict[str, Any], labels: frozenset[str] | None) -> dict[str,
     joined = item_id + text + segment + (prediction or "")
     if "\x00" in joined or (not joined.isascii() and _has_surrogates(joined)):
         return None
+    return _plain_row(item_id, segment, text, prediction, confidence)
+
+
+def _plain_row(item_id: str, segment: str, text: str, prediction: str | None,
+               confidence: float | None) -> dict[str, Any]:
+    """The item row of a record of `_FAST_FIELDS` alone."""
     return {
         "id": item_id, "segment": segment, "text": text, "features": None, "upstream_prediction": prediction,
         "upstream_confidence": confidence, "upstream_probs": None, "metadata": None, "kind": "classification",
         "payload": None,
     }
+
+
+@dataclass
+class _Block:
+    """Consecutive lines of a JSONL file, the first numbered `start`, each one record `_fast_row` accepts, checked
+    and kept column by column (`_fast_block`): what ingest writes without a dict or a `RawRecord` per line."""
+
+    start: int
+    lines: list[bytes]
+    ids: list[str]
+    segments: list[str]
+    texts: list[str]
+    predictions: list[str | None]
+    confidences: list[float | None]
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def row(self, position: int) -> dict[str, Any]:
+        """The item row of the record at `position`, as `validate_record` gives it."""
+        return _plain_row(self.ids[position], self.segments[position], self.texts[position],
+                          self.predictions[position], self.confidences[position])
+
+    def record(self, position: int) -> RawRecord:
+        """The record at `position`, read as `read_jsonl` reads it."""
+        return cast(RawRecord, _jsonl_record(self.start + position, self.lines[position], True))
+
+
+_BOM = b"\xef\xbb\xbf"
+
+
+def _fast_block(lines: list[tuple[bytes, bool]], start: int, labels: frozenset[str] | None) -> _Block | None:
+    """`lines` (from `bounded_lines`, the first numbered `start`) as a `_Block` when every one holds a record that
+    `_fast_row` accepts: each line parsed on its own by orjson, then each check of `_fast_row` made once over a
+    column (a set of its types, its extremes, one scan of its joined text). None when any line fails any check
+    (a blank line, a line too long, a parse error, another shape or type): then the lines go through
+    `_jsonl_record` and `validate_record` one by one, as every line did before, and are kept or quarantined as
+    each deserves. So a block accepts exactly the records `_fast_row` accepts, with the same rows."""
+    if _fast_loads is None or not all(whole for _, whole in lines):
+        return None
+    raw = [line for line, _ in lines]
+    texts_in = raw if start != 1 or not raw[0].startswith(_BOM) else [raw[0][len(_BOM):], *raw[1:]]
+    try:  # orjson refuses blank lines, NaN, bytes that are not UTF-8, lone surrogates and a second value
+        values = list(map(_fast_loads, texts_in))
+    except ValueError:
+        return None
+    if set(map(type, values)) != {dict} or not all(set(shape) <= _FAST_FIELDS for shape in set(map(tuple, values))):
+        return None
+    column = partial(map, dict.get, values)
+    ids, texts = list(column(repeat("id"))), list(column(repeat("text")))
+    predictions, confidences = list(column(repeat("prediction"))), list(column(repeat("confidence")))
+    segments = list(column(repeat("segment")))
+    if set(map(type, ids)) != {str} or set(map(type, texts)) != {str}:
+        return None
+    joined_ids = "".join(ids)
+    if min(map(len, ids)) == 0 or max(map(len, ids)) > MAX_ID_CHARS or not joined_ids.isascii() \
+            or list(map(str.strip, ids)) != ids or max(map(len, texts)) > MAX_TEXT_CHARS:
+        return None
+    try:
+        predicted, segmented = set(predictions), set(segments)
+    except TypeError:  # a list or an object where a label or segment belongs
+        return None
+    if any(p is not None and (type(p) is not str or (labels is not None and p not in labels)) for p in predicted):
+        return None
+    kinds = set(map(type, confidences))
+    if not kinds <= {float, type(None)}:
+        return None
+    given = confidences if type(None) not in kinds else [c for c in confidences if c is not None]
+    if given and not (0.0 <= min(given) and max(given) <= 1.0):
+        return None
+    if given and None in predicted and any(c is not None and p is None for c, p in zip(confidences, predictions)):
+        return None  # a confidence without its prediction: refused by validate_record
+    if any(s and (type(s) is not str or len(s) > 128) for s in segmented):
+        return None
+    if any(not s for s in segmented):
+        segments = [s or "default" for s in segments]
+    joined = joined_ids + "".join(texts) + "".join(s for s in segmented if s) + "".join(p for p in predicted if p)
+    if "\x00" in joined or (not joined.isascii() and _has_surrogates(joined)):
+        return None
+    return _Block(start, raw, ids, segments, texts, predictions, confidences)
 
 
 def _short_text(value: Any, reason: str, name: str, *, required: bool = True) -> str | None:
@@ -663,7 +754,7 @@ _JSON_ITEM_COLUMNS = frozenset({"features", "upstream_probs", "metadata", "paylo
 _SQL_NULL = null()
 
 
-def _item_columns(rows: list[dict[str, Any]], source_id: int, now: datetime) -> dict[str, list[Any]]:
+def _item_columns(rows: list[dict[str, Any]]) -> dict[str, list[Any]]:
     """The item rows column by column; absent JSON fields as SQL NULL (a bare None would be stored as the JSON text
     'null', which `IS NULL` misses)."""
     columns: dict[str, list[Any]] = {"id": [row["id"] for row in rows]}
@@ -672,8 +763,21 @@ def _item_columns(rows: list[dict[str, Any]], source_id: int, now: datetime) -> 
         if name in _JSON_ITEM_COLUMNS:
             values = [_SQL_NULL if v is None else v for v in values]
         columns[name] = values
-    n = len(rows)
-    columns.update(source_id=[source_id] * n, received_at=[now] * n)
+    return columns
+
+
+def _block_columns(block: _Block) -> dict[str, list[Any]]:
+    """The item rows of `block` column by column, in id order (`_item_columns` of its rows, without the rows)."""
+    columns: dict[str, list[Any]] = {"id": block.ids, "segment": block.segments, "text": block.texts,
+                                     "upstream_prediction": block.predictions,
+                                     "upstream_confidence": block.confidences}
+    ordered = sorted(block.ids)
+    if ordered != block.ids:
+        order = sorted(range(len(block)), key=block.ids.__getitem__)
+        columns = {name: [values[i] for i in order] for name, values in columns.items()}
+    n = len(block)
+    columns.update({name: [_SQL_NULL] * n for name in _JSON_ITEM_COLUMNS})
+    columns["kind"] = ["classification"] * n
     return columns
 
 
@@ -695,7 +799,6 @@ def _write_chunk(
     engine: Engine, source: str, rows: list[dict[str, Any]], records: list[RawRecord], bad: list[dict[str, Any]],
     summary: IngestSummary,
 ) -> None:
-    now = datetime.now(timezone.utc)
     unique: dict[str, dict[str, Any]] = {}
     record_of: dict[str, RawRecord] = {}
     conflicts: list[tuple[RawRecord, str]] = []
@@ -708,27 +811,60 @@ def _write_chunk(
         else:
             conflicts.append((record, "the same file gave this id other content earlier"))
     _fill_passthrough(list(unique.values()))
+    columns = _item_columns([unique[item_id] for item_id in sorted(unique)])
+    _store_chunk(engine, source, columns, unique.__getitem__, record_of.__getitem__, conflicts, bad, summary)
+
+
+def _write_block(engine: Engine, source: str, block: _Block, summary: IngestSummary) -> None:
+    """`_write_chunk` for a block of common records, kept in columns: no dict per row unless an id is given twice
+    in it or was stored before."""
+    if len(set(block.ids)) < len(block):  # the same id twice: compared record by record
+        positions = range(len(block))
+        _write_chunk(engine, source, [block.row(i) for i in positions], [block.record(i) for i in positions], [],
+                     summary)
+        return
+    position: dict[str, int] = {}
+
+    def at(item_id: str) -> int:
+        if not position:
+            position.update((item_id, i) for i, item_id in enumerate(block.ids))
+        return position[item_id]
+
+    _store_chunk(engine, source, _block_columns(block), lambda item_id: block.row(at(item_id)),
+                 lambda item_id: block.record(at(item_id)), [], [], summary)
+
+
+def _store_chunk(
+    engine: Engine, source: str, columns: dict[str, list[Any]], row_of: Callable[[str], dict[str, Any]],
+    record_of: Callable[[str], RawRecord], conflicts: list[tuple[RawRecord, str]], bad: list[dict[str, Any]],
+    summary: IngestSummary,
+) -> None:
+    """Write a chunk's items (`columns`, ids unique and in order) with their state rows, and its quarantined
+    records (`bad`, and the `conflicts`: each record with where its id was given other content), in one
+    transaction; an item stored before with other content is quarantined as a conflict too (`row_of` and
+    `record_of` give an id's row and record)."""
+    now = datetime.now(timezone.utc)
+    ids = columns["id"]
     with engine.begin() as conn:
-        if unique:
+        if ids:
             # One executemany, in id order: two ingests writing overlapping ids at once then wait on each other's
             # rows in one order, never in a cycle (a deadlock, which PostgreSQL breaks by failing one of them).
             # The rows it skipped as already present are the ones received at another moment: stored earlier, or
             # by another ingest that committed while this one waited on them. Whole rows are read for those only.
             # The insert reports how many rows it wrote: when that is all of them, nothing was present.
-            ids = sorted(unique)
-            ordered = [unique[i] for i in ids]
-            columns = _item_columns(ordered, source_id(conn, source), now)
+            n = len(ids)
+            columns.update(source_id=[source_id(conn, source)] * n, received_at=[now] * n)
             with born_states(conn):
                 inserted = insert_ignore_columns(conn, Item.__table__, columns)
-            before = [] if inserted == len(ids) else sorted(existing_keys(conn, Item.id, ids, Item.received_at != now))
+            before = [] if inserted == n else sorted(existing_keys(conn, Item.id, ids, Item.received_at != now))
             present = _stored_rows(conn, before) if before else {}
-            accepted, present_count = len(unique) - len(before), len(present)
+            accepted, present_count = n - len(before), len(present)
         else:
             present, accepted, present_count = {}, 0, 0
         for item_id, stored in present.items():
-            if _content(stored) != _content(unique[item_id]):
+            if _content(stored) != _content(row_of(item_id)):
                 present_count -= 1
-                conflicts.append((record_of[item_id], f"stored earlier with other content (from {stored['source']})"))
+                conflicts.append((record_of(item_id), f"stored earlier with other content (from {stored['source']})"))
         for record, where in conflicts:
             summary.quarantined["id_conflict"] += 1
             bad.append(_quarantine_row(source, record, RecordError(
@@ -805,29 +941,54 @@ def ingest_file(
     read = reader_for(path)
     source = str(path.resolve())
     summary = IngestSummary(source=source)
-    rows: list[dict[str, Any]] = []
-    records: list[RawRecord] = []
-    bad: list[dict[str, Any]] = []
-
-    def write(rows: list[dict[str, Any]], records: list[RawRecord], bad: list[dict[str, Any]]) -> None:
-        done = len(rows) + len(bad)
-        _write_chunk(engine, source, rows, records, bad, summary)
-        if on_progress:
-            on_progress(done)
-
+    parts = _jsonl_parts(path, chunk_size, labels) if read is read_jsonl else _in_lists(read(path), chunk_size)
     with collector_paused():  # the rows are freed by reference counting (see store.bulk)
-        for record in read(path):
-            try:
-                if record.error is not None:
-                    raise record.error
-                rows.append(validate_record(record.value or {}, labels=labels))
-                records.append(record)
-            except RecordError as exc:
-                summary.quarantined[exc.reason] += 1
-                bad.append(_quarantine_row(source, record, exc))
-            if len(rows) + len(bad) >= chunk_size:
-                write(rows, records, bad)
-                rows, records, bad = [], [], []
-        if rows or bad:
-            write(rows, records, bad)
+        for part in parts:
+            if isinstance(part, _Block):
+                _write_block(engine, source, part, summary)
+            elif part:
+                _write_chunk(engine, source, *_checked(part, source, labels, summary), summary)
+            if on_progress and len(part):
+                on_progress(len(part))
     return summary
+
+
+def _in_lists(records: Iterator[RawRecord], size: int) -> Iterator[list[RawRecord]]:
+    """`records` in lists of `size` (the last one shorter): the chunks ingest writes."""
+    while part := list(islice(records, size)):
+        yield part
+
+
+def _jsonl_parts(path: Path, size: int, labels: frozenset[str] | None) -> Iterator[_Block | list[RawRecord]]:
+    """The chunks of a JSONL file, `size` lines each: a `_Block` when all of them are common records
+    (`_fast_block`), else their records one by one (`_jsonl_record`; a blank line has none)."""
+    with path.open("rb") as handle:
+        lines = bounded_lines(handle, MAX_LINE_BYTES)
+        start = 1
+        while part := list(islice(lines, size)):
+            block = _fast_block(part, start, labels)
+            if block is not None:
+                yield block
+            else:
+                yield [record for number, (line, whole) in enumerate(part, start=start)
+                       if (record := _jsonl_record(number, line, whole)) is not None]
+            start += len(part)
+
+
+def _checked(records: list[RawRecord], source: str, labels: frozenset[str] | None,
+             summary: IngestSummary) -> tuple[list[dict[str, Any]], list[RawRecord], list[dict[str, Any]]]:
+    """The item rows of the contract-abiding `records` with those records, and the quarantine rows of the rest
+    (counted in `summary` by reason)."""
+    rows: list[dict[str, Any]] = []
+    kept: list[RawRecord] = []
+    bad: list[dict[str, Any]] = []
+    for record in records:
+        try:
+            if record.error is not None:
+                raise record.error
+            rows.append(validate_record(record.value or {}, labels=labels))
+            kept.append(record)
+        except RecordError as exc:
+            summary.quarantined[exc.reason] += 1
+            bad.append(_quarantine_row(source, record, exc))
+    return rows, kept, bad

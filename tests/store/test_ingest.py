@@ -924,3 +924,122 @@ def test_seed_labels_stream_in_chunks_with_flat_memory_and_name_a_bad_line(engin
     with pytest.raises(ValueError, match=r"broken.jsonl:2: not a JSON object"):
         list(seeding.iter_labels(broken))
 
+
+
+# --- the block path of common JSONL records -------------------------------------------------------------------
+
+
+def _plain_line(i: int, **changes: Any) -> str:
+    """A record of the common shape (id, text, prediction, confidence, segment), which the block path reads."""
+    record: dict[str, Any] = {"id": f"plain-{i}", "text": f"plain text {i}", "prediction": "pos" if i % 2 else "neg",
+                              "confidence": (i % 10) / 10, "segment": f"s{i % 3}"}
+    return json.dumps({**record, **changes})
+
+
+# Lines the block path must leave to the record-by-record path (or read exactly as it does): each breaks one of
+# `_fast_row`'s checks, or is a record it accepts in a form a column check could misread.
+TRICKY_LINES = {
+    "blank": "   ",
+    "NaN confidence": '{"id": "t-nan", "text": "x", "prediction": "pos", "confidence": NaN}',
+    "integer confidence": '{"id": "t-int", "text": "x", "prediction": "pos", "confidence": 1}',
+    "boolean confidence": '{"id": "t-bool", "text": "x", "prediction": "pos", "confidence": true}',
+    "confidence above one": '{"id": "t-big", "text": "x", "prediction": "pos", "confidence": 1.5}',
+    "confidence without prediction": '{"id": "t-alone", "text": "x", "confidence": 0.5}',
+    "no confidence": '{"id": "t-noconf", "text": "x", "prediction": "pos"}',
+    "no prediction nor confidence": '{"id": "t-bare", "text": "x", "segment": "s1"}',
+    "unknown label": '{"id": "t-label", "text": "x", "prediction": "maybe", "confidence": 0.5}',
+    "segment zero": '{"id": "t-seg0", "text": "x", "prediction": "pos", "confidence": 0.5, "segment": 0}',
+    "segment empty": '{"id": "t-seg-empty", "text": "x", "prediction": "pos", "confidence": 0.5, "segment": ""}',
+    "segment null": '{"id": "t-seg-null", "text": "x", "prediction": "pos", "confidence": 0.5, "segment": null}',
+    "segment list": '{"id": "t-seg-list", "text": "x", "prediction": "pos", "confidence": 0.5, "segment": [1]}',
+    "segment too long": json.dumps({"id": "t-seg-long", "text": "x", "segment": "s" * 129}),
+    "id with a space": '{"id": " t-space", "text": "x", "prediction": "pos", "confidence": 0.5}',
+    "id decomposed": json.dumps({"id": "te\u0301", "text": "x", "prediction": "pos", "confidence": 0.5}),
+    "id composed": json.dumps({"id": "t\u00e9", "text": "x", "prediction": "pos", "confidence": 0.5},
+                              ensure_ascii=False),
+    "id a number": '{"id": 17, "text": "x", "prediction": "pos", "confidence": 0.5}',
+    "id empty": '{"id": "", "text": "x", "prediction": "pos", "confidence": 0.5}',
+    "id too long": json.dumps({"id": "t" * (MAX_ID_CHARS + 1), "text": "x"}),
+    "text with NUL": '{"id": "t-nul", "text": "a\\u0000b", "prediction": "pos", "confidence": 0.5}',
+    "text lone surrogate": '{"id": "t-surrogate", "text": "a\\ud800b", "prediction": "pos", "confidence": 0.5}',
+    "text not ASCII": json.dumps({"id": "t-utf8", "text": "ünï ✓ 中文", "prediction": "neg", "confidence": 0.25},
+                                 ensure_ascii=False),
+    "text too long": json.dumps({"id": "t-long", "text": "x" * (MAX_TEXT_CHARS + 1)}),
+    "text a number": '{"id": "t-textnum", "text": 5, "prediction": "pos", "confidence": 0.5}',
+    "two objects": '{"id": "t-two", "text": "x"} {"id": "t-three", "text": "y"}',
+    "extra field": '{"id": "t-meta", "text": "x", "prediction": "pos", "confidence": 0.5, "metadata": {"a": 1}}',
+    "not an object": "[1, 2]",
+    "invalid JSON": '{"id": "t-broken", ',
+    "duplicate key": '{"id": "t-dupkey", "id": "t-dupkey-2", "text": "x", "prediction": "pos", "confidence": 0.5}',
+    "same id, same content": _plain_line(1),
+    "same id, other content": _plain_line(2, text="another text"),
+}
+
+
+def _ingest_both_ways(tmp_path: Path, name: str, content: bytes, chunk_size: int, monkeypatch,
+                      earlier: bytes | None = None) -> tuple[Any, Any, int]:
+    """Ingest `content` (after `earlier`, when given) into two new stores: through the block path, and with
+    every line read record by record; the two engines and how many blocks went through the block path."""
+    import store.ingest as ingest_module
+
+    taken = []
+    real = ingest_module._fast_block
+
+    def counted(*args, **kwargs):
+        block = real(*args, **kwargs)
+        taken.append(block is not None)
+        return block
+
+    engines = []
+    for way in ("blocks", "records"):
+        path = tmp_path / way / f"{name}.jsonl"
+        path.parent.mkdir(exist_ok=True)
+        engine = db.get_engine(f"sqlite:///{tmp_path / way / 'store.db'}")
+        monkeypatch.setattr(ingest_module, "_fast_block", counted if way == "blocks" else lambda *args: None)
+        if earlier is not None:
+            first = path.with_name("earlier.jsonl")
+            first.write_bytes(earlier)
+            ingest_file(engine, first, labels=LABELS, chunk_size=chunk_size)
+        path.write_bytes(content)
+        engines.append((engine, ingest_file(engine, path, labels=LABELS, chunk_size=chunk_size)))
+    monkeypatch.setattr(ingest_module, "_fast_block", real)
+    return *engines, sum(taken)
+
+
+def _assert_same_store(blocks: tuple[Any, IngestSummary], records: tuple[Any, IngestSummary]) -> None:
+    (fast, fast_summary), (slow, slow_summary) = blocks, records
+    assert fast_summary.as_dict() | {"source": ""} == slow_summary.as_dict() | {"source": ""}
+    strip = lambda items: {k: {c: v for c, v in row.items() if c not in ("received_at", "source", "source_id")}  # noqa: E731
+                           for k, row in items.items()}
+    assert strip(stored_items(fast)) == strip(stored_items(slow))
+    assert states_of(fast) == states_of(slow)
+    details = select(QUARANTINE.c.record_number, QUARANTINE.c.reason, QUARANTINE.c.record_id, QUARANTINE.c.raw,
+                     QUARANTINE.c.fingerprint, QUARANTINE.c.detail).order_by(QUARANTINE.c.record_number)
+    with fast.connect() as a, slow.connect() as b:
+        fast_rows, slow_rows = list(a.execute(details)), list(b.execute(details))
+    assert [row[:5] for row in fast_rows] == [row[:5] for row in slow_rows]
+    assert [row[5].split(" (from ")[0] for row in fast_rows] == [row[5].split(" (from ")[0] for row in slow_rows]
+
+
+@pytest.mark.parametrize("case", sorted(TRICKY_LINES))
+def test_the_block_path_stores_exactly_what_the_record_path_stores(tmp_path, monkeypatch, case):
+    """Each tricky line, in a block of common records: the block path leaves the block to the record-by-record
+    path (or reads it alike), so the store, the summary and the quarantine are the same either way."""
+    lines = [_plain_line(i) for i in range(4)] + [TRICKY_LINES[case]] + [_plain_line(i) for i in range(4, 8)]
+    content = "".join(line + "\n" for line in lines).encode("utf-8")
+    blocks, records, taken = _ingest_both_ways(tmp_path, "tricky", content, 3, monkeypatch)
+    _assert_same_store(blocks, records)
+    assert taken >= 1  # the blocks of common records around it still go through the block path
+
+
+def test_a_file_of_common_records_goes_through_the_block_path_alone(tmp_path, monkeypatch):
+    """Every block of a file of common records is read as one (a byte-order mark on the first line and ids out of
+    order included); an id stored earlier with other content is quarantined as it is on the record path."""
+    lines = [_plain_line(i) for i in (5, 3, 9, 0, 7, 1, 8, 2, 6, 4)]
+    content = b"\xef\xbb\xbf" + "".join(line + "\n" for line in lines).encode("utf-8")
+    earlier = (_plain_line(3) + "\n" + _plain_line(4, text="stored first") + "\n").encode("utf-8")
+    blocks, records, taken = _ingest_both_ways(tmp_path, "common", content, 4, monkeypatch, earlier=earlier)
+    _assert_same_store(blocks, records)
+    assert taken == 1 + 3  # the earlier file's one block, and this one's three
+    assert blocks[1].as_dict()["quarantined"] == {"id_conflict": 1}
+    assert (blocks[1].accepted, blocks[1].duplicate) == (8, 1)
