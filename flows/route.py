@@ -44,12 +44,12 @@ from store.calibrations import latest_calibrations
 from store.db import refresh_statistics, write_transaction
 from store.guarantees import write_threshold_evidence
 from store.decisions import (
-    GroupSize, LLM_KINDS, llm_inputs, LlmInputs, read_scored_groups, RiskInputs,
-    scored_group_sizes, ScoredGroup,
+    LLM_KINDS, llm_inputs, LlmInputs, read_scored_groups, RiskInputs, scored_segment_sizes, ScoredGroup, SegmentSize,
 )
 from store.labels import held_out_labels
 from store.decision_batches import DecisionBatch, settle_decisions
 from store.models import CalibrationReportRow, ItemState
+from store.passthrough import UPSTREAM_MODEL
 from store.policies import active_policy
 from store.registry import promoted_family_versions, promoted_model
 from store.settings import SluiceSettings, settings_or_environment
@@ -79,8 +79,8 @@ def gate_now(row: CalibrationReportRow | None, policy: SegmentPolicy) -> GateRes
 
 
 PEOPLE_ROUTES = frozenset({Route.REVIEW.value, Route.ESCALATE.value})
-# A task routes groups of (segment, model) until it holds this many items or groups: a segment is a user's
-# grouping, so a million segments must not mean a million Prefect tasks, nor one task per tiny segment.
+# A task routes whole segments until it holds this many scored items or segments: a segment is a user's grouping,
+# so a million segments must not mean a million Prefect tasks, nor one task per tiny segment.
 BATCH_ITEMS, BATCH_GROUPS = 20_000, 1_000
 
 
@@ -314,21 +314,29 @@ class RoutingVersions(NamedTuple):
     model: str | None
     families: dict[str, str]
 
+    def all(self) -> list[str]:
+        """Every version whose predictions route an item: the upstream passthrough's (an item's own scores), the
+        classifier's and each kind's, each once, in that order."""
+        return list(dict.fromkeys([UPSTREAM_MODEL, *([self.model] if self.model else []),
+                                   *sorted(self.families.values())]))
+
 
 @task(name="route-batch", cache_policy=NO_CACHE)
 @takes_payloads
 def route_batch(
-    sizes: list[GroupSize], cycle: int | None, settings: SluiceSettings, policy: Policy,
+    sizes: list[SegmentSize], cycle: int | None, settings: SluiceSettings, policy: Policy,
     policy_version: str, halted: dict[str, str], labels: dict[str, ModelLabels], versions: RoutingVersions,
     now: datetime | None = None,
 ) -> Counter[str]:
-    """Route a batch of (segment, model version) groups of scored items and write their decisions at once: one
-    read of the groups' items with their predictions and risk inputs (`read_scored_groups`), one write. `policy`
-    (version `policy_version`) is the one the flow read when it started, `labels` each model's certifying labels
-    the batch's segments use, and `versions` the models whose predictions route, read once by the flow."""
+    """Route the scored items of a batch of segments and write their decisions at once: one read of their items,
+    in (segment, model version) groups, with their predictions and risk inputs (`read_scored_groups`), one write.
+    `policy` (version `policy_version`) is the one the flow read when it started, `labels` each routing model's
+    certifying labels the batch's segments use, and `versions` the models whose predictions route, read once by
+    the flow."""
     engine = engine_for(settings)
     with collector_paused():  # a context, not a decorator: Dask pickles the task's function
-        groups = read_scored_groups(engine, sizes, versions.model, family_versions=versions.families)
+        groups = read_scored_groups(engine, [size.segment for size in sizes], versions.model,
+                                    family_versions=versions.families)
         return route_groups(engine, groups, cycle, policy, policy_version, halted, labels, now or utcnow())
 
 
@@ -369,20 +377,20 @@ def _reasons_json(reasons: tuple[tuple[str, ...], ...]) -> list[str]:
 
 def submit_route_batches(futures: list, engine: Engine, settings: SluiceSettings, policy: Policy,
                          policy_version: str, halted: dict[str, str], cycle: int | None, now: datetime) -> None:
-    """Count the scored items of each (segment, model version) group, pack the groups into batches, and submit one
-    route task per batch with the held-out labels its segments use, each added to `futures` as it is submitted
-    (the caller's `settled()` then waits for every one, even when a later submission fails). Each batch reads
-    its own items: the flow holds no item."""
+    """Count the scored items of each segment (through the state rows' index: no item read), pack the segments
+    into batches, and submit one route task per batch with the certifying labels its segments use under each
+    routing model, each added to `futures` as it is submitted (the caller's `settled()` then waits for every one,
+    even when a later submission fails). Each batch reads its own items: the flow holds no item."""
     promoted = promoted_model(engine)
     versions = RoutingVersions(promoted.version if promoted else None, promoted_family_versions(engine))
-    sizes = scored_group_sizes(engine, versions.model, family_versions=versions.families)
-    segments_of: dict[str, list[str]] = {}
-    for group in sizes:
-        segments_of.setdefault(group.model_version, []).append(group.segment)
-    labels = {model: model_labels(engine, policy, model, segments) for model, segments in segments_of.items()}
+    sizes = scored_segment_sizes(engine)
+    if not sizes:
+        return
+    segments = [size.segment for size in sizes]
+    labels = {model: model_labels(engine, policy, model, segments) for model in versions.all()}
     for batch in pack(sizes, max_items=BATCH_ITEMS, max_groups=BATCH_GROUPS):
-        mine = {model: labels[model].for_segments(policy, [g.segment for g in batch if g.model_version == model])
-                for model in {g.model_version for g in batch}}
+        mine = {model: labelled.for_segments(policy, [size.segment for size in batch])
+                for model, labelled in labels.items()}
         futures.append(route_batch.submit(Payload(batch), cycle, settings, Payload(policy), policy_version,
                                           Payload(halted), Payload(mine), versions, now))
 

@@ -23,8 +23,8 @@ from store.vocab import ItemKind, ItemState
 __all__ = [
     "BacklogRow", "DECISION_FIELDS", "decision_trail", "EVIDENCE_FIELDS", "known_items", "llm_inputs",
     "LLM_KINDS", "LLM_READ_CHUNK", "LlmInputs", "review_backlog", "review_backlog_sizes",
-    "risk_inputs", "RiskInputs", "read_scored_groups", "SegmentSize", "scored_group_sizes", "scored_groups",
-    "ScoredGroup", "GroupSize", "segments_seen",
+    "risk_inputs", "RiskInputs", "read_scored_groups", "SegmentSize", "scored_groups", "scored_segment_sizes",
+    "ScoredGroup", "segments_seen",
 ]
 
 
@@ -58,9 +58,21 @@ class SegmentSize:
 
 
 def review_backlog_sizes(engine: Engine) -> list[SegmentSize]:
-    """How many items in state ``routed`` each segment holds, in segment order: counted through the state rows'
-    (state, segment) index, no item read."""
-    query = (select(ItemStateRow.segment, func.count()).where(ItemStateRow.state == ItemState.routed)
+    """How many items in state ``routed`` each segment holds, in segment order: what select packs into batches."""
+    return _segment_sizes(engine, ItemState.routed)
+
+
+def scored_segment_sizes(engine: Engine) -> list[SegmentSize]:
+    """How many items in state ``scored`` each segment holds, in segment order: what route packs into batches. An
+    item scored by a model that no longer routes (one demoted since) is counted and then not read
+    (`read_scored_groups`): the count bounds a batch's size, it does not promise it."""
+    return _segment_sizes(engine, ItemState.scored)
+
+
+def _segment_sizes(engine: Engine, state: ItemState) -> list[SegmentSize]:
+    """How many items in `state` each segment holds, in segment order: counted through the state rows' (state,
+    segment) index, no item read."""
+    query = (select(ItemStateRow.segment, func.count()).where(ItemStateRow.state == state)
              .group_by(ItemStateRow.segment).order_by(ItemStateRow.segment))
     with engine.connect() as conn:
         return [SegmentSize(segment, count) for segment, count in conn.execute(query)]
@@ -93,19 +105,6 @@ def review_backlog(engine: Engine, segments: Sequence[str] | None = None) -> lis
     with engine.connect() as conn:
         return [BacklogRow._make((*row[:-1], bool(row.rerouted)))
                 for part in parts for row in conn.execute(query, part)]  # rows, unpacked by position
-
-
-@dataclass(frozen=True)
-class GroupSize:
-    """How many scored items one (segment, model version) group holds: what a route run packs into batches
-    before any batch reads its items."""
-
-    segment: str
-    model_version: str
-    size: int
-
-    def __len__(self) -> int:
-        return self.size
 
 
 @dataclass(frozen=True, eq=False)
@@ -160,31 +159,12 @@ def _scored(query: Any) -> Any:
             .where(ItemStateRow.state == ItemState.scored))
 
 
-def scored_group_sizes(engine: Engine, model_version: str | None, *,
-                       family_versions: Mapping[str, str] | None = None) -> list[GroupSize]:
-    """How many items in state ``scored`` each (segment, model version) group holds, in that order (see
-    `_scored_parts` for the prediction that routes each item); counted in the database, no item read."""
-    parts = _scored_parts(model_version, family_versions,
-                          lambda version, confidence, label, features: [ItemStateRow.segment,
-                                                                         version.label("version")])
-    sizes: dict[tuple[str, str], int] = {}
-    with engine.connect() as conn:
-        for part in parts:
-            counted = part.subquery()
-            query = select(counted.c.segment, counted.c.version, func.count()).group_by(counted.c.segment,
-                                                                                         counted.c.version)
-            for segment, version, count in conn.execute(query):
-                sizes[(segment, version)] = sizes.get((segment, version), 0) + count
-    return [GroupSize(segment, version, count) for (segment, version), count in sorted(sizes.items())]
-
-
-def read_scored_groups(engine: Engine, wanted: Sequence[GroupSize], model_version: str | None, *,
+def read_scored_groups(engine: Engine, segments: Sequence[str], model_version: str | None, *,
                        family_versions: Mapping[str, str] | None = None) -> list[ScoredGroup]:
-    """The scored items of the `wanted` (segment, model version) groups, each with the prediction that routes it
-    and its risk inputs, in one read per 1,000 segments through the (state, segment) index, with no list of ids to
-    bind: what a route batch reads, once. Groups come in (segment, model version) order; one that holds no scored
-    item (anymore) is left out."""
-    keys = {(group.segment, group.model_version) for group in wanted}
+    """The scored items of `segments`, in one group per (segment, model version) whose prediction routes them
+    (`_scored_parts`), each item with that prediction and its risk inputs, in one read per 1,000 segments through
+    the (state, segment) index, with no list of ids to bind: what a route batch reads, once. Groups come in
+    (segment, model version) order; a segment that holds no scored item (anymore) has none."""
     parts = _scored_parts(model_version, family_versions,
                           lambda version, confidence, label, features: [
                               # the state row's id: its index holds (state, segment, id) in order, so SQLite
@@ -202,9 +182,9 @@ def read_scored_groups(engine: Engine, wanted: Sequence[GroupSize], model_versio
     groups = []
     with engine.connect() as conn:
         decode = json_reader(conn)
-        for part in chunked(sorted({segment for segment, _ in keys}), SEGMENT_CHUNK):
+        for part in chunked(sorted(set(segments)), SEGMENT_CHUNK):
             read = [(segment, version, list(zip(*members))) for (segment, version), members in groupby(
-                driver_rows(conn, query, {"segments": list(part)}), key=itemgetter(0, 1)) if (segment, version) in keys]
+                driver_rows(conn, query, {"segments": list(part)}), key=itemgetter(0, 1))]
             routes = _decision_routes(conn, [d for _, _, columns in read for d in columns[-1] if d is not None])
             for segment, version, (_, _, ids, confidence, labels, kinds, texts, metadata, features, decided) in read:
                 groups.append(ScoredGroup(
@@ -224,9 +204,10 @@ def _previous(decided: Sequence[int | None], routes: Mapping[int, str]) -> list[
 
 def scored_groups(engine: Engine, model_version: str | None, *,
                   family_versions: Mapping[str, str] | None = None) -> list[ScoredGroup]:
-    """Every group of items in state ``scored``, read whole (`scored_group_sizes`, then `read_scored_groups`)."""
-    return read_scored_groups(engine, scored_group_sizes(engine, model_version, family_versions=family_versions),
-                              model_version, family_versions=family_versions)
+    """Every group of items in state ``scored``, read whole (`read_scored_groups` of every segment that holds
+    any)."""
+    return read_scored_groups(engine, [size.segment for size in scored_segment_sizes(engine)], model_version,
+                              family_versions=family_versions)
 
 
 # segments per read by segment: a route batch's groups (at most 1,000), well within every bound-parameter limit

@@ -121,14 +121,14 @@ def test_a_batch_run_again_after_it_was_written_decides_nothing_twice(sluice_hom
     before another run routed them from deciding any item a second time."""
     from flows.common import engine_for
     from flows.route import model_labels, route_batch, route_flow, route_groups, RoutingVersions
-    from store.decisions import scored_group_sizes, scored_groups
+    from store.decisions import scored_groups, scored_segment_sizes
     from store.models import ThresholdEvidence
     from store.policies import active_policy
     from store.settings import get_settings
 
     engine = _scored_and_calibrated(tmp_path)
     policy, version = active_policy(engine)
-    sizes = scored_group_sizes(engine, None)
+    sizes = scored_segment_sizes(engine)
     groups = scored_groups(engine, None)  # read before the first run, written after it
     labels = {g.model_version: model_labels(engine, policy, g.model_version, [x.segment for x in groups])
               for g in groups}
