@@ -162,7 +162,7 @@ def audit_allowances(engine: Engine, policy: Policy, segments: list[str], now: d
 
 
 def _context(engine: Engine, groups: list[ScoredGroup], policy: Policy, policy_version: str,
-             halted: dict[str, str], labels: dict[str, ModelLabels], now: datetime) -> BatchContext:
+             halted: dict[str, str], labels: dict[str, ModelLabels], allowances: dict[str, float]) -> BatchContext:
     by_model: dict[str, list[str]] = {}
     for group in groups:
         by_model.setdefault(group.model_version, []).append(group.segment)
@@ -175,7 +175,7 @@ def _context(engine: Engine, groups: list[ScoredGroup], policy: Policy, policy_v
         group_of[model] = groups_in_use(policy, label_counts[model], segments)
         used = sorted(set(group_of[model].values()))
         reports.update(((model, key), row) for key, row in latest_calibrations(engine, model, used).items())
-    allowance = audit_allowances(engine, policy, sorted({group.segment for group in groups}), now)
+    allowance = {group.segment: allowances[group.segment] for group in groups if group.segment in allowances}
     return BatchContext(policy, policy_version, reports, labelled, group_of, label_counts,
                         training_segments(engine), halted, flow_run.get_id(), allowance)
 
@@ -326,28 +326,29 @@ class RoutingVersions(NamedTuple):
 def route_batch(
     sizes: list[SegmentSize], cycle: int | None, settings: SluiceSettings, policy: Policy,
     policy_version: str, halted: dict[str, str], labels: dict[str, ModelLabels], versions: RoutingVersions,
-    now: datetime | None = None,
+    allowances: dict[str, float],
 ) -> Counter[str]:
     """Route the scored items of a batch of segments and write their decisions at once: one read of their items,
     in (segment, model version) groups, with their predictions and risk inputs (`read_scored_groups`), one write.
     `policy` (version `policy_version`) is the one the flow read when it started, `labels` each routing model's
-    certifying labels the batch's segments use, and `versions` the models whose predictions route, read once by
-    the flow."""
+    certifying labels the batch's segments use, `versions` the models whose predictions route, and `allowances`
+    what each segment's audits may still take of its label budget, read once by the flow."""
     engine = engine_for(settings)
     with collector_paused():  # a context, not a decorator: Dask pickles the task's function
         groups = read_scored_groups(engine, [size.segment for size in sizes], versions.model,
                                     family_versions=versions.families)
-        return route_groups(engine, groups, cycle, policy, policy_version, halted, labels, now or utcnow())
+        return route_groups(engine, groups, cycle, policy, policy_version, halted, labels, allowances)
 
 
 def route_groups(engine: Engine, groups: list[ScoredGroup], cycle: int | None, policy: Policy, policy_version: str,
-                 halted: dict[str, str], labels: dict[str, ModelLabels], now: datetime) -> Counter[str]:
+                 halted: dict[str, str], labels: dict[str, ModelLabels],
+                 allowances: dict[str, float]) -> Counter[str]:
     """Decide the groups' items and write the decisions, the threshold evidence and the items' moves in one
     transaction; an item that is no longer scored when the write comes (routed since the groups were read) gets
     no decision."""
     if not groups:  # a batch run again after its items were routed reads none
         return Counter()
-    context = _context(engine, groups, policy, policy_version, halted, labels, now)
+    context = _context(engine, groups, policy, policy_version, halted, labels, allowances)
     llm_kinds = {str(kind) for kind in LLM_KINDS}
     llm_ids = [item_id for g in groups for item_id, kind in zip(g.item_ids, g.kinds) if kind in llm_kinds]
     llm = llm_inputs(engine, llm_ids) if llm_ids else None  # one query for the batch's payloads
@@ -379,8 +380,9 @@ def submit_route_batches(futures: list, engine: Engine, settings: SluiceSettings
                          policy_version: str, halted: dict[str, str], cycle: int | None, now: datetime) -> None:
     """Count the scored items of each segment (through the state rows' index: no item read), pack the segments
     into batches, and submit one route task per batch with the certifying labels its segments use under each
-    routing model, each added to `futures` as it is submitted (the caller's `settled()` then waits for every one,
-    even when a later submission fails). Each batch reads its own items: the flow holds no item."""
+    routing model and what their audits may take of their label budgets (one read of the budget window's tasks
+    per run, not per batch), each added to `futures` as it is submitted (the caller's `settled()` then waits for
+    every one, even when a later submission fails). Each batch reads its own items: the flow holds no item."""
     promoted = promoted_model(engine)
     versions = RoutingVersions(promoted.version if promoted else None, promoted_family_versions(engine))
     sizes = scored_segment_sizes(engine)
@@ -388,11 +390,13 @@ def submit_route_batches(futures: list, engine: Engine, settings: SluiceSettings
         return
     segments = [size.segment for size in sizes]
     labels = {model: model_labels(engine, policy, model, segments) for model in versions.all()}
+    allowances = audit_allowances(engine, policy, segments, now)  # the window's spend as the run starts
     for batch in pack(sizes, max_items=BATCH_ITEMS, max_groups=BATCH_GROUPS):
         mine = {model: labelled.for_segments(policy, [size.segment for size in batch])
                 for model, labelled in labels.items()}
         futures.append(route_batch.submit(Payload(batch), cycle, settings, Payload(policy), policy_version,
-                                          Payload(halted), Payload(mine), versions, now))
+                                          Payload(halted), Payload(mine), versions,
+                                          Payload({size.segment: allowances[size.segment] for size in batch})))
 
 
 @flow(name="route", log_prints=True, task_runner=BATCH_RUNNER)

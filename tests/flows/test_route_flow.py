@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
 
 import numpy as np
 import pytest
@@ -136,8 +135,8 @@ def test_a_batch_run_again_after_it_was_written_decides_nothing_twice(sluice_hom
     counted = (select(func.count()).select_from(DECISIONS), select(func.count()).select_from(ThresholdEvidence))
     with engine.connect() as conn:
         before, evidence = (conn.execute(query).scalar_one() for query in counted)
-    again = route_batch.fn(sizes, 1, get_settings(), policy, version, {}, labels, RoutingVersions(None, {}))
-    again += route_groups(engine, groups, 1, policy, version, {}, labels, datetime.now(timezone.utc))
+    again = route_batch.fn(sizes, 1, get_settings(), policy, version, {}, labels, RoutingVersions(None, {}), {})
+    again += route_groups(engine, groups, 1, policy, version, {}, labels, {})
     with engine_for(None).connect() as conn:
         after, evidence_after = (conn.execute(query).scalar_one() for query in counted)
         distinct = conn.execute(select(func.count(func.distinct(DECISIONS.c.item_id)))).scalar_one()
