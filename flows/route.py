@@ -257,7 +257,9 @@ def decide_group(engine: Engine, group_items: ScoredGroup, cycle: int | None, co
     threshold, evidence = _certified(engine, context, model_version, group, segment_policy, calibrator, report_row)
     halted = context.halted.get(segment) == model_version
     earlier = group_items.previous
-    rerouted = np.array([e is not None and e[1] in PEOPLE_ROUTES for e in earlier], dtype=bool)
+    fresh = earlier.count(None) == len(earlier)  # no item was routed before: fresh traffic
+    rerouted = np.zeros(len(earlier), dtype=bool) if fresh else \
+        np.array([e is not None and e[1] in PEOPLE_ROUTES for e in earlier], dtype=bool)
     backlog, backlog_row = backlog_thresholds(engine, segment, model_version, segment_policy, earlier, rerouted,
                                               context.policy_version)
     backlog_evidence = context.register(backlog_row)
@@ -275,10 +277,10 @@ def decide_group(engine: Engine, group_items: ScoredGroup, cycle: int | None, co
                  "calibration_id": report_row.id if report_row else None, "audit_rate": result.audit_rate,
                  "cycle": cycle, "run_id": context.run_id, "created_at": utcnow()}
     columns: dict[str, list[Any]] = {
-        "item_id": item_ids, "route": [str(r) for r in result.routes.tolist()], "reasons": _reasons_json(result.reasons),
+        "item_id": item_ids, "route": list(map(str, result.routes.tolist())), "reasons": _reasons_json(result.reasons),
         "raw_confidence": _floats_or_none(raw), "calibrated_confidence": _floats_or_none(calibrated),
         "predicted_label": group_items.labels, "inclusion_probability": _floats_or_none(result.inclusion_probability),
-        "supersedes_id": [None if e is None else e[0] for e in earlier],
+        "supersedes_id": [None] * len(earlier) if fresh else [None if e is None else e[0] for e in earlier],
     }
     # one batch per threshold the group's items went by: the group's own, and the backlog certificate's for the
     # items it settled (NaN, one batch, for settled items no certificate covered)
@@ -350,7 +352,8 @@ def route_groups(engine: Engine, groups: list[ScoredGroup], cycle: int | None, p
         return Counter()
     context = _context(engine, groups, policy, policy_version, halted, labels, allowances)
     llm_kinds = {str(kind) for kind in LLM_KINDS}
-    llm_ids = [item_id for g in groups for item_id, kind in zip(g.item_ids, g.kinds) if kind in llm_kinds]
+    llm_ids = [item_id for g in groups if not llm_kinds.isdisjoint(g.kinds)
+               for item_id, kind in zip(g.item_ids, g.kinds) if kind in llm_kinds]
     llm = llm_inputs(engine, llm_ids) if llm_ids else None  # one query for the batch's payloads
     flags = risk_flags_by_group(engine, groups, context, llm)
     pending = [part for group, f in zip(groups, flags) for part in decide_group(engine, group, cycle, context, f)]
@@ -367,7 +370,10 @@ def _float_or_none(value: float | None) -> float | None:
 
 
 def _floats_or_none(values: np.ndarray) -> list[float | None]:
-    return [None if v != v else v for v in np.asarray(values, dtype=float).tolist()]  # NaN -> None
+    values = np.asarray(values, dtype=float)
+    if not np.isnan(values).any():  # the common case: one conversion, no test per value
+        return values.tolist()
+    return [None if v != v else v for v in values.tolist()]  # NaN -> None
 
 
 def _reasons_json(reasons: tuple[tuple[str, ...], ...]) -> list[str]:

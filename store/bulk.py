@@ -13,13 +13,14 @@ from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, S
 from contextlib import contextmanager
 from typing import Any, cast
 
-from sqlalchemy import ARRAY, JSON, Connection, Table, any_, bindparam, func, literal_column, null, select, update
+from sqlalchemy import ARRAY, JSON, Connection, Float, Table, any_, bindparam, func, literal_column, null, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql.schema import ScalarElementColumnDefault
 
 # SQLite allows 32,766 bound parameters per statement; PostgreSQL 65,535. Stay well under both.
 LOOKUP_CHUNK = 5_000
 _UNSET = object()
+_FLOAT_VALUES = frozenset({float, type(None)})
 
 
 def fingerprint(values: Any) -> str:
@@ -192,9 +193,12 @@ def _bound(conn: Connection, table: Table, name: str, values: Sequence[Any], enc
     timestamp for a batch, SQL NULL for an absent JSON field) is processed once."""
     if encoded:
         return values
-    process: Callable[[Any], Any] | None = table.c[name].type._cached_bind_processor(conn.dialect)
+    kind = table.c[name].type
+    process: Callable[[Any], Any] | None = kind._cached_bind_processor(conn.dialect)
     if process is None:
         return values
+    if isinstance(kind, Float) and not kind.asdecimal and set(map(type, values)) <= _FLOAT_VALUES:
+        return values  # what the processor returns for floats and None: the values themselves
     out: list[Any] = []
     append = out.append
     last, last_out = _UNSET, None

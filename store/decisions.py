@@ -189,10 +189,18 @@ def read_scored_groups(engine: Engine, segments: Sequence[str], model_version: s
             for segment, version, (_, _, ids, confidence, labels, kinds, texts, metadata, features, decided) in read:
                 groups.append(ScoredGroup(
                     segment, version, list(ids), np.array(confidence, dtype=float), list(labels),
-                    [str(k) for k in kinds],
-                    RiskInputs(list(texts), [decode(m) for m in metadata], [decode(f) for f in features],
+                    list(map(str, kinds)),
+                    RiskInputs(list(texts), _decoded(metadata, decode), _decoded(features, decode),
                                [segment] * len(ids)), _previous(decided, routes)))
     return groups
+
+
+def _decoded(values: Sequence[Any], decode: Callable[[Any], Any]) -> list[Any]:
+    """Each of a read's JSON `values` decoded (`decode`: see ``store.bulk.json_reader``); a column with no value at
+    all (passthrough items have no feature vector, most items no metadata) is not decoded value by value."""
+    if values.count(None) == len(values):
+        return list(values)
+    return [decode(value) for value in values]
 
 
 def _previous(decided: Sequence[int | None], routes: Mapping[int, str]) -> list[tuple[int, str] | None]:
