@@ -153,15 +153,16 @@ def slim_floor_writes(path: Path, database: Path) -> dict[str, float]:
 
 
 def store_floor_writes(path: Path, database: Path) -> dict[str, float]:
-    """Today's writes and route's one read, on a store migrated by `store.db.migrate` (its tables, indexes, foreign
-    keys and pragmas), with the statements the flows run and their transactions, but no Python between them:
+    """Today's writes and route's one read, on a store migrated by `store.db.migrate` (its tables, indexes and
+    foreign keys) and opened with the store's pragmas (`store.db.sqlite_pragmas`), with the statements the flows run
+    and their transactions, but no Python between them:
 
     * ingest: each chunk of `store.ingest.CHUNK_SIZE` items inserted, and given their state rows by one
       ``INSERT ... SELECT`` over the new rowids (``store.transitions.born_states``), one transaction a chunk;
     * route, one transaction a segment (a route batch never splits one): the segment's scored items read with what
       route decides on (``store.decisions.read_scored_groups``), a batch row and a decision per item written, and
       the items moved by one ``UPDATE ... FROM`` joining the new decisions (``store.decision_batches``)."""
-    from store.db import migrate
+    from store.db import migrate, sqlite_pragmas
     from store.ingest import CHUNK_SIZE
 
     template = database.with_name("floor-store-template.db")
@@ -171,8 +172,7 @@ def store_floor_writes(path: Path, database: Path) -> dict[str, float]:
         Path(f"{database}{suffix}").unlink(missing_ok=True)
     database.write_bytes(template.read_bytes())
     conn = sqlite3.connect(database, isolation_level=None)
-    for pragma in ("journal_mode=WAL", "foreign_keys=ON", "synchronous=NORMAL"):
-        conn.execute(f"PRAGMA {pragma}")
+    sqlite_pragmas(conn)
     conn.execute("INSERT INTO item_sources (id, path, fingerprint, created_at) VALUES (1, ?, 'f', ?)", (str(path), NOW))
     conn.execute("INSERT INTO policy_versions (version, name, document, author, comment, active, created_at) "
                  "VALUES (?, 'floor', '{}', 'bench', '', 1, ?)", (POLICY_VERSION, NOW))

@@ -25,13 +25,13 @@ def stock_sqlite(tmp_path, monkeypatch):
 
     monkeypatch.setenv("SLUICE_HOME", str(tmp_path / "home"))
     monkeypatch.delenv("SLUICE_DATABASE_URL", raising=False)
-    pragmas = store.db._sqlite_pragmas
+    pragmas = store.db.sqlite_pragmas
 
     def pragmas_and_the_stock_limit(dbapi_connection, record) -> None:
         pragmas(dbapi_connection, record)
         dbapi_connection.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, STOCK_LIMIT)
 
-    monkeypatch.setattr(store.db, "_sqlite_pragmas", pragmas_and_the_stock_limit)
+    monkeypatch.setattr(store.db, "sqlite_pragmas", pragmas_and_the_stock_limit)
     get_settings.cache_clear()
     dispose_engines()
     yield

@@ -124,6 +124,10 @@ def test_sqlite_runs_in_wal_mode_with_foreign_keys(sqlite_url):
         assert conn.execute(text("PRAGMA journal_mode")).scalar() == "wal"
         assert conn.execute(text("PRAGMA foreign_keys")).scalar() == 1
         assert conn.execute(text("PRAGMA busy_timeout")).scalar() == 30000
+        # a bulk step's transaction stays in the page cache, and the log is checkpointed every 10,000 pages
+        assert conn.execute(text("PRAGMA cache_size")).scalar() == -32 * 1024
+        assert conn.execute(text("PRAGMA wal_autocheckpoint")).scalar() == 10_000
+        assert conn.execute(text("PRAGMA journal_size_limit")).scalar() == 64 * 1024 * 1024
     assert Path(sqlite_url.split("///", 1)[1]).is_file()
 
 
