@@ -13,7 +13,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from functools import partial
+from functools import cached_property, partial
 from itertools import islice, repeat
 from pathlib import Path
 from typing import Any, cast
@@ -495,6 +495,19 @@ class _Block:
         """The record at `position`, read as `read_jsonl` reads it."""
         return cast(RawRecord, _jsonl_record(self.start + position, self.lines[position], True))
 
+    def row_of(self, item_id: str) -> dict[str, Any]:
+        """`row` of the record with id `item_id`."""
+        return self.row(self._positions[item_id])
+
+    def record_of(self, item_id: str) -> RawRecord:
+        """`record` of the record with id `item_id`."""
+        return self.record(self._positions[item_id])
+
+    @cached_property
+    def _positions(self) -> dict[str, int]:
+        """Each id's position, built only when an id's row or record is asked for (a conflict)."""
+        return {item_id: position for position, item_id in enumerate(self.ids)}
+
 
 _BOM = b"\xef\xbb\xbf"
 
@@ -767,17 +780,18 @@ def _item_columns(rows: list[dict[str, Any]]) -> dict[str, list[Any]]:
 
 
 def _block_columns(block: _Block) -> dict[str, list[Any]]:
-    """The item rows of `block` column by column, in id order (`_item_columns` of its rows, without the rows)."""
+    """The item rows of `block` column by column, in id order (`_item_columns` of its rows, without the rows): the
+    columns its records vary in, and each other column of `_plain_row` repeated."""
     columns: dict[str, list[Any]] = {"id": block.ids, "segment": block.segments, "text": block.texts,
                                      "upstream_prediction": block.predictions,
                                      "upstream_confidence": block.confidences}
-    ordered = sorted(block.ids)
-    if ordered != block.ids:
-        order = sorted(range(len(block)), key=block.ids.__getitem__)
-        columns = {name: [values[i] for i in order] for name, values in columns.items()}
     n = len(block)
-    columns.update({name: [_SQL_NULL] * n for name in _JSON_ITEM_COLUMNS})
-    columns["kind"] = ["classification"] * n
+    order = sorted(range(n), key=block.ids.__getitem__)
+    if order != list(range(n)):
+        columns = {name: [values[i] for i in order] for name, values in columns.items()}
+    for name, value in _plain_row("", "", "", None, None).items():
+        if name not in columns:
+            columns[name] = [_SQL_NULL if value is None and name in _JSON_ITEM_COLUMNS else value] * n
     return columns
 
 
@@ -823,15 +837,7 @@ def _write_block(engine: Engine, source: str, block: _Block, summary: IngestSumm
         _write_chunk(engine, source, [block.row(i) for i in positions], [block.record(i) for i in positions], [],
                      summary)
         return
-    position: dict[str, int] = {}
-
-    def at(item_id: str) -> int:
-        if not position:
-            position.update((item_id, i) for i, item_id in enumerate(block.ids))
-        return position[item_id]
-
-    _store_chunk(engine, source, _block_columns(block), lambda item_id: block.row(at(item_id)),
-                 lambda item_id: block.record(at(item_id)), [], [], summary)
+    _store_chunk(engine, source, _block_columns(block), block.row_of, block.record_of, [], [], summary)
 
 
 def _store_chunk(
