@@ -52,15 +52,21 @@ DatabaseOption = typer.Option(None, "--database-url",
 @contextmanager
 def prefect_quietly() -> Iterator[None]:
     """The Prefect API for this command (`PREFECT_API_URL`, or a temporary server that ends when the command
-    ends, however it ends: `flows.prefect_server`), without the 1 s per-flow heartbeat. The server starts before
-    the heartbeat setting changes: it takes the settings in force, and that one cannot be written to its
-    environment."""
+    ends, however it ends: `flows.prefect_server`), without the 1 s per-flow heartbeat, and one API client for
+    every flow the command runs. The server starts before the heartbeat setting changes: it takes the settings in
+    force, and that one cannot be written to its environment.
+
+    Prefect opens a client per top-level flow run unless one is open already, and each new client loads the
+    certificate store into a TLS context (even for a plain-HTTP API) and opens a new connection: about half of an
+    empty flow run's 0.15 s on this project's machine. A command that runs several flows (the demo, a benchmark)
+    pays that once."""
+    from prefect.context import SyncClientContext
     from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
 
     from flows.prefect_server import temporary_api
 
     with temporary_api():
-        with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
+        with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}), SyncClientContext.get_or_create():
             yield
 
 

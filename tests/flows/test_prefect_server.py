@@ -103,3 +103,25 @@ def test_a_set_api_url_is_used_and_no_server_is_started(monkeypatch):
     with temporary_settings(updates={PREFECT_API_URL: "http://127.0.0.1:9/api"}):
         with temporary_api() as started:
             assert started is None and not servers_of(os.getpid())
+
+
+def test_the_flows_of_one_command_share_one_api_client(prefect_harness):
+    """Each top-level flow run opened its own client (a TLS context built from the certificate store and a new
+    connection, about half of an empty flow run's time): a command's flows now go through one."""
+    from prefect import flow
+    from prefect.client.orchestration import get_client
+
+    from flows.cli import prefect_quietly
+
+    clients = []
+
+    @flow
+    def client_of_a_run() -> None:
+        clients.append(get_client(sync_client=True))
+
+    with prefect_quietly():
+        client_of_a_run()
+        client_of_a_run()
+    client_of_a_run()  # outside a command, a flow run still opens (and closes) its own
+    assert clients[0] is clients[1]
+    assert clients[2] is not clients[0]
