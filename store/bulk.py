@@ -11,6 +11,8 @@ import threading
 from collections import defaultdict
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from itertools import compress, pairwise
+from operator import itemgetter, ne
 from typing import Any, cast
 
 from sqlalchemy import ARRAY, JSON, Connection, Float, Table, any_, bindparam, func, literal_column, null, select, update
@@ -222,6 +224,24 @@ def driver_rows(conn: Connection, statement: Any, parameters: Mapping[str, Any] 
         return list(cursor.fetchall())
     finally:
         result.close()
+
+
+def columns_of(rows: Sequence[Sequence[Any]], width: int) -> list[list[Any]]:
+    """`rows` (each `width` values long) as `width` columns, a list each: one pass in C per column, where
+    transposing with ``zip(*rows)`` cost about twice as much (0.08 s against 0.18-0.21 s for 200,000 rows of ten)."""
+    return [list(map(itemgetter(i), rows)) for i in range(width)]
+
+
+def runs(*keys: Sequence[Any]) -> list[tuple[tuple[Any, ...], int, int]]:
+    """The runs of consecutive positions where every one of the equally long `keys` columns holds the same value:
+    ``(key values, start, stop)`` in order. Rows read in key order (``ORDER BY``) come out as one run per key,
+    whatever order the database's collation gives them. The comparisons run in C, a column at a time."""
+    n = len(keys[0]) if keys else 0
+    if not n:
+        return []
+    starts = sorted(set().union(*(compress(range(1, n), map(ne, column[1:], column[:-1])) for column in keys)))
+    bounds = [0, *starts, n]
+    return [(tuple(column[start] for column in keys), start, stop) for start, stop in pairwise(bounds)]
 
 
 def json_reader(conn: Connection) -> Callable[[Any], Any]:

@@ -6,14 +6,12 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from itertools import groupby
-from operator import itemgetter
 from typing import Any, NamedTuple
 
 import numpy as np
 from sqlalchemy import Connection, Engine, String, and_, bindparam, case, func, literal, null, or_, select, union_all
 
-from store.bulk import LOOKUP_CHUNK, chunked, driver_rows, existing_keys, json_reader
+from store.bulk import LOOKUP_CHUNK, chunked, columns_of, driver_rows, existing_keys, json_reader, runs
 from store.decision_batches import full_decisions
 from store.models import Item, ItemStateRow, Prediction, RoutingBatch, RoutingDecision, ThresholdEvidence
 from store.passthrough import UPSTREAM_MODEL
@@ -183,15 +181,16 @@ def read_scored_groups(engine: Engine, segments: Sequence[str], model_version: s
     with engine.connect() as conn:
         decode = json_reader(conn)
         for part in chunked(sorted(set(segments)), SEGMENT_CHUNK):
-            read = [(segment, version, list(zip(*members))) for (segment, version), members in groupby(
-                driver_rows(conn, query, {"segments": list(part)}), key=itemgetter(0, 1))]
-            routes = _decision_routes(conn, [d for _, _, columns in read for d in columns[-1] if d is not None])
-            for segment, version, (_, _, ids, confidence, labels, kinds, texts, metadata, features, decided) in read:
+            segment_of, version_of, ids, confidence, labels, kinds, texts, metadata, features, decided = columns_of(
+                driver_rows(conn, query, {"segments": list(part)}), 10)
+            routes = _decision_routes(conn, [d for d in decided if d is not None])
+            for (segment, version), start, stop in runs(segment_of, version_of):
+                at = slice(start, stop)
                 groups.append(ScoredGroup(
-                    segment, version, list(ids), np.array(confidence, dtype=float), list(labels),
-                    list(map(str, kinds)),
-                    RiskInputs(list(texts), _decoded(metadata, decode), _decoded(features, decode),
-                               [segment] * len(ids)), _previous(decided, routes)))
+                    segment, version, ids[at], np.array(confidence[at], dtype=float), labels[at],
+                    list(map(str, kinds[at])),
+                    RiskInputs(texts[at], _decoded(metadata[at], decode), _decoded(features[at], decode),
+                               [segment] * (stop - start)), _previous(decided[at], routes)))
     return groups
 
 

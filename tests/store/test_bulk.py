@@ -136,3 +136,22 @@ def test_the_cycle_collector_resumes_when_the_last_bulk_step_ends_and_stays_off_
         assert not gc.isenabled()
     finally:
         gc.enable()
+
+
+def test_runs_are_the_groups_of_consecutive_equal_keys() -> None:
+    import random
+    from itertools import groupby
+
+    rng = random.Random(7)
+    for _ in range(200):
+        n = rng.randrange(0, 40)
+        segments = sorted(rng.choice(["a", "b", "é", "Z", ""]) for _ in range(n))
+        versions = [rng.choice(["m1", "m2", None]) for _ in range(n)]
+        expected, start = [], 0
+        for key, members in groupby(zip(segments, versions)):
+            stop = start + len(list(members))
+            expected.append((key, start, stop))
+            start = stop
+        assert bulk.runs(segments, versions) == expected
+        assert bulk.columns_of(list(zip(segments, versions)), 2) == [segments, versions]
+    assert bulk.runs() == [] and bulk.runs([]) == [] and bulk.columns_of([], 3) == [[], [], []]
