@@ -91,7 +91,9 @@ class ItemStateRow(_Table, table=True):
     decisions need no index of their own."""
 
     __tablename__ = "item_states"
-    __table_args__ = (Index("ix_item_states_state_segment", "state", "segment"), {"sqlite_with_rowid": False})
+    # the index holds every column route's and select's reads take of a state row (migration 0022)
+    __table_args__ = (Index("ix_item_states_state_segment", "state", "segment", "item_id", "decision_id"),
+                      {"sqlite_with_rowid": False})
 
     item_id: Mapped[str] = Field(primary_key=True, max_length=512, foreign_key="items.id")
     state: Mapped[str] = Field(default=ItemState.received, max_length=32)

@@ -52,7 +52,8 @@ def test_each_item_keeps_its_state_in_a_row_of_its_own(database_url) -> None:
     assert labels == 1  # the rebuilt items table keeps what points at it
     inspector = inspect(engine)
     assert {c["name"] for c in inspector.get_columns("items")}.isdisjoint({"state", "updated_at"})
-    assert {tuple(i["column_names"]) for i in inspector.get_indexes("item_states")} == {("state", "segment")}
+    assert {tuple(i["column_names"]) for i in inspector.get_indexes("item_states")} == {
+        ("state", "segment", "item_id", "decision_id")}  # 0019's (state, segment), widened by 0022
     assert "ix_items_state_segment" not in {i["name"] for i in inspector.get_indexes("items")}
 
 
