@@ -155,3 +155,22 @@ def test_runs_are_the_groups_of_consecutive_equal_keys() -> None:
         assert bulk.runs(segments, versions) == expected
         assert bulk.columns_of(list(zip(segments, versions)), 2) == [segments, versions]
     assert bulk.runs() == [] and bulk.runs([]) == [] and bulk.columns_of([], 3) == [[], [], []]
+
+
+def test_a_column_of_nones_is_stored_as_null_beside_bound_columns(engine):
+    """On SQLite a column that is None in every row is written as a NULL in the statement, not bound row by row;
+    what is stored is the same as binding them: NULLs where None was given, values where they were."""
+    now = utcnow()
+    columns = {"id": ["a", "b", "c"], "segment": ["s", "s", "t"], "text": ["ta", None, "tc"],
+               "upstream_confidence": [None, None, None], "upstream_prediction": [None, None, None],
+               "metadata": [None, None, None], "received_at": [now, now, now]}
+    with engine.begin() as conn:
+        assert bulk.insert_ignore_columns(conn, ITEMS, columns, encoded_json=("metadata",)) == 3
+        assert bulk.insert_ignore_columns(conn, ITEMS, {"id": ["a", "d"], "segment": ["x", "s"], "text": [None, None],
+                                                        "received_at": [now, now]}) == 1  # a: kept as it was
+    with engine.connect() as conn:
+        rows = [tuple(row) for row in conn.execute(select(
+            ITEMS.c.id, ITEMS.c.segment, ITEMS.c.text, ITEMS.c.upstream_confidence, ITEMS.c.upstream_prediction,
+            ITEMS.c.metadata).order_by(ITEMS.c.id))]
+    assert rows == [("a", "s", "ta", None, None, None), ("b", "s", None, None, None, None),
+                    ("c", "t", "tc", None, None, None), ("d", "s", None, None, None, None)]
