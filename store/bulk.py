@@ -159,8 +159,8 @@ def _null_columns(values: Sequence[Sequence[Any]]) -> set[int]:
 
 
 def _all_none(column: Sequence[Any]) -> bool:
-    if isinstance(column, (list, tuple)):
-        return column.count(None) == len(column)
+    if isinstance(column, (list, tuple)):  # most columns are told by their first value, before any count
+        return column[0] is None and column.count(None) == len(column)
     return all(value is None for value in column)
 
 
