@@ -39,11 +39,21 @@ def _free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+# Services that write the temporary server's own SQLite database while the command's next flow run is created:
+# after a flow of 100 tasks, creating the next run met a locked database (503) and Prefect's client waited 2 s to
+# ask again in 12 of 15 tries; with both off, in none (`bench/bench_flow_stall.py`). What they record (events, and
+# task runs made from them) is read by nobody: the server ends with its command. A value set in the environment
+# wins.
+QUIET_SERVICES = {"PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_ENABLED": "false",
+                  "PREFECT_SERVER_SERVICES_EVENT_PERSISTER_ENABLED": "false"}
+
+
 def _server_environment() -> dict[str, str]:
-    """What Prefect gives its own temporary server: the settings in force, the UI off, ephemeral mode."""
+    """What Prefect gives its own temporary server: the settings in force, the UI off, ephemeral mode, and the
+    services that would write its database behind the command's back off (`QUIET_SERVICES`)."""
     from prefect.settings import get_current_settings
 
-    return {**os.environ, **get_current_settings().to_environment_variables(exclude_unset=True),
+    return {**QUIET_SERVICES, **os.environ, **get_current_settings().to_environment_variables(exclude_unset=True),
             "PREFECT_UI_ENABLED": "0", "PREFECT__SERVER_EPHEMERAL": "1", "PREFECT__SERVER_FINAL": "1"}
 
 

@@ -125,3 +125,17 @@ def test_the_flows_of_one_command_share_one_api_client(prefect_harness):
     client_of_a_run()  # outside a command, a flow run still opens (and closes) its own
     assert clients[0] is clients[1]
     assert clients[2] is not clients[0]
+
+
+def test_the_temporary_server_runs_without_the_services_that_write_its_database_behind_the_command(monkeypatch):
+    """Its event persister and task-run recorder made the next flow run's creation meet a locked database (503,
+    and a 2 s wait in Prefect's client) after a flow of many tasks: they are off on the temporary server, unless
+    the environment says otherwise."""
+    from flows.prefect_server import QUIET_SERVICES, _server_environment
+
+    for name in QUIET_SERVICES:
+        monkeypatch.delenv(name, raising=False)
+    environment = _server_environment()
+    assert {name: environment[name] for name in QUIET_SERVICES} == {name: "false" for name in QUIET_SERVICES}
+    monkeypatch.setenv("PREFECT_SERVER_SERVICES_EVENT_PERSISTER_ENABLED", "true")
+    assert _server_environment()["PREFECT_SERVER_SERVICES_EVENT_PERSISTER_ENABLED"] == "true"
