@@ -40,10 +40,10 @@ def _free_port() -> int:
 
 
 # Services that write the temporary server's own SQLite database while the command's next flow run is created:
-# after a flow of 100 tasks, creating the next run met a locked database (503) and Prefect's client waited 2 s to
-# ask again in 12 of 15 tries; with both off, in none (`bench/bench_flow_stall.py`). What they record (events, and
-# task runs made from them) is read by nobody: the server ends with its command. A value set in the environment
-# wins.
+# after a flow of 100 tasks, creating the next run met a locked database (503) and Prefect's client waited 2 s or
+# more to ask again in 15 of 15 rounds; with both off, in none (`bench/bench_flow_stall.py`). What they record
+# (events, and task runs made from them) is read by nobody: the server ends with its command. A value set in the
+# environment wins.
 QUIET_SERVICES = {"PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_ENABLED": "false",
                   "PREFECT_SERVER_SERVICES_EVENT_PERSISTER_ENABLED": "false"}
 

@@ -39,7 +39,7 @@ from services.backlog import backlog_certificate
 from services.certify import Labelled, certifying_labels, derived_threshold, merge_labelled
 from services.guard import check_live_guards
 from store.budget import spent_this_window
-from store.bulk import collector_paused
+from store.bulk import all_none, collector_paused
 from store.calibrations import latest_calibrations
 from store.db import refresh_statistics, write_transaction
 from store.guarantees import write_threshold_evidence
@@ -257,7 +257,7 @@ def decide_group(engine: Engine, group_items: ScoredGroup, cycle: int | None, co
     threshold, evidence = _certified(engine, context, model_version, group, segment_policy, calibrator, report_row)
     halted = context.halted.get(segment) == model_version
     earlier = group_items.previous
-    fresh = earlier.count(None) == len(earlier)  # no item was routed before: fresh traffic
+    fresh = all_none(earlier)  # no item was routed before: fresh traffic
     rerouted = np.zeros(len(earlier), dtype=bool) if fresh else \
         np.array([e is not None and e[1] in PEOPLE_ROUTES for e in earlier], dtype=bool)
     backlog, backlog_row = backlog_thresholds(engine, segment, model_version, segment_policy, earlier, rerouted,

@@ -11,7 +11,9 @@ from typing import Any, NamedTuple
 import numpy as np
 from sqlalchemy import Connection, Engine, String, and_, bindparam, case, func, literal, null, or_, select, union_all
 
-from store.bulk import LOOKUP_CHUNK, chunked, columns_of, driver_rows, existing_keys, json_reader, runs
+from store.bulk import (
+    LOOKUP_CHUNK, all_none, chunked, columns_of, driver_rows, existing_keys, json_reader, runs,
+)
 from store.decision_batches import full_decisions
 from store.models import Item, ItemStateRow, Prediction, RoutingBatch, RoutingDecision, ThresholdEvidence
 from store.passthrough import UPSTREAM_MODEL
@@ -197,14 +199,14 @@ def read_scored_groups(engine: Engine, segments: Sequence[str], model_version: s
 def _decoded(values: Sequence[Any], decode: Callable[[Any], Any]) -> list[Any]:
     """Each of a read's JSON `values` decoded (`decode`: see ``store.bulk.json_reader``); a column with no value at
     all (passthrough items have no feature vector, most items no metadata) is not decoded value by value."""
-    if values.count(None) == len(values):
+    if all_none(values):
         return list(values)
     return [decode(value) for value in values]
 
 
 def _previous(decided: Sequence[int | None], routes: Mapping[int, str]) -> list[tuple[int, str] | None]:
     """(decision id, route) of each item's latest earlier decision id in `decided`, None for none."""
-    if decided.count(None) == len(decided):  # fresh traffic: no item was decided before
+    if all_none(decided):  # fresh traffic: no item was decided before
         return [None] * len(decided)
     return [None if d is None else (d, routes[d]) for d in decided]
 

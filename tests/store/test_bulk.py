@@ -174,3 +174,8 @@ def test_a_column_of_nones_is_stored_as_null_beside_bound_columns(engine):
             ITEMS.c.metadata).order_by(ITEMS.c.id))]
     assert rows == [("a", "s", "ta", None, None, None), ("b", "s", None, None, None, None),
                     ("c", "t", "tc", None, None, None), ("d", "s", None, None, None, None)]
+
+
+def test_all_none_tells_a_column_with_nothing_in_it() -> None:
+    assert bulk.all_none([]) and bulk.all_none([None, None]) and bulk.all_none((None,)) and bulk.all_none(iter([]))
+    assert not bulk.all_none([None, "a"]) and not bulk.all_none(["a", None]) and not bulk.all_none(iter([None, 0]))
